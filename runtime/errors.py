@@ -1,0 +1,59 @@
+"""Errors the runtime raises, each carrying the HTTP status it maps to.
+
+One base class, one handler (see ``runtime.app``): every error a client can cause is a
+``RuntimeErrorWithStatus`` subclass whose message names the problem (which input, what was
+expected, what arrived). Anything else that escapes a handler is a bug and answers 500.
+
+    InferenceServerError (status 500)
+    ├── BadRequest            400  malformed body, unknown/missing input, wrong shape/dtype, NaN
+    ├── NotFound              404  unknown model or version
+    ├── PayloadTooLarge       413  body over the configured limit
+    ├── UnsupportedMediaType  415  a content type the endpoint does not take
+    ├── ModelNotReady         503  known model whose version is loading or failed to load
+    └── BackendUnavailable    500  a framework or ``java`` is missing (names what to install)
+"""
+
+from __future__ import annotations
+
+
+class InferenceServerError(Exception):
+    """Base of every error the runtime reports to a client."""
+
+    status_code = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(InferenceServerError):
+    status_code = 400
+
+
+class NotFound(InferenceServerError):
+    status_code = 404
+
+
+class PayloadTooLarge(InferenceServerError):
+    status_code = 413
+
+
+class UnsupportedMediaType(InferenceServerError):
+    status_code = 415
+
+
+class ModelNotReady(InferenceServerError):
+    status_code = 503
+
+
+class BackendUnavailable(InferenceServerError):
+    """A backend's framework (or the JVM for PMML) is not installed."""
+
+    status_code = 500
+
+    @classmethod
+    def missing_module(cls, module: str, extra: str) -> BackendUnavailable:
+        return cls(
+            f"the Python module '{module}' is not installed; "
+            f"install it with: pip install 'driftgate[{extra}]'"
+        )
