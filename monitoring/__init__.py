@@ -1,0 +1,1 @@
+"""Metrics, tracing and (later) the prediction-log store. Imports no ML framework."""

@@ -1,0 +1,145 @@
+"""OpenTelemetry set-up and the server-span middleware shared by runtime and gateway.
+
+``build_tracer_provider`` makes one provider per process (or per app in tests):
+- an explicit ``span_exporter`` (tests pass ``InMemorySpanExporter``) is used as is;
+- otherwise OTLP over http/protobuf when the standard ``OTEL_EXPORTER_OTLP_ENDPOINT`` /
+  ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` or ``OTEL_TRACES_EXPORTER=otlp`` is set;
+- otherwise no exporter: spans (and their trace ids, used for exemplars and logs) still
+  exist, they just go nowhere.
+
+``ServerSpanMiddleware`` is a plain ASGI middleware that continues an incoming W3C
+``traceparent`` and records a SERVER span with the stable HTTP semantic conventions
+(``http.request.method``, ``url.path``, ``http.route``, ``http.response.status_code``...).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.trace import SpanKind, Status, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+ASGIApp = Any
+
+
+def build_tracer_provider(
+    service_name: str, span_exporter: SpanExporter | None = None
+) -> TracerProvider:
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    if span_exporter is not None:
+        provider.add_span_processor(SimpleSpanProcessor(span_exporter))
+    elif _otlp_requested():
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    return provider
+
+
+def _otlp_requested() -> bool:
+    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    exporter = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    if exporter:
+        return "otlp" in exporter.split(",")
+    return bool(
+        os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+        or os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    )
+
+
+def current_trace_id() -> int | None:
+    """The trace id of the active span, or ``None`` outside a sampled span."""
+    span_context = trace.get_current_span().get_span_context()
+    return (
+        span_context.trace_id
+        if span_context.is_valid and span_context.trace_flags.sampled
+        else None
+    )
+
+
+class ServerSpanMiddleware:
+    """ASGI middleware: one SERVER span per HTTP request, continuing ``traceparent``."""
+
+    def __init__(self, app: ASGIApp, tracer: trace.Tracer, skip_paths: frozenset[str]) -> None:
+        self.app = app
+        self.tracer = tracer
+        self.skip_paths = skip_paths
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip_paths:
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
+        }
+        parent = _PROPAGATOR.extract(carrier)
+        method = scope["method"]
+        attributes: dict[str, Any] = {
+            "http.request.method": method,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+        }
+        if server := scope.get("server"):
+            attributes["server.address"], attributes["server.port"] = server[0], server[1]
+        if client := scope.get("client"):
+            attributes["client.address"] = client[0]
+        if agent := carrier.get("user-agent"):
+            attributes["user_agent.original"] = agent
+        status_holder: dict[str, int] = {}
+
+        async def send_with_status(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["code"] = message["status"]
+            await send(message)
+
+        token = otel_context.attach(parent)
+        try:
+            with self.tracer.start_as_current_span(
+                method, kind=SpanKind.SERVER, attributes=attributes
+            ) as span:
+                try:
+                    await self.app(scope, receive, send_with_status)
+                finally:
+                    route = _route_template(scope)
+                    if route:
+                        span.set_attribute("http.route", route)
+                        span.update_name(f"{method} {route}")
+                    code = status_holder.get("code", 500)
+                    span.set_attribute("http.response.status_code", code)
+                    if code >= 500:
+                        span.set_attribute("error.type", str(code))
+                        span.set_status(Status(StatusCode.ERROR))
+        finally:
+            otel_context.detach(token)
+
+
+def _route_template(scope: dict[str, Any]) -> str | None:
+    handler = scope.get("route_handler")
+    paths = getattr(handler, "paths", None)
+    if paths:
+        # Litestar writes path parameters as {name:type}; semconv wants the bare template.
+        path = sorted(paths)[0]
+        return _strip_param_types(path)
+    return None
+
+
+def _strip_param_types(path: str) -> str:
+    out, depth, skipping = [], 0, False
+    for char in path:
+        if char == "{":
+            depth, skipping = depth + 1, False
+        elif char == "}":
+            depth, skipping = depth - 1, False
+        elif char == ":" and depth:
+            skipping = True
+            continue
+        if not skipping:
+            out.append(char)
+    return "".join(out)

@@ -1,0 +1,313 @@
+"""The model repository: which versions of which models are loaded, and their state.
+
+Layout (Triton / TF Serving)::
+
+    <root>/<model>/config.yaml          optional, see runtime.config
+    <root>/<model>/<version>/<artefact>  numeric version folders
+
+``scan()`` reconciles memory with disk and is safe to call repeatedly (a poller thread
+calls it every few seconds): versions the policy wants are loaded; a version no longer
+wanted is unloaded only once every wanted version is ready, so a new version that fails
+to load never takes the old one down (availability-preserving, as TF Serving does).
+A failed version is retried when its folder's contents change (a copy that was still in
+progress, a fixed artefact). One broken model never affects another.
+
+Versions on disk are treated as immutable: replace a version by adding a new number.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from monitoring.metrics import RuntimeMetrics
+from runtime.backends import artefact_for_format, create_backend, detect_format
+from runtime.backends.base import ModelBackend
+from runtime.config import (
+    ConfigError,
+    ModelConfig,
+    load_model_config,
+    select_versions,
+    version_folders,
+)
+from runtime.errors import ModelNotReady, NotFound
+from runtime.tensors import ModelMetadata
+
+log = logging.getLogger("driftgate.runtime.repository")
+
+
+class VersionState(StrEnum):
+    LOADING = "LOADING"
+    READY = "READY"
+    FAILED = "UNAVAILABLE"  # Triton's repository-index word for "could not load"
+
+
+@dataclass
+class ModelVersion:
+    """One version of one model as the repository holds it."""
+
+    model: str
+    version: int
+    path: Path
+    state: VersionState = VersionState.LOADING
+    format: str | None = None
+    error: str | None = None
+    backend: ModelBackend | None = None
+    metadata: ModelMetadata | None = None
+    fingerprint: float = 0.0
+    loaded_at: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is VersionState.READY
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    config: ModelConfig = field(default_factory=ModelConfig)
+    config_error: str | None = None
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    wanted: list[int] = field(default_factory=list)
+
+    def default_version(self) -> ModelVersion | None:
+        """Highest ready wanted version; else the highest ready one still loaded."""
+        for pool in (self.wanted, sorted(self.versions)):
+            for number in reversed(pool):
+                candidate = self.versions.get(number)
+                if candidate is not None and candidate.ready:
+                    return candidate
+        return None
+
+
+class ModelRepository:
+    def __init__(self, root: Path, metrics: RuntimeMetrics | None = None) -> None:
+        self.root = root
+        self.metrics = metrics
+        self._models: dict[str, ModelEntry] = {}
+        self._lock = threading.RLock()
+        self._scan_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._poller: threading.Thread | None = None
+        self.initial_scan_done = threading.Event()
+
+    # -- reading -------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._models)
+
+    def entry(self, name: str) -> ModelEntry:
+        with self._lock:
+            found = self._models.get(name)
+        if found is None:
+            raise NotFound(
+                f"unknown model '{name}'; served models: {', '.join(self.names()) or 'none'}"
+            )
+        return found
+
+    def resolve(self, name: str, version: str | None = None) -> ModelVersion:
+        """The model version to serve: by number, by label, or the default when ``None``.
+
+        Raises ``NotFound`` for an unknown model/version/label and ``ModelNotReady`` for a
+        version that is loading or failed (the message carries the load error).
+        """
+        found = self.entry(name)
+        if version is None or version == "":
+            default = found.default_version()
+            if default is None:
+                raise ModelNotReady(self._not_ready_message(found))
+            return default
+        number = self._version_number(found, version)
+        model_version = found.versions.get(number)
+        if model_version is None:
+            on_disk = ", ".join(str(v) for v in sorted(found.versions)) or "none"
+            raise NotFound(f"model '{name}' has no version {version} (loaded versions: {on_disk})")
+        if not model_version.ready:
+            detail = f": {model_version.error}" if model_version.error else ""
+            raise ModelNotReady(
+                f"model '{name}' version {number} is {model_version.state.value.lower()}{detail}"
+            )
+        return model_version
+
+    @staticmethod
+    def _version_number(found: ModelEntry, version: str) -> int:
+        if version.isdigit():
+            return int(version)
+        if version in found.config.labels:
+            return found.config.labels[version]
+        labels = ", ".join(sorted(found.config.labels)) or "none"
+        raise NotFound(
+            f"model '{found.name}' has no version or label '{version}' (labels: {labels})"
+        )
+
+    @staticmethod
+    def _not_ready_message(found: ModelEntry) -> str:
+        if found.config_error:
+            return f"model '{found.name}' is not ready: {found.config_error}"
+        errors = [f"version {v.version}: {v.error}" for v in found.versions.values() if v.error]
+        if errors:
+            return f"model '{found.name}' is not ready: " + "; ".join(errors)
+        return f"model '{found.name}' is loading"
+
+    def all_versions(self) -> Iterator[ModelVersion]:
+        with self._lock:
+            entries = list(self._models.values())
+        for found in entries:
+            yield from sorted(found.versions.values(), key=lambda v: v.version)
+
+    def is_ready(self) -> bool:
+        """Server readiness: the first scan finished (failed models do not block it)."""
+        return self.initial_scan_done.is_set()
+
+    # -- reconciling with disk -----------------------------------------------------------
+
+    def scan(self) -> None:
+        """Load what the policies want, unload what they no longer want."""
+        with self._scan_lock:
+            on_disk = {p.name for p in self._model_dirs()}
+            for name in sorted(on_disk):
+                self._reconcile_model(self.root / name)
+            for gone in set(self.names()) - on_disk:
+                self._remove_model(gone)
+        self.initial_scan_done.set()
+
+    def _model_dirs(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+
+    def _reconcile_model(self, model_dir: Path) -> None:
+        name = model_dir.name
+        with self._lock:
+            found = self._models.setdefault(name, ModelEntry(name=name))
+        try:
+            config = load_model_config(model_dir)
+            found.config, found.config_error = config, None
+        except ConfigError as exc:
+            if found.config_error != str(exc):
+                log.error("model %s: %s", name, exc)
+            found.config_error = str(exc)
+            return  # keep whatever already serves; nothing new loads with a broken config
+        wanted = select_versions(config.version_policy, version_folders(model_dir))
+        found.wanted = wanted
+        for number in wanted:
+            self._ensure_loaded(found, model_dir / str(number), number)
+        if all(found.versions[n].ready for n in wanted if n in found.versions):
+            for number in [n for n in found.versions if n not in wanted]:
+                self._unload(found, number)
+        else:  # a wanted version is not ready: unload only versions whose folder vanished
+            for number in [n for n in found.versions if n not in wanted]:
+                if not (model_dir / str(number)).is_dir():
+                    self._unload(found, number)
+
+    def _ensure_loaded(self, found: ModelEntry, path: Path, number: int) -> None:
+        current = found.versions.get(number)
+        fingerprint = _fingerprint(path)
+        if current is not None and (current.ready or current.fingerprint == fingerprint):
+            return
+        candidate = ModelVersion(
+            model=found.name, version=number, path=path, fingerprint=fingerprint
+        )
+        with self._lock:
+            if current is None:
+                found.versions[number] = candidate
+        self._load(found.config, candidate)
+        with self._lock:
+            found.versions[number] = candidate  # atomic swap for readers
+
+    def _load(self, config: ModelConfig, candidate: ModelVersion) -> None:
+        started = time.perf_counter()
+        try:
+            if config.format:
+                fmt, artefact = config.format, artefact_for_format(candidate.path, config.format)
+            else:
+                fmt, artefact = detect_format(candidate.path)
+            candidate.format = fmt
+            backend = create_backend(fmt, config.backend_options())
+            backend.load(artefact)
+            candidate.metadata = backend.metadata()
+            candidate.backend = backend
+        except Exception as exc:  # a broken artefact must never take the process down
+            candidate.state, candidate.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"
+            log.error(
+                "model %s version %s failed to load: %s",
+                candidate.model,
+                candidate.version,
+                candidate.error,
+            )
+            self._count_load(candidate, "failure", started)
+            return
+        candidate.state, candidate.error = VersionState.READY, None
+        candidate.loaded_at = time.time()
+        log.info(
+            "model %s version %s loaded (%s) in %.2fs",
+            candidate.model,
+            candidate.version,
+            candidate.format,
+            time.perf_counter() - started,
+        )
+        self._count_load(candidate, "success", started)
+
+    def _count_load(self, candidate: ModelVersion, outcome: str, started: float) -> None:
+        if self.metrics is None:
+            return
+        fmt = candidate.format or "unknown"
+        self.metrics.model_loads.labels(candidate.model, fmt, outcome).inc()
+        self.metrics.model_load_duration.labels(candidate.model, fmt).observe(
+            time.perf_counter() - started
+        )
+
+    def _unload(self, found: ModelEntry, number: int) -> None:
+        with self._lock:
+            gone = found.versions.pop(number, None)
+        if gone is not None and gone.backend is not None:
+            log.info("model %s version %s unloaded", found.name, number)
+            gone.backend.unload()
+
+    def _remove_model(self, name: str) -> None:
+        with self._lock:
+            found = self._models.pop(name, None)
+        if found is not None:
+            for version in found.versions.values():
+                if version.backend is not None:
+                    version.backend.unload()
+            log.info("model %s removed from the repository", name)
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start_polling(self, interval_s: float) -> None:
+        """Re-scan every ``interval_s`` seconds in a daemon thread (0 disables)."""
+        if interval_s <= 0 or self._poller is not None:
+            return
+
+        def poll() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.scan()
+                except Exception:
+                    log.exception("repository scan failed")
+
+        self._poller = threading.Thread(target=poll, name="repository-poller", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join(timeout=5)
+        for name in self.names():
+            self._remove_model(name)
+
+
+def _fingerprint(path: Path) -> float:
+    """Latest modification time under a version folder: changes when files are added."""
+    try:
+        stamps = [path.stat().st_mtime] + [p.stat().st_mtime for p in path.rglob("*")]
+    except OSError:
+        return 0.0
+    return max(stamps)

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import runtime.backends
+from runtime.errors import ModelNotReady, NotFound
+from runtime.repository import ModelRepository, VersionState
+
+
+@pytest.fixture(autouse=True)
+def scale_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(runtime.backends.FORMATS, "scale", "tests.runtime.fakes:ScaleBackend")
+
+
+def add_version(root: Path, model: str, version: int, content: str, config: str = "") -> Path:
+    model_dir = root / model
+    (model_dir / str(version)).mkdir(parents=True, exist_ok=True)
+    (model_dir / "config.yaml").write_text(config or "format: scale\n")
+    artefact = model_dir / str(version) / "factor.txt"
+    artefact.write_text(content)
+    return artefact
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Iterator[ModelRepository]:
+    repo = ModelRepository(tmp_path)
+    yield repo
+    repo.close()
+
+
+def test_latest_version_serves_by_default_and_every_loaded_version_is_addressable(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "double", 1, "2", "format: scale\nversion_policy: all\n")
+    add_version(tmp_path, "double", 2, "3", "format: scale\nversion_policy: all\n")
+    repository.scan()
+    assert repository.resolve("double").version == 2
+    assert repository.resolve("double", "1").version == 1
+
+
+def test_labels_resolve_to_versions(tmp_path: Path, repository: ModelRepository) -> None:
+    config = "format: scale\nversion_policy: all\nlabels: {stable: 1, canary: 2}\n"
+    add_version(tmp_path, "m", 1, "1", config)
+    add_version(tmp_path, "m", 2, "2", config)
+    repository.scan()
+    assert repository.resolve("m", "stable").version == 1
+    assert repository.resolve("m", "canary").version == 2
+    with pytest.raises(NotFound, match="no version or label 'beta'"):
+        repository.resolve("m", "beta")
+
+
+def test_unknown_model_and_version_are_not_found(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "1")
+    repository.scan()
+    with pytest.raises(NotFound, match="unknown model 'nope'; served models: m"):
+        repository.resolve("nope")
+    with pytest.raises(NotFound, match="model 'm' has no version 7"):
+        repository.resolve("m", "7")
+
+
+def test_new_version_replaces_old_only_once_ready(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "2")
+    repository.scan()
+    first = repository.resolve("m")
+    add_version(tmp_path, "m", 2, "5")
+    repository.scan()
+    assert repository.resolve("m").version == 2
+    assert [v.version for v in repository.all_versions()] == [2]
+    assert first.backend is not None and first.backend.unloaded == 1  # type: ignore[attr-defined]
+
+
+def test_broken_new_version_keeps_the_old_one_serving(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "2")
+    repository.scan()
+    add_version(tmp_path, "m", 2, "broken")
+    repository.scan()
+    assert repository.resolve("m").version == 1
+    with pytest.raises(ModelNotReady, match="version 2 is unavailable: ValueError"):
+        repository.resolve("m", "2")
+    states = {v.version: v.state for v in repository.all_versions()}
+    assert states == {1: VersionState.READY, 2: VersionState.FAILED}
+
+
+def test_failed_version_is_retried_when_its_files_change(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    artefact = add_version(tmp_path, "m", 1, "broken")
+    repository.scan()
+    with pytest.raises(ModelNotReady, match="is not ready: version 1: ValueError"):
+        repository.resolve("m")
+    artefact.write_text("4")
+    import os
+
+    os.utime(artefact, (artefact.stat().st_atime, artefact.stat().st_mtime + 5))
+    repository.scan()
+    assert repository.resolve("m").ready
+
+
+def test_a_broken_model_never_affects_another(tmp_path: Path, repository: ModelRepository) -> None:
+    add_version(tmp_path, "good", 1, "1")
+    add_version(tmp_path, "bad", 1, "broken")
+    (tmp_path / "worse").mkdir()
+    (tmp_path / "worse" / "config.yaml").write_text("format: [")
+    repository.scan()
+    assert repository.resolve("good").ready
+    with pytest.raises(ModelNotReady, match="not valid YAML"):
+        repository.resolve("worse")
+
+
+def test_removed_model_and_version_folders_unload(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    import shutil
+
+    add_version(tmp_path, "m", 1, "1", "format: scale\nversion_policy: all\n")
+    add_version(tmp_path, "m", 2, "1", "format: scale\nversion_policy: all\n")
+    add_version(tmp_path, "other", 1, "1")
+    repository.scan()
+    shutil.rmtree(tmp_path / "m" / "2")
+    shutil.rmtree(tmp_path / "other")
+    repository.scan()
+    assert repository.names() == ["m"]
+    assert [v.version for v in repository.all_versions()] == [1]
