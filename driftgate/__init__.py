@@ -1,0 +1,1 @@
+"""driftgate: the command-line entry point (``driftgate ...``) that ties the packages together."""

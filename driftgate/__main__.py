@@ -1,0 +1,3 @@
+from driftgate.cli import main
+
+raise SystemExit(main())

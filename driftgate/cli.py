@@ -1,0 +1,87 @@
+"""``driftgate`` command line: one sub-command per role.
+
+    driftgate runtime --repository models/ --port 8001   serve a model repository
+    driftgate demo build DIR                             build the demo model repository
+
+Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _quiet_frameworks() -> None:
+    # TensorFlow logs CUDA probing and oneDNN notices at import; neither helps an operator.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
+    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="driftgate", description=__doc__.splitlines()[0])
+    parser.add_argument("--log-level", default=os.environ.get("DRIFTGATE_LOG_LEVEL", "INFO"))
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    runtime = commands.add_parser("runtime", help="serve a model repository over HTTP")
+    runtime.add_argument("--repository", type=Path, required=True, help="model repository root")
+    runtime.add_argument("--host", default="127.0.0.1")
+    runtime.add_argument("--port", type=int, default=8001)
+    runtime.add_argument("--poll-interval", type=float, default=None,
+                         help="seconds between repository scans (default 2; 0 disables)")
+    runtime.set_defaults(handler=_run_runtime)
+
+    demo = commands.add_parser("demo", help="the demo model repository")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    build = demo_commands.add_parser("build", help="build the demo repository into DIR")
+    build.add_argument("directory", type=Path)
+    build.set_defaults(handler=_build_demo)
+    return parser
+
+
+def _run_runtime(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from runtime.app import create_app
+    from runtime.settings import RuntimeSettings
+
+    overrides = {} if args.poll_interval is None else {"poll_interval_s": args.poll_interval}
+    settings = RuntimeSettings(
+        repository=args.repository.resolve(), host=args.host, port=args.port, **overrides
+    )
+    if not settings.repository.is_dir():
+        print(f"driftgate: model repository {settings.repository} is not a folder", file=sys.stderr)
+        return 2
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+    )
+    return 0
+
+
+def _build_demo(args: argparse.Namespace) -> int:
+    from runtime.demo import build_demo_repository
+
+    names = build_demo_repository(args.directory)
+    print(f"built demo repository in {args.directory}: {', '.join(names)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    _quiet_frameworks()
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    result: int = args.handler(args)
+    return result
