@@ -1,0 +1,359 @@
+"""Route policies: what a route answers with, as validated, immutable data.
+
+A route is keyed by the public model name clients call. Its policy says which target answers
+(``primary``, or the arms of a weighted ``split``), what to mirror (``shadow``), what to try
+when the answering target fails (``fallback``), and the retry, timeout and circuit-breaker
+budget. Policies come from ``gateway.yaml`` (``routes:``), from one YAML file per route, or
+from the admin API; all three go through :func:`parse_route`, and :func:`route_to_dict` is
+its inverse (admin ``GET`` and persistence). The reference for every key is
+``docs/routing.md``.
+
+Every struct checks itself in ``__post_init__``, so a ``RoutePolicy`` that exists is valid,
+whether parsed or built in code (``msgspec.structs.replace`` re-checks too). Problems raise
+:class:`PolicyError` naming the field path, e.g.
+``routes.titanic.split.arms[1].weight: must be > 0, got -3``.
+
+Where it sits: policy (data) -> ``gateway.planner.plan_route`` (pure decision per request)
+-> the dispatcher (I/O), which also owns ``gateway.balancer`` and ``gateway.circuit`` state.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+
+import msgspec
+import msgspec.inspect as mi
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME_RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit"
+MAX_RETRIES = 5
+
+
+class PolicyError(ValueError):
+    """A route policy that cannot be used; the message names the field path and the problem."""
+
+
+class _FieldError(PolicyError):
+    """Raised inside ``__post_init__``; ``field`` is relative to the struct being checked."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        super().__init__(f"{field}: {problem}")
+        self.field = field
+        self.problem = problem
+
+
+def _check_name(field: str, value: str, what: str) -> None:
+    if not _NAME.fullmatch(value):
+        raise _FieldError(field, f"{value!r} is not a valid {what} ({_NAME_RULE})")
+
+
+def _check_positive(field: str, value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise _FieldError(field, f"must be > 0, got {value}")
+
+
+class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A model and version on the runtime replicas; ``version=None`` is the runtime default."""
+
+    model: str
+    version: str | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("model", self.model, "model name")
+        if self.version is not None:
+            _check_name("version", self.version, "version")
+
+
+def _show(target: Target) -> str:
+    return f"{target.model} version {target.version or '(default)'}"
+
+
+class Sticky(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Where the split's sticky key comes from; ``name`` is the header or body field."""
+
+    by: Literal["subject", "header", "field", "random"] = "subject"
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.by in ("header", "field"):
+            if not self.name or not self.name.strip():
+                raise _FieldError("name", f"by: {self.by} needs the name of the {self.by} to hash")
+        elif self.name is not None:
+            raise _FieldError("name", f"only used with by: header or field, not by: {self.by}")
+
+
+class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """One arm of a split: its name (response header, metrics label), target and weight."""
+
+    name: str
+    target: Target
+    weight: int
+
+    def __post_init__(self) -> None:
+        _check_name("name", self.name, "arm name")
+        if self.name == "primary":
+            raise _FieldError("name", "'primary' is reserved for routes without a split")
+        if self.weight <= 0:
+            raise _FieldError("weight", f"must be > 0, got {self.weight}")
+
+
+class Split(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Weighted A/B arms; replaces ``primary`` as the answering target."""
+
+    arms: tuple[Arm, ...]
+    sticky: Sticky = Sticky()
+
+    def __post_init__(self) -> None:
+        if not self.arms:
+            raise _FieldError("arms", "a split needs at least one arm")
+        seen: dict[str, int] = {}
+        for index, arm in enumerate(self.arms):
+            if arm.name in seen:
+                raise _FieldError(
+                    f"arms[{index}].name", f"{arm.name!r} is already used by arms[{seen[arm.name]}]"
+                )
+            seen[arm.name] = index
+
+    @property
+    def total_weight(self) -> int:
+        return sum(arm.weight for arm in self.arms)
+
+
+class Compare(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """How a shadow's answer is compared with the answering target's.
+
+    ``class``: the named output is equal; ``numeric``: ``|a - b| <= tolerance`` elementwise.
+    """
+
+    kind: Literal["class", "numeric"]
+    output: str
+    tolerance: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not self.output:
+            raise _FieldError("output", "must name the output to compare")
+        if not (math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise _FieldError("tolerance", f"must be >= 0, got {self.tolerance}")
+        if self.kind == "class" and self.tolerance != 0:
+            raise _FieldError("tolerance", "only applies to kind: numeric")
+
+
+class Shadow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Mirror ``percent`` of requests to ``target`` after answering; never seen by clients."""
+
+    target: Target
+    percent: float = 100.0
+    compare: Compare | None = None
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.percent <= 100):
+            raise _FieldError("percent", f"must be between 0 and 100, got {self.percent}")
+
+
+class CircuitBreakerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Open after ``failures`` consecutive failures; probe again after ``open_s`` seconds."""
+
+    failures: int = 5
+    open_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.failures < 1:
+            raise _FieldError("failures", f"must be >= 1, got {self.failures}")
+        _check_positive("open_s", self.open_s)
+
+
+class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Everything the gateway needs to answer one route. See ``docs/routing.md``."""
+
+    primary: Target
+    split: Split | None = None
+    shadow: tuple[Shadow, ...] = ()
+    fallback: tuple[Target, ...] = ()
+    retries: int = 1
+    per_try_timeout_s: float | None = None
+    timeout_s: float = 15.0
+    circuit_breaker: CircuitBreakerSettings | None = CircuitBreakerSettings()
+
+    @property
+    def answering_targets(self) -> tuple[Target, ...]:
+        """The targets that can answer without a fallback: the split's arms, else primary."""
+        if self.split is None:
+            return (self.primary,)
+        return tuple(arm.target for arm in self.split.arms)
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.retries <= MAX_RETRIES:
+            raise _FieldError("retries", f"must be between 0 and {MAX_RETRIES}, got {self.retries}")
+        _check_positive("timeout_s", self.timeout_s)
+        if self.per_try_timeout_s is not None:
+            _check_positive("per_try_timeout_s", self.per_try_timeout_s)
+            if self.per_try_timeout_s > self.timeout_s:
+                raise _FieldError(
+                    "per_try_timeout_s",
+                    f"must be <= timeout_s ({self.timeout_s}), got {self.per_try_timeout_s}",
+                )
+        answering = self.answering_targets
+        mirrored: list[Target] = []
+        for index, shadow in enumerate(self.shadow):
+            if shadow.target in answering:
+                raise _FieldError(
+                    f"shadow[{index}].target",
+                    f"{_show(shadow.target)} already answers this route; shadow another target",
+                )
+            if shadow.target in mirrored:
+                raise _FieldError(
+                    f"shadow[{index}].target", f"{_show(shadow.target)} is mirrored twice"
+                )
+            mirrored.append(shadow.target)
+        for index, target in enumerate(self.fallback):
+            if target in self.fallback[:index]:
+                raise _FieldError(f"fallback[{index}]", f"{_show(target)} is listed twice")
+            if self.split is None and target == self.primary:
+                raise _FieldError(
+                    f"fallback[{index}]", f"{_show(target)} is the primary; a fallback must differ"
+                )
+
+
+def default_route(model: str) -> RoutePolicy:
+    """The policy of a model with no configured route: its default version, default budgets."""
+    return RoutePolicy(primary=Target(model=model))
+
+
+def parse_route(name: str, raw: object) -> RoutePolicy:
+    """Validate one route's policy (a YAML/JSON mapping); ``primary`` defaults to ``{model: name}``.
+
+    Raises :class:`PolicyError` with a message such as
+    ``routes.titanic.retries: must be between 0 and 5, got 9``.
+    """
+    where = f"routes.{name}"
+    if not _NAME.fullmatch(name):
+        raise PolicyError(f"{where}: {name!r} is not a valid route name ({_NAME_RULE})")
+    if isinstance(raw, dict) and "primary" not in raw:
+        raw = {"primary": {"model": name}, **raw}
+    raw = _versions_as_strings(raw)
+    try:
+        return msgspec.convert(raw, RoutePolicy)
+    except msgspec.ValidationError as exc:
+        raise PolicyError(_explain(exc, raw, where)) from None
+
+
+def parse_routes(raw: object) -> dict[str, RoutePolicy]:
+    """Validate a ``routes:`` mapping of route name to policy (``None`` means no routes)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise PolicyError(
+            f"routes: expected a mapping of route name to policy, got {type(raw).__name__}"
+        )
+    routes: dict[str, RoutePolicy] = {}
+    for name, policy in raw.items():
+        if not isinstance(name, str):
+            raise PolicyError(f"routes: route names must be strings, got {name!r}")
+        routes[name] = parse_route(name, policy)
+    return routes
+
+
+def route_to_dict(policy: RoutePolicy) -> dict[str, Any]:
+    """Plain data for JSON/YAML with every effective value spelled out; ``parse_route`` inverts it.
+
+    Keys whose value is ``None`` and whose default is ``None`` (no split, default version,
+    no per-try timeout, no compare rule) are left out; ``circuit_breaker: null`` (disabled)
+    is kept because its default is enabled.
+    """
+    plain = _to_plain(policy)
+    assert isinstance(plain, dict)
+    return plain
+
+
+def _to_plain(value: object) -> object:
+    if isinstance(value, msgspec.Struct):
+        out: dict[str, object] = {}
+        for field in msgspec.structs.fields(value):
+            item = getattr(value, field.name)
+            if item is None and field.default is None:
+                continue
+            out[field.name] = _to_plain(item)
+        return out
+    if isinstance(value, tuple):
+        return [_to_plain(item) for item in value]
+    return value
+
+
+def _versions_as_strings(raw: object) -> object:
+    """YAML reads ``version: 2`` as an int; targets name versions as strings."""
+    if isinstance(raw, list):
+        return [_versions_as_strings(item) for item in raw]
+    if not isinstance(raw, dict):
+        return raw
+    out = {key: _versions_as_strings(value) for key, value in raw.items()}
+    version = out.get("version")
+    if "model" in out and isinstance(version, int) and not isinstance(version, bool):
+        out["version"] = str(version)
+    return out
+
+
+# ---- msgspec's errors, reworded with the full path, the allowed values and the bad value ----
+
+_SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
+_WORDS = {"int": "an integer", "float": "a number", "str": "a string"}
+_WORDS |= {"object": "a mapping", "array": "a list"}
+
+
+def _explain(exc: msgspec.ValidationError, raw: object, where: str) -> str:
+    message, _, at = str(exc).partition(" - at `")
+    if at.startswith("key` in `"):  # a mapping key that is not a string, e.g. ``1: x``
+        message, at = "keys must be strings", at.removeprefix("key` in `")
+    relative = at.rstrip("`").removeprefix("$")
+    path = where + relative
+    cause = exc.__cause__
+    if isinstance(cause, _FieldError):
+        return f"{path}{'' if cause.field.startswith('[') else '.'}{cause.field}: {cause.problem}"
+    node = _type_at(relative)
+    if match := re.fullmatch(r"Object contains unknown field `(.+)`", message):
+        names = [f.name for f in node.fields] if isinstance(node, mi.StructType) else []
+        return f"{path}: unknown key {match[1]!r}; expected one of {', '.join(names)}"
+    if match := re.fullmatch(r"Object missing required field `(.+)`", message):
+        return f"{path}: missing required key {match[1]!r}"
+    if match := re.fullmatch(r"Invalid enum value (.+)", message):
+        return f"{path}: {match[1]} is not one of {', '.join(getattr(node, 'values', ()))}"
+    if match := re.fullmatch(r"Expected `(.+)`, got `.+`", message):
+        expected = " or ".join(_WORDS.get(t, t) for t in match[1].split(" | "))
+        got = repr(_value_at(raw, relative))
+        return f"{path}: expected {expected}, got {got if len(got) < 60 else got[:56] + '...'}"
+    return f"{path}: {message}"
+
+
+def _segments(path: str) -> list[str | int]:
+    return [name or int(index) for name, index in _SEGMENT.findall(path)]
+
+
+def _unwrap(node: mi.Type) -> mi.Type:
+    """``X | None`` -> ``X``: errors inside an optional section are about ``X``."""
+    if isinstance(node, mi.UnionType):
+        return next(t for t in node.types if not isinstance(t, mi.NoneType))
+    return node
+
+
+def _type_at(path: str) -> mi.Type:
+    node = _unwrap(mi.type_info(RoutePolicy))
+    for segment in _segments(path):
+        if isinstance(segment, int) and isinstance(node, mi.VarTupleType):
+            node = _unwrap(node.item_type)
+        elif isinstance(segment, str) and isinstance(node, mi.StructType):
+            node = _unwrap(next((f.type for f in node.fields if f.name == segment), mi.AnyType()))
+        else:
+            return mi.AnyType()
+    return node
+
+
+def _value_at(raw: object, path: str) -> object:
+    for segment in _segments(path):
+        if isinstance(segment, int) and isinstance(raw, list) and segment < len(raw):
+            raw = raw[segment]
+        elif isinstance(segment, str) and isinstance(raw, dict):
+            raw = raw.get(segment)
+        else:
+            return None
+    return raw
