@@ -1,0 +1,185 @@
+"""Image bodies: format checks, bomb refusal before decoding, and the tensor they become."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from runtime.images import ImageConfig, decode_image
+from runtime.tensors import ModelMetadata, TensorSpec
+
+DIGITS = ImageConfig.from_config(
+    {"input": "image", "width": 8, "height": 8, "color_mode": "grayscale",
+     "scale": 0.0627450980, "offset": 0.0, "invert": False}
+)  # fmt: skip
+NHWC = TensorSpec("image", "FP32", (-1, 8, 8, 1))
+
+
+def encoded(image: Image.Image, fmt: str = "PNG") -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def gray(value: int, size: tuple[int, int] = (16, 16)) -> bytes:
+    return encoded(Image.new("L", size, value))
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A real 1x1 PNG whose IHDR says ``width`` x ``height`` (CRC fixed, so it parses)."""
+    body = bytearray(gray(0, (1, 1)))
+    assert body[12:16] == b"IHDR"
+    body[16:24] = struct.pack(">II", width, height)
+    body[29:33] = struct.pack(">I", zlib.crc32(bytes(body[12:29])))
+    return bytes(body)
+
+
+def test_a_png_becomes_a_batch_of_one_scaled_as_configured() -> None:
+    tensor = decode_image(gray(255), "image/png", DIGITS, NHWC)
+    assert tensor.shape == (1, 8, 8, 1) and tensor.dtype == np.float32
+    assert np.allclose(tensor, 255 * 0.0627450980)  # sklearn digits' 0..16 range
+
+
+def test_resizing_keeps_the_picture() -> None:
+    left_dark = np.zeros((32, 32), dtype=np.uint8)
+    left_dark[:, 16:] = 255
+    tensor = decode_image(encoded(Image.fromarray(left_dark)), "image/png", DIGITS, NHWC)
+    assert tensor[0, :, :3, 0].max() < 0.5 and tensor[0, :, 5:, 0].min() > 15.5
+
+
+def test_invert_scale_and_offset() -> None:
+    config = ImageConfig.from_config(
+        {"width": 4, "height": 4, "invert": True, "scale": 0.5, "offset": -1}
+    )
+    spec = TensorSpec("x", "FP64", (-1, 4, 4))
+    tensor = decode_image(gray(55), "image/png", config, spec)
+    assert tensor.shape == (1, 4, 4) and tensor.dtype == np.float64
+    assert np.allclose(tensor, (255 - 55) * 0.5 - 1)
+
+
+@pytest.mark.parametrize(
+    ("color_mode", "shape", "expected"),
+    [
+        ("grayscale", (-1, 64), (1, 64)),
+        ("grayscale", (1, 8, 8), (1, 8, 8)),
+        ("rgb", (-1, 8, 8, 3), (1, 8, 8, 3)),
+        ("rgb", (-1, 3, 8, 8), (1, 3, 8, 8)),
+        ("rgb", (-1, 192), (1, 192)),
+    ],
+)
+def test_layouts(color_mode: str, shape: tuple[int, ...], expected: tuple[int, ...]) -> None:
+    config = ImageConfig.from_config({"width": 8, "height": 8, "color_mode": color_mode})
+    red = encoded(Image.new("RGB", (10, 10), (255, 0, 0)))
+    tensor = decode_image(red, "image/png", config, TensorSpec("x", "FP32", shape))
+    assert tensor.shape == expected
+    if color_mode == "rgb" and shape[1] == 3:
+        assert tensor[0, 0].min() == 255 and tensor[0, 1].max() == 0  # channels first
+
+
+def test_integer_inputs_are_rounded_and_clipped() -> None:
+    config = ImageConfig.from_config({"width": 2, "height": 2, "scale": 2.0})
+    tensor = decode_image(gray(200), "image/png", config, TensorSpec("x", "UINT8", (-1, 2, 2, 1)))
+    assert tensor.dtype == np.uint8 and tensor.max() == 255
+
+
+def test_transparency_is_flattened_onto_white() -> None:
+    clear = encoded(Image.new("RGBA", (8, 8), (0, 0, 0, 0)))
+    assert np.allclose(decode_image(clear, "image/png", DIGITS, NHWC), 16.0)
+
+
+def test_jpeg_bodies_decode_too() -> None:
+    photo = encoded(Image.new("RGB", (640, 480), (128, 128, 128)), "JPEG")
+    tensor = decode_image(photo, "image/jpeg; charset=binary", DIGITS, NHWC)
+    assert tensor.shape == (1, 8, 8, 1) and abs(float(tensor.mean()) - 128 * 0.0627450980) < 0.2
+
+
+def test_unsupported_content_type_names_the_accepted_ones() -> None:
+    with pytest.raises(UnsupportedMediaType) as info:
+        decode_image(gray(0), "image/gif", DIGITS, NHWC)
+    assert info.value.message == (
+        "content type 'image/gif' is not an accepted image type; "
+        "send one of image/png, image/jpeg (or JSON)"
+    )
+
+
+def test_a_jpeg_body_labelled_png_is_refused() -> None:
+    photo = encoded(Image.new("RGB", (4, 4)), "JPEG")
+    with pytest.raises(BadRequest) as info:
+        decode_image(photo, "image/png", DIGITS, NHWC)
+    assert info.value.message == (
+        "the body is not a valid PNG image: it looks like a JPEG image; send it as image/jpeg"
+    )
+
+
+def test_a_body_that_is_no_image_at_all() -> None:
+    with pytest.raises(BadRequest, match=r"^the body is not a valid JPEG image: it does not start"):
+        decode_image(b'{"image": 1}', "image/jpeg", DIGITS, NHWC)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda body: body[:40],  # truncated inside the pixel data
+        lambda body: body[:33] + b"\x00" * (len(body) - 33),  # chunks zeroed
+        lambda body: body[:8] + b"garbage" * 4,  # signature only
+    ],
+)
+def test_corrupt_pngs_are_bad_requests(damage: Any) -> None:
+    body = encoded(Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)))
+    with pytest.raises(BadRequest, match=r"^the body is not a valid PNG image: "):
+        decode_image(damage(body), "image/png", DIGITS, NHWC)
+
+
+@pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")
+def test_decompression_bombs_are_refused_before_decoding() -> None:
+    # 100000 x 100000 would need 10 GB decoded; the body is under 100 bytes.
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(png_claiming(100_000, 100_000), "image/png", DIGITS, NHWC)
+    assert "too large" in info.value.message
+    with pytest.raises(PayloadTooLarge) as info:
+        decode_image(png_claiming(7000, 7000), "image/png", DIGITS, NHWC)
+    assert info.value.message == (
+        "the image is 7000x7000 pixels (49.0 megapixels); the limit is 40 megapixels"
+    )
+
+
+def test_the_pixel_limit_is_configurable() -> None:
+    small = ImageConfig.from_config({"width": 8, "height": 8, "max_pixels": 100})
+    with pytest.raises(PayloadTooLarge, match="the image is 16x16 pixels"):
+        decode_image(gray(0), "image/png", small, NHWC)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"width": 8}, "image.height is required"),
+        ({"width": 0, "height": 8}, "image.width must be a positive integer, got 0"),
+        ({"width": 8, "height": True}, "image.height must be a positive integer, got True"),
+        ({"width": 8, "height": 8, "color_mode": "cmyk"}, "image.color_mode must be one of"),
+        ({"width": 8, "height": 8, "scale": "x"}, "image.scale must be a finite number"),
+        ({"width": 8, "height": 8, "invert": "yes"}, "image.invert must be true or false"),
+        ({"width": 8, "height": 8, "input": ""}, "image.input must be an input name"),
+        ({"width": 8, "height": 8, "size": 3}, "image: unknown key(s) ['size']"),
+    ],
+)
+def test_config_mistakes_name_the_key(raw: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ValueError, match=r"^image") as info:
+        ImageConfig.from_config(raw)
+    assert expected in str(info.value)
+
+
+def test_input_spec_finds_and_checks_the_input() -> None:
+    metadata = ModelMetadata(inputs=(NHWC,), outputs=(), platform="onnx")
+    assert DIGITS.input_spec(metadata) is NHWC
+    assert ImageConfig(width=8, height=8).input_spec(metadata) is NHWC
+    with pytest.raises(ValueError, match=r"image\.input 'pixels' is not one of the inputs"):
+        ImageConfig(width=8, height=8, input="pixels").input_spec(metadata)
+    with pytest.raises(ValueError, match=r"cannot feed input 'image' \(FP32 \[\?, 8, 8, 1\]\)"):
+        ImageConfig(width=28, height=28).input_spec(metadata)
