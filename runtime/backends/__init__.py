@@ -64,7 +64,9 @@ def artefact_for_format(version_dir: Path, fmt: str) -> Path:
         return version_dir
     files = [p for p in sorted(version_dir.iterdir()) if p.is_file()]
     if len(files) != 1:
-        raise ValueError(f"format '{fmt}' set in config.yaml but {version_dir} holds {len(files)} files")
+        raise ValueError(
+            f"format '{fmt}' set in config.yaml but {version_dir} holds {len(files)} files"
+        )
     return files[0]
 
 
