@@ -31,8 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
     runtime.add_argument("--repository", type=Path, required=True, help="model repository root")
     runtime.add_argument("--host", default="127.0.0.1")
     runtime.add_argument("--port", type=int, default=8001)
-    runtime.add_argument("--poll-interval", type=float, default=None,
-                         help="seconds between repository scans (default 2; 0 disables)")
+    runtime.add_argument(
+        "--poll-interval",
+        type=float,
+        default=None,
+        help="seconds between repository scans (default 2; 0 disables)",
+    )
     runtime.set_defaults(handler=_run_runtime)
 
     demo = commands.add_parser("demo", help="the demo model repository")

@@ -111,6 +111,26 @@ class ModelRepository:
             )
         return found
 
+    def lookup(self, name: str, version: str | None = None) -> ModelVersion | None:
+        """The version a request names, ready or not (for metadata and readiness).
+
+        ``None`` when the model exists but has no version at all yet. Raises ``NotFound``
+        for an unknown model, version or label.
+        """
+        found = self.entry(name)
+        if version is None or version == "":
+            default = found.default_version()
+            if default is not None:
+                return default
+            newest = max(found.versions, default=None)
+            return None if newest is None else found.versions[newest]
+        number = self._version_number(found, version)
+        model_version = found.versions.get(number)
+        if model_version is None:
+            on_disk = ", ".join(str(v) for v in sorted(found.versions)) or "none"
+            raise NotFound(f"model '{name}' has no version {version} (loaded versions: {on_disk})")
+        return model_version
+
     def resolve(self, name: str, version: str | None = None) -> ModelVersion:
         """The model version to serve: by number, by label, or the default when ``None``.
 
@@ -118,16 +138,10 @@ class ModelRepository:
         version that is loading or failed (the message carries the load error).
         """
         found = self.entry(name)
-        if version is None or version == "":
-            default = found.default_version()
-            if default is None:
-                raise ModelNotReady(self._not_ready_message(found))
-            return default
-        number = self._version_number(found, version)
-        model_version = found.versions.get(number)
-        if model_version is None:
-            on_disk = ", ".join(str(v) for v in sorted(found.versions)) or "none"
-            raise NotFound(f"model '{name}' has no version {version} (loaded versions: {on_disk})")
+        model_version = self.lookup(name, version)
+        if model_version is None or (not version and not model_version.ready):
+            raise ModelNotReady(self._not_ready_message(found))
+        number = model_version.version
         if not model_version.ready:
             detail = f": {model_version.error}" if model_version.error else ""
             raise ModelNotReady(

@@ -73,7 +73,11 @@ class TensorSpec:
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "datatype": self.datatype, "shape": list(self.shape)}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "datatype": self.datatype,
+            "shape": list(self.shape),
+        }
         if self.allowed_values is not None:
             out["allowed_values"] = list(self.allowed_values)
         if self.nullable:

@@ -142,7 +142,7 @@ def model_status(name: str, versions: Iterable[tuple[str, str, str | None]]) -> 
 
 def model_metadata(name: str, version: str, metadata: ModelMetadata) -> dict[str, Any]:
     """``GET /v1/models/{m}[/versions/{v}]/metadata`` in TF-Serving's ``SignatureDefMap`` shape."""
-    signature = str(metadata.extra.get("signature_name") or DEFAULT_SIGNATURE)
+    signature = str(metadata.extra.get("signature") or DEFAULT_SIGNATURE)
     return {
         "model_spec": {"name": name, "signature_name": "", "version": version},
         "metadata": {

@@ -17,7 +17,14 @@ def runtime_server(
     """A real ``driftgate runtime`` serving the demo repository on a loopback port."""
     port = free_port()
     log_path = tmp_path_factory.mktemp("runtime") / "runtime.log"
-    args = ["runtime", "--repository", str(demo_repository), "--port", str(port),
-            "--poll-interval", "0"]
+    args = [
+        "runtime",
+        "--repository",
+        str(demo_repository),
+        "--port",
+        str(port),
+        "--poll-interval",
+        "0",
+    ]
     with driftgate_process(args, port, log_path) as running:
         yield running

@@ -35,16 +35,26 @@ class RunningProcess:
 
 @contextmanager
 def driftgate_process(
-    args: Sequence[str], port: int, log_path: Path, ready_path: str = "/v2/health/ready",
-    timeout_s: float = 120.0, env: dict[str, str] | None = None,
+    args: Sequence[str],
+    port: int,
+    log_path: Path,
+    ready_path: str = "/v2/health/ready",
+    timeout_s: float = 120.0,
+    env: dict[str, str] | None = None,
 ) -> Iterator[RunningProcess]:
     """Run ``python -m driftgate ARGS`` until ``ready_path`` answers 200."""
-    full_env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "1", "TF_ENABLE_ONEDNN_OPTS": "0",
-                **(env or {})}
+    full_env = {
+        **os.environ,
+        "TF_CPP_MIN_LOG_LEVEL": "1",
+        "TF_ENABLE_ONEDNN_OPTS": "0",
+        **(env or {}),
+    }
     with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [sys.executable, "-m", "driftgate", *args],
-            stdout=log_file, stderr=subprocess.STDOUT, env=full_env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            env=full_env,
             start_new_session=True,
         )
     running = RunningProcess(process, f"http://127.0.0.1:{port}", log_path)
@@ -59,7 +69,9 @@ def _wait_ready(running: RunningProcess, path: str, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if running.process.poll() is not None:
-            raise RuntimeError(f"process exited with {running.process.returncode}:\n{running.log()}")
+            raise RuntimeError(
+                f"process exited with {running.process.returncode}:\n{running.log()}"
+            )
         try:
             if httpx.get(running.url + path, timeout=2).status_code == 200:
                 return

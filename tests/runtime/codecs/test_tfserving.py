@@ -26,7 +26,7 @@ SINGLE = ModelMetadata(
     inputs=(TensorSpec("pixels", "FP32", (-1, 2)),),
     outputs=(TensorSpec("score", "FP32", (-1,)),),
     platform="savedmodel",
-    extra={"signature_name": "predict_images"},
+    extra={"signature": "predict_images"},
 )
 BLOB = ModelMetadata(
     inputs=(TensorSpec("blob", "BYTES", (-1,)),), outputs=(), platform="savedmodel"

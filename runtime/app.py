@@ -1,0 +1,117 @@
+"""The runtime's HTTP app: ``create_app(settings)`` is the only way to build it.
+
+Everything app-wide (repository, predictor, metrics registry, tracer) is created here and
+lives on ``app.state.runtime``; nothing is created at import time, so two apps can run in
+one process. Routes per dialect live in ``runtime.routes``. Every error a client can cause
+is an ``InferenceServerError`` and renders as ``{"error": "..."}`` with its status; any
+other exception is logged and answers a 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar, Request, Response
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+from opentelemetry.sdk.trace.export import SpanExporter
+from prometheus_client import CollectorRegistry
+
+from monitoring.metrics import ModelStateCollector, RuntimeMetrics
+from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
+from runtime.errors import InferenceServerError
+from runtime.predictor import Predictor
+from runtime.repository import ModelRepository
+from runtime.routes import ROUTE_HANDLERS
+from runtime.routes.state import RuntimeState
+from runtime.settings import RuntimeSettings
+
+log = logging.getLogger("driftgate.runtime")
+
+_UNTRACED_PATHS = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready"})
+
+
+def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = None) -> Litestar:
+    registry = CollectorRegistry()
+    metrics = RuntimeMetrics(registry)
+    repository = ModelRepository(settings.repository, metrics)
+    registry.register(
+        ModelStateCollector(
+            lambda: ((v.model, str(v.version), v.ready) for v in repository.all_versions())
+        )
+    )
+    tracer_provider = build_tracer_provider(settings.service_name, span_exporter)
+    tracer = tracer_provider.get_tracer("driftgate.runtime")
+    state = RuntimeState(
+        settings=settings,
+        repository=repository,
+        predictor=Predictor(metrics, tracer, settings.inference_threads),
+        metrics=metrics,
+        registry=registry,
+        tracer=tracer,
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        # Load in a thread: the server answers /v2/health/live (and 503 on ready) meanwhile.
+        initial = asyncio.get_running_loop().run_in_executor(None, repository.scan)
+        repository.start_polling(settings.poll_interval_s)
+        try:
+            yield
+        finally:
+            await initial  # never close the repository under a scan that is still loading
+            repository.close()
+            state.predictor.close()
+            tracer_provider.shutdown()
+
+    return Litestar(
+        route_handlers=ROUTE_HANDLERS,
+        lifespan=[lifespan],
+        state=_app_state(state),
+        exception_handlers={
+            InferenceServerError: _inference_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        middleware=[lambda app: ServerSpanMiddleware(app, tracer, _UNTRACED_PATHS)],
+        request_max_body_size=settings.max_body_bytes,
+        openapi_config=OpenAPIConfig(
+            title="driftgate runtime",
+            version="0.1.0",
+            description="Open Inference Protocol v2, TF-Serving REST and the simple eval API.",
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        debug=False,
+    )
+
+
+def _app_state(state: RuntimeState) -> State:
+    return State({"runtime": state})
+
+
+def _inference_error(
+    _: Request[object, object, object], exc: InferenceServerError
+) -> Response[dict[str, str]]:
+    if exc.status_code >= 500:
+        log.error("%s", exc.message)
+    return Response({"error": exc.message}, status_code=exc.status_code)
+
+
+def _http_error(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, str]]:
+    message = exc.detail or "request failed"
+    if exc.status_code == 413:
+        message = f"request body too large: {message}"
+    return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _unexpected_error(
+    request: Request[object, object, object], exc: Exception
+) -> Response[dict[str, str]]:
+    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"error": "internal server error; see the runtime log"}, status_code=500)

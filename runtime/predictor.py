@@ -1,0 +1,82 @@
+"""Runs one validated request through a loaded model version, measured and traced.
+
+This is the single place where dialect-neutral requests meet backends: every codec ends
+here. Backends are synchronous; they run in a dedicated thread pool so the event loop
+never waits on a model.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from opentelemetry import trace
+from opentelemetry.trace import Status, StatusCode
+
+from monitoring.metrics import RuntimeMetrics, exemplar
+from monitoring.tracing import current_trace_id
+from runtime.errors import InferenceServerError, ModelNotReady
+from runtime.inference import InferenceRequest, InferenceResponse
+from runtime.repository import ModelVersion
+from runtime.validation import select_outputs, validate_inputs
+
+log = logging.getLogger("driftgate.runtime.predictor")
+
+
+class Predictor:
+    def __init__(self, metrics: RuntimeMetrics, tracer: trace.Tracer, threads: int) -> None:
+        self.metrics = metrics
+        self.tracer = tracer
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
+
+    async def infer(self, model: ModelVersion, request: InferenceRequest) -> InferenceResponse:
+        backend, metadata = model.backend, model.metadata
+        if backend is None or metadata is None:
+            raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
+        inputs = validate_inputs(metadata, request.inputs)
+        rows = _batch_rows(inputs)
+        version = str(model.version)
+        attributes = {
+            "driftgate.model.name": model.model,
+            "driftgate.model.version": version,
+            "driftgate.model.format": model.format or "unknown",
+            "driftgate.batch_size": rows,
+        }
+        with self.tracer.start_as_current_span(
+            f"infer {model.model}", attributes=attributes
+        ) as span:
+            started = time.perf_counter()
+            try:
+                loop = asyncio.get_running_loop()
+                outputs = await loop.run_in_executor(self._executor, backend.predict, inputs)
+            except InferenceServerError:
+                raise
+            except Exception as exc:
+                span.record_exception(exc)
+                span.set_status(Status(StatusCode.ERROR))
+                log.exception("model %s version %s failed", model.model, version)
+                raise InferenceServerError(
+                    f"model '{model.model}' version {version} failed to run: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            elapsed = time.perf_counter() - started
+        self.metrics.inference_duration.labels(model.model, version).observe(
+            elapsed, exemplar(current_trace_id() or span.get_span_context().trace_id)
+        )
+        self.metrics.batch_size.labels(model.model, version).observe(rows)
+        selected = select_outputs(outputs, request.outputs, metadata)
+        return InferenceResponse(
+            model_name=model.model, model_version=version, outputs=selected, id=request.id
+        )
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
+    for array in inputs.values():
+        return int(array.shape[0]) if array.ndim else 1
+    return 0

@@ -1,0 +1,7 @@
+"""HTTP routes of the runtime, one module per dialect, over one predictor."""
+
+from __future__ import annotations
+
+from runtime.routes import oip, ops, simple, tfserving
+
+ROUTE_HANDLERS = [*oip.ROUTES, *tfserving.ROUTES, *simple.ROUTES, ops.metrics, ops.list_models]

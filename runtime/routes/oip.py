@@ -1,0 +1,119 @@
+"""Open Inference Protocol v2 (KServe / Triton REST) routes.
+
+Spec: https://kserve.github.io/website/latest/modelserving/data_plane/v2_protocol/
+Health, server and model metadata, model readiness and ``infer``, with the binary tensor
+data extension (``Inference-Header-Content-Length``) that ``tritonclient.http`` uses by
+default.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get, post
+
+from runtime.codecs import oip
+from runtime.errors import UnsupportedMediaType
+from runtime.routes.state import (
+    JSON_CONTENT_TYPES,
+    content_type,
+    echo_headers,
+    read_body,
+    runtime_state,
+)
+
+SERVER_NAME = "driftgate"
+SERVER_VERSION = "0.1.0"
+_INFER_CONTENT_TYPES = (*JSON_CONTENT_TYPES, "application/octet-stream")
+
+
+@get("/v2", sync_to_thread=False)
+def server_metadata() -> dict[str, Any]:
+    return oip.server_metadata(SERVER_NAME, SERVER_VERSION)
+
+
+@get("/v2/health/live", sync_to_thread=False)
+def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@get("/v2/health/ready", sync_to_thread=False)
+def ready(request: Request[object, object, object]) -> Response[dict[str, bool]]:
+    is_ready = runtime_state(request).repository.is_ready()
+    return Response({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+@get(
+    ["/v2/models/{model:str}", "/v2/models/{model:str}/versions/{version:str}"],
+    sync_to_thread=False,
+)
+def model_metadata(
+    request: Request[object, object, object], model: str, version: str | None = None
+) -> dict[str, Any]:
+    """Metadata of a model version; a version that failed to load carries its error."""
+    repository = runtime_state(request).repository
+    target = repository.lookup(model, version)
+    versions = [str(v.version) for v in repository.all_versions() if v.model == model]
+    if target is None or target.metadata is None:
+        state = "LOADING" if target is None else target.state.value
+        return {
+            "name": model,
+            "versions": versions,
+            "platform": "",
+            "inputs": [],
+            "outputs": [],
+            "state": state,
+            "error": (target.error if target is not None else None),
+        }
+    described = oip.model_metadata(model, versions, target.metadata.platform, target.metadata)
+    described["state"] = target.state.value
+    return described
+
+
+@get(
+    ["/v2/models/{model:str}/ready", "/v2/models/{model:str}/versions/{version:str}/ready"],
+    sync_to_thread=False,
+)
+def model_ready(
+    request: Request[object, object, object], model: str, version: str | None = None
+) -> Response[dict[str, Any]]:
+    """200 when the version serves; 503 with the load error when it does not."""
+    target = runtime_state(request).repository.lookup(model, version)
+    if target is not None and target.ready:
+        return Response({"name": model, "ready": True})
+    error = target.error if target is not None else None
+    body = {"name": model, "ready": False, "error": error or f"model '{model}' is not ready"}
+    return Response(body, status_code=503)
+
+
+@post(
+    ["/v2/models/{model:str}/infer", "/v2/models/{model:str}/versions/{version:str}/infer"],
+    status_code=200,
+)
+async def infer(
+    request: Request[object, object, object], model: str, version: str | None = None
+) -> Response[bytes]:
+    state = runtime_state(request)
+    async with state.measure("v2", model) as call:
+        media_type = content_type(request)
+        if media_type not in _INFER_CONTENT_TYPES:
+            raise UnsupportedMediaType(
+                f"infer takes application/json (or application/octet-stream with the binary "
+                f"tensor extension), got '{media_type}'"
+            )
+        target = state.repository.resolve(model, version)
+        call.version = str(target.version)
+        body = await read_body(request, state.settings.max_body_bytes)
+        infer_request, form = oip.decode_infer_request(
+            body, request.headers.get(oip.HEADER_LENGTH.lower())
+        )
+        response = await state.predictor.infer(target, infer_request)
+        payload, headers = oip.encode_infer_response(response, form)
+        return Response(
+            payload,
+            headers={**headers, **echo_headers(request)},
+            media_type=headers["Content-Type"],
+        )
+
+
+ROUTES = [server_metadata, live, ready, model_metadata, model_ready, infer]

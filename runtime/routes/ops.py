@@ -1,0 +1,34 @@
+"""Operational endpoints: Prometheus ``/metrics`` and a model index for operators."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import MediaType, Request, Response, get
+
+from monitoring.metrics import render_metrics
+from runtime.routes.state import runtime_state
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False)
+def metrics(request: Request[object, object, object]) -> Response[bytes]:
+    state = runtime_state(request)
+    body, content_type = render_metrics(state.registry, request.headers.get("accept"))
+    return Response(body, media_type=content_type)
+
+
+@get("/v1/models", media_type=MediaType.JSON, sync_to_thread=False)
+def list_models(request: Request[object, object, object]) -> dict[str, Any]:
+    """Every model and version the runtime knows, with state and load error if any."""
+    state = runtime_state(request)
+    models: dict[str, list[dict[str, Any]]] = {}
+    for version in state.repository.all_versions():
+        models.setdefault(version.model, []).append(
+            {
+                "version": str(version.version),
+                "state": version.state.value,
+                "format": version.format,
+                "error": version.error,
+            }
+        )
+    return {"models": [{"name": name, "versions": versions} for name, versions in models.items()]}

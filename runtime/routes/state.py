@@ -1,0 +1,128 @@
+"""What every route handler shares: the app-wide runtime state and per-request measuring."""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from litestar import Request
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+
+from monitoring.metrics import RuntimeMetrics, exemplar
+from monitoring.tracing import current_trace_id
+from runtime.errors import (
+    BadRequest,
+    InferenceServerError,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
+from runtime.predictor import Predictor
+from runtime.repository import ModelRepository
+from runtime.settings import RuntimeSettings
+
+
+@dataclass
+class CallLabels:
+    """Labels of one inference call, filled in as the handler learns them."""
+
+    model: str
+    version: str = ""
+    code: int = 200
+
+
+@dataclass
+class RuntimeState:
+    settings: RuntimeSettings
+    repository: ModelRepository
+    predictor: Predictor
+    metrics: RuntimeMetrics
+    registry: CollectorRegistry
+    tracer: trace.Tracer
+
+    @asynccontextmanager
+    async def measure(self, protocol: str, model: str) -> AsyncIterator[CallLabels]:
+        """Count and time one inference request, whatever its outcome."""
+        labels = CallLabels(model=model)
+        started = time.perf_counter()
+        try:
+            yield labels
+        except InferenceServerError as exc:
+            labels.code = exc.status_code
+            raise
+        except Exception:
+            labels.code = 500
+            raise
+        finally:
+            # Unknown model names would make the label set unbounded: bucket them.
+            model_label = model if model in self.repository.names() else "_unknown"
+            self.metrics.requests.labels(
+                model_label, labels.version, protocol, str(labels.code)
+            ).inc()
+            self.metrics.request_duration.labels(model_label, protocol).observe(
+                time.perf_counter() - started, exemplar(current_trace_id())
+            )
+
+
+def runtime_state(request: Request[object, object, object]) -> RuntimeState:
+    state: RuntimeState = request.app.state.runtime
+    return state
+
+
+async def read_body(request: Request[object, object, object], limit: int) -> bytes:
+    """The request body, refusing it with 413 past ``limit`` bytes.
+
+    Litestar enforces ``request_max_body_size`` too; this names the limit in the message.
+    """
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the limit of {limit} bytes")
+    body = await request.body()
+    if len(body) > limit:
+        raise PayloadTooLarge(
+            f"request body of {len(body)} bytes exceeds the limit of {limit} bytes"
+        )
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in ("", "identity"):
+        return body
+    if encoding not in _DECODERS:
+        raise UnsupportedMediaType(
+            f"Content-Encoding '{encoding}' is not supported; use gzip, deflate or none"
+        )
+    return _decompress(body, encoding, limit)
+
+
+# zlib's wbits: 16+MAX_WBITS reads a gzip wrapper, MAX_WBITS a zlib (HTTP "deflate") one.
+_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
+    """Inflate at most ``limit`` bytes: a compression bomb answers 413, not an OOM."""
+    inflater = zlib.decompressobj(_DECODERS[encoding])
+    try:
+        data = inflater.decompress(body, limit + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+    if len(data) > limit or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"the {encoding} body inflates past the limit of {limit} bytes")
+    if not inflater.eof:
+        raise BadRequest(f"the {encoding} body is truncated")
+    return data
+
+
+def echo_headers(request: Request[object, object, object]) -> dict[str, str]:
+    """Headers every inference response carries back: the caller's request id."""
+    request_id = request.headers.get("x-request-id")
+    return {"X-Request-ID": request_id} if request_id else {}
+
+
+#: JSON bodies may come labelled as curl's default (``curl -d``), as TF-Serving allows.
+JSON_CONTENT_TYPES = ("", "application/json", "application/x-www-form-urlencoded")
+
+
+def content_type(request: Request[object, object, object]) -> str:
+    """The request's media type without parameters, lower-cased ('' when absent)."""
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
