@@ -72,7 +72,7 @@ class ServerSpanMiddleware:
         self.tracer = tracer
         self.skip_paths = skip_paths
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
             await self.app(scope, receive, send)
             return

@@ -14,9 +14,10 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar, Request, Response
+from litestar import Litestar, Response
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -28,7 +29,7 @@ from runtime.errors import InferenceServerError
 from runtime.predictor import Predictor
 from runtime.repository import ModelRepository
 from runtime.routes import ROUTE_HANDLERS
-from runtime.routes.state import RuntimeState
+from runtime.routes.state import AnyRequest, RuntimeState
 from runtime.settings import RuntimeSettings
 
 log = logging.getLogger("driftgate.runtime")
@@ -78,7 +79,9 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
-        middleware=[lambda app: ServerSpanMiddleware(app, tracer, _UNTRACED_PATHS)],
+        middleware=[
+            DefineMiddleware(ServerSpanMiddleware, tracer=tracer, skip_paths=_UNTRACED_PATHS)
+        ],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(
             title="driftgate runtime",
@@ -95,23 +98,19 @@ def _app_state(state: RuntimeState) -> State:
     return State({"runtime": state})
 
 
-def _inference_error(
-    _: Request[object, object, object], exc: InferenceServerError
-) -> Response[dict[str, str]]:
+def _inference_error(_: AnyRequest, exc: InferenceServerError) -> Response[dict[str, str]]:
     if exc.status_code >= 500:
         log.error("%s", exc.message)
     return Response({"error": exc.message}, status_code=exc.status_code)
 
 
-def _http_error(_: Request[object, object, object], exc: HTTPException) -> Response[dict[str, str]]:
+def _http_error(_: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
     message = exc.detail or "request failed"
     if exc.status_code == 413:
         message = f"request body too large: {message}"
     return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 
-def _unexpected_error(
-    request: Request[object, object, object], exc: Exception
-) -> Response[dict[str, str]]:
+def _unexpected_error(request: AnyRequest, exc: Exception) -> Response[dict[str, str]]:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return Response({"error": "internal server error; see the runtime log"}, status_code=500)

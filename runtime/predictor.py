@@ -39,7 +39,7 @@ class Predictor:
         inputs = validate_inputs(metadata, request.inputs)
         rows = _batch_rows(inputs)
         version = str(model.version)
-        attributes = {
+        attributes: dict[str, str | int] = {
             "driftgate.model.name": model.model,
             "driftgate.model.version": version,
             "driftgate.model.format": model.format or "unknown",

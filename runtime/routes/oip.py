@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 
 from runtime.codecs import oip
 from runtime.errors import UnsupportedMediaType
 from runtime.routes.state import (
     JSON_CONTENT_TYPES,
+    AnyRequest,
     content_type,
     echo_headers,
     read_body,
@@ -38,7 +39,7 @@ def live() -> dict[str, bool]:
 
 
 @get("/v2/health/ready", sync_to_thread=False)
-def ready(request: Request[object, object, object]) -> Response[dict[str, bool]]:
+def ready(request: AnyRequest) -> Response[dict[str, bool]]:
     is_ready = runtime_state(request).repository.is_ready()
     return Response({"ready": is_ready}, status_code=200 if is_ready else 503)
 
@@ -47,9 +48,7 @@ def ready(request: Request[object, object, object]) -> Response[dict[str, bool]]
     ["/v2/models/{model:str}", "/v2/models/{model:str}/versions/{version:str}"],
     sync_to_thread=False,
 )
-def model_metadata(
-    request: Request[object, object, object], model: str, version: str | None = None
-) -> dict[str, Any]:
+def model_metadata(request: AnyRequest, model: str, version: str | None = None) -> dict[str, Any]:
     """Metadata of a model version; a version that failed to load carries its error."""
     repository = runtime_state(request).repository
     target = repository.lookup(model, version)
@@ -75,7 +74,7 @@ def model_metadata(
     sync_to_thread=False,
 )
 def model_ready(
-    request: Request[object, object, object], model: str, version: str | None = None
+    request: AnyRequest, model: str, version: str | None = None
 ) -> Response[dict[str, Any]]:
     """200 when the version serves; 503 with the load error when it does not."""
     target = runtime_state(request).repository.lookup(model, version)
@@ -90,9 +89,7 @@ def model_ready(
     ["/v2/models/{model:str}/infer", "/v2/models/{model:str}/versions/{version:str}/infer"],
     status_code=200,
 )
-async def infer(
-    request: Request[object, object, object], model: str, version: str | None = None
-) -> Response[bytes]:
+async def infer(request: AnyRequest, model: str, version: str | None = None) -> Response[bytes]:
     state = runtime_state(request)
     async with state.measure("v2", model) as call:
         media_type = content_type(request)

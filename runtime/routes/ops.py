@@ -4,21 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import MediaType, Request, Response, get
+from litestar import MediaType, Response, get
 
 from monitoring.metrics import render_metrics
-from runtime.routes.state import runtime_state
+from runtime.routes.state import AnyRequest, runtime_state
 
 
 @get("/metrics", include_in_schema=False, sync_to_thread=False)
-def metrics(request: Request[object, object, object]) -> Response[bytes]:
+def metrics(request: AnyRequest) -> Response[bytes]:
     state = runtime_state(request)
     body, content_type = render_metrics(state.registry, request.headers.get("accept"))
     return Response(body, media_type=content_type)
 
 
 @get("/v1/models", media_type=MediaType.JSON, sync_to_thread=False)
-def list_models(request: Request[object, object, object]) -> dict[str, Any]:
+def list_models(request: AnyRequest) -> dict[str, Any]:
     """Every model and version the runtime knows, with state and load error if any."""
     state = runtime_state(request)
     models: dict[str, list[dict[str, Any]]] = {}

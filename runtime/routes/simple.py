@@ -11,13 +11,14 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import Response, get, post
 
 from runtime.codecs import simple
 from runtime.errors import UnsupportedMediaType
 from runtime.images import CONTENT_TYPES, ImageConfig
 from runtime.routes.state import (
     JSON_CONTENT_TYPES,
+    AnyRequest,
     content_type,
     echo_headers,
     read_body,
@@ -29,9 +30,7 @@ from runtime.routes.state import (
     ["/v1/models/{model:str}/describe", "/v1/models/{model:str}/versions/{version:str}/describe"],
     sync_to_thread=False,
 )
-def describe(
-    request: Request[object, object, object], model: str, version: str | None = None
-) -> dict[str, Any]:
+def describe(request: AnyRequest, model: str, version: str | None = None) -> dict[str, Any]:
     repository = runtime_state(request).repository
     target = repository.resolve(model, version)
     assert target.metadata is not None
@@ -45,7 +44,7 @@ def describe(
     status_code=200,
 )
 async def evaluate(
-    request: Request[object, object, object], model: str, version: str | None = None
+    request: AnyRequest, model: str, version: str | None = None
 ) -> Response[dict[str, Any]]:
     state = runtime_state(request)
     async with state.measure("eval", model) as call:

@@ -7,6 +7,7 @@ import zlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from litestar import Request
 from opentelemetry import trace
@@ -23,6 +24,9 @@ from runtime.errors import (
 from runtime.predictor import Predictor
 from runtime.repository import ModelRepository
 from runtime.settings import RuntimeSettings
+
+#: Handlers never look at Litestar's user/auth/state type parameters.
+AnyRequest = Request[Any, Any, Any]
 
 
 @dataclass
@@ -67,12 +71,12 @@ class RuntimeState:
             )
 
 
-def runtime_state(request: Request[object, object, object]) -> RuntimeState:
+def runtime_state(request: AnyRequest) -> RuntimeState:
     state: RuntimeState = request.app.state.runtime
     return state
 
 
-async def read_body(request: Request[object, object, object], limit: int) -> bytes:
+async def read_body(request: AnyRequest, limit: int) -> bytes:
     """The request body, refusing it with 413 past ``limit`` bytes.
 
     Litestar enforces ``request_max_body_size`` too; this names the limit in the message.
@@ -113,7 +117,7 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-def echo_headers(request: Request[object, object, object]) -> dict[str, str]:
+def echo_headers(request: AnyRequest) -> dict[str, str]:
     """Headers every inference response carries back: the caller's request id."""
     request_id = request.headers.get("x-request-id")
     return {"X-Request-ID": request_id} if request_id else {}
@@ -123,6 +127,6 @@ def echo_headers(request: Request[object, object, object]) -> dict[str, str]:
 JSON_CONTENT_TYPES = ("", "application/json", "application/x-www-form-urlencoded")
 
 
-def content_type(request: Request[object, object, object]) -> str:
+def content_type(request: AnyRequest) -> str:
     """The request's media type without parameters, lower-cased ('' when absent)."""
     return request.headers.get("content-type", "").split(";")[0].strip().lower()

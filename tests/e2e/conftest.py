@@ -26,5 +26,5 @@ def runtime_server(
         "--poll-interval",
         "0",
     ]
-    with driftgate_process(args, port, log_path) as running:
+    with driftgate_process(args, port, log_path=log_path) as running:
         yield running

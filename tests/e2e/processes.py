@@ -37,6 +37,7 @@ class RunningProcess:
 def driftgate_process(
     args: Sequence[str],
     port: int,
+    *,
     log_path: Path,
     ready_path: str = "/v2/health/ready",
     timeout_s: float = 120.0,

@@ -40,7 +40,7 @@ def test_eval_column_form_answers_in_columns(http: httpx.Client, model: str) -> 
     assert answer["model"] == model
     assert np.array(answer["outputs"]["survived"]).shape == (2, 1)
     probability = np.array(answer["outputs"]["probability"])
-    assert probability.shape == (2, 1) and ((0 <= probability) & (probability <= 1)).all()
+    assert probability.shape == (2, 1) and ((probability >= 0) & (probability <= 1)).all()
     # A third-class man is less likely to survive than a second-class woman, in any model.
     assert probability[0, 0] < probability[1, 0]
 

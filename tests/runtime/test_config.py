@@ -58,7 +58,7 @@ def test_config_keys_are_parsed() -> None:
     ],
 )
 def test_bad_config_is_refused_with_the_key_named(raw: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match="config.yaml") as info:
+    with pytest.raises(ConfigError, match=r"config\.yaml") as info:
         parse_model_config(raw)
     assert message in str(info.value)
 
