@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, get, post
+from litestar.params import FromPath
 
 from runtime.codecs import oip
 from runtime.errors import UnsupportedMediaType
@@ -48,7 +49,9 @@ def ready(request: AnyRequest) -> Response[dict[str, bool]]:
     ["/v2/models/{model:str}", "/v2/models/{model:str}/versions/{version:str}"],
     sync_to_thread=False,
 )
-def model_metadata(request: AnyRequest, model: str, version: str | None = None) -> dict[str, Any]:
+def model_metadata(
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
+) -> dict[str, Any]:
     """Metadata of a model version; a version that failed to load carries its error."""
     repository = runtime_state(request).repository
     target = repository.lookup(model, version)
@@ -74,7 +77,7 @@ def model_metadata(request: AnyRequest, model: str, version: str | None = None) 
     sync_to_thread=False,
 )
 def model_ready(
-    request: AnyRequest, model: str, version: str | None = None
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
 ) -> Response[dict[str, Any]]:
     """200 when the version serves; 503 with the load error when it does not."""
     target = runtime_state(request).repository.lookup(model, version)
@@ -89,7 +92,9 @@ def model_ready(
     ["/v2/models/{model:str}/infer", "/v2/models/{model:str}/versions/{version:str}/infer"],
     status_code=200,
 )
-async def infer(request: AnyRequest, model: str, version: str | None = None) -> Response[bytes]:
+async def infer(
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
+) -> Response[bytes]:
     state = runtime_state(request)
     async with state.measure("v2", model) as call:
         media_type = content_type(request)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from litestar import Response, get, post
+from litestar.params import FromPath
 
 from runtime.codecs import simple
 from runtime.errors import UnsupportedMediaType
@@ -30,7 +31,9 @@ from runtime.routes.state import (
     ["/v1/models/{model:str}/describe", "/v1/models/{model:str}/versions/{version:str}/describe"],
     sync_to_thread=False,
 )
-def describe(request: AnyRequest, model: str, version: str | None = None) -> dict[str, Any]:
+def describe(
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
+) -> dict[str, Any]:
     repository = runtime_state(request).repository
     target = repository.resolve(model, version)
     assert target.metadata is not None
@@ -44,7 +47,7 @@ def describe(request: AnyRequest, model: str, version: str | None = None) -> dic
     status_code=200,
 )
 async def evaluate(
-    request: AnyRequest, model: str, version: str | None = None
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
 ) -> Response[dict[str, Any]]:
     state = runtime_state(request)
     async with state.measure("eval", model) as call:
@@ -72,7 +75,7 @@ async def evaluate(
         return Response(simple.encode_eval(response, form), headers=echo_headers(request))
 
 
-def _image_config(raw: Any, model: str, media_type: str, max_pixels: int) -> ImageConfig:
+def _image_config(raw: Any, model: FromPath[str], media_type: str, max_pixels: int) -> ImageConfig:
     if not raw:
         raise UnsupportedMediaType(
             f"model '{model}' takes no images ({media_type}); its config.yaml has no 'image' "

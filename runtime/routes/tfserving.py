@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import get, post
+from litestar.params import FromPath
 
 from runtime.codecs import tfserving
 from runtime.errors import BadRequest, NotFound, UnsupportedMediaType
@@ -30,7 +31,9 @@ from runtime.routes.state import (
     ],
     sync_to_thread=False,
 )
-def model_status(request: AnyRequest, model: str, version: str | None = None) -> dict[str, Any]:
+def model_status(
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
+) -> dict[str, Any]:
     repository = runtime_state(request).repository
     if version is not None:
         target = repository.lookup(model, version)
@@ -51,14 +54,16 @@ def model_status(request: AnyRequest, model: str, version: str | None = None) ->
     ],
     sync_to_thread=False,
 )
-def model_metadata(request: AnyRequest, model: str, version: str | None = None) -> dict[str, Any]:
+def model_metadata(
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
+) -> dict[str, Any]:
     target = runtime_state(request).repository.resolve(model, version)
     assert target.metadata is not None  # resolve() only returns ready versions
     return tfserving.model_metadata(model, str(target.version), target.metadata)
 
 
 @post(["/v1/models/{model_verb:str}"], status_code=200)
-async def predict_latest(request: AnyRequest, model_verb: str) -> dict[str, Any]:
+async def predict_latest(request: AnyRequest, model_verb: FromPath[str]) -> dict[str, Any]:
     model = _split_verb(model_verb)
     return await _predict(request, model, None)
 
@@ -70,7 +75,9 @@ async def predict_latest(request: AnyRequest, model_verb: str) -> dict[str, Any]
     ],
     status_code=200,
 )
-async def predict_version(request: AnyRequest, model: str, version_verb: str) -> dict[str, Any]:
+async def predict_version(
+    request: AnyRequest, model: FromPath[str], version_verb: FromPath[str]
+) -> dict[str, Any]:
     return await _predict(request, model, _split_verb(version_verb))
 
 
@@ -83,7 +90,9 @@ def _split_verb(segment: str) -> str:
     return name
 
 
-async def _predict(request: AnyRequest, model: str, version: str | None) -> dict[str, Any]:
+async def _predict(
+    request: AnyRequest, model: FromPath[str], version: str | None
+) -> dict[str, Any]:
     state = runtime_state(request)
     async with state.measure("tfserving", model) as call:
         media_type = content_type(request)

@@ -5,7 +5,7 @@
 Models are tiny and untrained: weights are set directly so that files are deterministic and
 building them costs milliseconds (the TensorFlow import is the expensive part). The Keras 2
 file is written by tf-keras in a subprocess, since tf-keras and Keras 3 must not share a
-process. Tests marked ``java`` skip without a Java runtime, except under ``CI=true``.
+process. (Tests marked ``java`` are handled by tests/conftest.py.)
 """
 
 from __future__ import annotations
@@ -21,23 +21,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.backends.pmml import find_java
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    # A hook, not a fixture: it runs before module-scoped fixtures load a PMML model.
-    if item.get_closest_marker("java") is None or find_java() is not None:
-        return
-    reason = (
-        "needs a Java runtime (no `java` in JAVA_HOME or on PATH): "
-        "apt-get install default-jre-headless"
-    )
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,125 @@
+"""The runtime app in-process: tracing, metrics ownership and error rendering.
+
+Uses the tiny ``scale`` backend (tests/runtime/fakes.py) so no ML framework is needed; the
+dialects against real models are covered by tests/e2e.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from litestar.testing import TestClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import runtime.backends
+from runtime.app import create_app
+from runtime.settings import RuntimeSettings
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+@pytest.fixture(autouse=True)
+def scale_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(runtime.backends.FORMATS, "scale", "tests.runtime.fakes:ScaleBackend")
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Path:
+    (tmp_path / "double" / "1").mkdir(parents=True)
+    (tmp_path / "double" / "config.yaml").write_text("format: scale\n")
+    (tmp_path / "double" / "1" / "factor.txt").write_text("2")
+    return tmp_path
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+@pytest.fixture
+def client(repository: Path, spans: InMemorySpanExporter) -> Iterator[TestClient]:  # type: ignore[type-arg]
+    settings = RuntimeSettings(repository=repository, poll_interval_s=0, max_body_bytes=1024)
+    with TestClient(create_app(settings, span_exporter=spans)) as test_client:
+        test_client.get("/v2/health/ready")
+        yield test_client
+
+
+def wait_ready(client: TestClient) -> None:  # type: ignore[type-arg]
+    import time
+
+    deadline = time.monotonic() + 10
+    while client.get("/v2/health/ready").status_code != 200:
+        assert time.monotonic() < deadline, "runtime never became ready"
+        time.sleep(0.05)
+
+
+def test_a_request_is_one_trace_continuing_the_callers_traceparent(
+    client: TestClient,
+    spans: InMemorySpanExporter,  # type: ignore[type-arg]
+) -> None:
+    wait_ready(client)
+    spans.clear()
+    answer = client.post(
+        "/v1/models/double/eval", json={"x": 3}, headers={"traceparent": TRACEPARENT}
+    )
+    assert answer.json()["outputs"] == {"y": 6.0}
+    finished = {span.name: span for span in spans.get_finished_spans()}
+    server = finished["POST /v1/models/{model}/eval"]
+    infer = finished["infer double"]
+    assert server.kind is SpanKind.SERVER
+    assert format(server.context.trace_id, "032x") == TRACE_ID
+    assert server.attributes is not None and infer.attributes is not None
+    assert server.attributes["http.route"] == "/v1/models/{model}/eval"
+    assert server.attributes["http.response.status_code"] == 200
+    assert server.attributes["http.request.method"] == "POST"
+    assert infer.parent is not None and infer.parent.span_id == server.context.span_id
+    assert infer.attributes["driftgate.model.version"] == "1"
+    assert infer.attributes["driftgate.batch_size"] == 1
+
+
+def test_health_and_metrics_are_not_traced(
+    client: TestClient,
+    spans: InMemorySpanExporter,  # type: ignore[type-arg]
+) -> None:
+    wait_ready(client)
+    spans.clear()
+    client.get("/metrics")
+    client.get("/v2/health/live")
+    assert spans.get_finished_spans() == ()
+
+
+def test_two_apps_in_one_process_own_their_metrics(repository: Path) -> None:
+    first = create_app(RuntimeSettings(repository=repository, poll_interval_s=0))
+    second = create_app(RuntimeSettings(repository=repository, poll_interval_s=0))
+    with TestClient(first) as one, TestClient(second) as two:
+        wait_ready(one)
+        wait_ready(two)
+        one.post("/v1/models/double/eval", json={"x": 1})
+        assert 'model="double",protocol="eval"' in one.get("/metrics").text
+        assert (
+            'protocol="eval"'
+            not in two.get("/metrics").text.split("driftgate_runtime_requests_total")[-1]
+        )
+
+
+def test_errors_render_as_json_never_as_a_stack_trace(client: TestClient) -> None:  # type: ignore[type-arg]
+    wait_ready(client)
+    assert client.get("/no/such/path").json() == {"error": "Not Found"}
+    assert client.put("/v1/models/double/eval").status_code == 405
+    too_big = client.post(
+        "/v1/models/double/eval", content=b"{" * 2048, headers={"content-type": "application/json"}
+    )
+    assert too_big.status_code == 413
+    assert "exceeds the limit of 1024 bytes" in too_big.json()["error"]
+
+
+def test_unknown_models_share_one_metrics_label(client: TestClient) -> None:  # type: ignore[type-arg]
+    wait_ready(client)
+    for name in ("a", "b", "c"):
+        assert client.post(f"/v1/models/{name}/eval", json={}).status_code == 404
+    text = client.get("/metrics").text
+    assert 'model="_unknown"' in text and 'model="a"' not in text
