@@ -2,6 +2,7 @@
 
     driftgate runtime --repository models/ --port 8001   serve a model repository
     driftgate demo build DIR                             build the demo model repository
+    driftgate demo digit N FILE.png                      write a sample digit image
 
 Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
 """
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = demo_commands.add_parser("build", help="build the demo repository into DIR")
     build.add_argument("directory", type=Path)
     build.set_defaults(handler=_build_demo)
+    digit = demo_commands.add_parser("digit", help="write a sample handwritten digit as PNG")
+    digit.add_argument("digit", type=int, choices=range(10))
+    digit.add_argument("path", type=Path)
+    digit.set_defaults(handler=_write_digit)
     return parser
 
 
@@ -77,6 +82,14 @@ def _build_demo(args: argparse.Namespace) -> int:
 
     names = build_demo_repository(args.directory)
     print(f"built demo repository in {args.directory}: {', '.join(names)}")
+    return 0
+
+
+def _write_digit(args: argparse.Namespace) -> int:
+    from runtime.demo.digits import write_sample_digit_png
+
+    write_sample_digit_png(args.path, args.digit)
+    print(f"wrote a handwritten {args.digit} to {args.path}")
     return 0
 
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from runtime.tensors import ModelMetadata, TensorSpec, format_shape, numpy_dtype, shape_matches
@@ -159,6 +159,10 @@ def _open(body: bytes, fmt: str) -> Image.Image:
         return Image.open(io.BytesIO(body), formats=[fmt])
     except Image.DecompressionBombError as exc:
         raise PayloadTooLarge(f"the image is too large to decode: {exc}") from None
+    except UnidentifiedImageError:  # its message carries a BytesIO repr, noise to a client
+        raise BadRequest(
+            f"the body is not a valid {fmt} image: its header cannot be read (corrupt data)"
+        ) from None
     except Exception as exc:  # Pillow raises many types for bad headers
         raise BadRequest(f"the body is not a valid {fmt} image: {exc}") from None
 

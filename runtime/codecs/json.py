@@ -37,6 +37,10 @@ def decode_json(body: bytes, what: str = "the request body") -> Any:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
+        raise BadRequest(
+            f"{what} is not valid JSON: a string is not UTF-8 ({exc.reason})"
+        ) from None
     except RecursionError:
         raise BadRequest(f"{what} is nested too deeply") from None
 

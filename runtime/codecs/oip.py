@@ -95,6 +95,10 @@ def decode_infer_request(
         raise BadRequest(f"invalid inference request: {exc}") from None
     except msgspec.DecodeError as exc:
         raise BadRequest(f"the inference request is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
+        raise BadRequest(
+            f"the inference request is not valid JSON: a string is not UTF-8 ({exc.reason})"
+        ) from None
     except RecursionError:
         raise BadRequest("the inference request is nested too deeply") from None
 

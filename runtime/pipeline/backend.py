@@ -89,6 +89,9 @@ class PipelineBackend:
             if spec.name not in inputs:
                 raise BadRequest(f"missing input '{spec.name}'")
             tensors[spec.name] = inputs[spec.name]
+        if _has_no_rows(metadata, tensors):
+            # Zero rows answer zero rows; processors and models need not handle empty arrays.
+            return {spec.name: _empty(spec) for spec in metadata.outputs}
         for step in self._steps:
             try:
                 produced = step.run([tensors[name] for name in step.reads])
@@ -132,6 +135,18 @@ class PipelineBackend:
             platform=self.format,
             extra={"steps": described, "description": spec.description},
         )
+
+
+def _has_no_rows(metadata: ModelMetadata, tensors: Mapping[str, np.ndarray]) -> bool:
+    return any(
+        spec.shape and spec.shape[0] == -1 and np.shape(tensors[spec.name])[:1] == (0,)
+        for spec in metadata.inputs
+    )
+
+
+def _empty(spec: TensorSpec) -> np.ndarray:
+    shape = (0, *(max(dim, 0) for dim in spec.shape[1:]))
+    return np.empty(shape, dtype=numpy_dtype(spec.datatype))
 
 
 def _read_yaml(path: Path) -> Any:

@@ -1,0 +1,88 @@
+"""Every shell example of the README runs against a real runtime and prints what it says.
+
+A ```sh block runs as one bash script (``set -euo pipefail``); when a ```json block
+follows it, the script's last line of output must equal that JSON (floats to 6 significant
+digits). ``localhost:8001`` is rewritten to the test runtime's address.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.processes import RunningProcess
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+FENCE = re.compile(r"```(\w+)\n(.*?)```", re.DOTALL)
+
+
+def examples(markdown: Path) -> list[tuple[str, Any]]:
+    """(shell block, expected JSON or None) pairs, in document order."""
+    blocks = FENCE.findall(markdown.read_text())
+    found = []
+    for index, (language, text) in enumerate(blocks):
+        if language != "sh" or "make up" in text:
+            continue
+        following = blocks[index + 1] if index + 1 < len(blocks) else None
+        expected = json.loads(following[1]) if following and following[0] == "json" else None
+        found.append((text, expected))
+    return found
+
+
+def approx_equal(actual: Any, expected: Any) -> bool:
+    if isinstance(expected, float):
+        return isinstance(actual, float) and math.isclose(actual, expected, rel_tol=1e-6)
+    if isinstance(expected, dict):
+        return (
+            isinstance(actual, dict)
+            and actual.keys() == expected.keys()
+            and all(approx_equal(actual[k], v) for k, v in expected.items())
+        )
+    if isinstance(expected, list):
+        return (
+            isinstance(actual, list)
+            and len(actual) == len(expected)
+            and all(approx_equal(a, e) for a, e in zip(actual, expected, strict=True))
+        )
+    return bool(actual == expected)
+
+
+README_EXAMPLES = examples(ROOT / "README.md")
+
+
+def test_the_readme_has_examples() -> None:
+    assert len(README_EXAMPLES) >= 6
+
+
+@pytest.mark.java  # the tour includes the PMML model
+@pytest.mark.parametrize(
+    ("block", "expected"), README_EXAMPLES, ids=[f"readme-{i}" for i in range(len(README_EXAMPLES))]
+)
+def test_readme_example(
+    runtime_server: RunningProcess, tmp_path: Path, block: str, expected: Any
+) -> None:
+    address = runtime_server.url.removeprefix("http://")
+    script = block.replace("localhost:8001", address).replace("/tmp/", f"{tmp_path}/")
+    script = re.sub(r"^driftgate ", f"{sys.executable} -m driftgate ", script, flags=re.MULTILINE)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, f"{script}\n{done.stderr}"
+    output = done.stdout.splitlines()[-1] if done.stdout.strip() else ""
+    if expected is not None:
+        assert approx_equal(json.loads(output), expected), output
+    elif output.lstrip().startswith("{"):
+        assert "error" not in json.loads(output), output
