@@ -11,8 +11,8 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 
 .PHONY: up test lint typecheck unit venv system-deps demo clean
 
-up: venv system-deps demo
-	$(BIN)/driftgate runtime --repository $(DEMO_REPOSITORY) --port $(RUNTIME_PORT)
+up: venv system-deps
+	$(BIN)/driftgate up --home var
 
 test: venv system-deps lint typecheck unit
 

@@ -1,6 +1,9 @@
 """``driftgate`` command line: one sub-command per role.
 
+    driftgate up                                         gateway + runtime replicas on the demo
+    driftgate gateway --config gateway.yaml              front runtime replicas
     driftgate runtime --repository models/ --port 8001   serve a model repository
+    driftgate token create --sub app1 --scope predict    mint a JWT for the configured key
     driftgate demo build DIR                             build the demo model repository
     driftgate demo digit N FILE.png                      write a sample digit image
 
@@ -40,6 +43,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runtime.set_defaults(handler=_run_runtime)
 
+    up = commands.add_parser("up", help="gateway + supervised runtime replicas on the demo")
+    up.add_argument("--home", type=Path, default=Path("var"), help="state folder (default var/)")
+    up.add_argument("--replicas", type=int, default=2)
+    up.add_argument("--port", type=int, default=8000, help="gateway port")
+    up.add_argument("--runtime-port", type=int, default=8001, help="first replica's port")
+    up.set_defaults(handler=_run_up)
+
+    gateway = commands.add_parser("gateway", help="front runtime replicas (gateway.yaml)")
+    gateway.add_argument("--config", type=Path, required=True)
+    gateway.add_argument("--port", type=int, default=None, help="override listen.port")
+    gateway.set_defaults(handler=_run_gateway)
+
+    token = commands.add_parser("token", help="JSON Web Tokens for the gateway")
+    token_commands = token.add_subparsers(dest="token_command", required=True)
+    create = token_commands.add_parser("create", help="mint a token; prints only the token")
+    create.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
+    create.add_argument("--sub", required=True, help="subject (the caller's name)")
+    create.add_argument(
+        "--scope",
+        action="append",
+        required=True,
+        help="predict, predict:<model>, admin, read:logs, feedback (repeatable)",
+    )
+    create.add_argument("--ttl", default="1h", help="lifetime: 3600, 90s, 30m, 1h, 7d")
+    create.set_defaults(handler=_create_token)
+
     demo = commands.add_parser("demo", help="the demo model repository")
     demo_commands = demo.add_subparsers(dest="demo_command", required=True)
     build = demo_commands.add_parser("build", help="build the demo repository into DIR")
@@ -74,6 +103,53 @@ def _run_runtime(args: argparse.Namespace) -> int:
         loop="uvloop",
         http="httptools",
     )
+    return 0
+
+
+def _run_up(args: argparse.Namespace) -> int:
+    from gateway.local import run_local
+
+    return run_local(args.home, args.replicas, args.port, args.runtime_port)
+
+
+def _run_gateway(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings, SettingsError
+
+    try:
+        settings = GatewaySettings.from_file(args.config)
+    except SettingsError as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2
+    if args.port is not None:
+        settings = dataclasses.replace(settings, port=args.port)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        log_level=args.log_level.lower(),
+    )
+    return 0
+
+
+def _create_token(args: argparse.Namespace) -> int:
+    from gateway.auth import AuthConfigError, mint_token, parse_ttl
+    from gateway.settings import GatewaySettings, SettingsError
+
+    try:
+        settings = GatewaySettings.from_file(args.config)
+        token = mint_token(settings.auth, args.sub, args.scope, parse_ttl(args.ttl))
+    except (SettingsError, AuthConfigError, ValueError) as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2
+    print(token)
     return 0
 
 

@@ -29,7 +29,7 @@ from runtime.errors import InferenceServerError
 from runtime.predictor import Predictor
 from runtime.repository import ModelRepository
 from runtime.routes import ROUTE_HANDLERS
-from runtime.routes.state import AnyRequest, RuntimeState
+from runtime.routes.state import AnyRequest, RuntimeState, runtime_state
 from runtime.settings import RuntimeSettings
 
 log = logging.getLogger("driftgate.runtime")
@@ -104,10 +104,11 @@ def _inference_error(_: AnyRequest, exc: InferenceServerError) -> Response[dict[
     return Response({"error": exc.message}, status_code=exc.status_code)
 
 
-def _http_error(_: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
+def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
     message = exc.detail or "request failed"
-    if exc.status_code == 413:
-        message = f"request body too large: {message}"
+    if exc.status_code == 413:  # Litestar's own limit (a body without Content-Length)
+        limit = runtime_state(request).settings.max_body_bytes
+        message = f"request body too large: the limit is {limit} bytes"
     return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -61,6 +61,10 @@ class ModelVersion:
     metadata: ModelMetadata | None = None
     fingerprint: float = 0.0
     loaded_at: float | None = None
+    #: Requests holding this version (``ModelRepository.acquire``) and whether it has been
+    #: replaced or removed: its backend is unloaded once both say it is no longer needed.
+    users: int = 0
+    retired: bool = False
 
     @property
     def ready(self) -> bool:
@@ -148,6 +152,24 @@ class ModelRepository:
                 f"model '{name}' version {number} is {model_version.state.value.lower()}{detail}"
             )
         return model_version
+
+    def acquire(self, name: str, version: str | None = None) -> ModelVersion:
+        """``resolve``, and hold the version until ``release``.
+
+        A version replaced or removed while a request holds it keeps its backend until the
+        last holder releases it, so a version swap never fails a request in flight.
+        """
+        with self._lock:
+            target = self.resolve(name, version)
+            target.users += 1
+        return target
+
+    def release(self, target: ModelVersion) -> None:
+        with self._lock:
+            target.users -= 1
+            idle = target.retired and target.users == 0
+        if idle:
+            self._unload_backend(target)
 
     @staticmethod
     def _version_number(found: ModelEntry, version: str) -> int:
@@ -280,18 +302,30 @@ class ModelRepository:
     def _unload(self, found: ModelEntry, number: int) -> None:
         with self._lock:
             gone = found.versions.pop(number, None)
-        if gone is not None and gone.backend is not None:
-            log.info("model %s version %s unloaded", found.name, number)
-            gone.backend.unload()
+        if gone is not None:
+            self._retire(gone)
 
     def _remove_model(self, name: str) -> None:
         with self._lock:
             found = self._models.pop(name, None)
         if found is not None:
             for version in found.versions.values():
-                if version.backend is not None:
-                    version.backend.unload()
+                self._retire(version)
             log.info("model %s removed from the repository", name)
+
+    def _retire(self, gone: ModelVersion) -> None:
+        """Unload a version no longer reachable: now, or when its last request releases it."""
+        with self._lock:
+            gone.retired = True
+            idle = gone.users == 0
+        if idle:
+            self._unload_backend(gone)
+
+    @staticmethod
+    def _unload_backend(gone: ModelVersion) -> None:
+        if gone.backend is not None:
+            log.info("model %s version %s unloaded", gone.model, gone.version)
+            gone.backend.unload()
 
     # -- lifecycle -----------------------------------------------------------------------
 

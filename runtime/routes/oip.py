@@ -19,9 +19,9 @@ from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
     content_type,
-    echo_headers,
     read_body,
     runtime_state,
+    served_headers,
 )
 
 SERVER_NAME = "driftgate"
@@ -103,8 +103,7 @@ async def infer(
                 f"infer takes application/json (or application/octet-stream with the binary "
                 f"tensor extension), got '{media_type}'"
             )
-        target = state.repository.resolve(model, version)
-        call.version = str(target.version)
+        target = call.hold(state.repository.acquire(model, version))
         body = await read_body(request, state.settings.max_body_bytes)
         infer_request, form = oip.decode_infer_request(
             body, request.headers.get(oip.HEADER_LENGTH.lower())
@@ -113,7 +112,7 @@ async def infer(
         payload, headers = oip.encode_infer_response(response, form)
         return Response(
             payload,
-            headers={**headers, **echo_headers(request)},
+            headers={**headers, **served_headers(request, target)},
             media_type=headers["Content-Type"],
         )
 

@@ -21,9 +21,9 @@ from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
     content_type,
-    echo_headers,
     read_body,
     runtime_state,
+    served_headers,
 )
 
 
@@ -52,8 +52,7 @@ async def evaluate(
     state = runtime_state(request)
     async with state.measure("eval", model) as call:
         media_type = content_type(request)
-        target = state.repository.resolve(model, version)
-        call.version = str(target.version)
+        target = call.hold(state.repository.acquire(model, version))
         assert target.metadata is not None
         if media_type in JSON_CONTENT_TYPES:
             body = await read_body(request, state.settings.max_body_bytes)
@@ -72,7 +71,7 @@ async def evaluate(
             raise UnsupportedMediaType(f"eval takes {accepted}; got '{media_type}'")
         infer_request.id = request.headers.get("x-request-id")
         response = await state.predictor.infer(target, infer_request)
-        return Response(simple.encode_eval(response, form), headers=echo_headers(request))
+        return Response(simple.encode_eval(response, form), headers=served_headers(request, target))
 
 
 def _image_config(raw: Any, model: FromPath[str], media_type: str, max_pixels: int) -> ImageConfig:

@@ -22,7 +22,7 @@ from runtime.errors import (
     UnsupportedMediaType,
 )
 from runtime.predictor import Predictor
-from runtime.repository import ModelRepository
+from runtime.repository import ModelRepository, ModelVersion
 from runtime.settings import RuntimeSettings
 
 #: Handlers never look at Litestar's user/auth/state type parameters.
@@ -36,6 +36,13 @@ class CallLabels:
     model: str
     version: str = ""
     code: int = 200
+    #: The model version serving this call; released when the call ends.
+    held: ModelVersion | None = None
+
+    def hold(self, target: ModelVersion) -> ModelVersion:
+        """Label the call with the version that serves it, and keep it loaded until the end."""
+        self.held, self.version = target, str(target.version)
+        return target
 
 
 @dataclass
@@ -49,7 +56,7 @@ class RuntimeState:
 
     @asynccontextmanager
     async def measure(self, protocol: str, model: str) -> AsyncIterator[CallLabels]:
-        """Count and time one inference request, whatever its outcome."""
+        """Count and time one inference request, whatever its outcome; release what it held."""
         labels = CallLabels(model=model)
         started = time.perf_counter()
         try:
@@ -61,6 +68,8 @@ class RuntimeState:
             labels.code = 500
             raise
         finally:
+            if labels.held is not None:
+                self.repository.release(labels.held)
             # Unknown model names would make the label set unbounded: bucket them.
             model_label = model if model in self.repository.names() else "_unknown"
             self.metrics.requests.labels(
@@ -117,10 +126,17 @@ def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
     return data
 
 
-def echo_headers(request: AnyRequest) -> dict[str, str]:
-    """Headers every inference response carries back: the caller's request id."""
+def served_headers(request: AnyRequest, target: ModelVersion) -> dict[str, str]:
+    """Headers every inference response carries: who answered, and the caller's request id.
+
+    The gateway reads ``X-Model-Name`` / ``X-Model-Version`` to tell clients (and its
+    metrics) which version actually answered when the request named none.
+    """
+    headers = {"X-Model-Name": target.model, "X-Model-Version": str(target.version)}
     request_id = request.headers.get("x-request-id")
-    return {"X-Request-ID": request_id} if request_id else {}
+    if request_id:
+        headers["X-Request-ID"] = request_id
+    return headers
 
 
 #: JSON bodies may come labelled as curl's default (``curl -d``), as TF-Serving allows.

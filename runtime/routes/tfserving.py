@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import get, post
+from litestar import Response, get, post
 from litestar.params import FromPath
 
 from runtime.codecs import tfserving
@@ -20,6 +20,7 @@ from runtime.routes.state import (
     content_type,
     read_body,
     runtime_state,
+    served_headers,
 )
 
 
@@ -63,7 +64,9 @@ def model_metadata(
 
 
 @post(["/v1/models/{model_verb:str}"], status_code=200)
-async def predict_latest(request: AnyRequest, model_verb: FromPath[str]) -> dict[str, Any]:
+async def predict_latest(
+    request: AnyRequest, model_verb: FromPath[str]
+) -> Response[dict[str, Any]]:
     model = _split_verb(model_verb)
     return await _predict(request, model, None)
 
@@ -77,7 +80,7 @@ async def predict_latest(request: AnyRequest, model_verb: FromPath[str]) -> dict
 )
 async def predict_version(
     request: AnyRequest, model: FromPath[str], version_verb: FromPath[str]
-) -> dict[str, Any]:
+) -> Response[dict[str, Any]]:
     return await _predict(request, model, _split_verb(version_verb))
 
 
@@ -91,15 +94,14 @@ def _split_verb(segment: str) -> str:
 
 
 async def _predict(
-    request: AnyRequest, model: FromPath[str], version: str | None
-) -> dict[str, Any]:
+    request: AnyRequest, model: str, version: str | None
+) -> Response[dict[str, Any]]:
     state = runtime_state(request)
     async with state.measure("tfserving", model) as call:
         media_type = content_type(request)
         if media_type not in JSON_CONTENT_TYPES:
             raise UnsupportedMediaType(f":predict takes application/json, got '{media_type}'")
-        target = state.repository.resolve(model, version)
-        call.version = str(target.version)
+        target = call.hold(state.repository.acquire(model, version))
         assert target.metadata is not None
         body = await read_body(request, state.settings.max_body_bytes)
         infer_request, form = tfserving.decode_predict(body, target.metadata)
@@ -110,7 +112,9 @@ async def _predict(
                 f"version {target.version}; it serves '{served}'"
             )
         response = await state.predictor.infer(target, infer_request)
-        return tfserving.encode_predict(response, form)
+        return Response(
+            tfserving.encode_predict(response, form), headers=served_headers(request, target)
+        )
 
 
 ROUTES = [model_status, model_metadata, predict_latest, predict_version]

@@ -1,0 +1,69 @@
+"""Admin API (scope ``admin``): routes read and replaced at run time, replicas and circuits.
+
+``PUT /admin/routes/{model}`` takes the route policy as JSON (the same keys as in
+gateway.yaml, see docs/routing.md). It is validated before anything changes: an invalid
+policy answers 400 naming the field and the old policy keeps serving. A valid one is
+persisted to ``routes_dir`` and swapped in atomically; the next request uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import get, put
+from litestar.params import FromPath
+
+from gateway.errors import BadGatewayRequest
+from gateway.policy import PolicyError, parse_route, route_to_dict
+from gateway.state import AnyRequest, gateway_state
+
+
+@get("/admin/routes")
+async def list_routes(request: AnyRequest) -> dict[str, Any]:
+    state = gateway_state(request)
+    state.authorize(request, "admin")
+    return {name: route_to_dict(policy) for name, policy in state.routes.configured().items()}
+
+
+@get("/admin/routes/{model:str}")
+async def get_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]:
+    state = gateway_state(request)
+    state.authorize(request, "admin")
+    policy = route_to_dict(state.routes.get(model))
+    return {"route": model, "configured": state.routes.is_configured(model), "policy": policy}
+
+
+@put("/admin/routes/{model:str}", status_code=200)
+async def put_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]:
+    state = gateway_state(request)
+    state.authorize(request, "admin")
+    try:
+        raw = msgspec.json.decode(await request.body())
+        policy = parse_route(model, raw)
+    except msgspec.DecodeError as exc:
+        state.metrics.route_updates.labels(model, "rejected").inc()
+        raise BadGatewayRequest(f"the route policy is not valid JSON: {exc}") from None
+    except PolicyError as exc:
+        state.metrics.route_updates.labels(model, "rejected").inc()
+        raise BadGatewayRequest(f"invalid route policy, nothing changed: {exc}") from None
+    state.routes.replace(model, policy)
+    state.metrics.route_updates.labels(model, "applied").inc()
+    return {"route": model, "configured": True, "policy": route_to_dict(policy)}
+
+
+@get("/admin/replicas")
+async def list_replicas(request: AnyRequest) -> dict[str, Any]:
+    state = gateway_state(request)
+    state.authorize(request, "admin")
+    now = state.dispatcher.clock()
+    return {
+        "replicas": [msgspec.to_builtins(s) for s in state.dispatcher.replicas.snapshot(now)],
+        "circuits": [
+            {"route": route, "model": target.model, "version": target.version, "state": value}
+            for route, target, value in state.dispatcher.breaker_states(now)
+        ],
+    }
+
+
+ROUTES = [list_routes, get_route, put_route, list_replicas]

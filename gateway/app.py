@@ -1,0 +1,163 @@
+"""The gateway's HTTP app: ``create_app(settings)`` builds everything it owns.
+
+App-wide resources (upstream connection pool, replica set, route table, metrics
+registry, tracer, health checker) are created here and live on ``app.state.gateway``.
+Errors render as ``{"error": "..."}``: auth failures as 401/403 with
+``WWW-Authenticate``, routing failures with their status, anything unexpected as a
+logged 500 without a stack trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from litestar import Litestar, MediaType, Response, get
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+from litestar.middleware import DefineMiddleware
+from opentelemetry.sdk.trace.export import SpanExporter
+from prometheus_client import CollectorRegistry
+
+from gateway import admin, proxy
+from gateway.auth import AuthError, TokenVerifier
+from gateway.balancer import ReplicaSet
+from gateway.dispatcher import Dispatcher
+from gateway.errors import GatewayError
+from gateway.health import HealthChecker
+from gateway.route_table import RouteTable
+from gateway.settings import GatewaySettings
+from gateway.shadow import ShadowRunner
+from gateway.state import AnyRequest, GatewayState, gateway_state
+from gateway.upstream import UpstreamClient
+from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
+from monitoring.metrics import render_metrics
+from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
+
+log = logging.getLogger("driftgate.gateway")
+_UNTRACED_PATHS = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready"})
+
+
+def create_app(
+    settings: GatewaySettings,
+    span_exporter: SpanExporter | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> Litestar:
+    # httpx logs every upstream call at INFO: thousands of lines a second under load.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    registry = CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    tracer_provider = build_tracer_provider(settings.service_name, span_exporter)
+    tracer = tracer_provider.get_tracer("driftgate.gateway")
+    replicas = ReplicaSet(settings.replicas, settings.ejection)
+    upstream = UpstreamClient(transport)
+    dispatcher = Dispatcher(replicas, upstream, metrics, tracer)
+    verifier = TokenVerifier(settings.auth) if settings.auth.enabled else None
+    if verifier is None:
+        log.warning(
+            "AUTH IS DISABLED (auth.enabled: false): anyone who can reach port %d "
+            "can call every model and the admin API",
+            settings.port,
+        )
+    state = GatewayState(
+        settings=settings,
+        routes=RouteTable(settings.routes, settings.routes_dir),
+        dispatcher=dispatcher,
+        shadows=ShadowRunner(dispatcher, tracer),
+        verifier=verifier,
+        metrics=metrics,
+        registry=registry,
+        tracer=tracer,
+    )
+    registry.register(ShadowAgreementCollector(metrics.shadow_comparisons))
+    registry.register(
+        ReplicaCollector(
+            lambda: (
+                (s.url, s.healthy, s.ejected, s.outstanding)
+                for s in replicas.snapshot(dispatcher.clock())
+            )
+        )
+    )
+    health = HealthChecker(replicas, upstream, settings.health_check)
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.health = health
+        await health.check_all()
+        checking = asyncio.create_task(health.run())
+        try:
+            yield
+        finally:
+            checking.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checking
+            await state.shadows.drain()
+            await upstream.close()
+            tracer_provider.shutdown()
+
+    return Litestar(
+        route_handlers=[*proxy.ROUTES, *admin.ROUTES, live, ready, metrics_endpoint],
+        lifespan=[lifespan],
+        state=State({"gateway": state}),
+        exception_handlers={
+            AuthError: _auth_error,
+            GatewayError: _gateway_error,
+            HTTPException: _http_error,
+            Exception: _unexpected_error,
+        },
+        middleware=[
+            DefineMiddleware(ServerSpanMiddleware, tracer=tracer, skip_paths=_UNTRACED_PATHS)
+        ],
+        request_max_body_size=settings.max_body_bytes,
+        debug=False,
+    )
+
+
+@get("/v2/health/live", sync_to_thread=False)
+def live() -> dict[str, bool]:
+    return {"live": True}
+
+
+@get("/v2/health/ready", sync_to_thread=False)
+def ready(request: AnyRequest) -> Response[dict[str, bool]]:
+    """Ready when at least one runtime replica passes its health check."""
+    is_ready = request.app.state.health.any_healthy()
+    return Response({"ready": is_ready}, status_code=200 if is_ready else 503)
+
+
+@get("/metrics", include_in_schema=False, sync_to_thread=False, media_type=MediaType.TEXT)
+def metrics_endpoint(request: AnyRequest) -> Response[bytes]:
+    body, content_type = render_metrics(
+        gateway_state(request).registry, request.headers.get("accept")
+    )
+    return Response(body, media_type=content_type)
+
+
+def _auth_error(_: AnyRequest, exc: AuthError) -> Response[dict[str, str]]:
+    return Response(
+        {"error": exc.message},
+        status_code=exc.status_code,
+        headers={"WWW-Authenticate": exc.www_authenticate},
+    )
+
+
+def _gateway_error(_: AnyRequest, exc: GatewayError) -> Response[dict[str, str]]:
+    if exc.status_code >= 500:
+        log.warning("%s", exc.message)
+    return Response({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _http_error(_: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
+    message = exc.detail or "request failed"
+    if exc.status_code == 413:
+        message = f"request body too large: {message}"
+    return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _unexpected_error(request: AnyRequest, exc: Exception) -> Response[dict[str, str]]:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return Response({"error": "internal gateway error; see the gateway log"}, status_code=500)

@@ -1,0 +1,239 @@
+"""Carries out a routing plan: tries, retries, fallbacks and circuit breakers, with I/O.
+
+``plan_route`` (pure) decided the answering target, its fallbacks and the shadows; the
+dispatcher tries the targets in order within the route's total budget. For one target it
+picks the least-loaded replica and, on a connection error, timeout or 503, retries on
+another replica (never on a 4xx). A target whose tries all fail, or that answers a 5xx,
+counts against its circuit breaker and hands over to the next fallback. Shadows run in
+``gateway.shadow`` after the client has its answer.
+
+Every upstream try is a CLIENT span (OpenTelemetry HTTP semantic conventions) carrying
+``traceparent`` to the runtime, and a ``driftgate_upstream_duration_seconds`` sample.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from gateway.balancer import ReplicaSet
+from gateway.circuit import CircuitBreaker
+from gateway.dialects import InferencePath
+from gateway.errors import NoUpstream, UpstreamTimeout
+from gateway.planner import Plan
+from gateway.policy import RoutePolicy, Target
+from gateway.upstream import UpstreamClient, UpstreamResponse, UpstreamUnavailable
+from monitoring.gateway_metrics import GatewayMetrics
+
+_RETRYABLE_STATUS = 503
+
+
+@dataclass(frozen=True)
+class ProxyRequest:
+    route: str
+    path: InferencePath
+    request_id: str
+    headers: Mapping[str, str]  # already filtered to what replicas may see
+    body: bytes
+
+
+@dataclass
+class ProxyResult:
+    response: UpstreamResponse
+    target: Target
+    role: str  # primary | fallback
+    replica: str
+    fallback_reason: str | None = None
+
+
+@dataclass
+class _TargetFailure:
+    reason: str  # circuit_open | unavailable | timeout | status_5xx | no_replica
+    message: str
+    response: UpstreamResponse | None = None
+
+
+@dataclass
+class Dispatcher:
+    replicas: ReplicaSet
+    upstream: UpstreamClient
+    metrics: GatewayMetrics
+    tracer: trace.Tracer
+    clock: Callable[[], float] = time.monotonic
+    _breakers: dict[tuple[str, Target], CircuitBreaker] = field(default_factory=dict)
+
+    async def dispatch(self, policy: RoutePolicy, plan: Plan, request: ProxyRequest) -> ProxyResult:
+        deadline = self.clock() + policy.timeout_s
+        failures: list[_TargetFailure] = []
+        for index, target in enumerate(plan.targets):
+            role = "primary" if index == 0 else "fallback"
+            breaker = self._breaker(request.route, policy, target)
+            if breaker is not None and not breaker.allow(self.clock()):
+                failures.append(
+                    _TargetFailure("circuit_open", f"circuit open for {_describe(target)}")
+                )
+                continue
+            outcome = await self._try_target(policy, target, request, deadline, role)
+            if isinstance(outcome, ProxyResult):
+                if breaker is not None:
+                    breaker.record_success(self.clock())
+                if index:
+                    outcome.fallback_reason = failures[0].reason
+                    self.metrics.fallbacks.labels(
+                        request.route, target.model, failures[0].reason
+                    ).inc()
+                return outcome
+            if breaker is not None:
+                breaker.record_failure(self.clock())
+            failures.append(outcome)
+            if self.clock() >= deadline:
+                break
+        raise _give_up(request.route, failures, policy.timeout_s)
+
+    async def _try_target(
+        self,
+        policy: RoutePolicy,
+        target: Target,
+        request: ProxyRequest,
+        deadline: float,
+        role: str,
+    ) -> ProxyResult | _TargetFailure:
+        tried: set[str] = set()
+        failure = _TargetFailure("no_replica", "no runtime replica is available")
+        for attempt in range(policy.retries + 1):
+            remaining = deadline - self.clock()
+            if remaining <= 0:
+                return _TargetFailure(
+                    "timeout", f"the route's {policy.timeout_s:g}s budget ran out"
+                )
+            replica = self.replicas.pick(tried, self.clock())
+            if replica is None:
+                return failure
+            if attempt:
+                self.metrics.upstream_retries.labels(request.route).inc()
+            tried.add(replica)
+            per_try = min(policy.per_try_timeout_s or remaining, remaining)
+            try:
+                response = await self.call(
+                    replica, request, target, timeout_s=per_try, role=role, attempt=attempt
+                )
+            except UpstreamUnavailable as exc:
+                self.replicas.record_failure(replica, self.clock())
+                failure = _TargetFailure(
+                    "timeout" if exc.kind == "timeout" else "unavailable", str(exc)
+                )
+                continue
+            self.replicas.record_success(replica)
+            if response.status == _RETRYABLE_STATUS:
+                failure = _TargetFailure(
+                    "status_5xx", f"{_describe(target)} answered 503", response
+                )
+                continue
+            if response.status >= 500:
+                return _TargetFailure(
+                    "status_5xx", f"{_describe(target)} answered {response.status}", response
+                )
+            return ProxyResult(response, target, role, replica)
+        return failure
+
+    async def call(
+        self,
+        replica: str,
+        request: ProxyRequest,
+        target: Target,
+        *,
+        timeout_s: float,
+        role: str,
+        attempt: int = 0,
+    ) -> UpstreamResponse:
+        """One HTTP call to one replica, as a CLIENT span, measured."""
+        url = replica + request.path.for_target(target)
+        address = urlsplit(replica)
+        attributes: dict[str, str | int] = {
+            "http.request.method": "POST",
+            "url.full": url,
+            "server.address": address.hostname or "",
+            "server.port": address.port or 80,
+            "driftgate.role": role,
+            "driftgate.model.name": target.model,
+            "driftgate.model.version": target.version or "",
+        }
+        if attempt:
+            attributes["http.request.resend_count"] = attempt
+        headers = {**request.headers, "x-request-id": request.request_id}
+        self.replicas.acquire(replica)
+        started = time.perf_counter()
+        outcome = "error"
+        with self.tracer.start_as_current_span(
+            "POST", kind=SpanKind.CLIENT, attributes=attributes
+        ) as span:
+            inject(headers)
+            try:
+                response = await self.upstream.send("POST", url, headers, request.body, timeout_s)
+            except UpstreamUnavailable as exc:
+                outcome = exc.kind
+                span.set_attribute("error.type", exc.kind)
+                span.set_status(Status(StatusCode.ERROR, str(exc)))
+                raise
+            finally:
+                self.replicas.release(replica)
+                self.metrics.upstream_duration.labels(replica, role, outcome).observe(
+                    time.perf_counter() - started
+                )
+            outcome = str(response.status)
+            span.set_attribute("http.response.status_code", response.status)
+            if response.status >= 500:
+                span.set_attribute("error.type", str(response.status))
+                span.set_status(Status(StatusCode.ERROR))
+        return response
+
+    def breaker_states(self, now: float) -> list[tuple[str, Target, str]]:
+        return [
+            (route, target, breaker.state_at(now).value)
+            for (route, target), breaker in self._breakers.items()
+        ]
+
+    def _breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
+        settings = policy.circuit_breaker
+        if settings is None:
+            return None
+        key = (route, target)
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = CircuitBreaker(settings.failures, settings.open_s)
+            self._breakers[key] = breaker
+        return breaker
+
+
+def _describe(target: Target) -> str:
+    return f"model '{target.model}'" + (f" version {target.version}" if target.version else "")
+
+
+def _give_up(route: str, failures: list[_TargetFailure], budget_s: float) -> Exception:
+    """The client's answer when no target answered: the last real 5xx, else 503/504."""
+    for failure in reversed(failures):
+        if failure.response is not None and failure.response.status != _RETRYABLE_STATUS:
+            return _UpstreamAnswer(failure.response)
+    detail = "; ".join(failure.message for failure in failures)
+    if failures and all(f.reason == "timeout" for f in failures):
+        return UpstreamTimeout(f"route '{route}': no answer within {budget_s:g}s ({detail})")
+    return NoUpstream(
+        f"route '{route}': no target could answer ({detail})", headers={"Retry-After": "1"}
+    )
+
+
+class _UpstreamAnswer(Exception):
+    """The runtime's own error response, passed through to the client unchanged."""
+
+    def __init__(self, response: UpstreamResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
+UpstreamAnswer = _UpstreamAnswer

@@ -1,0 +1,114 @@
+"""``driftgate up``: the whole system on one machine with embedded defaults.
+
+Layout under ``--home`` (default ``var/``)::
+
+    var/models/         the demo model repository (built on first start)
+    var/gateway.yaml    gateway configuration, written on first start: a fresh HS256
+                        secret, demo routes (A/B on titanic with a PMML fallback, a shadow
+                        on iris); edit it freely, `driftgate token create` reads it too
+    var/routes/         route changes made through the admin API (persisted)
+    var/logs/           runtime replica logs
+
+The gateway runs in this process; the runtime replicas are supervised subprocesses that
+are restarted when they die.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("driftgate.up")
+
+DEMO_ROUTES = {
+    "titanic": {
+        "split": {
+            "sticky": {"by": "subject"},
+            "arms": [
+                {"name": "stable", "target": {"model": "titanic", "version": "1"}, "weight": 90},
+                {"name": "canary", "target": {"model": "titanic", "version": "2"}, "weight": 10},
+            ],
+        },
+        "fallback": [{"model": "titanic_pmml"}],
+    },
+    "iris": {
+        "primary": {"model": "iris", "version": "2"},
+        "shadow": [
+            {
+                "target": {"model": "iris", "version": "1"},
+                "percent": 100,
+                "compare": {"kind": "numeric", "output": "probabilities", "tolerance": 0.05},
+            }
+        ],
+    },
+}
+
+
+def write_default_config(path: Path, port: int) -> None:
+    """A gateway.yaml for local use, with a new random secret (file mode 0600)."""
+    document = {
+        "listen": {"host": "127.0.0.1", "port": port},
+        "auth": {
+            "enabled": True,
+            "algorithm": "HS256",
+            "secret": secrets.token_urlsafe(48),
+            "issuer": "driftgate",
+            "audience": "driftgate",
+        },
+        "routes_dir": "routes",
+        "routes": DEMO_ROUTES,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "# Written by `driftgate up` on first start; edit freely (docs/gateway.md).\n"
+    path.write_text(header + yaml.safe_dump(document, sort_keys=False))
+    path.chmod(0o600)
+
+
+def run_local(home: Path, replicas: int, port: int, runtime_port: int) -> int:
+    import uvicorn
+
+    from gateway.app import create_app
+    from gateway.settings import GatewaySettings
+    from gateway.supervisor import ReplicaSupervisor
+
+    repository = home / "models"
+    if not (repository / "titanic").is_dir():
+        from runtime.demo import build_demo_repository
+
+        log.info("building the demo model repository in %s", repository)
+        build_demo_repository(repository)
+    config = home / "gateway.yaml"
+    if not config.is_file():
+        write_default_config(config, port)
+        log.info("wrote %s (auth on, with a new secret)", config)
+    settings = GatewaySettings.from_file(config)
+    supervisor = ReplicaSupervisor(
+        repository=repository.resolve(),
+        ports=[runtime_port + i for i in range(replicas)],
+        log_dir=home / "logs",
+    )
+    supervisor.start()
+    settings = dataclasses.replace(settings, replicas=tuple(supervisor.urls), port=port)
+    log.info(
+        "gateway on http://%s:%d, runtime replicas %s",
+        settings.host,
+        port,
+        ", ".join(supervisor.urls),
+    )
+    try:
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=port,
+            access_log=False,
+            loop="uvloop",
+            http="httptools",
+            log_level="info",
+        )
+    finally:
+        supervisor.stop()
+    return 0

@@ -1,0 +1,132 @@
+"""Gateway settings: ``gateway.yaml`` parsed into one validated object.
+
+```yaml
+listen: {host: 127.0.0.1, port: 8000}
+replicas: [http://127.0.0.1:8001, http://127.0.0.1:8002]   # runtime replicas, same repository
+auth: {...}                  # see docs/auth.md; `enabled: false` must be explicit
+routes: {titanic: {...}}     # see docs/routing.md; models without a route get the default one
+routes_dir: var/routes       # where admin API changes persist (one YAML file per route)
+health_check: {interval_s: 1.0, timeout_s: 1.0}
+ejection: {consecutive_failures: 3, base_ejection_s: 5, max_ejection_s: 60}
+max_body_bytes: 16777216
+```
+
+Relative paths are resolved against the file's folder. Errors name the key.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import yaml
+
+from gateway.auth import AuthConfig, AuthConfigError
+from gateway.balancer import EjectionSettings
+from gateway.policy import PolicyError, RoutePolicy, parse_routes
+
+_KEYS = {
+    "listen",
+    "replicas",
+    "auth",
+    "routes",
+    "routes_dir",
+    "health_check",
+    "ejection",
+    "max_body_bytes",
+}
+
+
+#: Eject a replica after 3 consecutive connection failures or timeouts, for 5 s at first.
+DEFAULT_EJECTION = EjectionSettings(
+    consecutive_failures=3, base_ejection_s=5.0, max_ejection_s=60.0
+)
+
+
+class SettingsError(ValueError):
+    """gateway.yaml cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class HealthCheckSettings:
+    interval_s: float = 1.0
+    timeout_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class GatewaySettings:
+    replicas: tuple[str, ...]
+    auth: AuthConfig
+    host: str = "127.0.0.1"
+    port: int = 8000
+    routes: Mapping[str, RoutePolicy] = field(default_factory=dict)
+    routes_dir: Path | None = None
+    health_check: HealthCheckSettings = HealthCheckSettings()
+    ejection: EjectionSettings = DEFAULT_EJECTION
+    max_body_bytes: int = 16 * 1024 * 1024
+    service_name: str = "driftgate-gateway"
+
+    @classmethod
+    def from_file(cls, path: Path, environ: Mapping[str, str] | None = None) -> GatewaySettings:
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"{path}: {exc}") from None
+        return cls.from_dict(raw, base_dir=path.parent, environ=environ)
+
+    @classmethod
+    def from_dict(
+        cls, raw: Any, base_dir: Path | None = None, environ: Mapping[str, str] | None = None
+    ) -> GatewaySettings:
+        if not isinstance(raw, dict):
+            raise SettingsError("gateway.yaml: expected a mapping at the top level")
+        unknown = set(raw) - _KEYS
+        if unknown:
+            raise SettingsError(
+                f"gateway.yaml: unknown key(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
+            )
+        base = base_dir or Path.cwd()
+        listen = raw.get("listen") or {}
+        replicas = raw.get("replicas") or []
+        if not isinstance(replicas, list) or not all(
+            isinstance(url, str) and url.startswith(("http://", "https://")) for url in replicas
+        ):
+            raise SettingsError("replicas: expected a list of http:// URLs")
+        if "auth" not in raw:
+            raise SettingsError(
+                "auth: missing; configure JWT auth or say `auth: {enabled: false}` explicitly"
+            )
+        try:
+            auth = AuthConfig.from_dict(
+                raw["auth"], base_dir=base, environ=environ if environ is not None else os.environ
+            )
+            routes = parse_routes(raw.get("routes"))
+            ejection = (
+                msgspec.convert(raw["ejection"], EjectionSettings)
+                if raw.get("ejection")
+                else DEFAULT_EJECTION
+            )
+        except (AuthConfigError, PolicyError) as exc:
+            raise SettingsError(str(exc)) from None
+        except msgspec.ValidationError as exc:
+            raise SettingsError(f"ejection: {exc}") from None
+        routes_dir = raw.get("routes_dir")
+        health = raw.get("health_check") or {}
+        return cls(
+            replicas=tuple(url.rstrip("/") for url in replicas),
+            auth=auth,
+            host=str(listen.get("host", "127.0.0.1")),
+            port=int(listen.get("port", 8000)),
+            routes=routes,
+            routes_dir=(base / routes_dir) if routes_dir else None,
+            health_check=HealthCheckSettings(
+                interval_s=float(health.get("interval_s", 1.0)),
+                timeout_s=float(health.get("timeout_s", 1.0)),
+            ),
+            ejection=ejection,
+            max_body_bytes=int(raw.get("max_body_bytes", 16 * 1024 * 1024)),
+        )

@@ -1,0 +1,136 @@
+"""Prometheus metrics of the gateway, registered on the registry the app owns.
+
+Labels are bounded: route (configured model names, or ``_unknown``), model and version
+(of the target that answered), arm, role (primary | fallback | shadow), code, replica
+(configured replica URLs), outcome. Never request ids or subjects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from monitoring.metrics import LATENCY_BUCKETS
+
+
+class GatewayMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            "driftgate_requests_total",
+            "Requests answered by the gateway, by route, answering target, arm, role and code.",
+            ["route", "model", "version", "arm", "role", "code"],
+            registry=registry,
+        )
+        self.request_duration = Histogram(
+            "driftgate_request_duration_seconds",
+            "Gateway end-to-end latency per request (auth, routing, upstream tries).",
+            ["route", "arm"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_duration = Histogram(
+            "driftgate_upstream_duration_seconds",
+            "Latency of one call from the gateway to a runtime replica.",
+            ["replica", "role", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.upstream_retries = Counter(
+            "driftgate_upstream_retries_total",
+            "Upstream tries repeated on another replica after a connection error or 503.",
+            ["route"],
+            registry=registry,
+        )
+        self.fallbacks = Counter(
+            "driftgate_fallbacks_total",
+            "Requests answered by a fallback target because the chosen target failed.",
+            ["route", "model", "reason"],
+            registry=registry,
+        )
+        self.shadow_requests = Counter(
+            "driftgate_shadow_requests_total",
+            "Mirrored requests by outcome (ok | error | timeout).",
+            ["route", "model", "version", "outcome"],
+            registry=registry,
+        )
+        self.shadow_comparisons = Counter(
+            "driftgate_shadow_comparisons_total",
+            "Primary-versus-shadow comparisons by result (agree | disagree).",
+            ["route", "model", "version", "result"],
+            registry=registry,
+        )
+        self.auth_failures = Counter(
+            "driftgate_auth_failures_total",
+            "Requests refused by authentication (401) or authorisation (403).",
+            ["code"],
+            registry=registry,
+        )
+        self.route_updates = Counter(
+            "driftgate_route_updates_total",
+            "Route policy changes through the admin API by outcome (applied | rejected).",
+            ["route", "outcome"],
+            registry=registry,
+        )
+
+
+class ShadowAgreementCollector(Collector):
+    """``driftgate_shadow_agreement_ratio``: agreeing / compared, per shadow target."""
+
+    def __init__(self, comparisons: Counter) -> None:
+        self._comparisons = comparisons
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "driftgate_shadow_agreement_ratio",
+            "Share of compared shadow responses that agree with the primary.",
+            labels=["route", "model", "version"],
+        )
+        totals: dict[tuple[str, str, str], list[float]] = {}
+        for metric in self._comparisons.collect():
+            for sample in metric.samples:
+                if not sample.name.endswith("_total"):
+                    continue
+                key = (sample.labels["route"], sample.labels["model"], sample.labels["version"])
+                counts = totals.setdefault(key, [0.0, 0.0])
+                counts[1] += sample.value
+                if sample.labels["result"] == "agree":
+                    counts[0] += sample.value
+        for key, (agree, total) in totals.items():
+            if total:
+                family.add_metric(list(key), agree / total)
+        yield family
+
+
+class ReplicaCollector(Collector):
+    """Replica health, ejection and in-flight requests, read at scrape time."""
+
+    def __init__(self, snapshot: Callable[[], Iterable[tuple[str, bool, bool, int]]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[Metric]:
+        healthy = GaugeMetricFamily(
+            "driftgate_replica_healthy",
+            "1 when the replica passes active health checks and is not ejected.",
+            labels=["replica"],
+        )
+        ejected = GaugeMetricFamily(
+            "driftgate_replica_ejected",
+            "1 while the replica is ejected after consecutive failures.",
+            labels=["replica"],
+        )
+        outstanding = GaugeMetricFamily(
+            "driftgate_replica_outstanding_requests",
+            "Requests in flight to the replica.",
+            labels=["replica"],
+        )
+        for url, is_healthy, is_ejected, in_flight in self._snapshot():
+            healthy.add_metric([url], 1.0 if is_healthy and not is_ejected else 0.0)
+            ejected.add_metric([url], 1.0 if is_ejected else 0.0)
+            outstanding.add_metric([url], float(in_flight))
+        yield healthy
+        yield ejected
+        yield outstanding
