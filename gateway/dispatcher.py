@@ -32,6 +32,7 @@ from gateway.upstream import UpstreamClient, UpstreamResponse, UpstreamUnavailab
 from monitoring.gateway_metrics import GatewayMetrics
 
 _RETRYABLE_STATUS = 503
+_REPLICA_FAILURE_STATUS = frozenset({502, 504})
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,12 @@ class Dispatcher:
                     "timeout" if exc.kind == "timeout" else "unavailable", str(exc)
                 )
                 continue
-            self.replicas.record_success(replica)
+            # 502/504 say the replica itself is sick; a 500 or a 503 "model not ready" is one
+            # model's problem, and one shared pool must not eject replicas over it.
+            if response.status in _REPLICA_FAILURE_STATUS:
+                self.replicas.record_failure(replica, self.clock())
+            else:
+                self.replicas.record_success(replica)
             if response.status == _RETRYABLE_STATUS:
                 failure = _TargetFailure(
                     "status_5xx", f"{_describe(target)} answered 503", response

@@ -18,7 +18,9 @@ from __future__ import annotations
 import dataclasses
 import logging
 import secrets
+import signal
 from pathlib import Path
+from types import FrameType
 
 import yaml
 
@@ -91,15 +93,16 @@ def run_local(home: Path, replicas: int, port: int, runtime_port: int) -> int:
         ports=[runtime_port + i for i in range(replicas)],
         log_dir=home / "logs",
     )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()
-    settings = dataclasses.replace(settings, replicas=tuple(supervisor.urls), port=port)
-    log.info(
-        "gateway on http://%s:%d, runtime replicas %s",
-        settings.host,
-        port,
-        ", ".join(supervisor.urls),
-    )
     try:
+        settings = dataclasses.replace(settings, replicas=tuple(supervisor.urls), port=port)
+        log.info(
+            "gateway on http://%s:%d, runtime replicas %s",
+            settings.host,
+            port,
+            ", ".join(supervisor.urls),
+        )
         uvicorn.run(
             create_app(settings),
             host=settings.host,
@@ -112,3 +115,10 @@ def run_local(home: Path, replicas: int, port: int, runtime_port: int) -> int:
     finally:
         supervisor.stop()
     return 0
+
+
+def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:
+    # uvicorn re-raises the SIGTERM it handled once the gateway has shut down; with the
+    # default action the process would die before `finally` stops the replicas, which run
+    # in their own sessions and would be left behind.
+    raise SystemExit(128 + signum)

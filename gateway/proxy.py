@@ -157,8 +157,10 @@ def _measure(
 ) -> None:
     known = state.routes.is_configured(route) or labels["code"] not in ("404", "401", "403")
     route_label = route if known else "_unknown"
+    # An unknown name also fills the model label (the default route targets it): drop it.
+    model, version = (labels["model"], labels["version"]) if known else ("", "")
     state.metrics.requests.labels(
-        route_label, labels["model"], labels["version"], arm, labels["role"], labels["code"]
+        route_label, model, version, arm, labels["role"], labels["code"]
     ).inc()
     state.metrics.request_duration.labels(route_label, arm).observe(
         time.perf_counter() - started, exemplar(current_trace_id())

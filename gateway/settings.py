@@ -90,7 +90,6 @@ class GatewaySettings:
                 f"gateway.yaml: unknown key(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
             )
         base = base_dir or Path.cwd()
-        listen = raw.get("listen") or {}
         replicas = raw.get("replicas") or []
         if not isinstance(replicas, list) or not all(
             isinstance(url, str) and url.startswith(("http://", "https://")) for url in replicas
@@ -115,18 +114,39 @@ class GatewaySettings:
         except msgspec.ValidationError as exc:
             raise SettingsError(f"ejection: {exc}") from None
         routes_dir = raw.get("routes_dir")
-        health = raw.get("health_check") or {}
+        health = _section(raw, "health_check", {"interval_s", "timeout_s"})
+        listen = _section(raw, "listen", {"host", "port"})
         return cls(
             replicas=tuple(url.rstrip("/") for url in replicas),
             auth=auth,
             host=str(listen.get("host", "127.0.0.1")),
-            port=int(listen.get("port", 8000)),
+            port=_number(listen, "listen.port", 8000, int),
             routes=routes,
             routes_dir=(base / routes_dir) if routes_dir else None,
             health_check=HealthCheckSettings(
-                interval_s=float(health.get("interval_s", 1.0)),
-                timeout_s=float(health.get("timeout_s", 1.0)),
+                interval_s=_number(health, "health_check.interval_s", 1.0, float),
+                timeout_s=_number(health, "health_check.timeout_s", 1.0, float),
             ),
             ejection=ejection,
-            max_body_bytes=int(raw.get("max_body_bytes", 16 * 1024 * 1024)),
+            max_body_bytes=_number(raw, "max_body_bytes", 16 * 1024 * 1024, int),
         )
+
+
+def _section(raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
+    section = raw.get(key) or {}
+    if not isinstance(section, dict):
+        raise SettingsError(f"{key}: expected a mapping with keys {sorted(allowed)}")
+    unknown = set(section) - allowed
+    if unknown:
+        raise SettingsError(f"{key}: unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}")
+    return section
+
+
+def _number(raw: Mapping[str, Any], where: str, default: float, kind: type[Any]) -> Any:
+    """A positive number at ``raw[last part of where]``, or the default."""
+    value = raw.get(where.rsplit(".", 1)[-1], default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise SettingsError(f"{where}: expected a positive number, got {value!r}")
+    if kind is int and not float(value).is_integer():
+        raise SettingsError(f"{where}: expected a whole number, got {value!r}")
+    return kind(value)

@@ -121,25 +121,10 @@ class ServerSpanMiddleware:
 
 
 def _route_template(scope: dict[str, Any]) -> str | None:
-    handler = scope.get("route_handler")
-    paths = getattr(handler, "paths", None)
-    if paths:
-        # Litestar writes path parameters as {name:type}; semconv wants the bare template.
-        path = sorted(paths)[0]
-        return _strip_param_types(path)
-    return None
+    """The template of the path that matched (``/v2/models/{model}/infer``), as semconv wants.
 
-
-def _strip_param_types(path: str) -> str:
-    out, depth, skipping = [], 0, False
-    for char in path:
-        if char == "{":
-            depth, skipping = depth + 1, False
-        elif char == "}":
-            depth, skipping = depth - 1, False
-        elif char == ":" and depth:
-            skipping = True
-            continue
-        if not skipping:
-            out.append(char)
-    return "".join(out)
+    Litestar records it in the scope; a handler with several paths must not be named after
+    one of the others.
+    """
+    template = scope.get("path_template")
+    return str(template) if template else None

@@ -1,0 +1,245 @@
+"""The admin API changes routing while the gateway runs: A/B weights, bad policies, restarts.
+
+``PUT /admin/routes/{model}`` replaces a route's policy; the next request uses it, an
+invalid one is refused naming the field (the old policy keeps serving), and a valid one is
+written to ``routes_dir`` so that a restarted gateway starts with it (docs/routing.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.auth import AuthConfig, mint_token
+from tests.gateway.fakes import (
+    SECRET,
+    FakeRuntime,
+    Gateway,
+    GatewayFactory,
+    gateway_factory,
+    gateway_settings,
+)
+
+INFER = "/v2/models/iris/infer"
+BODY = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+AUTH = {"algorithm": "HS256", "secret": SECRET}
+USERS = [f"user-{n}" for n in range(20)]
+
+
+def ab_test(control: int, treatment: int) -> dict[str, Any]:
+    """iris split by JWT subject: control on version 1, treatment on version 2."""
+    return {
+        "split": {
+            "sticky": {"by": "subject"},
+            "arms": [
+                {"name": "control", "target": {"model": "iris", "version": "1"}, "weight": control},
+                {
+                    "name": "treatment",
+                    "target": {"model": "iris", "version": "2"},
+                    "weight": treatment,
+                },
+            ],
+        }
+    }
+
+
+def bearer(subject: str, *scopes: str) -> dict[str, str]:
+    token = mint_token(AuthConfig.from_dict(AUTH), subject, scopes or ("predict",), 300)
+    return {"Authorization": f"Bearer {token}"}
+
+
+ADMIN = bearer("ops", "admin")
+
+
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    return FakeRuntime()
+
+
+@pytest.fixture
+def start(runtime: FakeRuntime) -> Iterator[GatewayFactory]:
+    with gateway_factory(runtime) as factory:
+        yield factory
+
+
+def arm_of(gateway: Gateway, user: str) -> str:
+    """The arm that answered ``user``; the version that answered must be that arm's."""
+    answer = gateway.client.post(INFER, json=BODY, headers=bearer(user))
+    assert answer.status_code == 200, answer.text
+    arm = answer.headers["X-Driftgate-Arm"]
+    assert answer.headers["X-Driftgate-Version"] == {"control": "1", "treatment": "2"}[arm]
+    return arm
+
+
+# --- A/B arms -------------------------------------------------------------------------------
+
+
+def test_a_user_keeps_their_arm_and_the_arm_is_in_a_header(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+
+    first = {user: arm_of(gateway, user) for user in USERS}
+    again = {user: arm_of(gateway, user) for user in USERS}
+
+    assert again == first
+    assert set(first.values()) == {"control", "treatment"}  # 20 users: both arms in use
+
+
+def test_requests_are_counted_per_arm(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+
+    arms = [arm_of(gateway, user) for user in USERS]
+
+    for arm in ("control", "treatment"):
+        assert gateway.metric("driftgate_requests_total", arm=arm) == arms.count(arm)
+
+
+def test_a_weight_change_takes_effect_on_the_next_request(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    before = {user: arm_of(gateway, user) for user in USERS}
+
+    replaced = gateway.client.put("/admin/routes/iris", json=ab_test(1, 999), headers=ADMIN)
+
+    assert replaced.status_code == 200
+    assert replaced.json()["policy"]["split"]["arms"][1]["weight"] == 999
+    after = {user: arm_of(gateway, user) for user in USERS}
+    assert "control" in before.values()
+    assert set(after.values()) == {"treatment"}  # no restart, and nobody moved to control
+
+
+def test_get_route_spells_out_every_effective_value(start) -> None:
+    gateway = start(auth=AUTH)
+
+    answer = gateway.client.get("/admin/routes/iris", headers=ADMIN)
+
+    assert answer.json() == {
+        "route": "iris",
+        "configured": False,
+        "policy": {
+            "primary": {"model": "iris"},
+            "shadow": [],
+            "fallback": [],
+            "retries": 1,
+            "timeout_s": 15.0,
+            "circuit_breaker": {"failures": 5, "open_s": 10.0},
+        },
+    }
+
+
+# --- invalid policies -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("change", "error"),
+    [
+        (
+            {"split": {"arms": [{"name": "a", "target": {"model": "iris"}, "weight": -3}]}},
+            "routes.iris.split.arms[0].weight: must be > 0, got -3",
+        ),
+        ({"retries": "two"}, "routes.iris.retries: expected an integer, got 'two'"),
+        ({"timeout_s": 1, "per_try_timeout_s": 2}, "routes.iris.per_try_timeout_s: must be <="),
+        ({"split": {"weights": [1]}}, "routes.iris.split: unknown key 'weights'"),
+    ],
+    ids=["negative-weight", "wrong-type", "per-try-over-budget", "unknown-key"],
+)
+def test_an_invalid_policy_is_refused_naming_the_field_and_the_old_one_keeps_serving(
+    start, change: dict[str, Any], error: str
+) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    before = {user: arm_of(gateway, user) for user in USERS}
+
+    refused = gateway.client.put("/admin/routes/iris", json=change, headers=ADMIN)
+
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("invalid route policy, nothing changed: " + error)
+    assert {user: arm_of(gateway, user) for user in USERS} == before
+    policy = gateway.client.get("/admin/routes/iris", headers=ADMIN).json()["policy"]
+    assert policy["split"]["arms"][0]["weight"] == 1
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
+
+
+def test_a_body_that_is_not_json_is_refused(start) -> None:
+    gateway = start(auth=AUTH)
+
+    refused = gateway.client.put("/admin/routes/iris", content=b"weights: 1", headers=ADMIN)
+
+    assert refused.status_code == 400
+    assert "not valid JSON" in refused.json()["error"]
+
+
+# --- persistence ----------------------------------------------------------------------------
+
+
+def test_a_replaced_route_is_persisted_and_loaded_by_a_restarted_gateway(
+    start, tmp_path: Path
+) -> None:
+    settings = gateway_settings(
+        auth=AUTH, routes={"iris": ab_test(1, 1)}, routes_dir=tmp_path / "routes"
+    )
+    gateway = start(settings)
+    gateway.client.put("/admin/routes/iris", json=ab_test(1, 999), headers=ADMIN)
+
+    saved = yaml.safe_load((tmp_path / "routes" / "iris.yaml").read_text())
+    assert saved["split"]["arms"][1]["weight"] == 999
+
+    restarted = start(settings)  # a new app from the same gateway.yaml
+    answer = restarted.client.get("/admin/routes/iris", headers=ADMIN)
+    assert answer.json()["policy"] == saved
+    assert {arm_of(restarted, user) for user in USERS} == {"treatment"}
+
+
+def test_without_a_routes_dir_a_change_lasts_until_restart(start) -> None:
+    settings = gateway_settings(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    start(settings).client.put("/admin/routes/iris", json=ab_test(1, 999), headers=ADMIN)
+
+    restarted = start(settings)
+
+    policy = restarted.client.get("/admin/routes/iris", headers=ADMIN).json()["policy"]
+    assert policy["split"]["arms"][1]["weight"] == 1
+
+
+# --- who may use it -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/admin/routes"),
+        ("GET", "/admin/routes/iris"),
+        ("PUT", "/admin/routes/iris"),
+        ("GET", "/admin/replicas"),
+    ],
+)
+def test_the_admin_api_needs_the_admin_scope(start, method: str, path: str) -> None:
+    gateway = start(auth=AUTH)
+    body: dict[str, Any] | None = {} if method == "PUT" else None
+
+    anonymous = gateway.client.request(method, path, json=body)
+    predictor = gateway.client.request(method, path, json=body, headers=bearer("app1"))
+    admin = gateway.client.request(method, path, json=body, headers=ADMIN)
+
+    assert anonymous.status_code == 401
+    assert predictor.status_code == 403
+    assert 'scope="admin"' in predictor.headers["WWW-Authenticate"]
+    assert admin.status_code == 200
+
+
+def test_replicas_show_health_load_and_failures(start) -> None:
+    gateway = start(auth=AUTH)
+
+    replicas = gateway.client.get("/admin/replicas", headers=ADMIN).json()["replicas"]
+
+    assert replicas == [
+        {
+            "url": url,
+            "healthy": True,
+            "ejected": False,
+            "ejected_until": None,
+            "outstanding": 0,
+            "consecutive_failures": 0,
+        }
+        for url in ("http://r1:9001", "http://r2:9002")
+    ]

@@ -1,0 +1,173 @@
+"""gateway.yaml: what a valid file gives, and the message each mistake gets before start-up."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.balancer import EjectionSettings
+from gateway.settings import GatewaySettings, HealthCheckSettings, SettingsError
+from tests.gateway.fakes import SECRET
+
+MINIMAL: dict[str, Any] = {"replicas": ["http://127.0.0.1:8001"], "auth": {"secret": SECRET}}
+
+
+def settings(**overrides: Any) -> GatewaySettings:
+    return GatewaySettings.from_dict({**MINIMAL, **overrides}, base_dir=Path("/etc/driftgate"))
+
+
+def test_a_minimal_file_gets_the_documented_defaults() -> None:
+    parsed = settings()
+
+    assert parsed.replicas == ("http://127.0.0.1:8001",)
+    assert parsed.auth.enabled is True
+    assert parsed.auth.secret == SECRET.encode()
+    assert (parsed.host, parsed.port) == ("127.0.0.1", 8000)
+    assert parsed.routes == {}
+    assert parsed.routes_dir is None
+    assert parsed.health_check == HealthCheckSettings(interval_s=1.0, timeout_s=1.0)
+    assert parsed.max_body_bytes == 16 * 1024 * 1024
+
+
+def test_every_section_is_read() -> None:
+    parsed = settings(
+        listen={"host": "0.0.0.0", "port": 9000},
+        replicas=["http://a:8001/", "https://b:8443"],
+        routes={"iris": {"retries": 2}},
+        routes_dir="var/routes",
+        health_check={"interval_s": 0.5, "timeout_s": 0.25},
+        ejection={"consecutive_failures": 4, "base_ejection_s": 10, "max_ejection_s": 80},
+        max_body_bytes=1024,
+    )
+
+    assert (parsed.host, parsed.port) == ("0.0.0.0", 9000)
+    assert parsed.replicas == ("http://a:8001", "https://b:8443")  # trailing slash dropped
+    assert parsed.routes["iris"].retries == 2
+    assert parsed.routes_dir == Path("/etc/driftgate/var/routes")  # from the file's folder
+    assert parsed.health_check == HealthCheckSettings(interval_s=0.5, timeout_s=0.25)
+    assert parsed.ejection == EjectionSettings(4, 10.0, 80.0)
+    assert parsed.max_body_bytes == 1024
+
+
+def test_from_file_reads_yaml_relative_to_its_folder(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "replicas: [http://127.0.0.1:8001]\n"
+        "auth: {secret_env: TEST_JWT_SECRET}\n"
+        "routes_dir: routes\n"
+        "routes:\n"
+        "  iris: {primary: {model: iris, version: 2}}\n"
+    )
+
+    parsed = GatewaySettings.from_file(config, environ={"TEST_JWT_SECRET": SECRET})
+
+    assert parsed.routes_dir == tmp_path / "routes"
+    assert parsed.routes["iris"].primary.version == "2"  # YAML's 2 read as the string "2"
+    assert parsed.auth.secret == SECRET.encode()
+
+
+def test_auth_may_be_switched_off_only_explicitly() -> None:
+    assert settings(auth={"enabled": False}).auth.enabled is False
+
+
+# --- mistakes -------------------------------------------------------------------------------
+
+
+def refusal(raw: Any) -> str:
+    with pytest.raises(SettingsError) as refused:
+        GatewaySettings.from_dict(raw, environ={})
+    return str(refused.value)
+
+
+def test_a_missing_auth_section_is_refused_saying_how_to_turn_it_off() -> None:
+    message = refusal({"replicas": ["http://127.0.0.1:8001"]})
+
+    assert message == (
+        "auth: missing; configure JWT auth or say `auth: {enabled: false}` explicitly"
+    )
+
+
+@pytest.mark.parametrize(
+    "replicas",
+    [["127.0.0.1:8001"], ["ftp://127.0.0.1:8001"], "http://127.0.0.1:8001", [8001]],
+    ids=["no-scheme", "other-scheme", "not-a-list", "not-a-string"],
+)
+def test_a_bad_replica_url_is_refused(replicas: Any) -> None:
+    message = refusal({**MINIMAL, "replicas": replicas})
+
+    assert message == "replicas: expected a list of http:// URLs"
+
+
+def test_an_unknown_key_is_refused_listing_the_known_ones() -> None:
+    message = refusal({**MINIMAL, "replica": ["http://127.0.0.1:8002"]})
+
+    assert message.startswith("gateway.yaml: unknown key(s) ['replica']; expected some of [")
+    assert "'replicas'" in message
+
+
+def test_a_file_that_is_not_a_mapping_is_refused() -> None:
+    assert refusal(["replicas"]) == "gateway.yaml: expected a mapping at the top level"
+
+
+@pytest.mark.parametrize(
+    ("auth", "error"),
+    [
+        ({"secret": "short"}, "auth.secret"),
+        ({"secret_env": "NOT_SET_ANYWHERE"}, "auth.secret_env: environment variable"),
+        ({"secret": SECRET, "algorithms": "HS256"}, "auth: unknown key 'algorithms'"),
+        ({"algorithm": "none", "secret": SECRET}, "auth.algorithm: must be one of"),
+    ],
+    ids=["short-secret", "unset-env", "unknown-key", "bad-algorithm"],
+)
+def test_auth_mistakes_name_the_key(auth: dict[str, Any], error: str) -> None:
+    assert refusal({**MINIMAL, "auth": auth}).startswith(error)
+
+
+def test_a_bad_route_names_its_field_path() -> None:
+    message = refusal({**MINIMAL, "routes": {"iris": {"retries": 9}}})
+
+    assert message == "routes.iris.retries: must be between 0 and 5, got 9"
+
+
+@pytest.mark.parametrize(
+    ("ejection", "error"),
+    [
+        ({"consecutive_failures": 0}, "ejection: consecutive_failures: must be >= 1, got 0"),
+        (
+            {"consecutive_failure": 3},
+            "ejection: Object contains unknown field `consecutive_failure`",
+        ),
+    ],
+    ids=["out-of-range", "unknown-key"],
+)
+def test_bad_ejection_settings_name_the_field(ejection: dict[str, Any], error: str) -> None:
+    assert refusal({**MINIMAL, "ejection": ejection}) == error
+
+
+def test_an_unreadable_file_is_refused_with_its_path(tmp_path: Path) -> None:
+    missing = tmp_path / "gateway.yaml"
+
+    with pytest.raises(SettingsError, match=str(missing)):
+        GatewaySettings.from_file(missing)
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"health_check": {"interval_s": "fast"}}, "health_check.interval_s: expected a positive"),
+        ({"health_check": {"interval_s": 0}}, "health_check.interval_s: expected a positive"),
+        ({"health_check": {"every": 1}}, "health_check: unknown key(s) ['every']"),
+        ({"listen": {"port": 80.5}}, "listen.port: expected a whole number"),
+        ({"listen": {"hots": "x"}}, "listen: unknown key(s) ['hots']"),
+        ({"max_body_bytes": -1}, "max_body_bytes: expected a positive number"),
+    ],
+)
+def test_listen_health_and_limits_are_validated(section: dict, message: str) -> None:
+    from gateway.settings import GatewaySettings, SettingsError
+
+    raw = {"auth": {"enabled": False}, **section}
+    with pytest.raises(SettingsError) as info:
+        GatewaySettings.from_dict(raw)
+    assert message in str(info.value)
