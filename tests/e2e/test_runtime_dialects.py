@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -14,7 +15,7 @@ from tests.e2e.processes import RunningProcess
 
 pytestmark = pytest.mark.e2e
 
-SEED_COLUMNS = {
+SEED_COLUMNS: dict[str, list[list[Any]]] = {
     "fare": [[7], [9]],
     "sex": [["male"], ["female"]],
     "embarked": [["Q"], ["S"]],

@@ -130,3 +130,18 @@ def test_removed_model_and_version_folders_unload(
     repository.scan()
     assert repository.names() == ["m"]
     assert [v.version for v in repository.all_versions()] == [1]
+
+
+def test_a_replaced_version_unloads_only_after_its_last_request_releases_it(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "2")
+    repository.scan()
+    in_flight = repository.acquire("m")
+    add_version(tmp_path, "m", 2, "3")
+    repository.scan()
+    assert repository.resolve("m").version == 2
+    assert in_flight.backend is not None
+    assert in_flight.backend.unloaded == 0  # type: ignore[attr-defined]
+    repository.release(in_flight)
+    assert in_flight.backend.unloaded == 1  # type: ignore[attr-defined]
