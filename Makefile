@@ -40,6 +40,7 @@ lint: venv
 
 typecheck: venv
 	$(BIN)/mypy gateway runtime monitoring drift explain driftgate
+	$(BIN)/mypy tests bench
 
 unit: venv
 	$(BIN)/pytest -q

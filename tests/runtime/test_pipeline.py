@@ -125,7 +125,8 @@ def test_metadata_carries_declared_inputs_and_derives_outputs(standin_folder: Pa
     metadata = load(write_pipeline(standin_folder, standin_pipeline())).metadata()
     assert metadata.platform == "pipeline"
     assert metadata.input("a") == TensorSpec("a", "FP32", (-1, 1), nullable=True)
-    assert metadata.input("color").allowed_values == ("red", "blue")
+    color = metadata.input("color")
+    assert color is not None and color.allowed_values == ("red", "blue")
     assert metadata.outputs == (TensorSpec("doubled", "FP64", (-1, 2)),)
     assert [step["name"] for step in metadata.extra["steps"]] == ["fill", "join", "double"]
 
