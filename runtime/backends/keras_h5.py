@@ -68,7 +68,9 @@ class KerasBackend:
             tf.TensorSpec(shape=(None, *tensor.shape[1:]), dtype=tensor.dtype, name=name)
             for name, tensor in zip(input_names, model.inputs, strict=True)
         ]
-        pass_dict = not isinstance(model, keras.Sequential)
+        # One input: pass the tensor itself (what Sequential and single-Input models expect,
+        # without Keras' structure warning); several: a dict by input name.
+        pass_dict = len(input_names) > 1
 
         def call(*tensors: Any) -> dict[str, Any]:
             arg = dict(zip(input_names, tensors, strict=True)) if pass_dict else tensors[0]
