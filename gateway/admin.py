@@ -14,6 +14,7 @@ import msgspec
 from litestar import get, put
 from litestar.params import FromPath
 
+from gateway.balancer import ReplicaStatus
 from gateway.errors import BadGatewayRequest
 from gateway.policy import PolicyError, parse_route, route_to_dict
 from gateway.state import AnyRequest, gateway_state
@@ -58,12 +59,20 @@ async def list_replicas(request: AnyRequest) -> dict[str, Any]:
     state.authorize(request, "admin")
     now = state.dispatcher.clock()
     return {
-        "replicas": [msgspec.to_builtins(s) for s in state.dispatcher.replicas.snapshot(now)],
+        "replicas": [_replica(s, now) for s in state.dispatcher.replicas.snapshot(now)],
         "circuits": [
             {"route": route, "model": target.model, "version": target.version, "state": value}
             for route, target, value in state.dispatcher.breaker_states(now)
         ],
     }
+
+
+def _replica(status: ReplicaStatus, now: float) -> dict[str, Any]:
+    """A replica for operators: ejection as seconds left, not the internal monotonic clock."""
+    shown: dict[str, Any] = msgspec.to_builtins(status)
+    until = shown.pop("ejected_until")
+    shown["ejected_for_s"] = round(max(0.0, until - now), 1) if status.ejected and until else 0.0
+    return shown
 
 
 ROUTES = [list_routes, get_route, put_route, list_replicas]

@@ -104,10 +104,9 @@ class GatewaySettings:
                 raw["auth"], base_dir=base, environ=environ if environ is not None else os.environ
             )
             routes = parse_routes(raw.get("routes"))
-            ejection = (
-                msgspec.convert(raw["ejection"], EjectionSettings)
-                if raw.get("ejection")
-                else DEFAULT_EJECTION
+            ejection = msgspec.convert(
+                {**msgspec.to_builtins(DEFAULT_EJECTION), **(raw.get("ejection") or {})},
+                EjectionSettings,
             )
         except (AuthConfigError, PolicyError) as exc:
             raise SettingsError(str(exc)) from None

@@ -109,6 +109,9 @@ class ModelRepository:
     def entry(self, name: str) -> ModelEntry:
         with self._lock:
             found = self._models.get(name)
+        if found is None and not self.initial_scan_done.is_set():
+            # Not "unknown" yet: the first scan may still reach it. 503 makes callers retry.
+            raise ModelNotReady(f"the runtime is still loading its repository; retry '{name}'")
         if found is None:
             raise NotFound(
                 f"unknown model '{name}'; served models: {', '.join(self.names()) or 'none'}"

@@ -237,7 +237,7 @@ def test_replicas_show_health_load_and_failures(start) -> None:
             "url": url,
             "healthy": True,
             "ejected": False,
-            "ejected_until": None,
+            "ejected_for_s": 0.0,
             "outstanding": 0,
             "consecutive_failures": 0,
         }

@@ -174,7 +174,11 @@ def test_titanic_v1_and_its_pmml_agree_on_every_reference_passenger(demo_reposit
 def decode_png(path: Path, image: ImageConfig) -> np.ndarray:
     """The image contract of ``digits/config.yaml``, applied with Pillow."""
     mode = "L" if image.color_mode == "grayscale" else "RGB"
-    pixels = Image.open(path).convert(mode).resize((image.width, image.height), Image.Resampling.BILINEAR)
+    pixels = (
+        Image.open(path)
+        .convert(mode)
+        .resize((image.width, image.height), Image.Resampling.BILINEAR)
+    )
     values = np.asarray(pixels, dtype=np.float64)
     if image.invert:
         values = 255.0 - values

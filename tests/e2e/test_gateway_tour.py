@@ -1,0 +1,124 @@
+"""The gateway examples of the README and docs/gateway.md, run against a real ``driftgate up``.
+
+A ```sh block right after a ``<!-- gateway-tour -->`` line is a gateway example. The
+examples of one document run in order as one bash script (``set -euo pipefail``), as a
+reader would type them into one terminal, so ``$TOKEN`` from one block serves the next.
+A ```text or ```json block right after an example (a blank line between them, no prose) is
+its expected output: ```text lines must match exactly (trailing spaces and carriage
+returns aside), ```json the last line of output as JSON.
+
+Rewritten before running: ``localhost:8000`` to the test gateway, ``driftgate token create``
+to use the test gateway's ``gateway.yaml``, ``driftgate`` to this interpreter's, ``/tmp/``
+to a temporary folder. Routes the examples change are put back after each document.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_gateway_faults import LocalSystem, local_system
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCUMENTS = ["README.md", "docs/gateway.md"]
+MARKED = re.compile(
+    r"^<!-- gateway-tour -->\n```sh\n(?P<code>.*?)```\n"
+    r"(?:\n```(?P<kind>text|json)\n(?P<expected>.*?)```)?",
+    re.DOTALL | re.MULTILINE,
+)
+END = "@@ end of example @@"
+
+
+@dataclass(frozen=True)
+class Example:
+    code: str
+    kind: str | None  # "text", "json", or None when nothing is expected
+    expected: str | None
+
+
+def gateway_examples(markdown: Path) -> list[Example]:
+    return [
+        Example(m["code"], m["kind"], m["expected"]) for m in MARKED.finditer(markdown.read_text())
+    ]
+
+
+def rewrite(code: str, system: LocalSystem, tmp_path: Path) -> str:
+    driftgate = f"{sys.executable} -m driftgate"
+    code = code.replace("/tmp/", f"{tmp_path}/")  # first: the paths below may be in /tmp
+    code = code.replace("localhost:8000", system.url.removeprefix("http://"))
+    code = code.replace(
+        "driftgate token create",
+        f"{driftgate} token create --config {system.home / 'gateway.yaml'}",
+    )
+    return re.sub(r"^driftgate ", f"{driftgate} ", code, flags=re.MULTILINE)
+
+
+def check_output(example: Example, output: str) -> None:
+    if example.kind == "text":
+        lines = [line.rstrip() for line in output.splitlines()]
+        assert lines == (example.expected or "").splitlines(), f"{example.code}\n{output}"
+    elif example.kind == "json":
+        last = output.splitlines()[-1] if output.strip() else ""
+        assert json.loads(last) == json.loads(example.expected or ""), f"{example.code}\n{output}"
+
+
+@pytest.fixture(scope="module")
+def system(
+    demo_repository: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LocalSystem]:
+    workdir = tmp_path_factory.mktemp("up-tour")
+    home = workdir / "home"
+    shutil.copytree(demo_repository, home / "models")
+    with local_system(home, workdir / "up.log") as running:
+        yield running
+
+
+@pytest.fixture()
+def routes_put_back(system: LocalSystem) -> Iterator[None]:
+    with system.client("tour", "admin") as admin:
+        before = admin.get("/admin/routes").json()
+        yield
+        for name, policy in before.items():
+            if admin.get(f"/admin/routes/{name}").json()["policy"] != policy:
+                admin.put(f"/admin/routes/{name}", json=policy).raise_for_status()
+
+
+def test_the_readme_tours_the_gateway() -> None:
+    examples = gateway_examples(ROOT / "README.md")
+    assert len(examples) >= 3
+    assert all("localhost:8000" in e.code for e in examples)
+
+
+@pytest.mark.parametrize("document", DOCUMENTS)
+@pytest.mark.usefixtures("routes_put_back")
+def test_gateway_examples_run_as_written(
+    system: LocalSystem, tmp_path: Path, document: str
+) -> None:
+    examples = gateway_examples(ROOT / document)
+    assert examples, f"{document} has no <!-- gateway-tour --> examples"
+    script = "\n".join(f"{rewrite(e.code, system, tmp_path)}\necho '{END}'" for e in examples)
+    done = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=120,
+        check=False,
+    )
+    outputs = done.stdout.split(f"{END}\n")
+    finished = len(outputs) - 1
+    if done.returncode != 0:
+        failed = examples[finished].code if finished < len(examples) else "(after the last)"
+        pytest.fail(f"example {finished} of {document} failed:\n{failed}\n{done.stderr}")
+    for example, output in zip(examples, outputs, strict=False):
+        check_output(example, output)
