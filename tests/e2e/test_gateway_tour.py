@@ -122,3 +122,66 @@ def test_gateway_examples_run_as_written(
         pytest.fail(f"example {finished} of {document} failed:\n{failed}\n{done.stderr}")
     for example, output in zip(examples, outputs, strict=False):
         check_output(example, output)
+
+
+# -- every dialect goes through the same routing ----------------------------------------
+
+PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
+
+
+def test_tf_serving_and_open_inference_protocol_are_routed_like_eval(
+    system: LocalSystem,
+) -> None:
+    with system.client("app1", "predict") as client:
+        rows = client.post("/v1/models/titanic:predict", json={"instances": [PASSENGER]})
+        oip = client.post(
+            "/v2/models/titanic/infer",
+            json={
+                "inputs": [
+                    {
+                        "name": name,
+                        "shape": [1, 1],
+                        "datatype": "BYTES" if isinstance(value, str) else "FP32",
+                        "data": [value],
+                    }
+                    for name, value in PASSENGER.items()
+                ]
+            },
+        )
+    for answer in (rows, oip):
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["x-driftgate-arm"] in ("stable", "canary")
+        assert answer.headers["x-driftgate-model"] == "titanic"
+    # The same subject is sticky to one arm whatever the dialect.
+    assert rows.headers["x-driftgate-arm"] == oip.headers["x-driftgate-arm"]
+    assert oip.json()["model_version"] == oip.headers["x-driftgate-version"]
+
+
+def test_the_triton_client_works_through_the_gateway(system: LocalSystem) -> None:
+    import numpy as np
+    import tritonclient.http as triton
+
+    auth = {"Authorization": f"Bearer {system.token('triton', 'predict')}"}
+    client = triton.InferenceServerClient(url=system.url.removeprefix("http://"))
+    assert client.is_server_ready()
+    assert client.get_model_metadata("iris", headers=auth)["name"] == "iris"
+    features = triton.InferInput("features", [1, 4], "FP32")
+    features.set_data_from_numpy(np.array([[5.1, 3.5, 1.4, 0.2]], dtype=np.float32))
+    result = client.infer("iris", [features], headers=auth)
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities is not None and int(probabilities.argmax()) == 0  # setosa
+
+
+def test_png_uploads_are_routed_to_the_image_model(system: LocalSystem, tmp_path: Path) -> None:
+    from runtime.demo.digits import write_sample_digit_png
+
+    png = write_sample_digit_png(tmp_path / "4.png", 4).read_bytes()
+    with system.client("app1", "predict:digits") as client:
+        answer = client.post(
+            "/v1/models/digits/eval", content=png, headers={"content-type": "image/png"}
+        )
+        refused = client.post("/v1/models/titanic/eval", json=PASSENGER)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outputs"]["label"] == 4
+    assert answer.headers["x-driftgate-role"] == "primary"
+    assert refused.status_code == 403  # the token is scoped to digits only
