@@ -33,7 +33,7 @@ from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
-from gateway.upstream import UpstreamClient
+from gateway.upstream import make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
 from monitoring.metrics import render_metrics
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
@@ -54,7 +54,7 @@ def create_app(
     tracer_provider = build_tracer_provider(settings.service_name, span_exporter)
     tracer = tracer_provider.get_tracer("driftgate.gateway")
     replicas = ReplicaSet(settings.replicas, settings.ejection)
-    upstream = UpstreamClient(transport)
+    upstream = make_upstream(transport)
     dispatcher = Dispatcher(replicas, upstream, metrics, tracer)
     verifier = TokenVerifier(settings.auth) if settings.auth.enabled else None
     if verifier is None:

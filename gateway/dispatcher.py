@@ -28,7 +28,7 @@ from gateway.dialects import InferencePath
 from gateway.errors import NoUpstream, UpstreamTimeout
 from gateway.planner import Plan
 from gateway.policy import RoutePolicy, Target
-from gateway.upstream import UpstreamClient, UpstreamResponse, UpstreamUnavailable
+from gateway.upstream import Upstream, UpstreamResponse, UpstreamUnavailable
 from monitoring.gateway_metrics import GatewayMetrics
 
 _RETRYABLE_STATUS = 503
@@ -63,7 +63,7 @@ class _TargetFailure:
 @dataclass
 class Dispatcher:
     replicas: ReplicaSet
-    upstream: UpstreamClient
+    upstream: Upstream
     metrics: GatewayMetrics
     tracer: trace.Tracer
     clock: Callable[[], float] = time.monotonic

@@ -11,14 +11,14 @@ import logging
 
 from gateway.balancer import ReplicaSet
 from gateway.settings import HealthCheckSettings
-from gateway.upstream import UpstreamClient, UpstreamUnavailable
+from gateway.upstream import Upstream, UpstreamUnavailable
 
 log = logging.getLogger("driftgate.gateway.health")
 
 
 class HealthChecker:
     def __init__(
-        self, replicas: ReplicaSet, upstream: UpstreamClient, settings: HealthCheckSettings
+        self, replicas: ReplicaSet, upstream: Upstream, settings: HealthCheckSettings
     ) -> None:
         self.replicas = replicas
         self.upstream = upstream
