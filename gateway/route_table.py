@@ -21,6 +21,7 @@ import yaml
 from gateway.policy import PolicyError, RoutePolicy, default_route, parse_route, route_to_dict
 
 log = logging.getLogger("driftgate.gateway.routes")
+_MAX_CACHED_DEFAULTS = 1024
 
 
 class RouteTable:
@@ -29,10 +30,16 @@ class RouteTable:
         routes = dict(configured)
         routes.update(self._load_persisted())
         self._routes: Mapping[str, RoutePolicy] = MappingProxyType(routes)
+        self._defaults: dict[str, RoutePolicy] = {}  # validated once, not per request
 
     def get(self, name: str) -> RoutePolicy:
         """The route's policy; a model without one gets the default (its latest version)."""
-        return self._routes.get(name) or default_route(name)
+        policy = self._routes.get(name) or self._defaults.get(name)
+        if policy is None:
+            policy = default_route(name)
+            if len(self._defaults) < _MAX_CACHED_DEFAULTS:  # names come from clients: bound it
+                self._defaults[name] = policy
+        return policy
 
     def configured(self) -> Mapping[str, RoutePolicy]:
         return self._routes
