@@ -1,0 +1,110 @@
+"""Requests and answers of every dialect become prediction-log rows."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gateway.exchange import request_rows, response_rows
+from monitoring.sampling import SamplingPolicy, hash_fraction
+
+PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
+COLUMNS = {"fare": [[7], [9]], "sex": [["male"], ["female"]]}
+
+
+def rows_of(dialect: str, body: object, content_type: str = "application/json"):
+    return request_rows(dialect, json.dumps(body).encode(), content_type, {})
+
+
+def test_eval_single_instance_is_one_row_of_scalars() -> None:
+    assert rows_of("eval", PASSENGER) == ([PASSENGER], True, None)
+
+
+def test_eval_columns_become_one_row_per_instance() -> None:
+    rows, single, _ = rows_of("eval", COLUMNS)
+    assert not single
+    assert rows == [{"fare": 7, "sex": "male"}, {"fare": 9, "sex": "female"}]
+
+
+def test_non_tabular_rows_stay_lists() -> None:
+    rows, _, _ = rows_of("eval", {"features": [[5.1, 3.5, 1.4, 0.2]]})
+    assert rows == [{"features": [5.1, 3.5, 1.4, 0.2]}]
+
+
+def test_tfserving_instances_and_inputs() -> None:
+    assert rows_of("tfserving", {"instances": [PASSENGER]})[0] == [PASSENGER]
+    assert rows_of("tfserving", {"inputs": COLUMNS})[0][1] == {"fare": 9, "sex": "female"}
+
+
+def test_open_inference_protocol_flat_data_is_reshaped() -> None:
+    body = {
+        "inputs": [
+            {"name": "fare", "shape": [2, 1], "datatype": "FP32", "data": [7, 9]},
+            {"name": "features", "shape": [2, 2], "datatype": "FP32", "data": [1, 2, 3, 4]},
+        ]
+    }
+    assert rows_of("v2", body)[0] == [
+        {"fare": 7, "features": [1, 2]},
+        {"fare": 9, "features": [3, 4]},
+    ]
+
+
+def test_images_are_recorded_as_digest_and_size() -> None:
+    rows, single, _ = request_rows("eval", b"\x89PNG....", "image/png", {})
+    assert single and rows[0]["image_bytes"] == 8 and len(rows[0]["image_sha256"]) == 64
+    assert "image_b64" not in rows[0]
+    kept, _, _ = request_rows("eval", b"\x89PNG", "image/png", {}, keep_image_bytes=True)
+    assert kept[0]["image_b64"] == "iVBORw=="
+
+
+def test_unreadable_bodies_give_a_note_not_an_exception() -> None:
+    assert request_rows("eval", b"{not json", "application/json", {}) == (
+        [],
+        False,
+        "request body is not JSON",
+    )
+    assert request_rows("v2", b'{"inputs": 3}', "application/json", {})[2] is not None
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body", "single", "expected"),
+    [
+        (
+            "eval",
+            {"outputs": {"survived": 0, "probability": 0.2}},
+            True,
+            [{"survived": 0, "probability": 0.2}],
+        ),
+        ("eval", {"outputs": {"survived": [[0], [1]]}}, False, [{"survived": 0}, {"survived": 1}]),
+        ("tfserving", {"predictions": [{"survived": [0]}]}, False, [{"survived": 0}]),
+        (
+            "v2",
+            {"outputs": [{"name": "p", "shape": [2, 1], "datatype": "FP32", "data": [0.1, 0.9]}]},
+            False,
+            [{"p": 0.1}, {"p": 0.9}],
+        ),
+    ],
+)
+def test_answers_become_rows(dialect: str, body: object, single: bool, expected: list) -> None:
+    assert response_rows(dialect, json.dumps(body).encode(), {}, single) == (expected, None)
+
+
+def test_an_error_answer_gives_its_message() -> None:
+    body = json.dumps({"error": "input 'fare': expected FP32"}).encode()
+    assert response_rows("eval", body, {}, True) == ([], "input 'fare': expected FP32")
+
+
+def test_sampling_is_stable_and_keeps_errors_and_shadows() -> None:
+    policy = SamplingPolicy(default_rate=0.1, route_rates={"iris": 1.0})
+    kept = [policy.keep("titanic", f"id-{i}", status=200, shadowed=False) for i in range(5000)]
+    assert 0.08 < sum(kept) / len(kept) < 0.12
+    assert kept == [
+        policy.keep("titanic", f"id-{i}", status=200, shadowed=False) for i in range(5000)
+    ]
+    assert all(policy.keep("titanic", f"id-{i}", status=500, shadowed=False) for i in range(50))
+    assert all(policy.keep("titanic", f"id-{i}", status=200, shadowed=True) for i in range(50))
+    assert policy.keep("iris", "any", status=200, shadowed=False)
+    assert 0 <= hash_fraction("x") < 1
+    with pytest.raises(ValueError, match=r"log\.sampling\.titanic"):
+        SamplingPolicy(route_rates={"titanic": 2.0})
