@@ -6,6 +6,7 @@
     driftgate token create --sub app1 --scope predict    mint a JWT for the configured key
     driftgate demo build DIR                             build the demo model repository
     driftgate demo digit N FILE.png                      write a sample digit image
+    driftgate sql "select ..." [--store var/store]       read-only SQL over the prediction log
 
 Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
 """
@@ -78,6 +79,14 @@ def build_parser() -> argparse.ArgumentParser:
     digit.add_argument("digit", type=int, choices=range(10))
     digit.add_argument("path", type=Path)
     digit.set_defaults(handler=_write_digit)
+
+    sql = commands.add_parser("sql", help="read-only SQL over the prediction log store")
+    sql.add_argument("query", help='one statement, e.g. "select count(*) from predictions"')
+    sql.add_argument("--store", type=Path, default=Path("var/store"), help="default var/store")
+    sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sql.add_argument("--max-rows", type=int, default=10_000)
+    sql.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    sql.set_defaults(handler=_run_sql)
     return parser
 
 
@@ -166,6 +175,24 @@ def _write_digit(args: argparse.Namespace) -> int:
 
     write_sample_digit_png(args.path, args.digit)
     print(f"wrote a handwritten {args.digit} to {args.path}")
+    return 0
+
+
+def _run_sql(args: argparse.Namespace) -> int:
+    from monitoring.prediction_log import SqlError, SqlRefused, run_sql
+    from monitoring.prediction_log.output import render
+
+    if not args.store.is_dir():
+        print(f"driftgate: no prediction log store at {args.store}", file=sys.stderr)
+        return 2
+    try:
+        result = run_sql(args.store, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
+    except (SqlRefused, SqlError) as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2
+    sys.stdout.write(render(result, args.format))
+    if result.truncated:
+        print(f"driftgate: output truncated to {args.max_rows} rows (--max-rows)", file=sys.stderr)
     return 0
 
 

@@ -23,19 +23,23 @@ from litestar.middleware import DefineMiddleware
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
-from gateway import admin, proxy
+from gateway import admin, feedback, proxy
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
 from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError
 from gateway.health import HealthChecker
+from gateway.recording import Recorder
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
 from gateway.upstream import make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
+from monitoring.jobs import JobScheduler
+from monitoring.log_jobs import schedule_log_upkeep
 from monitoring.metrics import render_metrics
+from monitoring.prediction_log import PredictionLogWriter
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 
 log = logging.getLogger("driftgate.gateway")
@@ -73,6 +77,21 @@ def create_app(
         registry=registry,
         tracer=tracer,
     )
+    state.recorder = _recorder(settings, registry)
+    if state.recorder is not None:
+        state.shadows.on_answer = lambda shadow, request, response, replica, started: state.record(
+            request,
+            response,
+            arm="",
+            role="shadow",
+            model=shadow.target.model,
+            version=response.headers.get("x-model-version", shadow.target.version or ""),
+            replica=replica,
+            started=started,
+            shadowed=True,
+        )
+    else:
+        log.warning("the prediction log is off (no `log:` section in the configuration)")
     registry.register(ShadowAgreementCollector(metrics.shadow_comparisons))
     registry.register(
         ReplicaCollector(
@@ -83,10 +102,16 @@ def create_app(
         )
     )
     health = HealthChecker(replicas, upstream, settings.health_check)
+    jobs = JobScheduler(registry, tracer)
+    if settings.log is not None:
+        schedule_log_upkeep(jobs, settings.log.store, settings.log.writer)
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
         app.state.health = health
+        if state.recorder is not None:
+            state.recorder.start()
+            jobs.start()
         await health.check_all()
         checking = asyncio.create_task(health.run())
         try:
@@ -95,12 +120,22 @@ def create_app(
             checking.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await checking
+            await asyncio.to_thread(jobs.stop)
             await state.shadows.drain()
+            if state.recorder is not None:  # SIGTERM: everything recorded reaches the store
+                await asyncio.to_thread(state.recorder.close)
             await upstream.close()
             tracer_provider.shutdown()
 
     return Litestar(
-        route_handlers=[*proxy.ROUTES, *admin.ROUTES, live, ready, metrics_endpoint],
+        route_handlers=[
+            *proxy.ROUTES,
+            *admin.ROUTES,
+            *feedback.ROUTES,
+            live,
+            ready,
+            metrics_endpoint,
+        ],
         lifespan=[lifespan],
         state=State({"gateway": state}),
         exception_handlers={
@@ -114,6 +149,19 @@ def create_app(
         ],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
+    )
+
+
+def _recorder(settings: GatewaySettings, registry: CollectorRegistry) -> Recorder | None:
+    if settings.log is None:
+        return None
+    writer = PredictionLogWriter(settings.log.store, settings.log.writer, registry)
+    return Recorder(
+        writer,
+        settings.log.sampling,
+        registry,
+        max_queue=settings.log.max_queue,
+        keep_image_bytes=settings.log.keep_image_bytes,
     )
 
 

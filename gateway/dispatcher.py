@@ -42,6 +42,8 @@ class ProxyRequest:
     request_id: str
     headers: Mapping[str, str]  # already filtered to what replicas may see
     body: bytes
+    #: Every request header, lower-cased (for the prediction log; never forwarded).
+    client_headers: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass

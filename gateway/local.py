@@ -7,6 +7,7 @@ Layout under ``--home`` (default ``var/``)::
                         secret, demo routes (A/B on titanic with a PMML fallback, a shadow
                         on iris); edit it freely, `driftgate token create` reads it too
     var/routes/         route changes made through the admin API (persisted)
+    var/store/          the prediction log: Parquet segments + driftgate.duckdb catalog
     var/logs/           runtime replica logs
 
 The gateway runs in this process; the runtime replicas are supervised subprocesses that
@@ -62,6 +63,7 @@ def write_default_config(path: Path, port: int) -> None:
             "audience": "driftgate",
         },
         "routes_dir": "routes",
+        "log": {"store": "store", "flush_interval_s": 1.0, "sampling": {"default": 1.0}},
         "routes": DEMO_ROUTES,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

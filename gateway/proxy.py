@@ -91,11 +91,29 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
             span.set_attribute(
                 "driftgate.targets", [f"{t.model}:{t.version or ''}" for t in plan.targets]
             )
-        proxied = ProxyRequest(route, path, request_id, headers, body)
+        proxied = ProxyRequest(
+            route,
+            path,
+            request_id,
+            headers,
+            body,
+            {k.lower(): v for k, v in request.headers.items()},
+        )
         try:
             result = await state.dispatcher.dispatch(policy, plan, proxied)
         except UpstreamAnswer as answer:
             labels["code"] = str(answer.response.status)
+            state.record(
+                proxied,
+                answer.response,
+                arm=arm,
+                role="primary",
+                model=route,
+                version="",
+                replica="",
+                started=started,
+                shadowed=bool(plan.shadows),
+            )
             return _respond(
                 answer.response.body,
                 answer.response.status,
@@ -103,6 +121,17 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
                 {"X-Request-ID": request_id, "X-Driftgate-Arm": arm},
             )
         labels.update(_answered(result))
+        state.record(
+            proxied,
+            result.response,
+            arm=arm,
+            role=result.role,
+            model=labels["model"],
+            version=labels["version"],
+            replica=result.replica,
+            started=started,
+            shadowed=bool(plan.shadows),
+        )
         state.shadows.schedule(plan.shadows, proxied, result.response, policy.timeout_s)
         return _respond(
             result.response.body,

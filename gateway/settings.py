@@ -9,6 +9,7 @@ routes_dir: var/routes       # where admin API changes persist (one YAML file pe
 health_check: {interval_s: 1.0, timeout_s: 1.0}
 ejection: {consecutive_failures: 3, base_ejection_s: 5, max_ejection_s: 60}
 max_body_bytes: 16777216
+log: {...}                   # the prediction log, see gateway/log_settings.py; on by default
 ```
 
 Relative paths are resolved against the file's folder. Errors name the key.
@@ -27,6 +28,7 @@ import yaml
 
 from gateway.auth import AuthConfig, AuthConfigError
 from gateway.balancer import EjectionSettings
+from gateway.log_settings import RecordingSettings, parse_log_section
 from gateway.policy import PolicyError, RoutePolicy, parse_routes
 
 _KEYS = {
@@ -38,6 +40,7 @@ _KEYS = {
     "health_check",
     "ejection",
     "max_body_bytes",
+    "log",
 }
 
 
@@ -68,6 +71,7 @@ class GatewaySettings:
     health_check: HealthCheckSettings = HealthCheckSettings()
     ejection: EjectionSettings = DEFAULT_EJECTION
     max_body_bytes: int = 16 * 1024 * 1024
+    log: RecordingSettings | None = None
     service_name: str = "driftgate-gateway"
 
     @classmethod
@@ -112,6 +116,10 @@ class GatewaySettings:
             raise SettingsError(str(exc)) from None
         except msgspec.ValidationError as exc:
             raise SettingsError(f"ejection: {exc}") from None
+        try:
+            recording = parse_log_section(raw.get("log"), base)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         routes_dir = raw.get("routes_dir")
         health = _section(raw, "health_check", {"interval_s", "timeout_s"})
         listen = _section(raw, "listen", {"host", "port"})
@@ -128,6 +136,7 @@ class GatewaySettings:
             ),
             ejection=ejection,
             max_body_bytes=_number(raw, "max_body_bytes", 16 * 1024 * 1024, int),
+            log=recording,
         )
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
@@ -26,6 +27,7 @@ from gateway.policy import Compare
 from gateway.upstream import UpstreamResponse, UpstreamUnavailable
 
 log = logging.getLogger("driftgate.gateway.shadow")
+ShadowObserver = Callable[[ShadowPlan, ProxyRequest, UpstreamResponse, str, float], None]
 
 
 class ShadowRunner:
@@ -33,6 +35,8 @@ class ShadowRunner:
         self.dispatcher = dispatcher
         self.tracer = tracer
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Called with every shadow answer (the prediction log records it, role "shadow").
+        self.on_answer: ShadowObserver | None = None
 
     def schedule(
         self,
@@ -69,6 +73,7 @@ class ShadowRunner:
             context=trace.set_span_in_context(trace.INVALID_SPAN),
             attributes={"driftgate.route": request.route, "driftgate.role": "shadow"},
         ):
+            started = time.perf_counter()
             replica = self.dispatcher.replicas.pick(set(), self.dispatcher.clock())
             if replica is None:
                 metrics.shadow_requests.labels(*labels, "error").inc()
@@ -86,6 +91,8 @@ class ShadowRunner:
                 log.exception("shadow call to %s failed", target)
                 metrics.shadow_requests.labels(*labels, "error").inc()
                 return
+            if self.on_answer is not None:
+                self.on_answer(shadow, request, response, replica, started)
             ok = response.status < 400
             metrics.shadow_requests.labels(*labels, "ok" if ok else "error").inc()
             if ok and shadow.compare is not None and primary.status < 400:

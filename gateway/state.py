@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,11 +11,14 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from gateway.auth import AuthError, Principal, TokenVerifier, require
-from gateway.dispatcher import Dispatcher
+from gateway.dispatcher import Dispatcher, ProxyRequest
+from gateway.recording import Exchange, Recorder, now_utc
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowRunner
+from gateway.upstream import UpstreamResponse
 from monitoring.gateway_metrics import GatewayMetrics
+from monitoring.tracing import current_trace_id
 
 AnyRequest = Request[Any, Any, Any]
 
@@ -29,6 +33,46 @@ class GatewayState:
     metrics: GatewayMetrics
     registry: CollectorRegistry
     tracer: trace.Tracer
+    recorder: Recorder | None = None
+
+    def record(
+        self,
+        request: ProxyRequest,
+        response: UpstreamResponse,
+        *,
+        arm: str,
+        role: str,
+        model: str,
+        version: str,
+        replica: str,
+        started: float,
+        shadowed: bool,
+    ) -> None:
+        """Offer one answered exchange to the prediction log (sampled, never blocking)."""
+        if self.recorder is None:
+            return
+        trace_id = current_trace_id()
+        self.recorder.record(
+            Exchange(
+                request_id=request.request_id,
+                timestamp=now_utc(),
+                route=request.route,
+                arm=arm,
+                role=role,
+                dialect=request.path.dialect,
+                model=model,
+                version=version,
+                replica=replica,
+                status=response.status,
+                latency_s=time.perf_counter() - started,
+                trace_id=format(trace_id, "032x") if trace_id else None,
+                request_body=request.body,
+                request_headers=request.client_headers,
+                response_body=response.body,
+                response_headers={k.lower(): v for k, v in response.headers.items()},
+            ),
+            shadowed=shadowed,
+        )
 
     def authorize(
         self, request: AnyRequest, scope: str, model: str | None = None

@@ -1,0 +1,138 @@
+"""The prediction log's HTTP surface: ground-truth feedback and read-only analyst SQL.
+
+``POST /v1/feedback`` (scope ``feedback`` or ``predict``) takes labels by request id, any
+time after the prediction::
+
+    {"request_id": "abc", "label": 1}                       one label (every row)
+    {"request_id": "abc", "row": 2, "label": "cat"}         one row of a batch request
+    {"feedback": [{"request_id": "abc", "label": 1}, ...]}  up to 10,000 at once
+
+Ids the gateway never logged are stored all the same and counted as unknown (the
+prediction may have been logged by another gateway replica, or not sampled).
+
+``POST /admin/sql`` (scope ``read:logs``) runs one read-only statement on the store's
+catalog, with DuckDB's file access confined to the store: ``{"sql": "select ...",
+"max_rows": 1000}`` answers ``{"columns": [...], "rows": [[...]], "truncated": false}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any
+
+import msgspec
+from litestar import post
+
+from gateway.auth import AuthError
+from gateway.errors import BadGatewayRequest, GatewayError
+from gateway.recording import now_utc
+from gateway.state import AnyRequest, GatewayState, gateway_state
+from monitoring.prediction_log import FeedbackRecord, SqlError, SqlRefused, run_sql
+
+MAX_LABELS = 10_000
+Scalar = str | int | float | bool
+
+
+class _Label(msgspec.Struct, forbid_unknown_fields=True):
+    request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+    label: Scalar
+    row: Annotated[int, msgspec.Meta(ge=0)] | None = None
+
+
+class _Batch(msgspec.Struct, forbid_unknown_fields=True):
+    feedback: Annotated[list[_Label], msgspec.Meta(min_length=1, max_length=MAX_LABELS)]
+
+
+class _Query(msgspec.Struct, forbid_unknown_fields=True):
+    sql: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 1_000
+
+
+class LogUnavailable(GatewayError):
+    status_code = 503
+
+
+def _recording(state: GatewayState) -> Any:
+    if state.recorder is None or state.settings.log is None:
+        raise LogUnavailable("the prediction log is off in this gateway's configuration")
+    return state.recorder
+
+
+@post("/v1/feedback", status_code=202)
+async def feedback(request: AnyRequest) -> dict[str, int]:
+    state = gateway_state(request)
+    try:
+        principal = state.authorize(request, "feedback")
+    except AuthError:
+        principal = state.authorize(request, "predict")
+    recorder = _recording(state)
+    body = await request.body()
+    labels = _parse_labels(body)
+    subject = principal.subject if principal else None
+    received = now_utc()
+    records = [
+        FeedbackRecord(
+            request_id=item.request_id,
+            row=item.row,
+            label=item.label,
+            timestamp=received,
+            subject=subject,
+        )
+        for item in labels
+    ]
+    matched, unknown = recorder.record_feedback(records)
+    return {"accepted": len(records), "matched": matched, "unknown": unknown}
+
+
+def _parse_labels(body: bytes) -> list[_Label]:
+    try:
+        raw = msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BadGatewayRequest(f"the feedback is not valid JSON: {exc}") from None
+    try:
+        if isinstance(raw, dict) and "feedback" in raw:
+            return msgspec.convert(raw, _Batch).feedback
+        return [msgspec.convert(raw, _Label)]
+    except msgspec.ValidationError as exc:
+        raise BadGatewayRequest(
+            f'invalid feedback: {exc}; expected {{"request_id": "...", "label": 1}} '
+            f'or {{"feedback": [...]}} with at most {MAX_LABELS} labels'
+        ) from None
+
+
+@post("/admin/sql", status_code=200)
+async def sql(request: AnyRequest) -> dict[str, Any]:
+    state = gateway_state(request)
+    state.authorize(request, "read:logs")
+    _recording(state)
+    assert state.settings.log is not None
+    try:
+        query = msgspec.json.decode(await request.body(), type=_Query)
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        raise BadGatewayRequest(f'expected {{"sql": "select ...", "max_rows": N}}: {exc}') from None
+    try:
+        result = await asyncio.to_thread(
+            run_sql, state.settings.log.store, query.sql, max_rows=query.max_rows
+        )
+    except SqlRefused as exc:
+        raise BadGatewayRequest(f"refused: {exc}") from None
+    except SqlError as exc:
+        raise BadGatewayRequest(f"query failed: {exc}") from None
+    return {
+        "columns": result.columns,
+        "rows": [[_jsonable(value) for value in row] for row in result.rows],
+        "truncated": result.truncated,
+    }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return str(value)  # timestamps, decimals, dates
+
+
+ROUTES = [feedback, sql]

@@ -1,0 +1,254 @@
+"""Background upkeep of a store: compaction and retention (the gateway's jobs call these).
+
+Both take ``.staging/maintenance.lock`` (flock), so two gateway replicas sharing a store
+never compact the same files twice; the second one returns a report saying it skipped.
+
+Compaction merges the small segments of a partition folder into one (DuckDB reads them
+with ``union_by_name`` and writes the merged file to staging, sorted by timestamp). The
+swap is not atomic for readers, by design and briefly: the merged file is renamed in
+first, then the old files are unlinked, so a query that lists the folder in between (a
+few unlink calls, microseconds) counts those rows twice; and a query that listed an old
+file just before it was unlinked can fail with "No such file": ``run_sql`` retries such a
+query once. A journal in staging makes the swap crash-safe: the next run finishes it.
+
+Retention deletes date partitions whose whole day is older than ``max_age_days``, then
+the oldest segments (by date, then name) until the store's segments fit ``max_bytes``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
+from pathlib import Path
+
+import duckdb
+
+from monitoring.prediction_log.catalog import sql_string
+from monitoring.prediction_log.layout import (
+    COMPRESSION,
+    TABLES,
+    Segment,
+    fsync_dir,
+    fsync_file,
+    iter_partitions,
+    iter_segments,
+    publish,
+    remove_stale_staging,
+    staging_dir,
+    staging_file,
+)
+from monitoring.prediction_log.records import LogSettings
+
+#: Segments at least this big are left alone: compaction is for the writer's small files.
+COMPACT_MAX_SEGMENT_BYTES = 128 * 2**20
+_BUSY = "another compaction or retention run holds the store's maintenance lock"
+
+
+@dataclass(frozen=True, slots=True)
+class CompactedPartition:
+    partition: str  # relative to the store root
+    segments: int  # merged into one
+    rows: int
+    bytes_before: int
+    bytes_after: int
+
+
+@dataclass(frozen=True, slots=True)
+class CompactionReport:
+    compacted: tuple[CompactedPartition, ...] = ()
+    failed: tuple[str, ...] = ()  # "<partition>: <error>"; its segments are untouched
+    recovered: int = 0  # interrupted swaps finished first
+    skipped: str | None = None  # why nothing was done
+
+    @property
+    def segments_removed(self) -> int:
+        return sum(p.segments for p in self.compacted) - len(self.compacted)
+
+    def __str__(self) -> str:
+        if self.skipped:
+            return f"compaction skipped: {self.skipped}"
+        merged = sum(p.segments for p in self.compacted)
+        text = f"compacted {len(self.compacted)} partitions ({merged} segments into "
+        text += f"{len(self.compacted)}), {len(self.failed)} failed"
+        return text + (f", {self.recovered} interrupted swaps finished" if self.recovered else "")
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionReport:
+    expired_partitions: tuple[str, ...] = ()  # deleted for age, relative to the root
+    deleted_segments: int = 0  # for age and for size
+    bytes_freed: int = 0
+    bytes_remaining: int = 0  # segments left in the store
+    skipped: str | None = None
+
+    def __str__(self) -> str:
+        if self.skipped:
+            return f"retention skipped: {self.skipped}"
+        return (
+            f"retention deleted {self.deleted_segments} segments "
+            f"({len(self.expired_partitions)} expired partitions, {self.bytes_freed} bytes); "
+            f"{self.bytes_remaining} bytes remain"
+        )
+
+
+@contextmanager
+def maintenance_lock(root: Path) -> Iterator[bool]:
+    """Hold the store's maintenance lock; yields False when another run holds it."""
+    folder = staging_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def compact(root: Path, settings: LogSettings) -> CompactionReport:
+    """Merge every partition folder holding ``compact_min_files`` small segments or more."""
+    root = Path(root).resolve()
+    with maintenance_lock(root) as held:
+        if not held:
+            return CompactionReport(skipped=_BUSY)
+        recovered = _recover(root)
+        remove_stale_staging(root)
+        compacted: list[CompactedPartition] = []
+        failed: list[str] = []
+        for table in TABLES:
+            for folder, day in iter_partitions(root, table):
+                small = [
+                    s
+                    for s in iter_segments(folder, table, day)
+                    if s.size < COMPACT_MAX_SEGMENT_BYTES
+                ]
+                if len(small) < settings.compact_min_files:
+                    continue
+                try:
+                    compacted.append(_merge(root, folder, small))
+                except (duckdb.Error, OSError) as exc:
+                    failed.append(f"{folder.relative_to(root)}: {exc}")
+        return CompactionReport(tuple(compacted), tuple(failed), recovered)
+
+
+def _merge(root: Path, folder: Path, segments: list[Segment]) -> CompactedPartition:
+    staged = staging_file(root, ".parquet.tmp")
+    files = ", ".join(sql_string(str(s.path)) for s in segments)
+    con = duckdb.connect()
+    try:
+        # hive_partitioning=false: model and date stay in the path, not in the file.
+        counted = con.execute(
+            f"""COPY (SELECT * FROM read_parquet([{files}], union_by_name = true,
+                                                hive_partitioning = false)
+                     ORDER BY "timestamp")
+                TO {sql_string(str(staged))} (FORMAT parquet, COMPRESSION {COMPRESSION})"""
+        ).fetchall()
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    # Keep the oldest piece's timestamp so that retention still sees the data's age.
+    final = folder / f"{segments[0].path.name.split('-', 1)[0]}-{uuid.uuid4().hex}.parquet"
+    journal = staging_dir(root) / f"compaction-{uuid.uuid4().hex}.json"
+    journal.write_text(
+        json.dumps(
+            {
+                "merged": str(final.relative_to(root)),
+                "staged": str(staged),
+                "replaces": [str(s.path.relative_to(root)) for s in segments],
+            }
+        )
+    )
+    fsync_file(journal)
+    size = staged.stat().st_size
+    publish(staged, final)
+    for segment in segments:
+        segment.path.unlink(missing_ok=True)
+    fsync_dir(folder)
+    journal.unlink()
+    return CompactedPartition(
+        partition=str(folder.relative_to(root)),
+        segments=len(segments),
+        rows=int(counted[0][0]) if counted else 0,
+        bytes_before=sum(s.size for s in segments),
+        bytes_after=size,
+    )
+
+
+def _recover(root: Path) -> int:
+    """Finish (or undo) swaps that a killed compaction left half done."""
+    recovered = 0
+    for journal in sorted(staging_dir(root).glob("compaction-*.json")):
+        plan = json.loads(journal.read_text())
+        if (root / plan["merged"]).exists():
+            for old in plan["replaces"]:
+                (root / old).unlink(missing_ok=True)
+        else:
+            Path(plan["staged"]).unlink(missing_ok=True)
+        journal.unlink()
+        recovered += 1
+    return recovered
+
+
+def enforce_retention(
+    root: Path, settings: LogSettings, now: datetime | None = None
+) -> RetentionReport:
+    """Delete expired date partitions, then the oldest segments beyond ``max_bytes``."""
+    root = Path(root).resolve()
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(days=settings.max_age_days)
+    recent = now.date() - timedelta(days=1)  # writers may still be adding folders here
+    with maintenance_lock(root) as held:
+        if not held:
+            return RetentionReport(skipped=_BUSY)
+        expired: list[str] = []
+        kept: list[Segment] = []
+        deleted = freed = 0
+        for table in TABLES:
+            for folder, day in iter_partitions(root, table):
+                if day is None:
+                    continue
+                segments = list(iter_segments(folder, table, day))
+                if datetime.combine(day + timedelta(days=1), clock(), UTC) > cutoff:
+                    kept.extend(segments)
+                    continue
+                for segment in segments:
+                    segment.path.unlink(missing_ok=True)
+                    deleted += 1
+                    freed += segment.size
+                expired.append(str(folder.relative_to(root)))
+                _remove_if_empty(folder, root)
+        kept.sort(key=lambda s: (s.day or date.min, s.path.name))
+        remaining = sum(s.size for s in kept)
+        for segment in kept:
+            if remaining <= settings.max_bytes:
+                break
+            segment.path.unlink(missing_ok=True)
+            deleted += 1
+            freed += segment.size
+            remaining -= segment.size
+            if segment.day is not None and segment.day < recent:
+                _remove_if_empty(segment.path.parent, root)
+        return RetentionReport(tuple(expired), deleted, freed, remaining)
+
+
+def _remove_if_empty(folder: Path, root: Path) -> None:
+    """Remove a partition folder, and its model folder, once nothing is left in them."""
+    for candidate in (folder, folder.parent):
+        if root in (candidate, candidate.parent):
+            return  # never a tree's own folder
+        try:
+            candidate.rmdir()
+        except OSError:
+            return

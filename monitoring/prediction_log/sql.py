@@ -1,0 +1,122 @@
+"""Read-only SQL over the store for analysts: ``driftgate sql`` and ``POST /admin/sql``.
+
+Two guards, either enough for the usual attacks, together defence in depth:
+
+1. The statement: DuckDB parses the text (``extract_statements``); exactly one statement
+   of a read-only type (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, FROM ..., EXPLAIN) runs.
+   DDL, DML, COPY, EXPORT, ATTACH, INSTALL/LOAD, PRAGMA, SET, CALL... raise ``SqlRefused``.
+2. The connection (``connect_readonly``): read-only catalog, file access limited to the
+   store, configuration locked: ``read_csv('/etc/passwd')`` fails inside DuckDB.
+
+Rows are capped (``max_rows``; ``truncated`` says more existed) and time is capped: a
+watchdog interrupts the query after ``timeout_s``. Rows are fetched through Arrow, so
+TIMESTAMPTZ values come back as tz-aware datetimes without needing pytz.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from monitoring.prediction_log.catalog import CatalogBusy, connect_readonly
+
+#: Statement types that cannot change anything (DESCRIBE, SHOW, SUMMARIZE parse as SELECT).
+ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
+_BATCH_ROWS = 2048
+
+
+class SqlRefused(Exception):
+    """The query is not a single read-only statement; nothing was run."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class SqlError(Exception):
+    """DuckDB could not run the query (syntax, binding, permission, time limit...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class SqlResult:
+    columns: list[str]
+    rows: list[tuple[Any, ...]]
+    truncated: bool
+
+
+def check_statement(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """Raise ``SqlRefused`` unless ``query`` is exactly one read-only statement."""
+    try:
+        statements = con.extract_statements(query)
+    except duckdb.Error as exc:
+        raise SqlError(str(exc)) from exc
+    if not statements:
+        raise SqlRefused("empty query: send one SELECT statement")
+    if len(statements) > 1:
+        raise SqlRefused(f"send one statement at a time ({len(statements)} found)")
+    kind = statements[0].type
+    if kind not in ALLOWED_STATEMENTS:
+        raise SqlRefused(
+            f"{kind.name} statements are refused: this SQL access is read-only; "
+            "use SELECT, WITH, EXPLAIN, DESCRIBE, SHOW or SUMMARIZE"
+        )
+
+
+def run_sql(root: Path, query: str, *, max_rows: int = 10_000, timeout_s: float = 30) -> SqlResult:
+    """Run one read-only query against the store's catalog (see the module docstring)."""
+    try:
+        con = connect_readonly(root)
+    except (duckdb.Error, CatalogBusy, PermissionError) as exc:
+        raise SqlError(str(exc)) from exc
+    try:
+        check_statement(con, query)
+        watchdog = threading.Timer(timeout_s, con.interrupt)
+        watchdog.daemon = True
+        watchdog.start()
+        try:
+            try:
+                return _fetch(con, query, max_rows)
+            except duckdb.IOException as exc:
+                if not _vanished(exc):
+                    raise
+                # A compaction or retention removed a segment between listing and reading.
+                return _fetch(con, query, max_rows)
+        except duckdb.InterruptException as exc:
+            raise SqlError(f"query exceeded {timeout_s:g} s and was interrupted") from exc
+        except duckdb.Error as exc:
+            raise SqlError(str(exc)) from exc
+        finally:
+            watchdog.cancel()
+    finally:
+        con.close()
+
+
+def _vanished(exc: duckdb.IOException) -> bool:
+    message = str(exc)
+    return "No such file" in message or "Cannot open file" in message
+
+
+def _fetch(con: duckdb.DuckDBPyConnection, query: str, max_rows: int) -> SqlResult:
+    reader = con.sql(query).to_arrow_reader(min(max_rows + 1, _BATCH_ROWS))
+    columns = list(reader.schema.names)
+    rows: list[tuple[Any, ...]] = []
+    truncated = False
+    try:
+        for batch in reader:
+            values = [column.to_pylist() for column in batch.columns]
+            rows.extend(zip(*values, strict=True))
+            if len(rows) > max_rows:
+                del rows[max_rows:]
+                truncated = True
+                break
+    finally:
+        reader.close()
+    return SqlResult(columns, rows, truncated)

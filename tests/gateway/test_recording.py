@@ -1,0 +1,204 @@
+"""Requests through the gateway land in the prediction log; feedback and SQL read it back.
+
+A real store (Parquet segments and a DuckDB catalog in tmp_path) behind a gateway whose
+replicas are the fake runtime: what is asserted is what an analyst would query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.auth import AuthConfig, mint_token
+from gateway.settings import GatewaySettings
+from monitoring.prediction_log import run_sql
+from tests.gateway.fakes import (
+    REPLICAS,
+    Answer,
+    Fail,
+    FakeRuntime,
+    Gateway,
+    gateway_factory,
+)
+
+SECRET = "s" * 48
+
+
+def settings(
+    tmp_path: Path, sampling: float = 1.0, auth: bool = False, routes: dict[str, Any] | None = None
+) -> GatewaySettings:
+    return GatewaySettings.from_dict(
+        {
+            "replicas": [f"http://{r}" for r in REPLICAS],
+            "auth": {"algorithm": "HS256", "secret": SECRET} if auth else {"enabled": False},
+            "health_check": {"interval_s": 0.05, "timeout_s": 0.5},
+            "routes": routes or {},
+            "log": {
+                "store": str(tmp_path / "store"),
+                "flush_interval_s": 0.2,
+                "sampling": {"default": sampling},
+            },
+        }
+    )
+
+
+@pytest.fixture
+def runtime() -> FakeRuntime:
+    fake = FakeRuntime(models={"iris": ["1", "2"]})
+    fake.behave(Answer({"species": "setosa", "probability": 0.9}))
+    return fake
+
+
+@pytest.fixture
+def start(runtime: FakeRuntime) -> Iterator[Any]:
+    with gateway_factory(runtime) as factory:
+        yield factory
+
+
+def flush(gateway: Gateway) -> None:
+    recorder = gateway.state.recorder
+    assert recorder is not None
+    recorder.flush()
+
+
+def query(tmp_path: Path, sql: str) -> list[tuple[Any, ...]]:
+    return run_sql(tmp_path / "store", sql).rows
+
+
+def test_every_answered_request_becomes_a_typed_row(start, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path))
+    for fare in (7, 9, 11):
+        answer = gateway.client.post(
+            "/v1/models/iris/eval",
+            json={"fare": fare, "sex": "male"},
+            headers={"x-request-id": f"req-{fare}"},
+        )
+        assert answer.status_code == 200
+    flush(gateway)
+    rows = query(
+        tmp_path,
+        "select request_id, route, role, version, in_fare, in_sex, "
+        "out_species, status from predictions order by in_fare",
+    )
+    assert rows == [
+        ("req-7", "iris", "primary", "2", 7, "male", "setosa", 200),
+        ("req-9", "iris", "primary", "2", 9, "male", "setosa", 200),
+        ("req-11", "iris", "primary", "2", 11, "male", "setosa", 200),
+    ]
+
+
+def test_a_batch_request_is_one_row_per_instance(start, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path))
+    gateway.client.post(
+        "/v1/models/iris/eval", json={"fare": [[7], [9]]}, headers={"x-request-id": "batch"}
+    )
+    flush(gateway)
+    assert query(tmp_path, "select row, in_fare from predictions order by row") == [(0, 7), (1, 9)]
+
+
+def test_sampling_keeps_errors_and_drops_by_request_id(start, runtime, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path, sampling=0.0))
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 1})
+    runtime.behave(Fail(400, "input 'fare': expected FP32"))
+    gateway.client.post("/v1/models/iris/eval", json={"fare": "x"})
+    flush(gateway)
+    assert query(tmp_path, "select status, error from predictions") == [
+        (400, "input 'fare': expected FP32")
+    ]
+    assert gateway.metric("driftgate_log_exchanges_total", route="iris", outcome="sampled_out") == 1
+
+
+def test_primary_and_shadow_records_pair_up_by_request_id(start, tmp_path: Path) -> None:
+    routes = {
+        "iris": {
+            "primary": {"model": "iris", "version": "2"},
+            "shadow": [{"target": {"model": "iris", "version": "1"}}],
+        }
+    }
+    gateway = start(settings(tmp_path, sampling=0.0, routes=routes))
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 3}, headers={"x-request-id": "pair"})
+    import time  # the shadow answers in the background: poll until its record is there
+
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        flush(gateway)
+        rows = query(
+            tmp_path,
+            "select role, version from predictions where request_id = 'pair' order by role",
+        )
+        if len(rows) == 2:
+            break
+        time.sleep(0.05)
+    assert rows == [("primary", "2"), ("shadow", "1")]
+
+
+def test_feedback_joins_predictions_by_request_id(start, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path, auth=True))
+    config = AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET})
+    caller = {"authorization": f"Bearer {mint_token(config, 'app', ['predict'], 600)}"}
+    labeller = {"authorization": f"Bearer {mint_token(config, 'labeller', ['feedback'], 600)}"}
+    gateway.client.post(
+        "/v1/models/iris/eval", json={"fare": 5}, headers={**caller, "x-request-id": "known"}
+    )
+    flush(gateway)
+    answer = gateway.client.post(
+        "/v1/feedback",
+        headers=labeller,
+        json={
+            "feedback": [
+                {"request_id": "known", "label": "setosa"},
+                {"request_id": "never-seen", "label": "x"},
+            ]
+        },
+    )
+    assert answer.status_code == 202
+    assert answer.json() == {"accepted": 2, "matched": 1, "unknown": 1}
+    flush(gateway)
+    assert query(tmp_path, "select request_id, label from predictions_labeled") == [
+        ("known", "setosa")
+    ]
+    assert len(query(tmp_path, "select * from feedback")) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{", "not valid JSON"),
+        (b'{"request_id": "", "label": 1}', "invalid feedback"),
+        (b'{"request_id": "a"}', "invalid feedback"),
+        (b'{"request_id": "a", "label": [1, 2]}', "invalid feedback"),
+        (b'{"feedback": []}', "invalid feedback"),
+    ],
+)
+def test_bad_feedback_is_refused_naming_the_problem(
+    start, tmp_path: Path, body: bytes, message: str
+) -> None:
+    gateway = start(settings(tmp_path))
+    answer = gateway.client.post(
+        "/v1/feedback", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 400
+    assert message in answer.json()["error"]
+
+
+def test_admin_sql_reads_the_log_and_refuses_writes(start, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path, auth=True))
+    config = AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET})
+    analyst = {"authorization": f"Bearer {mint_token(config, 'ana', ['read:logs'], 600)}"}
+    caller = {"authorization": f"Bearer {mint_token(config, 'app', ['predict'], 600)}"}
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 5}, headers=caller)
+    flush(gateway)
+    answer = gateway.client.post(
+        "/admin/sql", headers=analyst, json={"sql": "select count(*) as n from predictions"}
+    )
+    assert answer.json() == {"columns": ["n"], "rows": [[1]], "truncated": False}
+    for statement in ("drop view predictions", "select * from read_csv('/etc/passwd')"):
+        refused = gateway.client.post("/admin/sql", headers=analyst, json={"sql": statement})
+        assert refused.status_code == 400, refused.text
+    assert (
+        gateway.client.post("/admin/sql", headers=caller, json={"sql": "select 1"}).status_code
+        == 403
+    )

@@ -1,0 +1,59 @@
+"""Builders for prediction-log tests: records with sensible defaults, metric samples."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from monitoring.prediction_log import FeedbackRecord, PredictionRecord, run_sql
+
+NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
+
+
+def prediction(request_id: str = "req-1", row: int = 0, **fields: Any) -> PredictionRecord:
+    """A primary v2 prediction of model ``titanic`` unless ``fields`` say otherwise."""
+    values: dict[str, Any] = {
+        "timestamp": NOW,
+        "route": "titanic",
+        "arm": "stable",
+        "role": "primary",
+        "model": "titanic",
+        "version": "1",
+        "replica": "http://127.0.0.1:8001",
+        "dialect": "v2",
+        "status": 200,
+        "latency_s": 0.004,
+        "trace_id": "0af7651916cd43dd8448eb211c80319c",
+        "inputs": {"age": 30, "sex": "male", "fare": 7.25},
+        "outputs": {"label": 0, "probability": 0.12},
+    }
+    values.update(fields)
+    return PredictionRecord(request_id=request_id, row=row, **values)
+
+
+def label(request_id: str, row: int | None, value: Any, **fields: Any) -> FeedbackRecord:
+    values: dict[str, Any] = {"timestamp": NOW, "subject": "labeller"}
+    values.update(fields)
+    return FeedbackRecord(request_id=request_id, row=row, label=value, **values)
+
+
+def predictions(count: int, prefix: str = "req", **fields: Any) -> list[PredictionRecord]:
+    return [prediction(f"{prefix}-{n}", **fields) for n in range(count)]
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+def log_records(registry: CollectorRegistry, table: str, outcome: str) -> float:
+    """``driftgate_log_records_total{table, outcome}``."""
+    return sample(registry, "driftgate_log_records_total", table=table, outcome=outcome)
+
+
+def query(store: Path, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only query over the store's catalog views."""
+    return run_sql(store, sql).rows

@@ -1,0 +1,76 @@
+"""Every SQL example of docs/prediction-log.md runs against a real store."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from monitoring.prediction_log import (
+    FeedbackRecord,
+    LogSettings,
+    PredictionLogWriter,
+    PredictionRecord,
+    run_sql,
+)
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "prediction-log.md"
+QUERIES = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.DOTALL)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("store")
+    writer = PredictionLogWriter(root, LogSettings(store=str(root), flush_interval_s=0.1))
+    writer.start()
+    now = datetime.now(UTC)
+    records: list[PredictionRecord | FeedbackRecord] = []
+    for i in range(200):
+        arm, version = ("canary", "2") if i % 10 == 0 else ("stable", "1")
+        inputs = {
+            "fare": 7.0 + i % 30,
+            "sex": "female" if i % 3 else "male",
+            "embarked": "SCQ"[i % 3],
+            "pclass": str(1 + i % 3),
+            "age": 20.0 + i % 40,
+        }
+        for role, answered in (("primary", version), ("shadow", "2")):
+            if role == "shadow" and i % 4:
+                continue
+            records.append(
+                PredictionRecord(
+                    request_id=f"r{i}",
+                    row=0,
+                    timestamp=now - timedelta(minutes=i),
+                    route="titanic",
+                    arm=arm,
+                    role=role,
+                    model="titanic",
+                    version=answered,
+                    replica="http://127.0.0.1:8001",
+                    dialect="eval",
+                    status=400 if i % 50 == 7 else 200,
+                    latency_s=0.002 + i / 10_000,
+                    trace_id=f"{i:032x}",
+                    inputs=inputs,
+                    outputs={"survived": i % 2, "probability": (i % 100) / 100},
+                    error="input 'fare': expected FP32" if i % 50 == 7 else None,
+                )
+            )
+        if i % 2 == 0:
+            records.append(FeedbackRecord(request_id=f"r{i}", row=None, label=i % 2, timestamp=now))
+    assert writer.submit(records)
+    writer.close()
+    return root
+
+
+def test_the_doc_has_ten_queries() -> None:
+    assert len(QUERIES) == 10
+
+
+@pytest.mark.parametrize("query", QUERIES, ids=[f"query-{i + 1}" for i in range(len(QUERIES))])
+def test_documented_query_runs_and_answers(store: Path, query: str) -> None:
+    result = run_sql(store, query)
+    assert result.rows, f"no rows for:\n{query}"

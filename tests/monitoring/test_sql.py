@@ -1,0 +1,132 @@
+"""``run_sql``: one read-only statement over the views, capped in rows and time."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from monitoring.prediction_log import (
+    PredictionLogWriter,
+    SqlError,
+    SqlRefused,
+    connect_readonly,
+    run_sql,
+)
+from tests.monitoring.builders import label, predictions
+
+
+@pytest.fixture
+def logged(writer: PredictionLogWriter, store: Path) -> Path:
+    """A store with 5 predictions of titanic, 2 of digits, and one label."""
+    writer.submit([*predictions(5), *predictions(2, prefix="d", model="digits")])
+    writer.submit([label("req-0", None, 1)])
+    writer.flush()
+    return store
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "CREATE TABLE t AS SELECT 1",
+        "CREATE TEMP TABLE t (a INT)",
+        "DROP VIEW predictions",
+        "CREATE OR REPLACE VIEW predictions AS SELECT 1",
+        "ALTER VIEW predictions RENAME TO p",
+        "INSERT INTO predictions SELECT * FROM predictions",
+        "UPDATE predictions SET status = 500",
+        "DELETE FROM predictions",
+        "COPY (SELECT * FROM predictions) TO '/tmp/leak.csv'",
+        "EXPORT DATABASE '/tmp/leak'",
+        "ATTACH '/tmp/other.duckdb' AS other",
+        "DETACH driftgate",
+        "INSTALL httpfs",
+        "LOAD httpfs",
+        "SET enable_external_access = true",
+        "RESET lock_configuration",
+        "PRAGMA version",
+        "CALL pragma_version()",
+        "CHECKPOINT",
+        "VACUUM",
+        "USE memory",
+        "BEGIN TRANSACTION",
+    ],
+)
+def test_statements_that_are_not_read_only_are_refused(logged: Path, query: str) -> None:
+    with pytest.raises(SqlRefused, match="refused: this SQL access is read-only"):
+        run_sql(logged, query)
+
+
+def test_only_one_statement_runs(logged: Path) -> None:
+    with pytest.raises(SqlRefused, match="one statement at a time"):
+        run_sql(logged, "SELECT 1; DROP VIEW predictions")
+    with pytest.raises(SqlRefused, match="empty query"):
+        run_sql(logged, "  ;  ")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "SELECT * FROM read_csv('/etc/passwd')",
+        "SELECT * FROM read_text('/etc/hostname')",
+        "SELECT * FROM glob('/etc/*')",
+        "SELECT * FROM read_parquet('/tmp/**/*.parquet')",
+    ],
+)
+def test_files_outside_the_store_cannot_be_read(logged: Path, query: str) -> None:
+    with pytest.raises(SqlError, match="Permission Error"):
+        run_sql(logged, query)
+
+
+def test_read_only_statements_answer_over_the_views(logged: Path) -> None:
+    result = run_sql(
+        logged, "SELECT model, count(*) AS n FROM predictions GROUP BY model ORDER BY model"
+    )
+    assert result.columns == ["model", "n"]
+    assert result.rows == [("digits", 2), ("titanic", 5)]
+    assert result.truncated is False
+    labelled = "WITH l AS (SELECT * FROM predictions_labeled) SELECT count(label) FROM l"
+    assert run_sql(logged, labelled).rows == [(1,)]
+    for query in [
+        "DESCRIBE predictions",
+        "SHOW TABLES",
+        "SUMMARIZE feedback",
+        "EXPLAIN SELECT * FROM predictions",
+        "FROM drift_results",
+    ]:
+        assert run_sql(logged, query).columns, query
+
+
+def test_rows_are_capped_and_the_cap_is_reported(logged: Path) -> None:
+    capped = run_sql(logged, "SELECT * FROM range(100000)", max_rows=3)
+    assert capped.rows == [(0,), (1,), (2,)]
+    assert capped.truncated is True
+    exact = run_sql(logged, "SELECT * FROM range(3)", max_rows=3)
+    assert exact.truncated is False
+
+
+def test_a_slow_query_is_interrupted_after_the_time_limit(logged: Path) -> None:
+    with pytest.raises(SqlError, match=r"exceeded 0.3 s"):
+        run_sql(logged, "SELECT count(*) FROM range(10000000000) a", timeout_s=0.3)
+
+
+def test_duckdb_errors_come_back_with_duckdb_s_message(logged: Path) -> None:
+    with pytest.raises(SqlError, match="Parser Error"):
+        run_sql(logged, "SELEC 1")
+    with pytest.raises(SqlError, match="no_such_table"):
+        run_sql(logged, "SELECT * FROM no_such_table")
+
+
+def test_the_analyst_connection_cannot_unlock_its_sandbox(logged: Path) -> None:
+    with connect_readonly(logged) as con:
+        assert con.execute("SELECT count(*) FROM predictions").fetchall() == [(7,)]
+        with pytest.raises(duckdb.InvalidInputException, match="locked"):
+            con.execute("SET enable_external_access = true")
+        with pytest.raises(duckdb.PermissionException):
+            con.execute("SELECT * FROM read_csv('/etc/passwd')")
+        with pytest.raises(duckdb.Error):
+            con.execute("CREATE TABLE t (a INT)")
+        # A second connection of the same process shares the (already locked) sandbox.
+        with connect_readonly(logged) as second, pytest.raises(duckdb.PermissionException):
+            second.execute("SELECT * FROM read_csv('/etc/passwd')")

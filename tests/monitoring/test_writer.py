@@ -1,0 +1,177 @@
+"""The writer: batches on disk by size or interval, never blocks, survives a failing disk."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from monitoring.prediction_log import LogSettings, PredictionLogWriter
+from tests.monitoring.builders import (
+    label,
+    log_records,
+    prediction,
+    predictions,
+    query,
+    sample,
+)
+
+
+def segments(store: Path, table: str = "predictions") -> list[Path]:
+    return [p for p in (store / table).rglob("*.parquet") if not p.name.startswith("_")]
+
+
+def test_flush_puts_every_submitted_record_on_disk_and_in_the_views(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    assert writer.submit(predictions(3))
+    assert writer.submit([label("req-1", None, 1)])
+    writer.flush()
+    assert query(store, "SELECT count(*) FROM predictions") == [(3,)]
+    assert query(store, "SELECT request_id, label FROM feedback") == [("req-1", 1)]
+    assert log_records(registry, "predictions", "written") == 3
+    assert sample(registry, "driftgate_log_segments_total", table="feedback") == 1
+    assert sample(registry, "driftgate_log_queue_depth") == 0
+    assert sample(registry, "driftgate_log_flush_duration_seconds_count") >= 1
+
+
+def test_one_segment_per_model_and_utc_date_in_hive_folders(
+    writer: PredictionLogWriter, store: Path
+) -> None:
+    writer.submit([prediction("a"), prediction("b", model="digits/v2 beta")])
+    writer.flush()
+    folders = sorted(str(p.parent.relative_to(store)) for p in segments(store))
+    assert folders == [
+        "predictions/model=digits%2Fv2%20beta/date=2025-03-14",
+        "predictions/model=titanic/date=2025-03-14",
+    ]
+    assert query(store, "SELECT DISTINCT model FROM predictions ORDER BY 1") == [
+        ("digits/v2 beta",),
+        ("titanic",),
+    ]
+
+
+def test_the_interval_flushes_without_being_asked(store: Path) -> None:
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.2, flush_rows=10**6))
+    writer.start()
+    try:
+        writer.submit(predictions(5))
+        deadline = time.monotonic() + 5
+        while not segments(store) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert segments(store), "nothing written within 5 s of a 0.2 s interval"
+    finally:
+        writer.close()
+
+
+def test_reaching_flush_rows_flushes_before_the_interval(store: Path) -> None:
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=60, flush_rows=100))
+    writer.start()
+    try:
+        writer.submit(predictions(100))
+        deadline = time.monotonic() + 5
+        while not segments(store) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert segments(store), "100 rows with flush_rows=100 did not flush"
+    finally:
+        writer.close()
+
+
+def test_a_full_queue_drops_at_once_and_counts(store: Path, registry: CollectorRegistry) -> None:
+    settings = LogSettings(max_queue=10, flush_interval_s=60, flush_rows=1000)
+    writer = PredictionLogWriter(store, settings, registry)  # not started: nothing drains
+    assert writer.submit(predictions(8))
+    started = time.perf_counter()
+    assert not writer.submit(predictions(3, prefix="late"))
+    assert not writer.submit([label(f"x{n}", 0, 1) for n in range(3)])
+    assert time.perf_counter() - started < 0.05
+    dropped = sample(
+        registry, "driftgate_log_records_total", table="predictions", outcome="dropped"
+    )
+    assert dropped == 3
+    assert sample(registry, "driftgate_log_records_total", table="feedback", outcome="dropped") == 3
+    assert sample(registry, "driftgate_log_queue_depth") == 8
+    writer.close()  # a writer that never started still writes what it accepted
+    assert query(store, "SELECT count(*) FROM predictions") == [(8,)]
+
+
+def test_close_writes_everything_and_later_submits_are_dropped(store: Path) -> None:
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=60, flush_rows=10**6))
+    writer.start()
+    for n in range(50):
+        writer.submit(predictions(20, prefix=f"batch{n}"))
+    writer.close()
+    assert query(store, "SELECT count(*), count(DISTINCT request_id) FROM predictions") == [
+        (1000, 1000)
+    ]
+    assert not writer.submit(predictions(1))
+
+
+def block_partition(store: Path) -> Path:
+    """Put a file where the writer needs a folder: every write there fails with OSError."""
+    blocker = store / "predictions" / "model=titanic"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+    return blocker
+
+
+def test_a_failing_write_is_retried_and_then_succeeds(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    blocker = block_partition(store)
+    writer.submit(predictions(4))
+    deadline = time.monotonic() + 5
+    while sample(registry, "driftgate_log_write_errors_total") == 0:
+        assert time.monotonic() < deadline, "the blocked write never failed"
+        time.sleep(0.01)
+    blocker.unlink()  # the disk "recovers" before the retries run out
+    writer.flush()
+    assert query(store, "SELECT count(*) FROM predictions") == [(4,)]
+    assert sample(registry, "driftgate_log_write_errors_total") >= 1
+
+
+def test_a_write_failing_every_retry_drops_and_counts_and_the_thread_lives_on(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    block_partition(store)
+    writer.submit(predictions(4))
+    writer.flush()
+    dropped = sample(
+        registry, "driftgate_log_records_total", table="predictions", outcome="dropped"
+    )
+    assert dropped == 4
+    assert sample(registry, "driftgate_log_write_errors_total") == 3
+    writer.submit(predictions(2, model="digits"))
+    writer.flush()
+    assert query(store, "SELECT model, count(*) FROM predictions GROUP BY model") == [("digits", 2)]
+    assert not list((store / ".staging").glob("*.tmp"))
+
+
+def test_an_unusable_record_is_dropped_alone(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    broken = prediction("broken", timestamp=None)
+    writer.submit([prediction("a"), broken, prediction("b")])
+    writer.flush()
+    assert query(store, "SELECT request_id FROM predictions ORDER BY 1") == [("a",), ("b",)]
+    assert log_records(registry, "predictions", "dropped") == 1
+    writer.submit([prediction("c")])
+    writer.flush()
+    assert query(store, "SELECT count(*) FROM predictions") == [(3,)]
+
+
+def test_flush_times_out_rather_than_hanging(store: Path) -> None:
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.05))
+    writer.start()
+    block_partition(store)  # each attempt fails, with back-off between attempts
+    writer.submit(predictions(1))
+    with pytest.raises(TimeoutError, match="did not finish"):
+        writer.flush(timeout_s=0.01)
+    writer.close()
+
+
+def test_settings_reject_nonsense() -> None:
+    with pytest.raises(ValueError, match="flush_rows"):
+        LogSettings(flush_rows=0)
