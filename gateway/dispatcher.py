@@ -189,12 +189,13 @@ class Dispatcher:
                 span.set_attribute("error.type", exc.kind)
                 span.set_status(Status(StatusCode.ERROR, str(exc)))
                 raise
+            else:
+                outcome = str(response.status)
             finally:
                 self.replicas.release(replica)
                 self.metrics.upstream_duration.labels(replica, role, outcome).observe(
                     time.perf_counter() - started
                 )
-            outcome = str(response.status)
             span.set_attribute("http.response.status_code", response.status)
             if response.status >= 500:
                 span.set_attribute("error.type", str(response.status))

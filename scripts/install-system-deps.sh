@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
-# System packages driftgate needs beyond Python: a Java runtime for PMML models.
-# (Later: prometheus/promtool and alertmanager for the observability tests.)
-# Installs only what is missing; needs root (or sudo) for apt-get.
+# System packages driftgate needs beyond Python: a Java runtime for PMML models, and
+# Prometheus (with promtool) and Alertmanager for the dashboard and alert tests
+# (tests/dashboards). Installs only what is missing; needs root (or sudo) for apt-get.
+# The tests run the binaries themselves on free loopback ports with temporary folders;
+# they never use the packages' services (which apt may start where systemd runs).
 set -euo pipefail
 
 need=()
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

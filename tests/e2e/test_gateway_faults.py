@@ -25,18 +25,16 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import shutil
 import signal
-import socket
 import statistics
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 import jwt
@@ -46,126 +44,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.auth import AuthConfig, mint_token
-from gateway.settings import GatewaySettings
-from tests.e2e.processes import RunningProcess, driftgate_process, free_port
+from tests.e2e.gateway_system import LocalSystem, is_runtime, local_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
-T = TypeVar("T")
-
 PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
 EVAL = "/v1/models/{route}/eval"
-_STARTED = re.compile(r"runtime replica on port (\d+) started \(pid (\d+)\)")
-
-
-# -- a running `driftgate up` ------------------------------------------------------------
-
-
-@dataclass
-class LocalSystem:
-    """A running ``driftgate up``: where it listens, its files, and its users' tokens."""
-
-    process: RunningProcess
-    home: Path
-    runtime_ports: tuple[int, ...]
-    auth: AuthConfig = field(repr=False)
-
-    @property
-    def url(self) -> str:
-        return self.process.url
-
-    def token(self, subject: str, *scopes: str) -> str:
-        return mint_token(self.auth, subject, scopes, 600)
-
-    def client(self, subject: str, *scopes: str) -> httpx.Client:
-        token = self.token(subject, *scopes)
-        headers = {"authorization": f"Bearer {token}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=15)
-
-    def replica_pids(self) -> dict[int, int]:
-        """The latest pid per replica port, from the supervisor's log lines."""
-        return {int(port): int(pid) for port, pid in _STARTED.findall(self.process.log())}
-
-    def replicas(self, admin: httpx.Client) -> dict[int, dict[str, Any]]:
-        """``GET /admin/replicas`` keyed by port."""
-        response = admin.get("/admin/replicas")
-        response.raise_for_status()
-        return {httpx.URL(r["url"]).port or 0: r for r in response.json()["replicas"]}
-
-
-def _port_is_free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_pair() -> int:
-    """A free port whose successor is free too: the replicas' ports of ``--replicas 2``."""
-    for _ in range(50):
-        port = free_port()
-        if port < 65535 and _port_is_free(port + 1):
-            return port
-    raise RuntimeError("found no two consecutive free ports")
-
-
-def _is_runtime(pid: int, port: int) -> bool:
-    try:
-        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"runtime" in command and str(port).encode() in command
-
-
-def wait_for(check: Callable[[], T | None], timeout_s: float, what: str) -> T:
-    """Poll ``check`` until it returns something truthy; fail naming ``what``."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"not within {timeout_s:g}s: {what} (last seen: {last!r})")
-
-
-@contextmanager
-def local_system(home: Path, log_path: Path, replicas: int = 2) -> Iterator[LocalSystem]:
-    """``driftgate up --home HOME`` on free ports, once every replica is healthy.
-
-    ``HOME/models`` must hold a model repository (so nothing is built). On exit ``up`` gets
-    SIGTERM and must stop its replicas: any it leaves behind are killed by pid, and fail
-    the fixture's teardown.
-    """
-    port = free_port()
-    runtime_port = free_port_pair()
-    while port in (runtime_port, runtime_port + 1):
-        port = free_port()
-    args = ["up", "--home", str(home), "--replicas", str(replicas), "--port", str(port)]
-    args += ["--runtime-port", str(runtime_port)]
-    try:
-        with driftgate_process(args, port, log_path=log_path, timeout_s=180) as running:
-            system = LocalSystem(
-                process=running,
-                home=home,
-                runtime_ports=tuple(runtime_port + i for i in range(replicas)),
-                auth=GatewaySettings.from_file(home / "gateway.yaml").auth,
-            )
-            with system.client("fixture", "admin") as admin:
-                wait_for(
-                    lambda: all(r["healthy"] for r in system.replicas(admin).values()),
-                    120,
-                    "every runtime replica healthy",
-                )
-            yield system
-    finally:
-        started = _STARTED.findall(log_path.read_text(errors="replace"))
-        left = [int(pid) for rport, pid in started if _is_runtime(int(pid), int(rport))]
-        for pid in left:
-            os.kill(pid, signal.SIGKILL)
-    assert not left, f"`driftgate up` left runtime replicas running after SIGTERM: {left}"
 
 
 @pytest.fixture(scope="module")
@@ -568,7 +452,7 @@ def test_a_replica_killed_under_load_fails_no_request_and_rejoins(
 ) -> None:
     port = system.runtime_ports[0]
     victim = system.replica_pids()[port]
-    assert _is_runtime(victim, port)
+    assert is_runtime(victim, port)
 
     with steady_load(system, rate_per_s=20, duration_s=8) as outcomes:
         time.sleep(2)
@@ -588,7 +472,7 @@ def test_a_replica_killed_under_load_fails_no_request_and_rejoins(
         return pid if pid != victim else None
 
     restarted = wait_for(restarted_pid, 15, f"the supervisor to restart replica {port}")
-    assert _is_runtime(restarted, port)
+    assert is_runtime(restarted, port)
     assert f"runtime replica on port {port} exited with -9" in system.process.log()
     wait_for(
         lambda: out_of_rotation(system.replicas(admin)[port]) is None,

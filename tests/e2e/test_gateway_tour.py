@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_gateway_faults import LocalSystem, local_system
+from tests.e2e.gateway_system import LocalSystem, local_system
 
 pytestmark = pytest.mark.e2e
 

@@ -1,0 +1,98 @@
+"""The prediction log under a real ``driftgate up``: analysts read while it writes, and a
+SIGTERM loses nothing.
+
+One ``up`` (gateway + two replicas) records every request (sampling 1.0, the default of
+the config ``up`` writes) into ``HOME/store``. An analyst process opens the catalog
+read-only with plain DuckDB while the gateway runs; then the gateway is stopped with
+SIGTERM right after a burst of requests, and every one of them is in the store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from monitoring.prediction_log import run_sql
+from tests.e2e.gateway_system import local_system
+
+pytestmark = pytest.mark.e2e
+
+PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
+
+ANALYST = textwrap.dedent("""
+    import sys, time, duckdb
+    path, want = sys.argv[1], int(sys.argv[2])
+    deadline = time.monotonic() + 30
+    while True:
+        con = duckdb.connect(path, read_only=True)
+        count = con.execute(
+            "select count(*) from predictions where request_id like 'log-e2e-%'").fetchone()[0]
+        con.close()
+        if count >= want or time.monotonic() > deadline:
+            print(count)
+            break
+        time.sleep(0.2)
+""")
+
+
+def test_analysts_read_while_it_runs_labels_join_and_sigterm_loses_nothing(
+    demo_repository: Path, tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    shutil.copytree(demo_repository, home / "models")
+    store = home / "store"
+    with (
+        local_system(home, tmp_path / "up.log") as system,
+        system.client("log-e2e", "predict", "feedback", "read:logs") as client,
+    ):
+        for i in range(30):
+            answer = client.post(
+                "/v1/models/titanic/eval", json=PASSENGER, headers={"x-request-id": f"log-e2e-{i}"}
+            )
+            assert answer.status_code == 200
+        # An analyst's own process, plain DuckDB, read-only, while the gateway writes.
+        seen = subprocess.run(
+            [sys.executable, "-c", ANALYST, str(store / "driftgate.duckdb"), "30"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert int(seen.stdout.strip()) == 30, seen.stderr
+        # Ground truth days later (here: now), joined by request id.
+        labelled = client.post("/v1/feedback", json={"request_id": "log-e2e-0", "label": 0})
+        assert labelled.json() == {"accepted": 1, "matched": 1, "unknown": 0}
+        deadline = time.monotonic() + 20
+        rows: list[list[object]] = []
+        while not rows and time.monotonic() < deadline:
+            rows = client.post(
+                "/admin/sql",
+                json={
+                    "sql": (
+                        "select request_id, label from predictions_labeled where label is not null"
+                    )
+                },
+            ).json()["rows"]
+            time.sleep(0.2)
+        assert rows == [["log-e2e-0", 0]]
+        for i in range(30, 80):
+            client.post(
+                "/v1/models/titanic/eval", json=PASSENGER, headers={"x-request-id": f"log-e2e-{i}"}
+            )
+        # SIGTERM straight after the burst: the queue drains and the writer flushes.
+        system.process.process.send_signal(signal.SIGTERM)
+        system.process.process.wait(timeout=60)
+    rows_after = run_sql(
+        store,
+        "select count(distinct request_id), min(in_fare), "
+        "count(*) filter (where out_probability is null) "
+        "from predictions where request_id like 'log-e2e-%'",
+    ).rows
+    assert rows_after == [(80, 7, 0)]
