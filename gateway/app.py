@@ -38,7 +38,7 @@ from gateway.upstream import make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
 from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
-from monitoring.metrics import render_metrics
+from monitoring.metrics import new_registry, render_metrics
 from monitoring.prediction_log import PredictionLogWriter
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 
@@ -53,7 +53,7 @@ def create_app(
 ) -> Litestar:
     # httpx logs every upstream call at INFO: thousands of lines a second under load.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    registry = CollectorRegistry()
+    registry = new_registry()
     metrics = GatewayMetrics(registry)
     tracer_provider = build_tracer_provider(settings.service_name, span_exporter)
     tracer = tracer_provider.get_tracer("driftgate.gateway")

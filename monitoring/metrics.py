@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.openmetrics.exposition import (
@@ -104,6 +111,15 @@ class ModelStateCollector(Collector):
         for model, version, ready in self._states():
             family.add_metric([model, version], 1.0 if ready else 0.0)
         yield family
+
+
+def new_registry() -> CollectorRegistry:
+    """An app's own registry, with the process metrics (CPU, memory, open files, GC)."""
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    PlatformCollector(registry=registry)
+    GCCollector(registry=registry)
+    return registry
 
 
 def exemplar(trace_id: int | None) -> dict[str, str] | None:

@@ -21,9 +21,8 @@ from litestar.middleware import DefineMiddleware
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from opentelemetry.sdk.trace.export import SpanExporter
-from prometheus_client import CollectorRegistry
 
-from monitoring.metrics import ModelStateCollector, RuntimeMetrics
+from monitoring.metrics import ModelStateCollector, RuntimeMetrics, new_registry
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 from runtime.errors import InferenceServerError
 from runtime.predictor import Predictor
@@ -38,7 +37,7 @@ _UNTRACED_PATHS = frozenset({"/metrics", "/v2/health/live", "/v2/health/ready"})
 
 
 def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = None) -> Litestar:
-    registry = CollectorRegistry()
+    registry = new_registry()
     metrics = RuntimeMetrics(registry)
     repository = ModelRepository(settings.repository, metrics)
     registry.register(
