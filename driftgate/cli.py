@@ -7,6 +7,8 @@
     driftgate demo build DIR                             build the demo model repository
     driftgate demo digit N FILE.png                      write a sample digit image
     driftgate sql "select ..." [--store var/store]       read-only SQL over the prediction log
+    driftgate jobs --config gateway.yaml [--once]        drift (and explain) jobs on the log
+    driftgate reference build --model M --version V FILE a version's reference profile
 
 Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
 """
@@ -49,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--replicas", type=int, default=2)
     up.add_argument("--port", type=int, default=8000, help="gateway port")
     up.add_argument("--runtime-port", type=int, default=8001, help="first replica's port")
+    up.add_argument(
+        "--jobs-metrics-port", type=int, default=9464, help="the jobs process's /metrics"
+    )
     up.set_defaults(handler=_run_up)
 
     gateway = commands.add_parser("gateway", help="front runtime replicas (gateway.yaml)")
@@ -87,7 +92,44 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("--max-rows", type=int, default=10_000)
     sql.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
     sql.set_defaults(handler=_run_sql)
+    _add_job_commands(commands)
     return parser
+
+
+def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    jobs = commands.add_parser("jobs", help="background drift/explain jobs on the log")
+    jobs.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
+    jobs.add_argument("--once", action="store_true", help="run every job once and exit")
+    jobs.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
+    jobs.add_argument(
+        "--log-upkeep",
+        action="store_true",
+        help="also compact and expire the log (when no gateway does it)",
+    )
+    jobs.set_defaults(handler=_run_jobs)
+
+    reference = commands.add_parser("reference", help="reference profiles for drift")
+    reference_commands = reference.add_subparsers(dest="reference_command", required=True)
+    ref_build = reference_commands.add_parser(
+        "build", help="profile a training set (CSV or Parquet) for a model version"
+    )
+    ref_build.add_argument("file", type=Path, help="the training set: .csv or .parquet")
+    ref_build.add_argument("--model", required=True)
+    ref_build.add_argument("--version", required=True)
+    ref_build.add_argument("--repository", type=Path, default=Path("var/models"))
+    ref_build.add_argument("--label", default=None, help="the label column, if the file has one")
+    ref_build.add_argument(
+        "--feature",
+        action="append",
+        default=None,
+        help="an input column (repeatable; default: the model's inputs)",
+    )
+    ref_build.add_argument(
+        "--no-predictions",
+        action="store_true",
+        help="do not run the model over the file (outputs are then profiled from the log)",
+    )
+    ref_build.set_defaults(handler=_build_reference)
 
 
 def _run_runtime(args: argparse.Namespace) -> int:
@@ -116,9 +158,17 @@ def _run_runtime(args: argparse.Namespace) -> int:
 
 
 def _run_up(args: argparse.Namespace) -> int:
+    from driftgate.reference import build_demo_references
     from gateway.local import run_local
 
-    return run_local(args.home, args.replicas, args.port, args.runtime_port)
+    return run_local(
+        args.home,
+        args.replicas,
+        args.port,
+        args.runtime_port,
+        prepare_demo=build_demo_references,
+        jobs_metrics_port=args.jobs_metrics_port,
+    )
 
 
 def _run_gateway(args: argparse.Namespace) -> int:
@@ -163,10 +213,13 @@ def _create_token(args: argparse.Namespace) -> int:
 
 
 def _build_demo(args: argparse.Namespace) -> int:
+    from driftgate.reference import build_demo_references
     from runtime.demo import build_demo_repository
 
     names = build_demo_repository(args.directory)
+    references = build_demo_references(args.directory)
     print(f"built demo repository in {args.directory}: {', '.join(names)}")
+    print(f"with {len(references)} drift reference profiles (titanic)")
     return 0
 
 
@@ -193,6 +246,35 @@ def _run_sql(args: argparse.Namespace) -> int:
     sys.stdout.write(render(result, args.format))
     if result.truncated:
         print(f"driftgate: output truncated to {args.max_rows} rows (--max-rows)", file=sys.stderr)
+    return 0
+
+
+def _run_jobs(args: argparse.Namespace) -> int:
+    from driftgate.jobs import run_jobs
+
+    return run_jobs(
+        args.config, once=args.once, metrics_port=args.metrics_port, log_upkeep=args.log_upkeep
+    )
+
+
+def _build_reference(args: argparse.Namespace) -> int:
+    from driftgate.reference import ReferenceBuildError, build_reference
+
+    try:
+        path, profile = build_reference(
+            args.repository,
+            args.model,
+            args.version,
+            args.file,
+            label=args.label,
+            features=args.feature,
+            with_predictions=not args.no_predictions,
+        )
+    except ReferenceBuildError as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2
+    columns = ", ".join(feature.column for feature in profile.features)
+    print(f"wrote {path}: {profile.rows} rows, {columns}")
     return 0
 
 

@@ -23,7 +23,7 @@ from litestar.middleware import DefineMiddleware
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
-from gateway import admin, feedback, proxy
+from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
 from gateway.dispatcher import Dispatcher
@@ -36,6 +36,7 @@ from gateway.shadow import ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
 from gateway.upstream import make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
+from monitoring.job_results import JobResultsCollector
 from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
 from monitoring.metrics import new_registry, render_metrics
@@ -105,6 +106,8 @@ def create_app(
     jobs = JobScheduler(registry, tracer)
     if settings.log is not None:
         schedule_log_upkeep(jobs, settings.log.store, settings.log.writer)
+        # Drift scores and feature importance, read from the jobs' latest results.
+        registry.register(JobResultsCollector(settings.log.store))
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -132,6 +135,7 @@ def create_app(
             *proxy.ROUTES,
             *admin.ROUTES,
             *feedback.ROUTES,
+            *reports.ROUTES,
             live,
             ready,
             metrics_endpoint,

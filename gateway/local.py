@@ -8,10 +8,11 @@ Layout under ``--home`` (default ``var/``)::
                         on iris); edit it freely, `driftgate token create` reads it too
     var/routes/         route changes made through the admin API (persisted)
     var/store/          the prediction log: Parquet segments + driftgate.duckdb catalog
-    var/logs/           runtime replica logs
+    var/logs/           runtime replica and jobs logs
 
-The gateway runs in this process; the runtime replicas are supervised subprocesses that
-are restarted when they die.
+The gateway runs in this process; the runtime replicas and the jobs process
+(``driftgate jobs``: drift and explain reports) are supervised subprocesses that are
+restarted when they die.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import dataclasses
 import logging
 import secrets
 import signal
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
@@ -64,6 +66,13 @@ def write_default_config(path: Path, port: int) -> None:
         },
         "routes_dir": "routes",
         "log": {"store": "store", "flush_interval_s": 1.0, "sampling": {"default": 1.0}},
+        "drift": {
+            "models": "models",
+            "interval_s": 30,
+            "window": {"rows": 1000},
+            "min_rows": 100,
+            "external_url": f"http://127.0.0.1:{port}",
+        },
         "routes": DEMO_ROUTES,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +81,17 @@ def write_default_config(path: Path, port: int) -> None:
     path.chmod(0o600)
 
 
-def run_local(home: Path, replicas: int, port: int, runtime_port: int) -> int:
+def run_local(
+    home: Path,
+    replicas: int,
+    port: int,
+    runtime_port: int,
+    *,
+    prepare_demo: Callable[[Path], object] | None = None,
+    jobs_metrics_port: int | None = None,
+) -> int:
+    """Run everything until SIGTERM/Ctrl-C; ``prepare_demo`` runs once after the demo
+    repository is built (the CLI builds the demo's drift references with it)."""
     import uvicorn
 
     from gateway.app import create_app
@@ -85,6 +104,8 @@ def run_local(home: Path, replicas: int, port: int, runtime_port: int) -> int:
 
         log.info("building the demo model repository in %s", repository)
         build_demo_repository(repository)
+        if prepare_demo is not None:
+            prepare_demo(repository)
     config = home / "gateway.yaml"
     if not config.is_file():
         write_default_config(config, port)
@@ -94,6 +115,8 @@ def run_local(home: Path, replicas: int, port: int, runtime_port: int) -> int:
         repository=repository.resolve(),
         ports=[runtime_port + i for i in range(replicas)],
         log_dir=home / "logs",
+        jobs_args=["--config", str(config.resolve())]
+        + ([] if jobs_metrics_port is None else ["--metrics-port", str(jobs_metrics_port)]),
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()

@@ -10,6 +10,8 @@ health_check: {interval_s: 1.0, timeout_s: 1.0}
 ejection: {consecutive_failures: 3, base_ejection_s: 5, max_ejection_s: 60}
 max_body_bytes: 16777216
 log: {...}                   # the prediction log, see gateway/log_settings.py; on by default
+drift: {...}                 # read by `driftgate jobs` (drift/settings.py), not the gateway
+explain: {...}               # read by `driftgate jobs` (explain/settings.py)
 ```
 
 Relative paths are resolved against the file's folder. Errors name the key.
@@ -41,6 +43,8 @@ _KEYS = {
     "ejection",
     "max_body_bytes",
     "log",
+    "drift",
+    "explain",
 }
 
 
@@ -73,6 +77,10 @@ class GatewaySettings:
     max_body_bytes: int = 16 * 1024 * 1024
     log: RecordingSettings | None = None
     service_name: str = "driftgate-gateway"
+    #: The jobs' sections, as written (``driftgate jobs`` parses them), and the folder
+    #: their relative paths resolve against.
+    jobs: Mapping[str, Any] = field(default_factory=dict)
+    base_dir: Path = Path(".")
 
     @classmethod
     def from_file(cls, path: Path, environ: Mapping[str, str] | None = None) -> GatewaySettings:
@@ -137,6 +145,8 @@ class GatewaySettings:
             ejection=ejection,
             max_body_bytes=_number(raw, "max_body_bytes", 16 * 1024 * 1024, int),
             log=recording,
+            jobs={key: raw[key] for key in ("drift", "explain") if key in raw},
+            base_dir=base,
         )
 
 

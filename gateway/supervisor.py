@@ -1,14 +1,19 @@
-"""Runtime replicas as supervised subprocesses, for ``driftgate up``.
+"""Runtime replicas (and the jobs process) as supervised subprocesses, for ``driftgate up``.
 
-Each replica is ``python -m driftgate runtime --repository R --port P``. A watcher
-thread restarts a replica that exits (crash, OOM kill, ``kill -9``) with a capped
-exponential backoff, so the gateway's health checks see it come back and rejoin. On
-``stop`` every replica gets SIGTERM, then SIGKILL after a grace period.
-On Kubernetes none of this runs: replicas are a Deployment (DESIGN.md section 9).
+Each replica is ``python -m driftgate runtime --repository R --port P``; the optional
+jobs process is ``python -m driftgate jobs --config C``. A watcher thread restarts a
+child that exits (crash, OOM kill, ``kill -9``) with a capped exponential backoff, so the
+gateway's health checks see a replica come back and rejoin. On ``stop`` every child gets
+SIGTERM, then SIGKILL after a grace period. Children also get SIGTERM from the kernel
+when ``driftgate up`` itself dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of it leaves
+no orphans behind. On Kubernetes none of this runs: replicas are a Deployment and the
+jobs a CronJob (DESIGN.md section 9).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -22,9 +27,22 @@ from pathlib import Path
 log = logging.getLogger("driftgate.supervisor")
 
 
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # runs in the child between fork and exec
+    # Not Linux (no prctl): a SIGTERM of `up` still stops the children.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
 @dataclass
 class Replica:
+    """One supervised child: a runtime replica (with a port) or the jobs process."""
+
     port: int
+    command: list[str] = field(default_factory=list)
+    name: str = ""
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
@@ -41,15 +59,25 @@ class ReplicaSupervisor:
     log_dir: Path
     poll_interval_s: float = 2.0
     max_backoff_s: float = 10.0
+    #: Extra arguments of ``python -m driftgate`` for the jobs process (None: no jobs).
+    jobs_args: list[str] | None = None
     replicas: list[Replica] = field(default_factory=list)
+    children: list[Replica] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _watcher: threading.Thread | None = None
 
     def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.replicas = [Replica(port) for port in self.ports]
-        for replica in self.replicas:
-            self._spawn(replica)
+        self.replicas = [
+            Replica(port, self._runtime_command(port), f"runtime replica on port {port}")
+            for port in self.ports
+        ]
+        self.children = list(self.replicas)
+        if self.jobs_args is not None:
+            command = [sys.executable, "-m", "driftgate", "jobs", *self.jobs_args]
+            self.children.append(Replica(0, command, "jobs"))
+        for child in self.children:
+            self._spawn(child)
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._watcher.start()
 
@@ -57,9 +85,8 @@ class ReplicaSupervisor:
     def urls(self) -> list[str]:
         return [replica.url for replica in self.replicas]
 
-    def _spawn(self, replica: Replica) -> None:
-        log_file = (self.log_dir / f"runtime-{replica.port}.log").open("ab")
-        command = [
+    def _runtime_command(self, port: int) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "driftgate",
@@ -67,23 +94,28 @@ class ReplicaSupervisor:
             "--repository",
             str(self.repository),
             "--port",
-            str(replica.port),
+            str(port),
             "--poll-interval",
             str(self.poll_interval_s),
         ]
+
+    def _spawn(self, replica: Replica) -> None:
+        log_name = f"runtime-{replica.port}" if replica.port else replica.name
+        log_file = (self.log_dir / f"{log_name}.log").open("ab")
         replica.process = subprocess.Popen(
-            command,
+            replica.command,
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env={**os.environ},
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run user code here)
         )
         log_file.close()
-        log.info("runtime replica on port %d started (pid %d)", replica.port, replica.process.pid)
+        log.info("%s started (pid %d)", replica.name, replica.process.pid)
 
     def _watch(self) -> None:
         while not self._stop.wait(0.2):
-            for replica in self.replicas:
+            for replica in self.children:
                 process = replica.process
                 if process is None or process.poll() is None:
                     continue
@@ -92,8 +124,8 @@ class ReplicaSupervisor:
                     backoff = min(self.max_backoff_s, 0.5 * 2 ** min(replica.restarts, 5))
                     replica.next_start = now + backoff
                     log.warning(
-                        "runtime replica on port %d exited with %s; restarting in %.1fs",
-                        replica.port,
+                        "%s exited with %s; restarting in %.1fs",
+                        replica.name,
                         process.returncode,
                         backoff,
                     )
@@ -106,11 +138,11 @@ class ReplicaSupervisor:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=2)
-        for replica in self.replicas:
+        for replica in self.children:
             if replica.process is not None and replica.process.poll() is None:
                 replica.process.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
-        for replica in self.replicas:
+        for replica in self.children:
             if replica.process is None:
                 continue
             try:

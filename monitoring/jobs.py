@@ -55,7 +55,8 @@ class JobScheduler:
     ) -> None:
         self.jobs.append(Job(name, interval_s, run, time.monotonic() + first_delay_s))
 
-    def run_once(self, job: Job) -> None:
+    def run_once(self, job: Job) -> bool:
+        """Run ``job`` now; True when it succeeded."""
         started = time.perf_counter()
         with self.tracer.start_as_current_span(f"job {job.name}") as span:
             try:
@@ -65,12 +66,13 @@ class JobScheduler:
                 span.set_status(Status(StatusCode.ERROR))
                 self.runs.labels(job.name, "error").inc()
                 log.exception("job %s failed", job.name)
-                return
+                return False
             finally:
                 self.duration.labels(job.name).observe(time.perf_counter() - started)
             span.set_attribute("driftgate.job.result", str(result)[:1000])
         self.runs.labels(job.name, "ok").inc()
         log.info("job %s: %s", job.name, result)
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="jobs", daemon=True)

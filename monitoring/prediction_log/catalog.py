@@ -24,6 +24,8 @@ from pathlib import Path
 import duckdb
 
 from monitoring.prediction_log.layout import (
+    DRIFT_RESULTS,
+    EXPLANATIONS,
     FEEDBACK,
     PREDICTIONS,
     catalog_path,
@@ -37,7 +39,7 @@ from monitoring.prediction_log.segments import PLACEHOLDER_SCHEMAS
 log = logging.getLogger(__name__)
 
 #: Bump when a view changes: writers then rebuild the catalog on start.
-CATALOG_VERSION = 1
+CATALOG_VERSION = 2
 #: Tries to open the catalog while another process holds it read-write (about 4 s).
 _CONNECT_ATTEMPTS = 20
 # The sandbox SETs change the shared per-file DuckDB instance: serialise connecting.
@@ -57,6 +59,8 @@ def view_statements(root: Path) -> list[str]:
     """The DDL of every view of the catalog for the store at ``root`` (absolute)."""
     predictions = sql_string(tree_glob(root, PREDICTIONS))
     feedback = sql_string(tree_glob(root, FEEDBACK))
+    drift_results = sql_string(tree_glob(root, DRIFT_RESULTS))
+    explanations = sql_string(tree_glob(root, EXPLANATIONS))
     return [
         f"""CREATE OR REPLACE VIEW predictions AS
 SELECT model, date, * EXCLUDE (model, date)
@@ -84,19 +88,14 @@ SELECT p.*,
 FROM predictions AS p
 LEFT JOIN latest AS r ON r.request_id = p.request_id AND r."row" = p."row"
 LEFT JOIN latest AS a ON a.request_id = p.request_id AND a."row" IS NULL""",
-        # Placeholders until the drift and explain jobs write their own trees.
-        """CREATE OR REPLACE VIEW drift_results AS
-SELECT CAST(NULL AS TIMESTAMPTZ) AS "timestamp", CAST(NULL AS VARCHAR) AS model,
-    CAST(NULL AS VARCHAR) AS version, CAST(NULL AS VARCHAR) AS feature,
-    CAST(NULL AS VARCHAR) AS statistic, CAST(NULL AS DOUBLE) AS score,
-    CAST(NULL AS DOUBLE) AS threshold, CAST(NULL AS BOOLEAN) AS drifted
-WHERE false""",
-        """CREATE OR REPLACE VIEW explanations AS
-SELECT CAST(NULL AS TIMESTAMPTZ) AS "timestamp", CAST(NULL AS VARCHAR) AS model,
-    CAST(NULL AS VARCHAR) AS version, CAST(NULL AS VARCHAR) AS request_id,
-    CAST(NULL AS INTEGER) AS "row", CAST(NULL AS VARCHAR) AS feature,
-    CAST(NULL AS DOUBLE) AS importance
-WHERE false""",
+        f"""CREATE OR REPLACE VIEW drift_results AS
+SELECT model, date, * EXCLUDE (model, date)
+FROM read_parquet({drift_results}, union_by_name = true, hive_partitioning = true,
+                  hive_types = {{'model': 'VARCHAR', 'date': 'DATE'}})""",
+        f"""CREATE OR REPLACE VIEW explanations AS
+SELECT model, date, * EXCLUDE (model, date)
+FROM read_parquet({explanations}, union_by_name = true, hive_partitioning = true,
+                  hive_types = {{'model': 'VARCHAR', 'date': 'DATE'}})""",
         f"""CREATE OR REPLACE VIEW driftgate_catalog AS
 SELECT {CATALOG_VERSION} AS version, {sql_string(str(root))} AS root""",
     ]

@@ -2,7 +2,11 @@
 
     <root>/predictions/model=<m>/date=<YYYY-MM-DD>/<utc-timestamp>-<uuid>.parquet
     <root>/feedback/date=<YYYY-MM-DD>/<utc-timestamp>-<uuid>.parquet
-    <root>/driftgate.duckdb      catalog: views over the two trees
+    <root>/drift_results/model=<m>/date=<YYYY-MM-DD>/...   written by the drift jobs
+    <root>/explanations/model=<m>/date=<YYYY-MM-DD>/...    written by the explain jobs
+    <root>/driftgate.duckdb      catalog: views over the trees
+    <root>/reports/              HTML reports of the jobs (served by the gateway)
+    <root>/latest/               the jobs' latest results, read by the gauges
     <root>/.staging/             temporary files, outside every glob the views read
 
 Readers glob ``<tree>/.../*.parquet``, so nothing may ever appear there half-written:
@@ -31,7 +35,11 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 
 PREDICTIONS = "predictions"
 FEEDBACK = "feedback"
-TABLES = (PREDICTIONS, FEEDBACK)
+DRIFT_RESULTS = "drift_results"
+EXPLANATIONS = "explanations"
+TABLES = (PREDICTIONS, FEEDBACK, DRIFT_RESULTS, EXPLANATIONS)
+#: The trees partitioned by model and date (feedback is by date only).
+BY_MODEL = (PREDICTIONS, DRIFT_RESULTS, EXPLANATIONS)
 CATALOG_FILE = "driftgate.duckdb"
 STAGING = ".staging"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -50,7 +58,7 @@ def catalog_path(root: Path) -> Path:
 
 def tree_glob(root: Path, table: str) -> str:
     """The absolute glob a view reads: one folder level per partition key."""
-    levels = "*/*" if table == PREDICTIONS else "*"
+    levels = "*/*" if table in BY_MODEL else "*"
     return f"{root / table}/{levels}/*.parquet"
 
 
@@ -60,7 +68,7 @@ def partition_dir(root: Path, table: str, model: str | None, day: date | None) -
     if table == FEEDBACK:
         return root / FEEDBACK / day_part
     model_part = f"model={quote(model, safe='') if model is not None else NULL_PARTITION}"
-    return root / PREDICTIONS / model_part / day_part
+    return root / table / model_part / day_part
 
 
 def segment_name(now: datetime | None = None) -> str:
@@ -135,7 +143,7 @@ def iter_partitions(root: Path, table: str) -> Iterator[tuple[Path, date | None]
     base = root / table
     if not base.is_dir():
         return
-    folders = base.glob("*/date=*") if table == PREDICTIONS else base.glob("date=*")
+    folders = base.glob("*/date=*") if table in BY_MODEL else base.glob("date=*")
     for folder in sorted(folders):
         if folder.is_dir():
             yield folder, _parse_day(folder.name.removeprefix("date="))

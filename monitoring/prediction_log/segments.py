@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa  # type: ignore[import-untyped]  # no stubs; see pyproject mypy overrides
 
-from monitoring.prediction_log.layout import FEEDBACK, PREDICTIONS
+from monitoring.prediction_log.layout import DRIFT_RESULTS, EXPLANATIONS, FEEDBACK, PREDICTIONS
 from monitoring.prediction_log.records import FeedbackRecord, PredictionRecord
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -53,8 +53,62 @@ FEEDBACK_SCHEMA = pa.schema(
     ]
 )
 
+#: One row per test of a drift job run (``drift.results`` writes them).
+DRIFT_RESULT_SCHEMA = pa.schema(
+    [
+        ("timestamp", TIMESTAMP),
+        ("run_id", pa.string()),
+        ("version", pa.string()),
+        ("arm", pa.string()),
+        ("feature", pa.string()),
+        ("column", pa.string()),
+        ("kind", pa.string()),
+        ("role", pa.string()),
+        ("statistic", pa.string()),
+        ("score", pa.float64()),
+        ("p_value", pa.float64()),
+        ("threshold", pa.float64()),
+        ("drifted", pa.bool_()),
+        ("psi", pa.float64()),
+        ("window_kind", pa.string()),
+        ("window_start", TIMESTAMP),
+        ("window_end", TIMESTAMP),
+        ("window_rows", pa.int64()),
+        ("reference", pa.string()),
+        ("reference_rows", pa.int64()),
+        ("report", pa.string()),
+        ("sql", pa.string()),
+        ("detail", pa.string()),
+    ]
+)
+
+#: One row per feature of an explain job run (global importance of a model version).
+EXPLANATION_SCHEMA = pa.schema(
+    [
+        ("timestamp", TIMESTAMP),
+        ("run_id", pa.string()),
+        ("version", pa.string()),
+        ("feature", pa.string()),
+        ("method", pa.string()),
+        ("scoring", pa.string()),
+        ("importance", pa.float64()),
+        ("std", pa.float64()),
+        ("share", pa.float64()),
+        ("rank", pa.int32()),
+        ("shift_vs_previous", pa.float64()),
+        ("shift_vs_reference", pa.float64()),
+        ("rows", pa.int64()),
+        ("report", pa.string()),
+    ]
+)
+
 #: The schema of each tree's placeholder segment (see ``layout``).
-PLACEHOLDER_SCHEMAS = {PREDICTIONS: PREDICTION_SCHEMA, FEEDBACK: FEEDBACK_SCHEMA}
+PLACEHOLDER_SCHEMAS = {
+    PREDICTIONS: PREDICTION_SCHEMA,
+    FEEDBACK: FEEDBACK_SCHEMA,
+    DRIFT_RESULTS: DRIFT_RESULT_SCHEMA,
+    EXPLANATIONS: EXPLANATION_SCHEMA,
+}
 
 Record = PredictionRecord | FeedbackRecord
 #: (table, model or None, UTC date): the records of one group go into one segment.

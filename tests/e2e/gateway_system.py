@@ -114,7 +114,7 @@ def local_system(home: Path, log_path: Path, replicas: int = 2) -> Iterator[Loca
     while port in (runtime_port, runtime_port + 1):
         port = free_port()
     args = ["up", "--home", str(home), "--replicas", str(replicas), "--port", str(port)]
-    args += ["--runtime-port", str(runtime_port)]
+    args += ["--runtime-port", str(runtime_port), "--jobs-metrics-port", str(free_port())]
     try:
         with driftgate_process(args, port, log_path=log_path, timeout_s=180) as running:
             system = LocalSystem(

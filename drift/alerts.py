@@ -1,0 +1,235 @@
+"""Drift alerts posted straight to a webhook, in Alertmanager's webhook payload format.
+
+The usual path is Prometheus: ``driftgate_drift_detected == 1`` fires the
+``DriftgateDriftDetected`` rule and Alertmanager routes it. Where no Prometheus watches
+the gateway, the drift job can post the same alert itself after each run: the payload is
+Alertmanager's (version "4", one alert per drifted feature, same alertname and labels as
+the rule), so receivers written for Alertmanager take it unchanged, and it also carries
+the report link and the SQL that reproduces the window.
+
+``alert_payload`` is pure; ``WebhookNotifier`` compares a run with the previous one and
+posts "firing" for newly drifted features and "resolved" for those that recovered.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import urllib.request
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from prometheus_client import CollectorRegistry, Counter
+
+from drift.findings import DriftRun, FeatureFinding
+
+log = logging.getLogger(__name__)
+
+ALERT_NAME = "DriftgateDriftDetected"
+SEVERITY = "ticket"
+RECEIVER = "driftgate"
+RUNBOOK_URL = "docs/runbook.md#driftgatedriftdetected"
+#: Alertmanager's ``endsAt`` for an alert that has not ended (Go's zero time).
+NOT_ENDED = "0001-01-01T00:00:00Z"
+#: Labels the payload groups by, when every alert shares them.
+GROUP_BY = ("alertname", "model", "version", "arm")
+
+AlertStatus = Literal["firing", "resolved"]
+
+
+def alert_payload(
+    runs: Sequence[DriftRun],
+    *,
+    external_url: str,
+    status: AlertStatus,
+    features: Mapping[str, Iterable[str]] | None = None,
+) -> dict[str, Any]:
+    """The webhook body for ``runs``: one alert per drifted feature of each run.
+
+    ``features`` (run id -> feature names) picks other features instead, e.g. those that
+    recovered when sending "resolved"; a named feature the run did not test still gets
+    an alert, without numbers.
+    """
+    alerts: list[dict[str, Any]] = []
+    for run in runs:
+        chosen = (
+            list(dict.fromkeys(f.feature for f in run.drifted))
+            if features is None
+            else list(dict.fromkeys(features.get(run.run_id, ())))
+        )
+        alerts.extend(_alert(run, name, status, external_url) for name in chosen)
+    common_labels = _common([a["labels"] for a in alerts])
+    common_annotations = _common([a["annotations"] for a in alerts])
+    group_labels = {k: v for k, v in common_labels.items() if k in GROUP_BY} or {
+        "alertname": ALERT_NAME
+    }
+    return {
+        "version": "4",
+        "groupKey": "{}:" + _label_set(group_labels),
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": RECEIVER,
+        "groupLabels": group_labels,
+        "commonLabels": common_labels,
+        "commonAnnotations": common_annotations,
+        "externalURL": external_url,
+        "alerts": alerts,
+    }
+
+
+def _alert(run: DriftRun, feature: str, status: AlertStatus, external_url: str) -> dict[str, Any]:
+    labels = {
+        "alertname": ALERT_NAME,
+        "severity": SEVERITY,
+        "model": run.model,
+        "version": run.version,
+        "arm": run.arm,
+        "feature": feature,
+    }
+    base = external_url.rstrip("/")
+    report = base + (run.report or "/reports/index.html")
+    finding = _finding(run, feature)
+    started = _rfc3339(run.timestamp)
+    where = f"model {run.model} version {run.version} (arm {run.arm})"
+    return {
+        "status": status,
+        "labels": labels,
+        "annotations": {
+            "summary": (
+                f"drift on {where}, feature {feature}"
+                if status == "firing"
+                else f"drift resolved on {where}, feature {feature}"
+            ),
+            "description": _description(run, feature, finding, status),
+            "report": report,
+            "sql": run.sql,
+            "runbook_url": RUNBOOK_URL,
+        },
+        "startsAt": started,
+        "endsAt": NOT_ENDED if status == "firing" else started,
+        "generatorURL": report,
+        "fingerprint": fingerprint(labels),
+    }
+
+
+def _finding(run: DriftRun, feature: str) -> FeatureFinding | None:
+    """The feature's finding, the drifted one when it has several (input and output)."""
+    matches = [f for f in run.findings if f.feature == feature]
+    drifted = [f for f in matches if f.result.drifted]
+    return next(iter(drifted or matches), None)
+
+
+def _description(
+    run: DriftRun, feature: str, finding: FeatureFinding | None, status: AlertStatus
+) -> str:
+    window = run.window
+    seen = (
+        f"over the {window.kind} window {_rfc3339(window.start)} to {_rfc3339(window.end)} "
+        f"({window.rows} rows, reference {run.reference_id})"
+    )
+    if finding is None:
+        return f"Feature {feature} was not tested by run {run.run_id} {seen}."
+    result = finding.result
+    p_value = "none" if result.p_value is None else f"{result.p_value:.4g}"
+    numbers = (
+        f"test {result.statistic}: score {result.score:.4g}, threshold {result.threshold:.4g} "
+        f"(on the {result.compares.replace('_', '-')}), p-value {p_value}"
+    )
+    if status == "firing":
+        return f"Feature {feature} drifted from its reference {seen}: {numbers}."
+    return f"Feature {feature} no longer differs from its reference {seen}: {numbers}."
+
+
+def fingerprint(labels: Mapping[str, str]) -> str:
+    """Prometheus's fingerprint of a label set (FNV-1a 64 over sorted name/value pairs),
+    so that a receiver deduplicating by fingerprint treats these like Alertmanager's."""
+    value = 14695981039346656037
+    for name in sorted(labels):
+        for text in (name, labels[name]):
+            for byte in (*text.encode("utf-8"), 0xFF):
+                value = ((value ^ byte) * 1099511628211) & 0xFFFFFFFFFFFFFFFF
+    return f"{value:016x}"
+
+
+def _common(mappings: list[dict[str, str]]) -> dict[str, str]:
+    if not mappings:
+        return {}
+    first, *rest = mappings
+    return {k: v for k, v in first.items() if all(m.get(k) == v for m in rest)}
+
+
+def _label_set(labels: Mapping[str, str]) -> str:
+    """Alertmanager's text form of a label set: ``{a="x", b="y"}``, names sorted."""
+    pairs = ", ".join(f"{k}={json.dumps(labels[k])}" for k in sorted(labels))
+    return "{" + pairs + "}"
+
+
+def _rfc3339(moment: datetime) -> str:
+    utc = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return utc.isoformat().replace("+00:00", "Z")
+
+
+class WebhookNotifier:
+    """Posts drift alerts to ``url`` when a run's verdicts change from the previous run's.
+
+    One notifier per registry: it registers ``driftgate_drift_webhook_sends_total``.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        external_url: str,
+        timeout_s: float = 5.0,
+        *,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.url = url
+        self.external_url = external_url
+        self.timeout_s = timeout_s
+        self.sends = Counter(
+            "driftgate_drift_webhook_sends_total",
+            "Drift alert webhook posts by outcome (ok|error).",
+            ["outcome"],
+            registry=registry,
+        )
+
+    def notify(self, previous: Mapping[str, bool], run: DriftRun) -> None:
+        """Send "firing" for features drifted now and not in ``previous`` (drifted by
+        feature, from the previous run), "resolved" for the reverse. Never raises."""
+        try:
+            now = {f.feature for f in run.drifted}
+            was = {feature for feature, drifted in previous.items() if drifted}
+            changes: list[tuple[AlertStatus, list[str]]] = [
+                ("firing", sorted(now - was)),
+                ("resolved", sorted(was - now)),
+            ]
+            for status, features in changes:
+                if features:
+                    payload = alert_payload(
+                        [run],
+                        external_url=self.external_url,
+                        status=status,
+                        features={run.run_id: features},
+                    )
+                    self._post(payload)
+        except Exception:
+            self.sends.labels("error").inc()
+            log.exception("could not build the drift alert for %s", run.run_id)
+
+    def _post(self, payload: dict[str, Any]) -> None:
+        request = urllib.request.Request(
+            self.url,
+            data=json.dumps(payload).encode("utf-8"),
+            headers={"Content-Type": "application/json", "User-Agent": "driftgate"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                response.read()
+        except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
+            self.sends.labels("error").inc()
+            log.warning("drift alert webhook %s failed: %s", self.url, exc)
+            return
+        self.sends.labels("ok").inc()

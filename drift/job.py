@@ -1,0 +1,314 @@
+"""The drift job: every model version (and A/B arm) with recent traffic, checked against its
+reference over one window of the log, with every output written.
+
+One run (``DriftJob.run``, scheduled by ``monitoring.jobs.JobScheduler``):
+
+1. ``groups``: (model, version, arm) with rows in the last ``lookback_s``.
+2. The reference: the latest profile beside the model version (``ReferenceStore``), or,
+   when there is none, one built from the version's first ``auto_reference_rows`` logged
+   rows and saved there (so it is built once and reused).
+3. The window (the last N rows or the last T seconds), scanned in one SQL query into
+   histograms over the reference's bins (``drift.window``); fewer than ``min_rows`` rows:
+   no verdict.
+4. Tests (``drift.calibration``): one per input feature and output, picked by the default
+   table, at alpha corrected for the number of tests (Bonferroni), the joint PCA test, and,
+   once labels exist, realised performance against the reference's plus Page-Hinkley on
+   the error stream.
+5. Outputs: the HTML report, rows in ``drift_results``, the latest-results file that the
+   gateway's ``/metrics`` turns into gauges, a span event per test, and the webhook.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from opentelemetry import trace
+
+from drift.alerts import WebhookNotifier
+from drift.calibration import evaluate
+from drift.findings import (
+    MULTIVARIATE,
+    PERFORMANCE,
+    SEQUENTIAL,
+    DriftRun,
+    FeatureFinding,
+    Window,
+)
+from drift.multivariate import pca_drift
+from drift.profile import ReferenceProfile, ReferenceStore, profile_from_log
+from drift.report import prune_reports, render_report, write_report
+from drift.results import latest_key, publish_latest, write_results
+from drift.sequential import first_alarm, performance_drift
+from drift.settings import DriftSettings
+from drift.stats import psi
+from drift.verdict import DriftStat, TestSettings
+from drift.window import groups, labelled_errors, sample_columns, scan_window, window_bounds
+from monitoring.job_results import read_latest
+from monitoring.prediction_log import connect_readonly
+
+log = logging.getLogger("driftgate.drift")
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True, slots=True)
+class Slice:
+    """What one check is about: a model version as served in one A/B arm."""
+
+    model: str
+    version: str
+    arm: str
+
+
+class DriftJob:
+    """Checks every recently served model version; cheap to construct, touches no file."""
+
+    def __init__(
+        self,
+        store: Path,
+        settings: DriftSettings,
+        repository: Path,
+        tracer: trace.Tracer,
+        *,
+        notifier: WebhookNotifier | None = None,
+        clock: Clock = lambda: datetime.now(UTC),
+    ) -> None:
+        self.store = Path(store).resolve()
+        self.settings = settings
+        self.tests: TestSettings = settings.tests()
+        self.references = ReferenceStore(repository)
+        self.tracer = tracer
+        self.notifier = notifier
+        self.clock = clock
+        # The previous run's verdicts per (model, version, arm): the webhook sends changes.
+        self.previous: dict[tuple[str, str, str], dict[str, bool]] = {}
+
+    def run(self) -> str:
+        """One scheduled run over every group; returns a one-line summary."""
+        now = self.clock()
+        con = connect_readonly(self.store)
+        try:
+            found = groups(con, now - timedelta(seconds=self.settings.lookback_s))
+            runs = [self.check(con, model, version, arm, now) for model, version, arm in found]
+        finally:
+            con.close()
+        done = [r for r in runs if r is not None]
+        drifted = [f"{r.model}/{r.version}:{f.feature}" for r in done for f in r.drifted]
+        return (
+            f"{len(done)} of {len(found)} model versions checked; "
+            f"drifted: {', '.join(drifted) if drifted else 'none'}"
+        )
+
+    def check(
+        self, con: duckdb.DuckDBPyConnection, model: str, version: str, arm: str, now: datetime
+    ) -> DriftRun | None:
+        """Check one model version and arm; None when there is nothing to judge yet."""
+        with self.tracer.start_as_current_span("drift check") as span:
+            span.set_attributes(
+                {"driftgate.model": model, "driftgate.version": version, "driftgate.arm": arm}
+            )
+            reference = self.reference(con, model, version)
+            if reference is None:
+                span.set_attribute("driftgate.drift.skipped", "no reference")
+                return None
+            reference_id, profile = reference
+            window = window_bounds(
+                con,
+                model,
+                version,
+                arm,
+                end=now,
+                last_s=self.settings.window.last_s,
+                rows=self.settings.window.rows,
+            )
+            if window is None or window.rows < self.settings.min_rows:
+                span.set_attribute("driftgate.drift.skipped", "window too small")
+                return None
+            run = self.evaluate_window(
+                con, profile, reference_id, Slice(model, version, arm), window
+            )
+            for finding in run.findings:
+                span.add_event(
+                    "drift.test",
+                    {
+                        "driftgate.feature": finding.feature,
+                        "driftgate.drift.statistic": finding.result.statistic,
+                        "driftgate.drift.score": _finite(finding.result.score),
+                        "driftgate.drift.threshold": finding.result.threshold,
+                        "driftgate.drift.drifted": finding.result.drifted,
+                    },
+                )
+            span.set_attribute("driftgate.drift.drifted", [f.feature for f in run.drifted])
+            self.publish(run)
+            return run
+
+    def reference(
+        self, con: duckdb.DuckDBPyConnection, model: str, version: str
+    ) -> tuple[str, ReferenceProfile] | None:
+        latest = self.references.latest(model, version)
+        if latest is not None or self.settings.auto_reference_rows <= 0:
+            return latest
+        profile = profile_from_log(con, model, version, self.settings.auto_reference_rows)
+        if profile is None:
+            return None
+        path = self.references.save(profile)
+        log.info("built the reference of %s version %s from the log: %s", model, version, path)
+        return path.name, profile
+
+    def evaluate_window(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        profile: ReferenceProfile,
+        reference_id: str,
+        target: Slice,
+        window: Window,
+    ) -> DriftRun:
+        model, version, arm = target.model, target.version, target.arm
+        scan = scan_window(con, profile, model, version, arm, window)
+        joint = profile.multivariate is not None and self.settings.multivariate
+        n_tests = len(profile.features) + (1 if joint else 0)
+        findings: list[FeatureFinding] = []
+        for feature in profile.features:
+            current = scan.distributions[feature.column]
+            reference = feature.distribution
+            result = evaluate(reference, current, n_tests, self.tests)
+            findings.append(
+                FeatureFinding(
+                    feature=feature.name,
+                    column=feature.column,
+                    kind=reference.kind,
+                    role=feature.role,
+                    result=result,
+                    psi=psi(reference, current) if current.rows else None,
+                    reference=reference,
+                    current=current,
+                )
+            )
+        if joint and profile.multivariate is not None:
+            sample = sample_columns(con, profile, model, version, arm, window)
+            result = pca_drift(profile.multivariate, sample, n_tests, self.tests)
+            findings.append(
+                FeatureFinding(
+                    feature=MULTIVARIATE,
+                    column="",
+                    kind="multivariate",
+                    role="joint",
+                    result=result,
+                    detail=(
+                        "PCA reconstruction error of the inputs together, relative to the "
+                        f"reference's held-out error (sample of {_rows(sample)} rows)"
+                    ),
+                )
+            )
+        findings.extend(self.performance(con, profile, target, window))
+        now = self.clock()
+        return DriftRun(
+            run_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
+            timestamp=now,
+            model=model,
+            version=version,
+            arm=arm,
+            window=scan.window,
+            reference_id=reference_id,
+            reference_rows=profile.rows,
+            findings=tuple(findings),
+            sql=scan.sql,
+        )
+
+    def performance(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        profile: ReferenceProfile,
+        target: Slice,
+        window: Window,
+    ) -> list[FeatureFinding]:
+        """Realised performance and the sequential detector, once enough labels exist."""
+        reference = profile.performance
+        if reference is None:
+            return []
+        errors = labelled_errors(con, reference, target.model, target.version, target.arm, window)
+        if errors.size < self.settings.min_labels:
+            return []
+        mean = float(errors.mean())
+        std = math.sqrt(mean * (1 - mean)) if reference.metric == "error_rate" else errors.std()
+        result = performance_drift(
+            reference.n,
+            reference.mean,
+            reference.std,
+            int(errors.size),
+            mean,
+            float(std),
+            1,  # its own family: it is not one of the feature tests
+            self.tests,
+        )
+        alarm = first_alarm(errors)
+        sequential = DriftStat(
+            statistic="page_hinkley",
+            score=float(alarm if alarm is not None else -1),
+            p_value=None,
+            threshold=0.0,
+            drifted=alarm is not None,
+        )
+        label = reference.metric.replace("_", " ")
+        return [
+            FeatureFinding(
+                feature=PERFORMANCE,
+                column=reference.prediction,
+                kind="performance",
+                role="label",
+                result=result,
+                detail=(
+                    f"{label}: {mean:.4f} over {errors.size} labelled rows; "
+                    f"reference {reference.mean:.4f} over {reference.n}"
+                ),
+            ),
+            FeatureFinding(
+                feature=SEQUENTIAL,
+                column=reference.prediction,
+                kind="sequential",
+                role="label",
+                result=sequential,
+                detail=(
+                    f"Page-Hinkley on the {label} stream: "
+                    + (f"alarm at labelled row {alarm}" if alarm is not None else "no alarm")
+                ),
+            ),
+        ]
+
+    def publish(self, run: DriftRun) -> DriftRun:
+        """Report, store rows, latest results and webhook, in that order (links first)."""
+        key = (run.model, run.version, run.arm)
+        if key not in self.previous:  # after a restart: what the last published run said
+            self.previous[key] = self._last_published(run)
+        url = write_report(self.store, run, render_report(run))
+        run = replace(run, report=url)
+        write_results(self.store, run)
+        publish_latest(self.store, run)
+        prune_reports(self.store, keep=self.settings.keep_reports)
+        if self.notifier is not None:
+            self.notifier.notify(self.previous[key], run)
+        self.previous[key] = {f.feature: f.result.drifted for f in run.findings}
+        return run
+
+    def _last_published(self, run: DriftRun) -> dict[str, bool]:
+        try:
+            entry = read_latest(self.store, "drift").get(latest_key(run), {})
+        except ValueError:  # a corrupt file: start afresh
+            return {}
+        return {f["feature"]: bool(f["drifted"]) for f in entry.get("features", [])}
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -1.0
+
+
+def _rows(columns: dict[str, np.ndarray]) -> int:
+    return len(next(iter(columns.values()))) if columns else 0

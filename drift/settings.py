@@ -1,0 +1,108 @@
+"""The ``drift:`` section of gateway.yaml: what the drift job checks, how often, how strictly.
+
+```yaml
+drift:
+  models: models              # the model repository: reference profiles live beside versions
+  interval_s: 60              # one run over every model version that had traffic
+  window: {rows: 5000}        # the last N logged rows, or {last_s: 3600}: the last hour
+  min_rows: 200               # a smaller window gives no verdict (too noisy to judge)
+  lookback_s: 86400           # model versions with rows this recent are checked
+  auto_reference_rows: 1000   # no profile yet: build one from the first N logged rows (0: never)
+  alpha: 0.05                 # false-alarm rate per model version and window, all tests together
+  small_sample: 1000          # up to this many rows: KS / chi-square; above: Wasserstein / JS
+  rounds: 200                 # resampling rounds that calibrate thresholds on the reference
+  min_effect: {wasserstein: 0.1, jensen_shannon: 0.05, psi: 0.1}
+  statistics: {}              # force a test per kind, e.g. {numeric: psi}
+  multivariate: true          # the joint PCA reconstruction-error test
+  min_labels: 100             # labelled rows needed before realised performance is judged
+  external_url: http://127.0.0.1:8000   # how alerts and reports link back to the gateway
+  webhook: null               # an Alertmanager-style webhook URL for direct alerts
+  keep_reports: 200           # HTML reports kept per model version
+```
+
+Relative paths resolve against gateway.yaml's folder. Every key is optional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from drift.verdict import TestSettings
+
+_STATISTICS = {"psi", "jensen_shannon", "wasserstein", "ks", "chi_square"}
+
+
+class WindowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    rows: int | None = None
+    last_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if (self.rows is None) == (self.last_s is None):
+            raise ValueError("drift.window: give exactly one of rows or last_s")
+        if (self.rows is not None and self.rows <= 0) or (
+            self.last_s is not None and self.last_s <= 0
+        ):
+            raise ValueError("drift.window: rows / last_s must be > 0")
+
+
+class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    models: str = "models"
+    interval_s: float = 60.0
+    window: WindowSettings = WindowSettings(rows=5000)
+    min_rows: int = 200
+    lookback_s: float = 86400.0
+    auto_reference_rows: int = 1000
+    alpha: float = 0.05
+    small_sample: int = 1000
+    rounds: int = 200
+    min_effect: dict[str, float] = msgspec.field(
+        default_factory=lambda: {"wasserstein": 0.1, "jensen_shannon": 0.05, "psi": 0.1}
+    )
+    statistics: dict[str, str] = msgspec.field(default_factory=dict)
+    multivariate: bool = True
+    min_labels: int = 100
+    external_url: str = "http://127.0.0.1:8000"
+    webhook: str | None = None
+    keep_reports: int = 200
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise ValueError(f"drift.alpha must be in (0, 1), got {self.alpha}")
+        for name in ("interval_s", "lookback_s", "min_rows", "rounds", "keep_reports"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"drift.{name} must be > 0")
+        for kind, statistic in self.statistics.items():
+            if kind not in ("numeric", "categorical") or statistic not in _STATISTICS:
+                raise ValueError(
+                    f"drift.statistics: {kind}: {statistic} is not one of "
+                    f"numeric|categorical: {', '.join(sorted(_STATISTICS))}"
+                )
+
+    def tests(self) -> TestSettings:
+        return TestSettings(
+            alpha=self.alpha,
+            small_sample=self.small_sample,
+            rounds=self.rounds,
+            min_effect=dict(self.min_effect),
+            statistics=dict(self.statistics),
+        )
+
+    def repository(self, base: Path) -> Path:
+        return (base / self.models).resolve()
+
+
+def parse_drift_section(raw: Any) -> DriftSettings:
+    """``drift:`` as settings; raises ValueError naming the key that is wrong."""
+    if raw is None:
+        return DriftSettings()
+    if not isinstance(raw, Mapping):
+        raise ValueError("drift: expected a mapping")
+    try:
+        return msgspec.convert(dict(raw), DriftSettings)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"drift: {exc}") from None

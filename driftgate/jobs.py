@@ -1,0 +1,99 @@
+"""``driftgate jobs``: the background jobs as their own process.
+
+It reads the same gateway.yaml as the gateway: ``log.store`` (the store the jobs read and
+write), ``replicas`` (the runtime the explain job calls) and the ``drift:`` and
+``explain:`` sections. ``driftgate up`` starts it as a supervised child; on Kubernetes it
+is a CronJob running ``driftgate jobs --once``.
+
+Its own ``/metrics`` (``--metrics-port``) carries the job runs and durations
+(``driftgate_job_runs_total``, ``driftgate_job_duration_seconds``) and webhook sends; the
+drift and importance gauges are served by the gateway, computed at scrape time from the
+latest results in the store (``monitoring.job_results``).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client import CollectorRegistry, start_http_server
+
+from monitoring.jobs import JobScheduler
+from monitoring.log_jobs import schedule_log_upkeep
+from monitoring.metrics import new_registry
+from monitoring.tracing import build_tracer_provider
+
+log = logging.getLogger("driftgate.jobs")
+
+
+class JobsConfigError(ValueError):
+    """gateway.yaml cannot run the jobs; the message names the key."""
+
+
+@dataclass
+class JobsProcess:
+    scheduler: JobScheduler
+    registry: CollectorRegistry
+    names: list[str]
+
+
+def build_jobs(config: Path, *, log_upkeep: bool = False) -> JobsProcess:
+    """Every job gateway.yaml asks for, on one scheduler (not started)."""
+    from drift.alerts import WebhookNotifier
+    from drift.job import DriftJob
+    from drift.settings import parse_drift_section
+    from gateway.settings import GatewaySettings, SettingsError
+
+    try:
+        settings = GatewaySettings.from_file(config)
+        drift = parse_drift_section(settings.jobs.get("drift"))
+    except (SettingsError, ValueError) as exc:
+        raise JobsConfigError(str(exc)) from None
+    if settings.log is None:
+        raise JobsConfigError(
+            f"{config}: no `log:` section, so there is no prediction log to run jobs on"
+        )
+    registry = new_registry()
+    tracer = build_tracer_provider("driftgate-jobs").get_tracer("driftgate.jobs")
+    scheduler = JobScheduler(registry, tracer)
+    store = settings.log.store
+    if log_upkeep:
+        schedule_log_upkeep(scheduler, store, settings.log.writer)
+    if drift.enabled:
+        notifier = (
+            WebhookNotifier(drift.webhook, drift.external_url, registry=registry)
+            if drift.webhook
+            else None
+        )
+        job = DriftJob(store, drift, drift.repository(settings.base_dir), tracer, notifier=notifier)
+        scheduler.add("drift", drift.interval_s, job.run)
+    return JobsProcess(scheduler, registry, [job.name for job in scheduler.jobs])
+
+
+def run_jobs(config: Path, *, once: bool, metrics_port: int | None, log_upkeep: bool) -> int:
+    try:
+        process = build_jobs(config, log_upkeep=log_upkeep)
+    except JobsConfigError as exc:
+        log.error("%s", exc)
+        return 2
+    if once:
+        failed = [job.name for job in process.scheduler.jobs if not process.scheduler.run_once(job)]
+        return 1 if failed else 0
+    if metrics_port is not None:
+        start_http_server(metrics_port, addr="127.0.0.1", registry=process.registry)
+    stopping = threading.Event()
+
+    def stop(signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    log.info("jobs running: %s", ", ".join(process.names) or "none")
+    process.scheduler.start()
+    stopping.wait()
+    process.scheduler.stop()
+    return 0

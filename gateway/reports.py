@@ -1,0 +1,67 @@
+"""``GET /reports/...``: the jobs' HTML reports, served from the store's ``reports/`` folder.
+
+The drift and explain jobs write self-contained HTML (inline SVG, no scripts) under
+``<store>/reports/``: ``drift/<model>/<version>/<run>.html`` and ``latest.html`` beside
+it, ``explain/...`` likewise, and ``index.html`` listing the latest of each. Alerts link
+to them. They show distributions of logged inputs, so they need the scope ``read:logs``
+when auth is on, like the SQL endpoint.
+
+Only files inside the reports folder are served (a path that resolves outside it, a
+symlink out, or a file that is not ``.html``/``.svg``/``.json`` is a 404).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Response, get
+
+from gateway.errors import GatewayError
+from gateway.feedback import LogUnavailable
+from gateway.state import AnyRequest, gateway_state
+
+_MEDIA_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+}
+
+
+class ReportNotFound(GatewayError):
+    status_code = 404
+
+
+def report_file(reports: Path, path: str) -> Path:
+    """The file under ``reports`` that ``path`` names; raises ``ReportNotFound``."""
+    root = reports.resolve()
+    candidate = (root / (path or "index.html")).resolve()
+    if candidate.is_dir():
+        candidate = candidate / "index.html"
+    inside = candidate == root or root in candidate.parents
+    if not inside or candidate.suffix not in _MEDIA_TYPES or not candidate.is_file():
+        raise ReportNotFound(f"no report at /reports/{path}; the list is at /reports/")
+    return candidate
+
+
+@get(["/reports", "/reports/{path:path}"], sync_to_thread=False)
+def reports(request: AnyRequest, path: str = "") -> Response[bytes]:
+    state = gateway_state(request)
+    state.authorize(request, "read:logs")
+    if state.settings.log is None:
+        raise LogUnavailable("the prediction log is off, so there are no job reports")
+    found = report_file(state.settings.log.store / "reports", path.lstrip("/"))
+    return Response(
+        found.read_bytes(),
+        media_type=_MEDIA_TYPES[found.suffix],
+        headers={
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            # Reports are static: no scripts, styles and images inline only.
+            "Content-Security-Policy": (
+                "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+            ),
+        },
+    )
+
+
+ROUTES = [reports]

@@ -1,0 +1,153 @@
+"""drift.alerts: the Alertmanager-format payload, and the notifier against a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from drift.alerts import ALERT_NAME, NOT_ENDED, WebhookNotifier, alert_payload, fingerprint
+from tests.drift.runs import WINDOW_SQL, make_run
+
+EXTERNAL = "http://gateway.example:8080/"
+REPORT = "/reports/drift/titanic/2/run-0001.html"
+
+
+class Receiver:
+    """A webhook receiver on a free loopback port that keeps every JSON body posted."""
+
+    def __init__(self) -> None:
+        self.bodies: list[dict[str, Any]] = []
+        received = self.bodies
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                length = int(self.headers["Content-Length"])
+                received.append(json.loads(self.rfile.read(length)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+def sends(registry: CollectorRegistry, outcome: str) -> float:
+    value = registry.get_sample_value("driftgate_drift_webhook_sends_total", {"outcome": outcome})
+    return value or 0.0
+
+
+def test_payload_has_alertmanagers_shape_with_one_alert_per_drifted_feature() -> None:
+    run = make_run(report=REPORT)
+    payload = alert_payload([run], external_url=EXTERNAL, status="firing")
+
+    assert payload["version"] == "4"
+    assert payload["status"] == "firing"
+    assert payload["receiver"] == "driftgate"
+    assert payload["truncatedAlerts"] == 0
+    assert payload["externalURL"] == EXTERNAL
+    assert payload["groupLabels"] == {
+        "alertname": ALERT_NAME,
+        "model": "titanic",
+        "version": "2",
+        "arm": "primary",
+    }
+    assert payload["groupKey"] == (
+        '{}:{alertname="DriftgateDriftDetected", arm="primary", model="titanic", version="2"}'
+    )
+    [alert] = payload["alerts"]
+    assert alert["labels"] == {
+        "alertname": ALERT_NAME,
+        "severity": "ticket",
+        "model": "titanic",
+        "version": "2",
+        "arm": "primary",
+        "feature": "sex",
+    }
+    assert payload["commonLabels"] == alert["labels"]
+    assert alert["startsAt"] == "2025-03-14T09:30:00Z"
+    assert alert["endsAt"] == NOT_ENDED
+    annotations = alert["annotations"]
+    assert annotations["report"] == "http://gateway.example:8080" + REPORT
+    assert annotations["sql"] == WINDOW_SQL
+    assert annotations["runbook_url"].endswith("#driftgatedriftdetected")
+    assert "feature sex" in annotations["summary"]
+    description = annotations["description"]
+    for part in ("chi_square", "181.7", "0.0125", "1.2e-09", "2025-03-14T08:30:00Z", "505 rows"):
+        assert part in description
+    assert alert["fingerprint"] == fingerprint(alert["labels"])
+    json.dumps(payload)  # plain JSON
+
+
+def test_payload_over_several_runs_groups_by_the_common_labels() -> None:
+    runs = [
+        make_run(arm="primary", categorical_feature="sex"),
+        make_run(arm="shadow", categorical_feature="embarked"),
+        make_run(arm="shadow", run_id="quiet", categorical_drifted=False),
+    ]
+    payload = alert_payload(runs, external_url=EXTERNAL, status="firing")
+    assert [a["labels"]["feature"] for a in payload["alerts"]] == ["sex", "embarked"]
+    assert payload["groupLabels"] == {"alertname": ALERT_NAME, "model": "titanic", "version": "2"}
+    assert "feature" not in payload["commonLabels"]
+    assert "summary" not in payload["commonAnnotations"]
+    assert len({a["fingerprint"] for a in payload["alerts"]}) == 2
+
+
+def test_fingerprint_matches_prometheus() -> None:
+    # The vectors of TestMetricToFingerprint in prometheus/common (model/signature_test.go).
+    assert fingerprint({}) == f"{14695981039346656037:016x}"
+    labels = {"name": "garland, briggs", "fear": "love is not enough"}
+    assert fingerprint(labels) == f"{5799056148416392346:016x}"
+
+
+def test_notifier_sends_firing_then_resolved(receiver: Receiver) -> None:
+    registry = CollectorRegistry()
+    notifier = WebhookNotifier(receiver.url, EXTERNAL, timeout_s=5.0, registry=registry)
+
+    notifier.notify({"age": False, "sex": False}, make_run(report=REPORT))
+    notifier.notify({"age": False, "sex": True}, make_run(run_id="same"))  # still drifted
+    quiet = make_run(run_id="run-0002", categorical_drifted=False)
+    notifier.notify({"age": False, "sex": True}, quiet)
+
+    assert [body["status"] for body in receiver.bodies] == ["firing", "resolved"]
+    firing, resolved = receiver.bodies
+    assert [a["labels"]["feature"] for a in firing["alerts"]] == ["sex"]
+    [alert] = resolved["alerts"]
+    assert alert["status"] == "resolved"
+    assert alert["labels"]["feature"] == "sex"
+    assert alert["endsAt"] == "2025-03-14T09:30:00Z"
+    assert "no longer differs" in alert["annotations"]["description"]
+    assert alert["fingerprint"] == firing["alerts"][0]["fingerprint"]  # the same alert
+    assert sends(registry, "ok") == 2
+    assert sends(registry, "error") == 0
+
+
+def test_notifier_counts_a_failure_and_does_not_raise() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    registry = CollectorRegistry()
+    notifier = WebhookNotifier(
+        f"http://127.0.0.1:{closed_port}/hook", EXTERNAL, timeout_s=2.0, registry=registry
+    )
+    notifier.notify({}, make_run())
+    assert sends(registry, "error") == 1
+    assert sends(registry, "ok") == 0

@@ -1,0 +1,201 @@
+"""Calibrated drift decisions: the right statistic, the promised false-alarm rate, real power.
+
+Windows are drawn from the reference's own generator (no drift) or from a shifted one; the
+reference is one fixed sample of 10,000 rows, as a profile built from a training set is.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from drift.calibration import (
+    MAX_ROUNDS,
+    calibrated_threshold,
+    calibration_rounds,
+    default_statistic,
+    evaluate,
+    size_bucket,
+)
+from drift.distributions import (
+    Distribution,
+    categorical_reference,
+    counts_from_map,
+    numeric_counts,
+    numeric_reference,
+)
+from drift.stats import batch_scores, counts_with_missing
+from drift.verdict import TestSettings
+
+LABELS = np.array(["a", "b", "c", "d"])
+SHARES = np.array([0.4, 0.3, 0.2, 0.1])
+#: Only the resampled null decides: no effect-size floor.
+UNFLOORED = TestSettings(min_effect={})
+
+
+def categorical_window(reference: Distribution, values: np.ndarray) -> Distribution:
+    """Count a sample the way a window scan does (DuckDB's value -> count map)."""
+    names, counts = np.unique(values, return_counts=True)
+    found = dict(zip(names.tolist(), counts.tolist(), strict=True))
+    return reference.with_counts(counts_from_map(found, reference.categories), 0)
+
+
+@pytest.fixture(scope="module")
+def numeric() -> Distribution:
+    return numeric_reference(np.random.default_rng(1).normal(size=10_000))
+
+
+@pytest.fixture(scope="module")
+def categorical() -> Distribution:
+    rng = np.random.default_rng(2)
+    return categorical_reference(rng.choice(LABELS, p=SHARES, size=10_000).tolist())
+
+
+def numeric_windows(reference: Distribution, count: int, rows: int, shift: float = 0.0):
+    rng = np.random.default_rng(11)
+    for _ in range(count):
+        values = rng.normal(shift, 1.0, size=rows)
+        yield reference.with_counts(numeric_counts(values, reference.edges), 0)
+
+
+def categorical_windows(reference: Distribution, count: int, rows: int, shares=SHARES):
+    rng = np.random.default_rng(12)
+    for _ in range(count):
+        yield categorical_window(reference, rng.choice(LABELS, p=shares, size=rows))
+
+
+# The default table
+
+
+@pytest.mark.parametrize(
+    ("kind", "n", "expected"),
+    [
+        ("numeric", 50, "ks"),
+        ("numeric", 1_000, "ks"),
+        ("numeric", 1_001, "wasserstein"),
+        ("categorical", 1_000, "chi_square"),
+        ("categorical", 1_001, "jensen_shannon"),
+    ],
+)
+def test_default_statistic_table(kind, n, expected):
+    assert default_statistic(kind, n, TestSettings()) == expected
+
+
+def test_settings_override_the_table_per_kind():
+    settings = TestSettings(small_sample=10, statistics={"numeric": "psi"})
+    assert default_statistic("numeric", 5, settings) == "psi"
+    assert default_statistic("categorical", 5, settings) == "chi_square"
+    assert default_statistic("categorical", 11, settings) == "jensen_shannon"
+
+
+# False alarms and power
+
+
+def test_score_tests_false_alarm_at_the_level_on_undrifted_windows(numeric, categorical):
+    for reference, windows in (
+        (numeric, numeric_windows(numeric, 400, 5_000)),
+        (categorical, categorical_windows(categorical, 400, 5_000)),
+    ):
+        results = [evaluate(reference, window, 1, UNFLOORED) for window in windows]
+        assert {r.statistic for r in results} <= {"wasserstein", "jensen_shannon"}
+        rate = np.mean([r.drifted for r in results])
+        assert 0.01 <= rate <= 0.10, (reference.kind, rate)
+
+
+def test_score_tests_catch_a_half_sigma_shift_and_a_twenty_point_share_change(numeric, categorical):
+    shifted = [
+        evaluate(numeric, w, 1, TestSettings()) for w in numeric_windows(numeric, 50, 5_000, 0.5)
+    ]
+    assert all(r.drifted for r in shifted)
+    moved = np.array([0.2, 0.4, 0.8 / 3, 0.4 / 3])  # "a" loses 20 points, the rest share them
+    changed = [
+        evaluate(categorical, w, 1, TestSettings())
+        for w in categorical_windows(categorical, 50, 5_000, moved)
+    ]
+    assert all(r.drifted for r in changed)
+
+
+def test_p_value_tests_on_small_windows_hold_the_level_and_catch_shifts(numeric, categorical):
+    quiet = [
+        *(evaluate(numeric, w, 1, TestSettings()) for w in numeric_windows(numeric, 200, 500)),
+        *(
+            evaluate(categorical, w, 1, TestSettings())
+            for w in categorical_windows(categorical, 200, 500)
+        ),
+    ]
+    assert {r.statistic for r in quiet} == {"ks", "chi_square"}
+    assert np.mean([r.drifted for r in quiet]) <= 0.10
+    shifted = [
+        evaluate(numeric, w, 1, TestSettings()) for w in numeric_windows(numeric, 20, 500, 0.5)
+    ]
+    assert all(r.drifted and r.p_value is not None and r.p_value < 0.05 for r in shifted)
+
+
+# Thresholds
+
+
+def test_bonferroni_divides_alpha_over_the_tests(numeric):
+    window = next(numeric_windows(numeric, 1, 300))
+    result = evaluate(numeric, window, 10, TestSettings(alpha=0.05))
+    assert result.statistic == "ks" and result.compares == "p_value"
+    assert result.threshold == pytest.approx(0.005)
+
+
+def test_thresholds_shrink_with_the_window_and_the_floor_holds(numeric):
+    small, large = (
+        calibrated_threshold("wasserstein", numeric, n, 0.01, UNFLOORED) for n in (500, 50_000)
+    )
+    assert small > 2 * large
+    floored = calibrated_threshold("wasserstein", numeric, 50_000, 0.01, TestSettings())
+    assert floored == TestSettings().min_effect["wasserstein"] > large
+
+
+def test_window_sizes_are_bucketed_down_to_two_significant_digits(numeric):
+    assert [size_bucket(n) for n in (7, 99, 123, 5_437, 1_999_999)] == [
+        7,
+        99,
+        120,
+        5_400,
+        1_900_000,
+    ]
+    at = {n: calibrated_threshold("psi", numeric, n, 0.05, UNFLOORED) for n in (5_437, 5_400)}
+    assert at[5_437] == at[5_400]
+
+
+def test_small_levels_get_more_rounds_and_a_fitted_tail(numeric):
+    level = 0.05 / 50
+    assert calibration_rounds(level, TestSettings()) == MAX_ROUNDS
+    assert calibration_rounds(0.05, TestSettings()) == 400
+    assert calibration_rounds(0.05, TestSettings(rounds=1_000)) == 1_000
+    # The fitted tail against the plain quantile of many more draws.
+    rng = np.random.default_rng(99)
+    shares = counts_with_missing(numeric) / numeric.rows
+    rounds = 100_000
+    null = batch_scores(
+        "wasserstein",
+        numeric,
+        rng.multinomial(numeric.rows, shares, size=rounds),
+        rng.multinomial(2_000, shares, size=rounds),
+    )
+    expected = float(np.quantile(null, 1 - level))
+    threshold = calibrated_threshold("wasserstein", numeric, 2_000, level, UNFLOORED)
+    assert threshold == pytest.approx(expected, rel=0.08)
+
+
+def test_an_empty_window_scores_nan_and_does_not_drift(numeric, categorical):
+    empty_numeric = numeric.with_counts(np.zeros_like(numeric.counts), missing=40)
+    for settings in (TestSettings(), TestSettings(small_sample=0)):
+        result = evaluate(numeric, empty_numeric, 3, settings)
+        assert math.isnan(result.score) and not result.drifted
+    # Categorical tests count missing as a category: a window of only NULLs is drift.
+    only_nulls = categorical.with_counts(np.zeros_like(categorical.counts), missing=400)
+    assert evaluate(categorical, only_nulls, 3, TestSettings()).drifted
+
+
+def test_evaluate_refuses_a_statistic_that_does_not_fit(categorical):
+    with pytest.raises(ValueError, match="wasserstein compares numeric features"):
+        evaluate(categorical, categorical, 1, TestSettings(), statistic="wasserstein")
+    with pytest.raises(ValueError, match="n_tests must be at least 1"):
+        evaluate(categorical, categorical, 0, TestSettings())
