@@ -72,6 +72,8 @@ class PcaDetector:
     components: np.ndarray
     error_mean: float
     error_std: float
+    #: Rows the held-out error was measured on (its own noise widens the test).
+    error_rows: int = 0
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -86,6 +88,7 @@ class PcaDetector:
             "components": [[float(v) for v in row] for row in self.components],
             "error_mean": self.error_mean,
             "error_std": self.error_std,
+            "error_rows": self.error_rows,
         }
 
     @classmethod
@@ -104,6 +107,7 @@ class PcaDetector:
             components=components,
             error_mean=float(data["error_mean"]),
             error_std=float(data["error_std"]),
+            error_rows=int(data.get("error_rows", 0)),
         )
 
 
@@ -170,6 +174,7 @@ def fit_pca_detector(
         components=components,
         error_mean=float(errors.mean()),
         error_std=float(errors.std()),
+        error_rows=int(errors.size),
     )
 
 
@@ -190,7 +195,10 @@ def pca_drift(
         raise ValueError("pca_drift needs at least one current row")
     mean = float(errors.mean())
     score = mean / detector.error_mean if detector.error_mean > 0 else _ratio_to_zero(mean)
-    spread = max(detector.error_std, 1e-12) / math.sqrt(errors.size)
+    # The standard error of the difference of two means: the window's and the held-out
+    # reference's (ignoring the latter made small references false-alarm).
+    reference_rows = detector.error_rows or math.inf
+    spread = max(detector.error_std, 1e-12) * math.sqrt(1 / errors.size + 1 / reference_rows)
     z = (mean - detector.error_mean) / spread
     p_value = 0.5 * math.erfc(z / math.sqrt(2))
     threshold = settings.alpha / max(n_tests, 1)
