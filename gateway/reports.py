@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Response, get
+from litestar.params import FromPath
 
 from gateway.errors import GatewayError
 from gateway.feedback import LogUnavailable
@@ -43,8 +44,17 @@ def report_file(reports: Path, path: str) -> Path:
     return candidate
 
 
-@get(["/reports", "/reports/{path:path}"], sync_to_thread=False)
-def reports(request: AnyRequest, path: str = "") -> Response[bytes]:
+@get("/reports", sync_to_thread=False)
+def reports_index(request: AnyRequest) -> Response[bytes]:
+    return _serve(request, "")
+
+
+@get("/reports/{path:path}", sync_to_thread=False)
+def reports(request: AnyRequest, path: FromPath[str]) -> Response[bytes]:
+    return _serve(request, path)
+
+
+def _serve(request: AnyRequest, path: str) -> Response[bytes]:
     state = gateway_state(request)
     state.authorize(request, "read:logs")
     if state.settings.log is None:
@@ -64,4 +74,4 @@ def reports(request: AnyRequest, path: str = "") -> Response[bytes]:
     )
 
 
-ROUTES = [reports]
+ROUTES = [reports_index, reports]

@@ -12,6 +12,11 @@ A background thread then sends, twice a second until the system stops: titanic r
 from 40 subjects, four a round (both arms of the demo A/B split), in all three dialects;
 iris (the demo's shadowed route); the three routes above; a bad input (400), a request
 without a token (401) and one whose token lacks the scope (403).
+
+The titanic versions get their reference profiles from the training set (as `driftgate
+demo build` does) and the drift job runs every two seconds over the last 60 rows: the
+traffic's one passenger, sent again and again, is far from the training set, so the drift
+gauges (and the drift alert) have data within seconds.
 """
 
 from __future__ import annotations
@@ -26,8 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import yaml
 
-from tests.e2e.gateway_system import LocalSystem, local_system, wait_for
+from driftgate.reference import build_reference
+from gateway.local import write_default_config
+from runtime.demo.titanic_data import DATA_DIR, FILES
+from tests.e2e.gateway_system import LocalSystem, free_port, local_system, wait_for
 
 PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
 IRIS = {"features": [5.1, 3.5, 1.4, 0.2]}
@@ -167,6 +176,14 @@ def observed_system(demo_repository: Path, workdir: Path) -> Iterator[ObservedSy
     broken = home / "models" / "titanic" / "7"
     broken.mkdir()
     shutil.copy(demo_repository / "titanic" / "1" / "pipeline.yaml", broken)  # no .onnx
+    for version in ("1", "2"):
+        training = DATA_DIR / FILES["reference"]
+        build_reference(home / "models", "titanic", version, training, label="Survived")
+    config = home / "gateway.yaml"
+    write_default_config(config, free_port())
+    document = yaml.safe_load(config.read_text())
+    document["drift"].update({"interval_s": 2, "window": {"rows": 60}, "min_rows": 30})
+    config.write_text(yaml.safe_dump(document, sort_keys=False))
     with local_system(home, workdir / "up.log") as system:
         with system.client("ops", "admin") as admin:
             for name, policy in ROUTES.items():

@@ -1,0 +1,194 @@
+"""The drift job over a real store: every model version with traffic checked against its
+reference, with every output written (rows, latest results, report, span events).
+
+The store is written by the real ``PredictionLogWriter``; the reference profile is saved
+beside the model version in a model repository folder, as ``driftgate reference build``
+does. Traffic is synthetic so that what is shifted is known.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from prometheus_client import CollectorRegistry
+
+from drift.job import DriftJob
+from drift.profile import ReferenceStore, build_profile
+from drift.settings import DriftSettings, WindowSettings, parse_drift_section
+from driftgate.jobs import JobsConfigError, build_jobs
+from monitoring.job_results import read_latest
+from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord, run_sql
+
+START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _columns(rows: int, seed: int, fare_shift: float = 0.0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "in_fare": rng.gamma(2.0, 15.0, rows) + fare_shift,
+        "in_age": rng.normal(30, 12, rows),
+        "in_sex": rng.choice(np.array(["male", "female"], dtype=object), rows, p=[0.65, 0.35]),
+    }
+
+
+def _write(store: Path, columns: dict[str, np.ndarray], version: str, start: datetime) -> None:
+    writer = PredictionLogWriter(store, LogSettings(store=str(store)), CollectorRegistry())
+    writer.start()
+    rows = len(columns["in_fare"])
+    writer.submit(
+        [
+            PredictionRecord(
+                request_id=f"{version}-{start.timestamp()}-{i}",
+                row=0,
+                timestamp=start + timedelta(milliseconds=i),
+                route="titanic",
+                arm="a",
+                role="primary",
+                model="titanic",
+                version=version,
+                replica="http://127.0.0.1:8001",
+                dialect="eval",
+                status=200,
+                latency_s=0.003,
+                trace_id=None,
+                inputs={name[3:]: _plain(values[i]) for name, values in columns.items()},
+                outputs={"survived": int(columns["in_fare"][i] > 40)},
+            )
+            for i in range(rows)
+        ]
+    )
+    writer.close()
+
+
+def _plain(value: object) -> object:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+@pytest.fixture
+def spans() -> InMemorySpanExporter:
+    return InMemorySpanExporter()
+
+
+def _job(
+    tmp_path: Path, spans: InMemorySpanExporter, now: datetime, **overrides: object
+) -> DriftJob:
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    settings = DriftSettings(window=WindowSettings(rows=2000), min_rows=500, **overrides)  # type: ignore[arg-type]
+    return DriftJob(
+        tmp_path / "store",
+        settings,
+        tmp_path / "models",
+        provider.get_tracer("test"),
+        clock=lambda: now,
+    )
+
+
+@pytest.fixture
+def repository(tmp_path: Path) -> Iterator[Path]:
+    models = tmp_path / "models"
+    (models / "titanic" / "1").mkdir(parents=True)
+    reference = _columns(5000, seed=0)
+    reference["out_survived"] = (reference["in_fare"] > 40).astype(np.int64)
+    ReferenceStore(models).save(build_profile("titanic", "1", reference, "test"))
+    yield models
+
+
+def test_a_window_like_the_reference_flags_nothing(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    _write(tmp_path / "store", _columns(2000, seed=1), "1", START)
+    summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+    assert summary.startswith("1 of 1 model versions checked; drifted: none"), summary
+    (entry,) = read_latest(tmp_path / "store", "drift").values()
+    assert entry["window"]["rows"] == 2000
+    assert {f["feature"] for f in entry["features"]} >= {"fare", "age", "sex", "survived"}
+
+
+def test_a_shifted_feature_is_named_in_every_output(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    store = tmp_path / "store"
+    _write(store, _columns(2000, seed=2, fare_shift=25.0), "1", START)
+    summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+    assert "titanic/1:fare" in summary, summary
+
+    rows = run_sql(
+        store,
+        "select feature, statistic, drifted, window_rows, report, sql from drift_results "
+        "where model = 'titanic' and version = '1' order by feature",
+    ).rows
+    by_feature = {row[0]: row for row in rows}
+    assert by_feature["fare"][2] is True and by_feature["age"][2] is False
+    assert by_feature["fare"][3] == 2000
+    report = by_feature["fare"][4]
+    assert report.startswith("/reports/drift/titanic/1/")
+    assert (store / report.removeprefix("/")).is_file()
+    # The stored SQL reproduces the window's counts.
+    assert run_sql(store, by_feature["fare"][5]).rows
+
+    (check,) = [s for s in spans.get_finished_spans() if s.name == "drift check"]
+    events = {e.attributes["driftgate.feature"]: e.attributes for e in check.events}  # type: ignore[index]
+    assert events["fare"]["driftgate.drift.drifted"] is True
+
+
+def test_the_window_is_the_latest_rows(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    store = tmp_path / "store"
+    _write(store, _columns(2000, seed=3, fare_shift=25.0), "1", START)
+    _write(store, _columns(2000, seed=4), "1", START + timedelta(minutes=1))
+    summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+    assert summary.endswith("drifted: none"), summary  # the shifted rows are older
+
+
+def test_too_few_rows_give_no_verdict(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    _write(tmp_path / "store", _columns(100, seed=5), "1", START)
+    summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+    assert summary.startswith("0 of 1 model versions checked"), summary
+    assert read_latest(tmp_path / "store", "drift") == {}
+
+
+def test_a_version_without_reference_gets_one_from_its_first_rows(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    store = tmp_path / "store"
+    (tmp_path / "models" / "titanic" / "2").mkdir()
+    _write(store, _columns(1000, seed=6), "2", START)
+    _write(store, _columns(1000, seed=7, fare_shift=25.0), "2", START + timedelta(minutes=1))
+    job = _job(tmp_path, spans, START + timedelta(minutes=5), auto_reference_rows=1000)
+    job.settings = DriftSettings(window=WindowSettings(rows=1000), min_rows=500)
+    summary = job.run()
+    assert ReferenceStore(tmp_path / "models").history("titanic", "2"), "no profile saved"
+    assert "titanic/2:fare" in summary, summary
+
+
+def test_settings_name_the_wrong_key() -> None:
+    assert parse_drift_section(None) == DriftSettings()
+    with pytest.raises(ValueError, match="alpah"):
+        parse_drift_section({"alpah": 0.1})
+    with pytest.raises(ValueError, match="exactly one of rows or last_s"):
+        parse_drift_section({"window": {"rows": 10, "last_s": 60}})
+    with pytest.raises(ValueError, match="numeric"):
+        parse_drift_section({"statistics": {"numeric": "t_test"}})
+
+
+def test_the_jobs_process_needs_a_log(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("auth: {enabled: false}\ndrift: {interval_s: 5}\n")
+    with pytest.raises(JobsConfigError, match="no `log:` section"):
+        build_jobs(config)
+    config.write_text("auth: {enabled: false}\nlog: {store: store}\ndrift: {window: {}}\n")
+    with pytest.raises(JobsConfigError, match="drift"):
+        build_jobs(config)
+    config.write_text("auth: {enabled: false}\nlog: {store: store}\n")
+    assert "drift" in build_jobs(config, log_upkeep=True).names
