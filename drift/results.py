@@ -37,6 +37,8 @@ from monitoring.prediction_log.segments import DRIFT_RESULT_SCHEMA
 #: The columns of one row (the catalog's placeholder uses the same schema).
 RESULT_SCHEMA = DRIFT_RESULT_SCHEMA
 
+__all__ = ["DRIFT_RESULTS", "RESULT_SCHEMA", "publish_latest", "result_table", "write_results"]
+
 #: The schema of the tree's placeholder segment.
 PLACEHOLDER = RESULT_SCHEMA
 

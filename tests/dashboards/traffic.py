@@ -36,7 +36,8 @@ import yaml
 from driftgate.reference import build_reference
 from gateway.local import write_default_config
 from runtime.demo.titanic_data import DATA_DIR, FILES
-from tests.e2e.gateway_system import LocalSystem, free_port, local_system, wait_for
+from tests.e2e.gateway_system import LocalSystem, local_system, wait_for
+from tests.e2e.processes import free_port
 
 PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
 IRIS = {"features": [5.1, 3.5, 1.4, 0.2]}

@@ -30,7 +30,8 @@ from monitoring.job_results import read_latest
 from runtime.demo.titanic_data import DATA_DIR, FILES, load_titanic
 from tests.dashboards.artifacts import PROMETHEUS_CONFIG, load_yaml, rule_files
 from tests.dashboards.stack import prometheus, scrape_config
-from tests.e2e.gateway_system import LocalSystem, free_port, local_system, wait_for
+from tests.e2e.gateway_system import LocalSystem, local_system, wait_for
+from tests.e2e.processes import free_port
 
 pytestmark = pytest.mark.e2e
 
@@ -84,9 +85,7 @@ def drift_system(
     models = home / "models"
     shutil.copytree(demo_repository, models)
     for version in ("1", "2"):
-        build_reference(
-            models, "titanic", version, DATA_DIR / FILES["reference"], label="Survived"
-        )
+        build_reference(models, "titanic", version, DATA_DIR / FILES["reference"], label="Survived")
     config = home / "gateway.yaml"
     write_default_config(config, free_port())
     document = yaml.safe_load(config.read_text())
@@ -111,9 +110,7 @@ def test_no_drift_is_flagged_on_traffic_like_the_training_set(drift_system: Drif
         60,
         "a drift run over a full window of titanic traffic",
     )
-    drifted = [
-        (r["version"], f["feature"]) for r in runs for f in r["features"] if f["drifted"]
-    ]
+    drifted = [(r["version"], f["feature"]) for r in runs for f in r["features"] if f["drifted"]]
     assert drifted == [], runs
 
 
@@ -170,14 +167,10 @@ def test_a_shifted_feature_is_flagged_with_every_output(drift_system: DriftSyste
 
 
 @pytest.mark.prometheus
-def test_the_drift_alert_fires_in_prometheus(
-    drift_system: DriftSystem, tmp_path: Path
-) -> None:
+def test_the_drift_alert_fires_in_prometheus(drift_system: DriftSystem, tmp_path: Path) -> None:
     system = drift_system.system
     wait_for(
-        lambda: any(
-            f["drifted"] for r in _titanic_runs(drift_system.store) for f in r["features"]
-        ),
+        lambda: any(f["drifted"] for r in _titanic_runs(drift_system.store) for f in r["features"]),
         90,
         "a drifted feature (after the shifted traffic)",
     )
@@ -194,9 +187,7 @@ def test_the_drift_alert_fires_in_prometheus(
         copy.write_text(yaml.safe_dump(document, sort_keys=False))
         copies.append(copy)
     target = system.url.removeprefix("http://")
-    config = scrape_config(
-        load_yaml(PROMETHEUS_CONFIG), {"driftgate-gateway": [target]}, copies
-    )
+    config = scrape_config(load_yaml(PROMETHEUS_CONFIG), {"driftgate-gateway": [target]}, copies)
     with prometheus(config, tmp_path / "prometheus") as prom:
 
         def firing() -> list[dict[str, Any]]:
