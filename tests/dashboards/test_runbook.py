@@ -40,13 +40,32 @@ INSERT INTO feedback VALUES ('r1', 0, 1, now(), 'labeller');
 CREATE VIEW predictions_labeled AS
     SELECT p.*, f.label, f.timestamp AS label_timestamp, f.subject AS label_subject
     FROM predictions AS p LEFT JOIN feedback AS f USING (request_id, "row");
-CREATE VIEW drift_results AS
-    SELECT CAST(NULL AS TIMESTAMPTZ) AS timestamp, CAST(NULL AS VARCHAR) AS model,
-        CAST(NULL AS VARCHAR) AS version, CAST(NULL AS VARCHAR) AS feature,
-        CAST(NULL AS VARCHAR) AS statistic, CAST(NULL AS DOUBLE) AS score,
-        CAST(NULL AS DOUBLE) AS threshold, CAST(NULL AS BOOLEAN) AS drifted
-    WHERE false;
 """
+
+
+def _stand_in() -> str:
+    """The stand-in tables, plus ``drift_results`` with the catalog's own columns."""
+    from monitoring.prediction_log.segments import DRIFT_RESULT_SCHEMA
+
+    columns = ", ".join(
+        f'CAST(NULL AS {_SQL_TYPES[str(field.type)]}) AS "{field.name}"'
+        for field in DRIFT_RESULT_SCHEMA
+    )
+    drift = (
+        "CREATE VIEW drift_results AS SELECT CAST(NULL AS VARCHAR) AS model, "
+        f"CAST(NULL AS DATE) AS date, {columns} WHERE false;"
+    )
+    return STAND_IN + drift
+
+
+_SQL_TYPES = {
+    "timestamp[us, tz=UTC]": "TIMESTAMPTZ",
+    "string": "VARCHAR",
+    "double": "DOUBLE",
+    "bool": "BOOLEAN",
+    "int64": "BIGINT",
+    "int32": "INTEGER",
+}
 
 
 def test_the_runbook_has_sql_for_on_call() -> None:
@@ -57,6 +76,6 @@ def test_the_runbook_has_sql_for_on_call() -> None:
 def test_runbook_sql_runs_on_the_prediction_log_views(statement: str) -> None:
     assert '"' not in statement and "`" not in statement  # one shell double-quoted argument
     with duckdb.connect() as con:
-        con.execute(STAND_IN)
+        con.execute(_stand_in())
         (count,) = con.execute(f"SELECT count(*) FROM ({statement})").fetchone() or (None,)
     assert count is not None

@@ -9,7 +9,10 @@ returns aside), ```json the last line of output as JSON.
 
 Rewritten before running: ``localhost:8000`` to the test gateway, ``driftgate token create``
 to use the test gateway's ``gateway.yaml``, ``driftgate`` to this interpreter's, ``/tmp/``
-to a temporary folder. Routes the examples change are put back after each document.
+to a temporary folder, ``var/`` to the test system's home (where ``make up`` keeps its
+state) and ``runtime/demo/`` to this checkout's. Routes the examples change are put back
+after each document. As on a first ``make up``, the titanic versions have reference
+profiles built from their training set.
 """
 
 from __future__ import annotations
@@ -25,12 +28,13 @@ from pathlib import Path
 
 import pytest
 
+from driftgate.reference import build_reference
 from tests.e2e.gateway_system import LocalSystem, local_system
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = ["README.md", "docs/gateway.md"]
+DOCUMENTS = ["README.md", "docs/gateway.md", "docs/drift.md"]
 MARKED = re.compile(
     r"^<!-- gateway-tour -->\n```sh\n(?P<code>.*?)```\n"
     r"(?:\n```(?P<kind>text|json)\n(?P<expected>.*?)```)?",
@@ -56,6 +60,8 @@ def rewrite(code: str, system: LocalSystem, tmp_path: Path) -> str:
     driftgate = f"{sys.executable} -m driftgate"
     code = code.replace("/tmp/", f"{tmp_path}/")  # first: the paths below may be in /tmp
     code = code.replace("localhost:8000", system.url.removeprefix("http://"))
+    code = re.sub(r"(?<![\w/])var/", f"{system.home}/", code)
+    code = re.sub(r"(?<![\w/])runtime/demo/", f"{ROOT}/runtime/demo/", code)
     code = code.replace(
         "driftgate token create",
         f"{driftgate} token create --config {system.home / 'gateway.yaml'}",
@@ -79,6 +85,9 @@ def system(
     workdir = tmp_path_factory.mktemp("up-tour")
     home = workdir / "home"
     shutil.copytree(demo_repository, home / "models")
+    for version in ("1", "2"):  # what `make up` builds on first start (titanic_pmml aside)
+        training = ROOT / "runtime" / "demo" / "data" / "titanic" / "titanic_reference.csv"
+        build_reference(home / "models", "titanic", version, training, label="Survived")
     with local_system(home, workdir / "up.log") as running:
         yield running
 
