@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import shutil
 import signal
 import statistics
@@ -487,3 +488,31 @@ def test_a_replica_killed_under_load_fails_no_request_and_rejoins(
         f"http://127.0.0.1:{port}", "driftgate_runtime_requests_total", model="titanic"
     )
     assert served > 0
+
+
+# -- last in this module: it ends the shared system -----------------------------------------
+
+
+def test_killing_up_itself_leaves_no_replica_or_jobs_process_behind(system: LocalSystem) -> None:
+    """``kill -9`` of ``driftgate up`` gives it no chance to stop its children: the kernel
+    sends them SIGTERM (PR_SET_PDEATHSIG), and they exit rather than live on as orphans.
+    (The fixture's teardown also checks that no replica is left.)"""
+    children = [pid for pid in system.replica_pids().values() if _alive(pid)]
+    jobs = [int(pid) for pid in re.findall(r"jobs started \(pid (\d+)\)", system.process.log())]
+    children += [pid for pid in jobs[-1:] if _alive(pid)]
+    assert len(children) >= 3, system.process.log()  # two replicas and the jobs process
+    os.kill(system.process.process.pid, signal.SIGKILL)
+    system.process.process.wait(timeout=10)
+    wait_for(
+        lambda: not [pid for pid in children if _alive(pid)],
+        20,
+        f"the children {children} of the killed `up` to exit",
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
