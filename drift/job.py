@@ -27,6 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import numpy as np
@@ -288,7 +289,15 @@ class DriftJob:
         key = (run.model, run.version, run.arm)
         if key not in self.previous:  # after a restart: what the last published run said
             self.previous[key] = self._last_published(run)
-        url = write_report(self.store, run, render_report(run))
+        explain_page = Path(self.store, "reports", "explain", run.model, run.version, "latest.html")
+        # Relative, like every link between reports: the page also works opened from disk.
+        explain_link = (
+            f"../../../explain/{quote(run.model, safe='')}/{quote(run.version, safe='')}/"
+            "latest.html"
+            if explain_page.exists()
+            else None
+        )
+        url = write_report(self.store, run, render_report(run, explain_link=explain_link))
         run = replace(run, report=url)
         write_results(self.store, run)
         publish_latest(self.store, run)

@@ -6,6 +6,7 @@
     driftgate token create --sub app1 --scope predict    mint a JWT for the configured key
     driftgate demo build DIR                             build the demo model repository
     driftgate demo digit N FILE.png                      write a sample digit image
+    driftgate demo traffic [--scale fare=4]              titanic passengers through the gateway
     driftgate sql "select ..." [--store var/store]       read-only SQL over the prediction log
     driftgate jobs --config gateway.yaml [--once]        drift (and explain) jobs on the log
     driftgate reference build --model M --version V FILE a version's reference profile
@@ -75,15 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ttl", default="1h", help="lifetime: 3600, 90s, 30m, 1h, 7d")
     create.set_defaults(handler=_create_token)
 
-    demo = commands.add_parser("demo", help="the demo model repository")
-    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
-    build = demo_commands.add_parser("build", help="build the demo repository into DIR")
-    build.add_argument("directory", type=Path)
-    build.set_defaults(handler=_build_demo)
-    digit = demo_commands.add_parser("digit", help="write a sample handwritten digit as PNG")
-    digit.add_argument("digit", type=int, choices=range(10))
-    digit.add_argument("path", type=Path)
-    digit.set_defaults(handler=_write_digit)
+    _add_demo_commands(commands)
 
     sql = commands.add_parser("sql", help="read-only SQL over the prediction log store")
     sql.add_argument("query", help='one statement, e.g. "select count(*) from predictions"')
@@ -96,15 +89,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_demo_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser("demo", help="the demo model repository")
+    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
+    build = demo_commands.add_parser("build", help="build the demo repository into DIR")
+    build.add_argument("directory", type=Path)
+    build.set_defaults(handler=_build_demo)
+    digit = demo_commands.add_parser("digit", help="write a sample handwritten digit as PNG")
+    digit.add_argument("digit", type=int, choices=range(10))
+    digit.add_argument("path", type=Path)
+    digit.set_defaults(handler=_write_digit)
+    traffic = demo_commands.add_parser(
+        "traffic", help="send titanic passengers through the gateway (optionally shifted)"
+    )
+    traffic.add_argument("--url", default="http://localhost:8000", help="the gateway")
+    traffic.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
+    traffic.add_argument("--requests", type=int, default=40)
+    traffic.add_argument("--rows-per-request", type=int, default=25)
+    traffic.add_argument(
+        "--scale",
+        action="append",
+        default=[],
+        help="multiply a numeric feature, e.g. fare=4 (repeatable): a drift to detect",
+    )
+    traffic.add_argument("--seed", type=int, default=0)
+    traffic.set_defaults(handler=_send_demo_traffic)
+
+
 def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     jobs = commands.add_parser("jobs", help="background drift/explain jobs on the log")
     jobs.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
     jobs.add_argument("--once", action="store_true", help="run every job once and exit")
+    jobs.add_argument(
+        "--job",
+        action="append",
+        default=[],
+        choices=("drift", "explain", "log_upkeep"),
+        help="run only this job (repeatable; default: all configured)",
+    )
     jobs.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     jobs.add_argument(
         "--log-upkeep",
         action="store_true",
         help="also compact and expire the log (when no gateway does it)",
+    )
+    jobs.add_argument(
+        "--replica",
+        action="append",
+        default=None,
+        metavar="URL",
+        help="a runtime replica the explain job calls (repeatable; overrides `replicas:`)",
     )
     jobs.set_defaults(handler=_run_jobs)
 
@@ -231,6 +265,28 @@ def _write_digit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _send_demo_traffic(args: argparse.Namespace) -> int:
+    from driftgate.demo_traffic import parse_scales, send_traffic
+
+    try:
+        scales = parse_scales(args.scale)
+        statuses = send_traffic(
+            args.url,
+            args.config,
+            requests=args.requests,
+            rows_per_request=args.rows_per_request,
+            scales=scales,
+            seed=args.seed,
+        )
+    except (ValueError, OSError) as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2
+    answered = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
+    rows = args.requests * args.rows_per_request
+    print(f"sent {args.requests} requests ({rows} passengers) to titanic: {answered}")
+    return 0 if set(statuses) == {200} else 1
+
+
 def _run_sql(args: argparse.Namespace) -> int:
     from monitoring.prediction_log import SqlError, SqlRefused, run_sql
     from monitoring.prediction_log.output import render
@@ -253,7 +309,12 @@ def _run_jobs(args: argparse.Namespace) -> int:
     from driftgate.jobs import run_jobs
 
     return run_jobs(
-        args.config, once=args.once, metrics_port=args.metrics_port, log_upkeep=args.log_upkeep
+        args.config,
+        once=args.once,
+        metrics_port=args.metrics_port,
+        log_upkeep=args.log_upkeep,
+        replicas=args.replica,
+        only=args.job,
     )
 
 

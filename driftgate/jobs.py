@@ -2,8 +2,10 @@
 
 It reads the same gateway.yaml as the gateway: ``log.store`` (the store the jobs read and
 write), ``replicas`` (the runtime the explain job calls) and the ``drift:`` and
-``explain:`` sections. ``driftgate up`` starts it as a supervised child; on Kubernetes it
-is a CronJob running ``driftgate jobs --once``.
+``explain:`` sections. ``driftgate up`` starts it as a supervised child, passing the
+replicas it supervises with ``--replica`` (they override ``replicas``: under ``up`` the
+file lists none); on Kubernetes it is a CronJob running ``driftgate jobs --once``. Without
+any replica the explain job is not scheduled (a warning says so).
 
 Its own ``/metrics`` (``--metrics-port``) carries the job runs and durations
 (``driftgate_job_runs_total``, ``driftgate_job_duration_seconds``) and webhook sends; the
@@ -16,6 +18,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -41,16 +44,22 @@ class JobsProcess:
     names: list[str]
 
 
-def build_jobs(config: Path, *, log_upkeep: bool = False) -> JobsProcess:
-    """Every job gateway.yaml asks for, on one scheduler (not started)."""
+def build_jobs(
+    config: Path, *, log_upkeep: bool = False, replicas: Sequence[str] | None = None
+) -> JobsProcess:
+    """Every job gateway.yaml asks for, on one scheduler (not started). ``replicas``
+    (runtime URLs) replace gateway.yaml's for the explain job when given."""
     from drift.alerts import WebhookNotifier
     from drift.job import DriftJob
     from drift.settings import parse_drift_section
+    from explain.job import ExplainJob
+    from explain.settings import parse_explain_section
     from gateway.settings import GatewaySettings, SettingsError
 
     try:
         settings = GatewaySettings.from_file(config)
         drift = parse_drift_section(settings.jobs.get("drift"))
+        explain = parse_explain_section(settings.jobs.get("explain"))
     except (SettingsError, ValueError) as exc:
         raise JobsConfigError(str(exc)) from None
     if settings.log is None:
@@ -71,15 +80,41 @@ def build_jobs(config: Path, *, log_upkeep: bool = False) -> JobsProcess:
         )
         job = DriftJob(store, drift, drift.repository(settings.base_dir), tracer, notifier=notifier)
         scheduler.add("drift", drift.interval_s, job.run)
+    runtimes = tuple(url.rstrip("/") for url in replicas) if replicas else settings.replicas
+    if explain.enabled and not runtimes:
+        log.warning("explain job not scheduled: no runtime replicas (replicas: or --replica)")
+    elif explain.enabled:
+        explainer = ExplainJob(
+            store, explain, explain.repository(settings.base_dir), runtimes, tracer
+        )
+        scheduler.add("explain", explain.interval_s, explainer.run)
     return JobsProcess(scheduler, registry, [job.name for job in scheduler.jobs])
 
 
-def run_jobs(config: Path, *, once: bool, metrics_port: int | None, log_upkeep: bool) -> int:
+def run_jobs(
+    config: Path,
+    *,
+    once: bool,
+    metrics_port: int | None,
+    log_upkeep: bool,
+    replicas: Sequence[str] | None = None,
+    only: Sequence[str] = (),
+) -> int:
+    """Run the jobs until SIGTERM (or each once with ``once``); ``only`` names the jobs to
+    run (``drift``, ``explain``, ``log_upkeep``), all of them when empty."""
+    # The explain job's predict calls would log every request at INFO.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        process = build_jobs(config, log_upkeep=log_upkeep)
+        process = build_jobs(config, log_upkeep=log_upkeep, replicas=replicas)
     except JobsConfigError as exc:
         log.error("%s", exc)
         return 2
+    if only:
+        unknown = sorted(set(only) - set(process.names))
+        if unknown:
+            log.error("no job %s here; scheduled: %s", unknown, ", ".join(process.names))
+            return 2
+        process.scheduler.jobs = [job for job in process.scheduler.jobs if job.name in only]
     if once:
         failed = [job.name for job in process.scheduler.jobs if not process.scheduler.run_once(job)]
         return 1 if failed else 0

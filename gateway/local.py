@@ -96,7 +96,7 @@ def run_local(
 
     from gateway.app import create_app
     from gateway.settings import GatewaySettings
-    from gateway.supervisor import ReplicaSupervisor
+    from gateway.supervisor import Replica, ReplicaSupervisor
 
     repository = home / "models"
     if not (repository / "titanic").is_dir():
@@ -111,11 +111,14 @@ def run_local(
         write_default_config(config, port)
         log.info("wrote %s (auth on, with a new secret)", config)
     settings = GatewaySettings.from_file(config)
+    ports = [runtime_port + i for i in range(replicas)]
+    # gateway.yaml lists no replicas under `up`: the explain job learns the supervised ones.
+    replica_args = [arg for port in ports for arg in ("--replica", Replica(port).url)]
     supervisor = ReplicaSupervisor(
         repository=repository.resolve(),
-        ports=[runtime_port + i for i in range(replicas)],
+        ports=ports,
         log_dir=home / "logs",
-        jobs_args=["--config", str(config.resolve())]
+        jobs_args=["--config", str(config.resolve()), *replica_args]
         + ([] if jobs_metrics_port is None else ["--metrics-port", str(jobs_metrics_port)]),
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -1,0 +1,446 @@
+"""The explain job: global feature importance of every recently served model version, from
+its logged traffic, and how that importance moved (attribution drift).
+
+One run (``ExplainJob.run``, scheduled by ``monitoring.jobs.JobScheduler`` beside the drift
+job):
+
+1. Every (model, version) with rows in the last ``lookback_s`` (``drift.window.groups``;
+   A/B arms and shadow copies of one version are one model version here).
+2. Its traffic, in one query per version before any model is asked (so no DuckDB
+   connection stays open during predict calls): the window (the last ``window.rows``
+   answered rows, or those of the last ``window.last_s`` seconds, newest
+   ``MAX_WINDOW_ROWS`` at most), with feedback labels from ``predictions_labeled``. Its
+   features are the reference profile's inputs (``in_<feature>``), or, for a version
+   without a profile, every ``in_`` column the window has values in. ``rows`` of them
+   are sampled (fixed seed); from the labelled rows alone when at least ``min_rows`` of
+   the window carry a numeric label. A window under ``min_rows`` rows is skipped.
+3. The model: the first replica that describes the version (``explain.client``).
+4. Permutation importance over the sample (``explain.permutation``): scored by accuracy
+   against integer labels (a probability output is thresholded at 0.5), by mean absolute
+   error against other numeric labels, else by the change in prediction. Then mean
+   absolute Kernel SHAP (``explain.kernel_shap``) over as many sampled rows as the time
+   left allows (``explain.budget.explain_within_budget``), against a background of
+   ``background_rows`` rows drawn from the reference profile (``drift.sampling``), or
+   the version's first logged rows when it has none.
+5. Shifts (``explain.drift``): of each method's shares against the previous run (read from
+   the latest explain entry, so it survives a restart) and against the reference: the
+   same methods over rows drawn from the profile, computed once per profile and kept in
+   memory. Only importances of the same scoring are compared.
+6. Outputs: the HTML report (``explain.report``), rows in ``explanations`` and the latest
+   entry (``explain.results``), and a span "explain check" with an event per feature.
+
+Budget: ``time_limit_s`` bounds a run. Each version gets an equal part of what is left
+when its turn comes (the reference, on a cold cache, half of it). Permutation, a fixed cost
+of ``rows x (1 + features x repeats)`` predicted rows, runs first; Kernel SHAP explains as
+many rows as the rest allows, as estimated from its first ``PROBE_ROWS``. A version reached
+after the limit is skipped; one that fails is logged and the run goes on: the run fails
+only when every version did.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import numpy as np
+from opentelemetry import trace
+
+from drift.distributions import category_text
+from drift.profile import ReferenceProfile, ReferenceStore
+from drift.report import prune_reports
+from drift.sampling import sample_inputs
+from drift.window import as_float, groups, is_nested_type, quote_identifier, unmask, view_columns
+from explain.attributions import Importance
+from explain.budget import ExplainBudget, explain_within_budget
+from explain.client import RuntimePredict, RuntimePredictError, first_replica
+from explain.frame import Frame, PredictFn, take
+from explain.kernel_shap import kernel_shap
+from explain.permutation import Metric, permutation_importance
+from explain.report import KIND, drift_report_link, render_report, write_report
+from explain.results import (
+    ExplainRun,
+    MethodResult,
+    previous_importances,
+    publish_latest,
+    with_comparisons,
+    write_explanations,
+)
+from explain.settings import ExplainJobSettings
+from monitoring.prediction_log import connect_readonly
+from monitoring.prediction_log.catalog import sql_string
+
+log = logging.getLogger("driftgate.explain")
+
+Clock = Callable[[], datetime]
+#: Rows read from a time window at most (the newest): the sample needs far fewer.
+MAX_WINDOW_ROWS = 100_000
+_NUMBER_TYPES = ("DOUBLE", "FLOAT", "REAL", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """The sampled rows of one model version's window, and what they are compared with."""
+
+    model: str
+    version: str
+    rows: Frame
+    labels: np.ndarray | None
+    window_rows: int
+    labelled_rows: int
+    reference: tuple[str, ReferenceProfile] | None
+    background: Frame  # Kernel SHAP's
+
+
+class ExplainJob:
+    """Explains every recently served model version; cheap to construct, touches no file."""
+
+    def __init__(
+        self,
+        store: Path,
+        settings: ExplainJobSettings,
+        repository: Path,
+        replicas: Sequence[str],
+        tracer: trace.Tracer,
+        *,
+        clock: Clock = lambda: datetime.now(UTC),
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.store = Path(store).resolve()
+        self.settings = settings
+        self.references = ReferenceStore(repository)
+        self.replicas = tuple(replicas)
+        self.tracer = tracer
+        self.clock = clock
+        self.timer = timer
+        # Reference importance per (model, version, profile id): a profile never changes.
+        self._reference_importance: dict[tuple[str, str, str], dict[str, Importance]] = {}
+
+    def run(self) -> str:
+        """One scheduled run over every model version; returns a one-line summary."""
+        deadline = self.timer() + self.settings.time_limit_s
+        now = self.clock()
+        con = connect_readonly(self.store)
+        try:
+            since = now - timedelta(seconds=self.settings.lookback_s)
+            found = sorted({(model, version) for model, version, _ in groups(con, since)})
+            traffic: list[Traffic | str] = [self._read(con, m, v, now) for m, v in found]
+        finally:
+            con.close()
+        explained: list[ExplainRun] = []
+        skipped: list[str] = []
+        failed: list[str] = []
+        for position, ((model, version), read) in enumerate(zip(found, traffic, strict=True)):
+            name = f"{model}/{version}"
+            left = deadline - self.timer()
+            if isinstance(read, str) or left <= 0:
+                skipped.append(f"{name} ({read if isinstance(read, str) else 'time limit'})")
+                continue
+            try:
+                run = self.check(read, left / (len(found) - position))
+            except RuntimePredictError as exc:  # the runtime's message says it all
+                log.warning("explaining %s failed: %s", name, exc)
+                failed.append(f"{name} ({exc})")
+            except Exception as exc:  # one version's failure must not stop the others
+                log.exception("explaining %s failed", name)
+                failed.append(f"{name} ({exc!r})")
+            else:
+                if run is None:
+                    skipped.append(f"{name} (time limit)")
+                else:
+                    explained.append(run)
+        if failed and not explained and not skipped:
+            raise RuntimeError(f"every model version failed: {'; '.join(failed)}")
+        tops = [
+            f"{r.model}/{r.version}: {', '.join(r.primary.importance.ranking()[:3])}"
+            for r in explained
+        ]
+        return (
+            f"{len(explained)} of {len(found)} model versions explained"
+            + (f" ({'; '.join(tops)})" if tops else "")
+            + (f"; skipped {', '.join(skipped)}" if skipped else "")
+            + (f"; failed {'; '.join(failed)}" if failed else "")
+        )
+
+    def check(self, traffic: Traffic, budget_s: float) -> ExplainRun | None:
+        """Explain one model version within ``budget_s`` seconds and publish the run; None
+        when no method had the time to run."""
+        started = self.timer()
+        with self.tracer.start_as_current_span("explain check") as span:
+            span.set_attributes(
+                {"driftgate.model": traffic.model, "driftgate.version": traffic.version}
+            )
+            with first_replica(
+                self.replicas,
+                traffic.model,
+                traffic.version,
+                output=self.settings.output,
+                index=self.settings.index,
+                timeout_s=max(self.settings.time_limit_s, 10.0),
+            ) as predict:
+                reference: dict[str, Importance] = {}
+                if traffic.reference is not None:
+                    reference = self._reference(predict, traffic, budget_s / 2)
+                spent = self.timer() - started
+                results = self._explain(predict, traffic, budget_s - spent)
+                if not results:
+                    span.set_attribute("driftgate.explain.skipped", "time limit")
+                    return None
+                run = self._run(traffic, predict, results, reference, self.timer() - started)
+            span.set_attribute("driftgate.explain.predicted_rows", run.predicted_rows)
+            for result in run.methods:
+                shares = result.importance.shares()
+                for rank, feature in enumerate(result.importance.ranking(), start=1):
+                    span.add_event(
+                        "explain.feature",
+                        {
+                            "driftgate.feature": feature,
+                            "driftgate.explain.method": result.method,
+                            "driftgate.explain.importance": _finite(
+                                result.importance.as_dict()[feature]
+                            ),
+                            "driftgate.explain.share": shares[feature],
+                            "driftgate.explain.rank": rank,
+                        },
+                    )
+            return self.publish(run)
+
+    def publish(self, run: ExplainRun) -> ExplainRun:
+        """Report, store rows and latest entry, in that order (the rows link the report)."""
+        drift_link = drift_report_link(self.store, run.model, run.version)
+        url = write_report(self.store, run, render_report(run, drift_link=drift_link))
+        run = replace(run, report=url)
+        write_explanations(self.store, run)
+        publish_latest(self.store, run)
+        prune_reports(self.store, keep=self.settings.keep_reports, kind=KIND)
+        return run
+
+    def _explain(self, predict: PredictFn, traffic: Traffic, budget_s: float) -> list[MethodResult]:
+        """Every configured method over ``traffic.rows``, in the configured order."""
+        settings = self.settings
+        started = self.timer()
+        found: dict[str, MethodResult] = {}
+        if "permutation" in settings.methods:  # first: a fixed cost, not budgeted
+            importance = permutation_importance(
+                predict,
+                traffic.rows,
+                labels=traffic.labels,
+                metric=_metric(traffic.labels),
+                repeats=settings.repeats,
+            )
+            found["permutation"] = MethodResult(importance, rows=_rows(traffic.rows))
+        left = budget_s - (self.timer() - started)
+        if "kernel_shap" in settings.methods and left > 0:
+            budget = ExplainBudget(
+                max_rows=settings.rows,
+                background_rows=settings.background_rows,
+                n_samples=settings.n_samples,
+                time_limit_s=left,
+            )
+            attribution = explain_within_budget(
+                lambda chunk: kernel_shap(
+                    predict, chunk, traffic.background, n_samples=settings.n_samples
+                ),
+                traffic.rows,
+                budget,
+                clock=self.timer,
+            )
+            found["kernel_shap"] = MethodResult(
+                attribution.global_importance(),
+                rows=int(attribution.detail["rows_explained"]),
+                attribution=attribution,
+                detail=dict(attribution.detail),
+            )
+        elif "kernel_shap" in settings.methods:
+            log.warning(
+                "no time left for Kernel SHAP of %s version %s", traffic.model, traffic.version
+            )
+        return [found[method] for method in settings.methods if method in found]
+
+    def _reference(
+        self, predict: PredictFn, traffic: Traffic, budget_s: float
+    ) -> dict[str, Importance]:
+        """The configured methods over rows drawn from the profile (no labels), once."""
+        assert traffic.reference is not None
+        reference_id, profile = traffic.reference
+        key = (traffic.model, traffic.version, reference_id)
+        if key not in self._reference_importance:
+            rows = sample_inputs(profile, self.settings.rows, seed=1)
+            drawn = replace(traffic, rows=rows, labels=None)
+            found = {r.method: r.importance for r in self._explain(predict, drawn, budget_s)}
+            if len(found) < len(self.settings.methods):  # out of time: try again next run
+                return found
+            self._reference_importance[key] = found
+        return self._reference_importance[key]
+
+    def _run(
+        self,
+        traffic: Traffic,
+        predict: RuntimePredict,
+        results: list[MethodResult],
+        reference: dict[str, Importance],
+        elapsed_s: float,
+    ) -> ExplainRun:
+        previous = previous_importances(self.store, traffic.model, traffic.version)
+        compared = with_comparisons(results, previous=previous, reference=reference)
+        now = self.clock()
+        return ExplainRun(
+            run_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
+            timestamp=now,
+            model=traffic.model,
+            version=traffic.version,
+            window_rows=traffic.window_rows,
+            labelled_rows=traffic.labelled_rows,
+            reference_id=None if traffic.reference is None else traffic.reference[0],
+            replica=predict.base_url,
+            output=predict.explained_output(),
+            methods=tuple(compared),
+            predict_calls=predict.calls,
+            predicted_rows=predict.rows,
+            elapsed_s=elapsed_s,
+            time_limit_s=self.settings.time_limit_s,
+        )
+
+    def _read(
+        self, con: duckdb.DuckDBPyConnection, model: str, version: str, now: datetime
+    ) -> Traffic | str:
+        """The version's sampled traffic, or why there is none to explain."""
+        settings = self.settings
+        reference = self.references.latest(model, version)
+        available = view_columns(con, "predictions_labeled")
+        if reference is not None:
+            features = [
+                (f.name, f.column, f.distribution.kind == "numeric")
+                for f in reference[1].features
+                if f.role == "input"
+            ]
+        else:
+            features = [
+                (column.removeprefix("in_"), column, _is_number_type(duckdb_type))
+                for column, duckdb_type in available.items()
+                if column.startswith("in_") and not is_nested_type(duckdb_type)
+            ]
+        if not features:
+            return "no input features"
+        selected = [
+            quote_identifier(column)
+            if column in available and not is_nested_type(available[column])
+            else "NULL"
+            for _, column, _ in features
+        ]
+        columns = ", ".join(f"{value} AS c{i}" for i, value in enumerate(selected))
+        group = f"model = {sql_string(model)} AND version = {sql_string(version)} AND status < 400"
+        if settings.window.rows is not None:
+            start = now - timedelta(seconds=settings.lookback_s)
+            limit = settings.window.rows
+        else:
+            start = now - timedelta(seconds=settings.window.last_s or 0.0)
+            limit = MAX_WINDOW_ROWS
+        query = f"""SELECT {columns}, label FROM predictions_labeled
+WHERE {group} AND "date" BETWEEN {_date(start)} AND {_date(now)}
+    AND "timestamp" > {_timestamp(start)} AND "timestamp" <= {_timestamp(now)}
+ORDER BY "timestamp" DESC, request_id, "row" LIMIT {int(limit)}"""
+        window = _frame(con.execute(query).fetchnumpy(), features)
+        if reference is None:  # the view has every model's columns: keep this one's
+            window = replace(window, features=_with_values(window.features))
+        if not window.features:
+            return "no input values"
+        if window.rows < settings.min_rows:
+            return f"{window.rows} rows in the window, fewer than {settings.min_rows}"
+        if reference is not None:
+            background = sample_inputs(reference[1], settings.background_rows, seed=0)
+        else:
+            first = f"""SELECT {columns}, NULL AS label FROM predictions WHERE {group}
+ORDER BY "timestamp", request_id, "row" LIMIT {int(settings.background_rows)}"""
+            background = _frame(con.execute(first).fetchnumpy(), features).features
+            background = {name: background[name] for name in window.features}
+        rows, labels = _sample(window, settings.rows, settings.min_rows)
+        return Traffic(
+            model=model,
+            version=version,
+            rows=rows,
+            labels=labels,
+            window_rows=window.rows,
+            labelled_rows=window.labelled,
+            reference=reference,
+            background=background,
+        )
+
+
+@dataclass(frozen=True)
+class _Window:
+    features: Frame
+    labels: np.ndarray  # float64, NaN where a row has no usable (numeric) label
+    rows: int
+    labelled: int
+
+
+def _frame(fetched: dict[str, np.ndarray], features: list[tuple[str, str, bool]]) -> _Window:
+    """Fetched columns ``c0..`` as a frame; a profile-less column with no value is dropped."""
+    frame: Frame = {}
+    for i, (name, _, numeric) in enumerate(features):
+        values = unmask(fetched[f"c{i}"])
+        if numeric:
+            frame[name] = as_float(values)
+        else:
+            frame[name] = np.asarray([category_text(v) for v in values], dtype=object)
+    raw_labels = unmask(fetched["label"])
+    present = np.asarray([category_text(v) is not None for v in raw_labels], dtype=bool)
+    labels = as_float(raw_labels) if len(raw_labels) else np.zeros(0)
+    return _Window(frame, labels, len(raw_labels), int(present.sum()))
+
+
+def _with_values(frame: Frame) -> Frame:
+    """The features that have at least one value (not NaN, not None)."""
+    return {
+        name: column
+        for name, column in frame.items()
+        if (
+            np.isfinite(column).any()
+            if column.dtype.kind == "f"
+            else any(v is not None for v in column)
+        )
+    }
+
+
+def _is_number_type(duckdb_type: str) -> bool:
+    return duckdb_type.removeprefix("U") in _NUMBER_TYPES or duckdb_type.startswith("DECIMAL")
+
+
+def _sample(window: _Window, size: int, min_rows: int) -> tuple[Frame, np.ndarray | None]:
+    """``size`` rows (fixed seed), from the labelled ones when ``min_rows`` have a number."""
+    numeric = np.flatnonzero(np.isfinite(window.labels))
+    pool = numeric if len(numeric) >= min_rows else np.arange(window.rows)
+    chosen = np.sort(np.random.default_rng(0).choice(pool, min(size, len(pool)), replace=False))
+    labels = window.labels[chosen] if len(numeric) >= min_rows else None
+    if labels is not None and np.all(labels == np.round(labels)):
+        return take(window.features, chosen), labels.astype(np.int64)
+    return take(window.features, chosen), labels
+
+
+def _metric(labels: np.ndarray | None) -> Metric | None:
+    if labels is None:
+        return None
+    return "accuracy" if labels.dtype.kind in "iu" else "neg_mae"
+
+
+def _rows(frame: Frame) -> int:
+    return len(next(iter(frame.values())))
+
+
+def _finite(value: float) -> float:
+    return value if math.isfinite(value) else -1.0
+
+
+def _timestamp(moment: datetime) -> str:
+    return f"TIMESTAMPTZ '{moment.astimezone(UTC).strftime('%Y-%m-%d %H:%M:%S.%f')}+00'"
+
+
+def _date(moment: datetime) -> str:
+    return f"DATE '{moment.astimezone(UTC).date().isoformat()}'"

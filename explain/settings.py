@@ -1,0 +1,97 @@
+"""The ``explain:`` section of gateway.yaml: what the explain job computes, how often, how much.
+
+```yaml
+explain:
+  models: models              # the model repository: reference profiles live beside versions
+  interval_s: 300             # one run over every model version that had traffic
+  lookback_s: 86400           # model versions with rows this recent are explained
+  window: {rows: 2000}        # the last N logged rows, or {last_s: 3600}: the last hour
+  rows: 200                   # rows sampled from the window and explained
+  min_rows: 50                # a smaller window is not explained; labelled rows needed
+                              # before permutation importance is scored by accuracy
+  methods: [permutation, kernel_shap]   # the first one is exported as the gauge
+  background_rows: 30         # Kernel SHAP background, sampled from the reference profile
+  n_samples: 256              # Kernel SHAP coalitions per row (exact when all fit)
+  repeats: 5                  # permutation shuffles per feature
+  time_limit_s: 30            # wall-clock budget of one run, every model version together
+  output: null                # the explained output (null: the first floating-point one)
+  index: null                 # its column when it has several (null: the last one)
+  keep_reports: 100           # HTML reports kept per model version
+```
+
+Relative paths resolve against gateway.yaml's folder. Every key is optional; the job runs
+when the ``log:`` section exists unless ``enabled: false``. ``driftgate jobs`` reads the
+section (``driftgate.jobs``); the job itself is ``explain.job.ExplainJob``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from drift.settings import WindowSettings
+
+#: The global-importance methods the job knows.
+METHODS = ("permutation", "kernel_shap")
+
+
+class ExplainJobSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    enabled: bool = True
+    models: str = "models"
+    interval_s: float = 300.0
+    lookback_s: float = 86400.0
+    window: WindowSettings = WindowSettings(rows=2000)
+    rows: int = 200
+    min_rows: int = 50
+    methods: list[str] = msgspec.field(default_factory=lambda: list(METHODS))
+    background_rows: int = 30
+    n_samples: int = 256
+    repeats: int = 5
+    time_limit_s: float = 30.0
+    output: str | None = None
+    index: int | None = None
+    keep_reports: int = 100
+
+    def __post_init__(self) -> None:
+        positive = (
+            "interval_s",
+            "lookback_s",
+            "rows",
+            "min_rows",
+            "background_rows",
+            "n_samples",
+            "repeats",
+            "time_limit_s",
+            "keep_reports",
+        )
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"explain.{name} must be > 0")
+        if self.rows < 2:
+            raise ValueError("explain.rows must be at least 2 (permutation shuffles rows)")
+        unknown = [method for method in self.methods if method not in METHODS]
+        if unknown or not self.methods:
+            raise ValueError(
+                f"explain.methods: {unknown or 'an empty list'} is not a list of "
+                f"{', '.join(METHODS)}"
+            )
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"explain.methods lists a method twice: {self.methods}")
+
+    def repository(self, base: Path) -> Path:
+        return (base / self.models).resolve()
+
+
+def parse_explain_section(raw: Any) -> ExplainJobSettings:
+    """``explain:`` as settings; raises ValueError naming the key that is wrong."""
+    if raw is None:
+        return ExplainJobSettings()
+    if not isinstance(raw, Mapping):
+        raise ValueError("explain: expected a mapping")
+    try:
+        return msgspec.convert(dict(raw), ExplainJobSettings)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"explain: {exc}") from None
