@@ -73,6 +73,7 @@ def write_default_config(path: Path, port: int) -> None:
             "min_rows": 100,
             "external_url": f"http://127.0.0.1:{port}",
         },
+        "explain": {"models": "models", "interval_s": 60, "min_rows": 50},
         "routes": DEMO_ROUTES,
     }
     path.parent.mkdir(parents=True, exist_ok=True)

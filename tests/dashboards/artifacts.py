@@ -38,9 +38,6 @@ RUNBOOK = ROOT / "docs" / "runbook.md"
 PENDING_METRICS = {
     "driftgate_log_records_total": "the prediction-log writer (monitoring/prediction_log/)",
     "driftgate_log_queue_depth": "the prediction-log writer (monitoring/prediction_log/)",
-    "driftgate_drift_score": "the drift jobs (drift/)",
-    "driftgate_drift_detected": "the drift jobs (drift/)",
-    "driftgate_feature_importance": "the explain jobs (explain/)",
 }
 
 #: Dashboards whose every panel shows pending metrics: their queries must parse, and may

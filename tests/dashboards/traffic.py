@@ -16,7 +16,8 @@ without a token (401) and one whose token lacks the scope (403).
 The titanic versions get their reference profiles from the training set (as `driftgate
 demo build` does) and the drift job runs every two seconds over the last 60 rows: the
 traffic's one passenger, sent again and again, is far from the training set, so the drift
-gauges (and the drift alert) have data within seconds.
+gauges (and the drift alert) have data within seconds; the explain job runs every three
+seconds on a small sample, for the importance gauges.
 """
 
 from __future__ import annotations
@@ -184,6 +185,9 @@ def observed_system(demo_repository: Path, workdir: Path) -> Iterator[ObservedSy
     write_default_config(config, free_port())
     document = yaml.safe_load(config.read_text())
     document["drift"].update({"interval_s": 2, "window": {"rows": 60}, "min_rows": 30})
+    document["explain"].update(
+        {"interval_s": 3, "window": {"rows": 60}, "rows": 30, "min_rows": 20, "time_limit_s": 5}
+    )
     config.write_text(yaml.safe_dump(document, sort_keys=False))
     with local_system(home, workdir / "up.log") as system:
         with system.client("ops", "admin") as admin:
