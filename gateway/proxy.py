@@ -1,8 +1,10 @@
-"""Inference routes of the gateway: the runtime's three dialects, routed by policy.
+"""Inference routes of the gateway: the runtime's dialects and explain, routed by policy.
 
 For each request: authenticate (scope ``predict`` or ``predict:<model>``), plan the route
 (pure), dispatch (tries, retries, fallbacks), answer the client with the runtime's body
-and headers saying who answered, then mirror to shadows in the background.
+and headers saying who answered, then mirror to shadows in the background. An explain
+request (``gateway.dialects``) is authorised and routed the same way, but its answer is
+not a prediction: it is neither offered to the prediction log nor mirrored to shadows.
 
 Response headers: ``X-Request-ID`` (echoed or generated), ``X-Driftgate-Arm`` (the A/B
 arm, ``primary`` without a split), ``X-Driftgate-Model`` / ``X-Driftgate-Version`` (the
@@ -38,6 +40,8 @@ _PASSED_BACK = ("content-type", "inference-header-content-length")
         "/v2/models/{model:str}/versions/{version:str}/infer",
         "/v1/models/{model:str}/eval",
         "/v1/models/{model:str}/versions/{version:str}/eval",
+        "/v1/models/{model:str}/explain",
+        "/v1/models/{model:str}/versions/{version:str}/explain",
     ],
     status_code=200,
 )
@@ -61,7 +65,7 @@ async def predict(request: AnyRequest) -> Response[bytes]:
 
 async def proxy(request: AnyRequest) -> Response[bytes]:
     state = gateway_state(request)
-    path = parse_inference_path(request.url.path)
+    path = parse_inference_path(request.url.path, request.url.query)
     if path is None:
         raise RouteNotFound(f"no inference endpoint at {request.url.path}")
     route = path.model
@@ -91,6 +95,7 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
             span.set_attribute(
                 "driftgate.targets", [f"{t.model}:{t.version or ''}" for t in plan.targets]
             )
+        shadows = plan.shadows if path.predicts else ()
         proxied = ProxyRequest(
             route,
             path,
@@ -103,17 +108,18 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
             result = await state.dispatcher.dispatch(policy, plan, proxied)
         except UpstreamAnswer as answer:
             labels["code"] = str(answer.response.status)
-            state.record(
-                proxied,
-                answer.response,
-                arm=arm,
-                role="primary",
-                model=route,
-                version="",
-                replica="",
-                started=started,
-                shadowed=bool(plan.shadows),
-            )
+            if path.predicts:
+                state.record(
+                    proxied,
+                    answer.response,
+                    arm=arm,
+                    role="primary",
+                    model=route,
+                    version="",
+                    replica="",
+                    started=started,
+                    shadowed=bool(shadows),
+                )
             return _respond(
                 answer.response.body,
                 answer.response.status,
@@ -121,18 +127,19 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
                 {"X-Request-ID": request_id, "X-Driftgate-Arm": arm},
             )
         labels.update(_answered(result))
-        state.record(
-            proxied,
-            result.response,
-            arm=arm,
-            role=result.role,
-            model=labels["model"],
-            version=labels["version"],
-            replica=result.replica,
-            started=started,
-            shadowed=bool(plan.shadows),
-        )
-        state.shadows.schedule(plan.shadows, proxied, result.response, policy.timeout_s)
+        if path.predicts:
+            state.record(
+                proxied,
+                result.response,
+                arm=arm,
+                role=result.role,
+                model=labels["model"],
+                version=labels["version"],
+                replica=result.replica,
+                started=started,
+                shadowed=bool(shadows),
+            )
+        state.shadows.schedule(shadows, proxied, result.response, policy.timeout_s)
         return _respond(
             result.response.body,
             result.response.status,

@@ -94,6 +94,14 @@ class RuntimeMetrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
             registry=registry,
         )
+        self.explain_duration = Histogram(
+            "driftgate_explain_duration_seconds",
+            "Time to explain one request's rows (background and attributions), explain endpoint.",
+            ["model"],
+            # Kernel SHAP predicts rows x coalitions x background rows: seconds, not millis.
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30),
+            registry=registry,
+        )
 
 
 class ModelStateCollector(Collector):

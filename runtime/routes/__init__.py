@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
-from runtime.routes import oip, ops, simple, tfserving
+from runtime.routes import explain, oip, ops, simple, tfserving
 
-ROUTE_HANDLERS = [*oip.ROUTES, *tfserving.ROUTES, *simple.ROUTES, ops.metrics, ops.list_models]
+ROUTE_HANDLERS = [
+    *oip.ROUTES,
+    *tfserving.ROUTES,
+    *simple.ROUTES,
+    *explain.ROUTES,
+    ops.metrics,
+    ops.list_models,
+]

@@ -1,0 +1,383 @@
+"""Per-request explanations: the glue between a loaded model version and ``explain``.
+
+The explain route (``runtime.routes.explain``) decodes and validates a body exactly as eval
+does, then hands the rows to the functions here, run in the predictor's thread pool. No HTTP
+here; every client mistake is a ``BadRequest`` naming it, and a version without a usable
+reference profile is ``NoReferenceProfile`` (409) naming the command that builds one.
+
+- **Tabular only.** The explainers (``explain.frame``) work on one value per row and input
+  feature, so a model is explained when every input is ``[-1]`` or ``[-1, 1]``; an image or
+  a ``[-1, 4]`` feature matrix is refused (``require_tabular``). Attributions are per
+  *original* input: a pipeline's encoders and a categorical's one-hot columns are inside the
+  model that the explainers call, never explained themselves.
+- **Frames and tensors.** ``frame_from_inputs`` turns validated inputs into a ``Frame``
+  (numbers as float64, ``BYTES`` as ``str``/``None`` objects); ``inputs_from_frame`` turns
+  any frame the explainers build back into each input's dtype and shape.
+- **What is explained.** One scalar per row: an output and, for an ``[n, k]`` output, a
+  column (``explained_output_of``; by default the first floating-point output and its last
+  column, a binary classifier's positive class).
+- **Background.** Rows drawn from the version's latest reference profile
+  (``drift.sampling.sample_inputs``: independent marginals), converted to the inputs'
+  types and validated once (the route caches it per profile).
+- **Method.** ``explain_rows`` takes the exact linear fast path (``explain.linear``) when
+  the model is linear in all-numeric inputs and reproduces the model's own predictions
+  within ``ADDITIVITY_TOLERANCE``; otherwise Kernel SHAP (``explain.kernel_shap``), whose
+  efficiency constraint makes base value plus attributions equal the prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from drift.distributions import category_text
+from drift.profile import ReferenceProfile
+from drift.sampling import sample_inputs
+from explain.attributions import Attribution
+from explain.frame import Frame, PredictFn, frame_rows
+from explain.kernel_shap import kernel_shap
+from explain.linear import linear_explain
+from runtime.backends.base import ModelBackend
+from runtime.errors import BadRequest, InferenceServerError
+from runtime.tensors import FLOAT_DATATYPES, ModelMetadata, TensorSpec, numpy_dtype
+from runtime.validation import validate_inputs
+
+#: How far ``base_value + sum(attributions)`` may be from the prediction (absolute).
+ADDITIVITY_TOLERANCE = 1e-6
+#: Upper bounds of what a request may ask for (``ExplainSettings.with_overrides``).
+MAX_SAMPLES = 4096
+MAX_BACKGROUND_ROWS = 200
+
+
+class NoReferenceProfile(InferenceServerError):
+    """409: the version has no reference profile to draw a background from (or one that
+    does not fit the model); the message says how to build one."""
+
+    status_code = 409
+
+
+@dataclass(frozen=True)
+class ExplainSettings:
+    """What one explain request may cost: background rows and Kernel SHAP coalitions
+    per row (``n_samples``), rows per request, and the seed of every random draw."""
+
+    background_rows: int = 50
+    n_samples: int = 512
+    max_rows: int = 32
+    seed: int = 0
+
+    def with_overrides(
+        self, *, samples: int | None = None, background: int | None = None
+    ) -> ExplainSettings:
+        """These settings with a request's ``samples`` (``n_samples``, at most
+        ``MAX_SAMPLES``) and ``background`` (rows, at most ``MAX_BACKGROUND_ROWS``)."""
+        for name, value, high, unit in (
+            ("samples", samples, MAX_SAMPLES, "Kernel SHAP coalitions per row"),
+            ("background", background, MAX_BACKGROUND_ROWS, "background rows"),
+        ):
+            if value is not None and not 1 <= value <= high:
+                raise BadRequest(f"{name}={value} is out of range: 1 to {high} {unit}")
+        return replace(
+            self,
+            n_samples=self.n_samples if samples is None else samples,
+            background_rows=self.background_rows if background is None else background,
+        )
+
+    def require_rows(self, n_rows: int) -> None:
+        if n_rows < 1:
+            raise BadRequest("there is no row to explain: the inputs are empty")
+        if n_rows > self.max_rows:
+            raise BadRequest(
+                f"explain takes at most {self.max_rows} rows per request, got {n_rows}: "
+                "send them in several requests"
+            )
+
+    def require_samples_for(self, n_features: int) -> None:
+        """Refuse an ``n_samples`` too small for Kernel SHAP on ``n_features`` features:
+        below every coalition (``2**M - 2``) it must sample, which needs ``2 * M``."""
+        if n_features < 2:
+            return
+        needed = min(2**n_features - 2, 2 * n_features)
+        if self.n_samples < needed:
+            raise BadRequest(
+                f"samples={self.n_samples} is too few for {n_features} input features: "
+                f"Kernel SHAP needs at least {needed}"
+            )
+
+
+# -- tensors and frames --------------------------------------------------------------------
+
+
+def is_tabular_input(spec: TensorSpec) -> bool:
+    """One value per row: shape ``[-1]`` or ``[-1, 1]``."""
+    return tuple(spec.shape) in ((-1,), (-1, 1))
+
+
+def require_tabular(metadata: ModelMetadata) -> None:
+    for spec in metadata.inputs:
+        if not is_tabular_input(spec):
+            raise BadRequest(
+                f"explain works on tabular models: input '{spec.name}' has shape "
+                f"{list(spec.shape)}; every input must hold one value per row "
+                "(shape [-1] or [-1, 1])"
+            )
+
+
+def frame_from_inputs(metadata: ModelMetadata, inputs: Mapping[str, np.ndarray]) -> Frame:
+    """Validated inputs as a ``Frame``: numbers (BOOL too) as float64, ``BYTES`` as objects
+    holding ``str`` or ``None``; one column per input, in the metadata's order."""
+    require_tabular(metadata)
+    frame: Frame = {}
+    for spec in metadata.inputs:
+        if spec.name not in inputs:
+            raise BadRequest(f"missing input '{spec.name}'")
+        array = np.asarray(inputs[spec.name])
+        if array.ndim != len(spec.shape) or array.shape[1:] not in ((), (1,)):
+            raise BadRequest(
+                f"explain works on tabular models: input '{spec.name}' has shape "
+                f"{list(array.shape)}; expected one value per row"
+            )
+        column = array.reshape(len(array))
+        if spec.datatype == "BYTES":
+            frame[spec.name] = _texts(spec.name, column)
+        else:
+            frame[spec.name] = column.astype(np.float64)
+    frame_rows(frame)
+    return frame
+
+
+def inputs_from_frame(
+    metadata: ModelMetadata, frame: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """A frame as the backend takes it: each input's dtype and shape (integers rounded)."""
+    inputs: dict[str, np.ndarray] = {}
+    for spec in metadata.inputs:
+        column = frame[spec.name]
+        if spec.datatype == "BYTES":
+            array = np.asarray(column, dtype=object)
+        elif spec.datatype == "BOOL":
+            array = np.asarray(column) != 0
+        elif spec.datatype in FLOAT_DATATYPES:
+            array = np.asarray(column).astype(numpy_dtype(spec.datatype))
+        else:
+            array = np.rint(np.asarray(column, dtype=np.float64)).astype(numpy_dtype(spec.datatype))
+        inputs[spec.name] = array.reshape(-1, 1) if len(spec.shape) == 2 else array
+    return inputs
+
+
+def _texts(name: str, column: np.ndarray) -> np.ndarray:
+    texts = np.empty(len(column), dtype=object)
+    for position, value in enumerate(column):
+        if not isinstance(value, bytes):
+            texts[position] = value
+            continue
+        try:
+            texts[position] = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(
+                f"input '{name}': binary value at row {position} is not UTF-8 text; "
+                "explain takes categories as text"
+            ) from None
+    return texts
+
+
+# -- the explained output ------------------------------------------------------------------
+
+
+def explained_output_of(
+    metadata: ModelMetadata, output: str | None, index: int | None
+) -> tuple[str, int | None]:
+    """The output and column to explain, checked: ``(name, index)``.
+
+    By default the first floating-point output; an ``[n, k]`` output (k > 1) defaults to
+    its last column, the positive class of a binary classifier. An output of one value per
+    row has no index (``None``); ``index=0`` is accepted for it.
+    """
+    declared = ", ".join(f"'{spec.name}'" for spec in metadata.outputs)
+    if output is None:
+        spec = next((s for s in metadata.outputs if s.datatype in FLOAT_DATATYPES), None)
+        if spec is None:
+            raise BadRequest(
+                f"the model has no floating-point output to explain by default; name one with "
+                f"?output= (its outputs: {declared})"
+            )
+    else:
+        found = metadata.output(output)
+        if found is None:
+            raise BadRequest(f"unknown output '{output}'; the model's outputs are {declared}")
+        spec = found
+    if spec.datatype == "BYTES":
+        raise BadRequest(f"output '{spec.name}' holds text: explain works on numeric outputs")
+    shape = tuple(spec.shape)
+    if len(shape) == 1 or shape[1:] == (1,):
+        if index not in (None, 0):
+            raise BadRequest(
+                f"index {index} is out of range: output '{spec.name}' has one value per row"
+            )
+        return spec.name, None
+    if len(shape) != 2:
+        raise BadRequest(
+            f"output '{spec.name}' has shape {list(shape)}: explain works on outputs with one "
+            "value, or one row of values, per row"
+        )
+    width = shape[1]
+    if width == -1:
+        return spec.name, index  # the width is known once the model answers
+    if index is None:
+        return spec.name, width - 1
+    if index >= width:
+        raise BadRequest(
+            f"index {index} is out of range: output '{spec.name}' has {width} values per row "
+            f"(index 0 to {width - 1})"
+        )
+    return spec.name, index
+
+
+def model_predict(
+    backend: ModelBackend, metadata: ModelMetadata, output: str, index: int | None
+) -> PredictFn:
+    """The ``PredictFn`` the explainers call: frame -> the backend -> the explained column."""
+
+    def predict(frame: Frame) -> np.ndarray:
+        outputs = backend.predict(inputs_from_frame(metadata, frame))
+        if output not in outputs:
+            raise InferenceServerError(f"the model did not produce its output '{output}'")
+        return _explained_column(np.asarray(outputs[output], dtype=np.float64), output, index)
+
+    return predict
+
+
+def _explained_column(values: np.ndarray, output: str, index: int | None) -> np.ndarray:
+    if values.ndim == 1:
+        return values
+    if values.ndim != 2:
+        raise InferenceServerError(
+            f"output '{output}' came back with shape {list(values.shape)}: "
+            "not one row per input row"
+        )
+    width = values.shape[1]
+    if index is None:
+        if width == 1:
+            return values[:, 0]
+        raise BadRequest(
+            f"output '{output}' has {width} values per row: pick the one to explain with "
+            f"?index= (0 to {width - 1})"
+        )
+    if index >= width:
+        raise BadRequest(
+            f"index {index} is out of range: output '{output}' has {width} values per row"
+        )
+    return values[:, index]
+
+
+# -- the background ------------------------------------------------------------------------
+
+
+def missing_profile_message(model: str, version: str) -> str:
+    return (
+        f"no reference profile for {model} version {version}: run `driftgate reference build "
+        f"--model {model} --version {version} --repository <this runtime's model repository> "
+        "<its training set, .csv or .parquet>` to build one"
+    )
+
+
+def background_from_profile(
+    metadata: ModelMetadata, profile: ReferenceProfile, rows: int, seed: int = 0
+) -> Frame:
+    """``rows`` background rows from the profile's marginals, typed like the request rows.
+
+    Profile features match inputs by name, ignoring case (profiles built from a file name
+    them in lower case). A category that is a number (``pclass`` "3") becomes the number
+    for a numeric input, and a number becomes its text for a ``BYTES`` input. An input that
+    takes no missing value gets present values in place of the profile's missing ones.
+    The rows are validated as a request would be: a profile that does not fit the model is
+    ``NoReferenceProfile``.
+    """
+    where = f"the reference profile of {profile.model} version {profile.version}"
+    rebuild = "rebuild it with `driftgate reference build`"
+    try:
+        sampled = sample_inputs(profile, rows, seed)
+    except ValueError as exc:
+        raise NoReferenceProfile(f"{where} cannot be sampled: {exc}; {rebuild}") from None
+    by_lower = {name.lower(): name for name in sampled}
+    frame: Frame = {}
+    for spec in metadata.inputs:
+        name = spec.name if spec.name in sampled else by_lower.get(spec.name.lower())
+        if name is None:
+            raise NoReferenceProfile(f"{where} has no input '{spec.name}'; {rebuild}")
+        try:
+            frame[spec.name] = _background_column(spec, sampled[name])
+        except ValueError as exc:
+            raise NoReferenceProfile(f"{where} does not fit input '{spec.name}': {exc}") from None
+    try:
+        validate_inputs(metadata, inputs_from_frame(metadata, frame))
+    except BadRequest as exc:
+        raise NoReferenceProfile(f"{where} does not fit the model: {exc.message}") from None
+    return frame
+
+
+def _background_column(spec: TensorSpec, values: np.ndarray) -> np.ndarray:
+    column: np.ndarray
+    if spec.datatype == "BYTES":
+        column = np.empty(len(values), dtype=object)
+        column[:] = [category_text(value) for value in values]
+        missing = np.array([value is None for value in column], dtype=bool)
+    else:
+        column = np.array([_number(value) for value in values], dtype=np.float64)
+        if spec.datatype not in FLOAT_DATATYPES:
+            column = np.rint(column)
+        missing = np.isnan(column)
+    takes_missing = spec.nullable and (spec.datatype == "BYTES" or spec.datatype in FLOAT_DATATYPES)
+    if missing.any() and not takes_missing:
+        present = column[~missing]
+        if len(present) == 0:
+            raise ValueError("the profile has only missing values, and the input takes none")
+        column[missing] = present[np.arange(int(missing.sum())) % len(present)]
+    return column
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return float("nan")
+    if isinstance(value, str):
+        lowered = value.strip().lower()
+        if lowered in ("true", "false"):
+            return 1.0 if lowered == "true" else 0.0
+        try:
+            return float(lowered)
+        except ValueError:
+            raise ValueError(f"the category {value!r} is not a number") from None
+    return float(value)
+
+
+# -- explaining ----------------------------------------------------------------------------
+
+
+def explain_rows(
+    backend: ModelBackend,
+    metadata: ModelMetadata,
+    frame: Frame,
+    background: Frame,
+    *,
+    output: str,
+    index: int | None,
+    settings: ExplainSettings,
+) -> Attribution:
+    """Attributions of ``frame``'s rows to the model's inputs against ``background``.
+
+    The linear fast path when it applies and reproduces the model's predictions within
+    ``ADDITIVITY_TOLERANCE`` (its ``predictions`` are then the model's own), else Kernel
+    SHAP with ``settings.n_samples`` coalitions per row.
+    """
+    settings.require_rows(frame_rows(frame))
+    settings.require_samples_for(len(frame))
+    predict = model_predict(backend, metadata, output, index)
+    linear = linear_explain(predict, frame, background, seed=settings.seed)
+    if linear is not None:
+        predicted = predict(frame)
+        if float(np.max(np.abs(linear.predictions - predicted))) <= ADDITIVITY_TOLERANCE:
+            return replace(linear, predictions=predicted)
+    return kernel_shap(predict, frame, background, n_samples=settings.n_samples, seed=settings.seed)

@@ -1,0 +1,276 @@
+"""The explain API: ``POST /v1/models/{m}[/versions/{v}]/explain``, per-row attributions.
+
+The body is exactly eval's (``runtime.codecs.simple``: column or single-instance form),
+decoded and validated the same way; the answer splits each row's prediction of one output
+into a base value plus one attribution per original input (``runtime.explaining`` has the
+rules, ``docs/explain.md`` the API). Query parameters: ``output`` and ``index`` (what is
+explained), ``samples`` (Kernel SHAP coalitions per row) and ``background`` (rows).
+
+The background comes from the version's latest reference profile
+(``<repository>/<model>/references/<version>/profile-*.json``), sampled once per profile
+and kept in a ``BackgroundCache`` on the app's state; without a profile the answer is 409
+naming the command that builds one. The work is CPU-heavy and runs in the predictor's
+thread pool, traced as ``explain {model}`` and timed by ``driftgate_explain_duration_seconds``
+on top of the request metrics every dialect has (protocol ``explain``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from litestar import Response, post
+from litestar.params import FromPath
+
+from drift.profile import ReferenceStore
+from explain.attributions import Attribution
+from explain.frame import Frame, frame_rows
+from runtime.backends.base import ModelBackend
+from runtime.codecs import simple
+from runtime.errors import BadRequest, InferenceServerError, ModelNotReady, UnsupportedMediaType
+from runtime.explaining import (
+    ADDITIVITY_TOLERANCE,
+    ExplainSettings,
+    NoReferenceProfile,
+    background_from_profile,
+    explain_rows,
+    explained_output_of,
+    frame_from_inputs,
+    missing_profile_message,
+    require_tabular,
+)
+from runtime.routes.state import (
+    JSON_CONTENT_TYPES,
+    AnyRequest,
+    content_type,
+    read_body,
+    runtime_state,
+    served_headers,
+)
+from runtime.tensors import ModelMetadata
+from runtime.validation import validate_inputs
+
+log = logging.getLogger("driftgate.runtime.explain")
+
+QUERY_PARAMETERS = ("output", "index", "samples", "background")
+DEFAULT_SETTINGS = ExplainSettings()
+_CACHE_STATE_KEY = "explain_backgrounds"
+
+
+@post(
+    ["/v1/models/{model:str}/explain", "/v1/models/{model:str}/versions/{version:str}/explain"],
+    status_code=200,
+)
+async def explain(
+    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
+) -> Response[dict[str, Any]]:
+    state = runtime_state(request)
+    async with state.measure("explain", model) as call:
+        media_type = content_type(request)
+        if media_type not in JSON_CONTENT_TYPES:
+            raise UnsupportedMediaType(f"explain takes application/json, got '{media_type}'")
+        asked_output, asked_index, settings = parse_query(dict(request.query_params))
+        target = call.hold(state.repository.acquire(model, version))
+        backend, metadata = target.backend, target.metadata
+        if backend is None or metadata is None:
+            raise ModelNotReady(f"model '{model}' version {target.version} is not loaded")
+        served_version = str(target.version)
+        require_tabular(metadata)
+        output, index = explained_output_of(metadata, asked_output, asked_index)
+        settings.require_samples_for(len(metadata.inputs))
+        body = await read_body(request, state.settings.max_body_bytes)
+        infer_request, form = simple.decode_eval(body, metadata)
+        rows = frame_from_inputs(metadata, validate_inputs(metadata, infer_request.inputs))
+        settings.require_rows(frame_rows(rows))
+
+        work = functools.partial(
+            _explain_in_pool,
+            ReferenceStore(state.settings.repository),
+            _background_cache(request),
+            backend,
+            metadata,
+            rows,
+            model=model,
+            version=served_version,
+            output=output,
+            index=index,
+            settings=settings,
+        )
+        attributes: dict[str, str | int] = {
+            "driftgate.model.name": model,
+            "driftgate.model.version": served_version,
+            "driftgate.explain.rows": frame_rows(rows),
+            "driftgate.explain.n_samples": settings.n_samples,
+            "driftgate.explain.background_rows": settings.background_rows,
+        }
+        with state.tracer.start_as_current_span(f"explain {model}", attributes=attributes) as span:
+            started = time.perf_counter()
+            try:
+                # Kernel SHAP is CPU-bound: the predictor's pool, never the event loop.
+                executor = state.predictor._executor
+                loop = asyncio.get_running_loop()
+                profile_id, attribution = await loop.run_in_executor(executor, work)
+            except InferenceServerError:
+                raise
+            except Exception as exc:
+                log.exception("explaining model %s version %s failed", model, served_version)
+                raise InferenceServerError(
+                    f"model '{model}' version {served_version} failed while being explained: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            finally:
+                state.metrics.explain_duration.labels(model).observe(time.perf_counter() - started)
+            span.set_attribute("driftgate.explain.method", attribution.method)
+        answer = {
+            "model": model,
+            "version": served_version,
+            "output": output,
+            "index": index,
+            **_explanations(attribution, form.single_instance),
+            "background_rows": settings.background_rows,
+            "n_samples": settings.n_samples,
+            "reference": profile_id,
+        }
+        return Response(answer, headers=served_headers(request, target))
+
+
+def parse_query(
+    params: Mapping[str, str], defaults: ExplainSettings = DEFAULT_SETTINGS
+) -> tuple[str | None, int | None, ExplainSettings]:
+    """``(output, index, settings)`` from the query; unknown parameters are refused."""
+    unknown = sorted(set(params) - set(QUERY_PARAMETERS))
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter '{unknown[0]}'; explain takes {', '.join(QUERY_PARAMETERS)}"
+        )
+    index = _query_int(params, "index")
+    if index is not None and index < 0:
+        raise BadRequest(f"query parameter 'index' must be 0 or more, got {index}")
+    settings = defaults.with_overrides(
+        samples=_query_int(params, "samples"), background=_query_int(params, "background")
+    )
+    return params.get("output") or None, index, settings
+
+
+def _query_int(params: Mapping[str, str], name: str) -> int | None:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise BadRequest(f"query parameter '{name}' must be an integer, got '{raw}'") from None
+
+
+def _explanations(attribution: Attribution, single_instance: bool) -> dict[str, Any]:
+    """method, base value, per-row explanations (one object for a single instance) and the
+    additivity check."""
+    explanations = [
+        {
+            "prediction": float(prediction),
+            "attributions": dict(zip(attribution.features, map(float, values), strict=True)),
+        }
+        for prediction, values in zip(attribution.predictions, attribution.values, strict=True)
+    ]
+    return {
+        "method": attribution.method,
+        "base_value": attribution.base_value,
+        "explanations": explanations[0] if single_instance else explanations,
+        "additivity_error": attribution.additivity_error(),
+        "tolerance": ADDITIVITY_TOLERANCE,
+    }
+
+
+# -- the background ------------------------------------------------------------------------
+
+BackgroundKey = tuple[str, str, str, int, int]
+
+
+class BackgroundCache:
+    """Backgrounds by ``(model, version, profile id, rows, seed)``, the least recently used
+    dropped past ``capacity``. Profiles are never overwritten (a new one has a new id), so
+    an entry never goes stale. Thread-safe; two requests that miss at once both build."""
+
+    def __init__(self, capacity: int = 32) -> None:
+        self.capacity = capacity
+        self._entries: OrderedDict[BackgroundKey, Frame] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_build(self, key: BackgroundKey, build: Callable[[], Frame]) -> Frame:
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        built = build()
+        with self._lock:
+            self._entries[key] = built
+            while len(self._entries) > self.capacity:
+                self._entries.popitem(last=False)
+        return built
+
+
+def _background_cache(request: AnyRequest) -> BackgroundCache:
+    """The app's cache, created with its first explain request (app state, not a global)."""
+    app_state = request.app.state
+    cache = app_state.get(_CACHE_STATE_KEY)
+    if not isinstance(cache, BackgroundCache):
+        cache = BackgroundCache()
+        app_state[_CACHE_STATE_KEY] = cache
+    return cache
+
+
+def background_for(
+    store: ReferenceStore,
+    cache: BackgroundCache,
+    metadata: ModelMetadata,
+    *,
+    model: str,
+    version: str,
+    settings: ExplainSettings,
+) -> tuple[str, Frame]:
+    """``(profile id, background)`` from the version's latest reference profile."""
+    saved = store.history(model, version)
+    if not saved:
+        raise NoReferenceProfile(missing_profile_message(model, version))
+    profile_id = saved[-1]
+
+    def build() -> Frame:
+        try:
+            profile = store.load(model, version, profile_id)
+        except (OSError, ValueError) as exc:
+            raise NoReferenceProfile(f"{exc}; {missing_profile_message(model, version)}") from None
+        return background_from_profile(metadata, profile, settings.background_rows, settings.seed)
+
+    key = (model, version, profile_id, settings.background_rows, settings.seed)
+    return profile_id, cache.get_or_build(key, build)
+
+
+def _explain_in_pool(
+    store: ReferenceStore,
+    cache: BackgroundCache,
+    backend: ModelBackend,
+    metadata: ModelMetadata,
+    rows: Frame,
+    *,
+    model: str,
+    version: str,
+    output: str,
+    index: int | None,
+    settings: ExplainSettings,
+) -> tuple[str, Attribution]:
+    profile_id, background = background_for(
+        store, cache, metadata, model=model, version=version, settings=settings
+    )
+    attribution = explain_rows(
+        backend, metadata, rows, background, output=output, index=index, settings=settings
+    )
+    return profile_id, attribution
+
+
+ROUTES = [explain]
