@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import numpy as np
 from opentelemetry import trace
@@ -24,6 +26,7 @@ from runtime.repository import ModelVersion
 from runtime.validation import select_outputs, validate_inputs
 
 log = logging.getLogger("driftgate.runtime.predictor")
+T = TypeVar("T")
 
 
 class Predictor:
@@ -31,6 +34,11 @@ class Predictor:
         self.metrics = metrics
         self.tracer = tracer
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Run CPU-bound model work (an explanation) in the inference threads, never on the
+        event loop; it queues behind and beside predictions like one more request."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
     async def infer(self, model: ModelVersion, request: InferenceRequest) -> InferenceResponse:
         backend, metadata = model.backend, model.metadata

@@ -16,7 +16,6 @@ on top of the request metrics every dialect has (protocol ``explain``).
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import threading
@@ -113,9 +112,7 @@ async def explain(
             started = time.perf_counter()
             try:
                 # Kernel SHAP is CPU-bound: the predictor's pool, never the event loop.
-                executor = state.predictor._executor
-                loop = asyncio.get_running_loop()
-                profile_id, attribution = await loop.run_in_executor(executor, work)
+                profile_id, attribution = await state.predictor.run(work)
             except InferenceServerError:
                 raise
             except Exception as exc:
