@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import fcntl
 import itertools
-import math
 import os
 import shlex
 from collections.abc import Iterator
@@ -29,6 +28,7 @@ import numpy as np
 
 from drift.distributions import OTHER, Distribution
 from drift.findings import DriftRun, FeatureFinding
+from drift.html import moment_text, number_text, path_segment
 from drift.svg import bar_chart
 from monitoring.prediction_log.layout import publish, staging_dir, staging_file
 
@@ -96,10 +96,11 @@ def _verdict(run: DriftRun) -> str:
 def _facts(run: DriftRun) -> str:
     window = run.window
     facts = [
-        ("Run", f"{run.run_id} at {_moment(run.timestamp)}"),
+        ("Run", f"{run.run_id} at {moment_text(run.timestamp)}"),
         (
             "Window",
-            f"{window.kind}: {_moment(window.start)} to {_moment(window.end)}, {window.rows} rows",
+            f"{window.kind}: {moment_text(window.start)} to {moment_text(window.end)}, "
+            f"{window.rows} rows",
         ),
         ("Reference", f"{run.reference_id}, {run.reference_rows} rows"),
     ]
@@ -132,11 +133,11 @@ def _summary_table(findings: list[tuple[int, FeatureFinding]]) -> str:
             f"<td>{escape(finding.role)}</td>",
             f"<td>{escape(finding.kind)}</td>",
             f"<td>{escape(result.statistic)}</td>",
-            f'<td class="num">{_number(result.score)}</td>',
-            f'<td class="num">{_number(result.p_value)}</td>',
+            f'<td class="num">{number_text(result.score)}</td>',
+            f'<td class="num">{number_text(result.p_value)}</td>',
             f"<td>{escape(_rule(finding))}</td>",
             f'<td class="flag">{"yes" if result.drifted else "no"}</td>',
-            f'<td class="num">{_number(finding.psi)}</td>',
+            f'<td class="num">{number_text(finding.psi)}</td>',
         ]
         rows.append(f"<tr{marked}>{''.join(cells)}</tr>")
     return f"<h2>Tests</h2><table><tr>{head}</tr>{''.join(rows)}</table>"
@@ -146,8 +147,8 @@ def _feature_section(finding: FeatureFinding, position: int) -> str:
     result = finding.result
     verdict = "drifted" if result.drifted else "not drifted"
     line = (
-        f"{result.statistic}: score {_number(result.score)}"
-        + (f", p-value {_number(result.p_value)}" if result.p_value is not None else "")
+        f"{result.statistic}: score {number_text(result.score)}"
+        + (f", p-value {number_text(result.p_value)}" if result.p_value is not None else "")
         + f"; {_rule(finding)}: {verdict}"
     )
     column = f" ({finding.column})" if finding.column and finding.column != finding.feature else ""
@@ -225,23 +226,12 @@ def _reproduce(run: DriftRun) -> str:
 def _rule(finding: FeatureFinding) -> str:
     result = finding.result
     if result.p_value is not None:
-        return f"p < {_number(result.threshold)}"
-    return f"score > {_number(result.threshold)}"
+        return f"p < {number_text(result.threshold)}"
+    return f"score > {number_text(result.threshold)}"
 
 
 def _anchor(position: int) -> str:
     return f"finding-{position}"
-
-
-def _number(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return "NaN" if math.isnan(value) else f"{value:.4g}"
-
-
-def _moment(timestamp: datetime) -> str:
-    moment = timestamp.replace(tzinfo=UTC) if timestamp.tzinfo is None else timestamp
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def report_url(model: str, version: str, run_id: str) -> str:
@@ -253,8 +243,8 @@ def report_url(model: str, version: str, run_id: str) -> str:
 def write_report(store: Path, run: DriftRun, html: str) -> str:
     """Write the run's page and its version's ``latest.html``, refresh the index, and
     return the page's URL path (``/reports/drift/<model>/<version>/<run_id>.html``)."""
-    folder = store / REPORTS / "drift" / _path_segment(run.model) / _path_segment(run.version)
-    run_page = f"{_path_segment(run.run_id)}.html"
+    folder = store / REPORTS / "drift" / path_segment(run.model) / path_segment(run.version)
+    run_page = f"{path_segment(run.run_id)}.html"
     if run_page == LATEST_PAGE:
         raise ValueError("a run id cannot be 'latest': it names the newest run's copy")
     _write_atomically(store, folder / run_page, html)
@@ -285,7 +275,7 @@ def write_index(store: Path) -> None:
             rows.append(
                 f"<tr><td>{escape(kind)}</td><td>{escape(model)}</td>"
                 f'<td>{escape(version)}</td><td><a href="{escape(href)}">latest</a></td>'
-                f'<td>{escape(_moment(updated))}</td><td class="num">{runs}</td></tr>'
+                f'<td>{escape(moment_text(updated))}</td><td class="num">{runs}</td></tr>'
             )
         body = (
             "".join(rows)
@@ -322,13 +312,6 @@ def prune_reports(store: Path, keep: int = KEEP_REPORTS, *, kind: str = "drift")
             page.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _path_segment(name: str) -> str:
-    """``name`` as one folder or file name; refuses what would leave the folder."""
-    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ValueError(f"{name!r} cannot be used as a report path segment")
-    return name
 
 
 def _write_atomically(store: Path, final: Path, text: str) -> None:

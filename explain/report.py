@@ -14,13 +14,13 @@ of every feature as a histogram over the explained rows, and what the run cost.
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 
+from drift.html import moment_text, number_text, path_segment
 from drift.report import INDEX_PAGE, LATEST_PAGE, REPORTS, write_index
 from drift.svg import bar_chart, horizontal_bars
 from explain.attributions import Attribution
@@ -77,7 +77,7 @@ def render_report(run: ExplainRun, *, drift_link: str | None = None) -> str:
 def _facts(run: ExplainRun) -> str:
     explained = ", ".join(f"{r.method} {r.rows}" for r in run.methods)
     facts = [
-        ("Run", f"{run.run_id} at {_moment(run.timestamp)}"),
+        ("Run", f"{run.run_id} at {moment_text(run.timestamp)}"),
         ("Traffic", f"{run.window_rows} logged rows in the window, {run.labelled_rows} labelled"),
         ("Rows explained", explained),
         ("Reference", run.reference_id or "none (no profile: no shift against a reference)"),
@@ -98,14 +98,14 @@ def _method_section(result: MethodResult) -> str:
     scoring = _SCORINGS.get(importance.scoring, importance.scoring)
     order = importance.ranking()
     position = {name: j for j, name in enumerate(importance.features)}
-    labels = [f"{name} ± {_number(float(importance.std[position[name]]))}" for name in order]
+    labels = [f"{name} ± {number_text(float(importance.std[position[name]]))}" for name in order]
     values = [float(importance.importance[position[name]]) for name in order]
     parts = [
         f'<section id="{escape(result.method)}">',
         f"<h2>{escape(title)}</h2>",
         f"<p>Importance: {escape(scoring)}, over {result.rows} rows."
         + (
-            f" Unshuffled score {_number(importance.baseline_score)}."
+            f" Unshuffled score {number_text(importance.baseline_score)}."
             if importance.baseline_score is not None
             else ""
         )
@@ -144,8 +144,8 @@ def _table(result: MethodResult) -> str:
         cells = [
             f'<td class="num">{rank}</td>',
             f"<td>{escape(name)}</td>",
-            f'<td class="num">{_number(float(importance.importance[j]))}</td>',
-            f'<td class="num">{_number(float(importance.std[j]))}</td>',
+            f'<td class="num">{number_text(float(importance.importance[j]))}</td>',
+            f'<td class="num">{number_text(float(importance.std[j]))}</td>',
             f'<td class="num">{_percent(shares[name])}</td>',
             f'<td class="num">{_shift(result.previous, name)}</td>',
             f'<td class="num">{_shift(result.reference, name)}</td>',
@@ -161,7 +161,7 @@ def _correlations(result: MethodResult) -> str:
             continue
         against = what or "the reference"
         lines.append(
-            f"Rank correlation with {against}: {_number(comparison.rank_correlation)} "
+            f"Rank correlation with {against}: {number_text(comparison.rank_correlation)} "
             "(Spearman; 1 is the same order)."
         )
     if not lines:
@@ -182,7 +182,7 @@ def _distributions(attribution: Attribution) -> str:
     return (
         "<h3>Attribution distributions</h3>"
         f"<p>How each feature moved the prediction of the {len(attribution.predictions)} "
-        f"explained rows, from the base value {_number(attribution.base_value)} "
+        f"explained rows, from the base value {number_text(attribution.base_value)} "
         "(the mean prediction over the background).</p>"
         f'<div class="charts">{"".join(charts)}</div>'
     )
@@ -216,27 +216,9 @@ def _percent(value: float) -> str:
     return f"{value * 100:.1f}%"
 
 
-def _number(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    return "NaN" if math.isnan(value) else f"{value:.4g}"
-
-
-def _moment(timestamp: datetime) -> str:
-    moment = timestamp.replace(tzinfo=UTC) if timestamp.tzinfo is None else timestamp
-    return moment.astimezone(UTC).isoformat(timespec="seconds")
-
-
-def _segment(name: str) -> str:
-    """``name`` as one folder or file name; refuses what would leave the folder."""
-    if not name or name in (".", "..") or any(c in name for c in "/\\\0"):
-        raise ValueError(f"{name!r} cannot be used as a report path segment")
-    return name
-
-
 def report_folder(store: Path, model: str, version: str) -> Path:
     """``<store>/reports/explain/<model>/<version>``."""
-    return store / REPORTS / KIND / _segment(model) / _segment(version)
+    return store / REPORTS / KIND / path_segment(model) / path_segment(version)
 
 
 def report_url(model: str, version: str, page: str) -> str:
@@ -257,7 +239,7 @@ def write_report(store: Path, run: ExplainRun, html: str) -> str:
     """Write the run's page and its version's ``latest.html``, refresh the index, and
     return the page's URL path (``/reports/explain/<model>/<version>/<run_id>.html``)."""
     folder = report_folder(store, run.model, run.version)
-    page = f"{_segment(run.run_id)}.html"
+    page = f"{path_segment(run.run_id)}.html"
     if page == LATEST_PAGE:
         raise ValueError("a run id cannot be 'latest': it names the newest run's copy")
     for final in (folder / page, folder / LATEST_PAGE):
