@@ -57,7 +57,8 @@ from opentelemetry import trace
 from drift.calibration import evaluate
 from drift.job import DriftJob, Slice
 from drift.multivariate import pca_drift
-from drift.profile import ReferenceStore, build_profile
+from drift.profile import build_profile
+from drift.references import ReferenceStore
 from drift.settings import DriftSettings, WindowSettings
 from drift.verdict import TestSettings
 from drift.window import sample_columns, scan_window, window_bounds

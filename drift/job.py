@@ -44,7 +44,8 @@ from drift.findings import (
     Window,
 )
 from drift.multivariate import pca_drift
-from drift.profile import ReferenceProfile, ReferenceStore, profile_from_log
+from drift.profile import ReferenceProfile, profile_from_log
+from drift.references import ReferenceStore
 from drift.report import prune_reports, render_report, write_report
 from drift.results import latest_key, publish_latest, write_results
 from drift.sequential import first_alarm, performance_drift

@@ -1,8 +1,8 @@
 """The reference profile of a model version: what its traffic is compared with.
 
 A profile is built once, from the training data (``profile_from_file``: CSV or Parquet,
-the way ``driftgate drift profile`` does it) or from the first rows the version served
-(``profile_from_log``), and saved beside the model (``ReferenceStore``). Every drift run
+the way ``driftgate reference build`` does it) or from the first rows the version served
+(``profile_from_log``), and saved beside the model (``drift.references``). Every drift run
 then scans a window of the log over the profile's bins (``drift.window``) and tests it
 against the profile's distributions (``drift.stats``), its PCA detector
 (``drift.multivariate``) and its performance reference (error rate or mean absolute
@@ -17,12 +17,9 @@ holding lists (tensor rows) and columns with no value at all are not profiled.
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,14 +46,11 @@ from drift.window import (
     view_columns,
 )
 from monitoring.prediction_log.catalog import sql_string
-from monitoring.prediction_log.layout import fsync_dir
 
 FORMAT = 1
 #: Numbers with at most this many distinct values are treated as categories.
 CATEGORICAL_MAX_DISTINCT = 10
 _ROLES: dict[str, Literal["input", "output"]] = {"in_": "input", "out_": "output"}
-_PROFILE_PREFIX = "profile-"
-_STAMP = "%Y%m%dT%H%M%S.%fZ"
 
 
 @dataclass(frozen=True)
@@ -320,66 +314,6 @@ def profile_from_log(
     if len(columns[names[0]]) < rows:
         return None
     return build_profile(model, version, columns, f"log:first {rows} rows")
-
-
-class ReferenceStore:
-    """Profiles beside the model versions: ``<repo>/<model>/references/<version>/``.
-
-    Each save adds ``profile-<UTC stamp>.json`` (the id); nothing is overwritten, so a
-    drift result can always name the profile it was judged against. The runtime skips
-    the ``references`` folder (not a version number).
-    """
-
-    def __init__(self, repo: Path) -> None:
-        self.repo = Path(repo)
-
-    def folder(self, model: str, version: str) -> Path:
-        for part in (model, version):
-            if not part or part in (".", "..") or "/" in part or "\\" in part:
-                raise ValueError(f"not a usable model or version name for a path: {part!r}")
-        return self.repo / model / "references" / version
-
-    def save(self, profile: ReferenceProfile) -> Path:
-        """Write the profile atomically under a new name; returns its path."""
-        folder = self.folder(profile.model, profile.version)
-        folder.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(UTC)
-        while (final := folder / f"{_PROFILE_PREFIX}{stamp.strftime(_STAMP)}.json").exists():
-            stamp += timedelta(microseconds=1)
-        text = json.dumps(profile.to_dict(), indent=1)
-        handle, staged = tempfile.mkstemp(dir=folder, prefix=".profile-", suffix=".tmp")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(staged, final)
-            fsync_dir(folder)
-        except BaseException:
-            Path(staged).unlink(missing_ok=True)
-            raise
-        return final
-
-    def history(self, model: str, version: str) -> list[str]:
-        """The ids of every saved profile of the version, oldest first."""
-        folder = self.folder(model, version)
-        if not folder.is_dir():
-            return []
-        return sorted(p.name for p in folder.glob(f"{_PROFILE_PREFIX}*.json"))
-
-    def load(self, model: str, version: str, profile_id: str) -> ReferenceProfile:
-        path = self.folder(model, version) / profile_id
-        try:
-            return ReferenceProfile.from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (KeyError, TypeError, json.JSONDecodeError) as exc:
-            raise ValueError(f"{path} is not a readable reference profile: {exc}") from exc
-
-    def latest(self, model: str, version: str) -> tuple[str, ReferenceProfile] | None:
-        """The newest profile of the version with its id, or None when it has none."""
-        saved = self.history(model, version)
-        if not saved:
-            return None
-        return saved[-1], self.load(model, version, saved[-1])
 
 
 def _scored_prediction(columns: Mapping[str, np.ndarray], labels: np.ndarray) -> str | None:

@@ -17,7 +17,8 @@ from typing import Any
 import duckdb
 import numpy as np
 
-from drift.profile import ReferenceProfile, ReferenceStore, profile_from_file
+from drift.profile import ReferenceProfile, profile_from_file
+from drift.references import ReferenceStore
 from monitoring.prediction_log.catalog import sql_string
 
 

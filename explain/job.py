@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from opentelemetry import trace
 
-from drift.profile import ReferenceStore
+from drift.references import ReferenceStore
 from drift.report import prune_reports
 from drift.sampling import sample_inputs
 from drift.window import groups

@@ -27,7 +27,7 @@ from typing import Any
 from litestar import Response, post
 from litestar.params import FromPath
 
-from drift.profile import ReferenceStore
+from drift.references import ReferenceStore
 from explain.attributions import Attribution
 from explain.frame import Frame, frame_rows
 from runtime.backends.base import ModelBackend

@@ -20,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from drift.job import DriftJob
-from drift.profile import ReferenceStore, build_profile
+from drift.profile import build_profile
+from drift.references import ReferenceStore
 from drift.settings import DriftSettings, WindowSettings, parse_drift_section
 from driftgate.jobs import JobsConfigError, build_jobs
 from monitoring.job_results import read_latest

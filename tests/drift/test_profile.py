@@ -17,12 +17,12 @@ import pytest
 from drift.distributions import OTHER
 from drift.profile import (
     ReferenceProfile,
-    ReferenceStore,
     build_profile,
     infer_kind,
     profile_from_file,
     profile_from_log,
 )
+from drift.references import ReferenceStore
 from monitoring.prediction_log import (
     LogSettings,
     PredictionLogWriter,

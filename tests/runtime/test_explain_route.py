@@ -26,7 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client.parser import text_string_to_metric_families
 
 import runtime.backends
-from drift.profile import ReferenceStore, build_profile
+from drift.profile import build_profile
+from drift.references import ReferenceStore
 from driftgate.reference import build_reference
 from runtime.app import create_app
 from runtime.demo.titanic_data import DATA_DIR, FILES
