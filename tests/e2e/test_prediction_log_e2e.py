@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from monitoring.prediction_log import run_sql
-from tests.e2e.gateway_system import local_system
+from tests.e2e.gateway_system import is_runtime, local_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +96,49 @@ def test_analysts_read_while_it_runs_labels_join_and_sigterm_loses_nothing(
         "from predictions where request_id like 'log-e2e-%'",
     ).rows
     assert rows_after == [(80, 7, 0)]
+
+
+def test_sigkill_loses_at_most_the_last_flush_interval(
+    demo_repository: Path, tmp_path: Path
+) -> None:
+    """Requests answered more than ``flush_interval_s`` (1 s) plus the recorder's 50 ms
+    drain before a ``kill -9`` of the whole system are all in the store; what is lost is
+    measured, and lies within that window."""
+    home = tmp_path / "home"
+    shutil.copytree(demo_repository, home / "models")
+    store = home / "store"
+    answered: list[tuple[str, float]] = []
+    with (
+        local_system(home, tmp_path / "up.log") as system,
+        system.client("kill-e2e", "predict") as client,
+    ):
+        deadline = time.monotonic() + 4
+        i = 0
+        while time.monotonic() < deadline:
+            request_id = f"kill-e2e-{i}"
+            answer = client.post(
+                "/v1/models/titanic/eval", json=PASSENGER, headers={"x-request-id": request_id}
+            )
+            assert answer.status_code == 200
+            answered.append((request_id, time.monotonic()))
+            i += 1
+        killed_at = time.monotonic()
+        replicas = system.replica_pids()
+        system.process.process.send_signal(signal.SIGKILL)
+        system.process.process.wait(timeout=30)
+        wait_for(  # the kernel's SIGTERM stops them (PR_SET_PDEATHSIG)
+            lambda: not [pid for port, pid in replicas.items() if is_runtime(pid, port)],
+            30,
+            "the replicas of the killed `up` to exit",
+        )
+    stored = {
+        row[0]
+        for row in run_sql(
+            store, "select request_id from predictions where request_id like 'kill-e2e-%'"
+        ).rows
+    }
+    lost = [(rid, killed_at - at) for rid, at in answered if rid not in stored]
+    bound_s = 1.0 + 0.05 + 0.25  # flush interval + drain interval + scheduling slack
+    assert all(age <= bound_s for _, age in lost), lost
+    assert len(stored) >= len(answered) - sum(1 for _, at in answered if killed_at - at <= bound_s)
+    assert len(answered) > 50 and len(stored) > 0
