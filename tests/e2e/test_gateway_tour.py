@@ -35,7 +35,7 @@ from tests.e2e.gateway_system import LocalSystem, local_system
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-DOCUMENTS = ["README.md", "docs/gateway.md", "docs/drift.md"]
+DOCUMENTS = ["README.md", "docs/gateway.md", "docs/drift.md", "docs/prediction-log.md"]
 MARKED = re.compile(
     r"^<!-- gateway-tour -->\n```sh\n(?P<code>.*?)```\n"
     r"(?:\n```(?P<kind>text|json)\n(?P<expected>.*?)```)?",
