@@ -268,6 +268,7 @@ def _write_digit(args: argparse.Namespace) -> int:
 def _send_demo_traffic(args: argparse.Namespace) -> int:
     from driftgate.demo_traffic import parse_scales, send_traffic
 
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
         scales = parse_scales(args.scale)
         statuses = send_traffic(

@@ -45,10 +45,14 @@ class JobsProcess:
 
 
 def build_jobs(
-    config: Path, *, log_upkeep: bool = False, replicas: Sequence[str] | None = None
+    config: Path,
+    *,
+    log_upkeep: bool = False,
+    replicas: Sequence[str] | None = None,
+    only: Sequence[str] = (),
 ) -> JobsProcess:
-    """Every job gateway.yaml asks for, on one scheduler (not started). ``replicas``
-    (runtime URLs) replace gateway.yaml's for the explain job when given."""
+    """Every job gateway.yaml asks for (or those named in ``only``), on one scheduler (not
+    started). ``replicas`` (runtime URLs) replace gateway.yaml's for the explain job."""
     from drift.alerts import WebhookNotifier
     from drift.job import DriftJob
     from drift.settings import parse_drift_section
@@ -70,9 +74,10 @@ def build_jobs(
     tracer = build_tracer_provider("driftgate-jobs").get_tracer("driftgate.jobs")
     scheduler = JobScheduler(registry, tracer)
     store = settings.log.store
-    if log_upkeep:
+    wanted = set(only) or {"drift", "explain", "log_upkeep"}
+    if log_upkeep and "log_upkeep" in wanted:
         schedule_log_upkeep(scheduler, store, settings.log.writer)
-    if drift.enabled:
+    if drift.enabled and "drift" in wanted:
         notifier = (
             WebhookNotifier(drift.webhook, drift.external_url, registry=registry)
             if drift.webhook
@@ -81,9 +86,10 @@ def build_jobs(
         job = DriftJob(store, drift, drift.repository(settings.base_dir), tracer, notifier=notifier)
         scheduler.add("drift", drift.interval_s, job.run)
     runtimes = tuple(url.rstrip("/") for url in replicas) if replicas else settings.replicas
-    if explain.enabled and not runtimes:
+    explain_wanted = explain.enabled and "explain" in wanted
+    if explain_wanted and not runtimes:
         log.warning("explain job not scheduled: no runtime replicas (replicas: or --replica)")
-    elif explain.enabled:
+    elif explain_wanted:
         explainer = ExplainJob(
             store, explain, explain.repository(settings.base_dir), runtimes, tracer
         )
@@ -105,7 +111,7 @@ def run_jobs(
     # The explain job's predict calls would log every request at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     try:
-        process = build_jobs(config, log_upkeep=log_upkeep, replicas=replicas)
+        process = build_jobs(config, log_upkeep=log_upkeep, replicas=replicas, only=only)
     except JobsConfigError as exc:
         log.error("%s", exc)
         return 2
