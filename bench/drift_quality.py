@@ -6,7 +6,8 @@
 
 The decision path is the drift job's (``drift.job.DriftJob.evaluate_window``) with default
 ``TestSettings``: ``evaluate`` per profiled feature (inputs and the prediction output) with
-``n_tests = features + 1``, ``pca_drift`` for the joint test, ``performance_drift`` (its own
+``n_tests = features + missing-share tests + 1``, ``missing_share_drift`` for each numeric
+feature with missing values, ``pca_drift`` for the joint test, ``performance_drift`` (its own
 family) and ``first_alarm`` (Page-Hinkley) on the labelled rows' errors. Only the window's
 counting differs: the numpy builders (``numeric_counts``; ``counts_from_map`` over
 ``np.unique``, which is what the SQL scan feeds it) stand in for DuckDB, so hundreds of
@@ -47,6 +48,7 @@ import numpy as np
 
 from drift.calibration import default_statistic, evaluate
 from drift.distributions import Distribution, counts_from_map, numeric_counts
+from drift.missing import missing_share_drift, needs_missing_test
 from drift.multivariate import pca_drift
 from drift.profile import ReferenceProfile, build_profile
 from drift.sequential import PageHinkley, first_alarm, performance_drift
@@ -160,12 +162,19 @@ def observed(reference: Distribution, values: np.ndarray) -> Distribution:
 def judge(profile: ReferenceProfile, window: Rows, settings: TestSettings) -> Verdicts:
     """Every test of ``DriftJob.evaluate_window`` and ``DriftJob.performance`` on a window."""
     assert profile.multivariate is not None and profile.performance is not None
-    n_tests = len(profile.features) + 1
+    pairs = [
+        (feature, observed(feature.distribution, window.columns[feature.column]))
+        for feature in profile.features
+    ]
+    missing = [(f, cur) for f, cur in pairs if needs_missing_test(f.distribution, cur)]
+    n_tests = len(pairs) + len(missing) + 1
     verdicts = Verdicts()
-    for feature in profile.features:
-        current = observed(feature.distribution, window.columns[feature.column])
+    for feature, current in pairs:
         result = evaluate(feature.distribution, current, n_tests, settings)
         verdicts.features[feature.name] = result.drifted
+    for feature, current in missing:
+        result = missing_share_drift(feature.distribution, current, n_tests, settings)
+        verdicts.features[f"{feature.name}:missing"] = result.drifted
     detector = profile.multivariate
     sample = {column: window.columns[column] for column in detector.columns}
     verdicts.multivariate = pca_drift(detector, sample, n_tests, settings).drifted
@@ -229,6 +238,11 @@ MEASURES = (
     Measure(_NONE, "a numeric input drifted (8 tests)", _any_kind(NUMERIC_INPUTS)),
     Measure(_NONE, "a categorical input drifted (2 tests)", _any_kind(("c0", "c1"))),
     Measure(_NONE, "the prediction output drifted", _any_kind(("prediction",))),
+    Measure(
+        _NONE,
+        "a missing-share test drifted",
+        lambda v: any(d for name, d in v.features.items() if name.endswith(":missing")),
+    ),
     Measure(_NONE, "multivariate (PCA) drifted", lambda v: v.multivariate),
     Measure(_NONE, "performance drifted (own family, alpha 5%)", lambda v: v.performance),
     Measure(_NONE, "Page-Hinkley alarmed", lambda v: v.alarm_at is not None),
@@ -285,8 +299,10 @@ def verdict(rate: float, target: str) -> str:
 
 def render(args: argparse.Namespace, results: dict[str, list[Verdicts]], wall_s: float) -> str:
     settings = TestSettings()
-    profile_features = len(next(iter(results.values()))[0].features)
-    n_tests = profile_features + 1
+    names = next(iter(results.values()))[0].features
+    missing_tests = sum(1 for name in names if name.endswith(":missing"))
+    profile_features = len(names) - missing_tests
+    n_tests = profile_features + missing_tests + 1
     numeric_test = default_statistic("numeric", args.rows, settings)
     categorical_test = default_statistic("categorical", args.rows, settings)
     detector = PageHinkley()
@@ -298,7 +314,8 @@ def render(args: argparse.Namespace, results: dict[str, list[Verdicts]], wall_s:
         f"scenario, reference of {args.reference_rows:,} rows).",
         "",
         f"Settings: the defaults. alpha {settings.alpha} per window over {n_tests} tests "
-        f"({profile_features} features: 10 inputs and the prediction, plus the PCA test), so "
+        f"({profile_features} features: 10 inputs and the prediction; {missing_tests} "
+        "missing-share test for the numeric input with missing values; the PCA test), so "
         f"each at {settings.alpha / n_tests:.4f}; at {args.rows:,} rows numeric features get "
         f"`{numeric_test}` and categorical ones `{categorical_test}` (thresholds calibrated on "
         f"the reference, never below {floors}); performance at alpha "

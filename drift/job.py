@@ -35,6 +35,7 @@ from opentelemetry import trace
 
 from drift.alerts import WebhookNotifier
 from drift.calibration import evaluate
+from drift.distributions import Distribution
 from drift.findings import (
     MULTIVARIATE,
     PERFORMANCE,
@@ -43,8 +44,9 @@ from drift.findings import (
     FeatureFinding,
     Window,
 )
+from drift.missing import missing_share_drift, needs_missing_test
 from drift.multivariate import pca_drift
-from drift.profile import ReferenceProfile, profile_from_log
+from drift.profile import FeatureProfile, ReferenceProfile, profile_from_log
 from drift.references import ReferenceStore
 from drift.report import prune_reports, render_report, write_report
 from drift.results import latest_key, publish_latest, write_results
@@ -176,11 +178,11 @@ class DriftJob:
         model, version, arm = target.model, target.version, target.arm
         scan = scan_window(con, profile, model, version, arm, window)
         joint = profile.multivariate is not None and self.settings.multivariate
-        n_tests = len(profile.features) + (1 if joint else 0)
+        pairs = [(f, f.distribution, scan.distributions[f.column]) for f in profile.features]
+        missing_tests = {f.column for f, ref, cur in pairs if needs_missing_test(ref, cur)}
+        n_tests = len(pairs) + len(missing_tests) + (1 if joint else 0)
         findings: list[FeatureFinding] = []
-        for feature in profile.features:
-            current = scan.distributions[feature.column]
-            reference = feature.distribution
+        for feature, reference, current in pairs:
             result = evaluate(reference, current, n_tests, self.tests)
             findings.append(
                 FeatureFinding(
@@ -194,6 +196,8 @@ class DriftJob:
                     current=current,
                 )
             )
+            if feature.column in missing_tests:
+                findings.append(_missing_finding(feature, reference, current, n_tests, self.tests))
         if joint and profile.multivariate is not None:
             sample = sample_columns(con, profile, model, version, arm, window)
             result = pca_drift(profile.multivariate, sample, n_tests, self.tests)
@@ -314,6 +318,28 @@ class DriftJob:
         except ValueError:  # a corrupt file: start afresh
             return {}
         return {f["feature"]: bool(f["drifted"]) for f in entry.get("features", [])}
+
+
+def _missing_finding(
+    feature: FeatureProfile,
+    reference: Distribution,
+    current: Distribution,
+    n_tests: int,
+    tests: TestSettings,
+) -> FeatureFinding:
+    result = missing_share_drift(reference, current, n_tests, tests)
+    shares = (
+        f"missing values: {reference.missing / max(reference.rows, 1):.1%} of the reference, "
+        f"{current.missing / max(current.rows, 1):.1%} of the window"
+    )
+    return FeatureFinding(
+        feature=f"{feature.name}:missing",
+        column=feature.column,
+        kind="numeric",
+        role=feature.role,
+        result=result,
+        detail=shares,
+    )
 
 
 def _finite(value: float) -> float:

@@ -193,3 +193,14 @@ def test_the_jobs_process_needs_a_log(tmp_path: Path) -> None:
         build_jobs(config)
     config.write_text("auth: {enabled: false}\nlog: {store: store}\n")
     assert "drift" in build_jobs(config, log_upkeep=True).names
+
+
+def test_a_feature_arriving_empty_is_named_by_its_missing_test(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    columns = _columns(2000, seed=8)
+    columns["in_age"][np.random.default_rng(9).random(2000) < 0.4] = np.nan
+    _write(tmp_path / "store", columns, "1", START)
+    summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+    assert "titanic/1:age:missing" in summary, summary
+    assert "titanic/1:age," not in summary + ","  # the values themselves did not move
