@@ -4,12 +4,15 @@ An explanation's cost is predict calls, and their cost per row depends on the mo
 ONNX logistic regression answers thousands of rows in a millisecond, a TensorFlow network
 far fewer), so a job cannot size its work in advance. ``explain_within_budget`` measures
 instead: it explains a small first chunk (``PROBE_ROWS``), divides the time taken by the
-rows explained, asks ``plan_rows`` how many more fit in what is left of ``time_limit_s``,
-and explains those in one more call of the explainer. The first chunk's time includes the
-fixed costs (predicting the background for the base value, building coalitions), so the
-estimate errs on the slow side and the run ends early rather than late. Only the first
-chunk can overrun: a model too slow for ``PROBE_ROWS`` rows in ``time_limit_s`` needs a
-smaller ``n_samples`` or ``background_rows``.
+rows explained, and asks ``plan_rows`` how many more fit in what is left of
+``time_limit_s``. It then explains a third of those, measures again, and so on, the last of
+``MAX_CHUNKS`` calls taking all that the latest estimate allows. Measuring again matters:
+over HTTP on a loaded machine the cost per row moved threefold between calls, and one
+estimate from the probe let a run overrun its limit by twice over. A call's time includes
+fixed costs (predicting the background for the base value, building coalitions), so
+estimates err on the slow side and the run ends early rather than late. A chunk can still
+overrun by what its rows cost beyond the estimate; a model too slow for ``PROBE_ROWS`` rows
+in ``time_limit_s`` needs a smaller ``n_samples`` or ``background_rows``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,9 @@ from explain.frame import Frame, frame_rows, take
 
 #: Rows explained before the cost per row is known.
 PROBE_ROWS = 5
+#: Explainer calls per run at most (each has fixed costs); all but the last take a third
+#: of what the estimate allows, so the estimate is renewed before most of the time is spent.
+MAX_CHUNKS = 4
 
 
 @dataclass(frozen=True)
@@ -82,11 +88,16 @@ def explain_within_budget(
     started = clock()
     first = take(rows, slice(0, min(probe_rows, budget.max_rows)))
     parts = [explain_rows(first)]
-    elapsed = clock() - started
     done = frame_rows(first)
-    estimate = elapsed / done if done else 0.0
-    more = min(offered - done, plan_rows(budget, estimate, elapsed_s=elapsed, rows_done=done))
-    if more > 0:
+    estimate = 0.0
+    while len(parts) < MAX_CHUNKS:
+        elapsed = clock() - started
+        estimate = elapsed / done if done else 0.0
+        more = min(offered - done, plan_rows(budget, estimate, elapsed_s=elapsed, rows_done=done))
+        if more <= 0:
+            break
+        if len(parts) < MAX_CHUNKS - 1 and more > probe_rows:
+            more = max(probe_rows, math.ceil(more / 3))
         parts.append(explain_rows(take(rows, slice(done, done + more))))
         done += more
     result = concat_attributions(parts)

@@ -64,7 +64,7 @@ def test_a_run_probes_a_small_chunk_then_sizes_the_rest_to_the_time_limit():
     rows = {"x": np.arange(1000, dtype=float)}
     budget = ExplainBudget(max_rows=500, time_limit_s=10.0)
     result = explain_within_budget(slow_explainer(clock, 0.1, chunks), rows, budget, clock=clock)
-    assert chunks == [PROBE_ROWS, 95]
+    assert chunks == [PROBE_ROWS, 32, 21, 42]  # a third of the plan, twice, then the rest
     assert result.values[:, 0].tolist() == list(range(100))
     assert result.detail["rows_explained"] == 100 and result.detail["rows_offered"] == 1000
     assert result.detail["elapsed_s"] == pytest.approx(10.0)
@@ -76,4 +76,22 @@ def test_a_fast_model_is_bounded_by_max_rows_and_by_the_rows_offered():
     budget = ExplainBudget(max_rows=50, time_limit_s=10.0)
     explain_within_budget(fast, {"x": np.arange(80, dtype=float)}, budget, clock=clock)
     explain_within_budget(fast, {"x": np.arange(12, dtype=float)}, budget, clock=clock)
-    assert chunks == [PROBE_ROWS, 45, PROBE_ROWS, 7]
+    assert chunks == [PROBE_ROWS, 15, 10, 20, PROBE_ROWS, 5, 2]
+
+
+def test_a_model_that_slows_down_after_the_probe_barely_overruns():
+    """The probe says 0.1 s a row, then every row costs 0.3 s: measuring again after each
+    chunk stops the run near its limit instead of spending three times it."""
+    clock, chunks = FakeClock(), list[int]()
+    fast_then_slow = slow_explainer(clock, 0.1, chunks)
+
+    def explain(rows: Frame) -> Attribution:
+        if chunks:  # after the probe
+            clock.now += 0.2 * frame_rows(rows)
+        return fast_then_slow(rows)
+
+    budget = ExplainBudget(max_rows=500, time_limit_s=10.0)
+    rows = {"x": np.arange(1000, dtype=float)}
+    result = explain_within_budget(explain, rows, budget, clock=clock)
+    assert result.detail["elapsed_s"] <= 10.0 * 1.1
+    assert result.detail["rows_explained"] >= 30
