@@ -311,7 +311,7 @@ def store_copy(explained: Explained, tmp_path: Path) -> Explained:
 
 
 def test_a_tight_time_limit_explains_fewer_rows(store_copy: Explained) -> None:
-    settings = msgspec.structs.replace(SETTINGS, time_limit_s=40.0)
+    settings = msgspec.structs.replace(SETTINGS, time_limit_s=30.0)
     summary = _job(store_copy, settings, timer=Ticking()).run()
     assert summary.startswith("1 of 3 model versions explained"), summary
     methods = read_latest(store_copy.store, "explain")["titanic/1"]["methods"]
