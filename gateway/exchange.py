@@ -3,15 +3,17 @@
 Pure functions over bodies in the three dialects: a request of N instances becomes N rows
 of ``{feature: value}`` and the answer N rows of ``{output: value}``. A value is a scalar
 when the tensor row holds one element (``[[7], [9]]`` gives rows ``7`` and ``9``), else a
-(nested) list. Image uploads are recorded as a digest, size and content type (the bytes
-themselves only when configured). A body that cannot be read yields no rows and a note,
-never an exception: recording must not fail a request.
+(nested) list. Image uploads are recorded as a digest, size, content type and summary
+statistics (width, height, mode, mean brightness), the bytes themselves only when
+configured. A body that cannot be read yields no rows and a note, never an exception:
+recording must not fail a request.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,6 +36,7 @@ def request_rows(
             "image_sha256": hashlib.sha256(body).hexdigest(),
             "image_bytes": len(body),
             "image_content_type": content_type,
+            **image_summary(body),
         }
         if keep_image_bytes:
             row["image_b64"] = base64.b64encode(body).decode()
@@ -51,6 +54,30 @@ def request_rows(
         return _eval_rows(payload)
     except (AttributeError, TypeError, ValueError, IndexError):
         return [], False, "request body has an unexpected shape"
+
+
+#: Images larger than this many pixels are summarised by size only (no decoding).
+MAX_SUMMARY_PIXELS = 40_000_000
+
+
+def image_summary(body: bytes) -> Row:
+    """Width, height, mode and mean brightness (0-255, over a thumbnail) of an image, for
+    drift on images without keeping them; empty when the bytes are not a readable image
+    (the runtime answers those with a 400, which is recorded with its error)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(body)) as image:
+            width, height = image.size
+            summary: Row = {"image_width": width, "image_height": height, "image_mode": image.mode}
+            if width * height <= MAX_SUMMARY_PIXELS:
+                image.draft("L", (64, 64))  # JPEG: decode at a reduced size
+                small = image.convert("L")
+                small.thumbnail((64, 64))
+                summary["image_mean"] = round(float(np.asarray(small).mean()), 3)
+            return summary
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return {}
 
 
 def response_rows(

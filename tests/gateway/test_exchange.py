@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 
 import pytest
@@ -56,6 +57,19 @@ def test_images_are_recorded_as_digest_and_size() -> None:
     assert "image_b64" not in rows[0]
     kept, _, _ = request_rows("eval", b"\x89PNG", "image/png", {}, keep_image_bytes=True)
     assert kept[0]["image_b64"] == "iVBORw=="
+
+
+def test_readable_images_get_summary_statistics() -> None:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 100, 0)).save(buffer, format="PNG")
+    rows, _, _ = request_rows("eval", buffer.getvalue(), "image/png", {})
+    row = rows[0]
+    assert (row["image_width"], row["image_height"], row["image_mode"]) == (40, 30, "RGB")
+    assert 100 < row["image_mean"] < 130  # the luminance of (200, 100, 0) is about 119
+    broken, _, _ = request_rows("eval", b"\x89PNG not really", "image/png", {})
+    assert "image_width" not in broken[0] and broken[0]["image_bytes"] == 15
 
 
 def test_unreadable_bodies_give_a_note_not_an_exception() -> None:
