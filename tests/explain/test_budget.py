@@ -88,7 +88,8 @@ def test_a_model_that_slows_down_after_the_probe_barely_overruns():
     def explain(rows: Frame) -> Attribution:
         if chunks:  # after the probe
             clock.now += 0.2 * frame_rows(rows)
-        return fast_then_slow(rows)
+        attribution: Attribution = fast_then_slow(rows)
+        return attribution
 
     budget = ExplainBudget(max_rows=500, time_limit_s=10.0)
     rows = {"x": np.arange(1000, dtype=float)}
