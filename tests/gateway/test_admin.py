@@ -48,11 +48,11 @@ def ab_test(control: int, treatment: int) -> dict[str, Any]:
 
 
 def bearer(subject: str, *scopes: str) -> dict[str, str]:
-    token = mint_token(AuthConfig.from_dict(AUTH), subject, scopes or ("predict",), 300)
+    token = mint_token(AuthConfig.from_dict(AUTH), subject, scopes or ("predict",), 3600)
     return {"Authorization": f"Bearer {token}"}
 
 
-ADMIN = bearer("ops", "admin")
+ADMIN = bearer("ops", "admin")  # minted at import: lasts an hour, longer than the suite
 
 
 @pytest.fixture

@@ -57,8 +57,9 @@ def _forge(header: dict[str, Any], claims: dict[str, Any], sign: Any = None) -> 
 
 
 def _claims(**overrides: Any) -> dict[str, Any]:
+    # Built when tests are collected: valid for longer than the whole suite takes to run.
     now = int(time.time())
-    claims = {"sub": "app1", "scope": "predict", "iat": now, "exp": now + 300}
+    claims = {"sub": "app1", "scope": "predict", "iat": now, "exp": now + 3 * 3600}
     claims.update(overrides)
     return {k: v for k, v in claims.items() if v is not None}
 
