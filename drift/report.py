@@ -13,12 +13,8 @@ in, text out: inline SVG from ``drift.svg`` and plain CSS, no script, every text
 
 from __future__ import annotations
 
-import fcntl
 import itertools
-import os
 import shlex
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
@@ -30,7 +26,7 @@ from drift.distributions import OTHER, Distribution
 from drift.findings import DriftRun, FeatureFinding
 from drift.html import moment_text, number_text, path_segment
 from drift.svg import bar_chart
-from monitoring.prediction_log.layout import publish, staging_dir, staging_file
+from monitoring.prediction_log.layout import publish, staging_file, store_lock
 
 REPORTS = "reports"
 LATEST_PAGE = "latest.html"
@@ -257,7 +253,7 @@ def write_index(store: Path) -> None:
     """Regenerate ``<store>/reports/index.html`` from the folders: one row per kind
     (drift, explain, ...), model and version that has a ``latest.html``."""
     root = store / REPORTS
-    with _index_lock(store):
+    with store_lock(store, "reports"):
         rows = []
         for latest in sorted(root.glob(f"*/*/*/{LATEST_PAGE}"), key=_index_order):
             version_dir = latest.parent
@@ -322,19 +318,6 @@ def _write_atomically(store: Path, final: Path, text: str) -> None:
     except BaseException:
         staged.unlink(missing_ok=True)
         raise
-
-
-@contextmanager
-def _index_lock(store: Path) -> Iterator[None]:
-    # Two jobs regenerating at once could otherwise replace a newer listing with an older.
-    folder = staging_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "reports.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
 
 
 def _index_order(latest: Path) -> tuple[str, str, tuple[int, int | str]]:

@@ -31,15 +31,12 @@ lose each other's entries; readers need none (the file is replaced in one step).
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import math
-import os
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -47,13 +44,13 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitoring.prediction_log.layout import publish, staging_dir, staging_file
+from monitoring.prediction_log.layout import publish, staging_file, store_lock
 
 log = logging.getLogger(__name__)
 
 LATEST_DIR = "latest"
 KINDS = ("drift", "explain")
-LOCK_NAME = "latest.lock"
+LOCK_NAME = "latest"  # <store>/.staging/latest.lock
 
 Entries = dict[str, dict[str, Any]]
 
@@ -84,7 +81,7 @@ def update_latest(store: Path, kind: str, key: str, entry: dict[str, Any]) -> No
     """
     path = latest_path(store, kind)
     body = json.dumps(entry, allow_nan=False)  # fail before touching the file
-    with _writer_lock(store):
+    with store_lock(store, LOCK_NAME):
         try:
             entries = read_latest(store, kind)
         except ValueError as exc:
@@ -98,20 +95,6 @@ def update_latest(store: Path, kind: str, key: str, entry: dict[str, Any]) -> No
         except BaseException:
             staged.unlink(missing_ok=True)
             raise
-
-
-@contextmanager
-def _writer_lock(store: Path) -> Iterator[None]:
-    # flock locks belong to the open file description, so this also excludes other
-    # threads of this process (each opens its own).
-    folder = staging_dir(store)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # closing releases the lock
 
 
 def _parse_entries(text: str, path: Path) -> Entries:

@@ -21,10 +21,12 @@ Files whose name starts with ``_`` are placeholders: compaction and retention sk
 
 from __future__ import annotations
 
+import fcntl
 import os
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -158,6 +160,25 @@ def iter_segments(folder: Path, table: str, day: date | None) -> Iterator[Segmen
         except FileNotFoundError:  # removed by a concurrent compaction or retention
             continue
         yield Segment(path, table, day, size)
+
+
+@contextmanager
+def store_lock(root: Path, name: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the store-wide lock ``<root>/.staging/<name>.lock`` (``flock``): across processes
+    and, since each call opens the file anew, across threads too. Yields True once held;
+    with ``wait=False`` yields False at once when someone else holds it."""
+    folder = staging_dir(root)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def remove_stale_staging(root: Path, older_than_s: float = 3600) -> int:

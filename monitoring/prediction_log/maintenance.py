@@ -17,12 +17,8 @@ the oldest segments (by date, then name) until the store's segments fit ``max_by
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -43,6 +39,7 @@ from monitoring.prediction_log.layout import (
     remove_stale_staging,
     staging_dir,
     staging_file,
+    store_lock,
 )
 from monitoring.prediction_log.records import LogSettings
 
@@ -98,27 +95,14 @@ class RetentionReport:
         )
 
 
-@contextmanager
-def maintenance_lock(root: Path) -> Iterator[bool]:
-    """Hold the store's maintenance lock; yields False when another run holds it."""
-    folder = staging_dir(root)
-    folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / "maintenance.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)  # releases the lock
+#: Compaction and retention take turns: ``<store>/.staging/maintenance.lock``.
+MAINTENANCE_LOCK = "maintenance"
 
 
 def compact(root: Path, settings: LogSettings) -> CompactionReport:
     """Merge every partition folder holding ``compact_min_files`` small segments or more."""
     root = Path(root).resolve()
-    with maintenance_lock(root) as held:
+    with store_lock(root, MAINTENANCE_LOCK, wait=False) as held:
         if not held:
             return CompactionReport(skipped=_BUSY)
         recovered = _recover(root)
@@ -209,7 +193,7 @@ def enforce_retention(
     now = now or datetime.now(UTC)
     cutoff = now - timedelta(days=settings.max_age_days)
     recent = now.date() - timedelta(days=1)  # writers may still be adding folders here
-    with maintenance_lock(root) as held:
+    with store_lock(root, MAINTENANCE_LOCK, wait=False) as held:
         if not held:
             return RetentionReport(skipped=_BUSY)
         expired: list[str] = []

@@ -16,7 +16,8 @@ from monitoring.prediction_log import (
     compact,
     enforce_retention,
 )
-from monitoring.prediction_log.maintenance import maintenance_lock
+from monitoring.prediction_log.layout import store_lock
+from monitoring.prediction_log.maintenance import MAINTENANCE_LOCK
 from tests.monitoring.builders import NOW, label, prediction, predictions, query
 
 
@@ -114,7 +115,7 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(
 
 def test_a_second_run_skips_while_the_lock_is_held(store: Path) -> None:
     store.mkdir(parents=True)
-    with maintenance_lock(store) as held:
+    with store_lock(store, MAINTENANCE_LOCK, wait=False) as held:
         assert held
         assert compact(store, LogSettings()).skipped
         assert enforce_retention(store, LogSettings()).skipped
