@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import logging
 import signal
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import FrameType
 
 from prometheus_client import CollectorRegistry, start_http_server
 
@@ -124,17 +122,17 @@ def run_jobs(
     if once:
         failed = [job.name for job in process.scheduler.jobs if not process.scheduler.run_once(job)]
         return 1 if failed else 0
+    # Block SIGTERM/SIGINT before any thread starts (threads inherit the mask) and wait for
+    # them with sigwait: a Python handler that sets an Event can deadlock when a second
+    # signal lands while the first is still inside Event.set (seen with kill -9 of `up`,
+    # whose death signals the children).
+    stop_signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     if metrics_port is not None:
         start_http_server(metrics_port, addr="127.0.0.1", registry=process.registry)
-    stopping = threading.Event()
-
-    def stop(signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     log.info("jobs running: %s", ", ".join(process.names) or "none")
     process.scheduler.start()
-    stopping.wait()
+    received = signal.sigwait(stop_signals)
+    log.info("stopping on %s", signal.Signals(received).name)
     process.scheduler.stop()
     return 0
