@@ -1,5 +1,8 @@
 """The gateway's HTTP app: ``create_app(settings)`` builds everything it owns.
 
+Inference requests are answered by ``gateway.inference`` as plain ASGI; the Litestar app
+behind it serves the rest (metadata, admin, feedback, reports, health, metrics).
+
 App-wide resources (upstream connection pool, replica set, route table, metrics
 registry, tracer, health checker) are created here and live on ``app.state.gateway``.
 Errors render as ``{"error": "..."}``: auth failures as 401/403 with
@@ -11,15 +14,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import httpx
 from litestar import Litestar, MediaType, Response, get
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
-from litestar.middleware import DefineMiddleware
 from opentelemetry.sdk.trace.export import SpanExporter
 from prometheus_client import CollectorRegistry
 
@@ -27,8 +31,9 @@ from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
 from gateway.dispatcher import Dispatcher
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
+from gateway.inference import InferenceEndpoint
 from gateway.recording import Recorder
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
@@ -51,7 +56,7 @@ def create_app(
     settings: GatewaySettings,
     span_exporter: SpanExporter | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
-) -> Litestar:
+) -> GatewayApp:
     # httpx logs every upstream call at INFO: thousands of lines a second under load.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     registry = new_registry()
@@ -130,7 +135,7 @@ def create_app(
             await upstream.close()
             tracer_provider.shutdown()
 
-    return Litestar(
+    web = Litestar(
         route_handlers=[
             *proxy.ROUTES,
             *admin.ROUTES,
@@ -143,17 +148,44 @@ def create_app(
         lifespan=[lifespan],
         state=State({"gateway": state}),
         exception_handlers={
-            AuthError: _auth_error,
-            GatewayError: _gateway_error,
+            AuthError: _error,
+            GatewayError: _error,
             HTTPException: _http_error,
-            Exception: _unexpected_error,
+            Exception: _error,
         },
-        middleware=[
-            DefineMiddleware(ServerSpanMiddleware, tracer=tracer, skip_paths=_UNTRACED_PATHS)
-        ],
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
+    return GatewayApp(web, state)
+
+
+class GatewayApp:
+    """The gateway's ASGI app: the inference endpoint first, the Litestar app behind it.
+
+    One SERVER span (``ServerSpanMiddleware``) covers both, so every traced request looks
+    the same whichever side answered it.
+    """
+
+    def __init__(self, web: Litestar, state: GatewayState) -> None:
+        self.web = web
+        self.state = state
+        endpoint = InferenceEndpoint(web, state, state.settings.max_body_bytes)
+        self._asgi = ServerSpanMiddleware(endpoint, state.tracer, _UNTRACED_PATHS)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self._asgi(scope, receive, send)
+
+
+def freeze_heap() -> None:
+    """Move everything built so far out of the garbage collector's later full passes.
+
+    For the process that serves the app, once ``create_app`` returned: its modules and app
+    live as long as the process, and without this generation 2 collections walked them every
+    few seconds under load (measured: 65-90 ms pauses). The runtime does the same after
+    each model load (``runtime.heap``).
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def _recorder(settings: GatewaySettings, registry: CollectorRegistry) -> Recorder | None:
@@ -189,18 +221,10 @@ def metrics_endpoint(request: AnyRequest) -> Response[bytes]:
     return Response(body, media_type=content_type)
 
 
-def _auth_error(_: AnyRequest, exc: AuthError) -> Response[dict[str, str]]:
-    return Response(
-        {"error": exc.message},
-        status_code=exc.status_code,
-        headers={"WWW-Authenticate": exc.www_authenticate},
-    )
-
-
-def _gateway_error(_: AnyRequest, exc: GatewayError) -> Response[dict[str, str]]:
-    if exc.status_code >= 500:
-        log.warning("%s", exc.message)
-    return Response({"error": exc.message}, status_code=exc.status_code, headers=exc.headers)
+def _error(request: AnyRequest, exc: Exception) -> Response[dict[str, str]]:
+    """Auth failures, the gateway's own errors and anything unexpected (``error_reply``)."""
+    status, headers, message = error_reply(exc, f"{request.method} {request.url.path}")
+    return Response({"error": message}, status_code=status, headers=headers)
 
 
 def _http_error(_: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
@@ -208,8 +232,3 @@ def _http_error(_: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
     if exc.status_code == 413:
         message = f"request body too large: {message}"
     return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
-
-
-def _unexpected_error(request: AnyRequest, exc: Exception) -> Response[dict[str, str]]:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return Response({"error": "internal gateway error; see the gateway log"}, status_code=500)

@@ -63,7 +63,7 @@ class ReplicaStatus(msgspec.Struct, frozen=True):
     consecutive_failures: int
 
 
-@dataclass(eq=False)  # identity: `r in pool` must not compare field by field
+@dataclass(eq=False)  # replicas are compared by identity
 class _Replica:
     url: str
     outstanding: int = 0
@@ -101,16 +101,19 @@ class ReplicaSet:
         """The replica for the next try, or None when every replica is in ``exclude``."""
         replicas = list(self._replicas.values())
         if any(r.available(now) for r in replicas):
-            pool = [r for r in replicas if r.available(now) and r.url not in exclude]
+            pool = [i for i, r in enumerate(replicas) if r.available(now) and r.url not in exclude]
         else:  # panic: nothing is available, so try the least bad rather than nothing
-            candidates = [r for r in replicas if r.url not in exclude]
-            best = min((_badness(r, now) for r in candidates), default=None)
-            pool = [r for r in candidates if _badness(r, now) == best]
+            candidates = [i for i, r in enumerate(replicas) if r.url not in exclude]
+            best = min((_badness(replicas[i], now) for i in candidates), default=None)
+            pool = [i for i in candidates if _badness(replicas[i], now) == best]
         if not pool:
             return None
-        lowest = min(r.outstanding for r in pool)
-        tied = [i for i, r in enumerate(replicas) if r in pool and r.outstanding == lowest]
-        index = min(tied, key=lambda i: (i - self._cursor) % len(replicas))
+        if len(pool) == 1:
+            index = pool[0]
+        else:
+            lowest = min(replicas[i].outstanding for i in pool)
+            tied = [i for i in pool if replicas[i].outstanding == lowest]
+            index = min(tied, key=lambda i: (i - self._cursor) % len(replicas))
         self._cursor = (index + 1) % len(replicas)
         return replicas[index].url
 

@@ -27,7 +27,7 @@ _PATTERNS = (
     (
         "tfserving",
         re.compile(
-            r"^/v1/models/(?P<model>[^/:]+)(?:/(?:versions|labels)/(?P<version>[^/:]+))?:predict$"
+            r"^/v1/models/(?P<model>[^/:]+)(?:/(?P<by>versions|labels)/(?P<version>[^/:]+))?:predict$"
         ),
     ),
     ("eval", re.compile(r"^/v1/models/(?P<model>[^/]+)(?:/versions/(?P<version>[^/]+))?/eval$")),
@@ -46,6 +46,8 @@ class InferencePath:
     model: str
     version: str | None
     query: str = ""  # without the "?"; explain only
+    #: The path's template, as the SERVER span's ``http.route`` (OpenTelemetry semconv).
+    template: str = ""
 
     @property
     def predicts(self) -> bool:
@@ -70,5 +72,17 @@ def parse_inference_path(path: str, query: str = "") -> InferencePath | None:
         match = pattern.match(path)
         if match:
             kept = query if dialect in _WITH_QUERY else ""
-            return InferencePath(dialect, match["model"], match["version"], kept)
+            return InferencePath(
+                dialect, match["model"], match["version"], kept, _template(dialect, match)
+            )
     return None
+
+
+def _template(dialect: str, match: re.Match[str]) -> str:
+    if dialect == "tfserving":
+        named = {"versions": "/versions/{version}", "labels": "/labels/{label}"}
+        return "/v1/models/{model}" + named.get(match["by"] or "", "") + ":predict"
+    prefix = "/v2/models/{model}" if dialect == "v2" else "/v1/models/{model}"
+    version = "/versions/{version}" if match["version"] else ""
+    verb = "infer" if dialect == "v2" else dialect
+    return f"{prefix}{version}/{verb}"

@@ -1,6 +1,17 @@
-"""Errors the gateway itself answers, each with its HTTP status; rendered as ``{"error": ...}``."""
+"""Errors the gateway itself answers, each with its HTTP status; rendered as ``{"error": ...}``.
+
+``error_reply`` is the one renderer: the Litestar app's exception handlers and the inference
+endpoint (``gateway.inference``) both answer with its status, headers and message.
+"""
 
 from __future__ import annotations
+
+import logging
+
+from gateway.auth import AuthError
+
+log = logging.getLogger("driftgate.gateway")
+UNEXPECTED_MESSAGE = "internal gateway error; see the gateway log"
 
 
 class GatewayError(Exception):
@@ -32,3 +43,20 @@ class NoUpstream(GatewayError):
 
 class UpstreamTimeout(GatewayError):
     status_code = 504
+
+
+def error_reply(exc: Exception, request: str) -> tuple[int, dict[str, str], str]:
+    """Status, headers and message of the ``{"error": ...}`` answer to ``exc``.
+
+    Auth failures carry ``WWW-Authenticate``; the gateway's own errors their status and
+    headers (5xx are logged as warnings); anything else is a 500 that shows the client no
+    stack trace and logs one, naming ``request`` (``"POST /v2/models/m/infer"``).
+    """
+    if isinstance(exc, AuthError):
+        return exc.status_code, {"WWW-Authenticate": exc.www_authenticate}, exc.message
+    if isinstance(exc, GatewayError):
+        if exc.status_code >= 500:
+            log.warning("%s", exc.message)
+        return exc.status_code, dict(exc.headers), exc.message
+    log.error("unhandled error on %s", request, exc_info=exc)
+    return 500, {}, UNEXPECTED_MESSAGE

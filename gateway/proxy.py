@@ -1,6 +1,9 @@
-"""Inference routes of the gateway: the runtime's dialects and explain, routed by policy.
+"""Inference through the gateway: the runtime's dialects and explain, routed by policy.
 
-For each request: authenticate (scope ``predict`` or ``predict:<model>``), plan the route
+``answer`` serves one inference request that ``gateway.inference`` read off the wire; the
+Litestar routes here serve model metadata and readiness from any healthy replica.
+
+For each inference request: authenticate (scope ``predict`` or ``predict:<model>``), plan the route
 (pure), dispatch (tries, retries, fallbacks), answer the client with the runtime's body
 and headers saying who answered, then mirror to shadows in the background. An explain
 request (``gateway.dialects``) is authorised and routed the same way, but its answer is
@@ -15,103 +18,90 @@ model and version that actually answered), ``X-Driftgate-Role`` (``primary`` or
 from __future__ import annotations
 
 import time
-import uuid
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
 from litestar import Response, get, post
 from litestar.params import FromPath
+from opentelemetry import trace
 
-from gateway.dialects import parse_inference_path
+from gateway.dialects import InferencePath
 from gateway.dispatcher import ProxyRequest, ProxyResult, UpstreamAnswer
-from gateway.errors import BadGatewayRequest, GatewayError, NoUpstream, RouteNotFound
-from gateway.planner import RequestContext, json_body_fields, plan_route
+from gateway.errors import BadGatewayRequest, NoUpstream, RouteNotFound
+from gateway.planner import Plan, RequestContext, json_body_fields, plan_route
 from gateway.policy import PolicyError
 from gateway.state import AnyRequest, GatewayState, gateway_state
-from gateway.upstream import FORWARDED_HEADERS, UpstreamUnavailable
+from gateway.upstream import FORWARDED_HEADERS, UpstreamResponse, UpstreamUnavailable
 from monitoring.metrics import exemplar
 from monitoring.tracing import current_trace_id
 
 _PASSED_BACK = ("content-type", "inference-header-content-length")
 
 
-@post(
-    [
-        "/v2/models/{model:str}/infer",
-        "/v2/models/{model:str}/versions/{version:str}/infer",
-        "/v1/models/{model:str}/eval",
-        "/v1/models/{model:str}/versions/{version:str}/eval",
-        "/v1/models/{model:str}/explain",
-        "/v1/models/{model:str}/versions/{version:str}/explain",
-    ],
-    status_code=200,
-)
-async def infer(
-    request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
-) -> Response[bytes]:
-    return await proxy(request)
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """An inference request as the endpoint read it (``gateway.inference``)."""
+
+    path: InferencePath
+    request_id: str
+    headers: Mapping[str, str]  # every request header, names lower-cased
+    body: bytes
 
 
-@post(
-    [
-        "/v1/models/{model_verb:str}",
-        "/v1/models/{model:str}/versions/{version_verb:str}",
-        "/v1/models/{model:str}/labels/{version_verb:str}",
-    ],
-    status_code=200,
-)
-async def predict(request: AnyRequest) -> Response[bytes]:
-    return await proxy(request)
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the client gets: the runtime's answer and the gateway's own headers."""
+
+    status: int
+    headers: dict[str, str]  # content-type included
+    body: bytes
 
 
-async def proxy(request: AnyRequest) -> Response[bytes]:
-    state = gateway_state(request)
-    path = parse_inference_path(request.url.path, request.url.query)
-    if path is None:
-        raise RouteNotFound(f"no inference endpoint at {request.url.path}")
+async def answer(state: GatewayState, inbound: Inbound) -> Answer:
+    """Authorise, plan, dispatch, record and mirror one inference request.
+
+    Raises ``AuthError`` or ``GatewayError`` for what the gateway refuses or cannot route;
+    the caller renders them (``gateway.errors.error_reply``).
+    """
+    path, request_id = inbound.path, inbound.request_id
     route = path.model
-    request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
     started = time.perf_counter()
     arm, labels = "", {"model": "", "version": "", "role": "", "code": "500"}
     try:
-        principal = state.authorize(request, "predict", route)
-        body = await request.body()
+        principal = state.authorize_header(inbound.headers.get("authorization"), "predict", route)
         policy = state.routes.get(route)
-        headers = {k: v for k, v in request.headers.items() if k.lower() in FORWARDED_HEADERS}
         context = RequestContext(
             route=route,
             request_id=request_id,
             subject=principal.subject if principal else None,
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body_field=json_body_fields(body),
+            headers=inbound.headers,
+            body_field=json_body_fields(inbound.body),
             version=path.version,
         )
-        with state.tracer.start_as_current_span(f"route {route}") as span:
-            try:
-                plan = plan_route(policy, context)
-            except PolicyError as exc:
-                raise BadGatewayRequest(str(exc)) from None
-            arm = plan.arm or ""
-            span.set_attribute("driftgate.arm", arm)
-            span.set_attribute(
-                "driftgate.targets", [f"{t.model}:{t.version or ''}" for t in plan.targets]
-            )
+        try:
+            plan = plan_route(policy, context)
+        except PolicyError as exc:
+            raise BadGatewayRequest(str(exc)) from None
+        arm = plan.arm or ""
+        _describe_plan(route, plan)
         shadows = plan.shadows if path.predicts else ()
         proxied = ProxyRequest(
             route,
             path,
             request_id,
-            headers,
-            body,
-            {k.lower(): v for k, v in request.headers.items()},
+            {k: v for k, v in inbound.headers.items() if k in FORWARDED_HEADERS},
+            inbound.body,
+            inbound.headers,
         )
         try:
             result = await state.dispatcher.dispatch(policy, plan, proxied)
-        except UpstreamAnswer as answer:
-            labels["code"] = str(answer.response.status)
+        except UpstreamAnswer as upstream_error:
+            response = upstream_error.response
+            labels["code"] = str(response.status)
             if path.predicts:
                 state.record(
                     proxied,
-                    answer.response,
+                    response,
                     arm=arm,
                     role="primary",
                     model=route,
@@ -120,12 +110,7 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
                     started=started,
                     shadowed=bool(shadows),
                 )
-            return _respond(
-                answer.response.body,
-                answer.response.status,
-                answer.response.headers,
-                {"X-Request-ID": request_id, "X-Driftgate-Arm": arm},
-            )
+            return _respond(response, {"X-Request-ID": request_id, "X-Driftgate-Arm": arm})
         labels.update(_answered(result))
         if path.predicts:
             state.record(
@@ -140,21 +125,23 @@ async def proxy(request: AnyRequest) -> Response[bytes]:
                 shadowed=bool(shadows),
             )
         state.shadows.schedule(shadows, proxied, result.response, policy.timeout_s)
-        return _respond(
-            result.response.body,
-            result.response.status,
-            result.response.headers,
-            _driftgate_headers(request_id, arm, result),
-        )
-    except GatewayError as exc:
-        labels["code"] = str(exc.status_code)
-        exc.headers.setdefault("X-Request-ID", request_id)
-        raise
+        return _respond(result.response, _driftgate_headers(request_id, arm, result))
     except Exception as exc:
         labels["code"] = str(getattr(exc, "status_code", 500))
         raise
     finally:
         _measure(state, route, arm, labels, started)
+
+
+def _describe_plan(route: str, plan: Plan) -> None:
+    """The routing decision, as attributes of the request's SERVER span."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.set_attribute("driftgate.route", route)
+        span.set_attribute("driftgate.arm", plan.arm or "")
+        span.set_attribute(
+            "driftgate.targets", [f"{t.model}:{t.version or ''}" for t in plan.targets]
+        )
 
 
 def _answered(result: ProxyResult) -> dict[str, str]:
@@ -181,11 +168,11 @@ def _driftgate_headers(request_id: str, arm: str, result: ProxyResult) -> dict[s
     return headers
 
 
-def _respond(body: bytes, status: int, upstream: Any, extra: dict[str, str]) -> Response[bytes]:
-    headers = {k: v for k, v in upstream.items() if k.lower() in _PASSED_BACK}
+def _respond(response: UpstreamResponse, extra: dict[str, str]) -> Answer:
+    headers = {"content-type": "application/json"}
+    headers.update({k.lower(): v for k, v in response.headers.items() if k.lower() in _PASSED_BACK})
     headers.update({k: v for k, v in extra.items() if v})
-    media_type = headers.pop("content-type", "application/json")
-    return Response(body, status_code=status, headers=headers, media_type=media_type)
+    return Answer(response.status, headers, response.body)
 
 
 def _measure(
@@ -231,7 +218,24 @@ async def model_information(
         response = await dispatcher.upstream.get(replica + request.url.path, 5.0)
     except UpstreamUnavailable as exc:
         raise NoUpstream(f"runtime replica unavailable: {exc}") from None
-    return _respond(response.body, response.status, response.headers, {})
+    reply = _respond(response, {})
+    media_type = reply.headers.pop("content-type")
+    return Response(
+        reply.body, status_code=reply.status, headers=reply.headers, media_type=media_type
+    )
 
 
-ROUTES = [infer, predict, model_information]
+@post(
+    [
+        "/v1/models/{model_verb:str}",
+        "/v1/models/{model:str}/versions/{version_verb:str}",
+        "/v1/models/{model:str}/labels/{version_verb:str}",
+    ],
+    status_code=404,
+)
+async def no_inference_endpoint(request: AnyRequest) -> Response[bytes]:
+    """A POST under the models' paths that is no dialect (``gateway.inference`` took those)."""
+    raise RouteNotFound(f"no inference endpoint at {request.url.path}")
+
+
+ROUTES = [model_information, no_inference_endpoint]

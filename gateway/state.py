@@ -78,11 +78,17 @@ class GatewayState:
         self, request: AnyRequest, scope: str, model: str | None = None
     ) -> Principal | None:
         """The caller's principal, checked for ``scope``; None when auth is disabled."""
+        return self.authorize_header(request.headers.get("authorization"), scope, model)
+
+    def authorize_header(
+        self, authorization: str | None, scope: str, model: str | None = None
+    ) -> Principal | None:
+        """``authorize`` for the value of an ``Authorization`` header."""
         if self.verifier is None:
             return None
         with self.tracer.start_as_current_span("auth") as span:
             try:
-                principal = self.verifier.verify(request.headers.get("authorization"))
+                principal = self.verifier.verify(authorization)
                 require(principal, scope, model)
             except AuthError as exc:
                 span.set_attribute("error.type", type(exc).__name__)

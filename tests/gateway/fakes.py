@@ -36,12 +36,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from litestar import Litestar
 from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.app import create_app
+from gateway.app import GatewayApp, create_app
 from gateway.settings import GatewaySettings
 from gateway.state import GatewayState
 
@@ -292,14 +291,10 @@ def gateway_settings(
 class Gateway:
     """A running gateway app, its fake replicas and the spans it exported."""
 
-    client: TestClient[Litestar]
+    client: TestClient[GatewayApp]
     runtime: FakeRuntime
     spans: InMemorySpanExporter
-
-    @property
-    def state(self) -> GatewayState:
-        state: GatewayState = self.client.app.state.gateway
-        return state
+    state: GatewayState
 
     def metric(self, name: str, **labels: str) -> float:
         """The sum of the samples ``name`` on ``/metrics`` whose labels include ``labels``."""
@@ -329,7 +324,7 @@ def run_gateway(settings: GatewaySettings, runtime: FakeRuntime) -> Iterator[Gat
     spans = InMemorySpanExporter()
     app = create_app(settings, span_exporter=spans, transport=runtime.transport())
     with TestClient(app) as client:
-        yield Gateway(client, runtime, spans)
+        yield Gateway(client, runtime, spans, app.state)
 
 
 class GatewayFactory:
