@@ -23,6 +23,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+#: Seconds the runtime keeps an idle keep-alive connection open (see ``_run_runtime``).
+RUNTIME_KEEP_ALIVE_S = 75
+
 
 def _quiet_frameworks() -> None:
     # TensorFlow logs CUDA probing and oneDNN notices at import; neither helps an operator.
@@ -179,6 +182,9 @@ def _run_runtime(args: argparse.Namespace) -> int:
     if not settings.repository.is_dir():
         print(f"driftgate: model repository {settings.repository} is not a folder", file=sys.stderr)
         return 2
+    from runtime import heap
+
+    heap.enable()
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -187,6 +193,10 @@ def _run_runtime(args: argparse.Namespace) -> int:
         access_log=False,
         loop="uvloop",
         http="httptools",
+        # Longer than the gateway keeps an idle upstream connection (gateway.upstream): the
+        # side that reuses a connection must give it up first, or it writes into one the
+        # runtime is closing and gets a reset (uvicorn's default is 5 s).
+        timeout_keep_alive=RUNTIME_KEEP_ALIVE_S,
     )
     return 0
 
@@ -210,7 +220,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import create_app, freeze_heap
     from gateway.settings import GatewaySettings, SettingsError
 
     try:
@@ -220,8 +230,10 @@ def _run_gateway(args: argparse.Namespace) -> int:
         return 2
     if args.port is not None:
         settings = dataclasses.replace(settings, port=args.port)
+    app = create_app(settings)
+    freeze_heap()
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         access_log=False,

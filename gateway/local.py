@@ -95,7 +95,7 @@ def run_local(
     repository is built (the CLI builds the demo's drift references with it)."""
     import uvicorn
 
-    from gateway.app import create_app
+    from gateway.app import create_app, freeze_heap
     from gateway.settings import GatewaySettings
     from gateway.supervisor import Replica, ReplicaSupervisor
 
@@ -132,8 +132,10 @@ def run_local(
             port,
             ", ".join(supervisor.urls),
         )
+        app = create_app(settings)
+        freeze_heap()
         uvicorn.run(
-            create_app(settings),
+            app,
             host=settings.host,
             port=port,
             access_log=False,

@@ -26,6 +26,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from monitoring.metrics import RuntimeMetrics
+from runtime import heap
 from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.base import ModelBackend
 from runtime.config import (
@@ -96,6 +97,7 @@ class ModelRepository:
         self._models: dict[str, ModelEntry] = {}
         self._lock = threading.RLock()
         self._scan_lock = threading.Lock()
+        self._changes = 0  # models loaded or retired; a scan that changes it settles the heap
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.initial_scan_done = threading.Event()
@@ -209,11 +211,14 @@ class ModelRepository:
     def scan(self) -> None:
         """Load what the policies want, unload what they no longer want."""
         with self._scan_lock:
+            changes = self._changes
             on_disk = {p.name for p in self._model_dirs()}
             for name in sorted(on_disk):
                 self._reconcile_model(self.root / name)
             for gone in set(self.names()) - on_disk:
                 self._remove_model(gone)
+            if self._changes != changes:
+                heap.settle()  # the new models' objects out of every later GC pass
         self.initial_scan_done.set()
 
     def _model_dirs(self) -> list[Path]:
@@ -262,6 +267,7 @@ class ModelRepository:
 
     def _load(self, config: ModelConfig, candidate: ModelVersion) -> None:
         started = time.perf_counter()
+        self._changes += 1
         try:
             if config.format:
                 fmt, artefact = config.format, artefact_for_format(candidate.path, config.format)
@@ -318,6 +324,7 @@ class ModelRepository:
 
     def _retire(self, gone: ModelVersion) -> None:
         """Unload a version no longer reachable: now, or when its last request releases it."""
+        self._changes += 1
         with self._lock:
             gone.retired = True
             idle = gone.users == 0
