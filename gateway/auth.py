@@ -21,6 +21,7 @@ import os
 import re
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -226,6 +227,12 @@ def require(principal: Principal, scope: str, model: str | None = None) -> None:
     )
 
 
+#: Tokens remembered after their signature and claims checked out, so that a client sending
+#: the same token on every request pays for one signature check (measured: HS256 added
+#: ~0.3 ms of gateway CPU per request). Each hit re-checks ``exp``.
+VERIFIED_TOKENS_KEPT = 4096
+
+
 class TokenVerifier:
     """Checks ``Authorization: Bearer`` headers against the configured key and claims."""
 
@@ -234,14 +241,31 @@ class TokenVerifier:
             raise AuthConfigError("auth.enabled is false: there is nothing to verify tokens with")
         self.config = config
         self._ring = _verification_keys(config)
+        self._verified: OrderedDict[str, Principal] = OrderedDict()
 
     def reload_keys(self) -> None:
-        """Re-read the key file (after a JWKS rotation); the old keys stay on failure."""
+        """Re-read the key file (after a JWKS rotation); the old keys stay on failure.
+
+        Tokens verified so far are forgotten: a key taken out of the file must stop working.
+        """
         self._ring = _verification_keys(self.config)
+        self._verified.clear()
 
     def verify(self, authorization: str | None) -> Principal:
         """The principal of a valid token; ``Unauthenticated`` for anything else."""
         token = _bearer_token(authorization)
+        known = self._verified.get(token)
+        if known is not None and time.time() <= known.claims["exp"] + self.config.leeway_s:
+            self._verified.move_to_end(token)
+            return known
+        principal = self._check(token)
+        self._verified[token] = principal
+        if len(self._verified) > VERIFIED_TOKENS_KEPT:
+            self._verified.popitem(last=False)
+        return principal
+
+    def _check(self, token: str) -> Principal:
+        """Header, signature and claims of ``token``, checked in full."""
         cfg = self.config
         try:
             header = jwt.get_unverified_header(token)

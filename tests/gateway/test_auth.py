@@ -719,3 +719,67 @@ def test_refusals_shown_in_the_docs_are_what_the_code_says() -> None:
     with pytest.raises(Forbidden) as caught:
         require(_principal("predict:iris"), "predict", "titanic")
     assert f"WWW-Authenticate: {caught.value.www_authenticate}\n" in text
+
+
+# --- verified tokens remembered -------------------------------------------------------------
+
+
+def _hs256(**claims: Any) -> str:
+    return jwt.encode(_claims(**claims), SECRET, algorithm="HS256")
+
+
+def test_a_token_is_checked_in_full_once_then_remembered(monkeypatch) -> None:
+    verifier = TokenVerifier(AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET}))
+    token = _hs256()
+    decoded: list[str] = []
+    real_decode = jwt.decode
+
+    def counted_decode(encoded: str, *args: Any, **kwargs: Any) -> Any:
+        decoded.append(encoded)
+        return real_decode(encoded, *args, **kwargs)
+
+    monkeypatch.setattr(jwt, "decode", counted_decode)
+
+    first = verifier.verify(f"Bearer {token}")
+    again = verifier.verify(f"Bearer {token}")
+
+    assert again == first and again.subject == "app1"
+    assert decoded == [token]
+
+
+def test_a_remembered_token_still_expires() -> None:
+    config = AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET, "leeway_s": 0})
+    verifier = TokenVerifier(config)
+    expires = int(time.time()) + 1
+    token = _hs256(iat=expires - 60, exp=expires)
+    verifier.verify(f"Bearer {token}")
+
+    time.sleep(max(expires + 1.1 - time.time(), 0))  # real time: PyJWT reads its own clock
+
+    with pytest.raises(Unauthenticated, match="expired"):
+        verifier.verify(f"Bearer {token}")
+
+
+def test_reloading_the_keys_forgets_every_verified_token(tmp_path: Path, rsa_key) -> None:
+    public = tmp_path / "public.pem"
+    public.write_bytes(_pem_public(rsa_key))
+    verifier = TokenVerifier(
+        AuthConfig.from_dict({"algorithm": "RS256", "public_key_file": str(public)})
+    )
+    token = jwt.encode(_claims(), _pem_private(rsa_key), algorithm="RS256")
+    verifier.verify(f"Bearer {token}")
+
+    public.write_bytes(_pem_public(rsa.generate_private_key(public_exponent=65537, key_size=2048)))
+    verifier.reload_keys()  # the key that signed the token is gone
+
+    with pytest.raises(Unauthenticated):
+        verifier.verify(f"Bearer {token}")
+
+
+def test_a_forged_token_is_never_remembered_as_valid() -> None:
+    verifier = TokenVerifier(AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET}))
+    forged = jwt.encode(_claims(), "not-the-secret-" + "y" * 40, algorithm="HS256")
+
+    for _ in range(2):
+        with pytest.raises(Unauthenticated):
+            verifier.verify(f"Bearer {forged}")
