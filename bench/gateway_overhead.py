@@ -26,6 +26,11 @@ and added latencies are medians of the per-round ratios and differences. The var
 the connection counts given by ``--auth-connections`` etc. ("" turns one off); a cheap case
 (GET model metadata, no model call) runs at ``--metadata-connections`` (0: off).
 
+Placement (``--placement``): ``shared`` (the default) lets the OS place every process;
+``split`` pins the runtime to half of the CPUs and the gateways and wrk to the other half
+with ``taskset``, as when the gateway runs on a node of its own. On 2 cores, split gives
+the gateway one core shared with wrk, which it saturates at 16 connections.
+
 Every load is bounded (``wrk -d``), loopback only, one wrk thread. wrk is required: a Python
 load generator tops out near the gateway's own rate and would measure itself.
 """
@@ -124,11 +129,19 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_wrk(url: str, script: Path, connections: int, duration_s: int, pid: int) -> Sample:
+def run_wrk(
+    url: str,
+    script: Path,
+    connections: int,
+    duration_s: int,
+    pid: int,
+    *,
+    cpus: frozenset[int] | None = None,
+) -> Sample:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s"]
     cpu_before = cpu_seconds(pid)
     done = subprocess.run(
-        [*command, "-s", str(script), url],
+        [*pinned_to(cpus), *command, "-s", str(script), url],
         capture_output=True,
         text=True,
         timeout=duration_s + 30,
@@ -154,6 +167,41 @@ def run_wrk(url: str, script: Path, connections: int, duration_s: int, pid: int)
 # --------------------------------------------------------------------------- processes
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Which CPUs the runtime and the front (gateways and wrk) may use; None: any."""
+
+    runtime: frozenset[int] | None = None
+    front: frozenset[int] | None = None
+
+    @classmethod
+    def split(cls) -> Placement:
+        """The runtime on the first half of this process's CPUs, the front on the rest."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            raise SystemExit("--placement split needs at least 2 CPUs")
+        half = len(cpus) // 2
+        return cls(frozenset(cpus[:half]), frozenset(cpus[half:]))
+
+    def describe(self) -> str:
+        if self.runtime is None or self.front is None:
+            return "processes free to run on any CPU"
+        return (
+            f"the runtime pinned to CPU {_cpu_list(self.runtime)}, the gateways and wrk to "
+            f"CPU {_cpu_list(self.front)} (as on separate nodes or pods)"
+        )
+
+
+def _cpu_list(cpus: frozenset[int]) -> str:
+    return ",".join(str(cpu) for cpu in sorted(cpus))
+
+
+def pinned_to(cpus: frozenset[int] | None) -> list[str]:
+    """The command prefix that pins a child, and every thread it starts, to ``cpus``
+    (``taskset`` execs the command: the pid is the command's own)."""
+    return [] if cpus is None else ["taskset", "-c", _cpu_list(cpus)]
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -174,7 +222,13 @@ class Process:
 
 @contextmanager
 def started(
-    name: str, argv: Sequence[str], port: int, workdir: Path, env: Mapping[str, str] | None = None
+    name: str,
+    argv: Sequence[str],
+    port: int,
+    workdir: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[Process]:
     """Run ``argv`` (its own session, log to a file) and always stop it afterwards."""
     log_path = workdir / f"{name}.log"
@@ -195,7 +249,7 @@ def started(
         full_env.pop(variable, None)
     with log_path.open("wb") as log_file:
         popen = subprocess.Popen(
-            list(argv),
+            [*pinned_to(cpus), *argv],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             env=full_env,
@@ -326,15 +380,19 @@ class Case:
         return sum(r[key].errors for r in self.rounds)
 
 
-def run_case(case: Case, rounds: int, duration_s: int, warmup_s: int) -> None:
+def run_case(
+    case: Case, rounds: int, duration_s: int, warmup_s: int, cpus: frozenset[int] | None
+) -> None:
     print(f"\n== {case.name}, {case.connections} connection(s)", flush=True)
     for target in case.targets if warmup_s else []:
-        run_wrk(target.url, target.script, case.connections, warmup_s, target.pid)
+        run_wrk(target.url, target.script, case.connections, warmup_s, target.pid, cpus=cpus)
     for index in range(rounds):
         shift = index % len(case.targets)
         samples: dict[str, Sample] = {}
         for target in case.targets[shift:] + case.targets[:shift]:
-            sample = run_wrk(target.url, target.script, case.connections, duration_s, target.pid)
+            sample = run_wrk(
+                target.url, target.script, case.connections, duration_s, target.pid, cpus=cpus
+            )
             samples[target.key] = sample
             print(
                 f"  round {index + 1} {target.key:<16} {sample.rps:7.0f} req/s"
@@ -372,7 +430,13 @@ def start_services(
         "runtime", "--repository", str(repository), "--port", str(runtime_port)
     )
     runtime = stack.enter_context(
-        started("runtime", [*runtime_argv, "--poll-interval", "0"], runtime_port, workdir)
+        started(
+            "runtime",
+            [*runtime_argv, "--poll-interval", "0"],
+            runtime_port,
+            workdir,
+            cpus=args.placement.runtime,
+        )
     )
     print("starting the runtime ...", flush=True)
     wait_ready(runtime)
@@ -396,7 +460,7 @@ def start_services(
         port = free_port()
         yaml_path = gateway_yaml(workdir / f"{key}.yaml", port, runtime.url, auth)
         gateways[key] = stack.enter_context(
-            started(key, [*argv, str(yaml_path)], port, workdir, env)
+            started(key, [*argv, str(yaml_path)], port, workdir, env, cpus=args.placement.front)
         )
     print(f"starting {', '.join(gateways)} ...", flush=True)
     for key, process in gateways.items():
@@ -546,7 +610,8 @@ def render(
         f"{args.rounds} rounds x {args.duration} s per target and connection count after a "
         f"{args.warmup} s warm-up; target order rotated each round. One runtime process; "
         "one gateway process in front of it (one replica, auth disabled, default upstream "
-        "client, no span exporter: spans are still created).",
+        "client, no span exporter: spans are still created). Placement: "
+        f"{args.placement.describe()}.",
         "- Medians over rounds. *ratio* = gateway / direct req/s and *added* = gateway - direct "
         "latency are medians of per-round values. *CPU ms/req*: user + system CPU of the "
         "process wrk talked to (the runtime for direct, the gateway otherwise) per request.",
@@ -618,8 +683,9 @@ def render(
     lines += [
         "",
         f"Noise: the machine's {os.cpu_count()} cores are shared by wrk, the runtime, the "
-        "gateway and whatever else runs there (see the load average): at saturation every "
-        "millisecond of gateway CPU is taken from the model server, and tail latency moves "
+        "gateway and whatever else runs there (see the load average). Placed freely, every "
+        "millisecond of gateway CPU at saturation is taken from the model server; split, it "
+        "is taken from wrk instead. Tail latency moves "
         "with everything else on the machine (the runtime's own p99, called directly, "
         f"ranged {spread} connection(s) across rounds). CPU ms/req is the steadier measure "
         "of the gateway's own cost. Compare numbers within one run only.",
@@ -709,6 +775,13 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--httpx-connections", type=_counts, default="64", help='"": off')
     parser.add_argument("--aiohttp-connections", type=_counts, default="16", help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
+    parser.add_argument(
+        "--placement",
+        choices=("shared", "split"),
+        default="shared",
+        help="shared (default): the OS places every process; split: the runtime on half the "
+        "CPUs, the gateways and wrk on the other half",
+    )
     parser.add_argument("--write", action="store_true", help="rewrite the section in --output")
     parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
     parser.add_argument("--keep-logs", action="store_true", help="keep the temporary folder")
@@ -727,6 +800,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "gateway-httpx-aiohttp": args.aiohttp_connections,
     }
     args.load_flags = _load_flags(argv)
+    if args.serve_gateway:
+        args.placement = Placement()
+    else:
+        args.placement = Placement.split() if args.placement == "split" else Placement()
     return args
 
 
@@ -795,7 +872,7 @@ def _run(args: argparse.Namespace, repository: Path, workdir: Path, stack: ExitS
     estimate = runs * (args.rounds * args.duration + args.warmup)
     print(f"{runs} targets x {args.rounds} rounds x {args.duration} s: ~{estimate:.0f} s of load")
     for case in cases:
-        run_case(case, args.rounds, args.duration, args.warmup)
+        run_case(case, args.rounds, args.duration, args.warmup, args.placement.front)
     for process in [services.runtime, *services.gateways.values()]:
         if process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} died during the run:\n{process.log_tail()}")
