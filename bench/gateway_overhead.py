@@ -7,14 +7,16 @@
 One ``driftgate runtime`` serves the demo repository. In front of it, on the same machine, run
 ``driftgate gateway`` processes with that runtime as their only replica:
 
-- ``gateway``: auth disabled (``auth: {enabled: false}``), default upstream client (aiohttp's
-  pool directly, ``gateway.upstream.AiohttpUpstream``). The main case.
+- ``gateway``: auth disabled (``auth: {enabled: false}``), default upstream client
+  (``gateway.http1.Http1Upstream``). The main case.
 - ``gateway-auth``: the same with HS256 JWT auth on, called with a valid ``predict`` token.
 - ``gateway-httpx``: plain ``httpx.AsyncHTTPTransport`` (same pool size): the rejected option.
+- ``gateway-aiohttp``: aiohttp's pool directly (``gateway.upstream.AiohttpUpstream``), the
+  previous default.
 - ``gateway-httpx-aiohttp``: the httpx API over aiohttp's pool (``httpx-aiohttp``), the
-  previous default, which costs more CPU per call than aiohttp directly (now the default).
+  default before that (off unless ``--aiohttp-connections`` names counts).
 
-The last two run the same CLI (``driftgate gateway --config``) in a process where the upstream
+The last three run the same CLI (``driftgate gateway --config``) in a process where the upstream
 client is swapped first (hidden ``--serve-gateway VARIANT CONFIG``); nothing in ``gateway/``
 knows about them.
 
@@ -78,6 +80,7 @@ MIN_ROUNDS_FOR_MET = 5
 VARIANTS = {
     "gateway-auth": "gateway, JWT auth on (HS256)",
     "gateway-httpx": "gateway, plain `httpx.AsyncHTTPTransport`",
+    "gateway-aiohttp": "gateway, aiohttp directly (the previous default)",
     "gateway-httpx-aiohttp": "gateway, httpx API over aiohttp (httpx-aiohttp)",
 }
 
@@ -322,6 +325,8 @@ def _serve_gateway(variant: str, config: str) -> int:
         gateway.app.make_upstream = lambda _=None: gateway.upstream.HttpxUpstream(  # type: ignore[attr-defined,assignment]
             _plain_httpx_transport()
         )
+    elif variant == "gateway-aiohttp":
+        gateway.app.make_upstream = lambda _=None: gateway.upstream.AiohttpUpstream()  # type: ignore[attr-defined,assignment]
     elif variant == "gateway-httpx-aiohttp":
         from httpx_aiohttp import AiohttpTransport
 
@@ -451,6 +456,7 @@ def start_services(
         "gateway": (auth_off, driftgate("gateway", "--config"), {}),
         "gateway-auth": (auth_on, driftgate("gateway", "--config"), {BENCH_SECRET_ENV: secret}),
         "gateway-httpx": (auth_off, [*swapped, "gateway-httpx"], {}),
+        "gateway-aiohttp": (auth_off, [*swapped, "gateway-aiohttp"], {}),
         "gateway-httpx-aiohttp": (auth_off, [*swapped, "gateway-httpx-aiohttp"], {}),
     }
     gateways: dict[str, Process] = {}
@@ -668,12 +674,12 @@ def render(
         "",
         *verdicts(eval_cases),
     ]
-    if any(c.has("gateway-httpx-aiohttp") for c in eval_cases):
+    if any(c.has("gateway-aiohttp") for c in eval_cases):
         lines += [
             "",
-            "The same targets for httpx over aiohttp (the previous default), same rounds:",
+            "The same targets for aiohttp directly (the previous default), same rounds:",
             "",
-            *verdicts(eval_cases, "gateway-httpx-aiohttp"),
+            *verdicts(eval_cases, "gateway-aiohttp"),
         ]
     spread = ", ".join(
         f"{min(p99s):.1f}-{max(p99s):.1f} ms at {c.connections}"
@@ -773,7 +779,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="seconds per target and case")
     parser.add_argument("--auth-connections", type=_counts, default="16", help='"": off')
     parser.add_argument("--httpx-connections", type=_counts, default="64", help='"": off')
-    parser.add_argument("--aiohttp-connections", type=_counts, default="16", help='"": off')
+    parser.add_argument(
+        "--aiohttp-direct-connections", type=_counts, default="1,16", help='"": off'
+    )
+    parser.add_argument("--aiohttp-connections", type=_counts, default="", help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
     parser.add_argument(
         "--placement",
@@ -797,6 +806,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     args.variant_connections = {
         "gateway-auth": args.auth_connections,
         "gateway-httpx": args.httpx_connections,
+        "gateway-aiohttp": args.aiohttp_direct_connections,
         "gateway-httpx-aiohttp": args.aiohttp_connections,
     }
     args.load_flags = _load_flags(argv)
