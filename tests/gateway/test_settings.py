@@ -34,7 +34,7 @@ def test_a_minimal_file_gets_the_documented_defaults() -> None:
 def test_every_section_is_read() -> None:
     parsed = settings(
         listen={"host": "0.0.0.0", "port": 9000},
-        replicas=["http://a:8001/", "https://b:8443"],
+        replicas=["http://a:8001/", "http://b:8443"],
         routes={"iris": {"retries": 2}},
         routes_dir="var/routes",
         health_check={"interval_s": 0.5, "timeout_s": 0.25},
@@ -43,7 +43,7 @@ def test_every_section_is_read() -> None:
     )
 
     assert (parsed.host, parsed.port) == ("0.0.0.0", 9000)
-    assert parsed.replicas == ("http://a:8001", "https://b:8443")  # trailing slash dropped
+    assert parsed.replicas == ("http://a:8001", "http://b:8443")  # trailing slash dropped
     assert parsed.routes["iris"].retries == 2
     assert parsed.routes_dir == Path("/etc/driftgate/var/routes")  # from the file's folder
     assert parsed.health_check == HealthCheckSettings(interval_s=0.5, timeout_s=0.25)
@@ -91,13 +91,19 @@ def test_a_missing_auth_section_is_refused_saying_how_to_turn_it_off() -> None:
 
 @pytest.mark.parametrize(
     "replicas",
-    [["127.0.0.1:8001"], ["ftp://127.0.0.1:8001"], "http://127.0.0.1:8001", [8001]],
-    ids=["no-scheme", "other-scheme", "not-a-list", "not-a-string"],
+    [
+        ["127.0.0.1:8001"],
+        ["ftp://127.0.0.1:8001"],
+        ["https://b:8443"],
+        "http://127.0.0.1:8001",
+        [8001],
+    ],
+    ids=["no-scheme", "other-scheme", "tls", "not-a-list", "not-a-string"],
 )
 def test_a_bad_replica_url_is_refused(replicas: Any) -> None:
     message = refusal({**MINIMAL, "replicas": replicas})
 
-    assert message == "replicas: expected a list of http:// URLs"
+    assert message == "replicas: expected a list of http:// URLs (TLS to replicas is not supported)"
 
 
 def test_an_unknown_key_is_refused_listing_the_known_ones() -> None:
