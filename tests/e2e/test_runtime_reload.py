@@ -234,6 +234,9 @@ def test_fixing_the_broken_version_retries_it_and_it_takes_over(
         os.replace(fixed, scratch.repository / "titanic" / "3" / "pipeline.yaml")
         wait_for("version 3 to become the default", lambda: scratch.default_version() == "3")
         wait_for("version 2 to be unloaded", lambda: scratch.listed_versions() == {"3": "READY"})
+        # The swap is followed by one full GC pass (runtime/heap.py), a pause in which the
+        # checks above can win the race against the traffic: wait for version 3 to answer it.
+        wait_for("traffic answered by version 3", lambda: traffic.answered_by("3", 20))
 
     assert traffic.failures() == [], traffic.failures()[:5]
     assert {detail for _, detail in traffic.answers} == {"2", "3"}
