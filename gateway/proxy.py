@@ -130,7 +130,7 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
         labels["code"] = str(getattr(exc, "status_code", 500))
         raise
     finally:
-        _measure(state, route, arm, labels, started)
+        _measure(state, path, arm, labels, started)
 
 
 def _describe_plan(route: str, plan: Plan) -> None:
@@ -176,8 +176,9 @@ def _respond(response: UpstreamResponse, extra: dict[str, str]) -> Answer:
 
 
 def _measure(
-    state: GatewayState, route: str, arm: str, labels: dict[str, str], started: float
+    state: GatewayState, path: InferencePath, arm: str, labels: dict[str, str], started: float
 ) -> None:
+    route = path.model
     known = state.routes.is_configured(route) or labels["code"] not in ("404", "401", "403")
     route_label = route if known else "_unknown"
     # An unknown name also fills the model label (the default route targets it): drop it.
@@ -185,7 +186,7 @@ def _measure(
     state.metrics.requests.labels(
         route_label, model, version, arm, labels["role"], labels["code"]
     ).inc()
-    state.metrics.request_duration.labels(route_label, arm).observe(
+    state.metrics.request_duration.labels(route_label, arm, path.dialect).observe(
         time.perf_counter() - started, exemplar(current_trace_id())
     )
 

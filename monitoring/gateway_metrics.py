@@ -27,8 +27,9 @@ class GatewayMetrics:
         )
         self.request_duration = Histogram(
             "driftgate_request_duration_seconds",
-            "Gateway end-to-end latency per request (auth, routing, upstream tries).",
-            ["route", "arm"],
+            "Gateway end-to-end latency per request (auth, routing, upstream tries), by route, "
+            "arm and dialect (v2, tfserving, eval, explain).",
+            ["route", "arm", "dialect"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )

@@ -128,3 +128,16 @@ def test_the_server_span_is_named_after_the_dialects_route_template(
     assert server.attributes is not None
     assert server.attributes["http.route"] == template
     assert server.attributes["http.response.status_code"] == 200
+
+
+def test_latency_is_recorded_per_dialect(start) -> None:
+    gateway = start()
+
+    gateway.client.post("/v1/models/iris/eval", json=BODY)
+    gateway.client.post("/v2/models/iris/infer", json=BODY)
+    gateway.client.post("/v2/models/iris/infer", json=BODY)
+
+    count = "driftgate_request_duration_seconds_count"
+    assert gateway.metric(count, route="iris", dialect="eval") == 1
+    assert gateway.metric(count, route="iris", dialect="v2") == 2
+    assert gateway.metric(count, route="iris", dialect="explain") == 0
