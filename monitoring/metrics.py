@@ -74,6 +74,12 @@ class RuntimeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.inference_calls = Counter(
+            "driftgate_inference_calls_total",
+            "Backend calls by where they ran: event_loop (known to be quick) or thread_pool.",
+            ["model", "version", "placement"],
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "driftgate_batch_size",
             "Rows (dimension 0) per backend call.",

@@ -50,7 +50,9 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
     state = RuntimeState(
         settings=settings,
         repository=repository,
-        predictor=Predictor(metrics, tracer, settings.inference_threads),
+        predictor=Predictor(
+            metrics, tracer, settings.inference_threads, settings.inline_inference_max_s
+        ),
         metrics=metrics,
         registry=registry,
         tracer=tracer,

@@ -1,8 +1,10 @@
 """Runs one validated request through a loaded model version, measured and traced.
 
 This is the single place where dialect-neutral requests meet backends: every codec ends
-here. Backends are synchronous; they run in a dedicated thread pool so the event loop
-never waits on a model.
+here. Backends are synchronous. A call runs in a dedicated thread pool, so that the event
+loop never waits on a slow model, unless calls of its size to the same version are known
+to take at most ``inline_max_s``: those run inline, where a thread hand-off would cost
+more than the model (``runtime.placement``).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from opentelemetry.trace import Status, StatusCode
 
 from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
+from runtime.backends.base import ModelBackend
 from runtime.errors import InferenceServerError, ModelNotReady
 from runtime.inference import InferenceRequest, InferenceResponse
+from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
 from runtime.validation import select_outputs, validate_inputs
 
@@ -30,9 +34,16 @@ T = TypeVar("T")
 
 
 class Predictor:
-    def __init__(self, metrics: RuntimeMetrics, tracer: trace.Tracer, threads: int) -> None:
+    def __init__(
+        self,
+        metrics: RuntimeMetrics,
+        tracer: trace.Tracer,
+        threads: int,
+        inline_max_s: float = 0.0,
+    ) -> None:
         self.metrics = metrics
         self.tracer = tracer
+        self.placement = CallPlacement(inline_max_s)
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
 
     async def run(self, work: Callable[[], T]) -> T:
@@ -53,13 +64,19 @@ class Predictor:
             "driftgate.model.format": model.format or "unknown",
             "driftgate.batch_size": rows,
         }
+        placement = self.placement.choose(backend, rows)
+        attributes["driftgate.inference.placement"] = placement
         with self.tracer.start_as_current_span(
             f"infer {model.model}", attributes=attributes
         ) as span:
-            started = time.perf_counter()
             try:
-                loop = asyncio.get_running_loop()
-                outputs = await loop.run_in_executor(self._executor, backend.predict, inputs)
+                if placement == EVENT_LOOP:
+                    outputs, elapsed = _timed_predict(backend, inputs)
+                else:
+                    loop = asyncio.get_running_loop()
+                    outputs, elapsed = await loop.run_in_executor(
+                        self._executor, _timed_predict, backend, inputs
+                    )
             except InferenceServerError:
                 raise
             except Exception as exc:
@@ -70,7 +87,8 @@ class Predictor:
                     f"model '{model.model}' version {version} failed to run: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
-            elapsed = time.perf_counter() - started
+        self.placement.observe(backend, rows, elapsed)
+        self.metrics.inference_calls.labels(model.model, version, placement).inc()
         self.metrics.inference_duration.labels(model.model, version).observe(
             elapsed, exemplar(current_trace_id() or span.get_span_context().trace_id)
         )
@@ -82,6 +100,15 @@ class Predictor:
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _timed_predict(
+    backend: ModelBackend, inputs: dict[str, np.ndarray]
+) -> tuple[dict[str, np.ndarray], float]:
+    """The backend's outputs and the seconds spent inside it (no queueing counted)."""
+    started = time.perf_counter()
+    outputs = backend.predict(inputs)
+    return outputs, time.perf_counter() - started
 
 
 def _batch_rows(inputs: dict[str, np.ndarray]) -> int:

@@ -35,6 +35,11 @@ class RuntimeSettings:
     inference_threads: int = field(
         default_factory=lambda: _env_int("DRIFTGATE_INFERENCE_THREADS", 4)
     )
+    #: Model calls known to take at most this long run on the event loop, not in a worker
+    #: thread (``runtime.placement``); 0 runs every call in the thread pool.
+    inline_inference_max_s: float = field(
+        default_factory=lambda: _env_float("DRIFTGATE_INLINE_INFERENCE_MAX_MS", 1.0) / 1000
+    )
     #: Seconds between repository scans for new/removed versions (0: never re-scan).
     poll_interval_s: float = field(
         default_factory=lambda: _env_float("DRIFTGATE_POLL_INTERVAL_S", 2.0)
