@@ -16,9 +16,14 @@ One ``driftgate runtime`` serves the demo repository. In front of it, on the sam
 - ``gateway-httpx-aiohttp``: the httpx API over aiohttp's pool (``httpx-aiohttp``), the
   default before that (off unless ``--aiohttp-connections`` names counts).
 
-The last three run the same CLI (``driftgate gateway --config``) in a process where the upstream
-client is swapped first (hidden ``--serve-gateway VARIANT CONFIG``); nothing in ``gateway/``
-knows about them.
+And one more runtime, called directly:
+
+- ``runtime-pool``: ``DRIFTGATE_INLINE_INFERENCE_MAX_MS=0``, every model call in the
+  inference thread pool (``runtime.placement``), as before quick calls ran on the event loop.
+
+The three swapped gateways run the same CLI (``driftgate gateway --config``) in a process
+where the upstream client is swapped first (hidden ``--serve-gateway VARIANT CONFIG``);
+nothing in ``gateway/`` knows about them.
 
 For each connection count, wrk sends the same load (``POST /v1/models/titanic/eval``, one
 instance) to each target for ``--duration`` seconds, ``--rounds`` times, rotating the order each
@@ -82,7 +87,10 @@ VARIANTS = {
     "gateway-httpx": "gateway, plain `httpx.AsyncHTTPTransport`",
     "gateway-aiohttp": "gateway, aiohttp directly (the previous default)",
     "gateway-httpx-aiohttp": "gateway, httpx API over aiohttp (httpx-aiohttp)",
+    "runtime-pool": "runtime directly, every model call in the thread pool",
 }
+#: Variants that are runtimes, not gateways: compared with the direct runtime only.
+RUNTIME_VARIANTS = {"runtime-pool": {"DRIFTGATE_INLINE_INFERENCE_MAX_MS": "0"}}
 
 
 # --------------------------------------------------------------------------- wrk
@@ -422,6 +430,7 @@ class Services:
     runtime: Process
     gateways: dict[str, Process]
     token: str
+    runtime_variants: dict[str, Process] = field(default_factory=dict)
 
 
 def start_services(
@@ -443,8 +452,24 @@ def start_services(
             cpus=args.placement.runtime,
         )
     )
-    print("starting the runtime ...", flush=True)
-    wait_ready(runtime)
+    variants: dict[str, Process] = {}
+    for key, env in RUNTIME_VARIANTS.items():
+        if args.variant_connections[key]:
+            port = free_port()
+            argv = driftgate("runtime", "--repository", str(repository), "--port", str(port))
+            variants[key] = stack.enter_context(
+                started(
+                    key,
+                    [*argv, "--poll-interval", "0"],
+                    port,
+                    workdir,
+                    env,
+                    cpus=args.placement.runtime,
+                )
+            )
+    print(f"starting the runtime{'s' if variants else ''} ...", flush=True)
+    for process in [runtime, *variants.values()]:
+        wait_ready(process)
 
     secret = os.urandom(32).hex()
     auth_on = {"enabled": True, "algorithm": "HS256", "secret_env": BENCH_SECRET_ENV}
@@ -473,7 +498,7 @@ def start_services(
         wait_ready(process)
         if argv_is_swapped(plan[key][1]) and SWAP_MARKER not in process.log_tail(100_000):
             raise RuntimeError(f"{key} did not swap its upstream client:\n{process.log_tail()}")
-    return Services(runtime, gateways, token)
+    return Services(runtime, gateways, token, variants)
 
 
 def argv_is_swapped(argv: Sequence[str]) -> bool:
@@ -498,6 +523,9 @@ def plan_cases(args: argparse.Namespace, services: Services, workdir: Path) -> l
         check_target(
             process.url + EVAL_PATH, auth_headers if key == "gateway-auth" else json_headers
         )
+    for process in services.runtime_variants.values():
+        check_target(process.url + EVAL_PATH, json_headers)
+    every = {**gateways, **services.runtime_variants}
     if "gateway-auth" in gateways:
         refused = httpx.post(
             gateways["gateway-auth"].url + EVAL_PATH, content=EVAL_BODY, headers=json_headers
@@ -517,7 +545,7 @@ def plan_cases(args: argparse.Namespace, services: Services, workdir: Path) -> l
         for key, counts in args.variant_connections.items():
             if connections in counts:
                 script = "eval-auth" if key == "gateway-auth" else "eval"
-                targets.append(target(key, gateways[key], EVAL_PATH, script))
+                targets.append(target(key, every[key], EVAL_PATH, script))
         cases.append(Case("eval", connections, targets))
     if args.metadata_connections:
         check_target(runtime.url + METADATA_PATH, {}, "GET")
@@ -653,7 +681,8 @@ def render(
             lines.append(
                 f"| {VARIANTS[key]} | {case.connections} | {case.median(key, _rps):.0f} "
                 f"| {_ms(case.median(key, _p50))} / {_ms(case.median(key, _p99))} "
-                f"| {_pair(case, key, 'direct')} | {_pair(case, key, 'gateway')} "
+                f"| {_pair(case, key, 'direct')} "
+                f"| {'n/a' if key in RUNTIME_VARIANTS else _pair(case, key, 'gateway')} "
                 f"| {_ms(case.median(key, _cpu))} | {case.errors(key)} |"
             )
         for case in metadata:
@@ -783,6 +812,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--aiohttp-direct-connections", type=_counts, default="1,16", help='"": off'
     )
     parser.add_argument("--aiohttp-connections", type=_counts, default="", help='"": off')
+    parser.add_argument("--pool-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
     parser.add_argument(
         "--placement",
@@ -808,6 +838,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "gateway-httpx": args.httpx_connections,
         "gateway-aiohttp": args.aiohttp_direct_connections,
         "gateway-httpx-aiohttp": args.aiohttp_connections,
+        "runtime-pool": args.pool_connections,
     }
     args.load_flags = _load_flags(argv)
     if args.serve_gateway:
@@ -883,7 +914,11 @@ def _run(args: argparse.Namespace, repository: Path, workdir: Path, stack: ExitS
     print(f"{runs} targets x {args.rounds} rounds x {args.duration} s: ~{estimate:.0f} s of load")
     for case in cases:
         run_case(case, args.rounds, args.duration, args.warmup, args.placement.front)
-    for process in [services.runtime, *services.gateways.values()]:
+    for process in [
+        services.runtime,
+        *services.gateways.values(),
+        *services.runtime_variants.values(),
+    ]:
         if process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} died during the run:\n{process.log_tail()}")
     return cases
