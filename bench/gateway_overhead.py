@@ -106,6 +106,7 @@ class Sample:
     requests: int
     errors: int  # non-2xx/3xx answers + socket errors (connect, read, write, timeout)
     cpu_ms: float  # CPU (user + system) per request of the process wrk talked to; nan: unknown
+    steal: float = float("nan")  # share of the machine's CPU time taken by the hypervisor
 
 
 _DONE = """
@@ -140,6 +141,16 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def steal_and_total_ticks() -> tuple[int, int]:
+    """CPU ticks stolen by the hypervisor, and all ticks, since boot (Linux /proc/stat)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
 def run_wrk(
     url: str,
     script: Path,
@@ -151,6 +162,7 @@ def run_wrk(
 ) -> Sample:
     command = ["wrk", "-t1", f"-c{connections}", f"-d{duration_s}s", "--timeout", "10s"]
     cpu_before = cpu_seconds(pid)
+    steal_before, total_before = steal_and_total_ticks()
     done = subprocess.run(
         [*pinned_to(cpus), *command, "-s", str(script), url],
         capture_output=True,
@@ -159,6 +171,9 @@ def run_wrk(
         check=False,
     )
     cpu = cpu_seconds(pid) - cpu_before
+    steal_after, total_after = steal_and_total_ticks()
+    ticks = total_after - total_before
+    steal = (steal_after - steal_before) / ticks if ticks > 0 else float("nan")
     for line in done.stdout.splitlines():
         if line.startswith("DGJSON "):
             raw = json.loads(line.removeprefix("DGJSON "))
@@ -171,6 +186,7 @@ def run_wrk(
                 requests=requests,
                 errors=raw["status"] + raw["socket"],
                 cpu_ms=1000 * cpu / requests if requests else float("nan"),
+                steal=steal,
             )
     raise RuntimeError(f"wrk gave no summary (exit {done.returncode}):\n{done.stdout}{done.stderr}")
 
@@ -410,7 +426,7 @@ def run_case(
             print(
                 f"  round {index + 1} {target.key:<16} {sample.rps:7.0f} req/s"
                 f"  p50 {sample.p50_ms:7.2f} ms  p99 {sample.p99_ms:7.2f} ms"
-                f"  cpu {sample.cpu_ms:5.2f} ms/req"
+                f"  cpu {sample.cpu_ms:5.2f} ms/req  steal {sample.steal:4.0%}"
                 + (f"  ERRORS {sample.errors}" if sample.errors else ""),
                 flush=True,
             )
@@ -715,6 +731,20 @@ def render(
         for c in eval_cases
         for p99s in [[r["direct"].p99_ms for r in c.rounds]]
     )
+    steals = [
+        sample.steal
+        for case in cases
+        for samples in case.rounds
+        for sample in samples.values()
+        if sample.steal == sample.steal  # not nan
+    ]
+    steal_note = (
+        f" CPU steal (time the hypervisor gave this VM's CPUs to other guests) per wrk run: "
+        f"median {statistics.median(steals):.1%}, highest {max(steals):.1%}; a round with "
+        "high steal slows every target in it."
+        if steals
+        else ""
+    )
     lines += [
         "",
         f"Noise: the machine's {os.cpu_count()} cores are shared by wrk, the runtime, the "
@@ -723,7 +753,7 @@ def render(
         "is taken from wrk instead. Tail latency moves "
         "with everything else on the machine (the runtime's own p99, called directly, "
         f"ranged {spread} connection(s) across rounds). CPU ms/req is the steadier measure "
-        "of the gateway's own cost. Compare numbers within one run only.",
+        "of the gateway's own cost. Compare numbers within one run only." + steal_note,
     ]
     return "\n".join(lines) + "\n"
 
