@@ -10,8 +10,10 @@ thread pool, where a slow model cannot stall the loop (health checks, other mode
 
 The estimate is per backend object (a reload starts afresh) and per batch-size class
 (rows rounded down to a power of two), an exponentially weighted mean of the time inside
-``backend.predict``. A call that runs slower than expected moves the mean, and its size
-class goes back to the pool once the mean passes the limit.
+``backend.predict``. One call counts for at most ``OUTLIER_CAP`` times the limit, so that a
+single slow call (the process preempted, a page fault) does not send a quick model to the
+pool; calls that stay slow move the mean past the limit within three calls, and their size
+class goes back to the pool.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ THREAD_POOL: Placement = "thread_pool"
 
 #: Weight of the newest call in the running mean: about the last ten calls count.
 NEWEST_CALL_WEIGHT = 0.2
+#: No single call counts for more than this many times the limit.
+OUTLIER_CAP = 2.0
 
 
 class CallPlacement:
@@ -49,9 +53,11 @@ class CallPlacement:
         by_size = self._seconds.setdefault(backend, {})
         size = size_class(rows)
         previous = by_size.get(size)
-        by_size[size] = (
-            seconds if previous is None else previous + NEWEST_CALL_WEIGHT * (seconds - previous)
-        )
+        if previous is None:
+            by_size[size] = seconds  # the first call, in the pool: its time as measured
+            return
+        counted = min(seconds, OUTLIER_CAP * self.inline_max_s) if self.inline_max_s else seconds
+        by_size[size] = previous + NEWEST_CALL_WEIGHT * (counted - previous)
 
     def expected_s(self, backend: object, rows: int) -> float | None:
         """The running mean for calls of this size, if any were measured."""
