@@ -13,6 +13,7 @@ Every upstream try is a CLIENT span (OpenTelemetry HTTP semantic conventions) ca
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -162,12 +163,12 @@ class Dispatcher:
     ) -> UpstreamResponse:
         """One HTTP call to one replica, as a CLIENT span, measured."""
         url = replica + request.path.for_target(target)
-        address = urlsplit(replica)
+        host, port = _server_of(replica)
         attributes: dict[str, str | int] = {
             "http.request.method": "POST",
             "url.full": url,
-            "server.address": address.hostname or "",
-            "server.port": address.port or 80,
+            "server.address": host,
+            "server.port": port,
             "driftgate.role": role,
             "driftgate.model.name": target.model,
             "driftgate.model.version": target.version or "",
@@ -175,31 +176,36 @@ class Dispatcher:
         if attempt:
             attributes["http.request.resend_count"] = attempt
         headers = {**request.headers, "x-request-id": request.request_id}
+        # The span is never made current: nothing runs under it but the call, and attaching
+        # and detaching a context costs as much as the span's attributes.
+        span = self.tracer.start_span("POST", kind=SpanKind.CLIENT, attributes=attributes)
+        inject(headers, context=trace.set_span_in_context(span))
         self.replicas.acquire(replica)
         started = time.perf_counter()
         outcome = "error"
-        with self.tracer.start_as_current_span(
-            "POST", kind=SpanKind.CLIENT, attributes=attributes
-        ) as span:
-            inject(headers)
-            try:
-                response = await self.upstream.send("POST", url, headers, request.body, timeout_s)
-            except UpstreamUnavailable as exc:
-                outcome = exc.kind
-                span.set_attribute("error.type", exc.kind)
-                span.set_status(Status(StatusCode.ERROR, str(exc)))
-                raise
-            else:
-                outcome = str(response.status)
-            finally:
-                self.replicas.release(replica)
-                self.metrics.upstream_duration.labels(replica, role, outcome).observe(
-                    time.perf_counter() - started
-                )
+        try:
+            response = await self.upstream.send("POST", url, headers, request.body, timeout_s)
+        except UpstreamUnavailable as exc:
+            outcome = exc.kind
+            span.set_attribute("error.type", exc.kind)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        except BaseException as exc:  # cancelled with the request, or a fault of ours
+            span.set_attribute("error.type", type(exc).__qualname__)
+            span.set_status(Status(StatusCode.ERROR, str(exc)))
+            raise
+        else:
+            outcome = str(response.status)
             span.set_attribute("http.response.status_code", response.status)
             if response.status >= 500:
                 span.set_attribute("error.type", str(response.status))
                 span.set_status(Status(StatusCode.ERROR))
+        finally:
+            self.replicas.release(replica)
+            self.metrics.upstream_duration.labels(replica, role, outcome).observe(
+                time.perf_counter() - started
+            )
+            span.end()
         return response
 
     def breaker_states(self, now: float) -> list[tuple[str, Target, str]]:
@@ -218,6 +224,13 @@ class Dispatcher:
             breaker = CircuitBreaker(settings.failures, settings.open_s)
             self._breakers[key] = breaker
         return breaker
+
+
+@functools.lru_cache(maxsize=1024)
+def _server_of(replica: str) -> tuple[str, int]:
+    """``server.address`` and ``server.port`` of a replica URL (parsed once per replica)."""
+    address = urlsplit(replica)
+    return address.hostname or "", address.port or 80
 
 
 def _describe(target: Target) -> str:

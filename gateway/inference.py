@@ -29,6 +29,7 @@ from gateway import proxy
 from gateway.dialects import InferencePath, parse_inference_path
 from gateway.errors import BadGatewayRequest, PayloadTooLarge, error_reply
 from gateway.state import GatewayState
+from monitoring.tracing import request_headers
 
 ASGIApp = Any
 
@@ -55,9 +56,7 @@ class InferenceEndpoint:
         await self.app(scope, receive, send)
 
     async def _serve(self, path: InferencePath, scope: Any, receive: Any, send: Any) -> None:
-        headers = {
-            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
-        }
+        headers = request_headers(scope)
         request_id = headers.get("x-request-id") or uuid.uuid4().hex
         try:
             body = await read_body(receive, headers.get("content-length"), self.max_body_bytes)

@@ -76,9 +76,7 @@ class ServerSpanMiddleware:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
             await self.app(scope, receive, send)
             return
-        carrier = {
-            key.decode("latin-1"): value.decode("latin-1") for key, value in scope["headers"]
-        }
+        carrier = request_headers(scope)
         parent = _PROPAGATOR.extract(carrier)
         method = scope["method"]
         attributes: dict[str, Any] = {
@@ -118,6 +116,22 @@ class ServerSpanMiddleware:
                         span.set_status(Status(StatusCode.ERROR))
         finally:
             otel_context.detach(token)
+
+
+_HEADERS_KEY = "driftgate.request_headers"
+
+
+def request_headers(scope: dict[str, Any]) -> dict[str, str]:
+    """The request's headers as a dict (names lower-case, as ASGI gives them; the last of a
+    repeated header wins), decoded once per request and kept in the scope for the next
+    reader (the span middleware, then the gateway's inference endpoint)."""
+    headers: dict[str, str] | None = scope.get(_HEADERS_KEY)
+    if headers is None:
+        headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]
+        }
+        scope[_HEADERS_KEY] = headers
+    return headers
 
 
 def _route_template(scope: dict[str, Any]) -> str | None:
