@@ -34,6 +34,7 @@ from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
 from gateway.inference import InferenceEndpoint
+from gateway.key_refresh import KeyRefresher
 from gateway.recording import Recorder
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
@@ -108,6 +109,11 @@ def create_app(
         )
     )
     health = HealthChecker(replicas, upstream, settings.health_check)
+    key_refresher = (
+        KeyRefresher(verifier, metrics)
+        if verifier is not None and settings.auth.key_source is not None
+        else None
+    )
     jobs = JobScheduler(registry, tracer)
     if settings.log is not None:
         schedule_log_upkeep(jobs, settings.log.store, settings.log.writer)
@@ -121,13 +127,16 @@ def create_app(
             state.recorder.start()
             jobs.start()
         await health.check_all()
-        checking = asyncio.create_task(health.run())
+        background = [asyncio.create_task(health.run())]
+        if key_refresher is not None:
+            background.append(asyncio.create_task(key_refresher.run()))
         try:
             yield
         finally:
-            checking.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await checking
+            for task in background:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await asyncio.to_thread(jobs.stop)
             await state.shadows.drain()
             if state.recorder is not None:  # SIGTERM: everything recorded reaches the store

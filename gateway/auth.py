@@ -11,7 +11,8 @@ handler turns an ``AuthError`` into its status and ``WWW-Authenticate`` header (
 
 The algorithm is pinned by configuration and never taken from a token: pyjwt is called with
 ``algorithms=[pinned]``, and a token announcing another ``alg`` is refused before any key is
-touched. Key files are read by ``gateway.jwks``. See docs/auth.md.
+touched. Key files and JWKS URLs are read by ``gateway.jwks`` and re-read every
+``jwks_refresh_s`` by ``gateway.key_refresh``. See docs/auth.md.
 """
 
 from __future__ import annotations
@@ -22,14 +23,20 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Final
 
 import jwt
 
-from gateway.jwks import KeyMaterialError, KeyRing, load_key_ring, load_signing_key
+from gateway.jwks import (
+    KeyMaterialError,
+    KeyRing,
+    check_jwks_url,
+    load_key_ring,
+    load_signing_key,
+)
 
 ALGORITHMS: Final = ("HS256", "HS384", "HS512", "RS256", "ES256")
 SCOPES: Final = ("predict", "admin", "read:logs", "feedback")
@@ -37,6 +44,9 @@ REALM: Final = "driftgate"
 MAX_TOKEN_CHARS: Final = 8192
 # RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
 HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
+#: Bounds of ``jwks_refresh_s``: not a hammer on the identity provider, not a day stale.
+MIN_REFRESH_S: Final = 10.0
+MAX_REFRESH_S: Final = 86400.0
 
 
 class AuthConfigError(ValueError):
@@ -91,6 +101,9 @@ class AuthConfig:
     secret: bytes | None = field(default=None, repr=False)
     public_key_file: Path | None = None
     jwks_file: Path | None = None
+    jwks_url: str | None = None
+    #: Seconds between re-reads of public_key_file, jwks_file or jwks_url (key rotation).
+    jwks_refresh_s: float = 300.0
     private_key_file: Path | None = None
     issuer: str | None = None
     audience: str | None = None
@@ -104,7 +117,11 @@ class AuthConfig:
             raise AuthConfigError(
                 f"auth.algorithm: must be one of {', '.join(ALGORITHMS)}, got {alg!r}"
             )
-        files = {"public_key_file": self.public_key_file, "jwks_file": self.jwks_file}
+        files: dict[str, object] = {
+            "public_key_file": self.public_key_file,
+            "jwks_file": self.jwks_file,
+            "jwks_url": self.jwks_url,
+        }
         if alg in HMAC_MIN_BYTES:
             for key, value in {**files, "private_key_file": self.private_key_file}.items():
                 if value is not None:
@@ -118,8 +135,18 @@ class AuthConfig:
                 )
             if sum(v is not None for v in files.values()) != 1:
                 raise AuthConfigError(
-                    f"auth: {alg} needs exactly one of public_key_file, jwks_file"
+                    f"auth: {alg} needs exactly one of public_key_file, jwks_file, jwks_url"
                 )
+            if self.jwks_url is not None:
+                try:
+                    check_jwks_url(self.jwks_url)
+                except KeyMaterialError as exc:
+                    raise AuthConfigError(f"auth.jwks_url: {exc}") from None
+        if not MIN_REFRESH_S <= self.jwks_refresh_s <= MAX_REFRESH_S:
+            raise AuthConfigError(
+                f"auth.jwks_refresh_s: must be {MIN_REFRESH_S:g} to {MAX_REFRESH_S:g} seconds, "
+                f"got {self.jwks_refresh_s:g}"
+            )
         if not 0 <= self.leeway_s <= 300:
             raise AuthConfigError(f"auth.leeway_s: must be 0 to 300 seconds, got {self.leeway_s}")
 
@@ -142,10 +169,10 @@ class AuthConfig:
         enabled = raw.get("enabled", True)
         if not isinstance(enabled, bool):
             raise AuthConfigError(f"auth.enabled: must be true or false, got {enabled!r}")
-        strings = {k: _optional_str(raw, k) for k in _KEYS if k not in ("enabled", "leeway_s")}
-        leeway = raw.get("leeway_s", 30)
-        if isinstance(leeway, bool) or not isinstance(leeway, int | float):
-            raise AuthConfigError(f"auth.leeway_s: must be a number of seconds, got {leeway!r}")
+        numbers = ("leeway_s", "jwks_refresh_s")
+        strings = {k: _optional_str(raw, k) for k in _KEYS if k not in ("enabled", *numbers)}
+        leeway = _seconds(raw, "leeway_s", 30.0)
+        refresh = _seconds(raw, "jwks_refresh_s", 300.0)
         if strings["secret"] is not None and strings["secret_env"] is not None:
             raise AuthConfigError(
                 "auth: set secret or secret_env, not both (secret_env is preferred)"
@@ -169,14 +196,29 @@ class AuthConfig:
             secret=None if secret is None else secret.encode(),
             public_key_file=path("public_key_file"),
             jwks_file=path("jwks_file"),
+            jwks_url=strings["jwks_url"],
+            jwks_refresh_s=refresh,
             private_key_file=path("private_key_file"),
             issuer=strings["issuer"],
             audience=strings["audience"],
-            leeway_s=float(leeway),
+            leeway_s=leeway,
         )
+
+    @property
+    def key_source(self) -> str | None:
+        """Where the public keys come from (a file or URL), or None for a shared secret."""
+        source = self.jwks_url or self.jwks_file or self.public_key_file
+        return None if source is None or self.algorithm in HMAC_MIN_BYTES else str(source)
 
 
 _KEYS: Final = (*(f.name for f in fields(AuthConfig)), "secret_env")
+
+
+def _seconds(raw: Mapping[str, Any], key: str, default: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthConfigError(f"auth.{key}: must be a number of seconds, got {value!r}")
+    return float(value)
 
 
 def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
@@ -242,13 +284,29 @@ class TokenVerifier:
         self.config = config
         self._ring = _verification_keys(config)
         self._verified: OrderedDict[str, Principal] = OrderedDict()
+        #: Called (on the verifying thread) when a token names a kid the keys lack: the
+        #: identity provider may have rotated its keys (``gateway.key_refresh`` listens).
+        self.on_unknown_kid: Callable[[], None] | None = None
+
+    def load_keys(self) -> KeyRing | None:
+        """Read the configured key file or URL afresh; touches no state (any thread)."""
+        return _verification_keys(self.config)
+
+    def use_keys(self, ring: KeyRing | None) -> bool:
+        """Verify with ``ring`` from now on; True when it differs from the keys in use.
+
+        A change forgets the tokens verified so far: a key taken out of the set must stop
+        working at once.
+        """
+        if _same_keys(ring, self._ring):
+            return False
+        self._ring = ring
+        self._verified.clear()
+        return True
 
     def reload_keys(self) -> None:
-        """Re-read the key file (after a JWKS rotation); the old keys stay on failure.
-
-        Tokens verified so far are forgotten: a key taken out of the file must stop working.
-        """
-        self._ring = _verification_keys(self.config)
+        """Re-read the keys now (after a rotation); the old keys stay on failure."""
+        self._ring = self.load_keys()
         self._verified.clear()
 
     def verify(self, authorization: str | None) -> Principal:
@@ -281,6 +339,8 @@ class TokenVerifier:
         if self._ring is not None:
             key = self._ring.select(kid if isinstance(kid, str) else None)
             if key is None:
+                if self.on_unknown_kid is not None:
+                    self.on_unknown_kid()
                 # The key file's path is the operator's business, not the client's.
                 raise Unauthenticated(f"unknown key id (kid) {_short(kid)}: not a configured key")
         require_claims = ["exp", "sub"] + [
@@ -306,10 +366,21 @@ class TokenVerifier:
 def _verification_keys(config: AuthConfig) -> KeyRing | None:
     try:
         return load_key_ring(
-            config.algorithm, jwks_file=config.jwks_file, public_key_file=config.public_key_file
+            config.algorithm,
+            jwks_file=config.jwks_file,
+            public_key_file=config.public_key_file,
+            jwks_url=config.jwks_url,
         )
     except KeyMaterialError as exc:
         raise AuthConfigError(str(exc)) from None
+
+
+def _same_keys(a: KeyRing | None, b: KeyRing | None) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a.keys.keys() == b.keys.keys() and all(
+        a.keys[kid].public_numbers() == b.keys[kid].public_numbers() for kid in a.keys
+    )
 
 
 def _bearer_token(authorization: str | None) -> str:

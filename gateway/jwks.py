@@ -1,25 +1,31 @@
-"""Key material for JWT auth: PEM and JWKS files, checked against the pinned algorithm.
+"""Key material for JWT auth: PEM and JWKS files or a JWKS URL, checked against the pinned
+algorithm.
 
-``gateway.auth`` builds a ``KeyRing`` once at start (and again on ``reload_keys``) and asks
-it for the public key that a token's ``kid`` names. Everything here fails early, at load
-time, with a ``KeyMaterialError`` that says what is wrong with which file and how to fix it;
-nothing in this module sees a token.
+``gateway.auth`` builds a ``KeyRing`` at start (and again on every refresh,
+``gateway.key_refresh``) and asks it for the public key that a token's ``kid`` names.
+Everything here fails early, at load time, with a ``KeyMaterialError`` that says what is
+wrong with which file or URL and how to fix it; nothing in this module sees a token.
 
-    load_key_ring(algorithm, jwks_file=, public_key_file=)  what TokenVerifier checks with
+    load_key_ring(algorithm, jwks_file=, public_key_file=, jwks_url=)  what TokenVerifier uses
     load_pem_public_key(path, algorithm)   one key, tokens' kid ignored
     load_jwks(path, algorithm)             keys by kid (RFC 7517), all of the pinned type
+    fetch_jwks(url, algorithm)             the same from an identity provider's JWKS URL;
+                                           keys for other algorithms or uses are skipped
     load_signing_key(algorithm, path, ring)  private key and kid for ``driftgate token create``
     public_jwk(pem_file, kid, algorithm)   the JWKS entry for a PEM public key (key rotation)
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import httpx
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -30,6 +36,10 @@ PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 MIN_RSA_BITS = 2048
+#: Seconds one JWKS download may take; a slower identity provider fails the refresh.
+JWKS_FETCH_TIMEOUT_S = 5.0
+#: A JWKS document larger than this is refused (real ones are a few KiB).
+JWKS_MAX_BYTES = 1 << 20
 
 
 class KeyMaterialError(ValueError):
@@ -54,9 +64,18 @@ class KeyRing:
 
 
 def load_key_ring(
-    algorithm: str, *, jwks_file: Path | None, public_key_file: Path | None
+    algorithm: str,
+    *,
+    jwks_file: Path | None,
+    public_key_file: Path | None,
+    jwks_url: str | None = None,
 ) -> KeyRing | None:
     """The configured public keys; None for HMAC algorithms, which use the shared secret."""
+    if jwks_url is not None:
+        try:
+            return fetch_jwks(jwks_url, algorithm)
+        except KeyMaterialError as exc:
+            raise KeyMaterialError(f"auth.jwks_url: {exc}") from None
     try:
         if jwks_file is not None:
             return load_jwks(jwks_file, algorithm)
@@ -118,22 +137,81 @@ def load_pem_public_key(path: Path, algorithm: str) -> KeyRing:
 
 def load_jwks(path: Path, algorithm: str) -> KeyRing:
     """Every key of a JWKS file; each needs a unique ``kid`` and must fit ``algorithm``."""
+    return parse_jwks(_read(path), algorithm, str(path))
+
+
+def parse_jwks(data: bytes, algorithm: str, source: str, *, lenient: bool = False) -> KeyRing:
+    """The keys of a JWK Set document. Strict (a file the operator wrote): every entry must be
+    a public signature key for ``algorithm``. Lenient (an identity provider's set, which also
+    lists keys for other algorithms and for encryption): entries that do not fit are skipped,
+    and the set is refused only when no key fits."""
     try:
-        document = json.loads(_read(path))
+        document = json.loads(data)
     except ValueError as exc:
-        raise KeyMaterialError(f"{path}: not valid JSON ({exc})") from None
+        raise KeyMaterialError(f"{source}: not valid JSON ({exc})") from None
     entries = document.get("keys") if isinstance(document, dict) else None
     if not isinstance(entries, list) or not entries:
         raise KeyMaterialError(
-            f'{path}: expected a JWK Set, {{"keys": [...]}}, with one key or more'
+            f'{source}: expected a JWK Set, {{"keys": [...]}}, with one key or more'
         )
     keys: dict[str | None, PublicKey] = {}
+    skipped: list[str] = []
     for index, entry in enumerate(entries):
-        where = f"{path}: keys[{index}]"
-        keys.update(_parse_jwk(entry, algorithm, where, several=len(entries) > 1))
-        if len(keys) != index + 1:
+        where = f"{source}: keys[{index}]"
+        try:
+            parsed = _parse_jwk(entry, algorithm, where, several=len(entries) > 1)
+        except KeyMaterialError as exc:
+            if not lenient:
+                raise
+            skipped.append(str(exc).removeprefix(f"{source}: "))
+            continue
+        if set(parsed) & set(keys):
             raise KeyMaterialError(f"{where}: kid {entry.get('kid')!r} is used twice")
-    return KeyRing(keys, str(path))
+        keys.update(parsed)
+    if not keys:
+        raise KeyMaterialError(
+            f"{source}: no key of the set fits {algorithm} ({'; '.join(skipped)})"
+        )
+    return KeyRing(keys, source)
+
+
+def check_jwks_url(url: str) -> str:
+    """``url`` if keys may be fetched from it: https, or http to this machine only (a key
+    fetched over plain HTTP from elsewhere could have been swapped on the way)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise KeyMaterialError(f"{url!r} is not an http(s) URL")
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise KeyMaterialError(
+            f"{url!r}: keys must be fetched over https (plain http only from localhost)"
+        )
+    return url
+
+
+def fetch_jwks(url: str, algorithm: str, timeout_s: float = JWKS_FETCH_TIMEOUT_S) -> KeyRing:
+    """The keys for ``algorithm`` published at ``url`` (lenient: see ``parse_jwks``)."""
+    check_jwks_url(url)
+    try:
+        response = httpx.get(url, timeout=timeout_s, headers={"accept": "application/json"})
+    except httpx.HTTPError as exc:
+        raise KeyMaterialError(f"{url}: cannot fetch ({type(exc).__name__}: {exc})") from None
+    if response.status_code != 200:
+        raise KeyMaterialError(f"{url}: answered HTTP {response.status_code}, expected 200")
+    if len(response.content) > JWKS_MAX_BYTES:
+        raise KeyMaterialError(
+            f"{url}: {len(response.content)} bytes is too large for a JWK Set "
+            f"(at most {JWKS_MAX_BYTES})"
+        )
+    return parse_jwks(response.content, algorithm, url, lenient=True)
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_jwk(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -38,6 +38,18 @@ class GatewayMetrics:
             "Latency of one call from the gateway to a runtime replica.",
             ["replica", "role", "outcome"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.auth_key_refreshes = Counter(
+            "driftgate_auth_key_refreshes_total",
+            "Re-reads of the JWT verification keys (public_key_file, jwks_file or jwks_url) by "
+            "outcome: changed | unchanged | failed (the keys in use stay).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.auth_keys_loaded = Gauge(
+            "driftgate_auth_keys_loaded_timestamp_seconds",
+            "Unix time of the last successful read of the JWT verification keys.",
             registry=registry,
         )
         self.upstream_retries = Counter(

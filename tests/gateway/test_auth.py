@@ -624,7 +624,7 @@ def test_parse_ttl_refuses_nonsense(text: str) -> None:
 
 def test_configuration_examples_in_the_docs_parse(tmp_path: Path, ec_key) -> None:
     blocks = _doc_blocks("yaml")
-    assert len(blocks) == 2
+    assert len(blocks) == 3  # the third, jwks_url: tests/gateway/test_key_refresh.py
     hs = yaml.safe_load(blocks[0])["auth"]
     config = AuthConfig.from_dict(hs, environ={"DRIFTGATE_JWT_SECRET": SECRET})
     assert (config.algorithm, config.issuer, config.audience) == ("HS256", "driftgate", "driftgate")
