@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
+from gateway.canary import CanaryController
 from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
@@ -109,6 +110,7 @@ def create_app(
         )
     )
     health = HealthChecker(replicas, upstream, settings.health_check)
+    canary = state.canary = CanaryController(state.routes, state.canary_stats, metrics, tracer)
     key_refresher = (
         KeyRefresher(verifier, metrics)
         if verifier is not None and settings.auth.key_source is not None
@@ -127,7 +129,7 @@ def create_app(
             state.recorder.start()
             jobs.start()
         await health.check_all()
-        background = [asyncio.create_task(health.run())]
+        background = [asyncio.create_task(health.run()), asyncio.create_task(canary.run())]
         if key_refresher is not None:
             background.append(asyncio.create_task(key_refresher.run()))
         try:

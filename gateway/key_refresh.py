@@ -43,6 +43,8 @@ class KeyRefresher:
         self._last_read = time.monotonic()
         verifier.on_unknown_kid = self._asked.set
         metrics.auth_keys_loaded.set(time.time())  # the verifier read them at start
+        for outcome in ("changed", "unchanged", "failed"):  # at 0, for increase() and alerts
+            metrics.auth_key_refreshes.labels(outcome)
 
     async def run(self) -> None:
         """Refresh until cancelled."""

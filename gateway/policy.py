@@ -1,7 +1,8 @@
 """Route policies: what a route answers with, as validated, immutable data.
 
 A route is keyed by the public model name clients call. Its policy says which target answers
-(``primary``, or the arms of a weighted ``split``), what to mirror (``shadow``), what to try
+(``primary``, or the arms of a weighted ``split``, which a ``canary`` may manage), what to
+mirror (``shadow``), what to try
 when the answering target fails (``fallback``), and the retry, timeout and circuit-breaker
 budget. Policies come from ``gateway.yaml`` (``routes:``), from one YAML file per route, or
 from the admin API; all three go through :func:`parse_route`, and :func:`route_to_dict` is
@@ -152,6 +153,62 @@ class Shadow(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise _FieldError("percent", f"must be between 0 and 100, got {self.percent}")
 
 
+STABLE_ARM = "stable"
+CANARY_ARM = "canary"
+
+
+class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """Automated canary analysis: traffic to ``target`` steps up through ``steps`` (percent)
+    while the canary stays healthy, and goes back to 0 when it does not (``gateway.canary``).
+
+    ``step``, ``status`` and ``reason`` are state, written by the gateway as it goes. While a
+    canary progresses, the route's ``split`` is derived from it: arms ``stable`` (the primary)
+    and ``canary``, weighted by the current step.
+    """
+
+    target: Target
+    steps: tuple[int, ...] = (5, 25, 50, 100)
+    interval_s: float = 300.0
+    min_requests: int = 100
+    max_error_rate: float = 0.01
+    max_latency_ratio: float = 1.5
+    sticky: Sticky = Sticky()
+    step: int = 0
+    status: Literal["progressing", "rolled_back"] = "progressing"
+    reason: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.steps:
+            raise _FieldError("steps", "needs at least one step, e.g. [5, 25, 50, 100]")
+        for index, percent in enumerate(self.steps):
+            if not 1 <= percent <= 100:
+                raise _FieldError(f"steps[{index}]", f"must be 1 to 100 percent, got {percent}")
+            if index and percent <= self.steps[index - 1]:
+                raise _FieldError(f"steps[{index}]", "steps must increase")
+        if not 0 <= self.step < len(self.steps):
+            raise _FieldError("step", f"must index steps (0 to {len(self.steps) - 1})")
+        _check_positive("interval_s", self.interval_s)
+        if self.min_requests < 1:
+            raise _FieldError("min_requests", f"must be >= 1, got {self.min_requests}")
+        if not 0 <= self.max_error_rate <= 1:
+            raise _FieldError("max_error_rate", f"must be 0 to 1, got {self.max_error_rate}")
+        if not (math.isfinite(self.max_latency_ratio) and self.max_latency_ratio >= 1):
+            raise _FieldError("max_latency_ratio", f"must be >= 1, got {self.max_latency_ratio}")
+
+    @property
+    def weight(self) -> int:
+        """Percent of the route's traffic the canary answers now."""
+        return self.steps[self.step] if self.status == "progressing" else 0
+
+    def split_for(self, primary: Target) -> Split | None:
+        """The split this canary puts on a route answered by ``primary``."""
+        weight = self.weight
+        if weight == 0:
+            return None
+        arms = (Arm(name=STABLE_ARM, target=primary, weight=100 - weight),) if weight < 100 else ()
+        return Split((*arms, Arm(name=CANARY_ARM, target=self.target, weight=weight)), self.sticky)
+
+
 class CircuitBreakerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Open after ``failures`` consecutive failures; probe again after ``open_s`` seconds."""
 
@@ -175,6 +232,7 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     per_try_timeout_s: float | None = None
     timeout_s: float = 15.0
     circuit_breaker: CircuitBreakerSettings | None = CircuitBreakerSettings()
+    canary: Canary | None = None
 
     @property
     def answering_targets(self) -> tuple[Target, ...]:
@@ -184,6 +242,8 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         return tuple(arm.target for arm in self.split.arms)
 
     def __post_init__(self) -> None:
+        if self.canary is not None:
+            self._derive_split(self.canary)
         if not 0 <= self.retries <= MAX_RETRIES:
             raise _FieldError("retries", f"must be between 0 and {MAX_RETRIES}, got {self.retries}")
         _check_positive("timeout_s", self.timeout_s)
@@ -214,6 +274,17 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
                 raise _FieldError(
                     f"fallback[{index}]", f"{_show(target)} is the primary; a fallback must differ"
                 )
+
+    def _derive_split(self, canary: Canary) -> None:
+        if canary.target == self.primary:
+            raise _FieldError("canary.target", f"{_show(canary.target)} is already the primary")
+        derived = canary.split_for(self.primary)
+        if self.split is None:
+            msgspec.structs.force_setattr(self, "split", derived)
+        elif self.split != derived:
+            raise _FieldError(
+                "split", "the canary manages this route's split: leave split out, or remove canary"
+            )
 
 
 def default_route(model: str) -> RoutePolicy:

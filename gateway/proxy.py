@@ -29,13 +29,14 @@ from gateway.dialects import InferencePath
 from gateway.dispatcher import ProxyRequest, ProxyResult, UpstreamAnswer
 from gateway.errors import BadGatewayRequest, NoUpstream, RouteNotFound
 from gateway.planner import Plan, RequestContext, json_body_fields, plan_route
-from gateway.policy import PolicyError
+from gateway.policy import CANARY_ARM, STABLE_ARM, PolicyError
 from gateway.state import AnyRequest, GatewayState, gateway_state
 from gateway.upstream import FORWARDED_HEADERS, UpstreamResponse, UpstreamUnavailable
 from monitoring.metrics import exemplar
 from monitoring.tracing import current_trace_id
 
 _PASSED_BACK = ("content-type", "inference-header-content-length")
+CANARY_ARMS = frozenset({STABLE_ARM, CANARY_ARM})
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,9 +187,13 @@ def _measure(
     state.metrics.requests.labels(
         route_label, model, version, arm, labels["role"], labels["code"]
     ).inc()
+    elapsed = time.perf_counter() - started
     state.metrics.request_duration.labels(route_label, arm, path.dialect).observe(
-        time.perf_counter() - started, exemplar(current_trace_id())
+        elapsed, exemplar(current_trace_id())
     )
+    if arm in CANARY_ARMS and path.predicts and state.routes.get(route).canary is not None:
+        failed = labels["role"] == "fallback" or labels["code"].startswith("5")
+        state.canary_stats.observe(route, arm, failed=failed, seconds=elapsed)
 
 
 @get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from litestar import Request
@@ -11,6 +11,7 @@ from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from gateway.auth import AuthError, Principal, TokenVerifier, require
+from gateway.canary import CanaryController, CanaryStats
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.recording import Exchange, Recorder, now_utc
 from gateway.route_table import RouteTable
@@ -34,6 +35,9 @@ class GatewayState:
     registry: CollectorRegistry
     tracer: trace.Tracer
     recorder: Recorder | None = None
+    #: Request outcomes of canary routes' arms, read by ``gateway.canary.CanaryController``.
+    canary_stats: CanaryStats = field(default_factory=CanaryStats)
+    canary: CanaryController | None = None
 
     def record(
         self,

@@ -52,6 +52,19 @@ class GatewayMetrics:
             "Unix time of the last successful read of the JWT verification keys.",
             registry=registry,
         )
+        self.canary_decisions = Counter(
+            "driftgate_canary_decisions_total",
+            "Canary analysis decisions applied to a route: advance | promote | rollback.",
+            ["route", "action"],
+            registry=registry,
+        )
+        self.canary_weight = Gauge(
+            "driftgate_canary_weight_percent",
+            "Percent of a route's traffic its canary answers (0 after a rollback); "
+            "routes without a canary have no series.",
+            ["route"],
+            registry=registry,
+        )
         self.upstream_retries = Counter(
             "driftgate_upstream_retries_total",
             "Upstream tries repeated on another replica after a connection error or 503.",

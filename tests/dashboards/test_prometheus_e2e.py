@@ -17,7 +17,8 @@ What it proves:
 - every recording rule and alert rule evaluates without error, and every recording rule
   not built on a pending metric records data;
 - the alerts this traffic provokes (a fallback in use, a route answering 5xx, a version
-  that failed to load) are pending or firing, with their labels and runbook link;
+  that failed to load, a canary rolled back) are pending or firing, with their labels and
+  runbook link;
 - latency histograms keep trace-id exemplars (OpenMetrics scrape, exemplar storage).
 """
 
@@ -172,6 +173,7 @@ PROVOKED = [
     {"alertname": "DriftgateFallbackInUse", "route": "titanic_next", "reason": "status_5xx"},
     {"alertname": "DriftgateHighErrorRate", "route": "titanic_broken"},
     {"alertname": "DriftgateModelLoadFailure", "model": "titanic", "version": "7"},
+    {"alertname": "DriftgateCanaryRolledBack", "route": "titanic_canary"},
 ]
 QUIET = ["DriftgateTargetDown", "DriftgateReplicaDown"]
 

@@ -2,11 +2,14 @@
 
 One system for the tests of this package (only started when one asks for it): the demo
 repository plus a broken ``titanic`` version 7 (its ONNX file is missing, so it fails to
-load and is never ready), and three routes added through the admin API:
+load and is never ready), and four routes added through the admin API:
 
 - ``titanic_next``: primary titanic/7, fallback titanic/1: every request is a fallback;
 - ``titanic_broken``: primary titanic/7 and nothing else: every request answers 503;
-- ``titanic_shadowed``: primary titanic/1, shadow titanic/2 compared on ``survived``.
+- ``titanic_shadowed``: primary titanic/1, shadow titanic/2 compared on ``survived``;
+- ``titanic_canary``: primary titanic/1 with a canary of titanic/7 backed by a fallback to
+  titanic/1: clients get 200 throughout, and the canary analysis rolls it back within
+  seconds (weight and decision metrics, the rollback alert).
 
 A background thread then sends, twice a second until the system stops: titanic requests
 from 40 subjects, four a round (both arms of the demo A/B split), in all three dialects;
@@ -50,6 +53,17 @@ ROUTES = {
         "circuit_breaker": None,  # keep calling the broken version: steady retries too
     },
     "titanic_broken": {"primary": {"model": "titanic", "version": "7"}, "circuit_breaker": None},
+    "titanic_canary": {
+        "primary": {"model": "titanic", "version": "1"},
+        "fallback": [{"model": "titanic", "version": "1"}],
+        "canary": {
+            "target": {"model": "titanic", "version": "7"},
+            "steps": [50, 100],
+            "min_requests": 3,
+            "sticky": {"by": "random"},
+        },
+        "circuit_breaker": None,
+    },
     "titanic_shadowed": {
         "primary": {"model": "titanic", "version": "1"},
         "shadow": [
@@ -123,6 +137,7 @@ EXPECTED = {
     "titanic_next": {200},
     "titanic_broken": {503},
     "titanic_shadowed": {200},
+    "titanic_canary": {200},
     "bad input": {400},
     "no token": {401},
     "wrong scope": {403},
@@ -146,6 +161,7 @@ def _send_forever(system: LocalSystem, traffic: Traffic, stop: threading.Event) 
                 ("titanic_next", "/v1/models/titanic_next/eval", PASSENGER, auth),
                 ("titanic_broken", "/v1/models/titanic_broken/eval", PASSENGER, auth),
                 ("titanic_shadowed", "/v1/models/titanic_shadowed/eval", PASSENGER, auth),
+                ("titanic_canary", "/v1/models/titanic_canary/eval", PASSENGER, auth),
                 ("bad input", eval_titanic, {"fare": "x"}, auth),
                 ("no token", eval_titanic, PASSENGER, {}),
                 ("wrong scope", eval_titanic, PASSENGER, {"authorization": f"Bearer {iris_only}"}),

@@ -7,7 +7,6 @@ written to ``routes_dir`` so that a restarted gateway starts with it (docs/routi
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +16,7 @@ import yaml
 from gateway.auth import AuthConfig, mint_token
 from tests.gateway.fakes import (
     SECRET,
-    FakeRuntime,
     Gateway,
-    GatewayFactory,
-    gateway_factory,
     gateway_settings,
 )
 
@@ -53,17 +49,6 @@ def bearer(subject: str, *scopes: str) -> dict[str, str]:
 
 
 ADMIN = bearer("ops", "admin")  # minted at import: lasts an hour, longer than the suite
-
-
-@pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
-
-
-@pytest.fixture
-def start(runtime: FakeRuntime) -> Iterator[GatewayFactory]:
-    with gateway_factory(runtime) as factory:
-        yield factory
 
 
 def arm_of(gateway: Gateway, user: str) -> str:

@@ -9,7 +9,6 @@ breaker", "Replicas: load balancing, health and ejection").
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -19,7 +18,6 @@ from tests.gateway.fakes import (
     Behaviour,
     Fail,
     FakeRuntime,
-    GatewayFactory,
     Refuse,
     Slow,
     eventually,
@@ -39,17 +37,6 @@ WITH_FALLBACK = {
         "timeout_s": 2.0,
     }
 }
-
-
-@pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
-
-
-@pytest.fixture
-def start(runtime: FakeRuntime) -> Iterator[GatewayFactory]:
-    with gateway_factory(runtime) as factory:
-        yield factory
 
 
 def replicas_called(runtime: FakeRuntime) -> list[str]:

@@ -224,7 +224,7 @@ INVALID_CASES: list[tuple[str, object, str]] = [
         "colour",
         "blue",
         "routes.titanic: unknown key 'colour'; expected one of primary, split, shadow,"
-        " fallback, retries, per_try_timeout_s, timeout_s, circuit_breaker",
+        " fallback, retries, per_try_timeout_s, timeout_s, circuit_breaker, canary",
     ),
     (
         "split.weights",

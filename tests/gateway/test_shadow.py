@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -129,17 +128,6 @@ def test_answers_that_cannot_be_compared_are_neither_agree_nor_disagree(shadow: 
 
 
 # --- shadows through the gateway ---------------------------------------------------------------
-
-
-@pytest.fixture
-def runtime() -> FakeRuntime:
-    return FakeRuntime()
-
-
-@pytest.fixture
-def start(runtime: FakeRuntime) -> Iterator[GatewayFactory]:
-    with gateway_factory(runtime) as factory:
-        yield factory
 
 
 def shadow_calls(runtime: FakeRuntime) -> list[str]:

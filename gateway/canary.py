@@ -1,0 +1,250 @@
+"""Automated canary analysis: step a new version's traffic up while it stays healthy.
+
+A route whose policy has a ``canary`` section (``gateway.policy.Canary``) answers through a
+split the canary derives: arm ``stable`` (the primary) and arm ``canary`` (the new target),
+weighted by the current step. The gateway watches both arms and, every ``TICK_S``:
+
+- **rolls back** (weight 0, ``status: rolled_back``) as soon as the canary, with at least
+  ``min_requests`` requests in the current step, fails more than ``max_error_rate`` of them
+  (a 5xx, or an answer that needed a fallback), or its p90 latency passes
+  ``max_latency_ratio`` times the stable arm's;
+- **advances** to the next step once the step has lasted ``interval_s`` and the canary has
+  ``min_requests`` requests in it without tripping a bound;
+- **promotes** after the last step: the canary's target becomes the primary and the
+  ``canary`` section goes.
+
+Each decision is applied like an admin ``PUT``: validated, persisted, swapped atomically
+(``gateway.route_table``). :func:`judge` decides (pure); :class:`CanaryController` measures
+and applies. Any change to the route, by the controller or the admin API, restarts the
+current step's window. Metrics: ``driftgate_canary_weight_percent{route}``,
+``driftgate_canary_decisions_total{route,action}``; each applied decision is an INTERNAL
+span ``canary {route}`` and a log line; alert ``DriftgateCanaryRolledBack``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import msgspec
+from opentelemetry import trace
+
+from gateway.policy import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
+from gateway.route_table import RouteTable
+from monitoring.gateway_metrics import GatewayMetrics
+
+log = logging.getLogger("driftgate.gateway.canary")
+
+#: Seconds between two looks at every canary.
+TICK_S = 5.0
+#: Latencies kept per arm and step for the p90 (the most recent ones).
+LATENCIES_KEPT = 5000
+
+Action = Literal["hold", "advance", "promote", "rollback"]
+
+
+@dataclass
+class ArmWindow:
+    """What one arm's requests looked like since the current step began."""
+
+    requests: int = 0
+    failures: int = 0
+    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
+
+    @property
+    def error_rate(self) -> float:
+        return self.failures / self.requests if self.requests else 0.0
+
+    def p90(self) -> float:
+        if not self.latencies:
+            return math.nan
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
+
+
+class CanaryStats:
+    """Per route, the stable and canary arms' windows; fed by every answered request."""
+
+    def __init__(self) -> None:
+        self._windows: dict[tuple[str, str], ArmWindow] = {}
+
+    def observe(self, route: str, arm: str, *, failed: bool, seconds: float) -> None:
+        if arm not in (STABLE_ARM, CANARY_ARM):
+            return
+        window = self._windows.get((route, arm))
+        if window is None:
+            window = self._windows[(route, arm)] = ArmWindow()
+        window.requests += 1
+        window.failures += failed
+        window.latencies.append(seconds)
+
+    def window(self, route: str, arm: str) -> ArmWindow:
+        return self._windows.get((route, arm)) or ArmWindow()
+
+    def restart(self, route: str) -> None:
+        for arm in (STABLE_ARM, CANARY_ARM):
+            self._windows.pop((route, arm), None)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: Action
+    reason: str
+
+
+def judge(canary: Canary, stable: ArmWindow, candidate: ArmWindow, elapsed_s: float) -> Verdict:
+    """What to do with a progressing canary, from its current step's windows."""
+    enough = candidate.requests >= canary.min_requests
+    if enough and candidate.error_rate > canary.max_error_rate:
+        return Verdict(
+            "rollback",
+            f"error rate {candidate.error_rate:.2%} ({candidate.failures} of "
+            f"{candidate.requests}) > {canary.max_error_rate:.2%}",
+        )
+    if enough and stable.requests >= canary.min_requests:
+        ratio = candidate.p90() / stable.p90() if stable.p90() > 0 else 1.0
+        if ratio > canary.max_latency_ratio:
+            return Verdict(
+                "rollback",
+                f"p90 latency {candidate.p90() * 1000:.1f} ms is {ratio:.2f}x the stable "
+                f"arm's {stable.p90() * 1000:.1f} ms (> {canary.max_latency_ratio:g}x)",
+            )
+    if elapsed_s < canary.interval_s:
+        return Verdict("hold", f"step {canary.step} runs {canary.interval_s:g}s")
+    if not enough:
+        return Verdict(
+            "hold", f"waiting for traffic: {candidate.requests} of {canary.min_requests} requests"
+        )
+    last = canary.step == len(canary.steps) - 1
+    healthy = f"healthy at {canary.weight}%: error rate {candidate.error_rate:.2%}"
+    return Verdict("promote" if last else "advance", healthy)
+
+
+def applied(policy: RoutePolicy, verdict: Verdict) -> RoutePolicy:
+    """The route's policy after ``verdict`` (not ``hold``) on its canary."""
+    canary = policy.canary
+    assert canary is not None
+    replace = msgspec.structs.replace
+    if verdict.action == "advance":
+        return replace(policy, split=None, canary=replace(canary, step=canary.step + 1))
+    if verdict.action == "rollback":
+        return replace(
+            policy,
+            split=None,
+            canary=replace(canary, status="rolled_back", reason=verdict.reason),
+            # A fallback to the primary backed the canary; the primary needs none to itself.
+            fallback=tuple(t for t in policy.fallback if t != policy.primary),
+        )
+    if verdict.action == "promote":
+        return replace(
+            policy,
+            primary=canary.target,
+            split=None,
+            canary=None,
+            fallback=tuple(t for t in policy.fallback if t != canary.target),
+        )
+    raise ValueError(f"nothing to apply for {verdict.action!r}")
+
+
+class CanaryController:
+    """Looks at every progressing canary each ``tick_s`` and applies what :func:`judge` says."""
+
+    def __init__(
+        self,
+        routes: RouteTable,
+        stats: CanaryStats,
+        metrics: GatewayMetrics,
+        tracer: trace.Tracer,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        tick_s: float = TICK_S,
+    ) -> None:
+        self.routes = routes
+        self.stats = stats
+        self.metrics = metrics
+        self.tracer = tracer
+        self.clock = clock
+        self.tick_s = tick_s
+        self._watched: dict[str, tuple[RoutePolicy, float]] = {}  # policy seen, since when
+
+    async def run(self) -> None:
+        while True:
+            self.tick()
+            await asyncio.sleep(self.tick_s)
+
+    def tick(self) -> dict[str, Verdict]:
+        """One look at every canary; returns the verdicts (for tests and the admin view)."""
+        now = self.clock()
+        verdicts: dict[str, Verdict] = {}
+        configured = self.routes.configured()
+        for route in [r for r in self._watched if r not in configured]:
+            del self._watched[route]
+        for route, policy in configured.items():
+            canary = policy.canary
+            self._export_weight(route, canary)
+            if canary is None or canary.status != "progressing":
+                self._watched.pop(route, None)
+                continue
+            seen = self._watched.get(route)
+            if seen is None:
+                # Every action's series exists from the start at 0, so that increase() and
+                # the rollback alert see the first decision.
+                for action in ("advance", "promote", "rollback"):
+                    self.metrics.canary_decisions.labels(route, action)
+            if seen is None or seen[0] is not policy:  # a new step, or the route changed
+                self._watched[route] = (policy, now)
+                self.stats.restart(route)
+                continue
+            verdict = judge(
+                canary,
+                self.stats.window(route, STABLE_ARM),
+                self.stats.window(route, CANARY_ARM),
+                now - seen[1],
+            )
+            verdicts[route] = verdict
+            if verdict.action != "hold":
+                self._apply(route, policy, verdict)
+        return verdicts
+
+    def _apply(self, route: str, policy: RoutePolicy, verdict: Verdict) -> None:
+        canary = policy.canary
+        assert canary is not None
+        updated = applied(policy, verdict)
+        attributes: dict[str, str | int] = {
+            "driftgate.route": route,
+            "driftgate.canary.action": verdict.action,
+            "driftgate.canary.reason": verdict.reason,
+            "driftgate.canary.step": canary.step,
+            "driftgate.canary.weight_percent": canary.weight,
+            "driftgate.canary.target": f"{canary.target.model}:{canary.target.version or ''}",
+        }
+        with self.tracer.start_as_current_span(f"canary {route}", attributes=attributes):
+            self.routes.replace(route, updated)
+        self.metrics.canary_decisions.labels(route, verdict.action).inc()
+        self._export_weight(route, updated.canary)
+        level = logging.WARNING if verdict.action == "rollback" else logging.INFO
+        log.log(
+            level,
+            "canary of route %s (%s version %s) at %d%%: %s (%s)",
+            route,
+            canary.target.model,
+            canary.target.version or "(default)",
+            canary.weight,
+            verdict.action,
+            verdict.reason,
+        )
+
+    def _export_weight(self, route: str, canary: Canary | None) -> None:
+        gauge = self.metrics.canary_weight
+        if canary is None:
+            with contextlib.suppress(KeyError):  # it never had one
+                gauge.remove(route)
+        else:
+            gauge.labels(route).set(canary.weight)
