@@ -1,7 +1,10 @@
 # The two commands of the README: `make up` runs driftgate on the demo repository,
 # `make test` runs every check. Both set up what they need on a fresh machine.
-PYTHON ?= python3
 VENV := .venv
+# The interpreter that builds the venv, looked up with any activated venv (this checkout's
+# or another) left off PATH: a venv's own `python3` has no pip.
+OUTSIDE_VENV_PATH := $(subst $(CURDIR)/$(VENV)/bin:,,$(if $(VIRTUAL_ENV),$(subst $(VIRTUAL_ENV)/bin:,,$(PATH)),$(PATH)))
+PYTHON ?= $(or $(shell PATH='$(OUTSIDE_VENV_PATH)' command -v python3),python3)
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_REPOSITORY ?= var/models
