@@ -7,7 +7,7 @@ weighted by the current step. The gateway watches both arms and, every ``TICK_S`
 - **rolls back** (weight 0, ``status: rolled_back``) as soon as the canary, with at least
   ``min_requests`` requests in the current step, fails more than ``max_error_rate`` of them
   (a 5xx, or an answer that needed a fallback), or its p90 latency passes
-  ``max_latency_ratio`` times the stable arm's;
+  ``max_latency_ratio`` times the stable arm's (and by more than ``latency_slack_s``);
 - **advances** to the next step once the step has lasted ``interval_s`` and the canary has
   ``min_requests`` requests in it without tripping a bound;
 - **promotes** after the last step: the canary's target becomes the primary and the
@@ -109,8 +109,9 @@ def judge(canary: Canary, stable: ArmWindow, candidate: ArmWindow, elapsed_s: fl
             f"{candidate.requests}) > {canary.max_error_rate:.2%}",
         )
     if enough and stable.requests >= canary.min_requests:
+        slower_by = candidate.p90() - stable.p90()
         ratio = candidate.p90() / stable.p90() if stable.p90() > 0 else 1.0
-        if ratio > canary.max_latency_ratio:
+        if ratio > canary.max_latency_ratio and slower_by > canary.latency_slack_s:
             return Verdict(
                 "rollback",
                 f"p90 latency {candidate.p90() * 1000:.1f} ms is {ratio:.2f}x the stable "

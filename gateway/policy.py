@@ -172,6 +172,9 @@ class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     min_requests: int = 100
     max_error_rate: float = 0.01
     max_latency_ratio: float = 1.5
+    #: The latency bound also needs the canary's p90 this much above the stable arm's: a
+    #: ratio of two sub-millisecond latencies is mostly noise.
+    latency_slack_s: float = 0.005
     sticky: Sticky = Sticky()
     step: int = 0
     status: Literal["progressing", "rolled_back"] = "progressing"
@@ -194,6 +197,8 @@ class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             raise _FieldError("max_error_rate", f"must be 0 to 1, got {self.max_error_rate}")
         if not (math.isfinite(self.max_latency_ratio) and self.max_latency_ratio >= 1):
             raise _FieldError("max_latency_ratio", f"must be >= 1, got {self.max_latency_ratio}")
+        if not (math.isfinite(self.latency_slack_s) and self.latency_slack_s >= 0):
+            raise _FieldError("latency_slack_s", f"must be >= 0, got {self.latency_slack_s}")
 
     @property
     def weight(self) -> int:

@@ -46,6 +46,12 @@ def test_a_canary_much_slower_than_stable_is_rolled_back() -> None:
     assert "p90 latency 30.0 ms is 3.00x the stable arm's 10.0 ms (> 1.5x)" in verdict.reason
 
 
+def test_a_slower_canary_within_the_slack_is_not_rolled_back() -> None:
+    # 0.3 ms against 0.1 ms is 3x, but only 0.2 ms slower: noise at this scale.
+    verdict = judge(CANARY, window(200, latency_s=0.0001), window(20, latency_s=0.0003), 1)
+    assert verdict.action == "hold"
+
+
 def test_too_few_requests_prove_nothing_either_way() -> None:
     assert judge(CANARY, window(200), window(19, failures=19), 1).action == "hold"
     verdict = judge(CANARY, window(200), window(19), elapsed_s=600)
