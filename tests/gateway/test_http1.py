@@ -230,3 +230,31 @@ def test_a_header_with_a_line_break_is_never_written() -> None:
             )
 
     run(scenario)
+
+
+def test_a_call_that_times_out_waiting_for_a_slot_leaks_none() -> None:
+    async def reply(_: bytes) -> bytes:
+        await asyncio.sleep(0.3)
+        return answer(b"{}")
+
+    async def scenario() -> None:
+        async with Server(reply) as server:
+            client = Http1Upstream(max_connections=1)
+            slow = asyncio.ensure_future(client.send("POST", server.url + "/x", {}, b"", 5))
+            await asyncio.sleep(0.05)  # the only slot is taken
+            with pytest.raises(UpstreamUnavailable) as caught:
+                await client.send("POST", server.url + "/x", {}, b"", 0.05)
+            cancelled = asyncio.ensure_future(client.send("POST", server.url + "/x", {}, b"", 5))
+            await asyncio.sleep(0.01)
+            cancelled.cancel()
+            assert (await slow).status == 200
+            after = await asyncio.wait_for(client.send("POST", server.url + "/x", {}, b"", 5), 2)
+            pool = next(iter(client._pools.values()))
+            await client.close()
+        assert caught.value.kind == "timeout"
+        assert cancelled.cancelled()
+        assert after.status == 200
+        assert pool.in_use == 0 and not pool.waiters
+        assert server.most_open == 1
+
+    run(scenario)
