@@ -100,9 +100,9 @@ class ReplicaSet:
     def pick(self, exclude: Set[str], now: float) -> str | None:
         """The replica for the next try, or None when every replica is in ``exclude``."""
         replicas = list(self._replicas.values())
-        if any(r.available(now) for r in replicas):
-            pool = [i for i, r in enumerate(replicas) if r.available(now) and r.url not in exclude]
-        else:  # panic: nothing is available, so try the least bad rather than nothing
+        pool = [i for i, r in enumerate(replicas) if r.url not in exclude and r.available(now)]
+        if not pool and not any(r.available(now) for r in replicas):
+            # panic: nothing is available, so try the least bad rather than nothing
             candidates = [i for i, r in enumerate(replicas) if r.url not in exclude]
             best = min((_badness(replicas[i], now) for i in candidates), default=None)
             pool = [i for i in candidates if _badness(replicas[i], now) == best]

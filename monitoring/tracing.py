@@ -97,24 +97,33 @@ class ServerSpanMiddleware:
                 status_holder["code"] = message["status"]
             await send(message)
 
-        token = otel_context.attach(parent)
+        # start_span and attach by hand: start_as_current_span's two context managers cost
+        # as much as the span (BENCHMARKS.md, "Gateway overhead").
+        span = self.tracer.start_span(
+            method, context=parent, kind=SpanKind.SERVER, attributes=attributes
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        raised = False
         try:
-            with self.tracer.start_as_current_span(
-                method, kind=SpanKind.SERVER, attributes=attributes
-            ) as span:
-                try:
-                    await self.app(scope, receive, send_with_status)
-                finally:
-                    route = _route_template(scope)
-                    if route:
-                        span.set_attribute("http.route", route)
-                        span.update_name(f"{method} {route}")
-                    code = status_holder.get("code", 500)
-                    span.set_attribute("http.response.status_code", code)
-                    if code >= 500:
-                        span.set_attribute("error.type", str(code))
-                        span.set_status(Status(StatusCode.ERROR))
+            await self.app(scope, receive, send_with_status)
+        except BaseException as exc:  # as start_as_current_span would record it
+            span.record_exception(exc)
+            span.set_status(Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}"))
+            raised = True
+            raise
         finally:
+            code = status_holder.get("code", 500)
+            closing: dict[str, Any] = {"http.response.status_code": code}
+            route = _route_template(scope)
+            if route:
+                closing["http.route"] = route
+                span.update_name(f"{method} {route}")
+            if code >= 500:
+                closing["error.type"] = str(code)
+                if not raised:  # else the status says which exception
+                    span.set_status(Status(StatusCode.ERROR))
+            span.set_attributes(closing)
+            span.end()
             otel_context.detach(token)
 
 
