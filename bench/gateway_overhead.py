@@ -15,6 +15,14 @@ One ``driftgate runtime`` serves the demo repository. In front of it, on the sam
   previous default.
 - ``gateway-httpx-aiohttp``: the httpx API over aiohttp's pool (``httpx-aiohttp``), the
   default before that (off unless ``--aiohttp-connections`` names counts).
+- ``gateway-sampled``: the main case with 10% of traces sampled, through the standard
+  ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` / ``OTEL_TRACES_SAMPLER_ARG=0.1``: what
+  span creation costs, and what an operator gets back by sampling.
+- ``proxy-floor``: not driftgate. A bare ASGI proxy on the same stack (uvicorn, uvloop,
+  httptools, the gateway's ``Http1Upstream``; hidden ``--serve-floor CONFIG``) that reads the
+  body, forwards it and answers with the runtime's body: no auth, routing, spans, metrics or
+  headers of its own. What any Python proxy here pays for the extra hop; the gateway's own
+  cost is what it adds on top.
 
 And one more runtime, called directly:
 
@@ -58,10 +66,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -87,8 +96,12 @@ VARIANTS = {
     "gateway-httpx": "gateway, plain `httpx.AsyncHTTPTransport`",
     "gateway-aiohttp": "gateway, aiohttp directly (the previous default)",
     "gateway-httpx-aiohttp": "gateway, httpx API over aiohttp (httpx-aiohttp)",
+    "gateway-sampled": "gateway, 10% of traces sampled (`parentbased_traceidratio`)",
+    "proxy-floor": "floor: a bare proxy on the same stack (not driftgate, see the script)",
     "runtime-pool": "runtime directly, every model call in the thread pool",
 }
+#: The standard OpenTelemetry sampler variables of the ``gateway-sampled`` variant.
+SAMPLED_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
 #: Variants that are runtimes, not gateways: compared with the direct runtime only.
 RUNTIME_VARIANTS = {"runtime-pool": {"DRIFTGATE_INLINE_INFERENCE_MAX_MS": "0"}}
 
@@ -259,21 +272,28 @@ def started(
 ) -> Iterator[Process]:
     """Run ``argv`` (its own session, log to a file) and always stop it afterwards."""
     log_path = workdir / f"{name}.log"
+    # No span exporter (spans are still created and sampled, as in production); not
+    # OTEL_SDK_DISABLED, which would swap in a no-op tracer and hide the tracing cost; the
+    # default sampler unless ``env`` names one.
+    inherited = {
+        name: value
+        for name, value in os.environ.items()
+        if name
+        not in (
+            "OTEL_SDK_DISABLED",
+            "OTEL_TRACES_EXPORTER",
+            "OTEL_EXPORTER_OTLP_ENDPOINT",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+            "OTEL_TRACES_SAMPLER",
+            "OTEL_TRACES_SAMPLER_ARG",
+        )
+    }
     full_env = {
-        **os.environ,
+        **inherited,
         "TF_CPP_MIN_LOG_LEVEL": "1",
         "TF_ENABLE_ONEDNN_OPTS": "0",
         **(env or {}),
     }
-    # No span exporter (spans are still created and sampled, as in production); not
-    # OTEL_SDK_DISABLED, which would swap in a no-op tracer and hide the tracing cost.
-    for variable in (
-        "OTEL_SDK_DISABLED",
-        "OTEL_TRACES_EXPORTER",
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-    ):
-        full_env.pop(variable, None)
     with log_path.open("wb") as log_file:
         popen = subprocess.Popen(
             [*pinned_to(cpus), *argv],
@@ -363,6 +383,59 @@ def _serve_gateway(variant: str, config: str) -> int:
         raise SystemExit(f"unknown variant {variant!r}")
     print(f"{SWAP_MARKER} {variant}", file=sys.stderr, flush=True)
     return cli_main(["--log-level", "WARNING", "gateway", "--config", config])
+
+
+def _serve_floor(config: str) -> int:
+    """The ``proxy-floor`` variant: forward every request to the config's first replica.
+
+    Reads the body, sends it on with ``Http1Upstream`` and answers with the runtime's status
+    and body; GETs (the readiness probe) go through the same way. Nothing else: it is the
+    yardstick for the gateway, not a product.
+    """
+    import uvicorn
+
+    from gateway.http1 import Http1Upstream
+
+    settings = json.loads(Path(config).read_text())
+    replica, listen = settings["replicas"][0], settings["listen"]
+    upstream = Http1Upstream()
+
+    async def app(
+        scope: dict[str, Any],
+        receive: Callable[[], Awaitable[dict[str, Any]]],
+        send: Callable[[dict[str, Any]], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        body, more = b"", True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        url = f"{replica}{scope['path']}"
+        headers = {"content-type": "application/json"}
+        answer = await upstream.send(str(scope["method"]), url, headers, body, 30.0)
+        length = str(len(answer.body)).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": answer.status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", length)],
+            }
+        )
+        await send({"type": "http.response.body", "body": answer.body})
+
+    uvicorn.run(
+        app,
+        host=listen["host"],
+        port=listen["port"],
+        loop="uvloop",
+        http="httptools",
+        lifespan="off",
+        access_log=False,
+        log_level="warning",
+    )
+    return 0
 
 
 # --------------------------------------------------------------------------- the plan
@@ -499,6 +572,12 @@ def start_services(
         "gateway-httpx": (auth_off, [*swapped, "gateway-httpx"], {}),
         "gateway-aiohttp": (auth_off, [*swapped, "gateway-aiohttp"], {}),
         "gateway-httpx-aiohttp": (auth_off, [*swapped, "gateway-httpx-aiohttp"], {}),
+        "gateway-sampled": (auth_off, driftgate("gateway", "--config"), SAMPLED_ENV),
+        "proxy-floor": (
+            auth_off,
+            [sys.executable, str(Path(__file__).resolve()), "--serve-floor"],
+            {},
+        ),
     }
     gateways: dict[str, Process] = {}
     for key, (auth, argv, env) in plan.items():
@@ -843,6 +922,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("--aiohttp-connections", type=_counts, default="", help='"": off')
     parser.add_argument("--pool-connections", type=_counts, default="1,16", help='"": off')
+    parser.add_argument("--sampled-connections", type=_counts, default="1,16", help='"": off')
+    parser.add_argument("--floor-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
     parser.add_argument(
         "--placement",
@@ -857,6 +938,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--serve-gateway", nargs=2, metavar=("VARIANT", "CONFIG"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--serve-floor", metavar="CONFIG", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.connections:
         parser.error("--connections: at least one count, e.g. 1,16,64")
@@ -868,10 +950,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "gateway-httpx": args.httpx_connections,
         "gateway-aiohttp": args.aiohttp_direct_connections,
         "gateway-httpx-aiohttp": args.aiohttp_connections,
+        "gateway-sampled": args.sampled_connections,
+        "proxy-floor": args.floor_connections,
         "runtime-pool": args.pool_connections,
     }
     args.load_flags = _load_flags(argv)
-    if args.serve_gateway:
+    if args.serve_gateway or args.serve_floor:
         args.placement = Placement()
     else:
         args.placement = Placement.split() if args.placement == "split" else Placement()
@@ -898,6 +982,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.serve_gateway:
         return _serve_gateway(*args.serve_gateway)
+    if args.serve_floor:
+        return _serve_floor(args.serve_floor)
     if shutil.which("wrk") is None:
         print(
             "gateway_overhead: wrk is not installed. Install it with `apt-get install wrk` "
