@@ -24,8 +24,10 @@ One ``driftgate runtime`` serves the demo repository. In front of it, on the sam
   headers of its own. What any Python proxy here pays for the extra hop; the gateway's own
   cost is what it adds on top.
 
-And one more runtime, called directly:
+And more runtimes, called directly:
 
+- ``runtime-uvloop``: ``driftgate runtime --loop uvloop``, the runtime's event loop before
+  2026-12-06 (the default is now asyncio's: fair to every connection when saturated).
 - ``runtime-pool``: ``DRIFTGATE_INLINE_INFERENCE_MAX_MS=0``, every model call in the
   inference thread pool (``runtime.placement``), as before quick calls ran on the event loop.
 
@@ -99,11 +101,16 @@ VARIANTS = {
     "gateway-sampled": "gateway, 10% of traces sampled (`parentbased_traceidratio`)",
     "proxy-floor": "floor: a bare proxy on the same stack (not driftgate, see the script)",
     "runtime-pool": "runtime directly, every model call in the thread pool",
+    "runtime-uvloop": "runtime directly, on uvloop (`--loop uvloop`, the default before)",
 }
 #: The standard OpenTelemetry sampler variables of the ``gateway-sampled`` variant.
 SAMPLED_ENV = {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
-#: Variants that are runtimes, not gateways: compared with the direct runtime only.
-RUNTIME_VARIANTS = {"runtime-pool": {"DRIFTGATE_INLINE_INFERENCE_MAX_MS": "0"}}
+#: Variants that are runtimes, not gateways (compared with the direct runtime only): the
+#: environment and the extra arguments of each.
+RUNTIME_VARIANTS: dict[str, tuple[dict[str, str], list[str]]] = {
+    "runtime-pool": ({"DRIFTGATE_INLINE_INFERENCE_MAX_MS": "0"}, []),
+    "runtime-uvloop": ({}, ["--loop", "uvloop"]),
+}
 
 
 # --------------------------------------------------------------------------- wrk
@@ -542,14 +549,14 @@ def start_services(
         )
     )
     variants: dict[str, Process] = {}
-    for key, env in RUNTIME_VARIANTS.items():
+    for key, (env, extra_args) in RUNTIME_VARIANTS.items():
         if args.variant_connections[key]:
             port = free_port()
             argv = driftgate("runtime", "--repository", str(repository), "--port", str(port))
             variants[key] = stack.enter_context(
                 started(
                     key,
-                    [*argv, "--poll-interval", "0"],
+                    [*argv, "--poll-interval", "0", *extra_args],
                     port,
                     workdir,
                     env,
@@ -924,6 +931,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--pool-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--sampled-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--floor-connections", type=_counts, default="1,16", help='"": off')
+    parser.add_argument("--uvloop-connections", type=_counts, default="16,64", help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
     parser.add_argument(
         "--placement",
@@ -953,6 +961,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "gateway-sampled": args.sampled_connections,
         "proxy-floor": args.floor_connections,
         "runtime-pool": args.pool_connections,
+        "runtime-uvloop": args.uvloop_connections,
     }
     args.load_flags = _load_flags(argv)
     if args.serve_gateway or args.serve_floor:

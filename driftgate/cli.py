@@ -25,6 +25,14 @@ from pathlib import Path
 
 #: Seconds the runtime keeps an idle keep-alive connection open (see ``_run_runtime``).
 RUNTIME_KEEP_ALIVE_S = 75
+#: Event loops a server can run on. The runtime defaults to asyncio's own: saturated at 64
+#: connections, uvloop left some connections unserved for 1-3 s (p99 0.6-1.5 s) where
+#: asyncio's loop kept every answer under 0.17 s, for 3-7% less throughput (BENCHMARKS.md,
+#: "Runtime: event loop"). The gateway, which is not the saturated side and whose CPU per
+#: request is its overhead, stays on uvloop.
+EVENT_LOOPS = ("asyncio", "uvloop")
+RUNTIME_LOOP = "asyncio"
+GATEWAY_LOOP = "uvloop"
 
 
 def _quiet_frameworks() -> None:
@@ -48,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="seconds between repository scans (default 2; 0 disables)",
     )
+    runtime.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        default=RUNTIME_LOOP,
+        help=f"event loop (default {RUNTIME_LOOP}: fair to every connection when saturated)",
+    )
     runtime.set_defaults(handler=_run_runtime)
 
     up = commands.add_parser("up", help="gateway + supervised runtime replicas on the demo")
@@ -63,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser("gateway", help="front runtime replicas (gateway.yaml)")
     gateway.add_argument("--config", type=Path, required=True)
     gateway.add_argument("--port", type=int, default=None, help="override listen.port")
+    gateway.add_argument(
+        "--loop",
+        choices=EVENT_LOOPS,
+        default=GATEWAY_LOOP,
+        help=f"event loop (default {GATEWAY_LOOP}: the least CPU per proxied request)",
+    )
     gateway.set_defaults(handler=_run_gateway)
 
     token = commands.add_parser("token", help="JSON Web Tokens for the gateway")
@@ -191,7 +211,7 @@ def _run_runtime(args: argparse.Namespace) -> int:
         port=settings.port,
         log_level=args.log_level.lower(),
         access_log=False,
-        loop="uvloop",
+        loop=args.loop,
         http="httptools",
         # Longer than the gateway keeps an idle upstream connection (gateway.upstream): the
         # side that reuses a connection must give it up first, or it writes into one the
@@ -237,7 +257,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
         host=settings.host,
         port=settings.port,
         access_log=False,
-        loop="uvloop",
+        loop=args.loop,
         http="httptools",
         log_level=args.log_level.lower(),
     )

@@ -139,7 +139,7 @@ def run_local(
             host=settings.host,
             port=port,
             access_log=False,
-            loop="uvloop",
+            loop="uvloop",  # as `driftgate gateway` (driftgate.cli.GATEWAY_LOOP)
             http="httptools",
             log_level="info",
         )
