@@ -4,6 +4,9 @@
 ``start_as_current_span``), so what the context manager did for free is checked here: the
 span is current inside the app, an exception is recorded on it and sets an ERROR status,
 and the context is detached afterwards whatever happened.
+
+A process with no exporter records no span (``UnexportedTracer``) but still gives each one
+the ids and sampling decision the SDK would: those are checked at the end.
 """
 
 from __future__ import annotations
@@ -14,9 +17,15 @@ from typing import Any
 import pytest
 from opentelemetry import trace
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import NoOpTracer, SpanKind, StatusCode
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
+from monitoring.tracing import (
+    ServerSpanMiddleware,
+    UnexportedTracer,
+    build_tracer_provider,
+    current_trace_id,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -131,3 +140,70 @@ def test_the_standard_sampler_variables_are_honoured(monkeypatch: pytest.MonkeyP
     children = [s for s in spans if s.name == "child"]
     assert 100 <= len(roots) <= 300  # binomial(2000, 0.1): 200 +- 13.4
     assert len(children) == len(roots)
+
+
+def test_without_an_exporter_spans_carry_ids_and_record_nothing() -> None:
+    tracer = build_tracer_provider("test").get_tracer("test")
+    assert isinstance(tracer, UnexportedTracer)
+
+    with tracer.start_as_current_span("root") as root:
+        child = tracer.start_span("child", kind=SpanKind.CLIENT, attributes={"url.full": "x"})
+        assert current_trace_id() == root.get_span_context().trace_id  # exemplars, the log
+    assert trace.get_current_span() is trace.INVALID_SPAN  # detached on exit
+
+    assert not root.is_recording() and not child.is_recording()
+    root_context, child_context = root.get_span_context(), child.get_span_context()
+    assert root_context.is_valid and root_context.trace_flags.sampled  # parentbased_always_on
+    assert child_context.trace_id == root_context.trace_id
+    assert child_context.span_id != root_context.span_id
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier, trace.set_span_in_context(child))
+    assert carrier["traceparent"] == (
+        f"00-{root_context.trace_id:032x}-{child_context.span_id:016x}-03"  # sampled, random id
+    )
+
+
+def test_without_an_exporter_the_middleware_continues_traceparent() -> None:
+    tracer = build_tracer_provider("test").get_tracer("test")
+    seen: list[trace.SpanContext] = []
+
+    async def app(_scope: Any, _receive: Any, send: Any) -> None:
+        seen.append(trace.get_current_span().get_span_context())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+
+    async def send(_: dict[str, Any]) -> None:
+        pass
+
+    parent = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+    middleware = ServerSpanMiddleware(app, tracer, frozenset())
+    asyncio.run(middleware(scope(headers={"traceparent": parent}), receive, send))
+
+    assert f"{seen[0].trace_id:032x}" == TRACE_ID
+    assert seen[0].span_id != 0x00F067AA0BA902B7 and seen[0].trace_flags.sampled
+    assert trace.get_current_span() is trace.INVALID_SPAN
+
+
+def test_without_an_exporter_the_sampler_still_decides(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unsampled request carries no trace id into exemplars or the prediction log."""
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.1")
+    tracer = build_tracer_provider("test").get_tracer("test")
+
+    sampled = 0
+    for _ in range(2000):
+        with tracer.start_as_current_span("root"), tracer.start_as_current_span("child") as child:
+            sampled += current_trace_id() is not None
+            assert child.get_span_context().is_valid
+    assert 100 <= sampled <= 300  # binomial(2000, 0.1): 200 +- 13.4
+
+
+def test_an_exporter_makes_spans_recorded_and_a_disabled_sdk_makes_none(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    exporter = InMemorySpanExporter()
+    with build_tracer_provider("test", exporter).get_tracer("test").start_as_current_span("a"):
+        assert trace.get_current_span().is_recording()
+    assert [span.name for span in exporter.get_finished_spans()] == ["a"]
+
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+    assert isinstance(build_tracer_provider("test").get_tracer("test"), NoOpTracer)
