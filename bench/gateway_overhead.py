@@ -18,6 +18,11 @@ One ``driftgate runtime`` serves the demo repository. In front of it, on the sam
 - ``gateway-sampled``: the main case with 10% of traces sampled, through the standard
   ``OTEL_TRACES_SAMPLER=parentbased_traceidratio`` / ``OTEL_TRACES_SAMPLER_ARG=0.1``: what
   span creation costs, and what an operator gets back by sampling.
+- ``gateway-exported``: the main case exporting every span over OTLP/HTTP (the standard
+  ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT``) to a stand-in collector that the script runs
+  (hidden ``--serve-collector PORT``: answers every export, counts them). The main case
+  exports nothing and so records no span (``monitoring.tracing.UnexportedTracer``); this is
+  what tracing costs when the spans go somewhere.
 - ``proxy-floor``: not driftgate. A bare ASGI proxy on the same stack (uvicorn, uvloop,
   httptools, the gateway's ``Http1Upstream``; hidden ``--serve-floor CONFIG``) that reads the
   body, forwards it and answers with the runtime's body: no auth, routing, spans, metrics or
@@ -99,6 +104,7 @@ VARIANTS = {
     "gateway-aiohttp": "gateway, aiohttp directly (the previous default)",
     "gateway-httpx-aiohttp": "gateway, httpx API over aiohttp (httpx-aiohttp)",
     "gateway-sampled": "gateway, 10% of traces sampled (`parentbased_traceidratio`)",
+    "gateway-exported": "gateway, every span exported (OTLP/HTTP to a stand-in collector)",
     "proxy-floor": "floor: a bare proxy on the same stack (not driftgate, see the script)",
     "runtime-pool": "runtime directly, every model call in the thread pool",
     "runtime-uvloop": "runtime directly, on uvloop (`--loop uvloop`, the default before)",
@@ -279,9 +285,9 @@ def started(
 ) -> Iterator[Process]:
     """Run ``argv`` (its own session, log to a file) and always stop it afterwards."""
     log_path = workdir / f"{name}.log"
-    # No span exporter (spans are still created and sampled, as in production); not
-    # OTEL_SDK_DISABLED, which would swap in a no-op tracer and hide the tracing cost; the
-    # default sampler unless ``env`` names one.
+    # No span exporter unless ``env`` names one (spans still get their ids and sampling, as
+    # `driftgate up` runs); not OTEL_SDK_DISABLED, which would swap in a no-op tracer and
+    # drop the trace ids too; the default sampler unless ``env`` names one.
     inherited = {
         name: value
         for name, value in os.environ.items()
@@ -445,6 +451,44 @@ def _serve_floor(config: str) -> int:
     return 0
 
 
+def _serve_collector(port: int) -> int:
+    """The ``gateway-exported`` variant's collector: 200 and an empty
+    ``ExportTraceServiceResponse`` (no bytes) for every OTLP/HTTP export, counted;
+    ``GET /stats`` says how many exports and bytes arrived; any other GET answers 200 (the
+    readiness probe). Nothing is decoded: the cost measured is the exporting gateway's."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    received = {"exports": 0, "bytes": 0}
+    lock = threading.Lock()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            size = len(self.rfile.read(int(self.headers.get("content-length", 0))))
+            with lock:
+                received["exports"] += 1
+                received["bytes"] += size
+            self._answer(b"", "application/x-protobuf")
+
+        def do_GET(self) -> None:
+            with lock:
+                body = json.dumps(received).encode() if self.path == "/stats" else b"{}"
+            self._answer(body, "application/json")
+
+        def _answer(self, body: bytes, content_type: str) -> None:
+            self.send_response(200)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # quiet: no line per export
+            pass
+
+    ThreadingHTTPServer(("127.0.0.1", port), Handler).serve_forever()
+    return 0
+
+
 # --------------------------------------------------------------------------- the plan
 
 
@@ -527,6 +571,7 @@ class Services:
     gateways: dict[str, Process]
     token: str
     runtime_variants: dict[str, Process] = field(default_factory=dict)
+    collector: Process | None = None  # the stand-in OTLP collector of ``gateway-exported``
 
 
 def start_services(
@@ -572,7 +617,22 @@ def start_services(
     config = AuthConfig.from_dict(auth_on, environ={BENCH_SECRET_ENV: secret})
     token = mint_token(config, "bench", ["predict"], 3600)
     auth_off = {"enabled": False}
-    swapped = [sys.executable, str(Path(__file__).resolve()), "--serve-gateway"]
+    script = [sys.executable, str(Path(__file__).resolve())]
+    swapped = [*script, "--serve-gateway"]
+    collector, exported_env = None, {}
+    if args.variant_connections["gateway-exported"]:
+        port = free_port()
+        collector = stack.enter_context(
+            started(
+                "otlp-collector",
+                [*script, "--serve-collector", str(port)],
+                port,
+                workdir,
+                cpus=args.placement.front,
+            )
+        )
+        wait_ready(collector)
+        exported_env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{collector.url}/v1/traces"}
     plan: dict[str, tuple[Mapping[str, object], list[str], dict[str, str]]] = {
         "gateway": (auth_off, driftgate("gateway", "--config"), {}),
         "gateway-auth": (auth_on, driftgate("gateway", "--config"), {BENCH_SECRET_ENV: secret}),
@@ -580,11 +640,8 @@ def start_services(
         "gateway-aiohttp": (auth_off, [*swapped, "gateway-aiohttp"], {}),
         "gateway-httpx-aiohttp": (auth_off, [*swapped, "gateway-httpx-aiohttp"], {}),
         "gateway-sampled": (auth_off, driftgate("gateway", "--config"), SAMPLED_ENV),
-        "proxy-floor": (
-            auth_off,
-            [sys.executable, str(Path(__file__).resolve()), "--serve-floor"],
-            {},
-        ),
+        "gateway-exported": (auth_off, driftgate("gateway", "--config"), exported_env),
+        "proxy-floor": (auth_off, [*script, "--serve-floor"], {}),
     }
     gateways: dict[str, Process] = {}
     for key, (auth, argv, env) in plan.items():
@@ -746,7 +803,8 @@ def render(
         f"{args.rounds} rounds x {args.duration} s per target and connection count after a "
         f"{args.warmup} s warm-up; target order rotated each round. One runtime process; "
         "one gateway process in front of it (one replica, auth disabled, default upstream "
-        "client, no span exporter: spans are still created). Placement: "
+        "client, no span exporter: trace ids and sampling, nothing recorded, as `driftgate up` "
+        "runs; `gateway-exported` exports every span). Placement: "
         f"{args.placement.describe()}.",
         "- Medians over rounds. *ratio* = gateway / direct req/s and *added* = gateway - direct "
         "latency are medians of per-round values. *CPU ms/req*: user + system CPU of the "
@@ -931,6 +989,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--pool-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--sampled-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--floor-connections", type=_counts, default="1,16", help='"": off')
+    parser.add_argument("--exported-connections", type=_counts, default="1,16", help='"": off')
     parser.add_argument("--uvloop-connections", type=_counts, default="16,64", help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
     parser.add_argument(
@@ -947,6 +1006,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--serve-gateway", nargs=2, metavar=("VARIANT", "CONFIG"), help=argparse.SUPPRESS
     )
     parser.add_argument("--serve-floor", metavar="CONFIG", help=argparse.SUPPRESS)
+    parser.add_argument("--serve-collector", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if not args.connections:
         parser.error("--connections: at least one count, e.g. 1,16,64")
@@ -960,11 +1020,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "gateway-httpx-aiohttp": args.aiohttp_connections,
         "gateway-sampled": args.sampled_connections,
         "proxy-floor": args.floor_connections,
+        "gateway-exported": args.exported_connections,
         "runtime-pool": args.pool_connections,
         "runtime-uvloop": args.uvloop_connections,
     }
     args.load_flags = _load_flags(argv)
-    if args.serve_gateway or args.serve_floor:
+    if args.serve_gateway or args.serve_floor or args.serve_collector:
         args.placement = Placement()
     else:
         args.placement = Placement.split() if args.placement == "split" else Placement()
@@ -993,6 +1054,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _serve_gateway(*args.serve_gateway)
     if args.serve_floor:
         return _serve_floor(args.serve_floor)
+    if args.serve_collector:
+        return _serve_collector(args.serve_collector)
     if shutil.which("wrk") is None:
         print(
             "gateway_overhead: wrk is not installed. Install it with `apt-get install wrk` "
@@ -1046,6 +1109,15 @@ def _run(args: argparse.Namespace, repository: Path, workdir: Path, stack: ExitS
     ]:
         if process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} died during the run:\n{process.log_tail()}")
+    if services.collector is not None:
+        # The BatchSpanProcessor exports every 5 s: the last batch may still be on its way.
+        stats = httpx.get(services.collector.url + "/stats", timeout=5).json()
+        print(
+            f"the stand-in OTLP collector received {stats['exports']} exports, "
+            f"{stats['bytes'] / 1e6:.1f} MB"
+        )
+        if not stats["exports"]:
+            raise RuntimeError("gateway-exported exported no span: its numbers would mislead")
     return cases
 
 
