@@ -657,7 +657,7 @@ def start_services(
         wait_ready(process)
         if argv_is_swapped(plan[key][1]) and SWAP_MARKER not in process.log_tail(100_000):
             raise RuntimeError(f"{key} did not swap its upstream client:\n{process.log_tail()}")
-    return Services(runtime, gateways, token, variants)
+    return Services(runtime, gateways, token, variants, collector)
 
 
 def argv_is_swapped(argv: Sequence[str]) -> bool:
@@ -1106,6 +1106,7 @@ def _run(args: argparse.Namespace, repository: Path, workdir: Path, stack: ExitS
         services.runtime,
         *services.gateways.values(),
         *services.runtime_variants.values(),
+        *([services.collector] if services.collector else []),
     ]:
         if process.popen.poll() is not None:
             raise RuntimeError(f"{process.name} died during the run:\n{process.log_tail()}")

@@ -3,10 +3,11 @@
 Handing a call to the inference threads costs more than a small model takes to answer. On
 the demo's titanic pipeline (ONNX, about 0.2 ms a call) the hand-off between the event loop
 and a worker thread, and the two threads taking turns at the GIL from different cores,
-halved the runtime's throughput (BENCHMARKS.md, "Runtime: inline model calls"). So a call
-that recent calls of the same version and size say will take at most ``inline_max_s`` runs
-inline, on the event loop; anything else, and anything not yet measured, runs in the
-thread pool, where a slow model cannot stall the loop (health checks, other models).
+halved the runtime's throughput (BENCHMARKS.md, "Gateway overhead": the `runtime-pool`
+rows, and the reading "The runtime got twice as fast"). So a call that recent calls of the
+same version and size say will take at most ``inline_max_s`` runs inline, on the event
+loop; anything else, and anything not yet measured, runs in the thread pool, where a slow
+model cannot stall the loop (health checks, other models).
 
 The estimate is per backend object (a reload starts afresh) and per batch-size class
 (rows rounded down to a power of two), an exponentially weighted mean of the time inside
