@@ -10,8 +10,8 @@ collection frees whatever the change left unreachable (a retired model's cycles)
 ``gc.freeze()`` moves every surviving object to the permanent generation, which later
 collections skip. Requests' own garbage is collected as usual.
 
-A version retired while it still served requests is unloaded by its last request; its
-objects stay frozen until the next scan that changes something.
+A version retired while it still served requests is unloaded by its last request; the
+next scan (the poller's, within one poll interval) settles again and frees its objects.
 
 The garbage collector is process-wide, so the process's owner decides: ``driftgate runtime``
 calls ``enable()``; a test run or a library user that builds repositories is left alone.

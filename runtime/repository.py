@@ -97,7 +97,8 @@ class ModelRepository:
         self._models: dict[str, ModelEntry] = {}
         self._lock = threading.RLock()
         self._scan_lock = threading.Lock()
-        self._changes = 0  # models loaded or retired; a scan that changes it settles the heap
+        self._changes = 0  # models loaded or unloaded (under _lock)
+        self._settled_changes = 0  # _changes when the heap was last settled
         self._stop = threading.Event()
         self._poller: threading.Thread | None = None
         self.initial_scan_done = threading.Event()
@@ -173,6 +174,8 @@ class ModelRepository:
         with self._lock:
             target.users -= 1
             idle = target.retired and target.users == 0
+            if idle:  # the next scan settles the heap, which frees the version's objects
+                self._changes += 1
         if idle:
             self._unload_backend(target)
 
@@ -211,14 +214,16 @@ class ModelRepository:
     def scan(self) -> None:
         """Load what the policies want, unload what they no longer want."""
         with self._scan_lock:
-            changes = self._changes
             on_disk = {p.name for p in self._model_dirs()}
             for name in sorted(on_disk):
                 self._reconcile_model(self.root / name)
             for gone in set(self.names()) - on_disk:
                 self._remove_model(gone)
-            if self._changes != changes:
-                heap.settle()  # the new models' objects out of every later GC pass
+            with self._lock:
+                changed = self._changes != self._settled_changes
+                self._settled_changes = self._changes
+            if changed:  # this scan's loads, or an unload since the last settle
+                heap.settle()  # new objects out of later GC passes, unloaded ones freed
         self.initial_scan_done.set()
 
     def _model_dirs(self) -> list[Path]:
@@ -267,7 +272,8 @@ class ModelRepository:
 
     def _load(self, config: ModelConfig, candidate: ModelVersion) -> None:
         started = time.perf_counter()
-        self._changes += 1
+        with self._lock:
+            self._changes += 1
         try:
             if config.format:
                 fmt, artefact = config.format, artefact_for_format(candidate.path, config.format)
@@ -324,8 +330,8 @@ class ModelRepository:
 
     def _retire(self, gone: ModelVersion) -> None:
         """Unload a version no longer reachable: now, or when its last request releases it."""
-        self._changes += 1
         with self._lock:
+            self._changes += 1
             gone.retired = True
             idle = gone.users == 0
         if idle:

@@ -1,7 +1,8 @@
 """The runtime keeps loaded models out of full garbage collections (runtime/heap.py).
 
-A scan that loads or retires a model settles the heap (one collection, then ``gc.freeze``);
-a scan that changes nothing leaves it alone, and nothing is frozen unless the process's
+A scan that loads or retires a model settles the heap (one collection, then ``gc.freeze``),
+and so does the first scan after a busy retired version's last request unloaded it; a
+scan that changes nothing leaves it alone, and nothing is frozen unless the process's
 owner (``driftgate runtime``) enabled it. The real ScaleBackend of tests/runtime/fakes.py
 stands in for a framework.
 """
@@ -67,6 +68,38 @@ def test_a_scan_that_loads_a_model_freezes_the_heap_once(tmp_path: Path, settles
         repository.scan()
         assert len(settles) == 2
         assert repository.resolve("double").version == 2
+    finally:
+        repository.close()
+
+
+def test_a_version_retired_while_busy_is_freed_by_the_scan_after_its_last_request(
+    tmp_path: Path, settles
+) -> None:
+    add_version(tmp_path, "double", 1, "2")
+    repository = ModelRepository(tmp_path)
+    try:
+        repository.scan()
+        held = repository.acquire("double")  # a request in flight on version 1
+        backend = held.backend
+        backend.cycle = backend  # type: ignore[union-attr]  # frameworks hold cycles
+        alive = weakref.ref(backend)
+        del backend
+
+        add_version(tmp_path, "double", 2, "3")
+        repository.scan()  # 2 loads, 1 retires but serves on, so it is frozen with the rest
+        assert len(settles) == 2
+
+        repository.release(held)  # the last request: version 1 unloads
+        del held
+        gc.collect()
+        assert alive() is not None  # frozen objects are skipped, garbage or not
+
+        repository.scan()  # nothing new on disk, but an unload since the last settle
+        assert len(settles) == 3
+        assert alive() is None
+
+        repository.scan()
+        assert len(settles) == 3
     finally:
         repository.close()
 
