@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable
 from prometheus_client import (
     CollectorRegistry,
     Counter,
+    Gauge,
     GCCollector,
     Histogram,
     PlatformCollector,
@@ -85,6 +86,19 @@ class RuntimeMetrics:
             "Rows (dimension 0) per backend call.",
             ["model", "version"],
             buckets=BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.queue_depth = Gauge(
+            "driftgate_queue_depth",
+            "Requests waiting in a model version's batch queue (models with batching on).",
+            ["model", "version"],
+            registry=registry,
+        )
+        self.batch_splits = Counter(
+            "driftgate_batch_splits_total",
+            "Merged batches run request by request instead: the call failed "
+            "(call_failed) or an output was not one row per input row (outputs_not_batched).",
+            ["model", "version", "reason"],
             registry=registry,
         )
         self.model_loads = Counter(

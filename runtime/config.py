@@ -13,7 +13,7 @@ Keys (all optional)::
     version_policy: {latest: 1}  # or {all: true} or {specific: [1, 2]}
     labels: {stable: 1, canary: 2}
     image: {...}                 # image preprocessing contract (see runtime.images)
-    batching: {...}              # reserved for dynamic batching
+    batching: {max_batch_size: 32}   # dynamic batching (runtime.batching)
     backend: {...}               # extra options passed to the backend (e.g. intra_op_threads)
 
 ``select_versions`` is a pure function of the policy and what is on disk, in the spirit of
@@ -30,6 +30,7 @@ from typing import Any
 import yaml
 
 from runtime.backends import FORMATS
+from runtime.batching import BatchingConfig
 
 
 class ConfigError(ValueError):
@@ -50,7 +51,7 @@ class ModelConfig:
     version_policy: VersionPolicy = VersionPolicy()
     labels: Mapping[str, int] = field(default_factory=dict)
     image: Mapping[str, Any] | None = None
-    batching: Mapping[str, Any] | None = None
+    batching: BatchingConfig | None = None  # None: every request is its own backend call
     backend: Mapping[str, Any] = field(default_factory=dict)
 
     def backend_options(self) -> dict[str, Any]:
@@ -98,13 +99,17 @@ def parse_model_config(raw: Mapping[str, Any], where: str = "config.yaml") -> Mo
     signature = raw.get("signature")
     if signature is not None and not isinstance(signature, str):
         raise ConfigError(f"{where}: 'signature' must be a string")
+    try:
+        batching = BatchingConfig.parse(raw.get("batching"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
     return ModelConfig(
         format=fmt,
         signature=signature,
         version_policy=_parse_policy(raw.get("version_policy"), where),
         labels=dict(labels),
         image=raw.get("image"),
-        batching=raw.get("batching"),
+        batching=batching,
         backend=raw.get("backend") or {},
     )
 

@@ -4,7 +4,8 @@ This is the single place where dialect-neutral requests meet backends: every cod
 here. Backends are synchronous. A call runs in a dedicated thread pool, so that the event
 loop never waits on a slow model, unless calls of its size to the same version are known
 to take at most ``inline_max_s``: those run inline, where a thread hand-off would cost
-more than the model (``runtime.placement``).
+more than the model (``runtime.placement``). A model with ``batching:`` in its config.yaml
+merges concurrent requests into one call first (``runtime.batching``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from opentelemetry.trace import Status, StatusCode
 from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
 from runtime.backends.base import ModelBackend
+from runtime.batching import Batched, Batcher
 from runtime.errors import InferenceServerError, ModelNotReady
 from runtime.inference import InferenceRequest, InferenceResponse
 from runtime.placement import EVENT_LOOP, CallPlacement
@@ -64,19 +66,15 @@ class Predictor:
             "driftgate.model.format": model.format or "unknown",
             "driftgate.batch_size": rows,
         }
-        placement = self.placement.choose(backend, rows)
-        attributes["driftgate.inference.placement"] = placement
+        batcher = self._batcher(model)
         with self.tracer.start_as_current_span(
             f"infer {model.model}", attributes=attributes
         ) as span:
             try:
-                if placement == EVENT_LOOP:
-                    outputs, elapsed = _timed_predict(backend, inputs)
+                if batcher is None:
+                    outputs = await self._call(model, inputs, rows)
                 else:
-                    loop = asyncio.get_running_loop()
-                    outputs, elapsed = await loop.run_in_executor(
-                        self._executor, _timed_predict, backend, inputs
-                    )
+                    outputs = self._batched(model, span, await batcher.submit(inputs, rows))
             except InferenceServerError:
                 raise
             except Exception as exc:
@@ -87,16 +85,75 @@ class Predictor:
                     f"model '{model.model}' version {version} failed to run: "
                     f"{type(exc).__name__}: {exc}"
                 ) from exc
+        selected = select_outputs(outputs, request.outputs, metadata)
+        return InferenceResponse(
+            model_name=model.model, model_version=version, outputs=selected, id=request.id
+        )
+
+    async def _call(
+        self, model: ModelVersion, inputs: dict[str, np.ndarray], rows: int
+    ) -> dict[str, np.ndarray]:
+        """One backend call (one request's inputs, or a batch's), placed and measured.
+
+        Its span attributes go on the current span: the request's ``infer`` span, or for a
+        batch the one of the request that started it.
+        """
+        backend = model.backend
+        if backend is None:
+            raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
+        version = str(model.version)
+        placement = self.placement.choose(backend, rows)
+        span = trace.get_current_span()
+        span.set_attributes(
+            {"driftgate.inference.placement": placement, "driftgate.batch_size": rows}
+        )
+        if placement == EVENT_LOOP:
+            outputs, elapsed = _timed_predict(backend, inputs)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs, elapsed = await loop.run_in_executor(
+                self._executor, _timed_predict, backend, inputs
+            )
         self.placement.observe(backend, rows, elapsed)
         self.metrics.inference_calls.labels(model.model, version, placement).inc()
         self.metrics.inference_duration.labels(model.model, version).observe(
             elapsed, exemplar(current_trace_id() or span.get_span_context().trace_id)
         )
         self.metrics.batch_size.labels(model.model, version).observe(rows)
-        selected = select_outputs(outputs, request.outputs, metadata)
-        return InferenceResponse(
-            model_name=model.model, model_version=version, outputs=selected, id=request.id
+        return outputs
+
+    def _batcher(self, model: ModelVersion) -> Batcher | None:
+        """The version's queue while its config asks for batching (a new one on a change)."""
+        config = model.batching
+        if config is None:
+            return None
+        if model.batcher is None or model.batcher.config != config:
+            name, version = model.model, str(model.version)
+            depth = self.metrics.queue_depth.labels(name, version)
+            splits = self.metrics.batch_splits
+            model.batcher = Batcher(
+                config,
+                lambda inputs, rows: self._call(model, inputs, rows),
+                on_depth=depth.set,
+                on_split=lambda reason: splits.labels(name, version, reason).inc(),
+            )
+        return model.batcher
+
+    def _batched(
+        self, model: ModelVersion, span: trace.Span, batched: Batched
+    ) -> dict[str, np.ndarray]:
+        """This request's outputs from the call that answered it, said on its span, with a
+        ``batch wait`` child span for its time in the queue."""
+        span.set_attributes(
+            {"driftgate.batch.requests": batched.requests, "driftgate.batch_size": batched.rows}
         )
+        wait = self.tracer.start_span(
+            f"batch wait {model.model}",
+            attributes={"driftgate.batch.requests": batched.requests},
+            start_time=batched.joined_ns,
+        )
+        wait.end(end_time=batched.started_ns)
+        return batched.outputs
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)

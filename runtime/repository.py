@@ -29,6 +29,7 @@ from monitoring.metrics import RuntimeMetrics
 from runtime import heap
 from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.base import ModelBackend
+from runtime.batching import Batcher, BatchingConfig
 from runtime.config import (
     ConfigError,
     ModelConfig,
@@ -66,6 +67,10 @@ class ModelVersion:
     #: replaced or removed: its backend is unloaded once both say it is no longer needed.
     users: int = 0
     retired: bool = False
+    #: The model's ``batching:`` (config.yaml, re-read every scan), and the predictor's queue
+    #: for this version while it is on (``runtime.batching``).
+    batching: BatchingConfig | None = None
+    batcher: Batcher | None = None
 
     @property
     def ready(self) -> bool:
@@ -245,6 +250,8 @@ class ModelRepository:
             return  # keep whatever already serves; nothing new loads with a broken config
         wanted = select_versions(config.version_policy, version_folders(model_dir))
         found.wanted = wanted
+        for loaded in found.versions.values():  # a change of batching applies at once
+            loaded.batching = config.batching
         for number in wanted:
             self._ensure_loaded(found, model_dir / str(number), number)
         if all(found.versions[n].ready for n in wanted if n in found.versions):
@@ -280,6 +287,7 @@ class ModelRepository:
             else:
                 fmt, artefact = detect_format(candidate.path)
             candidate.format = fmt
+            candidate.batching = config.batching
             backend = create_backend(fmt, config.backend_options())
             backend.load(artefact)
             candidate.metadata = backend.metadata()

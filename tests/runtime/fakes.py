@@ -1,7 +1,9 @@
 """A tiny real backend for repository tests: its artefact is a text file of a number.
 
 ``load`` fails on purpose when the file says ``broken``, which is how the tests make a
-version that cannot load without needing a real framework.
+version that cannot load without needing a real framework. With the backend option
+``refuse_negative`` (config.yaml ``backend:``), ``predict`` fails on any negative input, as
+a model fails on one bad row; ``calls`` records the rows of every call.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class ScaleBackend:
         self.options = options
         self.factor: float | None = None
         self.unloaded = 0
+        self.calls: list[int] = []
 
     def load(self, path: Path) -> None:
         text = path.read_text().strip()
@@ -38,6 +41,9 @@ class ScaleBackend:
 
     def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         assert self.factor is not None
+        self.calls.append(len(inputs["x"]))
+        if self.options.get("refuse_negative") and (inputs["x"] < 0).any():
+            raise ValueError("negative input")
         return {"y": (inputs["x"] * self.factor).astype(np.float32)}
 
     def unload(self) -> None:

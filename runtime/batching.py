@@ -1,0 +1,254 @@
+"""Dynamic batching: concurrent requests to one model version merged into one backend call.
+
+Configured per model in ``config.yaml`` (off when absent)::
+
+    batching:
+      max_batch_size: 32        # rows (dimension 0) per merged call
+      max_queue_delay_ms: 0     # how long a request waits for company when the model is idle
+
+Per loaded version, on the runtime's event loop:
+
+- While a call runs, arrivals queue and go together as soon as it finishes: batches grow
+  with the load. With ``max_queue_delay_ms: 0`` (the default) an idle model runs a request
+  at once, in the request's own task, so batching costs a lone request next to nothing
+  (bench/batching.py). A positive delay makes the first request to an idle model wait that
+  long for company (or until ``max_batch_size`` rows are queued): bigger batches at low
+  load, for that much latency (plus the event loop's timer resolution, about 1 ms).
+- A batch takes queued requests in arrival order while their rows fit ``max_batch_size``
+  and their inputs stack (same names, dtypes and shapes past dimension 0); the others wait
+  for the next batch. A request of more rows than ``max_batch_size`` runs alone.
+- The stacked inputs run once (``run``: the predictor's backend call, placed and measured
+  like any other) and each request gets its own rows of every output.
+- One bad request must not fail its neighbours: when the merged call fails, or an output
+  does not have one row per input row, each request of the batch runs alone, and only
+  those that fail alone fail (``driftgate_batch_splits_total`` counts these batches).
+- A request whose client went away (cancelled) is skipped if it has not run yet.
+
+At most one merged call per version runs at a time; a model that uses several cores does so
+inside that call (TensorFlow's intra-op threads, ONNX Runtime's).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger("driftgate.runtime.batching")
+
+Arrays = dict[str, np.ndarray]
+#: Runs one backend call on stacked inputs; raises what the backend raised.
+RunBatch = Callable[[Arrays, int], Awaitable[Arrays]]
+_KEYS = {"max_batch_size", "max_queue_delay_ms"}
+MAX_QUEUE_DELAY_MS = 1000.0
+
+
+@dataclass(frozen=True)
+class BatchingConfig:
+    max_batch_size: int
+    max_queue_delay_s: float
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any] | None) -> BatchingConfig | None:
+        """``batching:`` of a model's config.yaml; ``None`` (off) when absent or empty.
+
+        Raises ``ValueError`` naming the key (``runtime.config`` adds the file)."""
+        if not raw:
+            return None
+        unknown = set(raw) - _KEYS
+        if unknown:
+            raise ValueError(
+                f"batching: unknown key(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
+            )
+        size = raw.get("max_batch_size")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise ValueError(
+                f"batching.max_batch_size must be a whole number of rows >= 1, got {size!r}"
+            )
+        delay = raw.get("max_queue_delay_ms", 0.0)
+        if (
+            isinstance(delay, bool)
+            or not isinstance(delay, int | float)
+            or not 0 <= delay <= MAX_QUEUE_DELAY_MS
+        ):
+            raise ValueError(
+                f"batching.max_queue_delay_ms must be a number of milliseconds "
+                f"from 0 to {MAX_QUEUE_DELAY_MS:g}, got {delay!r}"
+            )
+        return cls(size, float(delay) / 1000.0)
+
+
+@dataclass(frozen=True)
+class Batched:
+    """One request's share of the call that answered it."""
+
+    outputs: Arrays
+    requests: int  # requests in that call (1: it ran alone)
+    rows: int  # rows in that call
+    joined_ns: int  # when the request joined the queue (time.time_ns, as spans want)
+    started_ns: int  # when the call that answered it started
+
+
+StackKey = tuple[tuple[str, str, tuple[int, ...]], ...] | None  # None: stacks with nothing
+
+
+@dataclass
+class _Queued:
+    inputs: Arrays
+    rows: int
+    stack_key: StackKey
+    answer: asyncio.Future[Batched]
+    joined_ns: int
+
+
+class Batcher:
+    """The queue of one loaded model version (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: BatchingConfig,
+        run: RunBatch,
+        on_depth: Callable[[int], None] = lambda _: None,
+        on_split: Callable[[str], None] = lambda _: None,
+    ) -> None:
+        self.config = config
+        self._run = run
+        self._on_depth = on_depth  # requests waiting, after every change
+        self._on_split = on_split  # a batch ran request by request: why
+        self._queue: deque[_Queued] = deque()
+        self._timer: asyncio.TimerHandle | None = None
+        self._busy = False  # a call runs: arrivals queue for the next one
+        self._worker: asyncio.Task[None] | None = None  # the task draining the queue
+
+    async def submit(self, inputs: Arrays, rows: int) -> Batched:
+        """This request's outputs, from a merged call or its own; raises what its call raised."""
+        if not self._busy and not self._queue and self.config.max_queue_delay_s == 0:
+            return await self._run_idle(inputs, rows)
+        loop = asyncio.get_running_loop()
+        queued = _Queued(inputs, rows, _stack_key(inputs), loop.create_future(), time.time_ns())
+        self._queue.append(queued)
+        self._on_depth(len(self._queue))
+        if not self._busy:
+            full = sum(q.rows for q in self._queue) >= self.config.max_batch_size
+            if full or self.config.max_queue_delay_s == 0:
+                self._start()
+            elif self._timer is None:
+                self._timer = loop.call_later(self.config.max_queue_delay_s, self._start)
+        return await queued.answer
+
+    async def _run_idle(self, inputs: Arrays, rows: int) -> Batched:
+        """An idle model with no delay to wait: the call runs at once, in the request's own
+        task (no queue, no hand-off); whoever arrives meanwhile goes in the next call."""
+        self._busy = True
+        started = time.time_ns()
+        try:
+            outputs = await self._run(inputs, rows)
+        finally:
+            self._busy = False
+            if self._queue:
+                self._start()
+        return Batched(outputs, 1, rows, started, started)
+
+    def _start(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._busy:
+            self._busy = True
+            self._worker = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        """Run batches until the queue is empty (arrivals during a call go next)."""
+        try:
+            while batch := self._take():
+                await self._answer(batch)
+        finally:
+            self._busy, self._worker = False, None
+            for queued in self._queue:  # only if this task itself was cancelled
+                if not queued.answer.done():
+                    queued.answer.cancel()
+
+    def _take(self) -> list[_Queued]:
+        """The next batch: the oldest live request and those that stack with it and fit."""
+        waiting = [q for q in self._queue if not q.answer.done()]  # drop the cancelled
+        self._queue.clear()
+        if not waiting:
+            self._on_depth(0)
+            return []
+        first, batch, rows = waiting[0], [waiting[0]], waiting[0].rows
+        for queued in waiting[1:]:
+            fits = rows + queued.rows <= self.config.max_batch_size
+            if fits and first.stack_key is not None and queued.stack_key == first.stack_key:
+                batch.append(queued)
+                rows += queued.rows
+            else:
+                self._queue.append(queued)
+        self._on_depth(len(self._queue))
+        return batch
+
+    async def _answer(self, batch: list[_Queued]) -> None:
+        started = time.time_ns()
+        if len(batch) == 1:
+            await self._alone(batch[0], started)
+            return
+        rows = [q.rows for q in batch]
+        total = sum(rows)
+        stacked = {
+            name: np.concatenate([q.inputs[name] for q in batch]) for name in batch[0].inputs
+        }
+        try:
+            outputs = await self._run(stacked, total)
+        except Exception as exc:
+            log.info("a batch of %d requests failed (%s): running them one by one", len(batch), exc)
+            self._on_split("call_failed")
+        else:
+            shares = _split(outputs, rows)
+            if shares is not None:
+                for queued, share in zip(batch, shares, strict=True):
+                    _settle(queued, Batched(share, len(batch), total, queued.joined_ns, started))
+                return
+            self._on_split("outputs_not_batched")
+        for queued in batch:
+            await self._alone(queued, started)
+
+    async def _alone(self, queued: _Queued, started: int) -> None:
+        if queued.answer.done():  # cancelled while its batch ran
+            return
+        try:
+            outputs = await self._run(queued.inputs, queued.rows)
+        except Exception as exc:
+            if not queued.answer.done():
+                queued.answer.set_exception(exc)
+            return
+        _settle(queued, Batched(outputs, 1, queued.rows, queued.joined_ns, started))
+
+
+def _settle(queued: _Queued, result: Batched) -> None:
+    if not queued.answer.done():
+        queued.answer.set_result(result)
+
+
+def _stack_key(inputs: Arrays) -> StackKey:
+    """Requests stack when every input has the same name, dtype and shape past dimension 0
+    (a scalar input has no dimension 0: its request runs alone)."""
+    if any(array.ndim == 0 for array in inputs.values()):
+        return None
+    return tuple(
+        (name, array.dtype.str, tuple(array.shape[1:])) for name, array in sorted(inputs.items())
+    )
+
+
+def _split(outputs: Arrays, rows: list[int]) -> list[Arrays] | None:
+    """Each request's rows of every output; ``None`` when an output is not one row per row."""
+    total = sum(rows)
+    if any(array.ndim == 0 or array.shape[0] != total for array in outputs.values()):
+        return None
+    offsets = np.cumsum(rows)[:-1]
+    pieces = {name: np.split(array, offsets) for name, array in outputs.items()}
+    return [{name: pieces[name][i] for name in outputs} for i in range(len(rows))]
