@@ -143,7 +143,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "titanic_pmml" in args.models and shutil.which("java") is None:
         print("no java on PATH: titanic_pmml left out", file=sys.stderr)
         args.models.remove("titanic_pmml")
-    args.load_flags = [a for a in argv if not a.startswith(("--repository", "--output", "--write"))]
+    args.load_flags = common._load_flags(argv)  # no paths, no --write
     return args
 
 
