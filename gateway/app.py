@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry
 from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
-from gateway.canary import CanaryController
+from gateway.canary import CanaryController, drift_checks_from, no_drift_checks
 from gateway.dispatcher import Dispatcher
 from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
@@ -43,7 +43,7 @@ from gateway.shadow import ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
 from gateway.upstream import make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
-from monitoring.job_results import JobResultsCollector
+from monitoring.job_results import JobResultsCollector, latest_reader
 from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
 from monitoring.metrics import new_registry, render_metrics
@@ -110,7 +110,17 @@ def create_app(
         )
     )
     health = HealthChecker(replicas, upstream, settings.health_check)
-    canary = state.canary = CanaryController(state.routes, state.canary_stats, metrics, tracer)
+    canary = state.canary = CanaryController(
+        state.routes,
+        state.canary_stats,
+        metrics,
+        tracer,
+        drift_checks=(
+            drift_checks_from(latest_reader(settings.log.store, "drift"))
+            if settings.log is not None
+            else no_drift_checks
+        ),
+    )
     key_refresher = (
         KeyRefresher(verifier, metrics)
         if verifier is not None and settings.auth.key_source is not None

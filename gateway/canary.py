@@ -7,7 +7,10 @@ weighted by the current step. The gateway watches both arms and, every ``TICK_S`
 - **rolls back** (weight 0, ``status: rolled_back``) as soon as the canary, with at least
   ``min_requests`` requests in the current step, fails more than ``max_error_rate`` of them
   (a 5xx, or an answer that needed a fallback), or its p90 latency passes
-  ``max_latency_ratio`` times the stable arm's (and by more than ``latency_slack_s``);
+  ``max_latency_ratio`` times the stable arm's (and by more than ``latency_slack_s``), or,
+  with ``max_extra_drifted_features`` set, when the drift job's latest checks of both arms
+  since the step began find more features drifted on the canary arm and not on the stable
+  arm than that (``DriftCheck``, read from the prediction log's latest drift results);
 - **advances** to the next step once the step has lasted ``interval_s`` and the canary has
   ``min_requests`` requests in it without tripping a bound;
 - **promotes** after the last step: the canary's target becomes the primary and the
@@ -39,6 +42,7 @@ from opentelemetry import trace
 from gateway.policy import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
 from gateway.route_table import RouteTable
 from monitoring.gateway_metrics import GatewayMetrics
+from monitoring.job_results import Entries, drifted_features
 
 log = logging.getLogger("driftgate.gateway.canary")
 
@@ -94,13 +98,59 @@ class CanaryStats:
 
 
 @dataclass(frozen=True)
+class DriftCheck:
+    """The drift job's latest check of one arm: when it ran, and what it found drifted."""
+
+    checked_at: float  # Unix seconds
+    drifted: frozenset[str]  # input and output features
+
+
+#: The latest drift check of (model, version or None for any, arm), or None.
+DriftChecks = Callable[[str, str | None, str], DriftCheck | None]
+
+
+def no_drift_checks(model: str, version: str | None, arm: str) -> DriftCheck | None:
+    """Without a prediction log there is no drift job to ask."""
+    return None
+
+
+def drift_checks_from(entries: Callable[[], Entries]) -> DriftChecks:
+    """``DriftChecks`` over the latest drift results (``monitoring.job_results``)."""
+
+    def latest(model: str, version: str | None, arm: str) -> DriftCheck | None:
+        newest: DriftCheck | None = None
+        for key, entry in entries().items():
+            if entry.get("model") != model or entry.get("arm") != arm:
+                continue
+            if version is not None and str(entry.get("version")) != version:
+                continue
+            try:
+                checked_at, drifted = drifted_features(entry)
+            except (KeyError, TypeError, ValueError) as exc:
+                log.debug("skipping malformed latest drift entry %s: %r", key, exc)
+                continue
+            if newest is None or checked_at > newest.checked_at:
+                newest = DriftCheck(checked_at, frozenset(drifted))
+        return newest
+
+    return latest
+
+
+@dataclass(frozen=True)
 class Verdict:
     action: Action
     reason: str
 
 
-def judge(canary: Canary, stable: ArmWindow, candidate: ArmWindow, elapsed_s: float) -> Verdict:
-    """What to do with a progressing canary, from its current step's windows."""
+def judge(
+    canary: Canary,
+    stable: ArmWindow,
+    candidate: ArmWindow,
+    elapsed_s: float,
+    drift: tuple[DriftCheck, DriftCheck] | None = None,
+) -> Verdict:
+    """What to do with a progressing canary, from its current step's windows and, when the
+    drift job has checked both arms since the step began, those checks (stable, canary)."""
     enough = candidate.requests >= canary.min_requests
     if enough and candidate.error_rate > canary.max_error_rate:
         return Verdict(
@@ -108,6 +158,15 @@ def judge(canary: Canary, stable: ArmWindow, candidate: ArmWindow, elapsed_s: fl
             f"error rate {candidate.error_rate:.2%} ({candidate.failures} of "
             f"{candidate.requests}) > {canary.max_error_rate:.2%}",
         )
+    allowed = canary.max_extra_drifted_features
+    if allowed is not None and drift is not None:
+        extra = sorted(drift[1].drifted - drift[0].drifted)
+        if len(extra) > allowed:
+            return Verdict(
+                "rollback",
+                f"drift: {len(extra)} feature(s) drifted on the canary arm and not on the "
+                f"stable arm ({', '.join(extra)}) > {allowed}",
+            )
     if enough and stable.requests >= canary.min_requests:
         slower_by = candidate.p90() - stable.p90()
         ratio = candidate.p90() / stable.p90() if stable.p90() > 0 else 1.0
@@ -166,6 +225,8 @@ class CanaryController:
         *,
         clock: Callable[[], float] = time.monotonic,
         tick_s: float = TICK_S,
+        drift_checks: DriftChecks = no_drift_checks,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.routes = routes
         self.stats = stats
@@ -173,7 +234,10 @@ class CanaryController:
         self.tracer = tracer
         self.clock = clock
         self.tick_s = tick_s
-        self._watched: dict[str, tuple[RoutePolicy, float]] = {}  # policy seen, since when
+        self.drift_checks = drift_checks
+        self.wall_clock = wall_clock  # drift checks are dated in Unix time
+        #: The policy seen per route, since when (clock) and since when in Unix time.
+        self._watched: dict[str, tuple[RoutePolicy, float, float]] = {}
 
     async def run(self) -> None:
         while True:
@@ -200,7 +264,7 @@ class CanaryController:
                 for action in ("advance", "promote", "rollback"):
                     self.metrics.canary_decisions.labels(route, action)
             if seen is None or seen[0] is not policy:  # a new step, or the route changed
-                self._watched[route] = (policy, now)
+                self._watched[route] = (policy, now, self.wall_clock())
                 self.stats.restart(route)
                 continue
             verdict = judge(
@@ -208,11 +272,29 @@ class CanaryController:
                 self.stats.window(route, STABLE_ARM),
                 self.stats.window(route, CANARY_ARM),
                 now - seen[1],
+                self._drift_since(policy, canary, seen[2]),
             )
             verdicts[route] = verdict
             if verdict.action != "hold":
                 self._apply(route, policy, verdict)
         return verdicts
+
+    def _drift_since(
+        self, policy: RoutePolicy, canary: Canary, step_began: float
+    ) -> tuple[DriftCheck, DriftCheck] | None:
+        """Both arms' latest drift checks, when both ran since the step began."""
+        if canary.max_extra_drifted_features is None:
+            return None
+        checks = [
+            self.drift_checks(target.model, target.version, arm)
+            for target, arm in ((policy.primary, STABLE_ARM), (canary.target, CANARY_ARM))
+        ]
+        stable, candidate = checks
+        if stable is None or candidate is None:
+            return None
+        if min(stable.checked_at, candidate.checked_at) < step_began:
+            return None
+        return stable, candidate
 
     def _apply(self, route: str, policy: RoutePolicy, verdict: Verdict) -> None:
         canary = policy.canary

@@ -175,6 +175,10 @@ class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     #: The latency bound also needs the canary's p90 this much above the stable arm's: a
     #: ratio of two sub-millisecond latencies is mostly noise.
     latency_slack_s: float = 0.005
+    #: Drift: roll back when the drift job's latest checks since the step began find more
+    #: than this many features drifted on the canary arm and not on the stable arm; None
+    #: does not judge drift.
+    max_extra_drifted_features: int | None = None
     sticky: Sticky = Sticky()
     step: int = 0
     status: Literal["progressing", "rolled_back"] = "progressing"
@@ -199,6 +203,9 @@ class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
             raise _FieldError("max_latency_ratio", f"must be >= 1, got {self.max_latency_ratio}")
         if not (math.isfinite(self.latency_slack_s) and self.latency_slack_s >= 0):
             raise _FieldError("latency_slack_s", f"must be >= 0, got {self.latency_slack_s}")
+        extra = self.max_extra_drifted_features
+        if extra is not None and extra < 0:
+            raise _FieldError("max_extra_drifted_features", f"must be >= 0, got {extra}")
 
     @property
     def weight(self) -> int:

@@ -97,6 +97,20 @@ def update_latest(store: Path, kind: str, key: str, entry: dict[str, Any]) -> No
             raise
 
 
+def latest_reader(store: Path, kind: str) -> Callable[[], Entries]:
+    """The latest entries of ``kind``, re-read only when the file changed; empty when it is
+    missing or corrupt (the gateway's canary analysis reads drift this way)."""
+    return _CachedFile(latest_path(store, kind)).entries
+
+
+def drifted_features(entry: dict[str, Any]) -> tuple[float, tuple[str, ...]]:
+    """A drift entry's run time (Unix seconds) and the features it found drifted.
+
+    Raises ``KeyError``, ``TypeError`` or ``ValueError`` for a malformed entry."""
+    drifted = tuple(str(f["feature"]) for f in entry["features"] if f["drifted"] is True)
+    return _unix_time(entry["timestamp"]), drifted
+
+
 def _parse_entries(text: str, path: Path) -> Entries:
     try:
         data = json.loads(text)

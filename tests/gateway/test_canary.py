@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from gateway.canary import ArmWindow, Verdict, applied, judge
+from gateway.canary import ArmWindow, DriftCheck, Verdict, applied, drift_checks_from, judge
 from gateway.policy import Canary, PolicyError, Target, parse_route
+from monitoring.job_results import latest_reader, update_latest
 from tests.gateway.fakes import Fail, Gateway, GatewayFactory, Slow
 
 V1, V2 = Target("iris", "1"), Target("iris", "2")
@@ -65,6 +67,94 @@ def test_a_healthy_canary_holds_for_the_interval_then_advances_then_is_promoted(
     assert judge(last, ArmWindow(), window(20), elapsed_s=60).action == "promote"
 
 
+DRIFT_GATED = Canary(
+    target=V2, steps=(10, 50, 100), interval_s=60, min_requests=20, max_extra_drifted_features=0
+)
+
+
+def checks(stable: set[str], canary: set[str]) -> tuple[DriftCheck, DriftCheck]:
+    return DriftCheck(1.0, frozenset(stable)), DriftCheck(1.0, frozenset(canary))
+
+
+def test_a_canary_drifting_where_stable_does_not_is_rolled_back() -> None:
+    verdict = judge(DRIFT_GATED, window(200), window(20), 1, checks({"age"}, {"age", "survived"}))
+    assert verdict == Verdict(
+        "rollback",
+        "drift: 1 feature(s) drifted on the canary arm and not on the stable arm (survived) > 0",
+    )
+
+
+def test_drift_both_arms_share_is_the_traffic_not_the_canary() -> None:
+    shared = checks({"age", "fare"}, {"age", "fare"})
+    assert judge(DRIFT_GATED, window(200), window(20), 1, shared).action == "hold"
+    assert judge(DRIFT_GATED, window(200), window(20), 60, shared).action == "advance"
+
+
+def test_drift_is_judged_only_when_the_canary_asks_for_it_and_both_arms_were_checked() -> None:
+    drifting = checks(set(), {"survived"})
+    assert judge(CANARY, window(200), window(20), 1, drifting).action == "hold"  # not asked
+    assert judge(DRIFT_GATED, window(200), window(20), 1, None).action == "hold"  # no checks
+    tolerant = Canary(target=V2, min_requests=20, max_extra_drifted_features=1)
+    assert judge(tolerant, window(200), window(20), 1, drifting).action == "hold"
+
+
+def drift_entry(arm: str, version: str, drifted: list[str], timestamp: str) -> dict[str, Any]:
+    return {
+        "model": "iris",
+        "version": version,
+        "arm": arm,
+        "timestamp": timestamp,
+        "run_id": "r",
+        "report": None,
+        "window": {"kind": "count", "start": timestamp, "end": timestamp, "rows": 500},
+        "features": [
+            {
+                "feature": f,
+                "test": "ks",
+                "score": 0.3,
+                "p_value": 0.0,
+                "threshold": 0.01,
+                "drifted": f in drifted,
+            }
+            for f in ("sepal_length", "probabilities")
+        ],
+    }
+
+
+def test_drift_checks_read_the_newest_entry_of_each_arm_from_the_store(tmp_path) -> None:
+    update_latest(
+        tmp_path,
+        "drift",
+        "iris/2/canary",
+        drift_entry("canary", "2", ["probabilities"], "2026-12-07T10:00:00+00:00"),
+    )
+    update_latest(
+        tmp_path,
+        "drift",
+        "iris/1/stable",
+        drift_entry("stable", "1", [], "2026-12-07T10:00:05+00:00"),
+    )
+    update_latest(
+        tmp_path,
+        "drift",
+        "iris/2/primary",
+        drift_entry("primary", "2", ["sepal_length"], "2026-12-07T11:00:00+00:00"),
+    )
+    latest = drift_checks_from(latest_reader(tmp_path, "drift"))
+
+    canary = latest("iris", "2", "canary")
+    assert canary is not None and canary.drifted == {"probabilities"}
+    assert canary.checked_at == 1796637600.0  # 2026-12-07T10:00:00Z
+    stable = latest("iris", None, "stable")  # a primary without a version: any version
+    assert stable is not None and stable.drifted == frozenset()
+    assert latest("iris", "1", "canary") is None
+    assert latest("digits", None, "stable") is None
+    assert (
+        drift_checks_from(latest_reader(tmp_path / "nothing", "drift"))("iris", "2", "canary")
+        is None
+    )
+
+
 # --- the policy -------------------------------------------------------------------------------
 
 
@@ -91,6 +181,10 @@ def test_a_canary_derives_the_routes_split_stable_first() -> None:
         ({"steps": [0, 20]}, "routes.iris.canary.steps[0]: must be 1 to 100 percent, got 0"),
         ({"step": 4}, "routes.iris.canary.step: must index steps (0 to 3)"),
         ({"max_error_rate": 2}, "routes.iris.canary.max_error_rate: must be 0 to 1, got 2"),
+        (
+            {"max_extra_drifted_features": -1},
+            "routes.iris.canary.max_extra_drifted_features: must be >= 0, got -1",
+        ),
         ({"target": {"model": "iris", "version": "1"}}, "canary.target: iris version 1 is already"),
     ],
 )
@@ -225,6 +319,51 @@ def test_a_canary_that_fails_is_rolled_back_and_stays_back(start, runtime) -> No
     clock.now += 3600
     tick(gateway)
     assert gateway.state.routes.get("iris").canary == canary  # a rollback is final
+
+
+def test_a_canary_whose_outputs_drift_is_rolled_back_once_both_arms_are_checked(
+    start, tmp_path
+) -> None:
+    raw = route(
+        sticky={"by": "random"},
+        steps=[50, 100],
+        interval_s=60,
+        min_requests=5,
+        max_extra_drifted_features=0,
+    )
+    gateway = start(routes={"iris": raw})
+    controller = gateway.state.canary
+    assert controller is not None
+    controller.clock = Clock()
+    controller.drift_checks = drift_checks_from(latest_reader(tmp_path, "drift"))
+    tick(gateway)  # the step has begun (now, or at the background task's first look)
+    now = time.time()
+
+    def checked(arm: str, version: str, drifted: list[str], seconds_from_now: float) -> None:
+        at = datetime.fromtimestamp(now + seconds_from_now, UTC).isoformat()
+        update_latest(
+            tmp_path, "drift", f"iris/{version}/{arm}", drift_entry(arm, version, drifted, at)
+        )
+
+    checked("canary", "2", ["probabilities"], -3600)  # before the step: not judged
+    checked("stable", "1", [], -3600)
+    assert {arm for _, arm in send(gateway, 20)} == {"stable", "canary"}
+    tick(gateway)
+    assert canary_of(gateway) == (0, "progressing")
+
+    checked("canary", "2", ["probabilities"], 60)
+    tick(gateway)  # only the canary arm checked since: still not judged
+    assert canary_of(gateway) == (0, "progressing")
+
+    checked("stable", "1", [], 90)
+    tick(gateway)
+    canary = gateway.state.routes.get("iris").canary
+    assert canary is not None and canary.status == "rolled_back"
+    assert canary.reason == (
+        "drift: 1 feature(s) drifted on the canary arm and not on the stable arm "
+        "(probabilities) > 0"
+    )
+    assert {answer for answer in send(gateway, 5)} == {(200, "primary")}
 
 
 def test_a_canary_that_is_much_slower_is_rolled_back(start, runtime) -> None:
