@@ -12,6 +12,8 @@ the ids and sampling decision the SDK would: those are checked at the end.
 from __future__ import annotations
 
 import asyncio
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -207,3 +209,58 @@ def test_an_exporter_makes_spans_recorded_and_a_disabled_sdk_makes_none(
 
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     assert isinstance(build_tracer_provider("test").get_tracer("test"), NoOpTracer)
+
+
+class OtlpReceiver:
+    """A local OTLP/HTTP endpoint that decodes every export and remembers its span count."""
+
+    def __init__(self) -> None:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        self.exports: list[int] = []
+        exports = self.exports
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                request = ExportTraceServiceRequest()
+                request.ParseFromString(self.rfile.read(int(self.headers["content-length"])))
+                exports.append(
+                    sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+                )
+                self.send_response(200)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, format: str, *args: Any) -> None:  # quiet
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/traces"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.mark.parametrize(("variable", "largest"), [(None, 64), ("100", 100)])
+def test_otlp_exports_go_in_batches_of_64_spans_unless_the_variable_says(
+    monkeypatch: pytest.MonkeyPatch, variable: str | None, largest: int
+) -> None:
+    """Small batches: the exporter's thread holds the GIL while it encodes one."""
+    receiver = OtlpReceiver()
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", receiver.url)
+    if variable is None:
+        monkeypatch.delenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", raising=False)
+    else:
+        monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", variable)
+    provider = build_tracer_provider("test")
+    tracer = provider.get_tracer("test")
+    try:
+        for index in range(130):
+            tracer.start_span(f"span {index}").end()
+        assert provider.force_flush(10_000)
+    finally:
+        provider.shutdown()
+        receiver.server.shutdown()
+
+    assert sum(receiver.exports) == 130  # every span, over real OTLP/HTTP
+    assert max(receiver.exports) == largest  # batches fill up to the limit, never past it
