@@ -32,6 +32,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import httpx
+import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import gateway_overhead as common  # a sibling script (bench/ is not a package)
@@ -43,15 +44,20 @@ BEGIN = "<!-- bench/batching.py: begin (rewritten by --write) -->"
 END = "<!-- bench/batching.py: end -->"
 
 
-def batched_repository(source: Path, target: Path, models: Sequence[str], batching: str) -> None:
-    """``models`` of ``source`` copied to ``target``, each also as ``<model>_batched``."""
+def batched_repository(
+    source: Path, target: Path, models: Sequence[str], batching: dict[str, float]
+) -> None:
+    """``models`` of ``source`` copied to ``target`` without batching, and each again as
+    ``<model>_batched`` with ``batching``; the rest of each config.yaml is kept."""
     for model in models:
-        shutil.copytree(source / model, target / model, symlinks=True)
-        twin = target / f"{model}{BATCHED_SUFFIX}"
-        shutil.copytree(source / model, twin, symlinks=True)
-        config = twin / "config.yaml"
-        existing = config.read_text() if config.is_file() else ""
-        config.write_text(existing + f"batching: {batching}\n")
+        for name, section in ((model, None), (f"{model}{BATCHED_SUFFIX}", batching)):
+            shutil.copytree(source / model, target / name, symlinks=True)
+            path = target / name / "config.yaml"
+            config = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+            config.pop("batching", None)
+            if section is not None:
+                config["batching"] = section
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
 
 
 def example_script(url: str, name: str, workdir: Path) -> Path:
@@ -154,9 +160,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("batching: wrk is not installed (`apt-get install wrk`, as root)", file=sys.stderr)
         return 2
     started_at = time.monotonic()
-    batching = (
-        f"{{max_batch_size: {args.max_batch_size}, max_queue_delay_ms: {args.max_queue_delay_ms}}}"
-    )
+    batching = {
+        "max_batch_size": args.max_batch_size,
+        "max_queue_delay_ms": args.max_queue_delay_ms,
+    }
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="driftgate-batching-"))
         stack.callback(shutil.rmtree, workdir, True)

@@ -9,6 +9,7 @@ digits)::
     dest/titanic_pmml/1/titanic.pmml                     PMML, titanic v1's regression
     dest/iris/1/iris.h5, dest/iris/2/iris.h5             Keras 3 and Keras 2 HDF5
     dest/diabetes/1/saved_model.pb ...                   TensorFlow SavedModel
+    dest/diabetes/config.yaml                            signature; dynamic batching on
     dest/digits/1/digits.onnx + digits/config.yaml       image model + image contract
 
 ``driftgate demo build DIR`` calls it. ``write_sample_digit_png`` renders a digit to send to

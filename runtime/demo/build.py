@@ -72,7 +72,10 @@ def _build_in_process(staging: Path, iris_weights: keras_models.DenseStack) -> N
 
     keras_models.write_iris_keras3(staging / "iris" / "1" / "iris.h5", iris_weights)
     keras_models.write_diabetes_savedmodel(staging / "diabetes" / "1", keras_models.fit_diabetes())
-    write_yaml(staging / "diabetes" / "config.yaml", {"signature": "serving_default"})
+    # A TensorFlow graph costs about a millisecond per call whatever the rows: batching
+    # doubles what it serves under concurrency (BENCHMARKS.md, "Dynamic batching").
+    diabetes = {"signature": "serving_default", "batching": {"max_batch_size": 32}}
+    write_yaml(staging / "diabetes" / "config.yaml", diabetes)
 
 
 def _swap_into_place(built: Path, target: Path) -> None:

@@ -11,14 +11,18 @@ from tests.bench.test_drift_benches import load
 batching = load("batching")
 
 
-def test_every_model_gets_a_batched_twin_with_its_own_config_kept(tmp_path: Path) -> None:
+def test_every_model_gets_an_unbatched_copy_and_a_batched_twin_with_its_config_kept(
+    tmp_path: Path,
+) -> None:
     source = tmp_path / "demo"
     (source / "iris" / "1").mkdir(parents=True)
     (source / "iris" / "1" / "iris.h5").write_bytes(b"weights")
-    (source / "iris" / "config.yaml").write_text("labels: {stable: 1}\n")
+    (source / "iris" / "config.yaml").write_text(
+        "labels: {stable: 1}\nbatching: {max_batch_size: 2}\n"  # as built: batching on
+    )
     (source / "digits" / "1").mkdir(parents=True)  # not benchmarked: not copied
 
-    batching.batched_repository(source, tmp_path / "models", ["iris"], "{max_batch_size: 8}")
+    batching.batched_repository(source, tmp_path / "models", ["iris"], {"max_batch_size": 8})
 
     assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["iris", "iris_batched"]
     plain = load_model_config(tmp_path / "models" / "iris")

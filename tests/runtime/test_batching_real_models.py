@@ -24,7 +24,7 @@ from runtime.settings import RuntimeSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Long enough that every request of a test joins the one batch, which fills up first.
-BATCHING = "batching: {max_batch_size: 6, max_queue_delay_ms: 1000}\n"
+BATCHING = {"max_batch_size": 6, "max_queue_delay_ms": 1000}
 RNG = np.random.default_rng(7)
 BODIES: dict[str, list[dict[str, Any]]] = {
     "iris": [{"features": RNG.uniform(0, 7, 4).round(2).tolist()} for _ in range(6)],
@@ -42,13 +42,15 @@ BODIES: dict[str, list[dict[str, Any]]] = {
 
 @pytest.fixture(scope="module")
 def twins(demo_repository: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Each model as built, and as ``<model>_batched`` with batching on."""
+    """Each model without batching, and as ``<model>_batched`` with ``BATCHING``."""
     root = tmp_path_factory.mktemp("batching") / "models"
     for model in BODIES:
-        shutil.copytree(demo_repository / model, root / model)
-        shutil.copytree(demo_repository / model, root / f"{model}_batched")
-        config = root / f"{model}_batched" / "config.yaml"
-        config.write_text((config.read_text() if config.is_file() else "") + BATCHING)
+        for name, batching in ((model, None), (f"{model}_batched", BATCHING)):
+            shutil.copytree(demo_repository / model, root / name)
+            path = root / name / "config.yaml"
+            config = (yaml.safe_load(path.read_text()) if path.is_file() else None) or {}
+            config["batching"] = batching
+            path.write_text(yaml.safe_dump(config))
     return root
 
 
