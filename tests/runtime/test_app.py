@@ -14,17 +14,11 @@ from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-import runtime.backends
 from runtime.app import create_app
 from runtime.settings import RuntimeSettings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
-
-
-@pytest.fixture(autouse=True)
-def scale_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(runtime.backends.FORMATS, "scale", "tests.runtime.fakes:ScaleBackend")
 
 
 @pytest.fixture
@@ -33,11 +27,6 @@ def repository(tmp_path: Path) -> Path:
     (tmp_path / "double" / "config.yaml").write_text("format: scale\n")
     (tmp_path / "double" / "1" / "factor.txt").write_text("2")
     return tmp_path
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
 
 
 @pytest.fixture

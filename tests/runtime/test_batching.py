@@ -19,7 +19,6 @@ import pytest
 from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import runtime.backends
 from runtime.app import create_app
 from runtime.batching import Batched, Batcher, BatchingConfig
 from runtime.config import ConfigError, parse_model_config
@@ -221,11 +220,6 @@ def test_batching_is_off_unless_configured() -> None:
 # --------------------------------------------------------------------------- through the app
 
 
-@pytest.fixture(autouse=True)
-def scale_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(runtime.backends.FORMATS, "scale", "tests.runtime.fakes:ScaleBackend")
-
-
 @pytest.fixture
 def repository(tmp_path: Path) -> Path:
     (tmp_path / "double" / "1").mkdir(parents=True)
@@ -236,11 +230,6 @@ def repository(tmp_path: Path) -> Path:
     )
     (tmp_path / "double" / "1" / "factor.txt").write_text("2")
     return tmp_path
-
-
-@pytest.fixture
-def spans() -> InMemorySpanExporter:
-    return InMemorySpanExporter()
 
 
 @pytest.fixture

@@ -17,15 +17,9 @@ from pathlib import Path
 
 import pytest
 
-import runtime.backends
 from runtime import heap
 from runtime.repository import ModelRepository
 from tests.runtime.test_repository import add_version
-
-
-@pytest.fixture(autouse=True)
-def scale_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(runtime.backends.FORMATS, "scale", "tests.runtime.fakes:ScaleBackend")
 
 
 @pytest.fixture

@@ -5,14 +5,8 @@ from pathlib import Path
 
 import pytest
 
-import runtime.backends
 from runtime.errors import ModelNotReady, NotFound
 from runtime.repository import ModelRepository, VersionState
-
-
-@pytest.fixture(autouse=True)
-def scale_format(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(runtime.backends.FORMATS, "scale", "tests.runtime.fakes:ScaleBackend")
 
 
 def add_version(root: Path, model: str, version: int, content: str, config: str = "") -> Path:
