@@ -165,12 +165,13 @@ class Batcher:
 
     async def _drain(self) -> None:
         """Run batches until the queue is empty (arrivals during a call go next)."""
+        batch: list[_Queued] = []
         try:
             while batch := self._take():
                 await self._answer(batch)
         finally:
             self._busy, self._worker = False, None
-            for queued in self._queue:  # only if this task itself was cancelled
+            for queued in [*batch, *self._queue]:  # left only if this task was cancelled
                 if not queued.answer.done():
                     queued.answer.cancel()
 

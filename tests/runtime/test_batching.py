@@ -278,3 +278,25 @@ def test_through_the_app_a_failing_row_fails_only_its_request(app: Any) -> None:
         'driftgate_batch_splits_total{model="double",reason="call_failed",version="1"} 1.0'
         in metrics
     )
+
+
+def test_requests_waiting_on_a_drain_that_is_cancelled_are_cancelled_not_left_hanging() -> None:
+    started = asyncio.Event()
+
+    async def stuck_run(inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        started.set()
+        await asyncio.sleep(3600)  # the process is shutting down mid-call
+        raise AssertionError("unreachable")
+
+    batcher = Batcher(BatchingConfig(2, LONG_DELAY_S), stuck_run)
+
+    async def main() -> list[BaseException | Batched]:
+        waiting = [asyncio.ensure_future(batcher.submit(rows(v), 1)) for v in (1, 2, 3)]
+        await started.wait()  # 1 and 2 run together, 3 is queued behind them
+        assert batcher._worker is not None
+        batcher._worker.cancel()
+        return list(await asyncio.gather(*waiting, return_exceptions=True))
+
+    answers = asyncio.run(asyncio.wait_for(main(), 10))
+
+    assert all(isinstance(a, asyncio.CancelledError) for a in answers)
