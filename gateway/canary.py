@@ -105,7 +105,8 @@ class DriftCheck:
     drifted: frozenset[str]  # input and output features
 
 
-#: The latest drift check of (model, version or None for any, arm), or None.
+#: The latest drift check of (model, version, arm), or None. A version that is None or a
+#: label (the gateway does not know which number it names) matches any version.
 DriftChecks = Callable[[str, str | None, str], DriftCheck | None]
 
 
@@ -122,7 +123,7 @@ def drift_checks_from(entries: Callable[[], Entries]) -> DriftChecks:
         for key, entry in entries().items():
             if entry.get("model") != model or entry.get("arm") != arm:
                 continue
-            if version is not None and str(entry.get("version")) != version:
+            if version is not None and version.isdigit() and str(entry.get("version")) != version:
                 continue
             try:
                 checked_at, drifted = drifted_features(entry)

@@ -148,6 +148,8 @@ def test_drift_checks_read_the_newest_entry_of_each_arm_from_the_store(tmp_path)
     stable = latest("iris", None, "stable")  # a primary without a version: any version
     assert stable is not None and stable.drifted == frozenset()
     assert latest("iris", "1", "canary") is None
+    labelled = latest("iris", "next", "canary")  # a label: whichever version it names
+    assert labelled is not None and labelled.drifted == {"probabilities"}
     assert latest("digits", None, "stable") is None
     assert (
         drift_checks_from(latest_reader(tmp_path / "nothing", "drift"))("iris", "2", "canary")
