@@ -84,6 +84,8 @@ def build_jobs(
         job = DriftJob(store, drift, drift.repository(settings.base_dir), tracer, notifier=notifier)
         scheduler.add("drift", drift.interval_s, job.run)
     runtimes = tuple(url.rstrip("/") for url in replicas) if replicas else settings.replicas
+    if not runtimes and settings.discovery is not None:
+        runtimes = (settings.discovery.url,)  # the name resolves to some replica each call
     explain_wanted = explain.enabled and "explain" in wanted
     if explain_wanted and not runtimes:
         log.warning("explain job not scheduled: no runtime replicas (replicas: or --replica)")

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -31,17 +31,19 @@ from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
 from gateway.canary import CanaryController, drift_checks_from, no_drift_checks
-from gateway.dispatcher import Dispatcher
+from gateway.discovery import ReplicaDiscovery
+from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
 from gateway.inference import InferenceEndpoint
 from gateway.key_refresh import KeyRefresher
+from gateway.planner import ShadowPlan
 from gateway.recording import Recorder
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
-from gateway.shadow import ShadowRunner
+from gateway.shadow import ShadowObserver, ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
-from gateway.upstream import make_upstream
+from gateway.upstream import UpstreamResponse, make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
 from monitoring.job_results import JobResultsCollector, latest_reader
 from monitoring.jobs import JobScheduler
@@ -87,17 +89,7 @@ def create_app(
     )
     state.recorder = _recorder(settings, registry)
     if state.recorder is not None:
-        state.shadows.on_answer = lambda shadow, request, response, replica, started: state.record(
-            request,
-            response,
-            arm="",
-            role="shadow",
-            model=shadow.target.model,
-            version=response.headers.get("x-model-version", shadow.target.version or ""),
-            replica=replica,
-            started=started,
-            shadowed=True,
-        )
+        state.shadows.on_answer = _shadow_recorder(state)
     else:
         log.warning("the prediction log is off (no `log:` section in the configuration)")
     registry.register(ShadowAgreementCollector(metrics.shadow_comparisons))
@@ -110,6 +102,18 @@ def create_app(
         )
     )
     health = HealthChecker(replicas, upstream, settings.health_check)
+    discovery = state.discovery = (
+        ReplicaDiscovery(
+            settings.discovery,
+            replicas=replicas,
+            health=health,
+            upstream=upstream,
+            metrics=metrics,
+            tracer=tracer,
+        )
+        if settings.discovery is not None
+        else None
+    )
     canary = state.canary = CanaryController(
         state.routes,
         state.canary_stats,
@@ -138,17 +142,18 @@ def create_app(
         if state.recorder is not None:
             state.recorder.start()
             jobs.start()
+        if discovery is not None:
+            await discovery.refresh()
         await health.check_all()
-        background = [asyncio.create_task(health.run()), asyncio.create_task(canary.run())]
-        if key_refresher is not None:
-            background.append(asyncio.create_task(key_refresher.run()))
         try:
-            yield
+            async with _background(
+                health.run,
+                canary.run,
+                discovery.run if discovery is not None else None,
+                key_refresher.run if key_refresher is not None else None,
+            ):
+                yield
         finally:
-            for task in background:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
             await asyncio.to_thread(jobs.stop)
             await state.shadows.drain()
             if state.recorder is not None:  # SIGTERM: everything recorded reaches the store
@@ -207,6 +212,49 @@ def freeze_heap() -> None:
     """
     gc.collect()
     gc.freeze()
+
+
+#: A task that runs until cancelled (health checks, canary ticks, discovery, key refresh).
+BackgroundLoop = Callable[[], Coroutine[Any, Any, None]]
+
+
+@asynccontextmanager
+async def _background(*loops: BackgroundLoop | None) -> AsyncIterator[None]:
+    """Runs each loop as a task while the app serves; cancels and awaits them at the end."""
+    tasks = [asyncio.create_task(loop()) for loop in loops if loop is not None]
+    try:
+        yield
+    finally:
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _shadow_recorder(state: GatewayState) -> ShadowObserver:
+    """Records a shadow's answer to the prediction log, as role ``shadow``."""
+
+    def record(
+        shadow: ShadowPlan,
+        request: ProxyRequest,
+        response: UpstreamResponse,
+        replica: str,
+        started: float,
+    ) -> None:
+        state.record(
+            request,
+            response,
+            arm="",
+            role="shadow",
+            model=shadow.target.model,
+            version=response.headers.get("x-model-version", shadow.target.version or ""),
+            replica=replica,
+            started=started,
+            shadowed=True,
+        )
+
+    return record
 
 
 def _recorder(settings: GatewaySettings, registry: CollectorRegistry) -> Recorder | None:

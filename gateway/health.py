@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 
 from gateway.balancer import ReplicaSet
 from gateway.settings import HealthCheckSettings
@@ -26,7 +27,15 @@ class HealthChecker:
         self._healthy: dict[str, bool] = {}
 
     async def check_all(self) -> None:
-        await asyncio.gather(*(self._check(url) for url in self.replicas.urls))
+        await self.check(self.replicas.urls)
+
+    async def check(self, urls: Iterable[str]) -> None:
+        await asyncio.gather(*(self._check(url) for url in urls))
+
+    def forget(self, urls: Iterable[str]) -> None:
+        """Replicas that left the pool (DNS discovery) no longer count."""
+        for url in urls:
+            self._healthy.pop(url, None)
 
     async def run(self) -> None:
         while True:
@@ -39,6 +48,8 @@ class HealthChecker:
             healthy = response.status == 200
         except UpstreamUnavailable:
             healthy = False
+        if url not in self.replicas.urls:
+            return  # left the pool (DNS discovery) while it was checked
         if self._healthy.get(url) != healthy:
             log.log(
                 logging.INFO if healthy else logging.WARNING,

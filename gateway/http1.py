@@ -133,6 +133,7 @@ class _Pool:
         self.idle: list[_Connection] = []
         self.max_connections = max_connections
         self.in_use = 0
+        self.retired = False  # its replica left: connections close after their call
         #: Callers waiting for a slot, first come first served; a slot given back is handed
         #: to the first waiter still waiting (``in_use`` unchanged).
         self.waiters: deque[asyncio.Future[None]] = deque()
@@ -211,7 +212,7 @@ class Http1Upstream:
             # Only a connection that answered in full and may be kept goes back to the pool;
             # after a timeout, a failure or a cancellation its answer may still arrive.
             if connection is not None:
-                if response is not None and connection.reusable:
+                if response is not None and connection.reusable and not pool.retired:
                     connection.idle_since = time.monotonic()
                     pool.idle.append(connection)
                 else:
@@ -222,6 +223,15 @@ class Http1Upstream:
 
     async def get(self, url: str, timeout_s: float) -> UpstreamResponse:
         return await self.send("GET", url, {}, b"", timeout_s)
+
+    def forget(self, base_url: str) -> None:
+        origin = self._origins.pop(base_url, None)
+        pool = self._pools.pop(origin, None) if origin is not None else None
+        if pool is not None:
+            pool.retired = True
+            for connection in pool.idle:
+                connection.close()
+            pool.idle.clear()
 
     async def close(self) -> None:
         for pool in self._pools.values():
@@ -256,9 +266,8 @@ _OWN_HEADERS = frozenset({"host", "content-length", "connection", "transfer-enco
 def _request_head(
     method: str, target: str, origin: Origin, headers: Mapping[str, str], length: int
 ) -> bytes:
-    lines = [
-        f"{method} {target} HTTP/1.1\r\nhost: {origin[0]}:{origin[1]}\r\ncontent-length: {length}"
-    ]
+    host = f"[{origin[0]}]" if ":" in origin[0] else origin[0]  # an IPv6 address
+    lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}:{origin[1]}\r\ncontent-length: {length}"]
     for name, value in headers.items():
         if name.lower() in _OWN_HEADERS:
             continue

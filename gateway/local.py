@@ -125,7 +125,9 @@ def run_local(
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()
     try:
-        settings = dataclasses.replace(settings, replicas=tuple(supervisor.urls), port=port)
+        settings = dataclasses.replace(
+            settings, replicas=tuple(supervisor.urls), discovery=None, port=port
+        )
         log.info(
             "gateway on http://%s:%d, runtime replicas %s",
             settings.host,

@@ -3,6 +3,8 @@
 ```yaml
 listen: {host: 127.0.0.1, port: 8000}
 replicas: [http://127.0.0.1:8001, http://127.0.0.1:8002]   # runtime replicas, same repository
+# or, discovered: every address of a DNS name (a headless Service), re-resolved on an interval
+# replicas: {dns: driftgate-runtime, port: 8001, interval_s: 5}
 auth: {...}                  # see docs/auth.md; `enabled: false` must be explicit
 routes: {titanic: {...}}     # see docs/routing.md; models without a route get the default one
 routes_dir: var/routes       # where admin API changes persist (one YAML file per route)
@@ -59,6 +61,20 @@ class SettingsError(ValueError):
 
 
 @dataclass(frozen=True)
+class DnsDiscovery:
+    """``replicas: {dns: NAME, port: PORT, interval_s: SECONDS}``: see gateway/discovery.py."""
+
+    name: str
+    port: int
+    interval_s: float = 5.0
+
+    @property
+    def url(self) -> str:
+        """The name as one URL, for clients that resolve it themselves (the explain job)."""
+        return f"http://{self.name}:{self.port}"
+
+
+@dataclass(frozen=True)
 class HealthCheckSettings:
     interval_s: float = 1.0
     timeout_s: float = 1.0
@@ -66,8 +82,9 @@ class HealthCheckSettings:
 
 @dataclass(frozen=True)
 class GatewaySettings:
-    replicas: tuple[str, ...]
+    replicas: tuple[str, ...]  # a fixed list; empty when ``discovery`` finds them
     auth: AuthConfig
+    discovery: DnsDiscovery | None = None
     host: str = "127.0.0.1"
     port: int = 8000
     routes: Mapping[str, RoutePolicy] = field(default_factory=dict)
@@ -102,14 +119,7 @@ class GatewaySettings:
                 f"gateway.yaml: unknown key(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
             )
         base = base_dir or Path.cwd()
-        replicas = raw.get("replicas") or []
-        if not isinstance(replicas, list) or not all(
-            isinstance(url, str) and url.startswith("http://") for url in replicas
-        ):
-            # gateway/http1.py speaks plain HTTP: replicas sit on a trusted network or mesh.
-            raise SettingsError(
-                "replicas: expected a list of http:// URLs (TLS to replicas is not supported)"
-            )
+        replicas, discovery = _replicas(raw.get("replicas"))
         if "auth" not in raw:
             raise SettingsError(
                 "auth: missing; configure JWT auth or say `auth: {enabled: false}` explicitly"
@@ -135,8 +145,9 @@ class GatewaySettings:
         health = _section(raw, "health_check", {"interval_s", "timeout_s"})
         listen = _section(raw, "listen", {"host", "port"})
         return cls(
-            replicas=tuple(url.rstrip("/") for url in replicas),
+            replicas=replicas,
             auth=auth,
+            discovery=discovery,
             host=str(listen.get("host", "127.0.0.1")),
             port=_number(listen, "listen.port", 8000, int),
             routes=routes,
@@ -151,6 +162,34 @@ class GatewaySettings:
             jobs={key: raw[key] for key in ("drift", "explain") if key in raw},
             base_dir=base,
         )
+
+
+def _replicas(raw: Any) -> tuple[tuple[str, ...], DnsDiscovery | None]:
+    """``replicas:`` as a list of URLs, or as a DNS name to discover them by."""
+    if isinstance(raw, dict):
+        section = _section({"replicas": raw}, "replicas", {"dns", "port", "interval_s"})
+        name = section.get("dns")
+        if not isinstance(name, str) or not name.strip() or "/" in name or ":" in name:
+            raise SettingsError(
+                f"replicas.dns: expected a host name (e.g. a headless Service), got {name!r}"
+            )
+        if "port" not in section:
+            raise SettingsError("replicas.port: missing; the port the replicas listen on")
+        port = _number(section, "replicas.port", 0, int)
+        if port > 65535:
+            raise SettingsError(f"replicas.port: expected a TCP port (1-65535), got {port}")
+        interval_s = _number(section, "replicas.interval_s", 5.0, float)
+        return (), DnsDiscovery(name.strip(), port, interval_s)
+    urls = raw or []
+    if not isinstance(urls, list) or not all(
+        isinstance(url, str) and url.startswith("http://") for url in urls
+    ):
+        # gateway/http1.py speaks plain HTTP: replicas sit on a trusted network or mesh.
+        raise SettingsError(
+            "replicas: expected a list of http:// URLs (TLS to replicas is not supported), "
+            "or {dns: NAME, port: PORT} to discover them"
+        )
+    return tuple(url.rstrip("/") for url in urls), None
 
 
 def _section(raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:

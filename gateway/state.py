@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.auth import AuthError, Principal, TokenVerifier, require
 from gateway.canary import CanaryController, CanaryStats
+from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.recording import Exchange, Recorder, now_utc
 from gateway.route_table import RouteTable
@@ -38,6 +39,8 @@ class GatewayState:
     #: Request outcomes of canary routes' arms, read by ``gateway.canary.CanaryController``.
     canary_stats: CanaryStats = field(default_factory=CanaryStats)
     canary: CanaryController | None = None
+    #: Finds the replicas by DNS when gateway.yaml says ``replicas: {dns: ...}``.
+    discovery: ReplicaDiscovery | None = None
 
     def record(
         self,

@@ -66,6 +66,9 @@ class Upstream(Protocol):
 
     async def get(self, url: str, timeout_s: float) -> UpstreamResponse: ...
 
+    def forget(self, base_url: str) -> None:
+        """A replica left the pool: close its idle connections, keep no state for it."""
+
     async def close(self) -> None: ...
 
 
@@ -102,6 +105,9 @@ class AiohttpUpstream:
     async def get(self, url: str, timeout_s: float) -> UpstreamResponse:
         return await self.send("GET", url, {}, b"", timeout_s)
 
+    def forget(self, base_url: str) -> None:
+        pass  # aiohttp closes idle connections itself after its keep-alive timeout
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()
@@ -126,6 +132,9 @@ class HttpxUpstream:
 
     async def get(self, url: str, timeout_s: float) -> UpstreamResponse:
         return await self.send("GET", url, {}, b"", timeout_s)
+
+    def forget(self, base_url: str) -> None:
+        pass  # httpx closes idle connections itself after its keep-alive expiry
 
     async def close(self) -> None:
         await self._client.aclose()

@@ -2,7 +2,8 @@
 
 Labels are bounded: route (configured model names, or ``_unknown``), model and version
 (of the target that answered), arm, role (primary | fallback | shadow), code, replica
-(configured replica URLs), outcome. Never request ids or subjects.
+(configured or discovered replica URLs: a replica that DNS discovery drops loses its
+series), outcome. Never request ids or subjects.
 """
 
 from __future__ import annotations
@@ -101,6 +102,29 @@ class GatewayMetrics:
             ["route", "outcome"],
             registry=registry,
         )
+        self.replica_discoveries = Counter(
+            "driftgate_replica_discoveries_total",
+            "DNS resolutions of the replicas' name (`replicas: {dns: ...}`) by outcome: "
+            "changed | unchanged | failed (the replicas in use stay).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.replica_discovery_succeeded = Gauge(
+            "driftgate_replica_discovery_last_success_timestamp_seconds",
+            "Unix time of the last successful DNS resolution of the replicas' name.",
+            registry=registry,
+        )
+
+    def forget_replica(self, url: str) -> None:
+        """Drop the series of a replica that left the pool (pods come and go)."""
+        for family in self.upstream_duration.collect():
+            stale = {
+                (sample.labels["replica"], sample.labels["role"], sample.labels["outcome"])
+                for sample in family.samples
+                if sample.labels.get("replica") == url
+            }
+            for labels in stale:
+                self.upstream_duration.remove(*labels)
 
 
 class ShadowAgreementCollector(Collector):

@@ -95,6 +95,11 @@ def test_the_jobs_process_schedules_explain_when_it_has_a_runtime(tmp_path: Path
         "auth: {enabled: false}\nlog: {store: store}\nreplicas: [http://127.0.0.1:8001]\n"
     )
     assert build_jobs(config).names == ["drift", "explain"]
+    config.write_text(  # replicas found by DNS: the explain job asks the name itself
+        "auth: {enabled: false}\nlog: {store: store}\n"
+        "replicas: {dns: driftgate-runtime, port: 8001}\n"
+    )
+    assert build_jobs(config).names == ["drift", "explain"]
     config.write_text(
         "auth: {enabled: false}\nlog: {store: store}\nreplicas: [http://127.0.0.1:8001]\n"
         "explain: {enabled: false}\n"

@@ -33,6 +33,9 @@ class HangingUpstream:
     async def get(self, url: str, timeout_s: float) -> UpstreamResponse:
         raise NotImplementedError
 
+    def forget(self, base_url: str) -> None:
+        return None
+
     async def close(self) -> None:
         return None
 

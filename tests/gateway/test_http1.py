@@ -258,3 +258,39 @@ def test_a_call_that_times_out_waiting_for_a_slot_leaks_none() -> None:
         assert server.most_open == 1
 
     run(scenario)
+
+
+def test_a_forgotten_replica_loses_its_idle_connections_and_keeps_none_after() -> None:
+    """DNS discovery dropped the replica: nothing stays open to it, in flight or idle."""
+    release = asyncio.Event()
+
+    async def reply(head: bytes) -> bytes:
+        if head.startswith(b"POST /slow"):
+            await release.wait()
+        return answer(b"{}")
+
+    async def scenario() -> None:
+        async with Server(reply) as server:
+            client = Http1Upstream()
+            slow = asyncio.create_task(client.send("POST", server.url + "/slow", {}, b"", 2))
+            await asyncio.sleep(0.05)
+            await client.send("POST", server.url + "/x", {}, b"", 2)  # a second one, now idle
+            assert server.open_now == 2
+            client.forget(server.url)
+            await asyncio.sleep(0.05)
+            assert server.open_now == 1  # the idle one closed; the call in flight goes on
+            release.set()
+            assert (await slow).status == 200
+            await asyncio.sleep(0.05)
+            assert server.open_now == 0  # and its connection closed after the answer
+            await client.send("POST", server.url + "/x", {}, b"", 2)  # back: a new pool
+            await client.close()
+        assert server.connections == 3
+
+    run(scenario)
+
+
+def test_an_ipv6_replica_gets_a_bracketed_host_header() -> None:
+    head = gateway.http1._request_head("GET", "/v2/health/ready", ("fd00::5", 8001), {}, 0)
+
+    assert head.startswith(b"GET /v2/health/ready HTTP/1.1\r\nhost: [fd00::5]:8001\r\n")

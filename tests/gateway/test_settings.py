@@ -6,9 +6,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from gateway.balancer import EjectionSettings
-from gateway.settings import GatewaySettings, HealthCheckSettings, SettingsError
+from gateway.settings import DnsDiscovery, GatewaySettings, HealthCheckSettings, SettingsError
 from tests.gateway.fakes import SECRET
 
 MINIMAL: dict[str, Any] = {"replicas": ["http://127.0.0.1:8001"], "auth": {"secret": SECRET}}
@@ -103,7 +104,48 @@ def test_a_missing_auth_section_is_refused_saying_how_to_turn_it_off() -> None:
 def test_a_bad_replica_url_is_refused(replicas: Any) -> None:
     message = refusal({**MINIMAL, "replicas": replicas})
 
-    assert message == "replicas: expected a list of http:// URLs (TLS to replicas is not supported)"
+    assert message == (
+        "replicas: expected a list of http:// URLs (TLS to replicas is not supported), "
+        "or {dns: NAME, port: PORT} to discover them"
+    )
+
+
+def test_replicas_may_be_a_dns_name_to_discover_them_by() -> None:
+    parsed = settings(replicas={"dns": "driftgate-runtime", "port": 8001})
+
+    assert parsed.replicas == ()
+    assert parsed.discovery == DnsDiscovery("driftgate-runtime", 8001, interval_s=5.0)
+    assert parsed.discovery.url == "http://driftgate-runtime:8001"
+    assert settings().discovery is None
+    every_2s = settings(replicas={"dns": "rt.models.svc", "port": 9000, "interval_s": 2})
+    assert every_2s.discovery == DnsDiscovery("rt.models.svc", 9000, interval_s=2.0)
+
+
+@pytest.mark.parametrize(
+    ("replicas", "message"),
+    [
+        ({"port": 8001}, "replicas.dns: expected a host name (e.g. a headless Service), got None"),
+        ({"dns": "", "port": 8001}, "replicas.dns: expected a host name"),
+        ({"dns": "http://rt:8001", "port": 8001}, "replicas.dns: expected a host name"),
+        ({"dns": "rt"}, "replicas.port: missing; the port the replicas listen on"),
+        ({"dns": "rt", "port": 0}, "replicas.port: expected a positive number, got 0"),
+        ({"dns": "rt", "port": 70000}, "replicas.port: expected a TCP port (1-65535), got 70000"),
+        ({"dns": "rt", "port": 8001, "interval_s": 0}, "replicas.interval_s: expected a positive"),
+        ({"dns": "rt", "port": 8001, "every": 1}, "replicas: unknown key(s) ['every']"),
+    ],
+    ids=[
+        "no-name",
+        "empty-name",
+        "url-not-name",
+        "no-port",
+        "port-0",
+        "port-big",
+        "interval-0",
+        "unknown-key",
+    ],
+)
+def test_a_bad_dns_discovery_names_the_key(replicas: dict[str, Any], message: str) -> None:
+    assert refusal({**MINIMAL, "replicas": replicas}).startswith(message)
 
 
 def test_an_unknown_key_is_refused_listing_the_known_ones() -> None:
@@ -177,3 +219,11 @@ def test_listen_health_and_limits_are_validated(section: dict, message: str) -> 
     with pytest.raises(SettingsError) as info:
         GatewaySettings.from_dict(raw)
     assert message in str(info.value)
+
+
+def test_the_dns_example_of_docs_gateway_md_parses() -> None:
+    doc = (Path(__file__).parents[2] / "docs" / "gateway.md").read_text()
+    section = doc.split("### Replicas found by DNS", 1)[1]
+    example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+
+    assert settings(**example).discovery == DnsDiscovery("driftgate-runtime", 8001, 5.0)
