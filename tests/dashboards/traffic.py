@@ -13,7 +13,8 @@ load and is never ready), and four routes added through the admin API:
 
 A background thread then sends, twice a second until the system stops: titanic requests
 from 40 subjects, four a round (both arms of the demo A/B split), in all three dialects;
-iris (the demo's shadowed route); the three routes above; a bad input (400), a request
+iris (the demo's shadowed route); diabetes (the demo's batching model, for the batch queue
+panel); the three routes above; a bad input (400), a request
 without a token (401) and one whose token lacks the scope (403).
 
 The titanic versions get their reference profiles from the training set (as `driftgate
@@ -45,6 +46,8 @@ from tests.e2e.processes import free_port
 
 PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
 IRIS = {"features": [5.1, 3.5, 1.4, 0.2]}
+#: Ten scaled features of scikit-learn's diabetes set: the demo's batching model.
+DIABETES = {"features": [0.04, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]}
 SUBJECTS = [f"user-{i}" for i in range(40)]
 ROUTES = {
     "titanic_next": {
@@ -138,6 +141,7 @@ EXPECTED = {
     "titanic_broken": {503},
     "titanic_shadowed": {200},
     "titanic_canary": {200},
+    "diabetes": {200},
     "bad input": {400},
     "no token": {401},
     "wrong scope": {403},
@@ -158,6 +162,7 @@ def _send_forever(system: LocalSystem, traffic: Traffic, stop: threading.Event) 
             requests: list[tuple[str, str, dict[str, Any], dict[str, str]]] = [
                 *(("titanic", eval_titanic, PASSENGER, a) for a in auths),
                 ("iris", "/v1/models/iris/eval", IRIS, auth),
+                ("diabetes", "/v1/models/diabetes/eval", DIABETES, auth),
                 ("titanic_next", "/v1/models/titanic_next/eval", PASSENGER, auth),
                 ("titanic_broken", "/v1/models/titanic_broken/eval", PASSENGER, auth),
                 ("titanic_shadowed", "/v1/models/titanic_shadowed/eval", PASSENGER, auth),
