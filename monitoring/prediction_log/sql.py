@@ -78,20 +78,28 @@ def run_sql(root: Path, query: str, *, max_rows: int = 10_000, timeout_s: float 
         raise SqlError(str(exc)) from exc
     try:
         check_statement(con, query)
-        watchdog = threading.Timer(timeout_s, con.interrupt)
+        timed_out = threading.Event()
+
+        def interrupt() -> None:
+            timed_out.set()
+            con.interrupt()
+
+        watchdog = threading.Timer(timeout_s, interrupt)
         watchdog.daemon = True
         watchdog.start()
         try:
             try:
                 return _fetch(con, query, max_rows)
-            except duckdb.IOException as exc:
+            except (duckdb.IOException, OSError) as exc:
                 if not _vanished(exc):
                     raise
                 # A compaction or retention removed a segment between listing and reading.
                 return _fetch(con, query, max_rows)
-        except duckdb.InterruptException as exc:
-            raise SqlError(f"query exceeded {timeout_s:g} s and was interrupted") from exc
-        except duckdb.Error as exc:
+        # An error raised while rows stream (a cast that fails on the 10,000th row, segments
+        # whose types disagree) reaches Python through the Arrow reader as a plain OSError.
+        except (duckdb.Error, OSError) as exc:
+            if timed_out.is_set():
+                raise SqlError(f"query exceeded {timeout_s:g} s and was interrupted") from exc
             raise SqlError(str(exc)) from exc
         finally:
             watchdog.cancel()
@@ -99,7 +107,7 @@ def run_sql(root: Path, query: str, *, max_rows: int = 10_000, timeout_s: float 
         con.close()
 
 
-def _vanished(exc: duckdb.IOException) -> bool:
+def _vanished(exc: Exception) -> bool:
     message = str(exc)
     return "No such file" in message or "Cannot open file" in message
 

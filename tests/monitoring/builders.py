@@ -57,3 +57,10 @@ def log_records(registry: CollectorRegistry, table: str, outcome: str) -> float:
 def query(store: Path, sql: str) -> list[tuple[Any, ...]]:
     """Rows of a read-only query over the store's catalog views."""
     return run_sql(store, sql).rows
+
+
+#: Fails on row 100,001: after the first batches of rows have streamed.
+FAILS_LATE = (
+    "SELECT CASE WHEN i > 100000 THEN CAST('x' || i AS INTEGER) ELSE i END AS n "
+    "FROM range(200000) t(i)"
+)

@@ -9,7 +9,7 @@ import pytest
 
 from driftgate.cli import main
 from monitoring.prediction_log import PredictionLogWriter
-from tests.monitoring.builders import predictions
+from tests.monitoring.builders import FAILS_LATE, predictions
 
 
 @pytest.fixture
@@ -52,3 +52,5 @@ def test_refusals_and_errors_exit_2_with_the_reason(
     assert "Permission Error" in capsys.readouterr().err
     assert main(["sql", "SELECT 1", "--store", str(logged / "nope")]) == 2
     assert "no prediction log store" in capsys.readouterr().err
+    assert main(["sql", FAILS_LATE, "--store", str(logged), "--max-rows", "1000000"]) == 2
+    assert "Conversion Error" in capsys.readouterr().err

@@ -14,7 +14,7 @@ from monitoring.prediction_log import (
     connect_readonly,
     run_sql,
 )
-from tests.monitoring.builders import label, predictions
+from tests.monitoring.builders import FAILS_LATE, label, predictions
 
 
 @pytest.fixture
@@ -109,6 +109,19 @@ def test_rows_are_capped_and_the_cap_is_reported(logged: Path) -> None:
 def test_a_slow_query_is_interrupted_after_the_time_limit(logged: Path) -> None:
     with pytest.raises(SqlError, match=r"exceeded 0.3 s"):
         run_sql(logged, "SELECT count(*) FROM range(10000000000) a", timeout_s=0.3)
+
+
+def test_an_error_while_rows_stream_is_a_sql_error_with_duckdb_s_message(logged: Path) -> None:
+    with pytest.raises(SqlError, match="Conversion Error: Could not convert string 'x100001'"):
+        run_sql(logged, FAILS_LATE, max_rows=1_000_000)
+
+
+def test_a_query_interrupted_while_rows_stream_is_reported_as_the_time_limit(
+    logged: Path,
+) -> None:
+    endless = "SELECT i, md5(i::VARCHAR) FROM range(10000000000) t(i)"
+    with pytest.raises(SqlError, match=r"exceeded 0.3 s"):
+        run_sql(logged, endless, max_rows=10**12, timeout_s=0.3)
 
 
 def test_duckdb_errors_come_back_with_duckdb_s_message(logged: Path) -> None:
