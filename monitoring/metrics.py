@@ -68,6 +68,12 @@ class RuntimeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.requests_in_flight = Gauge(
+            "driftgate_runtime_requests_in_flight",
+            "Inference requests the runtime is working on now (reading, queued for a batch, "
+            "in the model, answering): what autoscaling on load per replica reads.",
+            registry=registry,
+        )
         self.inference_duration = Histogram(
             "driftgate_inference_duration_seconds",
             "Time spent inside the model backend per call (model only).",

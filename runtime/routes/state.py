@@ -59,6 +59,8 @@ class RuntimeState:
         """Count and time one inference request, whatever its outcome; release what it held."""
         labels = CallLabels(model=model)
         started = time.perf_counter()
+        in_flight = self.metrics.requests_in_flight
+        in_flight.inc()
         try:
             yield labels
         except InferenceServerError as exc:
@@ -68,6 +70,7 @@ class RuntimeState:
             labels.code = 500
             raise
         finally:
+            in_flight.dec()
             if labels.held is not None:
                 self.repository.release(labels.held)
             # Unknown model names would make the label set unbounded: bucket them.

@@ -11,16 +11,20 @@ from __future__ import annotations
 
 import re
 import shlex
+import tempfile
 from dataclasses import dataclass, field
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import kubernetes_validate  # type: ignore[import-untyped]
 import pytest
 import yaml
+from litestar.testing import TestClient
 
 from driftgate.cli import build_parser
+from runtime.app import create_app as create_runtime_app
 from runtime.demo import DEMO_MODELS
+from runtime.settings import RuntimeSettings
 from tests.deploy.manifests import (
     DEPLOY,
     GATEWAY,
@@ -40,7 +44,6 @@ from tests.deploy.manifests import (
     the_container,
     workloads,
 )
-from tests.gateway.fakes import FakeRuntime, gateway_settings, run_gateway
 
 DOC = ROOT / "docs" / "deploy.md"
 #: A fenced block, with the file name an HTML comment before it gives it, if any.
@@ -121,24 +124,28 @@ def _apply_json_patch(body: Manifest, operations: list[dict[str, Any]]) -> Manif
 
 
 def _check_adapter_rule(config: Manifest) -> None:
-    """The prometheus-adapter rule serves the HPA's External metric from a series the
-    gateway really exports."""
-    (rule,) = config["externalRules"]
+    """The prometheus-adapter rule serves the HPA's Pods metric from a series the runtime
+    really exports, per pod."""
+    (rule,) = config["rules"]
     hpa = find("HorizontalPodAutoscaler", RUNTIME, DOCUMENTS)
-    (external,) = [m["external"] for m in hpa["spec"]["metrics"] if m["type"] == "External"]
+    (pods,) = [m["pods"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"]
     series = re.match(r"'?(\w+)\{", rule["seriesQuery"])
     assert series, rule["seriesQuery"]
     assert re.fullmatch(rule["name"]["matches"], series[1])
-    assert rule["name"]["as"] == external["metric"]["name"]
-    assert rule["resources"]["overrides"]["namespace"] == {"resource": "namespace"}
+    assert rule["name"]["as"] == pods["metric"]["name"]
+    assert rule["resources"]["overrides"] == {
+        "namespace": {"resource": "namespace"},
+        "pod": {"resource": "pod"},
+    }
     assert "<<.Series>>{<<.LabelMatchers>>}" in rule["metricsQuery"]
-    assert series[1] in _gateway_metric_names()
+    assert series[1] in _runtime_metric_names()
 
 
-def _gateway_metric_names() -> set[str]:
-    fake = FakeRuntime()
-    with run_gateway(gateway_settings(replicas=fake.replicas), fake) as running:
-        text = running.client.get("/metrics").text
+def _runtime_metric_names() -> set[str]:
+    with tempfile.TemporaryDirectory() as repository:
+        settings = RuntimeSettings(repository=Path(repository), poll_interval_s=0)
+        with TestClient(create_runtime_app(settings)) as client:
+            text = client.get("/metrics").text
     return {
         line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and line[0] != "#"
     }
@@ -156,7 +163,7 @@ def test_yaml_example(block: Block) -> None:
         _check_overlay(body, block.file)
     elif body.get("kind") == "Pod":
         _check_pod(body)
-    elif "externalRules" in body:
+    elif "rules" in body:
         _check_adapter_rule(body)
     elif set(body) == {"replicas"}:
         _check_discovery(body)

@@ -6,6 +6,7 @@ dialects against real models are covered by tests/e2e.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from runtime.app import create_app
+from runtime.routes.state import RuntimeState
 from runtime.settings import RuntimeSettings
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -112,3 +114,30 @@ def test_unknown_models_share_one_metrics_label(client: TestClient) -> None:  # 
         assert client.post(f"/v1/models/{name}/eval", json={}).status_code == 404
     text = client.get("/metrics").text
     assert 'model="_unknown"' in text and 'model="a"' not in text
+
+
+def test_requests_in_flight_count_while_a_request_is_served_whatever_its_outcome(
+    repository: Path,
+) -> None:
+    app = create_app(RuntimeSettings(repository=repository, poll_interval_s=0))
+    state: RuntimeState = app.state.runtime
+
+    def in_flight() -> float | None:
+        return state.registry.get_sample_value("driftgate_runtime_requests_in_flight")
+
+    async def serve_two_one_failing() -> list[float | None]:
+        seen = [in_flight()]
+        async with state.measure("eval", "double"), state.measure("v2", "double"):
+            seen.append(in_flight())
+        with pytest.raises(RuntimeError):
+            async with state.measure("eval", "double"):
+                seen.append(in_flight())
+                raise RuntimeError("the model failed")
+        seen.append(in_flight())
+        return seen
+
+    assert asyncio.run(serve_two_one_failing()) == [0.0, 2.0, 1.0, 0.0]
+    with TestClient(app) as client:
+        wait_ready(client)
+        assert client.post("/v1/models/double/eval", json={"x": 1}).status_code == 200
+        assert "driftgate_runtime_requests_in_flight 0.0" in client.get("/metrics").text
