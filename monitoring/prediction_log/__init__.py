@@ -9,11 +9,12 @@ The flow, left to right::
     background jobs ── compact, enforce_retention ──────────────────────┘
 
 Modules: ``records`` (the values and settings), ``segments`` (records to Arrow, pure),
-``layout`` (paths, atomic writes), ``writer`` (the collector thread), ``catalog`` (views,
-sandboxed connections), ``sql`` (guarded read-only queries), ``maintenance`` (compaction,
-retention). Errors: ``SqlRefused`` (not run: not a single read-only statement),
-``SqlError`` (DuckDB failed or the time limit hit), ``CatalogBusy`` (the catalog file is
-held read-write by another process).
+``shapes`` (one shape per feature column, pure), ``shape_registry`` (those shapes agreed
+by every writer process, in the store), ``layout`` (paths, atomic writes), ``writer``
+(the collector thread), ``catalog`` (views, sandboxed connections), ``sql`` (guarded
+read-only queries), ``maintenance`` (compaction, retention). Errors: ``SqlRefused`` (not
+run: not a single read-only statement), ``SqlError`` (DuckDB failed or the time limit
+hit), ``CatalogBusy`` (the catalog file is held read-write by another process).
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@
     <root>/drift_results/model=<m>/date=<YYYY-MM-DD>/...   written by the drift jobs
     <root>/explanations/model=<m>/date=<YYYY-MM-DD>/...    written by the explain jobs
     <root>/driftgate.duckdb      catalog: views over the trees
+    <root>/column_shapes.json    the shape of every feature column (``shape_registry``)
     <root>/reports/              HTML reports of the jobs (served by the gateway)
     <root>/latest/               the jobs' latest results, read by the gauges
     <root>/.staging/             temporary files, outside every glob the views read
@@ -43,6 +44,7 @@ TABLES = (PREDICTIONS, FEEDBACK, DRIFT_RESULTS, EXPLANATIONS)
 #: The trees partitioned by model and date (feedback is by date only).
 BY_MODEL = (PREDICTIONS, DRIFT_RESULTS, EXPLANATIONS)
 CATALOG_FILE = "driftgate.duckdb"
+SHAPES_FILE = "column_shapes.json"
 STAGING = ".staging"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
 PLACEHOLDER_NAME = "_schema.parquet"
@@ -56,6 +58,10 @@ def staging_dir(root: Path) -> Path:
 
 def catalog_path(root: Path) -> Path:
     return root / CATALOG_FILE
+
+
+def shapes_path(root: Path) -> Path:
+    return root / SHAPES_FILE
 
 
 def tree_glob(root: Path, table: str) -> str:

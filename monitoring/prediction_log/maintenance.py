@@ -10,6 +10,9 @@ first, then the old files are unlinked, so a query that lists the folder in betw
 few unlink calls, microseconds) counts those rows twice; and a query that listed an old
 file just before it was unlinked can fail with "No such file": ``run_sql`` retries such a
 query once. A journal in staging makes the swap crash-safe: the next run finishes it.
+Compaction renames no column and changes no column's shape (DuckDB keeps an all-null
+column null-typed, and widens the rest within one list depth), so the store's shape
+registry (``shape_registry``) stays true; retention leaves the registry alone.
 
 Retention deletes date partitions whose whole day is older than ``max_age_days``, then
 the oldest segments (by date, then name) until the store's segments fit ``max_bytes``.

@@ -5,29 +5,35 @@ float give DOUBLE, anything and text give VARCHAR) and the element types of list
 same depth, but a column that is a scalar in one file and a list in another (or lists of
 different depths) fails every query on the view. Feature names collide across models
 ("input", "x") and a bad request can send ``"age": [30]``, so the writer must not let that
-happen: ``ColumnShapes`` remembers the shape of every ``in_``/``out_`` column of the store
-(loaded from existing segments at start, then kept as it writes) and renames a column
-whose shape conflicts to ``<column>__<shape>`` (``in_age__list``, ``in_x__scalar``). The
-first shape keeps the plain name; a conflicting shape costs a second column, not a view.
-Dicts are stored as JSON text by ``segments``, so shapes are only scalars and lists.
+happen: ``ColumnShapes`` knows the shape of every ``in_``/``out_`` column of the store and
+renames a column whose shape conflicts to ``<column>__<shape>`` (``in_age__list``,
+``in_x__scalar``). The first shape keeps the plain name; a conflicting shape costs a second
+column, not a view. Dicts are stored as JSON text by ``segments``, so shapes are only
+scalars and lists.
+
+Several writer processes may share a store, so the shapes are agreed store-wide through
+a ``ShapeAgreement`` (``shape_registry.ShapeRegistry``, a file in the store). A writer asks
+it only when a table holds a column it does not know, or a more specific shape of one
+(a list of floats where it had seen only lists of nulls); every other flush decides
+alone, with this module's pure functions, and takes no lock.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
-
-from monitoring.prediction_log.layout import PREDICTIONS, iter_partitions, iter_segments
 
 log = logging.getLogger(__name__)
 
 #: (list depth, whether the innermost values are all null: then any depth >= it fits).
 Shape = tuple[int, bool]
-_FEATURE_PREFIXES = ("in_", "out_")
+#: A feature column of a table: (name, shape).
+Column = tuple[str, Shape]
+FEATURE_PREFIXES = ("in_", "out_")
 
 
 def shape_of(data_type: pa.DataType) -> Shape:
@@ -46,66 +52,131 @@ def compatible(a: Shape, b: Shape) -> bool:
     return (open_a and depth_a < depth_b) or (open_b and depth_b < depth_a)
 
 
-def _suffix(shape: Shape) -> str:
+def refine(known: Shape, shape: Shape) -> Shape:
+    """The more specific of two compatible shapes: a list of nulls says less than a list
+    of floats, and a null less than a list."""
+    if (known[1] and not shape[1]) or shape[0] > known[0]:
+        return shape
+    return known
+
+
+def describe(shape: Shape) -> str:
+    """``scalar``, ``list``, ``list2``...: also the suffix of a renamed column."""
     depth = shape[0]
     return "scalar" if depth == 0 else "list" if depth == 1 else f"list{depth}"
 
 
+def feature_columns(schema: pa.Schema) -> list[Column]:
+    """The ``in_``/``out_`` columns of a schema with their shapes, in order."""
+    return [
+        (field.name, shape_of(field.type))
+        for field in schema
+        if field.name.startswith(FEATURE_PREFIXES)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Rename:
+    """A column stored under another name because the store has it in another shape."""
+
+    column: str
+    shape: Shape  # in this table
+    store_shape: Shape  # what the plain name holds in the store
+    name: str  # stored as
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where the feature columns of one table go, given the shapes the store knows."""
+
+    names: tuple[str, ...]  # one per column, in order
+    learnt: dict[str, Shape]  # columns new to the store, or now more specific
+    renames: tuple[Rename, ...]
+
+
+def place(known: Mapping[str, Shape], columns: Sequence[Column]) -> Placement:
+    """The name each column is stored under: its own unless the store holds another,
+    incompatible shape there (then ``<name>__<shape>``, and so on); pure."""
+    learnt: dict[str, Shape] = {}
+    names: list[str] = []
+    renames: list[Rename] = []
+    for column, shape in columns:
+        name = column
+        while True:
+            current = learnt.get(name, known.get(name))
+            # A name already given to an earlier column of this table is taken as well.
+            if current is None or (compatible(current, shape) and name not in names):
+                break
+            name = f"{name}__{describe(shape)}"
+        if name != column:
+            store_shape = learnt.get(column, known.get(column))
+            assert store_shape is not None
+            renames.append(Rename(column, shape, store_shape, name))
+        new = shape if current is None else refine(current, shape)
+        if new != current:
+            learnt[name] = new
+        names.append(name)
+    return Placement(tuple(names), learnt, tuple(renames))
+
+
+class ShapeAgreement(Protocol):
+    """Where writers agree on shapes (``shape_registry.ShapeRegistry``)."""
+
+    def agree(self, columns: Sequence[Column]) -> dict[str, Shape]:
+        """Place ``columns`` against the store-wide shapes, record what they teach, and
+        return every shape the store now knows."""
+        ...
+
+
 class ColumnShapes:
-    """The shape each feature column has in the store; renames conflicting columns."""
+    """The shape each feature column has in the store; renames conflicting columns.
 
-    def __init__(self) -> None:
-        self._shapes: dict[str, Shape] = {}
+    ``known`` is what the writer read at start; ``agreement`` is asked, under its lock,
+    only about columns new to this writer (or newly specific). Without one (tests, or a
+    store whose registry cannot be used) the shapes are this writer's alone.
+    """
 
-    def observe(self, schema: pa.Schema) -> None:
-        for field in schema:
-            if field.name.startswith(_FEATURE_PREFIXES):
-                self._learn(field.name, shape_of(field.type))
+    def __init__(
+        self, agreement: ShapeAgreement | None = None, known: Mapping[str, Shape] | None = None
+    ) -> None:
+        self._agreement = agreement
+        self._shapes: dict[str, Shape] = dict(known or {})
 
     def conform(self, table: pa.Table) -> pa.Table:
-        """``table`` with every conflicting feature column renamed (and learnt)."""
-        names = []
-        for field in table.schema:
-            name = field.name
-            if name.startswith(_FEATURE_PREFIXES):
-                shape = shape_of(field.type)
-                known = self._shapes.get(name)
-                if known is not None and not compatible(known, shape):
-                    name = f"{name}__{_suffix(shape)}"
-                    log.warning(
-                        "prediction log: %s has shape %s here but %s in the store; stored as %s",
-                        field.name,
-                        _suffix(shape),
-                        _suffix(known),
-                        name,
-                    )
-                self._learn(name, shape)
-            names.append(name)
-        return table.rename_columns(names) if names != table.schema.names else table
-
-    def _learn(self, name: str, shape: Shape) -> None:
-        known = self._shapes.get(name)
-        # Keep the most specific shape: a list of nulls says less than a list of floats.
-        if known is None or (known[1] and not shape[1]) or shape[0] > known[0]:
-            self._shapes[name] = shape
-
-
-def load_shapes(root: Path) -> ColumnShapes:
-    """The shapes in the newest segment of each model partition (footers only: cheap)."""
-    shapes = ColumnShapes()
-    for path in _newest_segments(root):
-        try:
-            shapes.observe(pq.read_schema(path))
-        except (OSError, pa.ArrowException) as exc:  # removed meanwhile, or unreadable
-            log.warning("prediction log: cannot read the schema of %s: %s", path, exc)
-    return shapes
+        """``table`` with every conflicting feature column renamed (and its shapes learnt)."""
+        columns = feature_columns(table.schema)
+        placement = place(self._shapes, columns)
+        adopted: set[str] = set()  # registered by another writer since we last looked
+        if placement.learnt and self._agreement is not None:
+            try:
+                agreed = self._agreement.agree(columns)
+            except OSError as exc:
+                log.warning(
+                    "prediction log: column shapes not agreed with other writers (%s); "
+                    "this writer decides alone for %s",
+                    exc,
+                    ", ".join(sorted(placement.learnt)),
+                )
+            else:
+                adopted = agreed.keys() - self._shapes.keys()
+                self._shapes = agreed
+                placement = place(self._shapes, columns)
+        self._shapes.update(placement.learnt)
+        for rename in placement.renames:
+            _warn(rename, by_another_writer=rename.column in adopted)
+        if not placement.renames:
+            return table
+        renamed = dict(zip((name for name, _ in columns), placement.names, strict=True))
+        return table.rename_columns([renamed.get(name, name) for name in table.schema.names])
 
 
-def _newest_segments(root: Path) -> Iterable[Path]:
-    newest: dict[Path, Path] = {}
-    for folder, day in iter_partitions(root, PREDICTIONS):
-        for segment in iter_segments(folder, PREDICTIONS, day):
-            model_folder = folder.parent
-            if model_folder not in newest or segment.path.name > newest[model_folder].name:
-                newest[model_folder] = segment.path
-    return newest.values()
+def _warn(rename: Rename, *, by_another_writer: bool) -> None:
+    source = "registered by another writer" if by_another_writer else "in the store"
+    log.warning(
+        "prediction log: %s has shape %s here but %s %s; stored as %s",
+        rename.column,
+        describe(rename.shape),
+        describe(rename.store_shape),
+        source,
+        rename.name,
+    )

@@ -42,7 +42,8 @@ from monitoring.prediction_log.segments import (
     group_key,
     predictions_table,
 )
-from monitoring.prediction_log.shapes import ColumnShapes, load_shapes
+from monitoring.prediction_log.shape_registry import ShapeRegistry
+from monitoring.prediction_log.shapes import ColumnShapes
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -76,7 +77,7 @@ class PredictionLogWriter:
         self._write_lock = threading.Lock()
         self._catalog_retry_at: float | None = None
         self._catalog_delay = 0.5
-        self._shapes: ColumnShapes | None = None  # loaded from the store at the first write
+        self._shapes: ColumnShapes | None = None  # read from the registry at the first write
         self.metrics = LogMetrics(registry or CollectorRegistry(), lambda: self._depth)
 
     def start(self) -> None:
@@ -247,7 +248,8 @@ class PredictionLogWriter:
         if table == FEEDBACK:
             return feedback_table(cast(list[FeedbackRecord], records))
         if self._shapes is None:
-            self._shapes = load_shapes(self.root)
+            registry = ShapeRegistry(self.root)
+            self._shapes = ColumnShapes(registry, registry.load())
         return self._shapes.conform(predictions_table(cast(list[PredictionRecord], records)))
 
     def _ensure_catalog(self) -> None:

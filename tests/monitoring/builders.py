@@ -1,14 +1,18 @@
-"""Builders for prediction-log tests: records with sensible defaults, metric samples."""
+"""Builders for prediction-log tests: records with sensible defaults, metric samples,
+the shapes found in a store's segments."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq  # type: ignore[import-untyped]
 from prometheus_client import CollectorRegistry
 
 from monitoring.prediction_log import FeedbackRecord, PredictionRecord, run_sql
+from monitoring.prediction_log.shapes import Shape, compatible, feature_columns, refine
 
 NOW = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
 
@@ -64,3 +68,18 @@ FAILS_LATE = (
     "SELECT CASE WHEN i > 100000 THEN CAST('x' || i AS INTEGER) ELSE i END AS n "
     "FROM range(200000) t(i)"
 )
+
+
+def segment_shapes(store: Path) -> dict[str, set[Shape]]:
+    """Every shape each feature column has across the store's prediction segments."""
+    shapes: dict[str, set[Shape]] = defaultdict(set)
+    for path in sorted((store / "predictions").glob("*/*/*.parquet")):
+        for name, shape in feature_columns(pq.read_schema(path)):
+            shapes[name].add(shape)
+    return shapes
+
+
+def fits(shape: Shape, registered: Shape) -> bool:
+    """Whether a segment's column of ``shape`` agrees with the registered shape: the same,
+    or less specific (all null) and readable with it."""
+    return compatible(shape, registered) and refine(registered, shape) == registered

@@ -18,7 +18,16 @@ from monitoring.prediction_log import (
 )
 from monitoring.prediction_log.layout import store_lock
 from monitoring.prediction_log.maintenance import MAINTENANCE_LOCK
-from tests.monitoring.builders import NOW, label, prediction, predictions, query
+from monitoring.prediction_log.shape_registry import ShapeRegistry
+from tests.monitoring.builders import (
+    NOW,
+    fits,
+    label,
+    prediction,
+    predictions,
+    query,
+    segment_shapes,
+)
 
 
 def data_segments(store: Path) -> list[Path]:
@@ -69,6 +78,29 @@ def test_the_writer_keeps_adding_segments_next_to_a_compacted_one(
     writer.flush()
     assert query(store, "SELECT count(*), count(in_new_feature) FROM predictions") == [(10, 1)]
     assert len(data_segments(store)) == 2
+
+
+def test_compaction_keeps_every_column_in_its_registered_shape(
+    writer: PredictionLogWriter, store: Path
+) -> None:
+    # All-null columns stay null-typed in the merged file: the registry's "fits any
+    # shape" for them stays true, and a list logged later still reads with them.
+    for n in range(3):
+        writer.submit(
+            predictions(2, prefix=f"f{n}", inputs={"age": n, "dose": None, "ids": [None]})
+        )
+        writer.flush()
+    compact(store, LogSettings(compact_min_files=3))
+    assert len(data_segments(store)) == 1
+    writer.submit([prediction("later", inputs={"dose": [1.5], "ids": [[1]]})])
+    writer.flush()
+    shapes = ShapeRegistry(store).load()
+    assert shapes["in_dose"] == (1, False) and shapes["in_ids"] == (2, False)
+    for name, found in segment_shapes(store).items():
+        assert all(fits(shape, shapes[name]) for shape in found), (name, found)
+    assert query(store, "SELECT in_dose, in_ids FROM predictions WHERE request_id = 'later'") == [
+        ([1.5], [[1]])
+    ]
 
 
 def test_feedback_partitions_are_compacted_too(writer: PredictionLogWriter, store: Path) -> None:

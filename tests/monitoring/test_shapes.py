@@ -7,7 +7,7 @@ from pathlib import Path
 import pyarrow as pa  # type: ignore[import-untyped]
 
 from monitoring.prediction_log import LogSettings, PredictionLogWriter
-from monitoring.prediction_log.shapes import compatible, shape_of
+from monitoring.prediction_log.shapes import Rename, compatible, place, shape_of
 from tests.monitoring.builders import label, prediction, query
 
 
@@ -21,6 +21,31 @@ def test_shapes_duckdb_can_read_as_one_column() -> None:
     assert compatible(shape_of(pa.list_(pa.null())), matrix)
     assert not compatible(scalar, floats)
     assert not compatible(floats, matrix)
+
+
+SCALAR, LIST, NULL = (0, False), (1, False), (0, True)
+
+
+def test_place_keeps_known_names_and_learns_only_what_is_new_or_more_specific() -> None:
+    placement = place({"in_a": SCALAR, "in_b": NULL}, [("in_a", SCALAR), ("in_b", NULL)])
+    assert placement.names == ("in_a", "in_b")
+    assert placement.learnt == {} and placement.renames == ()
+    placement = place({"in_b": NULL}, [("in_b", LIST), ("in_c", SCALAR)])
+    assert placement.names == ("in_b", "in_c")
+    assert placement.learnt == {"in_b": LIST, "in_c": SCALAR}
+
+
+def test_place_renames_a_conflicting_shape_until_a_name_fits() -> None:
+    placement = place({"in_a": SCALAR, "in_a__list": SCALAR}, [("in_a", LIST), ("in_b", SCALAR)])
+    assert placement.names == ("in_a__list__list", "in_b")
+    assert placement.renames == (Rename("in_a", LIST, SCALAR, "in_a__list__list"),)
+    assert placement.learnt == {"in_a__list__list": LIST, "in_b": SCALAR}
+
+
+def test_place_never_gives_two_columns_of_a_table_one_name() -> None:
+    # "age" as a list goes to in_age__list, which this table also holds under its own name.
+    placement = place({"in_age": SCALAR}, [("in_age", LIST), ("in_age__list", LIST)])
+    assert placement.names == ("in_age__list", "in_age__list__list")
 
 
 def test_a_bad_request_with_a_list_for_a_scalar_feature_gets_its_own_column(
