@@ -37,9 +37,11 @@ from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
 from gateway.inference import InferenceEndpoint
 from gateway.key_refresh import KeyRefresher
+from gateway.lease import FileLease
 from gateway.planner import ShadowPlan
 from gateway.recording import Recorder
 from gateway.route_table import RouteTable
+from gateway.route_watch import RouteFileWatcher
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowObserver, ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
@@ -124,11 +126,15 @@ def create_app(
             if settings.log is not None
             else no_drift_checks
         ),
+        lease=FileLease(settings.routes_dir),
     )
     key_refresher = (
         KeyRefresher(verifier, metrics)
         if verifier is not None and settings.auth.key_source is not None
         else None
+    )
+    route_watcher = (
+        RouteFileWatcher(state.routes, metrics, tracer) if settings.routes_dir is not None else None
     )
     jobs = JobScheduler(registry, tracer)
     if settings.log is not None:
@@ -151,6 +157,7 @@ def create_app(
                 canary.run,
                 discovery.run if discovery is not None else None,
                 key_refresher.run if key_refresher is not None else None,
+                route_watcher.run if route_watcher is not None else None,
             ):
                 yield
         finally:

@@ -20,8 +20,13 @@ Each decision is applied like an admin ``PUT``: validated, persisted, swapped at
 (``gateway.route_table``). :func:`judge` decides (pure); :class:`CanaryController` measures
 and applies. Any change to the route, by the controller or the admin API, restarts the
 current step's window. Metrics: ``driftgate_canary_weight_percent{route}``,
-``driftgate_canary_decisions_total{route,action}``; each applied decision is an INTERNAL
-span ``canary {route}`` and a log line; alert ``DriftgateCanaryRolledBack``.
+``driftgate_canary_decisions_total{route,action}``, ``driftgate_canary_leader``; each
+applied decision is an INTERNAL span ``canary {route}`` and a log line; alert
+``DriftgateCanaryRolledBack``.
+
+Gateways that share a ``routes_dir`` each measure their own traffic, and only the one
+holding the folder's lease decides (``gateway.lease``); the others take its decisions
+from the folder (``gateway.route_watch``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ from typing import Literal
 import msgspec
 from opentelemetry import trace
 
+from gateway.lease import FileLease
 from gateway.policy import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
 from gateway.route_table import RouteTable
 from monitoring.gateway_metrics import GatewayMetrics
@@ -228,6 +234,7 @@ class CanaryController:
         tick_s: float = TICK_S,
         drift_checks: DriftChecks = no_drift_checks,
         wall_clock: Callable[[], float] = time.time,
+        lease: FileLease | None = None,
     ) -> None:
         self.routes = routes
         self.stats = stats
@@ -237,16 +244,26 @@ class CanaryController:
         self.tick_s = tick_s
         self.drift_checks = drift_checks
         self.wall_clock = wall_clock  # drift checks are dated in Unix time
+        self.lease = lease or FileLease(None)
         #: The policy seen per route, since when (clock) and since when in Unix time.
         self._watched: dict[str, tuple[RoutePolicy, float, float]] = {}
 
     async def run(self) -> None:
-        while True:
-            self.tick()
-            await asyncio.sleep(self.tick_s)
+        try:
+            while True:
+                decides = await asyncio.to_thread(self.lease.held)
+                self.metrics.canary_leader.set(1 if decides else 0)
+                self.tick(decides=decides)
+                await asyncio.sleep(self.tick_s)
+        finally:
+            self.lease.release()
 
-    def tick(self) -> dict[str, Verdict]:
-        """One look at every canary; returns the verdicts (for tests and the admin view)."""
+    def tick(self, *, decides: bool = True) -> dict[str, Verdict]:
+        """One look at every canary; returns the verdicts (for tests and the admin view).
+
+        A gateway that does not hold the lease (``decides=False``) measures and judges but
+        applies nothing: the lease holder's decisions reach it through ``routes_dir``.
+        """
         now = self.clock()
         verdicts: dict[str, Verdict] = {}
         configured = self.routes.configured()
@@ -276,7 +293,7 @@ class CanaryController:
                 self._drift_since(policy, canary, seen[2]),
             )
             verdicts[route] = verdict
-            if verdict.action != "hold":
+            if decides and verdict.action != "hold":
                 self._apply(route, policy, verdict)
         return verdicts
 

@@ -5,6 +5,17 @@ caller parses with ``gateway.policy.parse_route``), writes the YAML file atomica
 swaps the snapshot, so a request sees either the old policy or the new one, never a mix,
 and a restart keeps what the admin API set. Files in ``routes_dir`` override the routes
 of gateway.yaml at start.
+
+While the gateway runs, ``routes_dir`` is also read back (``scan`` in a worker thread,
+``apply`` on the event loop; ``gateway.route_watch`` does both on an interval), so that a
+change written there by another gateway sharing the folder, or by an operator, applies
+here too:
+
+- a file that is new or changed (another inode, size or modification time: every write
+  is a rename of a new file) is parsed; a valid policy that differs from the one in use
+  replaces it, an invalid one is refused and the policy in use stays;
+- a file that is removed gives the route back to gateway.yaml's policy, or to the
+  default when gateway.yaml has none.
 """
 
 from __future__ import annotations
@@ -13,8 +24,10 @@ import logging
 import os
 import tempfile
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import Literal
 
 import yaml
 
@@ -23,14 +36,42 @@ from gateway.policy import PolicyError, RoutePolicy, default_route, parse_route,
 log = logging.getLogger("driftgate.gateway.routes")
 _MAX_CACHED_DEFAULTS = 1024
 
+#: What identifies one version of a route file: (inode, size, modification time in ns).
+Fingerprint = tuple[int, int, int]
+
+
+@dataclass(frozen=True)
+class FileScan:
+    """What ``routes_dir`` holds now, read in a worker thread: the fingerprint of every
+    route file, and the text (or the read error) of those that changed since the last
+    ``apply``."""
+
+    fingerprints: Mapping[str, Fingerprint]
+    texts: Mapping[str, str | OSError]
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A route file's change, as ``apply`` took it."""
+
+    route: str
+    outcome: Literal["applied", "rejected", "removed"]
+    error: str = ""
+
 
 class RouteTable:
     def __init__(self, configured: Mapping[str, RoutePolicy], routes_dir: Path | None) -> None:
         self._routes_dir = routes_dir
+        self._configured = dict(configured)  # what a route whose file goes comes back to
+        self._files: dict[str, Fingerprint] = {}  # the route files as last read
         routes = dict(configured)
         routes.update(self._load_persisted())
         self._routes: Mapping[str, RoutePolicy] = MappingProxyType(routes)
         self._defaults: dict[str, RoutePolicy] = {}  # validated once, not per request
+
+    @property
+    def routes_dir(self) -> Path | None:
+        return self._routes_dir
 
     def get(self, name: str) -> RoutePolicy:
         """The route's policy; a model without one gets the default (its latest version)."""
@@ -54,6 +95,55 @@ class RouteTable:
         self._routes = MappingProxyType(routes)
         log.info("route %s replaced: %s", name, route_to_dict(policy))
 
+    def scan(self) -> FileScan:
+        """Read ``routes_dir`` (blocking I/O: call it in a worker thread)."""
+        if self._routes_dir is None:
+            return FileScan({}, {})
+        known = dict(self._files)  # a snapshot: ``apply`` may replace it meanwhile
+        fingerprints = _fingerprints(self._routes_dir)
+        texts: dict[str, str | OSError] = {}
+        for name, fingerprint in fingerprints.items():
+            if known.get(name) != fingerprint:
+                try:
+                    texts[name] = (self._routes_dir / f"{name}.yaml").read_text()
+                except OSError as exc:  # removed or unreadable between listing and reading
+                    texts[name] = exc
+        return FileScan(fingerprints, texts)
+
+    def apply(self, scan: FileScan) -> list[FileChange]:
+        """Take the changes ``scan`` found (on the event loop, like ``replace``)."""
+        changes: list[FileChange] = []
+        routes = dict(self._routes)
+        for name, text in scan.texts.items():
+            fingerprint = scan.fingerprints[name]
+            if self._files.get(name) == fingerprint:
+                continue  # this process wrote it (replace) after the scan listed it
+            self._files[name] = fingerprint
+            try:
+                if isinstance(text, OSError):
+                    raise text
+                policy = parse_route(name, yaml.safe_load(text))
+            except (OSError, PolicyError, yaml.YAMLError) as exc:
+                log.error("route file %s.yaml refused, the policy in use stays: %s", name, exc)
+                changes.append(FileChange(name, "rejected", str(exc)))
+                continue
+            if routes.get(name) != policy:
+                routes[name] = policy
+                log.info("route %s changed on disk: %s", name, route_to_dict(policy))
+                changes.append(FileChange(name, "applied"))
+        for name in [name for name in self._files if name not in scan.fingerprints]:
+            del self._files[name]
+            configured = self._configured.get(name)
+            if configured is not None:
+                routes[name] = configured
+            else:
+                routes.pop(name, None)
+            log.info("route file %s.yaml removed: back to gateway.yaml's policy", name)
+            changes.append(FileChange(name, "removed"))
+        if any(change.outcome != "rejected" for change in changes):
+            self._routes = MappingProxyType(routes)
+        return changes
+
     def _persist(self, name: str, policy: RoutePolicy) -> None:
         if self._routes_dir is None:
             return
@@ -64,15 +154,39 @@ class RouteTable:
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, self._routes_dir / f"{name}.yaml")
+        target = self._routes_dir / f"{name}.yaml"
+        os.replace(temporary, target)
+        self._files[name] = _fingerprint(os.stat(target))
 
     def _load_persisted(self) -> dict[str, RoutePolicy]:
         if self._routes_dir is None or not self._routes_dir.is_dir():
             return {}
         loaded = {}
-        for path in sorted(self._routes_dir.glob("*.yaml")):
+        for name, fingerprint in _fingerprints(self._routes_dir).items():
+            path = self._routes_dir / f"{name}.yaml"
+            self._files[name] = fingerprint
             try:
-                loaded[path.stem] = parse_route(path.stem, yaml.safe_load(path.read_text()))
-            except (PolicyError, yaml.YAMLError) as exc:
+                loaded[name] = parse_route(name, yaml.safe_load(path.read_text()))
+            except (OSError, PolicyError, yaml.YAMLError) as exc:
                 log.error("ignoring persisted route %s: %s", path, exc)
         return loaded
+
+
+def _fingerprints(folder: Path) -> dict[str, Fingerprint]:
+    """Every ``<route>.yaml`` of ``folder`` (temporary ``.*.tmp`` files are not routes)."""
+    try:
+        entries = list(os.scandir(folder))
+    except FileNotFoundError:
+        return {}
+    found = {}
+    for entry in sorted(entries, key=lambda e: e.name):
+        if entry.name.endswith(".yaml") and not entry.name.startswith("."):
+            try:
+                found[entry.name.removesuffix(".yaml")] = _fingerprint(entry.stat())
+            except FileNotFoundError:
+                continue  # removed while listed
+    return found
+
+
+def _fingerprint(stat: os.stat_result) -> Fingerprint:
+    return stat.st_ino, stat.st_size, stat.st_mtime_ns

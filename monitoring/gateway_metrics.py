@@ -66,6 +66,12 @@ class GatewayMetrics:
             ["route"],
             registry=registry,
         )
+        self.canary_leader = Gauge(
+            "driftgate_canary_leader",
+            "1 while this gateway makes the canary decisions for the gateways sharing its "
+            "routes_dir (it holds the folder's lease); 0 while another one does.",
+            registry=registry,
+        )
         self.upstream_retries = Counter(
             "driftgate_upstream_retries_total",
             "Upstream tries repeated on another replica after a connection error or 503.",

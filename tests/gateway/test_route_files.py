@@ -1,0 +1,202 @@
+"""Routes shared through ``routes_dir``: read back while the gateway runs, and one canary
+decider among the gateways that share the folder (gateway/route_table.py, route_watch.py,
+lease.py).
+
+"Another gateway" is a second ``RouteTable`` on the same folder, as a second process would
+have; the lease is also taken by a real child process, killed to hand it over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from prometheus_client import CollectorRegistry
+
+from gateway.canary import CanaryController, CanaryStats
+from gateway.lease import LOCK_NAME, FileLease
+from gateway.policy import RoutePolicy, parse_route
+from gateway.route_table import RouteTable
+from gateway.route_watch import RouteFileWatcher
+from monitoring.gateway_metrics import GatewayMetrics
+from monitoring.tracing import build_tracer_provider
+
+CONFIGURED = {"titanic": parse_route("titanic", {"primary": {"model": "titanic", "version": "1"}})}
+
+
+def policy(version: str) -> RoutePolicy:
+    return parse_route("titanic", {"primary": {"model": "titanic", "version": version}})
+
+
+def reload(table: RouteTable) -> list[tuple[str, str]]:
+    return [(change.route, change.outcome) for change in table.apply(table.scan())]
+
+
+def test_a_change_written_by_another_gateway_applies_here(tmp_path: Path) -> None:
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+
+    there.replace("titanic", policy("2"))
+    assert here.get("titanic") == policy("1")  # not before it looks
+
+    assert reload(here) == [("titanic", "applied")]
+    assert here.get("titanic") == policy("2")
+    assert reload(here) == []  # nothing new
+
+
+def test_its_own_writes_are_not_taken_again_and_an_equal_policy_keeps_its_object(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+    table.replace("titanic", policy("2"))
+    in_use = table.get("titanic")
+
+    assert reload(table) == []
+    (tmp_path / "titanic.yaml").write_text(  # rewritten, same policy: a new inode and mtime
+        (tmp_path / "titanic.yaml").read_text()
+    )
+    assert reload(table) == []
+    assert table.get("titanic") is in_use  # the canary controller watches identity
+
+
+def test_an_invalid_file_is_refused_and_the_policy_in_use_stays(tmp_path: Path) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+    (tmp_path / "titanic.yaml").write_text("primary: {model: titanic}\nretries: 9\n")
+
+    changes = table.apply(table.scan())
+
+    assert [(c.route, c.outcome) for c in changes] == [("titanic", "rejected")]
+    assert "retries" in changes[0].error
+    assert table.get("titanic") == policy("1")
+    assert reload(table) == []  # refused once, not at every look
+
+
+def test_a_removed_file_gives_the_route_back_to_gateway_yaml_or_the_default(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+    table.replace("titanic", policy("2"))
+    table.replace("iris", parse_route("iris", {"retries": 3}))
+
+    (tmp_path / "titanic.yaml").unlink()
+    (tmp_path / "iris.yaml").unlink()
+
+    assert sorted(reload(table)) == [("iris", "removed"), ("titanic", "removed")]
+    assert table.get("titanic") == policy("1")
+    assert not table.is_configured("iris")
+    assert table.get("iris").retries == 1  # the default route
+
+
+def test_the_watcher_counts_and_traces_each_change(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    spans = InMemorySpanExporter()
+    table = RouteTable(CONFIGURED, tmp_path)
+    watcher = RouteFileWatcher(
+        table, GatewayMetrics(registry), build_tracer_provider("test", spans).get_tracer("t")
+    )
+    RouteTable(CONFIGURED, tmp_path).replace("titanic", policy("2"))
+    (tmp_path / "iris.yaml").write_text("retries: [not a number]\n")
+
+    asyncio.run(watcher.reload())
+
+    def count(route: str, outcome: str) -> float | None:
+        return registry.get_sample_value(
+            "driftgate_route_updates_total", {"route": route, "outcome": outcome}
+        )
+
+    assert (count("titanic", "applied"), count("iris", "rejected")) == (1.0, 1.0)
+    traced = {s.name: s for s in spans.get_finished_spans()}
+    assert set(traced) == {"reload route titanic", "reload route iris"}
+    assert traced["reload route iris"].status.status_code is StatusCode.ERROR
+    assert dict(traced["reload route titanic"].attributes or {}) == {
+        "driftgate.route": "titanic",
+        "driftgate.route.change": "applied",
+    }
+
+
+# --- one canary decider ------------------------------------------------------------------
+
+
+def test_one_lease_holder_at_a_time_and_the_next_takes_over_on_release(tmp_path: Path) -> None:
+    first, second = FileLease(tmp_path), FileLease(tmp_path)
+
+    assert first.held()
+    assert not second.held()
+    first.release()
+    assert second.held()
+    assert not first.held()
+    second.release()
+    assert FileLease(None).held()  # no shared folder: every gateway decides for itself
+
+
+def test_a_killed_lease_holder_hands_the_lease_over(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from gateway.lease import FileLease; "
+            "assert FileLease(Path(sys.argv[1])).held(); print('held', flush=True); "
+            "time.sleep(60)",
+            str(tmp_path),
+        ],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"held\n"
+        waiting = FileLease(tmp_path)
+        assert not waiting.held()
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while not waiting.held():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert (tmp_path / LOCK_NAME).exists()
+
+
+CANARY_ROUTE = {
+    "primary": {"model": "titanic", "version": "1"},
+    "canary": {
+        "target": {"model": "titanic", "version": "2"},
+        "steps": [10, 50],
+        "interval_s": 1,
+        "min_requests": 1,
+    },
+}
+
+
+@pytest.mark.parametrize("decides", [True, False])
+def test_only_the_lease_holder_applies_canary_decisions(tmp_path: Path, decides: bool) -> None:
+    table = RouteTable({"titanic": parse_route("titanic", CANARY_ROUTE)}, tmp_path)
+    stats = CanaryStats()
+    clock = [0.0]
+    controller = CanaryController(
+        table,
+        stats,
+        GatewayMetrics(CollectorRegistry()),
+        build_tracer_provider("test").get_tracer("t"),
+        clock=lambda: clock[0],
+    )
+    controller.tick(decides=decides)  # starts watching the step
+    for arm in ("stable", "canary"):
+        stats.observe("titanic", arm, failed=False, seconds=0.01)
+    clock[0] = 2.0
+
+    verdicts = controller.tick(decides=decides)
+
+    assert verdicts["titanic"].action == "advance"  # both judge the same
+    canary = table.get("titanic").canary
+    assert canary is not None
+    assert canary.step == (1 if decides else 0)
+    assert (tmp_path / "titanic.yaml").exists() is decides
