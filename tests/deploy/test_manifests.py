@@ -18,6 +18,7 @@ from tests.deploy.manifests import (
     RUNTIME,
     Document,
     find,
+    gateway_yaml,
     load_documents,
     manifest_files,
     mounts_of_claim,
@@ -91,9 +92,12 @@ def test_each_service_selects_the_pods_of_exactly_one_workload() -> None:
     }
 
 
-def test_the_disruption_budget_covers_the_runtime_pods_only() -> None:
-    budget = find("PodDisruptionBudget", RUNTIME, DOCUMENTS)
-    assert _pods_selected(budget["spec"]["selector"]["matchLabels"]) == [RUNTIME]
+def test_each_disruption_budget_covers_the_pods_of_its_own_workload() -> None:
+    for name in (RUNTIME, GATEWAY):
+        budget = find("PodDisruptionBudget", name, DOCUMENTS)
+        assert _pods_selected(budget["spec"]["selector"]["matchLabels"]) == [name]
+    gateways = find("Deployment", GATEWAY, DOCUMENTS)["spec"]["replicas"]
+    assert find("PodDisruptionBudget", GATEWAY, DOCUMENTS)["spec"]["minAvailable"] < gateways
 
 
 def test_the_autoscaler_scales_the_runtime_deployment() -> None:
@@ -110,17 +114,19 @@ def test_the_autoscaler_scales_the_runtime_deployment() -> None:
     assert "replicas" not in find("Deployment", RUNTIME, DOCUMENTS)["spec"]
 
 
-def test_the_gateway_runs_alone_and_is_never_doubled_by_a_rollout() -> None:
-    # docs/deploy.md, "Why one gateway": several writers can break the log's views.
+def test_several_gateways_share_one_state_volume_and_a_rollout_never_stops_them_all() -> None:
+    # docs/deploy.md, "Several gateways": routes, canary lease and log store are shared.
     gateway = find("Deployment", GATEWAY, DOCUMENTS)
-    assert gateway["spec"]["replicas"] == 1
-    assert gateway["spec"]["strategy"] == {"type": "Recreate"}
-    targets = [
-        d.body["spec"]["scaleTargetRef"]["name"]
-        for d in DOCUMENTS
-        if d.kind == "HorizontalPodAutoscaler"
-    ]
-    assert GATEWAY not in targets
+    assert gateway["spec"]["replicas"] >= 2
+    assert gateway["spec"]["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+    }
+    raw = gateway_yaml(DOCUMENTS)
+    state = mounts_of_claim(gateway, "driftgate-store")
+    assert [m["mountPath"] for m in state] == ["/var/lib/driftgate"]
+    for shared in (raw["routes_dir"], raw["log"]["store"]):
+        assert shared.startswith("/var/lib/driftgate/"), shared
 
 
 @pytest.mark.parametrize("workload", workloads(DOCUMENTS), ids=str)
