@@ -30,6 +30,12 @@ from tests.monitoring.builders import NOW, fits, prediction, query, segment_shap
 SCALAR, LIST = (0, False), (1, False)
 
 
+def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The warnings logged; what else was logged depends on the logging levels that other
+    tests of the session left (INFO lines such as a registry being built)."""
+    return [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def log_one(writer: PredictionLogWriter, request_id: str, **inputs: object) -> None:
     writer.submit([prediction(request_id, inputs=inputs, outputs={})])
     writer.flush()
@@ -71,7 +77,7 @@ def test_the_first_writer_to_register_a_column_keeps_it_and_another_adopts_it(
     log_one(first, "first-1", dose=2.5)  # a column new to both
     with caplog.at_level(logging.WARNING, logger="monitoring.prediction_log.shapes"):
         log_one(second, "second-1", dose=[2.5, 5.0])
-    assert [r.getMessage() for r in caplog.records] == [
+    assert warnings(caplog) == [
         "prediction log: in_dose has shape list here but scalar registered by another "
         "writer; stored as in_dose__list"
     ]
@@ -189,7 +195,7 @@ def test_a_corrupt_registry_is_rebuilt_from_the_segments_with_a_warning(
     writer = PredictionLogWriter(store, LogSettings())
     with caplog.at_level(logging.WARNING, logger="monitoring.prediction_log"):
         log_one(writer, "list", age=[30])
-    assert any("shape registry is unreadable" in r.getMessage() for r in caplog.records)
+    assert any("shape registry is unreadable" in message for message in warnings(caplog))
     assert registered(store) == {"in_age": SCALAR, "in_age__list": LIST}
     assert query(store, "SELECT request_id, in_age, in_age__list FROM predictions ORDER BY 1") == [
         ("list", None, [30]),
@@ -206,7 +212,7 @@ def test_a_registry_that_cannot_be_locked_costs_no_rows(
     with caplog.at_level(logging.WARNING, logger="monitoring.prediction_log.shapes"):
         log_one(writer, "a", age=30)
         log_one(writer, "b", age=[30])
-    assert "not agreed with other writers" in caplog.records[0].getMessage()
+    assert "not agreed with other writers" in warnings(caplog)[0]
     assert query(store, "SELECT request_id, in_age, in_age__list FROM predictions ORDER BY 1") == [
         ("a", 30, None),
         ("b", None, [30]),
@@ -224,6 +230,6 @@ def test_segments_already_holding_a_column_in_two_shapes_keep_the_first_and_say_
     with caplog.at_level(logging.WARNING, logger="monitoring.prediction_log.shape_registry"):
         shapes = shapes_in_segments(store)
     assert shapes == {"in_x": SCALAR, "in_y": LIST}
-    [record] = caplog.records
-    assert record.getMessage().startswith("prediction log: in_x is a list in ")
+    [message] = warnings(caplog)
+    assert message.startswith("prediction log: in_x is a list in ")
     assert registered(store) == {}  # nothing written: only agree() writes
