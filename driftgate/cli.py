@@ -152,6 +152,11 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     )
     jobs.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
     jobs.add_argument(
+        "--metrics-host",
+        default="127.0.0.1",
+        help="the address /metrics listens on (0.0.0.0 in a container that is scraped)",
+    )
+    jobs.add_argument(
         "--log-upkeep",
         action="store_true",
         help="also compact and expire the log (when no gateway does it)",
@@ -345,6 +350,7 @@ def _run_jobs(args: argparse.Namespace) -> int:
         args.config,
         once=args.once,
         metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
         log_upkeep=args.log_upkeep,
         replicas=args.replica,
         only=args.job,

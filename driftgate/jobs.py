@@ -103,6 +103,7 @@ def run_jobs(
     once: bool,
     metrics_port: int | None,
     log_upkeep: bool,
+    metrics_host: str = "127.0.0.1",
     replicas: Sequence[str] | None = None,
     only: Sequence[str] = (),
 ) -> int:
@@ -131,7 +132,7 @@ def run_jobs(
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     if metrics_port is not None:
-        start_http_server(metrics_port, addr="127.0.0.1", registry=process.registry)
+        start_http_server(metrics_port, addr=metrics_host, registry=process.registry)
     log.info("jobs running: %s", ", ".join(process.names) or "none")
     process.scheduler.start()
     received = signal.sigwait(stop_signals)

@@ -29,7 +29,8 @@ def test_repeated_sigterms_stop_the_jobs_process(tmp_path: Path) -> None:
     command = [sys.executable, "-m", "driftgate", "jobs", "--config", str(config)]
     with (tmp_path / "jobs.log").open("wb") as log_file:
         process = subprocess.Popen(
-            [*command, "--metrics-port", str(port)],
+            # Another loopback address than the default: the flag decides where it listens.
+            [*command, "--metrics-port", str(port), "--metrics-host", "127.0.0.2"],
             stdout=log_file,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -38,12 +39,14 @@ def test_repeated_sigterms_stop_the_jobs_process(tmp_path: Path) -> None:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
-                if httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=1).status_code == 200:
+                if httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=1).status_code == 200:
                     break
             except httpx.HTTPError:
                 time.sleep(0.1)
-        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        metrics = httpx.get(f"http://127.0.0.2:{port}/metrics", timeout=5).text
         assert "driftgate_job_runs_total" in metrics
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
         for _ in range(5):
             os.kill(process.pid, signal.SIGTERM)
         assert process.wait(timeout=30) == 0, (tmp_path / "jobs.log").read_text()
