@@ -44,10 +44,11 @@ Fingerprint = tuple[int, int, int]
 class FileScan:
     """What ``routes_dir`` holds now, read in a worker thread: the fingerprint of every
     route file, and the text (or the read error) of those that changed since the last
-    ``apply``."""
+    ``apply``; ``known`` is what this table had read or written when the scan began."""
 
     fingerprints: Mapping[str, Fingerprint]
     texts: Mapping[str, str | OSError]
+    known: Mapping[str, Fingerprint]
 
 
 @dataclass(frozen=True)
@@ -98,8 +99,8 @@ class RouteTable:
     def scan(self) -> FileScan:
         """Read ``routes_dir`` (blocking I/O: call it in a worker thread)."""
         if self._routes_dir is None:
-            return FileScan({}, {})
-        known = dict(self._files)  # a snapshot: ``apply`` may replace it meanwhile
+            return FileScan({}, {}, {})
+        known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
         fingerprints = _fingerprints(self._routes_dir)
         texts: dict[str, str | OSError] = {}
         for name, fingerprint in fingerprints.items():
@@ -108,17 +109,16 @@ class RouteTable:
                     texts[name] = (self._routes_dir / f"{name}.yaml").read_text()
                 except OSError as exc:  # removed or unreadable between listing and reading
                     texts[name] = exc
-        return FileScan(fingerprints, texts)
+        return FileScan(fingerprints, texts, known)
 
     def apply(self, scan: FileScan) -> list[FileChange]:
         """Take the changes ``scan`` found (on the event loop, like ``replace``)."""
         changes: list[FileChange] = []
         routes = dict(self._routes)
         for name, text in scan.texts.items():
-            fingerprint = scan.fingerprints[name]
-            if self._files.get(name) == fingerprint:
-                continue  # this process wrote it (replace) after the scan listed it
-            self._files[name] = fingerprint
+            if self._files.get(name) != scan.known.get(name):
+                continue  # ``replace`` wrote it during the scan: the next scan will tell
+            self._files[name] = scan.fingerprints[name]
             try:
                 if isinstance(text, OSError):
                     raise text
@@ -131,7 +131,10 @@ class RouteTable:
                 routes[name] = policy
                 log.info("route %s changed on disk: %s", name, route_to_dict(policy))
                 changes.append(FileChange(name, "applied"))
-        for name in [name for name in self._files if name not in scan.fingerprints]:
+        gone = [name for name in scan.known if name not in scan.fingerprints]
+        for name in gone:
+            if self._files.get(name) != scan.known[name]:
+                continue  # written again during the scan
             del self._files[name]
             configured = self._configured.get(name)
             if configured is not None:

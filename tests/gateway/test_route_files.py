@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
@@ -24,7 +25,7 @@ from prometheus_client import CollectorRegistry
 from gateway.canary import CanaryController, CanaryStats
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import RoutePolicy, parse_route
-from gateway.route_table import RouteTable
+from gateway.route_table import FileScan, RouteTable
 from gateway.route_watch import RouteFileWatcher
 from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.tracing import build_tracer_provider
@@ -37,7 +38,11 @@ def policy(version: str) -> RoutePolicy:
 
 
 def reload(table: RouteTable) -> list[tuple[str, str]]:
-    return [(change.route, change.outcome) for change in table.apply(table.scan())]
+    return reload_from(table, table.scan())
+
+
+def reload_from(table: RouteTable, scan: FileScan) -> list[tuple[str, str]]:
+    return [(change.route, change.outcome) for change in table.apply(scan)]
 
 
 def test_a_change_written_by_another_gateway_applies_here(tmp_path: Path) -> None:
@@ -64,6 +69,22 @@ def test_its_own_writes_are_not_taken_again_and_an_equal_policy_keeps_its_object
     )
     assert reload(table) == []
     assert table.get("titanic") is in_use  # the canary controller watches identity
+
+
+def test_a_route_replaced_here_while_the_folder_was_read_is_not_undone_by_that_read(
+    tmp_path: Path,
+) -> None:
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    there.replace("titanic", policy("2"))
+    scan = here.scan()  # in a worker thread: it read version 2...
+    here.replace("titanic", policy("3"))  # ...while an admin PUT here wrote version 3
+
+    assert reload_from(here, scan) == []
+    assert here.get("titanic") == policy("3")
+    assert reload(here) == []  # and the file on disk is version 3 too
+    assert parse_route("titanic", yaml.safe_load((tmp_path / "titanic.yaml").read_text())) == (
+        policy("3")
+    )
 
 
 def test_an_invalid_file_is_refused_and_the_policy_in_use_stays(tmp_path: Path) -> None:
