@@ -82,7 +82,10 @@ class ReplicaDiscovery:
         """Resolve every ``interval_s`` until cancelled (the first resolution is the caller's)."""
         while True:
             await asyncio.sleep(self.settings.interval_s)
-            await self.refresh()
+            try:
+                await self.refresh()
+            except Exception:  # a bug must not freeze the pool for good: log, go on
+                log.exception("DNS discovery of %s failed unexpectedly", self.settings.name)
 
     async def refresh(self) -> str:
         """Resolve once and apply the result; returns the outcome (changed | unchanged | failed)."""

@@ -47,7 +47,7 @@ class FileScan:
     ``apply``; ``known`` is what this table had read or written when the scan began."""
 
     fingerprints: Mapping[str, Fingerprint]
-    texts: Mapping[str, str | OSError]
+    texts: Mapping[str, str | Exception]  # an error: unreadable, or not UTF-8
     known: Mapping[str, Fingerprint]
 
 
@@ -102,12 +102,12 @@ class RouteTable:
             return FileScan({}, {}, {})
         known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
         fingerprints = _fingerprints(self._routes_dir)
-        texts: dict[str, str | OSError] = {}
+        texts: dict[str, str | Exception] = {}
         for name, fingerprint in fingerprints.items():
             if known.get(name) != fingerprint:
                 try:
                     texts[name] = (self._routes_dir / f"{name}.yaml").read_text()
-                except OSError as exc:  # removed or unreadable between listing and reading
+                except (OSError, UnicodeDecodeError) as exc:  # e.g. removed since listed
                     texts[name] = exc
         return FileScan(fingerprints, texts, known)
 
@@ -120,10 +120,10 @@ class RouteTable:
                 continue  # ``replace`` wrote it during the scan: the next scan will tell
             self._files[name] = scan.fingerprints[name]
             try:
-                if isinstance(text, OSError):
+                if isinstance(text, Exception):
                     raise text
                 policy = parse_route(name, yaml.safe_load(text))
-            except (OSError, PolicyError, yaml.YAMLError) as exc:
+            except (OSError, UnicodeDecodeError, PolicyError, yaml.YAMLError) as exc:
                 log.error("route file %s.yaml refused, the policy in use stays: %s", name, exc)
                 changes.append(FileChange(name, "rejected", str(exc)))
                 continue
@@ -170,7 +170,7 @@ class RouteTable:
             self._files[name] = fingerprint
             try:
                 loaded[name] = parse_route(name, yaml.safe_load(path.read_text()))
-            except (OSError, PolicyError, yaml.YAMLError) as exc:
+            except (OSError, UnicodeDecodeError, PolicyError, yaml.YAMLError) as exc:
                 log.error("ignoring persisted route %s: %s", path, exc)
         return loaded
 

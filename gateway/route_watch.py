@@ -41,6 +41,8 @@ class RouteFileWatcher:
                 await self.reload()
             except OSError as exc:  # the folder itself unreadable: try again next time
                 log.error("could not read the routes folder %s: %s", self.routes.routes_dir, exc)
+            except Exception:  # a bug must not stop route changes for good: log, go on
+                log.exception("reading the routes folder %s failed", self.routes.routes_dir)
 
     async def reload(self) -> list[FileChange]:
         """Read the folder once and apply what changed; returns the changes."""

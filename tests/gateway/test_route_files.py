@@ -97,6 +97,9 @@ def test_an_invalid_file_is_refused_and_the_policy_in_use_stays(tmp_path: Path) 
     assert "retries" in changes[0].error
     assert table.get("titanic") == policy("1")
     assert reload(table) == []  # refused once, not at every look
+    (tmp_path / "titanic.yaml").write_bytes(b"primary: {model: \xff}\n")  # not UTF-8
+    assert reload(table) == [("titanic", "rejected")]
+    assert table.get("titanic") == policy("1")
 
 
 def test_a_removed_file_gives_the_route_back_to_gateway_yaml_or_the_default(
