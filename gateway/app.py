@@ -31,6 +31,7 @@ from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
 from gateway.canary import CanaryController, drift_checks_from, no_drift_checks
+from gateway.canary_share import SharedWindows
 from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.errors import GatewayError, error_reply
@@ -127,6 +128,7 @@ def create_app(
             else no_drift_checks
         ),
         lease=FileLease(settings.routes_dir),
+        shared=SharedWindows(settings.routes_dir),
     )
     key_refresher = (
         KeyRefresher(verifier, metrics)

@@ -24,9 +24,10 @@ current step's window. Metrics: ``driftgate_canary_weight_percent{route}``,
 applied decision is an INTERNAL span ``canary {route}`` and a log line; alert
 ``DriftgateCanaryRolledBack``.
 
-Gateways that share a ``routes_dir`` each measure their own traffic, and only the one
-holding the folder's lease decides (``gateway.lease``); the others take its decisions
-from the folder (``gateway.route_watch``).
+Gateways that share a ``routes_dir`` each measure the traffic they answer and publish it
+(``gateway.canary_share``); only the one holding the folder's lease (``gateway.lease``)
+decides, on all of it, and the others take its decisions from the folder
+(``gateway.route_watch``).
 """
 
 from __future__ import annotations
@@ -34,16 +35,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import msgspec
 from opentelemetry import trace
 
+from gateway.canary_share import Gathered, SharedWindows, policy_digest
+from gateway.canary_window import ArmWindow
 from gateway.lease import FileLease
 from gateway.policy import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
 from gateway.route_table import RouteTable
@@ -54,29 +55,7 @@ log = logging.getLogger("driftgate.gateway.canary")
 
 #: Seconds between two looks at every canary.
 TICK_S = 5.0
-#: Latencies kept per arm and step for the p90 (the most recent ones).
-LATENCIES_KEPT = 5000
-
 Action = Literal["hold", "advance", "promote", "rollback"]
-
-
-@dataclass
-class ArmWindow:
-    """What one arm's requests looked like since the current step began."""
-
-    requests: int = 0
-    failures: int = 0
-    latencies: deque[float] = field(default_factory=lambda: deque(maxlen=LATENCIES_KEPT))
-
-    @property
-    def error_rate(self) -> float:
-        return self.failures / self.requests if self.requests else 0.0
-
-    def p90(self) -> float:
-        if not self.latencies:
-            return math.nan
-        ordered = sorted(self.latencies)
-        return ordered[min(len(ordered) - 1, math.ceil(0.9 * len(ordered)) - 1)]
 
 
 class CanaryStats:
@@ -235,6 +214,7 @@ class CanaryController:
         drift_checks: DriftChecks = no_drift_checks,
         wall_clock: Callable[[], float] = time.time,
         lease: FileLease | None = None,
+        shared: SharedWindows | None = None,
     ) -> None:
         self.routes = routes
         self.stats = stats
@@ -245,6 +225,7 @@ class CanaryController:
         self.drift_checks = drift_checks
         self.wall_clock = wall_clock  # drift checks are dated in Unix time
         self.lease = lease or FileLease(None)
+        self.shared = shared or SharedWindows(None)
         #: The policy seen per route, since when (clock) and since when in Unix time.
         self._watched: dict[str, tuple[RoutePolicy, float, float]] = {}
 
@@ -253,16 +234,31 @@ class CanaryController:
             while True:
                 decides = await asyncio.to_thread(self.lease.held)
                 self.metrics.canary_leader.set(1 if decides else 0)
-                self.tick(decides=decides)
+                others = await asyncio.to_thread(self.shared.gather) if decides else {}
+                self.tick(decides=decides, others=others)
+                await asyncio.to_thread(self.shared.publish, self.measured())
                 await asyncio.sleep(self.tick_s)
         finally:
             self.lease.release()
+            await asyncio.to_thread(self.shared.withdraw)
 
-    def tick(self, *, decides: bool = True) -> dict[str, Verdict]:
+    def measured(self) -> dict[str, tuple[str, dict[str, ArmWindow]]]:
+        """This gateway's windows of every progressing canary, for the other gateways."""
+        return {
+            route: (
+                policy_digest(policy),
+                {arm: self.stats.window(route, arm) for arm in (STABLE_ARM, CANARY_ARM)},
+            )
+            for route, (policy, _, _) in self._watched.items()
+        }
+
+    def tick(self, *, decides: bool = True, others: Gathered | None = None) -> dict[str, Verdict]:
         """One look at every canary; returns the verdicts (for tests and the admin view).
 
         A gateway that does not hold the lease (``decides=False``) measures and judges but
-        applies nothing: the lease holder's decisions reach it through ``routes_dir``.
+        applies nothing: the lease holder's decisions reach it through ``routes_dir``. The
+        holder adds ``others``, the other gateways' windows (``gateway.canary_share``), to
+        its own.
         """
         now = self.clock()
         verdicts: dict[str, Verdict] = {}
@@ -285,10 +281,11 @@ class CanaryController:
                 self._watched[route] = (policy, now, self.wall_clock())
                 self.stats.restart(route)
                 continue
+            elsewhere = (others or {}).get((route, policy_digest(policy)), {})
             verdict = judge(
                 canary,
-                self.stats.window(route, STABLE_ARM),
-                self.stats.window(route, CANARY_ARM),
+                self.stats.window(route, STABLE_ARM).plus(elsewhere.get(STABLE_ARM)),
+                self.stats.window(route, CANARY_ARM).plus(elsewhere.get(CANARY_ARM)),
                 now - seen[1],
                 self._drift_since(policy, canary, seen[2]),
             )

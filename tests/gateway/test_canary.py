@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from gateway.canary import ArmWindow, DriftCheck, Verdict, applied, drift_checks_from, judge
+from gateway.canary import DriftCheck, Verdict, applied, drift_checks_from, judge
+from gateway.canary_window import ArmWindow
 from gateway.policy import Canary, PolicyError, Target, parse_route
 from monitoring.job_results import latest_reader, update_latest
 from tests.gateway.fakes import Fail, Gateway, GatewayFactory, Slow

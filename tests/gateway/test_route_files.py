@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,6 +24,8 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from gateway.canary import CanaryController, CanaryStats
+from gateway.canary_share import SharedWindows
+from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import RoutePolicy, parse_route
 from gateway.route_table import FileScan, RouteTable
@@ -189,15 +192,13 @@ def test_a_killed_lease_holder_hands_the_lease_over(tmp_path: Path) -> None:
     assert (tmp_path / LOCK_NAME).exists()
 
 
-CANARY_ROUTE = {
-    "primary": {"model": "titanic", "version": "1"},
-    "canary": {
-        "target": {"model": "titanic", "version": "2"},
-        "steps": [10, 50],
-        "interval_s": 1,
-        "min_requests": 1,
-    },
+CANARY: dict[str, Any] = {
+    "target": {"model": "titanic", "version": "2"},
+    "steps": [10, 50],
+    "interval_s": 1,
+    "min_requests": 1,
 }
+CANARY_ROUTE: dict[str, Any] = {"primary": {"model": "titanic", "version": "1"}, "canary": CANARY}
 
 
 @pytest.mark.parametrize("decides", [True, False])
@@ -224,3 +225,119 @@ def test_only_the_lease_holder_applies_canary_decisions(tmp_path: Path, decides:
     assert canary is not None
     assert canary.step == (1 if decides else 0)
     assert (tmp_path / "titanic.yaml").exists() is decides
+
+
+# --- measurements shared with the decider ------------------------------------------------
+
+
+def controller_of(
+    table: RouteTable, stats: CanaryStats, shared: SharedWindows, clock: list[float]
+) -> CanaryController:
+    return CanaryController(
+        table,
+        stats,
+        GatewayMetrics(CollectorRegistry()),
+        build_tracer_provider("test").get_tracer("t"),
+        clock=lambda: clock[0],
+        shared=shared,
+    )
+
+
+def test_the_decider_judges_the_traffic_every_gateway_answered(tmp_path: Path) -> None:
+    route = {**CANARY_ROUTE, "canary": {**CANARY, "min_requests": 4}}
+    configured = {"titanic": parse_route("titanic", route)}
+    clock = [0.0]
+    stats = {name: CanaryStats() for name in ("leader", "other")}
+    shared = {name: SharedWindows(tmp_path, name) for name in stats}
+    controllers = {
+        name: controller_of(RouteTable(configured, tmp_path), stats[name], shared[name], clock)
+        for name in stats
+    }
+    for controller in controllers.values():
+        controller.tick()  # both start watching the step
+    for gateway_stats in stats.values():  # each gateway answers half of the canary's traffic
+        for arm in ("stable", "canary"):
+            for _ in range(2):
+                gateway_stats.observe("titanic", arm, failed=False, seconds=0.01)
+    clock[0] = 2.0
+
+    alone = controllers["leader"].tick(decides=False)
+    shared["other"].publish(controllers["other"].measured())
+    together = controllers["leader"].tick(decides=False, others=shared["leader"].gather())
+
+    assert alone["titanic"].reason == "waiting for traffic: 2 of 4 requests"
+    assert together["titanic"].action == "advance"
+
+
+def test_measurements_that_are_stale_unreadable_or_of_another_step_do_not_count(
+    tmp_path: Path,
+) -> None:
+    now = [1000.0]
+    reader = SharedWindows(tmp_path, "reader", clock=lambda: now[0])
+    window = ArmWindow(requests=3, failures=1)
+    window.latencies.extend([0.01, 0.02, 0.03])
+    SharedWindows(tmp_path, "fresh", clock=lambda: 995.0).publish(
+        {"titanic": ("step-1", {"canary": window})}
+    )
+    SharedWindows(tmp_path, "stopped", clock=lambda: 900.0).publish(
+        {"titanic": ("step-1", {"canary": window})}
+    )
+    SharedWindows(tmp_path, "gone", clock=lambda: 0.0).publish(
+        {"titanic": ("step-1", {"canary": window})}
+    )
+    (tmp_path / ".canary" / "broken.json").write_text("{not json")
+
+    gathered = reader.gather()
+
+    assert set(gathered) == {("titanic", "step-1")}
+    total = gathered["titanic", "step-1"]["canary"]
+    assert (total.requests, total.failures, list(total.latencies)) == (3, 1, [0.01, 0.02, 0.03])
+    assert not (tmp_path / ".canary" / "gone.json").exists()  # older than FORGET_S
+    assert (tmp_path / ".canary" / "stopped.json").exists()
+    SharedWindows(tmp_path, "fresh").withdraw()
+    assert reader.gather() == {}
+
+
+def test_two_running_controllers_one_lease_the_traffic_of_both_advances_the_canary(
+    tmp_path: Path,
+) -> None:
+    route = {**CANARY_ROUTE, "canary": {**CANARY, "min_requests": 4}}
+    configured = {"titanic": parse_route("titanic", route)}
+    registries = [CollectorRegistry(), CollectorRegistry()]
+    tables = [RouteTable(configured, tmp_path) for _ in registries]
+    stats = [CanaryStats() for _ in registries]
+    controllers = [
+        CanaryController(
+            table,
+            gateway_stats,
+            GatewayMetrics(registry),
+            build_tracer_provider("test").get_tracer("t"),
+            tick_s=0.05,
+            lease=FileLease(tmp_path),
+            shared=SharedWindows(tmp_path, f"gateway-{index}"),
+        )
+        for index, (table, gateway_stats, registry) in enumerate(
+            zip(tables, stats, registries, strict=True)
+        )
+    ]
+
+    async def serve_for_a_while() -> None:
+        tasks = [asyncio.create_task(controller.run()) for controller in controllers]
+        await asyncio.sleep(0.2)  # both watch the step now
+        for gateway_stats in stats:  # 2 of the 4 requests each
+            for arm in ("stable", "canary"):
+                for _ in range(2):
+                    gateway_stats.observe("titanic", arm, failed=False, seconds=0.01)
+        await asyncio.sleep(1.5)  # past the step's interval_s of 1 s
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    asyncio.run(serve_for_a_while())
+
+    leaders = [r.get_sample_value("driftgate_canary_leader") for r in registries]
+    assert sorted(leader or 0.0 for leader in leaders) == [0.0, 1.0]
+    assert None not in leaders
+    saved = yaml.safe_load((tmp_path / "titanic.yaml").read_text())
+    assert saved["canary"]["step"] == 1  # advanced by the leader, on both gateways' traffic
+    assert list((tmp_path / ".canary").glob("*.json")) == []  # withdrawn when they stopped
