@@ -202,9 +202,7 @@ class Dispatcher:
                 span.set_status(Status(StatusCode.ERROR))
         finally:
             self.replicas.release(replica)
-            self.metrics.upstream_duration.labels(replica, role, outcome).observe(
-                time.perf_counter() - started
-            )
+            self.metrics.observe_upstream(replica, role, outcome, time.perf_counter() - started)
             span.end()
         return response
 

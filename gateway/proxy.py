@@ -186,12 +186,12 @@ def _measure(
     route_label = route if known else "_unknown"
     # An unknown name also fills the model label (the default route targets it): drop it.
     model, version = (labels["model"], labels["version"]) if known else ("", "")
-    state.metrics.requests.labels(
-        route_label, model, version, arm, labels["role"], labels["code"]
-    ).inc()
+    state.metrics.count_request(
+        route_label, model=model, version=version, arm=arm, role=labels["role"], code=labels["code"]
+    )
     elapsed = time.perf_counter() - started
-    state.metrics.request_duration.labels(route_label, arm, path.dialect).observe(
-        elapsed, exemplar(current_trace_id())
+    state.metrics.observe_request(
+        route_label, arm, path.dialect, elapsed, exemplar(current_trace_id())
     )
     if arm in CANARY_ARMS and path.predicts and state.routes.get(route).canary is not None:
         failed = labels["role"] == "fallback" or labels["code"].startswith("5")

@@ -136,7 +136,7 @@ def test_a_replica_whose_address_is_gone_leaves_with_its_connections_and_series(
     gone = "http://10.0.0.7:8001"
     pool.replicas.acquire(gone)  # a request in flight to it
     for replica in pool.replicas.urls:
-        pool.metrics.upstream_duration.labels(replica, "primary", "200").observe(0.01)
+        pool.metrics.observe_upstream(replica, "primary", "200", 0.01)
 
     assert pool.refresh() == "changed"
     assert pool.refresh() == "unchanged"
@@ -150,6 +150,15 @@ def test_a_replica_whose_address_is_gone_leaves_with_its_connections_and_series(
     }
     assert replicas_in_series == {"http://10.0.0.5:8001"}
     pool.replicas.release(gone)  # the request in flight ends: ignored, no error
+    # A pod that comes back at the same address gets its series again, not a forgotten one.
+    pool.metrics.observe_upstream(gone, "primary", "200", 0.02)
+    assert (
+        pool.registry.get_sample_value(
+            "driftgate_upstream_duration_seconds_count",
+            {"replica": gone, "role": "primary", "outcome": "200"},
+        )
+        == 1.0
+    )
     assert pool.count("changed") == 2
     assert pool.count("unchanged") == 1
 
