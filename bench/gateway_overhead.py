@@ -66,6 +66,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -808,7 +809,7 @@ def render(
         "",
         "```sh",
         "apt-get install wrk    # once, as root",
-        " ".join(["python bench/gateway_overhead.py --write", *args.load_flags]),
+        " ".join(["python bench/gateway_overhead.py --write", *map(shlex.quote, args.load_flags)]),
         "```",
         "",
         f"- Machine: {machine['cpu']}; {machine['os']}; Python {machine['python']}; "
