@@ -22,9 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict, deque
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -80,6 +81,9 @@ class Recorder:
         self._idle = threading.Event()
         self._idle.set()
         self._seen: OrderedDict[str, None] = OrderedDict()
+        #: Per model, the input names of its answered (2xx) requests: the runtime checked
+        #: them, so there are as many as the model has inputs.
+        self._known_inputs: dict[str, set[str]] = {}
         self._seen_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.exchanges = Counter(
@@ -165,11 +169,16 @@ class Recorder:
             ids = []
             while self._pending:
                 exchange = self._pending.popleft()
+                known = self._known_inputs.setdefault(exchange.model, set())
                 try:
-                    records.extend(exchange_records(exchange, self.keep_image_bytes))
+                    rows = exchange_records(exchange, self.keep_image_bytes, known)
                 except Exception:  # a body we cannot read must not stop the recorder
                     log.exception("could not record request %s", exchange.request_id)
                     continue
+                if 200 <= exchange.status < 300:  # the runtime checked these names
+                    for row in rows:
+                        known.update(row.inputs)
+                records.extend(rows)
                 ids.append(exchange.request_id)
             self.writer.submit(records)
             with self._seen_lock:
@@ -181,7 +190,20 @@ class Recorder:
             self._idle.set()
 
 
-def exchange_records(exchange: Exchange, keep_image_bytes: bool = False) -> list[PredictionRecord]:
+#: The input column of a refused request's values whose names no answered request of its
+#: model has used: one JSON text column (``in__unrecognised``), not a column per name.
+UNRECOGNISED = "_unrecognised"
+
+
+def exchange_records(
+    exchange: Exchange,
+    keep_image_bytes: bool = False,
+    known_inputs: Collection[str] | None = None,
+) -> list[PredictionRecord]:
+    """The log rows of one exchange. With ``known_inputs`` (the input names of the model's
+    answered requests), a refused request's (4xx) inputs of other names are folded into
+    ``UNRECOGNISED``: every refused request is logged, and made-up names must not add
+    columns to the store without bound. Names the runtime accepted keep their columns."""
     content_type = exchange.request_headers.get("content-type", "").split(";")[0].strip()
     inputs, single, note = request_rows(
         exchange.dialect,
@@ -190,6 +212,9 @@ def exchange_records(exchange: Exchange, keep_image_bytes: bool = False) -> list
         exchange.request_headers,
         keep_image_bytes,
     )
+    refused = 400 <= exchange.status < 500
+    if known_inputs is not None and refused and not content_type.startswith("image/"):
+        inputs = [_fold_unrecognised(row, known_inputs) for row in inputs]
     outputs, error = response_rows(
         exchange.dialect, exchange.response_body, exchange.response_headers, single
     )
@@ -215,6 +240,15 @@ def exchange_records(exchange: Exchange, keep_image_bytes: bool = False) -> list
         )
         for row in range(rows)
     ]
+
+
+def _fold_unrecognised(row: dict[str, Any], known: Collection[str]) -> dict[str, Any]:
+    unrecognised = {name: value for name, value in row.items() if name not in known}
+    if not unrecognised:
+        return row
+    kept = {name: value for name, value in row.items() if name in known}
+    kept[UNRECOGNISED] = unrecognised
+    return kept
 
 
 def now_utc() -> datetime:

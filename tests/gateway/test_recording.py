@@ -111,6 +111,41 @@ def test_sampling_keeps_errors_and_drops_by_request_id(start, runtime, tmp_path:
     assert gateway.metric("driftgate_log_exchanges_total", route="iris", outcome="sampled_out") == 1
 
 
+def test_refused_requests_cannot_add_a_column_per_made_up_input_name(
+    start, runtime, tmp_path: Path
+) -> None:
+    gateway = start(settings(tmp_path))
+    runtime.behave(Fail(400, "unknown input 'zz0'"))
+    gateway.client.post(  # refused before any answer: no name is known yet
+        "/v1/models/iris/eval", json={"fare": 1, "zz0": 0}, headers={"x-request-id": "early"}
+    )
+    runtime.behave(Answer({"species": "setosa"}))
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 7, "sex": "male"})
+    runtime.behave(Fail(400, "unknown inputs 'zz1', 'zz2'"))
+    gateway.client.post(
+        "/v1/models/iris/eval",
+        json={"fare": "x", "zz1": 1, "zz2": "y"},
+        headers={"x-request-id": "late"},
+    )
+    flush(gateway)
+
+    columns = [row[0] for row in query(tmp_path, "describe predictions")]
+    assert sorted(c for c in columns if c.startswith("in_")) == [
+        "in__unrecognised",
+        "in_fare",
+        "in_sex",
+    ]
+    rows = query(
+        tmp_path,
+        "select request_id, in_fare, in__unrecognised from predictions "
+        "where status = 400 order by request_id",
+    )
+    assert rows == [
+        ("early", None, '{"fare": 1, "zz0": 0}'),
+        ("late", "x", '{"zz1": 1, "zz2": "y"}'),  # fare is a name the model answered to
+    ]
+
+
 def test_primary_and_shadow_records_pair_up_by_request_id(start, tmp_path: Path) -> None:
     routes = {
         "iris": {
