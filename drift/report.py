@@ -322,5 +322,5 @@ def _write_atomically(store: Path, final: Path, text: str) -> None:
 
 def _index_order(latest: Path) -> tuple[str, str, tuple[int, int | str]]:
     version = latest.parent.name
-    natural = (0, int(version)) if version.isdigit() else (1, version)
+    natural = (0, int(version)) if version.isascii() and version.isdigit() else (1, version)
     return (latest.parent.parent.parent.name, latest.parent.parent.name, natural)

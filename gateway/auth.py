@@ -449,7 +449,7 @@ def _header_safe(text: str) -> str:
 def parse_ttl(text: str) -> int:
     """Seconds from ``"3600"``, ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"`` or ``"1h30m"``."""
     value = text.strip().lower()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         seconds = int(value)
     elif re.fullmatch(r"(\d+[smhd])+", value):
         units = {"s": 1, "m": 60, "h": 3600, "d": 86400}

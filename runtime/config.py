@@ -31,6 +31,7 @@ import yaml
 
 from runtime.backends import FORMATS
 from runtime.batching import BatchingConfig
+from runtime.images import ImageConfig
 
 
 class ConfigError(ValueError):
@@ -50,7 +51,7 @@ class ModelConfig:
     signature: str | None = None
     version_policy: VersionPolicy = VersionPolicy()
     labels: Mapping[str, int] = field(default_factory=dict)
-    image: Mapping[str, Any] | None = None
+    image: ImageConfig | None = None  # image bodies for eval (runtime.images)
     batching: BatchingConfig | None = None  # None: every request is its own backend call
     backend: Mapping[str, Any] = field(default_factory=dict)
 
@@ -101,6 +102,7 @@ def parse_model_config(raw: Mapping[str, Any], where: str = "config.yaml") -> Mo
         raise ConfigError(f"{where}: 'signature' must be a string")
     try:
         batching = BatchingConfig.parse(raw.get("batching"))
+        image = ImageConfig.from_config(raw["image"]) if raw.get("image") else None
     except ValueError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return ModelConfig(
@@ -108,7 +110,7 @@ def parse_model_config(raw: Mapping[str, Any], where: str = "config.yaml") -> Mo
         signature=signature,
         version_policy=_parse_policy(raw.get("version_policy"), where),
         labels=dict(labels),
-        image=raw.get("image"),
+        image=image,
         batching=batching,
         backend=raw.get("backend") or {},
     )
@@ -148,10 +150,21 @@ def select_versions(policy: VersionPolicy, on_disk: Iterable[int]) -> list[int]:
     return available[-policy.count :]
 
 
+#: Version numbers are int64 (what Triton and TF-Serving use): at most 18 decimal digits.
+MAX_VERSION_DIGITS = 18
+
+
+def is_version_number(text: str) -> bool:
+    """ASCII decimal digits that fit a version number: ``str.isdigit`` alone also accepts
+    superscripts (U+00B2), which ``int`` refuses, and other scripts' digits (U+0661),
+    which it reads as another number."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_VERSION_DIGITS
+
+
 def version_folders(model_dir: Path) -> list[int]:
     """Numeric version folders of a model; other entries are ignored."""
     return sorted(
         int(entry.name)
         for entry in model_dir.iterdir()
-        if entry.is_dir() and entry.name.isdigit() and not entry.name.startswith(".")
+        if entry.is_dir() and is_version_number(entry.name)
     )

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
@@ -29,10 +29,16 @@ from runtime.errors import InferenceServerError, ModelNotReady
 from runtime.inference import InferenceRequest, InferenceResponse
 from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
+from runtime.tensors import ModelMetadata
 from runtime.validation import select_outputs, validate_inputs
 
 log = logging.getLogger("driftgate.runtime.predictor")
 T = TypeVar("T")
+
+#: Requests with up to this many input elements are validated on the event loop (about
+#: 2 ms at the limit); bigger ones in a worker thread, like big bodies are decoded
+#: (``runtime.routes.state.INLINE_DECODE_MAX_BYTES``).
+INLINE_VALIDATE_MAX_ELEMENTS = 16_384
 
 
 class Predictor:
@@ -57,7 +63,7 @@ class Predictor:
         backend, metadata = model.backend, model.metadata
         if backend is None or metadata is None:
             raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
-        inputs = validate_inputs(metadata, request.inputs)
+        inputs = await validate_off_loop_if_large(metadata, request.inputs)
         rows = _batch_rows(inputs)
         version = str(model.version)
         attributes: dict[str, str | int] = {
@@ -172,3 +178,12 @@ def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
     for array in inputs.values():
         return int(array.shape[0]) if array.ndim else 1
     return 0
+
+
+async def validate_off_loop_if_large(
+    metadata: ModelMetadata, inputs: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """``validate_inputs``, on the event loop for a small request, else in a thread."""
+    if sum(array.size for array in inputs.values()) <= INLINE_VALIDATE_MAX_ELEMENTS:
+        return validate_inputs(metadata, inputs)
+    return await asyncio.to_thread(validate_inputs, metadata, inputs)

@@ -33,6 +33,7 @@ from runtime.batching import Batcher, BatchingConfig
 from runtime.config import (
     ConfigError,
     ModelConfig,
+    is_version_number,
     load_model_config,
     select_versions,
     version_folders,
@@ -186,7 +187,7 @@ class ModelRepository:
 
     @staticmethod
     def _version_number(found: ModelEntry, version: str) -> int:
-        if version.isdigit():
+        if is_version_number(version):
             return int(version)
         if version in found.config.labels:
             return found.config.labels[version]
@@ -291,6 +292,8 @@ class ModelRepository:
             backend = create_backend(fmt, config.backend_options())
             backend.load(artefact)
             candidate.metadata = backend.metadata()
+            if config.image is not None:  # the image section must fit the model's inputs
+                config.image.input_spec(candidate.metadata)
             candidate.backend = backend
         except Exception as exc:  # a broken artefact must never take the process down
             candidate.state, candidate.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"

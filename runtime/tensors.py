@@ -35,6 +35,9 @@ DATATYPE_TO_NUMPY: dict[str, np.dtype[Any]] = {
 
 NUMERIC_DATATYPES = frozenset(DATATYPE_TO_NUMPY) - {"BYTES", "BOOL"}
 FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+#: The most dimensions a request's tensor may have: numpy's own limit is 64 (32 before
+#: numpy 2), and no model of any supported format takes more than a handful.
+MAX_RANK = 32
 
 
 def datatype_of(array: np.ndarray) -> str:

@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 
 from runtime.errors import BadRequest
+from runtime.tensors import MAX_RANK
 
 #: FP16/FP32 arrays larger than this are written with plain float64 digits (cheaper).
 _SHORT_FLOATS_MAX = 100_000
@@ -96,6 +97,11 @@ def nested_to_array(value: Any, name: str, *, allow_b64: bool = False) -> np.nda
     probe = value
     while isinstance(probe, list):
         shape.append(len(probe))
+        if len(shape) > MAX_RANK:
+            raise BadRequest(
+                f"input '{name}': lists nested more than {MAX_RANK} deep; a tensor has at "
+                f"most {MAX_RANK} dimensions"
+            )
         if not probe:
             break
         probe = probe[0]

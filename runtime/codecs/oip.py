@@ -36,7 +36,13 @@ import numpy as np
 from runtime.codecs.json import flat_json_values, nested_to_array
 from runtime.errors import BadRequest
 from runtime.inference import InferenceRequest, InferenceResponse
-from runtime.tensors import DATATYPE_TO_NUMPY, ModelMetadata, datatype_of, format_shape
+from runtime.tensors import (
+    DATATYPE_TO_NUMPY,
+    MAX_RANK,
+    ModelMetadata,
+    datatype_of,
+    format_shape,
+)
 from runtime.validation import coerce
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -46,6 +52,9 @@ BINARY_CONTENT_TYPE = "application/octet-stream"
 EXTENSIONS = ("binary_tensor_data",)
 
 _LENGTH_PREFIX = struct.Struct("<I")
+#: The most elements a declared shape may describe (dimensions of 0 counted as 1): far past
+#: any body the runtime accepts, far below what numpy refuses.
+MAX_ELEMENTS = 2**40
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,7 @@ def decode_infer_request(
             raise BadRequest(f"input '{item.name}' appears more than once")
         _refuse_shared_memory(f"input '{item.name}'", item.parameters)
         datatype = _datatype(item)
+        _check_shape(item)
         size = item.parameters.get("binary_data_size")
         if size is None:
             inputs[item.name] = _from_json(item, datatype)
@@ -228,6 +238,21 @@ def _datatype(item: _Input) -> str:
             f"(expected one of {', '.join(DATATYPE_TO_NUMPY)})"
         )
     return item.datatype
+
+
+def _check_shape(item: _Input) -> None:
+    """A shape numpy can hold: at most ``MAX_RANK`` dimensions, and at most ``MAX_ELEMENTS``
+    counting a dimension of 0 as 1 (``[0, 2**62]`` holds no element but no array has it)."""
+    if len(item.shape) > MAX_RANK:
+        raise BadRequest(
+            f"input '{item.name}': shape has {len(item.shape)} dimensions; a tensor has at "
+            f"most {MAX_RANK}"
+        )
+    if math.prod(max(dim, 1) for dim in item.shape) > MAX_ELEMENTS:
+        raise BadRequest(
+            f"input '{item.name}': shape {format_shape(item.shape)} is too large "
+            f"(over {MAX_ELEMENTS} elements, counting a dimension of 0 as 1)"
+        )
 
 
 def _from_json(item: _Input, datatype: str) -> np.ndarray:

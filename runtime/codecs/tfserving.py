@@ -235,4 +235,4 @@ def _tensor_info(spec: TensorSpec) -> dict[str, Any]:
 
 
 def _version_key(version: str) -> tuple[int, str]:
-    return (int(version), "") if version.isdigit() else (-1, version)
+    return (int(version), "") if version.isascii() and version.isdigit() else (-1, version)

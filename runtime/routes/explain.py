@@ -44,16 +44,17 @@ from runtime.explaining import (
     missing_profile_message,
     require_tabular,
 )
+from runtime.predictor import validate_off_loop_if_large
 from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
     content_type,
+    decode_off_loop_if_large,
     read_body,
     runtime_state,
     served_headers,
 )
 from runtime.tensors import ModelMetadata
-from runtime.validation import validate_inputs
 
 log = logging.getLogger("driftgate.runtime.explain")
 
@@ -84,8 +85,9 @@ async def explain(
         output, index = explained_output_of(metadata, asked_output, asked_index)
         settings.require_samples_for(len(metadata.inputs))
         body = await read_body(request, state.settings.max_body_bytes)
-        infer_request, form = simple.decode_eval(body, metadata)
-        rows = frame_from_inputs(metadata, validate_inputs(metadata, infer_request.inputs))
+        infer_request, form = await decode_off_loop_if_large(body, simple.decode_eval, metadata)
+        validated = await validate_off_loop_if_large(metadata, infer_request.inputs)
+        rows = frame_from_inputs(metadata, validated)
         settings.require_rows(frame_rows(rows))
 
         work = functools.partial(

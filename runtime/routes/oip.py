@@ -19,6 +19,7 @@ from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
     content_type,
+    decode_off_loop_if_large,
     read_body,
     runtime_state,
     served_headers,
@@ -105,8 +106,8 @@ async def infer(
             )
         target = call.hold(state.repository.acquire(model, version))
         body = await read_body(request, state.settings.max_body_bytes)
-        infer_request, form = oip.decode_infer_request(
-            body, request.headers.get(oip.HEADER_LENGTH.lower())
+        infer_request, form = await decode_off_loop_if_large(
+            body, oip.decode_infer_request, request.headers.get(oip.HEADER_LENGTH.lower())
         )
         response = await state.predictor.infer(target, infer_request)
         payload, headers = oip.encode_infer_response(response, form)

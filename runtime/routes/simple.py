@@ -21,6 +21,7 @@ from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
     content_type,
+    decode_off_loop_if_large,
     read_body,
     runtime_state,
     served_headers,
@@ -38,8 +39,7 @@ def describe(
     target = repository.resolve(model, version)
     assert target.metadata is not None
     config = repository.entry(model).config
-    image = ImageConfig.from_config(config.image) if config.image else None
-    return simple.describe(model, str(target.version), target.metadata, config.labels, image)
+    return simple.describe(model, str(target.version), target.metadata, config.labels, config.image)
 
 
 @post(
@@ -56,7 +56,9 @@ async def evaluate(
         assert target.metadata is not None
         if media_type in JSON_CONTENT_TYPES:
             body = await read_body(request, state.settings.max_body_bytes)
-            infer_request, form = simple.decode_eval(body, target.metadata)
+            infer_request, form = await decode_off_loop_if_large(
+                body, simple.decode_eval, target.metadata
+            )
         elif media_type in CONTENT_TYPES:
             image = _image_config(
                 state.repository.entry(model).config.image,
@@ -65,7 +67,9 @@ async def evaluate(
                 state.settings.max_image_pixels,
             )
             body = await read_body(request, state.settings.max_body_bytes)
-            infer_request, form = simple.decode_eval_image(body, media_type, image, target.metadata)
+            infer_request, form = await decode_off_loop_if_large(
+                body, simple.decode_eval_image, media_type, image, target.metadata
+            )
         else:
             accepted = ", ".join(("application/json", *CONTENT_TYPES))
             raise UnsupportedMediaType(f"eval takes {accepted}; got '{media_type}'")
@@ -74,13 +78,14 @@ async def evaluate(
         return Response(simple.encode_eval(response, form), headers=served_headers(request, target))
 
 
-def _image_config(raw: Any, model: FromPath[str], media_type: str, max_pixels: int) -> ImageConfig:
-    if not raw:
+def _image_config(
+    config: ImageConfig | None, model: FromPath[str], media_type: str, max_pixels: int
+) -> ImageConfig:
+    if config is None:
         raise UnsupportedMediaType(
             f"model '{model}' takes no images ({media_type}); its config.yaml has no 'image' "
             "section. Send application/json tensors instead"
         )
-    config = ImageConfig.from_config(raw)
     return dataclasses.replace(config, max_pixels=min(config.max_pixels, max_pixels))
 
 

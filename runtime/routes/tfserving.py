@@ -18,6 +18,7 @@ from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
     content_type,
+    decode_off_loop_if_large,
     read_body,
     runtime_state,
     served_headers,
@@ -104,7 +105,9 @@ async def _predict(
         target = call.hold(state.repository.acquire(model, version))
         assert target.metadata is not None
         body = await read_body(request, state.settings.max_body_bytes)
-        infer_request, form = tfserving.decode_predict(body, target.metadata)
+        infer_request, form = await decode_off_loop_if_large(
+            body, tfserving.decode_predict, target.metadata
+        )
         served = target.metadata.extra.get("signature", tfserving.DEFAULT_SIGNATURE)
         if form.signature_name not in (None, served):
             raise BadRequest(

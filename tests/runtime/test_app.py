@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import TestClient
@@ -141,3 +142,59 @@ def test_requests_in_flight_count_while_a_request_is_served_whatever_its_outcome
         wait_ready(client)
         assert client.post("/v1/models/double/eval", json={"x": 1}).status_code == 200
         assert "driftgate_runtime_requests_in_flight 0.0" in client.get("/metrics").text
+
+
+def on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_big_bodies_are_decoded_and_validated_off_the_event_loop(
+    repository: Path, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 16 MB body took seconds to decode on the loop, and health checks waited for it."""
+    import runtime.codecs.oip
+    import runtime.codecs.simple
+    import runtime.codecs.tfserving
+    import runtime.predictor
+
+    on_loop: list[tuple[str, bool]] = []
+
+    def watched(name: str, work: Any) -> Any:
+        def run(*args: Any) -> Any:
+            on_loop.append((name, on_event_loop()))
+            return work(*args)
+
+        return run
+
+    for module, name in [
+        (runtime.codecs.simple, "decode_eval"),
+        (runtime.codecs.tfserving, "decode_predict"),
+        (runtime.codecs.oip, "decode_infer_request"),
+        (runtime.predictor, "validate_inputs"),
+    ]:
+        monkeypatch.setattr(module, name, watched(name, getattr(module, name)))
+    settings = RuntimeSettings(repository=repository, poll_interval_s=0)
+    small, big = [[1.0]], [[1.0]] * 20_000  # 20,000 elements: past both limits
+    with TestClient(create_app(settings, span_exporter=spans)) as client:
+        wait_ready(client)
+        for rows in (small, big):
+            requests = [
+                ("/v1/models/double/eval", {"x": rows}, "decode_eval"),
+                ("/v1/models/double:predict", {"inputs": {"x": rows}}, "decode_predict"),
+                (
+                    "/v2/models/double/infer",
+                    {"inputs": [{"name": "x", "shape": [len(rows), 1], "datatype": "FP32",
+                                 "data": rows}]},
+                    "decode_infer_request",
+                ),
+            ]  # fmt: skip
+            for path, body, decoder in requests:
+                on_loop.clear()
+                answer = client.post(path, json=body)
+                assert answer.status_code == 200, answer.text
+                inline = rows is small
+                assert on_loop == [(decoder, inline), ("validate_inputs", inline)], path

@@ -55,6 +55,9 @@ def test_config_keys_are_parsed() -> None:
         ({"version_policy": {"newest": 1}}, "version_policy must be one of"),
         ({"labels": {"stable": "one"}}, "labels must map names to version numbers"),
         ({"image": [1, 2]}, "'image' must be a mapping"),
+        # Checked when the config is read: these reached requests and answered 500.
+        ({"image": {"width": 0, "height": 8}}, "image.width must be a positive integer, got 0"),
+        ({"image": {"width": 8, "height": 8, "scale": "x"}}, "image.scale must be"),
     ],
 )
 def test_bad_config_is_refused_with_the_key_named(raw: dict[str, object], message: str) -> None:

@@ -83,7 +83,8 @@ def test_the_build_writes_every_demo_model_with_its_config(demo_repository: Path
     assert titanic.labels == {"stable": 1, "canary": 2}
     assert titanic.version_policy.kind == "all"
     assert load_model_config(demo_repository / "diabetes").signature == "serving_default"
-    image = ImageConfig.from_config(load_model_config(demo_repository / "digits").image or {})
+    image = load_model_config(demo_repository / "digits").image
+    assert image is not None
     assert (image.input, image.width, image.height, image.color_mode) == (
         "image",
         8,
@@ -187,7 +188,8 @@ def decode_png(path: Path, image: ImageConfig) -> np.ndarray:
 
 
 def test_digits_reads_the_sample_pngs_correctly(demo_repository: Path, tmp_path: Path):
-    image = ImageConfig.from_config(load_model_config(demo_repository / "digits").image or {})
+    image = load_model_config(demo_repository / "digits").image
+    assert image is not None
     backend = load(demo_repository, "digits", 1)
     try:
         for digit, png in enumerate(write_sample_digits(tmp_path)):

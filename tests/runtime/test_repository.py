@@ -57,6 +57,30 @@ def test_unknown_model_and_version_are_not_found(
         repository.resolve("m", "7")
 
 
+@pytest.mark.parametrize("version", ["\u00b2", "\u0661", "\uff11", "9" * 5000, "9" * 19])
+def test_versions_that_are_no_int64_number_are_not_found(
+    tmp_path: Path, repository: ModelRepository, version: str
+) -> None:
+    """U+00B2 passes str.isdigit() but not int(); U+0661 and U+FF11 read as 1; 5000 digits
+    pass int()'s limit. Each was a 500, or another version's answer."""
+    add_version(tmp_path, "m", 1, "1")
+    repository.scan()
+    with pytest.raises(NotFound, match="has no version or label"):
+        repository.resolve("m", version)
+
+
+def test_version_folders_that_are_no_int64_number_are_ignored(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "1")
+    for name in ["\u00b2", "\u0661", "9" * 19]:
+        (tmp_path / "m" / name).mkdir()
+        (tmp_path / "m" / name / "factor.txt").write_text("5")
+    repository.scan()
+    assert repository.resolve("m").version == 1
+    assert sorted(repository.entry("m").versions) == [1]
+
+
 def test_new_version_replaces_old_only_once_ready(
     tmp_path: Path, repository: ModelRepository
 ) -> None:
@@ -82,6 +106,23 @@ def test_broken_new_version_keeps_the_old_one_serving(
         repository.resolve("m", "2")
     states = {v.version: v.state for v in repository.all_versions()}
     assert states == {1: VersionState.READY, 2: VersionState.FAILED}
+
+
+@pytest.mark.parametrize(
+    ("image", "error"),
+    [
+        ("{input: pixels, width: 1, height: 1}", "image.input 'pixels' is not one of the inputs"),
+        ("{width: 8, height: 8}", "cannot feed input 'x'"),
+    ],
+)
+def test_an_image_section_that_cannot_feed_the_model_fails_its_load(
+    tmp_path: Path, repository: ModelRepository, image: str, error: str
+) -> None:
+    """Found at load, not by the first image request (which answered 500)."""
+    add_version(tmp_path, "m", 1, "2", f"format: scale\nimage: {image}\n")
+    repository.scan()
+    with pytest.raises(ModelNotReady, match=error):
+        repository.resolve("m")
 
 
 def test_failed_version_is_retried_when_its_files_change(
