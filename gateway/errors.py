@@ -14,10 +14,17 @@ log = logging.getLogger("driftgate.gateway")
 UNEXPECTED_MESSAGE = "internal gateway error; see the gateway log"
 
 
+#: The longest message an error carries: messages quote what the client sent.
+MAX_MESSAGE_CHARS = 2_000
+
+
 class GatewayError(Exception):
     status_code = 500
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            cut = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:MAX_MESSAGE_CHARS]}... ({cut} more characters)"
         super().__init__(message)
         self.message = message
         self.headers = headers or {}

@@ -15,6 +15,10 @@ expected, what arrived). Anything else that escapes a handler is a bug and answe
 
 from __future__ import annotations
 
+#: The longest message an error carries. Messages quote what the client sent (its input
+#: names, its values); a body of 200,000 unknown names must not come back as 2 MB of error.
+MAX_MESSAGE_CHARS = 2_000
+
 
 class InferenceServerError(Exception):
     """Base of every error the runtime reports to a client."""
@@ -22,6 +26,9 @@ class InferenceServerError(Exception):
     status_code = 500
 
     def __init__(self, message: str) -> None:
+        if len(message) > MAX_MESSAGE_CHARS:
+            cut = len(message) - MAX_MESSAGE_CHARS
+            message = f"{message[:MAX_MESSAGE_CHARS]}... ({cut} more characters)"
         super().__init__(message)
         self.message = message
 

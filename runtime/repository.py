@@ -203,6 +203,11 @@ class ModelRepository:
         errors = [f"version {v.version}: {v.error}" for v in found.versions.values() if v.error]
         if errors:
             return f"model '{found.name}' is not ready: " + "; ".join(errors)
+        if not found.wanted and not found.versions:
+            return (
+                f"model '{found.name}' has no version to serve: no numeric version folder "
+                f"({found.name}/1/, {found.name}/2/, ...) that its version_policy selects"
+            )
         return f"model '{found.name}' is loading"
 
     def all_versions(self) -> Iterator[ModelVersion]:

@@ -89,6 +89,7 @@ def decode_predict(body: bytes, metadata: ModelMetadata) -> tuple[InferenceReque
     signature = payload.get("signature_name")
     if signature is not None and not isinstance(signature, str):
         raise BadRequest(f"'signature_name' must be a string, got {json_kind(signature)}")
+    signature = signature or None  # "" is TF-Serving's default, and what metadata answers
     if ("instances" in payload) == ("inputs" in payload):
         raise BadRequest(
             "the predict request must have either 'instances' (row format) or 'inputs' "

@@ -141,3 +141,10 @@ def test_latency_is_recorded_per_dialect(start) -> None:
     assert gateway.metric(count, route="iris", dialect="eval") == 1
     assert gateway.metric(count, route="iris", dialect="v2") == 2
     assert gateway.metric(count, route="iris", dialect="explain") == 0
+
+
+def test_error_messages_quoting_the_client_are_bounded() -> None:
+    from gateway.errors import MAX_MESSAGE_CHARS, BadGatewayRequest
+
+    message = BadGatewayRequest("x" * (MAX_MESSAGE_CHARS + 8000)).message
+    assert message == "x" * MAX_MESSAGE_CHARS + "... (8000 more characters)"

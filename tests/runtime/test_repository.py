@@ -81,6 +81,16 @@ def test_version_folders_that_are_no_int64_number_are_ignored(
     assert sorted(repository.entry("m").versions) == [1]
 
 
+def test_a_model_folder_without_versions_says_so(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    """Not "is loading", which it never stops being."""
+    (tmp_path / "empty").mkdir()
+    repository.scan()
+    with pytest.raises(ModelNotReady, match="model 'empty' has no version to serve"):
+        repository.resolve("empty")
+
+
 def test_new_version_replaces_old_only_once_ready(
     tmp_path: Path, repository: ModelRepository
 ) -> None:

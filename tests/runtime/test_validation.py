@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runtime.errors import BadRequest, InferenceServerError
+from runtime.errors import MAX_MESSAGE_CHARS, BadRequest, InferenceServerError
 from runtime.tensors import ModelMetadata, TensorSpec
 from runtime.validation import (
     check_requested_outputs,
@@ -72,6 +72,15 @@ def test_unknown_input_lists_the_expected_names() -> None:
     assert message == (
         "unknown input 'fair'; the model's inputs are 'fare', 'sex', 'embarked', 'pclass', 'age'"
     )
+
+
+def test_a_message_quoting_the_client_is_bounded() -> None:
+    """200,000 made-up names answered 2 MB of error listing each."""
+    made_up = {f"k{index}": column(1) for index in range(200_000)}
+    message = refused(titanic_metadata(), passengers(**made_up))
+    assert message.startswith("unknown inputs 'k0', 'k1'")
+    assert len(message) < MAX_MESSAGE_CHARS + 40
+    assert message.endswith(" more characters)")
 
 
 def test_missing_inputs_are_named() -> None:

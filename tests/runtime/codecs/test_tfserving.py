@@ -56,6 +56,12 @@ def test_rows_by_input_name_stack_into_columns() -> None:
     assert inputs["pclass"].tolist() == [["3"], ["1"]]
 
 
+def test_an_empty_signature_name_means_the_default() -> None:
+    """What the model's own metadata answers (``"signature_name": ""``) is accepted back."""
+    _, form = decode({"instances": [[1, 2]], "signature_name": ""})
+    assert form.signature_name is None
+
+
 def test_bare_rows_feed_a_single_input_model() -> None:
     request, form = decode({"instances": [[1, 2], [3, 4]], "signature_name": "predict_images"})
     assert form == PredictForm(row_format=True, signature_name="predict_images")
