@@ -103,7 +103,13 @@ def decode_infer_request(
     except msgspec.ValidationError as exc:
         raise BadRequest(f"invalid inference request: {exc}") from None
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"the inference request is not valid JSON: {exc}") from None
+        hint = ""
+        if header_length is None and "trailing characters" in str(exc):
+            hint = (
+                f"; binary tensor data after the JSON needs the {HEADER_LENGTH} header to say "
+                "where the JSON ends"
+            )
+        raise BadRequest(f"the inference request is not valid JSON: {exc}{hint}") from None
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
         raise BadRequest(
             f"the inference request is not valid JSON: a string is not UTF-8 ({exc.reason})"

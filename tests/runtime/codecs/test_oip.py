@@ -306,6 +306,17 @@ def test_binary_size_must_fit_the_shape() -> None:
     )
 
 
+def test_binary_data_without_the_header_says_the_header_is_missing() -> None:
+    spec = {"name": "x", "shape": [1], "datatype": "FP32", "parameters": {"binary_data_size": 4}}
+    body, _ = binary_request([spec], b"\0\0\x80?")
+    message = refused(body)
+    assert message.startswith("the inference request is not valid JSON: ")
+    assert message.endswith(
+        "binary tensor data after the JSON needs the Inference-Header-Content-Length header "
+        "to say where the JSON ends"
+    )
+
+
 def test_binary_data_beyond_the_body_or_left_over_is_refused() -> None:
     spec = {"name": "x", "shape": [2], "datatype": "FP32", "parameters": {"binary_data_size": 8}}
     body, length = binary_request([spec], b"\0" * 4)
