@@ -189,7 +189,8 @@ def connect_readonly(root: Path) -> duckdb.DuckDBPyConnection:
     another root (a store that was moved or copied). Queries may read the store's
     segments through the views; reading other files, ATTACH, INSTALL/LOAD and changing
     settings are refused (``duckdb.PermissionException`` / ``InvalidInputException``).
-    The sandbox still lets COPY ... TO write inside the store: ``run_sql`` refuses COPY.
+    The sandbox still lets COPY ... TO write inside the store: ``run_sql`` refuses COPY,
+    and EXPLAIN ANALYZE of anything but a SELECT (it runs what it explains).
     """
     catalog = Catalog(root)
     if not catalog.path.exists():

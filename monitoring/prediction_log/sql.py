@@ -3,8 +3,10 @@
 Two guards, either enough for the usual attacks, together defence in depth:
 
 1. The statement: DuckDB parses the text (``extract_statements``); exactly one statement
-   of a read-only type (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, FROM ..., EXPLAIN) runs.
-   DDL, DML, COPY, EXPORT, ATTACH, INSTALL/LOAD, PRAGMA, SET, CALL... raise ``SqlRefused``.
+   of a read-only type (SELECT, WITH, DESCRIBE, SHOW, SUMMARIZE, FROM ..., EXPLAIN of one of
+   those) runs. DDL, DML, COPY, EXPORT, ATTACH, INSTALL/LOAD, PRAGMA, SET, CALL... raise
+   ``SqlRefused``, and so does EXPLAIN of any of them, since ``EXPLAIN ANALYZE`` executes
+   what it explains.
 2. The connection (``connect_readonly``): read-only catalog, file access limited to the
    store, configuration locked: ``read_csv('/etc/passwd')`` fails inside DuckDB.
 
@@ -15,6 +17,7 @@ TIMESTAMPTZ values come back as tz-aware datetimes without needing pytz.
 
 from __future__ import annotations
 
+import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,6 +70,33 @@ def check_statement(con: duckdb.DuckDBPyConnection, query: str) -> None:
         raise SqlRefused(
             f"{kind.name} statements are refused: this SQL access is read-only; "
             "use SELECT, WITH, EXPLAIN, DESCRIBE, SHOW or SUMMARIZE"
+        )
+    if kind == duckdb.StatementType.EXPLAIN:
+        _check_explained(con, statements[0].query)
+
+
+#: The one EXPLAIN form accepted: ``EXPLAIN [ANALYZE] <statement>``, after any comments.
+_EXPLAIN = re.compile(
+    r"(?:\s|--[^\n]*(?:\n|$)|/\*.*?\*/)*explain\s+(?:analy[sz]e\s+)?", re.I | re.S
+)
+
+
+def _check_explained(con: duckdb.DuckDBPyConnection, query: str) -> None:
+    """``EXPLAIN ANALYZE`` runs the statement it explains (``COPY ... TO`` writes its file):
+    what follows EXPLAIN must itself be one read-only statement."""
+    accepted = "EXPLAIN is accepted as EXPLAIN [ANALYZE] followed by a SELECT"
+    form = _EXPLAIN.match(query)
+    if form is None:
+        raise SqlRefused(accepted)
+    try:
+        explained = con.extract_statements(query[form.end() :])
+    except duckdb.Error as exc:  # EXPLAIN (ANALYZE, FORMAT json) ...: options in brackets
+        raise SqlRefused(f"{accepted}: {exc}") from exc
+    if len(explained) != 1 or explained[0].type != duckdb.StatementType.SELECT:
+        kind = explained[0].type.name if explained else "an empty"
+        raise SqlRefused(
+            f"EXPLAIN of {kind} statement is refused: EXPLAIN ANALYZE would run it; "
+            "explain a SELECT"
         )
 
 

@@ -58,6 +58,42 @@ def test_statements_that_are_not_read_only_are_refused(logged: Path, query: str)
         run_sql(logged, query)
 
 
+@pytest.mark.parametrize(
+    "explained",
+    [
+        "COPY (SELECT 'forged' AS request_id) TO '{store}/predictions/forged.parquet'",
+        "INSERT INTO predictions SELECT * FROM predictions",
+        "/* */ COPY (SELECT 1) TO '{store}/x.csv'",
+    ],
+)
+@pytest.mark.parametrize("form", ["EXPLAIN ANALYZE", "explain analyse", "/* c */ EXPLAIN"])
+def test_explain_analyze_cannot_run_what_is_refused(
+    logged: Path, form: str, explained: str
+) -> None:
+    """EXPLAIN ANALYZE executes its statement: COPY under it wrote files into the store."""
+    before = sorted(logged.rglob("*"))
+    with pytest.raises(SqlRefused, match=r"EXPLAIN of (COPY|INSERT) statement is refused"):
+        run_sql(logged, f"{form} {explained.format(store=logged)}")
+    assert sorted(logged.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "EXPLAIN (ANALYZE) COPY (SELECT 1) TO '{store}/x.csv'",
+        "EXPLAIN (ANALYZE, FORMAT json) SELECT 1",
+    ],
+)
+def test_other_explain_forms_are_refused(logged: Path, query: str) -> None:
+    with pytest.raises(SqlRefused, match=r"EXPLAIN is accepted as EXPLAIN \[ANALYZE\]"):
+        run_sql(logged, query.format(store=logged))
+
+
+def test_explain_analyze_of_a_select_runs(logged: Path) -> None:
+    result = run_sql(logged, "EXPLAIN ANALYZE SELECT count(*) FROM predictions")
+    assert result.columns == ["explain_key", "explain_value"]
+
+
 def test_only_one_statement_runs(logged: Path) -> None:
     with pytest.raises(SqlRefused, match="one statement at a time"):
         run_sql(logged, "SELECT 1; DROP VIEW predictions")
