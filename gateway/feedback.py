@@ -30,13 +30,14 @@ from gateway.state import AnyRequest, GatewayState, gateway_state
 from monitoring.prediction_log import FeedbackRecord, SqlError, SqlRefused, run_sql
 
 MAX_LABELS = 10_000
+MAX_ROW = 2**31 - 1  # the store's ``row`` column is int32
 Scalar = str | int | float | bool
 
 
 class _Label(msgspec.Struct, forbid_unknown_fields=True):
     request_id: Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
     label: Scalar
-    row: Annotated[int, msgspec.Meta(ge=0)] | None = None
+    row: Annotated[int, msgspec.Meta(ge=0, le=MAX_ROW)] | None = None
 
 
 class _Batch(msgspec.Struct, forbid_unknown_fields=True):
@@ -89,6 +90,8 @@ def _parse_labels(body: bytes) -> list[_Label]:
         raw = msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise BadGatewayRequest(f"the feedback is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadGatewayRequest("the feedback is nested too deeply") from None
     try:
         if isinstance(raw, dict) and "feedback" in raw:
             return msgspec.convert(raw, _Batch).feedback

@@ -221,16 +221,20 @@ class PredictionLogWriter:
 
     def _write_group(self, key: GroupKey, records: list[Record]) -> None:
         table, model, day = key
+        converted = self._usable_rows(table, records)
+        if converted is None:
+            return
+        rows = converted.num_rows
         for attempt in range(1, WRITE_ATTEMPTS + 1):
             try:
-                arrow = self._arrow_table(table, records)
+                arrow = self._conformed(table, converted)
                 final = partition_dir(self.root, table, model, day) / segment_name()
                 write_segment(self.root, arrow, final)
             except Exception:
                 self.metrics.write_errors.inc()
                 log.exception(
                     "prediction log: writing %d %s records failed (attempt %d of %d)",
-                    len(records),
+                    rows,
                     table,
                     attempt,
                     WRITE_ATTEMPTS,
@@ -238,19 +242,38 @@ class PredictionLogWriter:
                 if attempt < WRITE_ATTEMPTS:
                     time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
                 continue
-            self.metrics.records.labels(table, "written").inc(len(records))
+            self.metrics.records.labels(table, "written").inc(rows)
             self.metrics.segments.labels(table).inc()
             return
-        log.error("prediction log: dropped %d %s records after retries", len(records), table)
-        self.metrics.records.labels(table, "dropped").inc(len(records))
+        log.error("prediction log: dropped %d %s records after retries", rows, table)
+        self.metrics.records.labels(table, "dropped").inc(rows)
 
-    def _arrow_table(self, table: str, records: list[Record]) -> pa.Table:
+    def _usable_rows(self, table: str, records: list[Record]) -> pa.Table | None:
+        """The group as an Arrow table. A record that cannot be converted on its own (a
+        value no column type holds) is logged, counted as dropped and left out, so that one
+        client's bad record never costs the others theirs; retrying would not help it."""
+        try:
+            return _arrow_table(table, records)
+        except Exception:
+            usable: list[Record] = []
+            for record in records:
+                try:
+                    _arrow_table(table, [record])
+                except Exception:
+                    log.exception("prediction log: dropped an unconvertible record %r", record)
+                    self.metrics.records.labels(table, "dropped").inc()
+                else:
+                    usable.append(record)
+            return _arrow_table(table, usable) if usable else None
+
+    def _conformed(self, table: str, converted: pa.Table) -> pa.Table:
+        """Prediction columns named and shaped as the store agreed (``ColumnShapes``)."""
         if table == FEEDBACK:
-            return feedback_table(cast(list[FeedbackRecord], records))
+            return converted
         if self._shapes is None:
             registry = ShapeRegistry(self.root)
             self._shapes = ColumnShapes(registry, registry.load())
-        return self._shapes.conform(predictions_table(cast(list[PredictionRecord], records)))
+        return self._shapes.conform(converted)
 
     def _ensure_catalog(self) -> None:
         """Create or update the catalog; when that fails, retry later with backoff."""
@@ -269,3 +292,9 @@ class PredictionLogWriter:
             self.metrics.records.labels(FEEDBACK, "dropped").inc(feedback)
         if len(records) - feedback:
             self.metrics.records.labels(PREDICTIONS, "dropped").inc(len(records) - feedback)
+
+
+def _arrow_table(table: str, records: list[Record]) -> pa.Table:
+    if table == FEEDBACK:
+        return feedback_table(cast(list[FeedbackRecord], records))
+    return predictions_table(cast(list[PredictionRecord], records))

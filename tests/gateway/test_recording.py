@@ -206,6 +206,9 @@ def test_feedback_joins_predictions_by_request_id(start, tmp_path: Path) -> None
         (b'{"request_id": "a"}', "invalid feedback"),
         (b'{"request_id": "a", "label": [1, 2]}', "invalid feedback"),
         (b'{"feedback": []}', "invalid feedback"),
+        # Past int32, the store's row column: accepted, it made the writer drop the flush.
+        (b'{"request_id": "a", "label": 1, "row": 2147483648}', "Expected `int` <= 2147483647"),
+        (b'{"request_id": "a", "label": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nested too deeply"),
     ],
 )
 def test_bad_feedback_is_refused_naming_the_problem(

@@ -162,6 +162,18 @@ def test_an_unusable_record_is_dropped_alone(
     assert query(store, "SELECT count(*) FROM predictions") == [(3,)]
 
 
+def test_a_record_that_cannot_be_converted_is_dropped_alone(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    """A feedback row past int32 made the group's table fail: every retry failed, and the
+    other clients' labels of the same flush were dropped with it."""
+    writer.submit([label("a", None, 1), label("poison", 2**31, 1), label("b", 0, 0)])
+    writer.flush()
+    assert query(store, "SELECT request_id FROM feedback ORDER BY 1") == [("a",), ("b",)]
+    assert log_records(registry, "feedback", "dropped") == 1
+    assert sample(registry, "driftgate_log_write_errors_total") == 0
+
+
 def test_flush_times_out_rather_than_hanging(store: Path) -> None:
     writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.05))
     writer.start()
