@@ -18,18 +18,26 @@ catalog, with DuckDB's file access confined to the store: ``{"sql": "select ..."
 from __future__ import annotations
 
 import asyncio
+import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import msgspec
-from litestar import post
+from litestar import MediaType, Response, post
 
 from gateway.auth import AuthError
 from gateway.errors import BadGatewayRequest, GatewayError
 from gateway.recording import now_utc
-from gateway.state import AnyRequest, GatewayState, gateway_state
+from gateway.state import SQL_TURNS, AnyRequest, GatewayState, gateway_state
 from monitoring.prediction_log import FeedbackRecord, SqlError, SqlRefused, run_sql
 
 MAX_LABELS = 10_000
+#: An analyst's query: at most this long from arrival, answered with at most about this
+#: many bytes of rows (``truncated`` says so, as it does for ``max_rows``); a query that
+#: finds no free turn (``GatewayState.sql_turns``) within ``SQL_WAIT_S`` is a 503.
+SQL_TIME_LIMIT_S = 30.0
+SQL_MAX_BYTES = 16 * 2**20
+SQL_WAIT_S = 10.0
 MAX_ROW = 2**31 - 1  # the store's ``row`` column is int32
 Scalar = str | int | float | bool
 
@@ -50,6 +58,10 @@ class _Query(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class LogUnavailable(GatewayError):
+    status_code = 503
+
+
+class SqlBusy(GatewayError):
     status_code = 503
 
 
@@ -104,28 +116,51 @@ def _parse_labels(body: bytes) -> list[_Label]:
 
 
 @post("/admin/sql", status_code=200)
-async def sql(request: AnyRequest) -> dict[str, Any]:
+async def sql(request: AnyRequest) -> Response[bytes]:
     state = gateway_state(request)
     state.authorize(request, "read:logs")
     _recording(state)
     assert state.settings.log is not None
+    arrived = time.monotonic()
     try:
         query = msgspec.json.decode(await request.body(), type=_Query)
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise BadGatewayRequest(f'expected {{"sql": "select ...", "max_rows": N}}: {exc}') from None
     try:
-        result = await asyncio.to_thread(
-            run_sql, state.settings.log.store, query.sql, max_rows=query.max_rows
+        async with asyncio.timeout(SQL_WAIT_S):
+            await state.sql_turns.acquire()
+    except TimeoutError:
+        raise SqlBusy(
+            f"{SQL_TURNS} queries are running and none finished within {SQL_WAIT_S:g} s; "
+            "try again later",
+            headers={"Retry-After": "10"},
+        ) from None
+    try:
+        # The time limit counts from arrival: waiting for a turn spends it too.
+        budget = max(SQL_TIME_LIMIT_S - (time.monotonic() - arrived), 0.1)
+        answer = await asyncio.to_thread(_answer, state.settings.log.store, query, budget)
+    finally:
+        state.sql_turns.release()
+    return Response(answer, media_type=MediaType.JSON)
+
+
+def _answer(store: Path, query: _Query, timeout_s: float) -> bytes:
+    """The query's JSON answer, built in the calling thread (not on the event loop)."""
+    try:
+        result = run_sql(
+            store, query.sql, max_rows=query.max_rows, timeout_s=timeout_s, max_bytes=SQL_MAX_BYTES
         )
     except SqlRefused as exc:
         raise BadGatewayRequest(f"refused: {exc}") from None
     except SqlError as exc:
         raise BadGatewayRequest(f"query failed: {exc}") from None
-    return {
-        "columns": result.columns,
-        "rows": [[_jsonable(value) for value in row] for row in result.rows],
-        "truncated": result.truncated,
-    }
+    return msgspec.json.encode(
+        {
+            "columns": result.columns,
+            "rows": [[_jsonable(value) for value in row] for row in result.rows],
+            "truncated": result.truncated,
+        }
+    )
 
 
 def _jsonable(value: Any) -> Any:

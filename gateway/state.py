@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,10 @@ from monitoring.tracing import current_trace_id
 AnyRequest = Request[Any, Any, Any]
 
 
+#: Analyst queries one gateway runs at once: each holds a thread and up to 30 s of CPU.
+SQL_TURNS = 2
+
+
 @dataclass
 class GatewayState:
     settings: GatewaySettings
@@ -41,6 +46,8 @@ class GatewayState:
     canary: CanaryController | None = None
     #: Finds the replicas by DNS when gateway.yaml says ``replicas: {dns: ...}``.
     discovery: ReplicaDiscovery | None = None
+    #: Turns to run an analyst's ``POST /admin/sql`` (``gateway.feedback``).
+    sql_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SQL_TURNS))
 
     def record(
         self,

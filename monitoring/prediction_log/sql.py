@@ -100,8 +100,18 @@ def _check_explained(con: duckdb.DuckDBPyConnection, query: str) -> None:
         )
 
 
-def run_sql(root: Path, query: str, *, max_rows: int = 10_000, timeout_s: float = 30) -> SqlResult:
-    """Run one read-only query against the store's catalog (see the module docstring)."""
+def run_sql(
+    root: Path,
+    query: str,
+    *,
+    max_rows: int = 10_000,
+    timeout_s: float = 30,
+    max_bytes: int | None = None,
+) -> SqlResult:
+    """Run one read-only query against the store's catalog (see the module docstring).
+
+    ``max_bytes`` caps the result as ``max_rows`` does, by the Arrow size of its rows.
+    """
     try:
         con = connect_readonly(root)
     except (duckdb.Error, CatalogBusy, PermissionError) as exc:
@@ -119,12 +129,12 @@ def run_sql(root: Path, query: str, *, max_rows: int = 10_000, timeout_s: float 
         watchdog.start()
         try:
             try:
-                return _fetch(con, query, max_rows)
+                return _fetch(con, query, max_rows, max_bytes)
             except (duckdb.IOException, OSError) as exc:
                 if not _vanished(exc):
                     raise
                 # A compaction or retention removed a segment between listing and reading.
-                return _fetch(con, query, max_rows)
+                return _fetch(con, query, max_rows, max_bytes)
         # An error raised while rows stream (a cast that fails on the 10,000th row, segments
         # whose types disagree) reaches Python through the Arrow reader as a plain OSError.
         except (duckdb.Error, OSError) as exc:
@@ -142,19 +152,41 @@ def _vanished(exc: Exception) -> bool:
     return "No such file" in message or "Cannot open file" in message
 
 
-def _fetch(con: duckdb.DuckDBPyConnection, query: str, max_rows: int) -> SqlResult:
+def _fetch(
+    con: duckdb.DuckDBPyConnection, query: str, max_rows: int, max_bytes: int | None
+) -> SqlResult:
     reader = con.sql(query).to_arrow_reader(min(max_rows + 1, _BATCH_ROWS))
     columns = list(reader.schema.names)
     rows: list[tuple[Any, ...]] = []
     truncated = False
+    room = max_bytes
     try:
-        for batch in reader:
+        for streamed in reader:
+            batch = streamed
+            if room is not None and batch.nbytes > room:  # keep the rows that fit, in order
+                batch, truncated = batch.slice(0, _rows_within(batch, room)), True
+            if room is not None:
+                room -= batch.nbytes
             values = [column.to_pylist() for column in batch.columns]
             rows.extend(zip(*values, strict=True))
             if len(rows) > max_rows:
                 del rows[max_rows:]
                 truncated = True
+            if truncated:
                 break
     finally:
         reader.close()
     return SqlResult(columns, rows, truncated)
+
+
+def _rows_within(batch: Any, room: int) -> int:
+    """How many of the batch's first rows fit in ``room`` bytes (Arrow sizes)."""
+    fitting = 0
+    low, high = 0, batch.num_rows
+    while low < high:  # binary search: a slice's nbytes is its buffers' extent
+        middle = (low + high + 1) // 2
+        if batch.slice(0, middle).nbytes <= room:
+            low, fitting = middle, middle
+        else:
+            high = middle - 1
+    return fitting

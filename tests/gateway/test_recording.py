@@ -6,12 +6,14 @@ replicas are the fake runtime: what is asserted is what an analyst would query.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import gateway.feedback as feedback_module
 from gateway.auth import AuthConfig, mint_token
 from gateway.settings import GatewaySettings
 from monitoring.prediction_log import run_sql
@@ -220,6 +222,19 @@ def test_bad_feedback_is_refused_naming_the_problem(
     )
     assert answer.status_code == 400
     assert message in answer.json()["error"]
+
+
+def test_admin_sql_answers_503_when_every_turn_stays_taken(
+    start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow queries queued every later one behind them, a `select 1` for 27 s."""
+    monkeypatch.setattr(feedback_module, "SQL_WAIT_S", 0.05)
+    gateway = start(settings(tmp_path))
+    gateway.state.sql_turns = asyncio.Semaphore(0)  # every turn taken by a slow query
+    answer = gateway.client.post("/admin/sql", json={"sql": "select 1"})
+    assert answer.status_code == 503
+    assert answer.headers["retry-after"] == "10"
+    assert "queries are running" in answer.json()["error"]
 
 
 def test_admin_sql_reads_the_log_and_refuses_writes(start, tmp_path: Path) -> None:

@@ -142,6 +142,16 @@ def test_rows_are_capped_and_the_cap_is_reported(logged: Path) -> None:
     assert exact.truncated is False
 
 
+def test_bytes_are_capped_like_rows(logged: Path) -> None:
+    """200 rows of 5 MB each built a 1 GB answer in the gateway; a byte cap truncates it."""
+    query = "SELECT i, repeat('x', 1000) AS s FROM range(100) t(i)"
+    capped = run_sql(logged, query, max_bytes=10_000)
+    assert capped.truncated is True
+    assert 5 <= len(capped.rows) < 10
+    assert [row[0] for row in capped.rows] == list(range(len(capped.rows)))
+    assert run_sql(logged, query, max_bytes=10**6).truncated is False
+
+
 def test_a_slow_query_is_interrupted_after_the_time_limit(logged: Path) -> None:
     with pytest.raises(SqlError, match=r"exceeded 0.3 s"):
         run_sql(logged, "SELECT count(*) FROM range(10000000000) a", timeout_s=0.3)
