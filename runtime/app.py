@@ -40,11 +40,7 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
     registry = new_registry()
     metrics = RuntimeMetrics(registry)
     repository = ModelRepository(settings.repository, metrics)
-    registry.register(
-        ModelStateCollector(
-            lambda: ((v.model, str(v.version), v.ready) for v in repository.all_versions())
-        )
-    )
+    registry.register(ModelStateCollector(repository.readiness))
     tracer_provider = build_tracer_provider(settings.service_name, span_exporter)
     tracer = tracer_provider.get_tracer("driftgate.runtime")
     state = RuntimeState(

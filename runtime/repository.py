@@ -210,6 +210,22 @@ class ModelRepository:
             )
         return f"model '{found.name}' is loading"
 
+    def config_errors(self) -> dict[str, str]:
+        """Models whose config.yaml (or folder) cannot be used, with the reason."""
+        with self._lock:
+            return {name: e.config_error for name, e in self._models.items() if e.config_error}
+
+    def readiness(self) -> Iterator[tuple[str, str, bool]]:
+        """``(model, version, ready)`` per version; a model with a broken config.yaml and no
+        version loaded is one entry ``(model, "", False)``, so that it is seen not serving."""
+        serving = set()
+        for version in self.all_versions():
+            serving.add(version.model)
+            yield version.model, str(version.version), version.ready
+        for name in sorted(self.config_errors()):
+            if name not in serving:
+                yield name, "", False
+
     def all_versions(self) -> Iterator[ModelVersion]:
         with self._lock:
             entries = list(self._models.values())
@@ -227,7 +243,7 @@ class ModelRepository:
         with self._scan_lock:
             on_disk = {p.name for p in self._model_dirs()}
             for name in sorted(on_disk):
-                self._reconcile_model(self.root / name)
+                self._reconcile_model_safely(self.root / name)
             for gone in set(self.names()) - on_disk:
                 self._remove_model(gone)
             with self._lock:
@@ -241,6 +257,17 @@ class ModelRepository:
         if not self.root.is_dir():
             return []
         return [p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))]
+
+    def _reconcile_model_safely(self, model_dir: Path) -> None:
+        """One model's reconcile; whatever goes wrong in it stays that model's problem (the
+        scan goes on to the others, and the runtime still becomes ready)."""
+        try:
+            self._reconcile_model(model_dir)
+        except Exception as exc:
+            log.exception("model %s: could not read its folder", model_dir.name)
+            with self._lock:
+                found = self._models.setdefault(model_dir.name, ModelEntry(name=model_dir.name))
+            found.config_error = f"its folder could not be read: {type(exc).__name__}: {exc}"
 
     def _reconcile_model(self, model_dir: Path) -> None:
         name = model_dir.name

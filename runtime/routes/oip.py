@@ -58,7 +58,13 @@ def model_metadata(
     target = repository.lookup(model, version)
     versions = [str(v.version) for v in repository.all_versions() if v.model == model]
     if target is None or target.metadata is None:
-        state = "LOADING" if target is None else target.state.value
+        config_error = repository.config_errors().get(model)
+        if target is not None:
+            state, error = target.state.value, target.error
+        elif config_error is not None:
+            state, error = "UNAVAILABLE", config_error
+        else:
+            state, error = "LOADING", None
         return {
             "name": model,
             "versions": versions,
@@ -66,7 +72,7 @@ def model_metadata(
             "inputs": [],
             "outputs": [],
             "state": state,
-            "error": (target.error if target is not None else None),
+            "error": error,
         }
     described = oip.model_metadata(model, versions, target.metadata.platform, target.metadata)
     described["state"] = target.state.value

@@ -19,7 +19,8 @@ def metrics(request: AnyRequest) -> Response[bytes]:
 
 @get("/v1/models", media_type=MediaType.JSON, sync_to_thread=False)
 def list_models(request: AnyRequest) -> dict[str, Any]:
-    """Every model and version the runtime knows, with state and load error if any."""
+    """Every model and version the runtime knows, with state and load error if any; a model
+    whose config.yaml is broken carries the reason in ``error``."""
     state = runtime_state(request)
     models: dict[str, list[dict[str, Any]]] = {}
     for version in state.repository.all_versions():
@@ -31,4 +32,11 @@ def list_models(request: AnyRequest) -> dict[str, Any]:
                 "error": version.error,
             }
         )
-    return {"models": [{"name": name, "versions": versions} for name, versions in models.items()]}
+    errors = state.repository.config_errors()
+    listed = []
+    for name in sorted(set(models) | set(errors)):
+        entry: dict[str, Any] = {"name": name, "versions": models.get(name, [])}
+        if name in errors:
+            entry["error"] = errors[name]
+        listed.append(entry)
+    return {"models": listed}

@@ -198,3 +198,23 @@ def test_big_bodies_are_decoded_and_validated_off_the_event_loop(
                 assert answer.status_code == 200, answer.text
                 inline = rows is small
                 assert on_loop == [(decoder, inline), ("validate_inputs", inline)], path
+
+
+def test_a_model_with_a_broken_config_is_listed_with_its_error(
+    repository: Path, spans: InMemorySpanExporter
+) -> None:
+    """It was missing from /v1/models, and its metadata said LOADING, forever."""
+    (repository / "broken" / "1").mkdir(parents=True)
+    (repository / "broken" / "config.yaml").write_text("foo: 1\n")
+    settings = RuntimeSettings(repository=repository, poll_interval_s=0)
+    with TestClient(create_app(settings, span_exporter=spans)) as client:
+        wait_ready(client)
+        listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert "unknown key(s) ['foo']" in listed["broken"]["error"]
+        assert listed["broken"]["versions"] == []
+        assert "error" not in listed["double"]
+        metadata = client.get("/v2/models/broken").json()
+        assert metadata["state"] == "UNAVAILABLE"
+        assert "unknown key(s) ['foo']" in metadata["error"]
+        scraped = client.get("/metrics").text
+        assert 'driftgate_model_ready{model="broken",version=""} 0.0' in scraped

@@ -91,6 +91,43 @@ def test_a_model_folder_without_versions_says_so(
         repository.resolve("empty")
 
 
+def test_a_config_that_is_not_utf8_is_that_models_problem_only(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    """It escaped the scan: the runtime never became ready and served no model at all."""
+    add_version(tmp_path, "good", 1, "2")
+    add_version(tmp_path, "bad", 1, "2")
+    (tmp_path / "bad" / "config.yaml").write_bytes(b"labels: {st\xff\xfe: 1}\n")
+    repository.scan()
+    assert repository.is_ready()
+    assert repository.resolve("good").version == 1
+    with pytest.raises(ModelNotReady, match=r"bad/config.yaml: not UTF-8 text"):
+        repository.resolve("bad")
+    assert repository.config_errors().keys() == {"bad"}
+    assert sorted(repository.readiness()) == [("bad", "", False), ("good", "1", True)]
+
+
+def test_an_unexpected_failure_reading_one_model_spares_the_others(
+    tmp_path: Path, repository: ModelRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import runtime.repository
+
+    add_version(tmp_path, "a_broken", 1, "2")
+    add_version(tmp_path, "z_fine", 1, "3")
+    real = runtime.repository.version_folders
+
+    def failing(model_dir: Path) -> list[int]:
+        if model_dir.name == "a_broken":
+            raise RuntimeError("disk says no")
+        return real(model_dir)
+
+    monkeypatch.setattr(runtime.repository, "version_folders", failing)
+    repository.scan()
+    assert repository.resolve("z_fine").version == 1
+    with pytest.raises(ModelNotReady, match="its folder could not be read: RuntimeError"):
+        repository.resolve("a_broken")
+
+
 def test_new_version_replaces_old_only_once_ready(
     tmp_path: Path, repository: ModelRepository
 ) -> None:
