@@ -3,7 +3,11 @@
 ``PUT /admin/routes/{model}`` takes the route policy as JSON (the same keys as in
 gateway.yaml, see docs/routing.md). It is validated before anything changes: an invalid
 policy answers 400 naming the field and the old policy keeps serving. A valid one is
-persisted to ``routes_dir`` and swapped in atomically; the next request uses it.
+persisted to ``routes_dir`` and swapped in atomically; the next request uses it. A body
+over ``MAX_POLICY_BYTES`` answers 413 unread, and JSON nested deeper than msgspec decodes
+answers 400 like any policy nested too deeply.
+
+``GET /admin/routes/{model}`` answers 404 for a name no route can have.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from litestar import get, put
 from litestar.params import FromPath
 
 from gateway.balancer import ReplicaStatus
-from gateway.errors import BadGatewayRequest
-from gateway.policy import PolicyError, parse_route, route_to_dict
+from gateway.errors import BadGatewayRequest, PayloadTooLarge, RouteNotFound
+from gateway.policy import MAX_POLICY_BYTES, PolicyError, parse_route, route_to_dict, too_deep
 from gateway.state import AnyRequest, gateway_state
 
 
@@ -31,7 +35,10 @@ async def list_routes(request: AnyRequest) -> dict[str, Any]:
 async def get_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
-    policy = route_to_dict(state.routes.get(model))
+    try:
+        policy = route_to_dict(state.routes.get(model))
+    except PolicyError as exc:
+        raise RouteNotFound(f"unknown route: {exc}") from None
     return {"route": model, "configured": state.routes.is_configured(model), "policy": policy}
 
 
@@ -40,8 +47,10 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]
     state = gateway_state(request)
     state.authorize(request, "admin")
     try:
-        raw = msgspec.json.decode(await request.body())
-        policy = parse_route(model, raw)
+        policy = parse_route(model, _decode(model, await _policy_body(request)))
+    except PayloadTooLarge:
+        state.metrics.route_updates.labels(model, "rejected").inc()
+        raise
     except msgspec.DecodeError as exc:
         state.metrics.route_updates.labels(model, "rejected").inc()
         raise BadGatewayRequest(f"the route policy is not valid JSON: {exc}") from None
@@ -51,6 +60,30 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]
     state.routes.replace(model, policy)
     state.metrics.route_updates.labels(model, "applied").inc()
     return {"route": model, "configured": True, "policy": route_to_dict(policy)}
+
+
+async def _policy_body(request: AnyRequest) -> bytes:
+    """The body, refused (413) past ``MAX_POLICY_BYTES``: unread when its length says so."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdecimal() and int(declared) > MAX_POLICY_BYTES:
+        raise _too_large(int(declared))
+    body = await request.body()
+    if len(body) > MAX_POLICY_BYTES:
+        raise _too_large(len(body))
+    return body
+
+
+def _too_large(size: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"route policy of {size} bytes exceeds the limit of {MAX_POLICY_BYTES} bytes"
+    )
+
+
+def _decode(model: str, body: bytes) -> object:
+    try:
+        return msgspec.json.decode(body)
+    except RecursionError:  # msgspec gives up on JSON nested about a thousand deep
+        raise too_deep(model) from None
 
 
 @get("/admin/replicas")

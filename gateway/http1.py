@@ -23,6 +23,12 @@ Failures map onto ``UpstreamUnavailable`` like every ``Upstream``: ``kind="timeo
 when no complete answer came within the call's budget (connecting included), and
 ``kind="connect"`` when the connection was refused, reset or closed before a complete
 answer.
+
+What cannot be written on the wire as it is never is: a request target holding a space, a
+control character (CR, LF) or a non-ASCII character raises :class:`InvalidRequestTarget`
+(a ``ValueError``: the caller's mistake, not the replica's) before any connection is used,
+and a header holding a line break raises ``UpstreamUnavailable``. Either would let the
+caller write lines of its own into the request.
 """
 
 from __future__ import annotations
@@ -39,6 +45,10 @@ import httptools
 from gateway.upstream import KEEPALIVE_S, MAX_CONNECTIONS, UpstreamResponse, UpstreamUnavailable
 
 Origin = tuple[str, int]
+
+
+class InvalidRequestTarget(ValueError):
+    """A request target that cannot go on a request line as it is (percent-encode it)."""
 
 
 class _Connection(asyncio.Protocol):
@@ -266,6 +276,7 @@ _OWN_HEADERS = frozenset({"host", "content-length", "connection", "transfer-enco
 def _request_head(
     method: str, target: str, origin: Origin, headers: Mapping[str, str], length: int
 ) -> bytes:
+    _check_target(target)
     host = f"[{origin[0]}]" if ":" in origin[0] else origin[0]  # an IPv6 address
     lines = [f"{method} {target} HTTP/1.1\r\nhost: {host}:{origin[1]}\r\ncontent-length: {length}"]
     for name, value in headers.items():
@@ -276,3 +287,14 @@ def _request_head(
         lines.append(f"{name}: {value}")
     lines.append("\r\n")
     return "\r\n".join(lines).encode("latin-1")
+
+
+def _check_target(target: str) -> None:
+    """Printable ASCII without spaces only: anything else would end or split the line."""
+    if target.isascii() and target.isprintable() and " " not in target:
+        return
+    shown = repr(target) if len(target) <= 200 else f"{target[:200]!r}..."
+    raise InvalidRequestTarget(
+        f"request target {shown} holds a space, a control or a non-ASCII character;"
+        " percent-encode it"
+    )

@@ -29,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, TypeVar
 
 import msgspec
 
@@ -41,6 +41,7 @@ PRIMARY_ARM = "primary"
 KeySource = Literal["subject", "header", "field", "request_id"]
 
 _SPACE = 1 << 64  # hash points are integers in [0, 2**64)
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,22 +133,29 @@ def mirrors(route: str, request_id: str, percent: float) -> bool:
 
 
 def json_body_fields(body: bytes) -> Callable[[str], object]:
-    """A ``body_field`` lookup over a JSON object body, decoded once and only when first used.
+    """A ``body_field`` lookup over a JSON object body, split once and only when first used.
 
-    A body that is not a JSON object (an image, a list, invalid JSON) has no fields.
+    A body that is not a JSON object (an image, a list, invalid JSON, JSON nested too deeply
+    for the decoder) has no fields: the runtime judges the body itself. Only the top level
+    is decoded up front, and only the field asked for after that.
     """
-    decoded: list[dict[str, object]] = []
+    fields: list[dict[str, msgspec.Raw]] = []
 
     def lookup(name: str) -> object:
-        if not decoded:
-            try:
-                value = msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                value = None
-            decoded.append(value if isinstance(value, dict) else {})
-        return decoded[0].get(name)
+        if not fields:
+            fields.append(_decoded(body, dict[str, msgspec.Raw]) or {})
+        raw = fields[0].get(name)
+        return None if raw is None else _decoded(raw, object)
 
     return lookup
+
+
+def _decoded(data: bytes | msgspec.Raw, kind: type[_T]) -> _T | None:
+    """``data`` decoded as ``kind``, or None when it is not that (or not JSON at all)."""
+    try:
+        return msgspec.json.decode(data, type=kind)
+    except (msgspec.DecodeError, RecursionError):  # msgspec recurses: "[[[[..." thousands deep
+        return None
 
 
 def _sticky_key(split: Split, ctx: RequestContext) -> tuple[str, KeySource]:

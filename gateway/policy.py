@@ -14,6 +14,12 @@ whether parsed or built in code (``msgspec.structs.replace`` re-checks too). Pro
 :class:`PolicyError` naming the field path, e.g.
 ``routes.titanic.split.arms[1].weight: must be > 0, got -3``.
 
+Everything a policy holds is bounded (the ``MAX_*`` and ``*_S`` constants below, listed in
+``docs/routing.md``): names, the number of arms, shadows, fallbacks and canary steps,
+weights, durations, how deeply the raw data nests, and the size of a policy document. A
+policy is sent by whoever holds the admin scope and read back by every gateway sharing
+``routes_dir``; unbounded, one policy could hold the event loop for seconds.
+
 Where it sits: policy (data) -> ``gateway.planner.plan_route`` (pure decision per request)
 -> the dispatcher (I/O), which also owns ``gateway.balancer`` and ``gateway.circuit`` state.
 """
@@ -22,14 +28,34 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any, Literal
 
 import msgspec
 import msgspec.inspect as mi
 
+#: Route, model, version and arm names; a route's file is ``<name>.yaml``, which must fit
+#: the 255 bytes file systems allow.
+MAX_NAME_CHARS = 200
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_NAME_RULE = "letters, digits, '_', '-' and '.', starting with a letter or digit"
+_NAME_RULE = (
+    "letters, digits, '_', '-' and '.', starting with a letter or digit,"
+    f" at most {MAX_NAME_CHARS} characters"
+)
 MAX_RETRIES = 5
+MAX_ARMS = 100
+MAX_SHADOWS = 10  # each one is another call to a runtime per request
+MAX_FALLBACKS = 10
+MAX_CANARY_STEPS = 100  # increasing percents: 100 is also as many as there can be
+MAX_WEIGHT = 1_000_000
+#: Bounds of ``timeout_s``, ``per_try_timeout_s`` and ``circuit_breaker.open_s``.
+MIN_TIMEOUT_S, MAX_TIMEOUT_S = 0.001, 3600.0
+#: Bounds of ``canary.interval_s``: the canary is judged every few seconds; a week per step.
+MIN_INTERVAL_S, MAX_INTERVAL_S = 1.0, 604_800.0
+#: Lists and mappings inside one another in a policy's raw data; a valid policy needs 5.
+MAX_DEPTH = 32
+#: The largest policy document (an admin ``PUT`` body, a route file) taken at all.
+MAX_POLICY_BYTES = 1 << 20
 
 
 class PolicyError(ValueError):
@@ -45,14 +71,38 @@ class _FieldError(PolicyError):
         self.problem = problem
 
 
+def check_name(value: str, what: str) -> None:
+    """Refuse (:class:`PolicyError`) a ``what`` ("route name", "version") that is no valid name."""
+    if problem := _name_problem(value, what):
+        raise PolicyError(problem)
+
+
+def _name_problem(value: str, what: str) -> str | None:
+    if len(value) <= MAX_NAME_CHARS and _NAME.fullmatch(value):
+        return None
+    return f"{_shorten(value)} is not a valid {what} ({_NAME_RULE})"
+
+
+def _shorten(value: str) -> str:
+    """``value`` quoted, cut short when it is long: messages quote what clients sent."""
+    if len(value) <= 60:
+        return repr(value)
+    return f"{value[:56]!r}... ({len(value)} characters)"
+
+
 def _check_name(field: str, value: str, what: str) -> None:
-    if not _NAME.fullmatch(value):
-        raise _FieldError(field, f"{value!r} is not a valid {what} ({_NAME_RULE})")
+    if problem := _name_problem(value, what):
+        raise _FieldError(field, problem)
 
 
-def _check_positive(field: str, value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise _FieldError(field, f"must be > 0, got {value}")
+def _check_seconds(field: str, value: float, least: float, most: float) -> None:
+    if not (math.isfinite(value) and least <= value <= most):
+        raise _FieldError(field, f"must be between {least:g} and {most:g} seconds, got {value}")
+
+
+def _check_count(field: str, items: tuple[object, ...], most: int, what: str) -> None:
+    if len(items) > most:
+        raise _FieldError(field, f"at most {most} {what}, got {len(items)}")
 
 
 class Target(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -98,6 +148,8 @@ class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             raise _FieldError("name", "'primary' is reserved for routes without a split")
         if self.weight <= 0:
             raise _FieldError("weight", f"must be > 0, got {self.weight}")
+        if self.weight > MAX_WEIGHT:
+            raise _FieldError("weight", f"must be <= {MAX_WEIGHT}, got {self.weight}")
 
 
 class Split(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -109,6 +161,7 @@ class Split(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if not self.arms:
             raise _FieldError("arms", "a split needs at least one arm")
+        _check_count("arms", self.arms, MAX_ARMS, "arms")
         seen: dict[str, int] = {}
         for index, arm in enumerate(self.arms):
             if arm.name in seen:
@@ -187,6 +240,7 @@ class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
     def __post_init__(self) -> None:
         if not self.steps:
             raise _FieldError("steps", "needs at least one step, e.g. [5, 25, 50, 100]")
+        _check_count("steps", self.steps, MAX_CANARY_STEPS, "steps")
         for index, percent in enumerate(self.steps):
             if not 1 <= percent <= 100:
                 raise _FieldError(f"steps[{index}]", f"must be 1 to 100 percent, got {percent}")
@@ -194,7 +248,7 @@ class Canary(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=Tr
                 raise _FieldError(f"steps[{index}]", "steps must increase")
         if not 0 <= self.step < len(self.steps):
             raise _FieldError("step", f"must index steps (0 to {len(self.steps) - 1})")
-        _check_positive("interval_s", self.interval_s)
+        _check_seconds("interval_s", self.interval_s, MIN_INTERVAL_S, MAX_INTERVAL_S)
         if self.min_requests < 1:
             raise _FieldError("min_requests", f"must be >= 1, got {self.min_requests}")
         if not 0 <= self.max_error_rate <= 1:
@@ -230,7 +284,7 @@ class CircuitBreakerSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=
     def __post_init__(self) -> None:
         if self.failures < 1:
             raise _FieldError("failures", f"must be >= 1, got {self.failures}")
-        _check_positive("open_s", self.open_s)
+        _check_seconds("open_s", self.open_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
 
 
 class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -258,14 +312,18 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
             self._derive_split(self.canary)
         if not 0 <= self.retries <= MAX_RETRIES:
             raise _FieldError("retries", f"must be between 0 and {MAX_RETRIES}, got {self.retries}")
-        _check_positive("timeout_s", self.timeout_s)
+        _check_seconds("timeout_s", self.timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S)
         if self.per_try_timeout_s is not None:
-            _check_positive("per_try_timeout_s", self.per_try_timeout_s)
+            _check_seconds(
+                "per_try_timeout_s", self.per_try_timeout_s, MIN_TIMEOUT_S, MAX_TIMEOUT_S
+            )
             if self.per_try_timeout_s > self.timeout_s:
                 raise _FieldError(
                     "per_try_timeout_s",
                     f"must be <= timeout_s ({self.timeout_s}), got {self.per_try_timeout_s}",
                 )
+        _check_count("shadow", self.shadow, MAX_SHADOWS, "shadows")
+        _check_count("fallback", self.fallback, MAX_FALLBACKS, "fallbacks")
         answering = self.answering_targets
         mirrored: list[Target] = []
         for index, shadow in enumerate(self.shadow):
@@ -300,7 +358,11 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
 
 def default_route(model: str) -> RoutePolicy:
-    """The policy of a model with no configured route: its default version, default budgets."""
+    """The policy of a model with no configured route: its default version, default budgets.
+
+    Raises :class:`PolicyError` when ``model`` is not a valid route name.
+    """
+    check_name(model, "route name")
     return RoutePolicy(primary=Target(model=model))
 
 
@@ -310,9 +372,11 @@ def parse_route(name: str, raw: object) -> RoutePolicy:
     Raises :class:`PolicyError` with a message such as
     ``routes.titanic.retries: must be between 0 and 5, got 9``.
     """
-    where = f"routes.{name}"
-    if not _NAME.fullmatch(name):
-        raise PolicyError(f"{where}: {name!r} is not a valid route name ({_NAME_RULE})")
+    where = _where(name)
+    if problem := _name_problem(name, "route name"):
+        raise PolicyError(f"{where}: {problem}")
+    if _nests_deeper_than(raw, MAX_DEPTH):
+        raise too_deep(name)
     if isinstance(raw, dict) and "primary" not in raw:
         raw = {"primary": {"model": name}, **raw}
     raw = _versions_as_strings(raw)
@@ -320,6 +384,37 @@ def parse_route(name: str, raw: object) -> RoutePolicy:
         return msgspec.convert(raw, RoutePolicy)
     except msgspec.ValidationError as exc:
         raise PolicyError(_explain(exc, raw, where)) from None
+
+
+def too_deep(name: str) -> PolicyError:
+    """The refusal of route ``name``'s raw data nested past :data:`MAX_DEPTH`.
+
+    Also for a document a decoder gave up on (``RecursionError``), which happens deeper.
+    """
+    return PolicyError(
+        f"{_where(name)}: nested too deeply (more than {MAX_DEPTH} levels of lists and mappings)"
+    )
+
+
+def _where(name: str) -> str:
+    return f"routes.{name if len(name) <= 60 else name[:56] + '...'}"
+
+
+def _nests_deeper_than(raw: object, most: int) -> bool:
+    """Whether lists and mappings nest past ``most`` levels; iterative, so any depth is safe."""
+    pending: list[tuple[object, int]] = [(raw, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, dict):
+            children: Iterable[object] = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > most:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False
 
 
 def parse_routes(raw: object) -> dict[str, RoutePolicy]:

@@ -13,6 +13,10 @@ Response headers: ``X-Request-ID`` (echoed or generated), ``X-Driftgate-Arm`` (t
 arm, ``primary`` without a split), ``X-Driftgate-Model`` / ``X-Driftgate-Version`` (the
 model and version that actually answered), ``X-Driftgate-Role`` (``primary`` or
 ``fallback``) and, after a fallback, ``X-Driftgate-Fallback-Reason``.
+
+A model or route name that no model can have (``gateway.policy``'s name rule) is an
+unknown model, 404, and a version that is no valid name a 400, before any replica is
+called: names from the URL go into the request line sent to the runtime.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import quote
 
 from litestar import Response, get, post
 from litestar.params import FromPath
@@ -29,7 +34,7 @@ from gateway.dialects import InferencePath
 from gateway.dispatcher import ProxyRequest, ProxyResult, UpstreamAnswer
 from gateway.errors import BadGatewayRequest, NoUpstream, RouteNotFound
 from gateway.planner import Plan, RequestContext, json_body_fields, plan_route
-from gateway.policy import CANARY_ARM, STABLE_ARM, PolicyError
+from gateway.policy import CANARY_ARM, STABLE_ARM, PolicyError, RoutePolicy, check_name
 from gateway.state import AnyRequest, GatewayState, gateway_state
 from gateway.upstream import FORWARDED_HEADERS, UpstreamResponse, UpstreamUnavailable
 from monitoring.metrics import exemplar
@@ -70,7 +75,7 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
     arm, labels = "", {"model": "", "version": "", "role": "", "code": "500"}
     try:
         principal = state.authorize_header(inbound.headers.get("authorization"), "predict", route)
-        policy = state.routes.get(route)
+        policy = _route_policy(state, route)
         context = RequestContext(
             route=route,
             request_id=request_id,
@@ -132,6 +137,14 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
         raise
     finally:
         _measure(state, path, arm, labels, started)
+
+
+def _route_policy(state: GatewayState, route: str) -> RoutePolicy:
+    """The route's policy; a name no route can have is an unknown model (404)."""
+    try:
+        return state.routes.get(route)
+    except PolicyError as exc:
+        raise RouteNotFound(f"unknown model: {exc}") from None
 
 
 def _describe_plan(route: str, plan: Plan) -> None:
@@ -218,12 +231,14 @@ async def model_information(
     """Metadata, status and readiness, read from any healthy replica."""
     state = gateway_state(request)
     state.authorize(request, "predict", model)
+    _check_names(model, version)
     dispatcher = state.dispatcher
     replica = dispatcher.replicas.pick(set(), dispatcher.clock())
     if replica is None:
         raise NoUpstream("no runtime replica is available")
     try:
-        response = await dispatcher.upstream.get(replica + request.url.path, 5.0)
+        # Percent-encoded again: the decoded path must never reach the request line as is.
+        response = await dispatcher.upstream.get(replica + quote(request.url.path), 5.0)
     except UpstreamUnavailable as exc:
         raise NoUpstream(f"runtime replica unavailable: {exc}") from None
     reply = _respond(response, {})
@@ -231,6 +246,19 @@ async def model_information(
     return Response(
         reply.body, status_code=reply.status, headers=reply.headers, media_type=media_type
     )
+
+
+def _check_names(model: str, version: str | None) -> None:
+    """An invalid model name is an unknown model (404), an invalid version a bad request."""
+    try:
+        check_name(model, "model name")
+    except PolicyError as exc:
+        raise RouteNotFound(f"unknown model: {exc}") from None
+    if version is not None:
+        try:
+            check_name(version, "version")
+        except PolicyError as exc:
+            raise BadGatewayRequest(str(exc)) from None
 
 
 @post(

@@ -6,14 +6,15 @@ swaps the snapshot, so a request sees either the old policy or the new one, neve
 and a restart keeps what the admin API set. Files in ``routes_dir`` override the routes
 of gateway.yaml at start.
 
-While the gateway runs, ``routes_dir`` is also read back (``scan`` in a worker thread,
-``apply`` on the event loop; ``gateway.route_watch`` does both on an interval), so that a
-change written there by another gateway sharing the folder, or by an operator, applies
-here too:
+While the gateway runs, ``routes_dir`` is also read back (``scan`` reads and parses in a
+worker thread, ``apply`` swaps on the event loop; ``gateway.route_watch`` does both on an
+interval), so that a change written there by another gateway sharing the folder, or by an
+operator, applies here too:
 
 - a file that is new or changed (another inode, size or modification time: every write
   is a rename of a new file) is parsed; a valid policy that differs from the one in use
-  replaces it, an invalid one is refused and the policy in use stays;
+  replaces it, an invalid one (or one over ``MAX_POLICY_BYTES``) is refused and the policy
+  in use stays;
 - a file that is removed gives the route back to gateway.yaml's policy, or to the
   default when gateway.yaml has none.
 """
@@ -31,7 +32,15 @@ from typing import Literal
 
 import yaml
 
-from gateway.policy import PolicyError, RoutePolicy, default_route, parse_route, route_to_dict
+from gateway.policy import (
+    MAX_POLICY_BYTES,
+    PolicyError,
+    RoutePolicy,
+    default_route,
+    parse_route,
+    route_to_dict,
+    too_deep,
+)
 
 log = logging.getLogger("driftgate.gateway.routes")
 _MAX_CACHED_DEFAULTS = 1024
@@ -39,15 +48,19 @@ _MAX_CACHED_DEFAULTS = 1024
 #: What identifies one version of a route file: (inode, size, modification time in ns).
 Fingerprint = tuple[int, int, int]
 
+#: What makes a route file unusable (unreadable, not UTF-8, not YAML, too large, an invalid
+#: policy): it is logged, and the policy in use stays.
+_FILE_ERRORS = (OSError, ValueError, yaml.YAMLError)
+
 
 @dataclass(frozen=True)
 class FileScan:
     """What ``routes_dir`` holds now, read in a worker thread: the fingerprint of every
-    route file, and the text (or the read error) of those that changed since the last
+    route file, and the policy (or why it was refused) of those that changed since the last
     ``apply``; ``known`` is what this table had read or written when the scan began."""
 
     fingerprints: Mapping[str, Fingerprint]
-    texts: Mapping[str, str | Exception]  # an error: unreadable, or not UTF-8
+    policies: Mapping[str, RoutePolicy | Exception]
     known: Mapping[str, Fingerprint]
 
 
@@ -75,7 +88,11 @@ class RouteTable:
         return self._routes_dir
 
     def get(self, name: str) -> RoutePolicy:
-        """The route's policy; a model without one gets the default (its latest version)."""
+        """The route's policy; a model without one gets the default (its latest version).
+
+        Raises :class:`~gateway.policy.PolicyError` for a name no route can have: names come
+        from clients, and that is their mistake.
+        """
         policy = self._routes.get(name) or self._defaults.get(name)
         if policy is None:
             policy = default_route(name)
@@ -97,35 +114,31 @@ class RouteTable:
         log.info("route %s replaced: %s", name, route_to_dict(policy))
 
     def scan(self) -> FileScan:
-        """Read ``routes_dir`` (blocking I/O: call it in a worker thread)."""
+        """Read and parse ``routes_dir`` (blocking, and YAML is slow: in a worker thread)."""
         if self._routes_dir is None:
             return FileScan({}, {}, {})
         known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
         fingerprints = _fingerprints(self._routes_dir)
-        texts: dict[str, str | Exception] = {}
+        policies: dict[str, RoutePolicy | Exception] = {}
         for name, fingerprint in fingerprints.items():
             if known.get(name) != fingerprint:
                 try:
-                    texts[name] = (self._routes_dir / f"{name}.yaml").read_text()
-                except (OSError, UnicodeDecodeError) as exc:  # e.g. removed since listed
-                    texts[name] = exc
-        return FileScan(fingerprints, texts, known)
+                    policies[name] = _read_route_file(self._routes_dir, name)
+                except _FILE_ERRORS as exc:  # e.g. removed since listed, or invalid
+                    policies[name] = exc
+        return FileScan(fingerprints, policies, known)
 
     def apply(self, scan: FileScan) -> list[FileChange]:
         """Take the changes ``scan`` found (on the event loop, like ``replace``)."""
         changes: list[FileChange] = []
         routes = dict(self._routes)
-        for name, text in scan.texts.items():
+        for name, policy in scan.policies.items():
             if self._files.get(name) != scan.known.get(name):
                 continue  # ``replace`` wrote it during the scan: the next scan will tell
             self._files[name] = scan.fingerprints[name]
-            try:
-                if isinstance(text, Exception):
-                    raise text
-                policy = parse_route(name, yaml.safe_load(text))
-            except (OSError, UnicodeDecodeError, PolicyError, yaml.YAMLError) as exc:
-                log.error("route file %s.yaml refused, the policy in use stays: %s", name, exc)
-                changes.append(FileChange(name, "rejected", str(exc)))
+            if isinstance(policy, Exception):
+                log.error("route file %s.yaml refused, the policy in use stays: %s", name, policy)
+                changes.append(FileChange(name, "rejected", str(policy)))
                 continue
             if routes.get(name) != policy:
                 routes[name] = policy
@@ -153,12 +166,16 @@ class RouteTable:
         self._routes_dir.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(route_to_dict(policy), sort_keys=False)
         handle, temporary = tempfile.mkstemp(dir=self._routes_dir, prefix=".", suffix=".tmp")
-        with os.fdopen(handle, "w") as file:
-            file.write(text)
-            file.flush()
-            os.fsync(file.fileno())
         target = self._routes_dir / f"{name}.yaml"
-        os.replace(temporary, target)
+        try:
+            with os.fdopen(handle, "w") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:  # disk full, a name too long: leave no temporary file behind
+            Path(temporary).unlink(missing_ok=True)
+            raise
         self._files[name] = _fingerprint(os.stat(target))
 
     def _load_persisted(self) -> dict[str, RoutePolicy]:
@@ -166,13 +183,29 @@ class RouteTable:
             return {}
         loaded = {}
         for name, fingerprint in _fingerprints(self._routes_dir).items():
-            path = self._routes_dir / f"{name}.yaml"
             self._files[name] = fingerprint
             try:
-                loaded[name] = parse_route(name, yaml.safe_load(path.read_text()))
-            except (OSError, UnicodeDecodeError, PolicyError, yaml.YAMLError) as exc:
-                log.error("ignoring persisted route %s: %s", path, exc)
+                loaded[name] = _read_route_file(self._routes_dir, name)
+            except _FILE_ERRORS as exc:
+                log.error("ignoring persisted route %s: %s", self._routes_dir / f"{name}.yaml", exc)
         return loaded
+
+
+def _read_route_file(folder: Path, name: str) -> RoutePolicy:
+    """The policy in ``<name>.yaml``; raises one of ``_FILE_ERRORS``."""
+    path = folder / f"{name}.yaml"
+    with path.open("rb") as file:
+        data = file.read(MAX_POLICY_BYTES + 1)  # never more: the file may be anything
+        if len(data) > MAX_POLICY_BYTES:
+            size = os.fstat(file.fileno()).st_size
+            raise PolicyError(
+                f"{path.name}: {size} bytes exceeds the limit of {MAX_POLICY_BYTES} bytes"
+            )
+    try:
+        raw = yaml.safe_load(data.decode())
+    except RecursionError:  # PyYAML recurses: a document nested thousands deep
+        raise too_deep(name) from None
+    return parse_route(name, raw)
 
 
 def _fingerprints(folder: Path) -> dict[str, Fingerprint]:

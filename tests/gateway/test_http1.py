@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 import gateway.http1
-from gateway.http1 import Http1Upstream
+from gateway.http1 import Http1Upstream, InvalidRequestTarget
 from gateway.upstream import UpstreamUnavailable
 
 Reply = Callable[[bytes], Awaitable[bytes | None]]  # request head -> raw answer (None: stall)
@@ -228,6 +228,30 @@ def test_a_header_with_a_line_break_is_never_written() -> None:
             await Http1Upstream().send(
                 "POST", "http://127.0.0.1:9/x", {"x-evil": "a\r\nhost: b"}, b"", 1
             )
+
+    run(scenario)
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/v2/models/x\r\nX-Injected: 1", "/v2/models/a b", "/v2/models/\u2603", "/v2/models/a\tb"],
+    ids=["crlf", "space", "non-ascii", "tab"],
+)
+def test_a_target_that_would_break_the_request_line_is_never_written(target: str) -> None:
+    async def reply(_: bytes) -> bytes:
+        return answer(b"{}")
+
+    async def scenario() -> None:
+        async with Server(reply) as server:
+            client = Http1Upstream()
+            with pytest.raises(InvalidRequestTarget, match="percent-encode it") as caught:
+                await client.get(server.url + target, 2)
+            after = await client.get(server.url + "/v2/models/iris", 2)
+            await client.close()
+        assert isinstance(caught.value, ValueError)  # the caller's mistake, not the replica's
+        assert after.status == 200
+        [request] = server.requests  # the refused call wrote nothing, not even its first line
+        assert request.split(b"\r\n")[0] == b"GET /v2/models/iris HTTP/1.1"
 
     run(scenario)
 

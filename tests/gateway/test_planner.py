@@ -23,6 +23,8 @@ V1, V2, V3 = Target("titanic", "1"), Target("titanic", "2"), Target("titanic", "
 PMML, ONNX = Target("titanic_pmml"), Target("titanic_onnx")
 
 KEYS = [f"user-{i}" for i in range(10_000)]
+#: JSON nested deeper than msgspec decodes (it gives up at about a thousand levels).
+DEEP = b"[" * 5000 + b"]" * 5000
 
 
 def route(**overrides: Any) -> RoutePolicy:
@@ -202,6 +204,10 @@ def test_field_stickiness_reads_a_top_level_json_field() -> None:
             {"by": "field", "name": "passenger_id"},
             {"body_field": json_body_fields(b'{"passenger_id": [1]}')},
         ),
+        (
+            {"by": "field", "name": "passenger_id"},
+            {"body_field": json_body_fields(b'{"passenger_id": 1, "x": ' + DEEP + b"}")},
+        ),
         ({"by": "field", "name": "passenger_id"}, {}),
         ({"by": "random"}, {"subject": "alice"}),
     ],
@@ -343,3 +349,10 @@ def test_json_body_fields_only_sees_top_level_fields_of_an_object() -> None:
     assert lookup("fare") is None
     assert json_body_fields(b"[1, 2]")("passenger_id") is None
     assert json_body_fields(b"\x89PNG...")("passenger_id") is None
+
+
+def test_a_body_nested_too_deeply_to_decode_has_no_fields() -> None:
+    """msgspec raises RecursionError (no DecodeError) past about a thousand levels."""
+    assert json_body_fields(b'{"passenger_id": 12, "x": ' + DEEP + b"}")("passenger_id") is None
+    assert json_body_fields(b'{"passenger_id": ' + DEEP + b"}")("passenger_id") is None
+    assert json_body_fields(b'{"passenger_id": 12, "x": [[1]]}')("passenger_id") == 12

@@ -143,9 +143,16 @@ INVALID_CASES: list[tuple[str, object, str]] = [
         "split.arms[1].name",
         "new arm",
         "split.arms[1].name: 'new arm' is not a valid arm name"
-        " (letters, digits, '_', '-' and '.', starting with a letter or digit)",
+        " (letters, digits, '_', '-' and '.', starting with a letter or digit,"
+        " at most 200 characters)",
     ),
     ("split.arms", [], "split.arms: a split needs at least one arm"),
+    (
+        "split.arms",
+        [{"name": f"a{n}", "target": {"model": "titanic"}, "weight": 1} for n in range(101)],
+        "split.arms: at most 100 arms, got 101",
+    ),
+    ("split.arms[1].weight", 10**30, f"split.arms[1].weight: must be <= 1000000, got {10**30}"),
     ("split.arms[0].target.model", DELETE, "split.arms[0].target: missing required key 'model'"),
     # stickiness
     (
@@ -171,6 +178,11 @@ INVALID_CASES: list[tuple[str, object, str]] = [
     # shadow
     ("shadow[0].percent", 101, "shadow[0].percent: must be between 0 and 100, got 101.0"),
     ("shadow[0].percent", -1, "shadow[0].percent: must be between 0 and 100, got -1.0"),
+    (
+        "shadow",
+        [{"target": {"model": f"shadow{n}"}} for n in range(11)],
+        "shadow: at most 10 shadows, got 11",
+    ),
     (
         "shadow[0].target",
         {"model": "titanic", "version": "2"},
@@ -203,22 +215,43 @@ INVALID_CASES: list[tuple[str, object, str]] = [
         "fallback[1]: titanic_pmml version (default) is listed twice",
     ),
     ("fallback", "titanic_pmml", "fallback: expected a list, got 'titanic_pmml'"),
+    (
+        "fallback",
+        [{"model": f"fallback{n}"} for n in range(11)],
+        "fallback: at most 10 fallbacks, got 11",
+    ),
     # budgets
     ("retries", 6, "retries: must be between 0 and 5, got 6"),
     ("retries", -1, "retries: must be between 0 and 5, got -1"),
     ("retries", "two", "retries: expected an integer, got 'two'"),
-    ("timeout_s", 0, "timeout_s: must be > 0, got 0.0"),
-    ("timeout_s", float("inf"), "timeout_s: must be > 0, got inf"),
-    ("per_try_timeout_s", -1, "per_try_timeout_s: must be > 0, got -1.0"),
+    ("timeout_s", 0, "timeout_s: must be between 0.001 and 3600 seconds, got 0.0"),
+    ("timeout_s", 1e-300, "timeout_s: must be between 0.001 and 3600 seconds, got 1e-300"),
+    ("timeout_s", 1e300, "timeout_s: must be between 0.001 and 3600 seconds, got 1e+300"),
+    ("timeout_s", float("inf"), "timeout_s: must be between 0.001 and 3600 seconds, got inf"),
+    (
+        "per_try_timeout_s",
+        -1,
+        "per_try_timeout_s: must be between 0.001 and 3600 seconds, got -1.0",
+    ),
     ("per_try_timeout_s", 6, "per_try_timeout_s: must be <= timeout_s (5.0), got 6.0"),
     ("circuit_breaker.failures", 0, "circuit_breaker.failures: must be >= 1, got 0"),
-    ("circuit_breaker.open_s", 0, "circuit_breaker.open_s: must be > 0, got 0.0"),
+    (
+        "circuit_breaker.open_s",
+        0,
+        "circuit_breaker.open_s: must be between 0.001 and 3600 seconds, got 0.0",
+    ),
+    (
+        "circuit_breaker.open_s",
+        1e300,
+        "circuit_breaker.open_s: must be between 0.001 and 3600 seconds, got 1e+300",
+    ),
     # names and shape
     (
         "primary.model",
         "titanic/1",
         "primary.model: 'titanic/1' is not a valid model name"
-        " (letters, digits, '_', '-' and '.', starting with a letter or digit)",
+        " (letters, digits, '_', '-' and '.', starting with a letter or digit,"
+        " at most 200 characters)",
     ),
     (
         "colour",
@@ -266,6 +299,102 @@ def test_route_names_and_the_routes_section_are_checked() -> None:
         parse_routes([{"titanic": {}}])
     with pytest.raises(PolicyError, match=r"^routes.titanic: expected a mapping, got 'titanic'"):
         parse_route("titanic", "titanic")
+
+
+def test_names_have_at_most_200_characters() -> None:
+    longest = "n" + "a" * 199
+    assert parse_route(longest, {}).primary == Target(longest)
+
+    with pytest.raises(PolicyError) as refused:
+        parse_route(longest + "a", {})
+    assert str(refused.value) == (
+        f"routes.{'n' + 'a' * 55}...: {'n' + 'a' * 55!r}... (201 characters) is not a valid"
+        " route name (letters, digits, '_', '-' and '.', starting with a letter or digit,"
+        " at most 200 characters)"
+    )
+    with pytest.raises(PolicyError, match=r"^routes.titanic.fallback\[0\].model: .* at most 200"):
+        parse_route("titanic", {"fallback": [{"model": "m" * 201}]})
+    with pytest.raises(PolicyError, match=r"^routes.titanic.primary.version: .* at most 200"):
+        parse_route("titanic", {"primary": {"model": "titanic", "version": "1" * 201}})
+
+
+@pytest.mark.parametrize("name", ["-x", "a b", "\u2603", "x\r\nX-Injected: 1", "a" * 201])
+def test_a_default_route_is_refused_for_a_name_no_route_can_have(name: str) -> None:
+    with pytest.raises(PolicyError, match=r"is not a valid route name \(letters, digits"):
+        default_route(name)
+
+
+def nested(depth: int) -> object:
+    """``[[[...]]]``, ``depth`` lists deep."""
+    value: list[object] = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+@pytest.mark.parametrize("depth", [40, 600, 100_000])
+def test_raw_data_nested_too_deeply_is_refused_before_anything_recurses(depth: int) -> None:
+    with pytest.raises(PolicyError) as refused:
+        parse_route("titanic", {"shadow": nested(depth)})
+
+    assert str(refused.value) == (
+        "routes.titanic: nested too deeply (more than 32 levels of lists and mappings)"
+    )
+
+
+def test_a_yaml_document_that_contains_itself_is_nested_too_deeply() -> None:
+    looped = yaml.safe_load("shadow: &loop [*loop]")  # YAML may alias a node inside itself
+
+    with pytest.raises(PolicyError, match="nested too deeply"):
+        parse_route("titanic", looped)
+
+
+CANARY = {"target": {"model": "titanic", "version": "2"}}
+
+
+@pytest.mark.parametrize(
+    ("canary", "message"),
+    [
+        ({"steps": list(range(1, 102))}, "canary.steps: at most 100 steps, got 101"),
+        (
+            {"interval_s": 0.5},
+            "canary.interval_s: must be between 1 and 604800 seconds, got 0.5",
+        ),
+        (
+            {"interval_s": 1e300},
+            "canary.interval_s: must be between 1 and 604800 seconds, got 1e+300",
+        ),
+    ],
+)
+def test_canary_steps_and_intervals_are_bounded(canary: dict[str, Any], message: str) -> None:
+    raw = {"primary": {"model": "titanic", "version": "1"}, "canary": CANARY | canary}
+
+    with pytest.raises(PolicyError) as refused:
+        parse_route("titanic", raw)
+
+    assert str(refused.value) == f"routes.titanic.{message}"
+
+
+def test_the_largest_policy_within_every_bound_is_accepted() -> None:
+    name = "m" * 200
+    raw = {
+        "split": {
+            "arms": [
+                {"name": f"a{n}", "target": {"model": name, "version": str(n)}, "weight": 10**6}
+                for n in range(100)
+            ]
+        },
+        "shadow": [{"target": {"model": f"s{n}"}} for n in range(10)],
+        "fallback": [{"model": f"f{n}"} for n in range(10)],
+        "per_try_timeout_s": 0.001,
+        "timeout_s": 3600,
+        "circuit_breaker": {"failures": 1, "open_s": 3600},
+    }
+
+    policy = parse_route(name, raw)
+
+    assert parse_route(name, route_to_dict(policy)) == policy
+    assert len(msgspec.json.encode(route_to_dict(policy))) < 64 * 1024  # far below 1 MiB
 
 
 def test_structs_built_in_code_are_checked_too() -> None:

@@ -27,7 +27,7 @@ from gateway.canary import CanaryController, CanaryStats
 from gateway.canary_share import SharedWindows
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
-from gateway.policy import RoutePolicy, parse_route
+from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route
 from gateway.route_table import FileScan, RouteTable
 from gateway.route_watch import RouteFileWatcher
 from monitoring.gateway_metrics import GatewayMetrics
@@ -103,6 +103,48 @@ def test_an_invalid_file_is_refused_and_the_policy_in_use_stays(tmp_path: Path) 
     (tmp_path / "titanic.yaml").write_bytes(b"primary: {model: \xff}\n")  # not UTF-8
     assert reload(table) == [("titanic", "rejected")]
     assert table.get("titanic") == policy("1")
+
+
+def test_a_file_too_large_or_nested_too_deeply_is_refused_at_start_and_while_running(
+    tmp_path: Path,
+) -> None:
+    large = "primary: {model: titanic}\n" + "#" * MAX_POLICY_BYTES
+    deep = "shadow: " + "[" * 5000 + "]" * 5000  # PyYAML recurses on it
+    (tmp_path / "titanic.yaml").write_text(large)
+    (tmp_path / "iris.yaml").write_text(deep)
+
+    table = RouteTable(CONFIGURED, tmp_path)  # at start: logged and ignored
+    assert table.get("titanic") == policy("1")
+    assert not table.is_configured("iris")
+
+    (tmp_path / "titanic.yaml").write_text(large + "#")
+    (tmp_path / "iris.yaml").write_text(deep + "\n")
+    changes = {change.route: change for change in table.apply(table.scan())}
+
+    assert {name: change.outcome for name, change in changes.items()} == {
+        "iris": "rejected",
+        "titanic": "rejected",
+    }
+    assert changes["titanic"].error == (
+        f"titanic.yaml: {len(large) + 1} bytes exceeds the limit of 1048576 bytes"
+    )
+    assert changes["iris"].error == (
+        "routes.iris: nested too deeply (more than 32 levels of lists and mappings)"
+    )
+    assert table.get("titanic") == policy("1")
+
+
+def test_a_write_that_fails_leaves_no_temporary_file_and_changes_nothing(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+    too_long = "t" * 300  # "<name>.yaml" is over the 255 bytes a file name may have
+
+    with pytest.raises(OSError, match="File name too long"):
+        table.replace(too_long, policy("2"))
+
+    assert list(tmp_path.iterdir()) == []
+    assert not table.is_configured(too_long)
 
 
 def test_a_removed_file_gives_the_route_back_to_gateway_yaml_or_the_default(
