@@ -81,6 +81,11 @@ class CircuitBreaker:
         if self._state is CircuitState.HALF_OPEN or self.consecutive_failures >= self.failures:
             self._open(now)
 
+    @property
+    def pristine(self) -> bool:
+        """Closed with no failure counted: the same as a breaker never made."""
+        return self._state is CircuitState.CLOSED and self.consecutive_failures == 0
+
     def state_at(self, now: float) -> CircuitState:
         """The state without side effects: OPEN reads as HALF_OPEN once ``open_s`` elapsed."""
         if self._state is CircuitState.OPEN and now - self._opened_at >= self.open_s:

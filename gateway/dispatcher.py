@@ -33,6 +33,8 @@ from gateway.upstream import Upstream, UpstreamResponse, UpstreamUnavailable
 from monitoring.gateway_metrics import GatewayMetrics
 
 _RETRYABLE_STATUS = 503
+#: Circuit breakers kept before idle ones are forgotten (``Dispatcher._forget_idle_breakers``).
+MAX_BREAKERS = 1024
 _REPLICA_FAILURE_STATUS = frozenset({502, 504})
 
 
@@ -219,9 +221,20 @@ class Dispatcher:
         key = (route, target)
         breaker = self._breakers.get(key)
         if breaker is None:
+            if len(self._breakers) >= MAX_BREAKERS:
+                self._forget_idle_breakers()
             breaker = CircuitBreaker(settings.failures, settings.open_s)
             self._breakers[key] = breaker
         return breaker
+
+    def _forget_idle_breakers(self) -> None:
+        """Drop the breakers that hold no state, then, if still too many, the oldest: a
+        URL's version is the client's choice, so targets (and breakers) are not bounded by
+        the configuration."""
+        for key in [k for k, breaker in self._breakers.items() if breaker.pristine]:
+            del self._breakers[key]
+        for key in list(self._breakers)[: max(len(self._breakers) - MAX_BREAKERS // 2, 0)]:
+            del self._breakers[key]
 
 
 @functools.lru_cache(maxsize=1024)

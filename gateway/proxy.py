@@ -41,6 +41,8 @@ from monitoring.metrics import exemplar
 from monitoring.tracing import current_trace_id
 
 _PASSED_BACK = ("content-type", "inference-header-content-length")
+#: The label (and log partition) of names that are neither configured nor served.
+UNKNOWN_ROUTE = UNKNOWN_MODEL = "_unknown"
 CANARY_ARMS = frozenset({STABLE_ARM, CANARY_ARM})
 
 
@@ -103,28 +105,30 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
             result = await state.dispatcher.dispatch(policy, plan, proxied)
         except UpstreamAnswer as upstream_error:
             response = upstream_error.response
-            labels["code"] = str(response.status)
+            configured = state.routes.is_configured(route)
+            labels.update(_confirmed(response, route if configured else "", "primary"))
             if path.predicts:
                 state.record(
                     proxied,
                     response,
                     arm=arm,
                     role="primary",
-                    model=route,
-                    version="",
+                    model=labels["model"] or UNKNOWN_MODEL,
+                    version=labels["version"],
                     replica="",
                     started=started,
                     shadowed=bool(shadows),
                 )
             return _respond(response, {"X-Request-ID": request_id, "X-Driftgate-Arm": arm})
-        labels.update(_answered(result))
+        planned = result.target.model if state.routes.is_configured(route) else ""
+        labels.update(_confirmed(result.response, planned, result.role))
         if path.predicts:
             state.record(
                 proxied,
                 result.response,
                 arm=arm,
                 role=result.role,
-                model=labels["model"],
+                model=labels["model"] or UNKNOWN_MODEL,
                 version=labels["version"],
                 replica=result.replica,
                 started=started,
@@ -170,6 +174,20 @@ def _answered(result: ProxyResult) -> dict[str, str]:
     }
 
 
+def _confirmed(response: UpstreamResponse, planned_model: str, role: str) -> dict[str, str]:
+    """Metric and log labels of an answer: the model and version the runtime names in it
+    (it does for every model it knows, refusals included), else the model a configured
+    route planned, else none. Never a name or version only the client gave: made-up names
+    would each add a series and a log partition."""
+    headers = response.headers
+    return {
+        "model": headers.get("x-model-name", planned_model),
+        "version": headers.get("x-model-version", ""),
+        "role": role,
+        "code": str(response.status),
+    }
+
+
 def _driftgate_headers(request_id: str, arm: str, result: ProxyResult) -> dict[str, str]:
     answered = _answered(result)
     headers = {
@@ -195,12 +213,19 @@ def _measure(
     state: GatewayState, path: InferencePath, arm: str, labels: dict[str, str], started: float
 ) -> None:
     route = path.model
-    known = state.routes.is_configured(route) or labels["code"] not in ("404", "401", "403")
-    route_label = route if known else "_unknown"
-    # An unknown name also fills the model label (the default route targets it): drop it.
-    model, version = (labels["model"], labels["version"]) if known else ("", "")
+    # A route is a label value when gateway.yaml configures it or a runtime served it (then
+    # it stays one: a served model's requests during an outage keep their route label).
+    if labels["model"] == route:
+        state.served_models.add(route)
+    known = state.routes.is_configured(route) or route in state.served_models
+    route_label = route if known else UNKNOWN_ROUTE
     state.metrics.count_request(
-        route_label, model=model, version=version, arm=arm, role=labels["role"], code=labels["code"]
+        route_label,
+        model=labels["model"],
+        version=labels["version"],
+        arm=arm,
+        role=labels["role"],
+        code=labels["code"],
     )
     elapsed = time.perf_counter() - started
     state.metrics.observe_request(

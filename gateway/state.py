@@ -46,6 +46,9 @@ class GatewayState:
     canary: CanaryController | None = None
     #: Finds the replicas by DNS when gateway.yaml says ``replicas: {dns: ...}``.
     discovery: ReplicaDiscovery | None = None
+    #: Model names some runtime answered for (``X-Model-Name``): bounded by the
+    #: repositories, so they may be metric label values, unlike any name a client sends.
+    served_models: set[str] = field(default_factory=set)
     #: Turns to run an analyst's ``POST /admin/sql`` (``gateway.feedback``).
     sql_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SQL_TURNS))
 

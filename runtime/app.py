@@ -98,7 +98,7 @@ def _app_state(state: RuntimeState) -> State:
 def _inference_error(_: AnyRequest, exc: InferenceServerError) -> Response[dict[str, str]]:
     if exc.status_code >= 500:
         log.error("%s", exc.message)
-    return Response({"error": exc.message}, status_code=exc.status_code)
+    return Response({"error": exc.message}, status_code=exc.status_code, headers=exc.served_headers)
 
 
 def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:

@@ -31,6 +31,9 @@ class InferenceServerError(Exception):
             message = f"{message[:MAX_MESSAGE_CHARS]}... ({cut} more characters)"
         super().__init__(message)
         self.message = message
+        #: ``X-Model-Name`` / ``X-Model-Version`` of the version the request reached, so
+        #: that a refusal says which model refused it (the gateway's labels read them).
+        self.served_headers: dict[str, str] = {}
 
 
 class BadRequest(InferenceServerError):

@@ -80,6 +80,11 @@ class RuntimeState:
             yield labels
         except InferenceServerError as exc:
             labels.code = exc.status_code
+            if labels.held is not None:
+                exc.served_headers = {
+                    "X-Model-Name": labels.held.model,
+                    "X-Model-Version": labels.version,
+                }
             raise
         except Exception:
             labels.code = 500

@@ -10,7 +10,8 @@ mimic what the real runtime and the network do:
 
 - :class:`Answer`: 200 with the runtime's eval-style body ``{"model", "version", "outputs"}``
   and the ``X-Model-Name`` / ``X-Model-Version`` headers the gateway reads;
-- :class:`Fail`: an error status with a JSON ``{"error": ...}`` body;
+- :class:`Fail`: an error status with a JSON ``{"error": ...}`` body, naming the model and
+  version that refused it as the runtime does;
 - :class:`Refuse`: the connection is refused (``httpx.ConnectError``);
 - :class:`Slow`: answer late. ``MockTransport`` applies no timeouts, so :class:`Slow` honours
   the read timeout of the gateway's request itself and raises ``httpx.ReadTimeout`` at
@@ -95,9 +96,10 @@ class Fail:
         return json.dumps({"error": self.message}).encode()
 
     async def __call__(self, request: httpx.Request, model: str, version: str) -> httpx.Response:
-        return httpx.Response(
-            self.status, content=self.body, headers={"Content-Type": "application/json"}
-        )
+        # The runtime names the version that refused, as it does for every model it knows.
+        headers = {"Content-Type": "application/json", "X-Model-Name": model}
+        headers["X-Model-Version"] = version
+        return httpx.Response(self.status, content=self.body, headers=headers)
 
 
 @dataclass(frozen=True)

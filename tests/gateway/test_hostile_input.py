@@ -262,3 +262,43 @@ def test_a_body_nested_too_deeply_to_read_goes_to_the_runtime_without_a_sticky_k
     assert answer.status_code == 200  # the runtime judges the body; the arm was drawn at random
     [call] = runtime.inference_calls()
     assert call.body == body.encode()
+
+
+# --- names and versions a client makes up ---------------------------------------------------
+
+
+def test_made_up_versions_add_no_series_and_no_breakers_past_the_bound(
+    start, runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """300 made-up versions made 600 series and 313 circuit breakers."""
+    import gateway.dispatcher
+
+    monkeypatch.setattr(gateway.dispatcher, "MAX_BREAKERS", 8)
+    gateway = start(routes={"iris": {"circuit_breaker": {"failures": 3, "open_s": 10}}})
+    assert gateway.client.post("/v2/models/iris/infer", json=BODY).status_code == 200
+    for index in range(40):
+        made_up = gateway.client.post(f"/v2/models/iris/versions/v{index}/infer", json=BODY)
+        assert made_up.status_code == 404
+    versions = {labels["version"] for labels in request_counts(gateway)}
+    assert versions == {"3", ""}  # the answered one, and none for the refusals
+    circuits = gateway.client.get("/admin/replicas").json()["circuits"]
+    assert len(circuits) <= 8
+
+
+def test_made_up_model_names_share_the_unknown_route_label(start, runtime) -> None:
+    gateway = start()
+    for index in range(5):
+        gateway.client.post(f"/v1/models/nosuch{index}/eval", json={"x": 1})
+        gateway.client.post(f"/v1/models/nosuch{index}/versions/-1/eval", json={"x": 1})
+    routes = {labels["route"] for labels in request_counts(gateway)}
+    assert routes == {"_unknown"}
+
+
+def test_a_served_model_keeps_its_route_label_when_its_replicas_fail(start, runtime) -> None:
+    from tests.gateway.fakes import Refuse
+
+    gateway = start()
+    assert gateway.client.post("/v2/models/iris/infer", json=BODY).status_code == 200
+    runtime.behave(Refuse())
+    assert gateway.client.post("/v2/models/iris/infer", json=BODY).status_code == 503
+    assert gateway.metric("driftgate_requests_total", route="iris", code="503") == 1

@@ -148,6 +148,19 @@ def test_refused_requests_cannot_add_a_column_per_made_up_input_name(
     ]
 
 
+def test_made_up_model_names_are_logged_in_one_partition(start, tmp_path: Path) -> None:
+    """Each unknown model's 404 made a predictions/model=<name>/ folder in the store."""
+    gateway = start(settings(tmp_path))
+    for index in range(3):
+        gateway.client.post(f"/v1/models/nosuch{index}/eval", json={"x": 1})
+    flush(gateway)
+    folders = (tmp_path / "store" / "predictions").iterdir()
+    partitions = sorted(p.name for p in folders if p.is_dir())
+    assert partitions == ["model=__HIVE_DEFAULT_PARTITION__", "model=_unknown"]  # the skeleton's
+    rows = query(tmp_path, "select route, status from predictions order by route")
+    assert rows == [("nosuch0", 404), ("nosuch1", 404), ("nosuch2", 404)]
+
+
 def test_primary_and_shadow_records_pair_up_by_request_id(start, tmp_path: Path) -> None:
     routes = {
         "iris": {

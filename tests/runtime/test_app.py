@@ -109,6 +109,18 @@ def test_errors_render_as_json_never_as_a_stack_trace(client: TestClient) -> Non
     assert "exceeds the limit of 1024 bytes" in too_big.json()["error"]
 
 
+def test_a_refusal_says_which_model_version_refused_it(client: TestClient) -> None:  # type: ignore[type-arg]
+    """The gateway labels its metrics and log partitions with what the runtime confirms."""
+    wait_ready(client)
+    refused = client.post("/v1/models/double/eval", json={"x": "seven"})
+    assert refused.status_code == 400
+    assert refused.headers["x-model-name"] == "double"
+    assert refused.headers["x-model-version"] == "1"
+    unknown = client.post("/v1/models/nope/eval", json={"x": 1})
+    assert unknown.status_code == 404
+    assert "x-model-name" not in unknown.headers
+
+
 def test_unknown_models_share_one_metrics_label(client: TestClient) -> None:  # type: ignore[type-arg]
     wait_ready(client)
     for name in ("a", "b", "c"):
