@@ -36,7 +36,7 @@ from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.errors import GatewayError, error_reply
 from gateway.health import HealthChecker
-from gateway.inference import InferenceEndpoint
+from gateway.inference import InferenceEndpoint, body_too_large
 from gateway.key_refresh import KeyRefresher
 from gateway.lease import FileLease
 from gateway.planner import ShadowPlan
@@ -305,8 +305,15 @@ def _error(request: AnyRequest, exc: Exception) -> Response[dict[str, str]]:
     return Response({"error": message}, status_code=status, headers=headers)
 
 
-def _http_error(_: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
+def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
+    if exc.status_code == 413:  # worded as the inference endpoint words it: size and limit
+        limit = gateway_state(request).settings.max_body_bytes
+        return _error(request, body_too_large(limit, _declared_length(request, limit)))
     message = exc.detail or "request failed"
-    if exc.status_code == 413:
-        message = f"request body too large: {message}"
     return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+def _declared_length(request: AnyRequest, limit: int) -> int | None:
+    """The body size Content-Length announced, when it is what passed ``limit``."""
+    declared = request.headers.get("content-length", "")
+    return int(declared) if declared.isdecimal() and int(declared) > limit else None

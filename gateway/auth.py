@@ -1,23 +1,30 @@
 """JWT bearer authentication and scope authorization for the gateway, free of any framework.
 
-The gateway calls ``TokenVerifier.verify(request.headers.get("authorization"))`` on every
-request and ``require(principal, "predict", model)`` once it knows the route; one exception
-handler turns an ``AuthError`` into its status and ``WWW-Authenticate`` header (RFC 6750)::
+The gateway calls ``check_one_authorization(scope["headers"])`` as a request arrives
+(``gateway.inference``), ``TokenVerifier.verify(request.headers.get("authorization"))`` on
+every request and ``require(principal, "predict", model)`` once it knows the route; one
+exception handler turns an ``AuthError`` into its status and ``WWW-Authenticate`` header
+(RFC 6750)::
 
     AuthError                  status_code, www_authenticate
+    ├── InvalidRequest   400   more than one Authorization header (error="invalid_request")
     ├── Unauthenticated  401   no, malformed, unsigned, forged, expired or foreign token
     └── Forbidden        403   a valid token without the scope (error="insufficient_scope")
     AuthConfigError            the ``auth:`` section of gateway.yaml cannot be used
 
 The algorithm is pinned by configuration and never taken from a token: pyjwt is called with
 ``algorithms=[pinned]``, and a token announcing another ``alg`` is refused before any key is
-touched. Key files and JWKS URLs are read by ``gateway.jwks`` and re-read every
-``jwks_refresh_s`` by ``gateway.key_refresh``. See docs/auth.md.
+touched. The time claims (``exp``, ``nbf``, ``iat``) are checked here rather than by pyjwt,
+which takes ``"exp": "1796627000"`` or ``"exp": true`` for a date: RFC 7519 makes them JSON
+numbers, and a verified token is remembered with its ``exp`` compared on every later use.
+Key files and JWKS URLs are read by ``gateway.jwks`` and re-read every ``jwks_refresh_s`` by
+``gateway.key_refresh``. See docs/auth.md.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import time
@@ -74,6 +81,13 @@ class AuthError(Exception):
         if self.scope:
             parts.append(f'scope="{_header_safe(self.scope)}"')
         return ", ".join(parts)
+
+
+class InvalidRequest(AuthError):
+    """A request that is malformed as a whole (RFC 6750 section 3.1), such as two credentials."""
+
+    status_code = 400
+    error = "invalid_request"
 
 
 class Unauthenticated(AuthError):
@@ -313,7 +327,7 @@ class TokenVerifier:
         """The principal of a valid token; ``Unauthenticated`` for anything else."""
         token = _bearer_token(authorization)
         known = self._verified.get(token)
-        if known is not None and time.time() <= known.claims["exp"] + self.config.leeway_s:
+        if known is not None and not _expired(known.claims, time.time(), self.config.leeway_s):
             self._verified.move_to_end(token)
             return known
         principal = self._check(token)
@@ -354,10 +368,18 @@ class TokenVerifier:
                 audience=cfg.audience,
                 issuer=cfg.issuer,
                 leeway=cfg.leeway_s,
-                options={"require": require_claims, "enforce_minimum_key_length": True},
+                # _check_times, not pyjwt, checks exp, nbf and iat: see the module docstring.
+                options={
+                    "require": require_claims,
+                    "enforce_minimum_key_length": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                },
             )
         except (jwt.PyJWTError, ValueError, TypeError) as exc:
             raise Unauthenticated(_describe(exc, cfg)) from None
+        _check_times(claims, cfg.leeway_s)
         if not claims["sub"]:
             raise Unauthenticated("token 'sub' claim is empty")
         return Principal(claims["sub"], _scopes(claims), claims)
@@ -383,32 +405,81 @@ def _same_keys(a: KeyRing | None, b: KeyRing | None) -> bool:
     )
 
 
+def check_one_authorization(raw_headers: Iterable[tuple[bytes, bytes]]) -> None:
+    """Refuse a request that carries more than one ``Authorization`` header (400).
+
+    Which one counts would depend on who reads them (a dict keeps the last, Litestar the
+    first); RFC 6750 section 3.1 calls two credentials an ``invalid_request``.
+    """
+    count = sum(1 for name, _ in raw_headers if name.lower() == b"authorization")
+    if count > 1:
+        raise InvalidRequest(
+            f"request has {count} Authorization headers; send exactly one "
+            "('Authorization: Bearer <token>')"
+        )
+
+
 def _bearer_token(authorization: str | None) -> str:
     value = (authorization or "").strip()
     if not value:
         raise Unauthenticated.no_credentials(
             "missing Authorization header; send 'Authorization: Bearer <token>'"
         )
-    scheme, _, token = value.partition(" ")
+    # Any whitespace after the scheme: "Bearer<TAB>token" is a Bearer token, not a scheme.
+    scheme, *rest = value.split(maxsplit=1)
     if scheme.lower() != "bearer":
         raise Unauthenticated.no_credentials(
             f"Authorization scheme {_short(scheme)} is not supported; use 'Bearer <token>'"
         )
-    token = token.strip()
+    token = rest[0] if rest else ""
     if not token:
         raise Unauthenticated("Authorization header has 'Bearer' but no token")
-    if len(token) > MAX_TOKEN_CHARS or any(c.isspace() for c in token):
-        raise Unauthenticated("malformed token: too long or contains spaces")
+    if len(token) > MAX_TOKEN_CHARS:
+        raise Unauthenticated(f"malformed token: too long (over {MAX_TOKEN_CHARS} characters)")
+    if any(c.isspace() for c in token):
+        raise Unauthenticated("malformed token: contains spaces")
+    if token.count(".") != 2:
+        raise Unauthenticated(
+            f"malformed token: a JWT is three dot-separated parts, this has {token.count('.') + 1}"
+        )
     return token
 
 
+#: RFC 7519 section 2: NumericDate, seconds since the epoch as a JSON number.
+_TIME_CLAIMS: Final = ("exp", "nbf", "iat")
+
+
+def _check_times(claims: Mapping[str, Any], leeway_s: float) -> None:
+    """``exp``, ``nbf`` and ``iat`` are numbers, and now lies between them (with leeway)."""
+    for name in _TIME_CLAIMS:
+        if name in claims and not _is_numeric_date(claims[name]):
+            raise Unauthenticated(
+                f"token {name!r} claim must be a number of seconds since the epoch "
+                f"(RFC 7519 NumericDate), got {_short(claims[name])}"
+            )
+    skew = f"beyond {leeway_s:g} s of allowed clock skew"
+    now = time.time()
+    if _expired(claims, now, leeway_s):
+        raise Unauthenticated(f"token has expired (exp is past, {skew})")
+    for name in ("nbf", "iat"):
+        if name in claims and claims[name] > now + leeway_s:
+            raise Unauthenticated(f"token is not yet valid ({name} is in the future, {skew})")
+
+
+def _is_numeric_date(value: object) -> bool:
+    # bool is an int to Python, not a number to JSON; a float may be NaN or infinite.
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))
+
+
+def _expired(claims: Mapping[str, Any], now: float, leeway_s: float) -> bool:
+    # exp is compared, never added to: an int past the float range is a valid NumericDate.
+    expires: int | float = claims["exp"]
+    return expires <= now - leeway_s
+
+
 def _describe(exc: Exception, cfg: AuthConfig) -> str:
-    skew = f"beyond {cfg.leeway_s:g} s of allowed clock skew"
-    if isinstance(exc, jwt.ExpiredSignatureError):
-        return f"token has expired (exp is past, {skew})"
-    if isinstance(exc, jwt.ImmatureSignatureError):
-        claim = "iat" if "(iat)" in str(exc) else "nbf"
-        return f"token is not yet valid ({claim} is in the future, {skew})"
     if isinstance(exc, jwt.MissingRequiredClaimError):
         return f"token is missing the required {exc.claim!r} claim"
     if isinstance(exc, jwt.InvalidAudienceError):

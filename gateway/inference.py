@@ -10,8 +10,13 @@ gateway's CPU per proxied request (BENCHMARKS.md, "Gateway overhead").
 What this module owns is the HTTP edge of that path:
 
 - the body limit: 413 from ``Content-Length`` before anything is read, or as soon as a
-  streamed body passes ``max_body_bytes``;
+  streamed body passes ``max_body_bytes`` (``body_too_large`` words the Litestar side's too);
 - the request id (``X-Request-ID``, generated when absent) on every answer, errors included;
+  a client's id longer than feedback takes (256 characters), or with characters other than
+  visible ASCII, is refused with 400, since no label could ever be sent for it;
+- one ``Authorization`` header at most, on every request, inference or not: with auth on,
+  a request with several is refused with 400 (``gateway.auth.check_one_authorization``)
+  before either side reads one, since a dict keeps the last and Litestar the first;
 - the route template (``scope["path_template"]``) that names the SERVER span, which
   ``monitoring.tracing.ServerSpanMiddleware`` opens around this endpoint and Litestar alike;
 - errors rendered as ``{"error": ...}`` by the same ``gateway.errors.error_reply`` as the
@@ -26,12 +31,16 @@ from typing import Any
 import msgspec
 
 from gateway import proxy
+from gateway.auth import AuthError, check_one_authorization
 from gateway.dialects import InferencePath, parse_inference_path
 from gateway.errors import BadGatewayRequest, PayloadTooLarge, error_reply
 from gateway.state import GatewayState
 from monitoring.tracing import request_headers
 
 ASGIApp = Any
+#: The longest ``X-Request-ID`` taken: ``POST /v1/feedback`` refers to requests by their id
+#: and takes none longer (``gateway.feedback``).
+MAX_REQUEST_ID_CHARS = 256
 
 
 class ClientDisconnected(Exception):
@@ -47,30 +56,80 @@ class InferenceEndpoint:
         self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if scope["method"] == "POST":
             path = parse_inference_path(scope["path"], scope["query_string"].decode("latin-1"))
             if path is not None:
                 scope["path_template"] = path.template
                 await self._serve(path, scope, receive, send)
                 return
+        try:
+            self._check_authorization_count(scope)
+        except AuthError as exc:
+            await send_answer(send, error_answer(exc, scope, {}))
+            return
         await self.app(scope, receive, send)
 
     async def _serve(self, path: InferencePath, scope: Any, receive: Any, send: Any) -> None:
         headers = request_headers(scope)
-        request_id = headers.get("x-request-id") or new_request_id()
+        request_id, id_refusal = take_request_id(headers.get("x-request-id"))
         try:
+            if id_refusal is not None:
+                raise id_refusal
+            self._check_authorization_count(scope)
             body = await read_body(receive, headers.get("content-length"), self.max_body_bytes)
             reply = await proxy.answer(self.state, proxy.Inbound(path, request_id, headers, body))
         except ClientDisconnected:
             return
         except Exception as exc:
-            status, extra, message = error_reply(exc, f"POST {scope['path']}")
-            reply = proxy.Answer(
-                status,
-                {"content-type": "application/json", "X-Request-ID": request_id, **extra},
-                msgspec.json.encode({"error": message}),
-            )
+            reply = error_answer(exc, scope, {"X-Request-ID": request_id})
         await send_answer(send, reply)
+
+    def _check_authorization_count(self, scope: Any) -> None:
+        if self.state.verifier is None:  # auth off: nothing reads the header
+            return
+        # Fewer names than header lines means some header is repeated: only then look.
+        if len(request_headers(scope)) < len(scope["headers"]):
+            check_one_authorization(scope["headers"])
+
+
+def error_answer(exc: Exception, scope: Any, headers: dict[str, str]) -> proxy.Answer:
+    """``{"error": ...}`` for ``exc``, as ``gateway.errors.error_reply`` words it."""
+    status, extra, message = error_reply(exc, f"{scope['method']} {scope['path']}")
+    return proxy.Answer(
+        status,
+        {"content-type": "application/json", **headers, **extra},
+        msgspec.json.encode({"error": message}),
+    )
+
+
+def take_request_id(given: str | None) -> tuple[str, BadGatewayRequest | None]:
+    """The request's id: the client's, or a new one when it sent none, or one that cannot be
+    used (then with the 400 to answer under the new id)."""
+    if not given:
+        return new_request_id(), None
+    problem = request_id_problem(given)
+    if problem is None:
+        return given, None
+    return new_request_id(), BadGatewayRequest(problem)
+
+
+def request_id_problem(request_id: str) -> str | None:
+    """Why a client's ``X-Request-ID`` cannot be used, or None when it can."""
+    if len(request_id) > MAX_REQUEST_ID_CHARS:
+        return (
+            f"X-Request-ID of {len(request_id)} characters is longer than the limit of "
+            f"{MAX_REQUEST_ID_CHARS}; send a shorter id, or none and use the one the gateway "
+            "answers with"
+        )
+    if not (request_id.isascii() and request_id.isprintable()) or " " in request_id:
+        return (
+            "X-Request-ID may hold only visible ASCII characters ('!' to '~', no spaces), "
+            f"got {request_id!r}"
+        )
+    return None
 
 
 def new_request_id() -> str:
@@ -88,9 +147,7 @@ async def read_body(receive: Any, declared_length: str | None, limit: int) -> by
                 f"Content-Length must be a number of bytes, got {declared_length!r}"
             ) from None
         if declared > limit:
-            raise PayloadTooLarge(
-                f"request body of {declared} bytes exceeds the limit of {limit} bytes"
-            )
+            raise body_too_large(limit, declared)
     chunks: list[bytes] = []
     received = 0
     while True:
@@ -100,16 +157,24 @@ async def read_body(receive: Any, declared_length: str | None, limit: int) -> by
         chunk = message.get("body", b"")
         received += len(chunk)
         if received > limit:
-            raise PayloadTooLarge(
-                f"request body too large: more than {limit} bytes arrived; "
-                f"the limit is {limit} bytes"
-            )
+            raise body_too_large(limit)
         if not message.get("more_body", False):
             if not chunks:
                 return bytes(chunk)
             chunks.append(chunk)
             return b"".join(chunks)
         chunks.append(chunk)
+
+
+def body_too_large(limit: int, declared: int | None = None) -> PayloadTooLarge:
+    """The 413 for a body over ``limit`` bytes: ``declared`` from Content-Length, if it said."""
+    if declared is not None:
+        return PayloadTooLarge(
+            f"request body of {declared} bytes exceeds the limit of {limit} bytes"
+        )
+    return PayloadTooLarge(
+        f"request body too large: more than {limit} bytes arrived; the limit is {limit} bytes"
+    )
 
 
 async def send_answer(send: Any, reply: proxy.Answer) -> None:

@@ -7,7 +7,9 @@ to them. They show distributions of logged inputs, so they need the scope ``read
 when auth is on, like the SQL endpoint.
 
 Only files inside the reports folder are served (a path that resolves outside it, a
-symlink out, or a file that is not ``.html``/``.svg``/``.json`` is a 404).
+symlink out, or a file that is not ``.html``/``.svg``/``.json`` is a 404). So is any path
+the file system refuses (a NUL byte, a name too long) or a file that cannot be read: the
+client sees a 404 in JSON, never a 500.
 """
 
 from __future__ import annotations
@@ -35,13 +37,34 @@ class ReportNotFound(GatewayError):
 def report_file(reports: Path, path: str) -> Path:
     """The file under ``reports`` that ``path`` names; raises ``ReportNotFound``."""
     root = reports.resolve()
-    candidate = (root / (path or "index.html")).resolve()
-    if candidate.is_dir():
-        candidate = candidate / "index.html"
-    inside = candidate == root or root in candidate.parents
-    if not inside or candidate.suffix not in _MEDIA_TYPES or not candidate.is_file():
-        raise ReportNotFound(f"no report at /reports/{path}; the list is at /reports/")
-    return candidate
+    try:
+        candidate = (root / (path or "index.html")).resolve()
+        if candidate.is_dir():
+            candidate = candidate / "index.html"
+        inside = candidate == root or root in candidate.parents
+        if inside and candidate.suffix in _MEDIA_TYPES and candidate.is_file():
+            return candidate
+    except (OSError, ValueError):  # a name too long; ValueError: a NUL byte
+        pass
+    raise _not_found(path)
+
+
+def read_report(reports: Path, path: str) -> tuple[bytes, str]:
+    """The bytes and media type of the report ``path`` names; raises ``ReportNotFound``."""
+    found = report_file(reports, path)
+    try:
+        return found.read_bytes(), _MEDIA_TYPES[found.suffix]
+    except OSError:  # removed by the jobs' clean-up since, or not readable
+        raise _not_found(path) from None
+
+
+def _not_found(path: str) -> ReportNotFound:
+    if not path:
+        return ReportNotFound(
+            "no reports yet: the list at /reports/ appears once the drift or explain "
+            "job has written a report"
+        )
+    return ReportNotFound(f"no report at /reports/{path}; the list is at /reports/")
 
 
 @get("/reports", sync_to_thread=False)
@@ -59,10 +82,10 @@ def _serve(request: AnyRequest, path: str) -> Response[bytes]:
     state.authorize(request, "read:logs")
     if state.settings.log is None:
         raise LogUnavailable("the prediction log is off, so there are no job reports")
-    found = report_file(state.settings.log.store / "reports", path.lstrip("/"))
+    body, media_type = read_report(state.settings.log.store / "reports", path.lstrip("/"))
     return Response(
-        found.read_bytes(),
-        media_type=_MEDIA_TYPES[found.suffix],
+        body,
+        media_type=media_type,
         headers={
             "Cache-Control": "no-cache",
             "X-Content-Type-Options": "nosniff",

@@ -30,9 +30,11 @@ from gateway.auth import (
     AuthConfigError,
     AuthError,
     Forbidden,
+    InvalidRequest,
     Principal,
     TokenVerifier,
     Unauthenticated,
+    check_one_authorization,
     mint_token,
     parse_ttl,
     require,
@@ -143,6 +145,12 @@ def test_bearer_scheme_is_case_insensitive() -> None:
     config = _hs()
     token = mint_token(config, "app1", ["predict"], 60)
     assert TokenVerifier(config).verify(f"bearer  {token} ").subject == "app1"
+
+
+def test_any_whitespace_separates_the_scheme_from_the_token() -> None:
+    config = _hs()
+    token = mint_token(config, "app1", ["predict"], 60)
+    assert TokenVerifier(config).verify(f"Bearer\t{token}").subject == "app1"
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
@@ -263,6 +271,58 @@ def test_bad_claims_are_refused(claims: dict[str, Any], config: dict[str, Any], 
     assert message in error.message
 
 
+_IN_AN_HOUR = int(time.time()) + 3600
+
+
+@pytest.mark.parametrize(
+    ("claims", "message"),
+    [
+        pytest.param(
+            _claims(exp=str(_IN_AN_HOUR)),
+            "'exp' claim must be a number of seconds since the epoch "
+            f"(RFC 7519 NumericDate), got '{_IN_AN_HOUR}'",
+            id="exp-digits-in-a-string",
+        ),
+        pytest.param(
+            _claims(exp=f" {_IN_AN_HOUR}"), "'exp' claim must be a number", id="exp-padded-string"
+        ),
+        pytest.param(
+            _claims(exp=True),
+            "'exp' claim must be a number of seconds since the epoch "
+            "(RFC 7519 NumericDate), got True",
+            id="exp-true",
+        ),
+        pytest.param(_claims(exp=float("nan")), "'exp' claim must be a number", id="exp-nan"),
+        pytest.param(_claims(exp=[_IN_AN_HOUR]), "'exp' claim must be a number", id="exp-list"),
+        pytest.param(_claims(nbf="x"), "'nbf' claim must be a number", id="nbf-string"),
+        pytest.param(_claims(iat="x"), "'iat' claim must be a number", id="iat-string"),
+        pytest.param(_claims(nbf=True), "'nbf' claim must be a number", id="nbf-true"),
+        pytest.param(
+            _claims(iat=str(int(time.time()))),
+            "'iat' claim must be a number",
+            id="iat-digits-in-a-string",
+        ),
+        pytest.param({**_claims(), "nbf": None}, "'nbf' claim must be a number", id="nbf-null"),
+    ],
+)
+def test_time_claims_must_be_json_numbers(claims: dict[str, Any], message: str) -> None:
+    """RFC 7519 NumericDate: pyjwt alone takes "1796627000" and true; the gateway does not."""
+    verifier = TokenVerifier(_hs())
+    token = jwt.encode(claims, SECRET, algorithm="HS256")
+    for _ in range(2):  # refused every time: never remembered, never a TypeError
+        error = _refused(verifier, f"Bearer {token}")
+        assert message in error.message
+        assert error.www_authenticate.startswith('Bearer realm="driftgate", error="invalid_token"')
+
+
+def test_a_fractional_or_far_future_exp_is_a_date_that_is_remembered() -> None:
+    verifier = TokenVerifier(_hs())
+    for exp in (_IN_AN_HOUR + 0.5, 10**400):  # 10**400 + leeway would not fit a float
+        token = jwt.encode(_claims(exp=exp), SECRET, algorithm="HS256")
+        assert verifier.verify(f"Bearer {token}").subject == "app1"
+        assert verifier.verify(f"Bearer {token}").subject == "app1"
+
+
 def test_audience_may_be_a_list_containing_ours() -> None:
     token = jwt.encode(_claims(aud=["other", "driftgate"]), SECRET, algorithm="HS256")
     assert TokenVerifier(_hs(audience="driftgate")).verify(f"Bearer {token}").subject == "app1"
@@ -301,6 +361,7 @@ def test_leeway_is_honoured() -> None:
         ("Bearer a.b", "invalid_token", "malformed token"),
         ("Bearer a.b.c", "invalid_token", "malformed token"),
         ("Bearer a.b.c.d.e", "invalid_token", "malformed token"),
+        ("Bearer a.b.c.d", "invalid_token", "three dot-separated parts, this has 4"),
         ("Bearer ...", "invalid_token", "malformed token"),
         ("Bearer @@@.@@@.@@@", "invalid_token", "malformed token"),
         ("Bearer a b", "invalid_token", "contains spaces"),
@@ -320,6 +381,20 @@ def test_malformed_headers_answer_401(header: str | None, challenge_error, messa
         assert error.www_authenticate.startswith(
             f'Bearer realm="driftgate", error="{challenge_error}"'
         )
+
+
+def test_two_authorization_headers_are_an_invalid_request() -> None:
+    token = mint_token(_hs(), "app1", ["predict"], 60)
+    one = [(b"host", b"x"), (b"authorization", f"Bearer {token}".encode())]
+    check_one_authorization(one)
+    with pytest.raises(InvalidRequest) as caught:
+        check_one_authorization([*one, (b"Authorization", b"Bearer garbage")])
+    error = caught.value
+    assert error.status_code == 400
+    assert error.message == (
+        "request has 2 Authorization headers; send exactly one ('Authorization: Bearer <token>')"
+    )
+    assert error.www_authenticate.startswith('Bearer realm="driftgate", error="invalid_request"')
 
 
 def test_hmac_signed_token_with_non_json_payload_is_refused() -> None:
@@ -719,6 +794,11 @@ def test_refusals_shown_in_the_docs_are_what_the_code_says() -> None:
     with pytest.raises(Forbidden) as caught:
         require(_principal("predict:iris"), "predict", "titanic")
     assert f"WWW-Authenticate: {caught.value.www_authenticate}\n" in text
+    with pytest.raises(InvalidRequest) as repeated:
+        check_one_authorization([(b"authorization", b"Bearer a"), (b"authorization", b"Bearer b")])
+    assert f"WWW-Authenticate: {repeated.value.www_authenticate}\n" in text
+    string_exp = jwt.encode(_claims(exp="1796627000"), SECRET, algorithm="HS256")
+    assert f"\n{_refused(TokenVerifier(_hs()), f'Bearer {string_exp}').message}\n" in text
 
 
 # --- verified tokens remembered -------------------------------------------------------------

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from gateway.auth import AuthConfig, mint_token
-from gateway.reports import ReportNotFound, report_file
+from gateway.reports import ReportNotFound, read_report, report_file
 from gateway.settings import GatewaySettings
 from tests.gateway.fakes import REPLICAS, FakeRuntime, gateway_factory
 
@@ -99,3 +99,37 @@ def test_report_file_refuses_paths_out_of_the_folder(reports: Path) -> None:
     for path in ("../secret.html", "drift/link.html", "/etc/passwd", "drift/notes.txt"):
         with pytest.raises(ReportNotFound):
             report_file(reports, path)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/reports/x%00y",
+        "/reports/drift/%00.html",
+        "/reports/" + "a" * 300 + ".html",
+        "/reports/" + ("b" * 200 + "/") * 30 + "latest.html",
+    ],
+)
+def test_a_path_the_file_system_refuses_is_a_404(gateway: Any, path: str) -> None:
+    answer = gateway.client.get(path, headers=_as("read:logs"))
+    assert answer.status_code == 404, (path, answer.text)
+    assert answer.json()["error"].startswith("no report at /reports/")
+
+
+def test_a_report_that_cannot_be_read_is_a_404(reports: Path, monkeypatch) -> None:
+    def unreadable(_: Path) -> bytes:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(ReportNotFound, match=r"no report at /reports/index\.html"):
+        read_report(reports, "index.html")
+
+
+def test_no_reports_yet_says_so_rather_than_pointing_at_itself(gateway: Any, reports: Path):
+    (reports / "index.html").unlink()
+    answer = gateway.client.get("/reports/", headers=_as("read:logs"))
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": "no reports yet: the list at /reports/ appears once the drift or explain "
+        "job has written a report"
+    }
