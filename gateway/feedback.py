@@ -74,10 +74,10 @@ def _recording(state: GatewayState) -> Any:
 @post("/v1/feedback", status_code=202)
 async def feedback(request: AnyRequest) -> dict[str, int]:
     state = gateway_state(request)
-    try:
-        principal = state.authorize(request, "feedback")
-    except AuthError:
+    try:  # either scope; a refusal names `feedback`, the one meant for labellers
         principal = state.authorize(request, "predict")
+    except AuthError:
+        principal = state.authorize(request, "feedback")
     recorder = _recording(state)
     body = await request.body()
     labels = _parse_labels(body)

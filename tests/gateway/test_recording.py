@@ -268,3 +268,16 @@ def test_admin_sql_reads_the_log_and_refuses_writes(start, tmp_path: Path) -> No
         gateway.client.post("/admin/sql", headers=caller, json={"sql": "select 1"}).status_code
         == 403
     )
+
+
+def test_feedback_takes_either_scope_and_a_refusal_names_feedback(start, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path, auth=True))
+    config = AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET})
+    label = {"request_id": "r1", "label": 1}
+    for scopes, status in ((["feedback"], 202), (["predict"], 202), (["admin"], 403)):
+        token = mint_token(config, "labeller", scopes, 600)
+        answer = gateway.client.post(
+            "/v1/feedback", json=label, headers={"authorization": f"Bearer {token}"}
+        )
+        assert answer.status_code == status, scopes
+    assert "lacks scope 'feedback'" in answer.json()["error"]
