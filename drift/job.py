@@ -56,7 +56,7 @@ from drift.stats import psi
 from drift.verdict import DriftStat, TestSettings
 from drift.window import groups, labelled_errors, sample_columns, scan_window, window_bounds
 from monitoring.job_results import read_latest
-from monitoring.prediction_log import connect_readonly
+from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.drift")
 
@@ -96,7 +96,11 @@ class DriftJob:
         self.previous: dict[tuple[str, str, str], dict[str, bool]] = {}
 
     def run(self) -> str:
-        """One scheduled run over every group; returns a one-line summary."""
+        """One scheduled run over every group; returns a one-line summary. A damaged
+        segment of the store is set aside and the run starts again without it."""
+        return set_aside_damaged(self.store, self._run)
+
+    def _run(self) -> str:
         now = self.clock()
         con = connect_readonly(self.store)
         try:

@@ -72,7 +72,7 @@ from explain.results import (
 )
 from explain.settings import ExplainJobSettings
 from explain.traffic import Traffic, read_traffic
-from monitoring.prediction_log import connect_readonly
+from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.explain")
 
@@ -104,7 +104,11 @@ class ExplainJob:
         self._reference_importance: dict[tuple[str, str, str], dict[str, Importance]] = {}
 
     def run(self) -> str:
-        """One scheduled run over every model version; returns a one-line summary."""
+        """One scheduled run over every model version; returns a one-line summary. A
+        damaged segment of the store is set aside and the run starts again without it."""
+        return set_aside_damaged(self.store, self._run_all)
+
+    def _run_all(self) -> str:
         deadline = self.timer() + self.settings.time_limit_s
         now = self.clock()
         con = connect_readonly(self.store)

@@ -9,13 +9,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from monitoring.jobs import JobScheduler
-from monitoring.prediction_log import LogSettings, compact, enforce_retention
+from monitoring.prediction_log import LogSettings, compact, enforce_retention, set_aside_damaged
 
 UPKEEP_INTERVAL_S = 300.0
 
 
 def log_upkeep(store: Path, settings: LogSettings) -> str:
-    compaction = compact(store, settings)
+    """Compaction, then retention; a damaged segment is set aside, not a failed run."""
+    compaction = set_aside_damaged(store, lambda: compact(store, settings))
     retention = enforce_retention(store, settings)
     return f"compaction: {compaction}; retention: {retention}"
 

@@ -27,6 +27,7 @@ from monitoring.prediction_log.maintenance import (
     compact,
     enforce_retention,
 )
+from monitoring.prediction_log.quarantine import set_aside_damaged
 from monitoring.prediction_log.records import FeedbackRecord, LogSettings, PredictionRecord
 from monitoring.prediction_log.sql import SqlError, SqlRefused, SqlResult, run_sql
 from monitoring.prediction_log.writer import PredictionLogWriter
@@ -48,4 +49,5 @@ __all__ = [
     "connect_readonly",
     "enforce_retention",
     "run_sql",
+    "set_aside_damaged",
 ]

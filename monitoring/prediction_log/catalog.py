@@ -34,6 +34,7 @@ from monitoring.prediction_log.layout import (
     staging_file,
     tree_glob,
 )
+from monitoring.prediction_log.quarantine import set_aside_damaged
 from monitoring.prediction_log.segments import PLACEHOLDER_SCHEMAS
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,11 @@ class Catalog:
                 f"{self.path} is open read-write by another process (a .wal file exists): "
                 "close it; analysts should open it read-only (duckdb -readonly)"
             )
+        set_aside_damaged(self.root, self._build)
+
+    def _build(self) -> None:
+        """Create the views in a staged file, and swap it in (views bind: they read every
+        segment's schema, so a damaged segment fails this; see ``refresh``)."""
         staged = staging_file(self.root, ".duckdb")
         try:
             con = duckdb.connect(str(staged))

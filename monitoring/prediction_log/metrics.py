@@ -1,7 +1,8 @@
 """Prometheus metrics of the prediction-log writer, registered on the registry it is given.
 
 Labels are bounded: ``table`` (predictions|feedback) and ``outcome`` (written|dropped).
-The queue depth is read from the writer at scrape time by a collector, not kept in a gauge.
+The queue depth is read from the writer at scrape time by a collector, not kept in a gauge;
+so is the number of damaged segments set aside in the store (``.quarantine/``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,12 @@ FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2
 
 
 class LogMetrics:
-    def __init__(self, registry: CollectorRegistry, queue_depth: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        queue_depth: Callable[[], int],
+        quarantined: Callable[[], int] = lambda: 0,
+    ) -> None:
         self.records = Counter(
             "driftgate_log_records_total",
             "Prediction-log records by table and outcome (written|dropped).",
@@ -41,6 +47,7 @@ class LogMetrics:
             registry=registry,
         )
         registry.register(QueueDepthCollector(queue_depth))
+        registry.register(QuarantineCollector(quarantined))
 
 
 class QueueDepthCollector(Collector):
@@ -55,4 +62,19 @@ class QueueDepthCollector(Collector):
             "Prediction-log records accepted by submit and not yet written (or dropped).",
         )
         family.add_metric([], float(self._depth()))
+        yield family
+
+
+class QuarantineCollector(Collector):
+    """``driftgate_log_quarantined_segments``: damaged segments set aside in the store."""
+
+    def __init__(self, count: Callable[[], int]) -> None:
+        self._count = count
+
+    def collect(self) -> Iterable[Metric]:
+        family = GaugeMetricFamily(
+            "driftgate_log_quarantined_segments",
+            "Segments of the store that were not readable Parquet, moved to .quarantine/.",
+        )
+        family.add_metric([], float(self._count()))
         yield family

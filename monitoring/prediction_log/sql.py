@@ -26,6 +26,7 @@ from typing import Any
 import duckdb
 
 from monitoring.prediction_log.catalog import CatalogBusy, connect_readonly
+from monitoring.prediction_log.quarantine import set_aside_damaged
 
 #: Statement types that cannot change anything (DESCRIBE, SHOW, SUMMARIZE parse as SELECT).
 ALLOWED_STATEMENTS = frozenset({duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN})
@@ -110,8 +111,16 @@ def run_sql(
 ) -> SqlResult:
     """Run one read-only query against the store's catalog (see the module docstring).
 
-    ``max_bytes`` caps the result as ``max_rows`` does, by the Arrow size of its rows.
+    ``max_bytes`` caps the result as ``max_rows`` does, by the Arrow size of its rows. A
+    segment that is not readable Parquet is set aside and the query runs again
+    (``monitoring.prediction_log.quarantine``).
     """
+    return set_aside_damaged(root, lambda: _run_once(root, query, max_rows, timeout_s, max_bytes))
+
+
+def _run_once(
+    root: Path, query: str, max_rows: int, timeout_s: float, max_bytes: int | None
+) -> SqlResult:
     try:
         con = connect_readonly(root)
     except (duckdb.Error, CatalogBusy, PermissionError) as exc:

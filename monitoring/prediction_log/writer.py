@@ -34,6 +34,7 @@ from monitoring.prediction_log.layout import (
     write_segment,
 )
 from monitoring.prediction_log.metrics import LogMetrics
+from monitoring.prediction_log.quarantine import quarantined_count
 from monitoring.prediction_log.records import FeedbackRecord, LogSettings, PredictionRecord
 from monitoring.prediction_log.segments import (
     GroupKey,
@@ -78,7 +79,11 @@ class PredictionLogWriter:
         self._catalog_retry_at: float | None = None
         self._catalog_delay = 0.5
         self._shapes: ColumnShapes | None = None  # read from the registry at the first write
-        self.metrics = LogMetrics(registry or CollectorRegistry(), lambda: self._depth)
+        self.metrics = LogMetrics(
+            registry or CollectorRegistry(),
+            lambda: self._depth,
+            lambda: quarantined_count(self.root),
+        )
 
     def start(self) -> None:
         """Create the store's layout and catalog, then start the writer thread."""
