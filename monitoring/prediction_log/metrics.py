@@ -46,35 +46,29 @@ class LogMetrics:
             "Failed attempts to write a segment (each retried a bounded number of times).",
             registry=registry,
         )
-        registry.register(QueueDepthCollector(queue_depth))
-        registry.register(QuarantineCollector(quarantined))
+        registry.register(
+            ScrapedGauge(
+                "driftgate_log_queue_depth",
+                "Prediction-log records accepted by submit and not yet written (or dropped).",
+                queue_depth,
+            )
+        )
+        registry.register(
+            ScrapedGauge(
+                "driftgate_log_quarantined_segments",
+                "Segments of the store that were not readable Parquet, moved to .quarantine/.",
+                quarantined,
+            )
+        )
 
 
-class QueueDepthCollector(Collector):
-    """``driftgate_log_queue_depth``: records accepted but not yet on disk."""
+class ScrapedGauge(Collector):
+    """A gauge whose value ``read`` gives at scrape time (nothing kept between scrapes)."""
 
-    def __init__(self, depth: Callable[[], int]) -> None:
-        self._depth = depth
+    def __init__(self, name: str, documentation: str, read: Callable[[], int]) -> None:
+        self._name, self._documentation, self._read = name, documentation, read
 
     def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            "driftgate_log_queue_depth",
-            "Prediction-log records accepted by submit and not yet written (or dropped).",
-        )
-        family.add_metric([], float(self._depth()))
-        yield family
-
-
-class QuarantineCollector(Collector):
-    """``driftgate_log_quarantined_segments``: damaged segments set aside in the store."""
-
-    def __init__(self, count: Callable[[], int]) -> None:
-        self._count = count
-
-    def collect(self) -> Iterable[Metric]:
-        family = GaugeMetricFamily(
-            "driftgate_log_quarantined_segments",
-            "Segments of the store that were not readable Parquet, moved to .quarantine/.",
-        )
-        family.add_metric([], float(self._count()))
+        family = GaugeMetricFamily(self._name, self._documentation)
+        family.add_metric([], float(self._read()))
         yield family
