@@ -201,7 +201,12 @@ def connect_readonly(root: Path) -> duckdb.DuckDBPyConnection:
     catalog = Catalog(root)
     if not catalog.path.exists():
         catalog.ensure()
-    con = _sandboxed(catalog)
+    try:
+        con = _sandboxed(catalog)
+    except duckdb.IOException as exc:  # not a DuckDB file (truncated, overwritten)
+        log.warning("the catalog %s cannot be opened (%s); rebuilding it", catalog.path, exc)
+        catalog.refresh()  # it holds views only: nothing is lost
+        con = _sandboxed(catalog)
     if _describes(con, catalog):
         return con
     con.close()

@@ -21,6 +21,7 @@ the oldest segments (by date, then name) until the store's segments fit ``max_by
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -49,6 +50,8 @@ from monitoring.prediction_log.records import LogSettings
 #: Segments at least this big are left alone: compaction is for the writer's small files.
 COMPACT_MAX_SEGMENT_BYTES = 128 * 2**20
 _BUSY = "another compaction or retention run holds the store's maintenance lock"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,12 +180,27 @@ def _recover(root: Path) -> int:
     """Finish (or undo) swaps that a killed compaction left half done."""
     recovered = 0
     for journal in sorted(staging_dir(root).glob("compaction-*.json")):
-        plan = json.loads(journal.read_text())
-        if (root / plan["merged"]).exists():
-            for old in plan["replaces"]:
+        try:
+            plan = json.loads(journal.read_text())
+            merged, staged, replaces = plan["merged"], plan["staged"], list(plan["replaces"])
+        except (ValueError, KeyError, TypeError) as exc:
+            # A journal is complete and fsynced before the swap starts: one that cannot be
+            # read was being written when the process died, so nothing was swapped yet.
+            aside = journal.with_name(journal.name + ".unreadable")
+            log.warning(
+                "compaction journal %s cannot be read (%s): no swap had started; moved it "
+                "to %s and carried on",
+                journal,
+                exc,
+                aside,
+            )
+            journal.replace(aside)
+            continue
+        if (root / merged).exists():
+            for old in replaces:
                 (root / old).unlink(missing_ok=True)
         else:
-            Path(plan["staged"]).unlink(missing_ok=True)
+            Path(staged).unlink(missing_ok=True)
         journal.unlink()
         recovered += 1
     return recovered

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,8 +14,8 @@ import duckdb
 import pytest
 
 from monitoring.prediction_log import Catalog, CatalogBusy, LogSettings, PredictionLogWriter
-from monitoring.prediction_log.catalog import CATALOG_VERSION
-from tests.monitoring.builders import NOW, label, prediction, query
+from monitoring.prediction_log.catalog import CATALOG_VERSION, connect_readonly
+from tests.monitoring.builders import NOW, label, prediction, predictions, query
 
 VIEWS = ["drift_results", "explanations", "feedback", "predictions", "predictions_labeled"]
 
@@ -224,3 +225,17 @@ def test_a_broken_catalog_file_is_rebuilt(store: Path) -> None:
     assert Catalog(store).ensure() is True
     with duckdb.connect(str(store / "driftgate.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM predictions").fetchall() == [(0,)]
+
+
+def test_an_analyst_connecting_to_a_broken_catalog_gets_it_rebuilt(
+    writer: PredictionLogWriter, store: Path
+) -> None:
+    """``driftgate sql`` and the jobs opened the damaged file as it was, and failed."""
+    writer.submit(predictions(2))
+    writer.flush()
+    (store / "driftgate.duckdb").write_bytes(os.urandom(5000))
+    con = connect_readonly(store)
+    try:
+        assert con.execute("SELECT count(*) FROM predictions").fetchall() == [(2,)]
+    finally:
+        con.close()

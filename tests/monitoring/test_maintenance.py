@@ -145,6 +145,19 @@ def test_an_interrupted_swap_is_finished_by_the_next_run(
     assert data_segments(store) == [merged]
 
 
+def test_a_torn_journal_is_set_aside_and_compaction_goes_on(
+    writer: PredictionLogWriter, store: Path
+) -> None:
+    """It failed every later compaction and retention run: the store grew without bound."""
+    write_in_flushes(writer, 8)
+    torn = store / ".staging" / "compaction-torn.json"
+    torn.write_text('{"merged": "predictions/mo')
+    report = compact(store, LogSettings())
+    assert report.recovered == 0 and len(report.compacted) == 1
+    assert not torn.exists()
+    assert torn.with_name("compaction-torn.json.unreadable").is_file()
+
+
 def test_a_second_run_skips_while_the_lock_is_held(store: Path) -> None:
     store.mkdir(parents=True)
     with store_lock(store, MAINTENANCE_LOCK, wait=False) as held:
