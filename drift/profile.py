@@ -199,6 +199,11 @@ def build_profile(
     if len(lengths) > 1:
         raise ValueError(f"profile columns differ in length: {sorted(lengths)}")
     rows = lengths.pop() if lengths else 0
+    if rows == 0:  # the newest profile is the one used: an empty one would test nothing
+        raise ValueError(
+            f"no rows to profile in {source}: a reference needs the rows the "
+            "version was trained or validated on"
+        )
     features: list[FeatureProfile] = []
     values_of: dict[str, np.ndarray] = {}
     for column, raw in columns.items():
@@ -216,6 +221,11 @@ def build_profile(
             distribution = categorical_reference(values)
         features.append(FeatureProfile(column[len(prefix) :], column, _ROLES[prefix], distribution))
         values_of[column] = values
+    if not features:
+        raise ValueError(
+            f"no column of {source} can be profiled (numbers or categories are needed; "
+            f"got {', '.join(columns) or 'no columns'})"
+        )
     performance = None
     if labels is not None and prediction is not None:
         if prediction not in columns:

@@ -104,6 +104,14 @@ def test_columns_need_a_store_prefix():
         build_profile("titanic", "1", {"fare": np.arange(20.0)}, "test")
 
 
+def test_an_empty_source_makes_no_profile():
+    """A header-only CSV wrote a 0-row profile; being the newest, it silenced every test."""
+    with pytest.raises(ValueError, match="no rows to profile in empty.csv"):
+        build_profile("m", "1", {"in_x": np.array([])}, "empty.csv")
+    with pytest.raises(ValueError, match="no column of lists.csv can be profiled"):
+        build_profile("m", "1", {"in_x": np.array([[1, 2]], dtype=object)}, "lists.csv")
+
+
 def test_no_pca_detector_below_200_rows_or_with_one_input():
     columns = mixed_columns(rows=150)
     assert build_profile("titanic", "1", columns, "test").multivariate is None
