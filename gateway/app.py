@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from litestar import Litestar, MediaType, Response, get
+from litestar import Litestar, MediaType, Response, get, route
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
 from opentelemetry.sdk.trace.export import SpanExporter
@@ -279,12 +279,13 @@ def _recorder(settings: GatewaySettings, registry: CollectorRegistry) -> Recorde
     )
 
 
-@get("/v2/health/live", sync_to_thread=False)
+# HEAD too: load balancers probe with it (uvicorn sends no body).
+@route("/v2/health/live", http_method=["GET", "HEAD"], sync_to_thread=False)
 def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@get("/v2/health/ready", sync_to_thread=False)
+@route("/v2/health/ready", http_method=["GET", "HEAD"], sync_to_thread=False)
 def ready(request: AnyRequest) -> Response[dict[str, bool]]:
     """Ready when at least one runtime replica passes its health check."""
     is_ready = request.app.state.health.any_healthy()

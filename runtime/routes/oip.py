@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Response, get, post
+from litestar import Response, get, post, route
 from litestar.params import FromPath
 
 from runtime.codecs import oip
@@ -35,12 +35,13 @@ def server_metadata() -> dict[str, Any]:
     return oip.server_metadata(SERVER_NAME, SERVER_VERSION)
 
 
-@get("/v2/health/live", sync_to_thread=False)
+# HEAD too: load balancers probe with it (uvicorn sends no body).
+@route("/v2/health/live", http_method=["GET", "HEAD"], sync_to_thread=False)
 def live() -> dict[str, bool]:
     return {"live": True}
 
 
-@get("/v2/health/ready", sync_to_thread=False)
+@route("/v2/health/ready", http_method=["GET", "HEAD"], sync_to_thread=False)
 def ready(request: AnyRequest) -> Response[dict[str, bool]]:
     is_ready = runtime_state(request).repository.is_ready()
     return Response({"ready": is_ready}, status_code=200 if is_ready else 503)

@@ -159,6 +159,8 @@ def test_the_gateway_is_ready_while_any_replica_is_healthy(start, runtime) -> No
     runtime.set_ready(R2, False)
 
     eventually(lambda: gateway.client.get("/v2/health/ready").status_code == 503)
+    assert gateway.client.head("/v2/health/ready").status_code == 503  # probes may use HEAD
+    assert gateway.client.head("/v2/health/live").status_code == 200
 
 
 # --- fallbacks ------------------------------------------------------------------------------

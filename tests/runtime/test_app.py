@@ -230,3 +230,10 @@ def test_a_model_with_a_broken_config_is_listed_with_its_error(
         assert "unknown key(s) ['foo']" in metadata["error"]
         scraped = client.get("/metrics").text
         assert 'driftgate_model_ready{model="broken",version=""} 0.0' in scraped
+
+
+def test_health_probes_answer_head_too(client: TestClient) -> None:  # type: ignore[type-arg]
+    """Load balancers probe with HEAD; it answered 405."""
+    wait_ready(client)
+    assert client.head("/v2/health/live").status_code == 200
+    assert client.head("/v2/health/ready").status_code == 200
