@@ -106,9 +106,9 @@ def test_columns_need_a_store_prefix():
 
 def test_an_empty_source_makes_no_profile():
     """A header-only CSV wrote a 0-row profile; being the newest, it silenced every test."""
-    with pytest.raises(ValueError, match="no rows to profile in empty.csv"):
+    with pytest.raises(ValueError, match=r"no rows to profile in empty\.csv"):
         build_profile("m", "1", {"in_x": np.array([])}, "empty.csv")
-    with pytest.raises(ValueError, match="no column of lists.csv can be profiled"):
+    with pytest.raises(ValueError, match=r"no column of lists\.csv can be profiled"):
         build_profile("m", "1", {"in_x": np.array([[1, 2]], dtype=object)}, "lists.csv")
 
 

@@ -73,7 +73,9 @@ def test_the_catalog_rebuilds_past_a_damaged_segment(store: Path, two_segments: 
 
 def test_log_upkeep_sets_a_damaged_segment_aside(store: Path, two_segments: list[Path]) -> None:
     empty(two_segments[0])
-    report = log_upkeep(store, LogSettings(store=str(store), compact_min_files=2, max_age_days=100_000))
+    report = log_upkeep(
+        store, LogSettings(store=str(store), compact_min_files=2, max_age_days=100_000)
+    )
     assert "compaction" in report
     assert run_sql(store, "SELECT count(*) FROM predictions").rows == [(6,)]
 

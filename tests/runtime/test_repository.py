@@ -110,18 +110,17 @@ def test_a_config_that_is_not_utf8_is_that_models_problem_only(
 def test_an_unexpected_failure_reading_one_model_spares_the_others(
     tmp_path: Path, repository: ModelRepository, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import runtime.repository
+    from runtime.config import version_folders
 
     add_version(tmp_path, "a_broken", 1, "2")
     add_version(tmp_path, "z_fine", 1, "3")
-    real = runtime.repository.version_folders
 
     def failing(model_dir: Path) -> list[int]:
         if model_dir.name == "a_broken":
             raise RuntimeError("disk says no")
-        return real(model_dir)
+        return version_folders(model_dir)
 
-    monkeypatch.setattr(runtime.repository, "version_folders", failing)
+    monkeypatch.setattr("runtime.repository.version_folders", failing)
     repository.scan()
     assert repository.resolve("z_fine").version == 1
     with pytest.raises(ModelNotReady, match="its folder could not be read: RuntimeError"):
