@@ -126,6 +126,14 @@ class DriftJob:
             reference = self.reference(con, model, version)
             if reference is None:
                 span.set_attribute("driftgate.drift.skipped", "no reference")
+                log.info(
+                    "skipped %s/%s arm %s: no reference profile, none built from the log "
+                    "(auto_reference_rows: %d)",
+                    model,
+                    version,
+                    arm,
+                    self.settings.auto_reference_rows,
+                )
                 return None
             reference_id, profile = reference
             window = window_bounds(
@@ -139,6 +147,14 @@ class DriftJob:
             )
             if window is None or window.rows < self.settings.min_rows:
                 span.set_attribute("driftgate.drift.skipped", "window too small")
+                log.info(
+                    "skipped %s/%s arm %s: window of %d rows, under min_rows %d",
+                    model,
+                    version,
+                    arm,
+                    0 if window is None else window.rows,
+                    self.settings.min_rows,
+                )
                 return None
             run = self.evaluate_window(
                 con, profile, reference_id, Slice(model, version, arm), window

@@ -20,20 +20,46 @@ drift:
   keep_reports: 200           # HTML reports kept per model version
 ```
 
-Relative paths resolve against gateway.yaml's folder. Every key is optional.
+Relative paths resolve against gateway.yaml's folder. Every key is optional. Durations
+are positive and finite (no ``.nan``/``.inf``); counts may not be negative;
+``min_effect`` names known statistics; ``webhook`` and ``external_url`` are http(s) URLs.
+Whether the ``models`` folder exists is checked when the jobs start (``driftgate.jobs``).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
 from drift.verdict import TestSettings
 
 _STATISTICS = {"psi", "jensen_shannon", "wasserstein", "ks", "chi_square"}
+#: What ``min_effect`` may floor: every calibrated statistic and the missing-value share
+#: (``drift.missing.STATISTIC``).
+_EFFECT_SIZES = _STATISTICS | {"missing_share"}
+
+
+def check_positive_finite(value: float, where: str) -> None:
+    """A duration or size that must be > 0 and finite: NaN compares false to everything, so
+    a NaN interval would never come round again, and silently."""
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{where}: expected a positive finite number, got {value!r}")
+
+
+def check_at_least(value: int, minimum: int, where: str) -> None:
+    if value < minimum:
+        raise ValueError(f"{where}: expected a whole number >= {minimum}, got {value!r}")
+
+
+def check_http_url(value: str, where: str) -> None:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{where}: expected an http:// or https:// URL, got {value!r}")
 
 
 class WindowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,10 +69,10 @@ class WindowSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if (self.rows is None) == (self.last_s is None):
             raise ValueError("drift.window: give exactly one of rows or last_s")
-        if (self.rows is not None and self.rows <= 0) or (
-            self.last_s is not None and self.last_s <= 0
-        ):
-            raise ValueError("drift.window: rows / last_s must be > 0")
+        if self.rows is not None:
+            check_at_least(self.rows, 1, "window.rows")
+        if self.last_s is not None:
+            check_positive_finite(self.last_s, "window.last_s")
 
 
 class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -73,9 +99,25 @@ class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError(f"drift.alpha must be in (0, 1), got {self.alpha}")
-        for name in ("interval_s", "lookback_s", "min_rows", "rounds", "keep_reports"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"drift.{name} must be > 0")
+        for name in ("interval_s", "lookback_s"):
+            check_positive_finite(getattr(self, name), f"drift.{name}")
+        for name in ("min_rows", "rounds", "keep_reports", "min_labels"):
+            check_at_least(getattr(self, name), 1, f"drift.{name}")
+        for name in ("small_sample", "auto_reference_rows"):
+            check_at_least(getattr(self, name), 0, f"drift.{name}")
+        for statistic, effect in self.min_effect.items():
+            if statistic not in _EFFECT_SIZES:
+                raise ValueError(
+                    f"drift.min_effect: {statistic!r} is not one of "
+                    f"{', '.join(sorted(_EFFECT_SIZES))}"
+                )
+            if not (math.isfinite(effect) and effect >= 0):
+                raise ValueError(
+                    f"drift.min_effect.{statistic}: expected a finite number >= 0, got {effect!r}"
+                )
+        check_http_url(self.external_url, "drift.external_url")
+        if self.webhook is not None:
+            check_http_url(self.webhook, "drift.webhook")
         for kind, statistic in self.statistics.items():
             if kind not in ("numeric", "categorical") or statistic not in _STATISTICS:
                 raise ValueError(

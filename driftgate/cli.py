@@ -12,16 +12,23 @@
     driftgate reference build --model M --version V FILE a version's reference profile
 
 Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
+
+A user's mistake (a flag out of range, a configuration that cannot be used, a path that is
+not what it should be) gets one line naming it and exit status 2, never a traceback: flags
+are checked as they are parsed (``port``, ``count``, ``seconds``, ``http_url``), files
+and settings by the sub-command before it starts anything.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit
 
 #: Seconds the runtime keeps an idle keep-alive connection open (see ``_run_runtime``).
 RUNTIME_KEEP_ALIVE_S = 75
@@ -41,18 +48,93 @@ def _quiet_frameworks() -> None:
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 
+def port(text: str) -> int:
+    """A TCP port, 1-65535 (a larger one would wrap around to another port, silently)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {text!r}")
+    return value
+
+
+def count(minimum: int) -> Callable[[str], int]:
+    """A whole number of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
+        return value
+
+    return parse
+
+
+def seconds(*, zero: bool) -> Callable[[str], float]:
+    """A finite number of seconds, > 0 (or >= 0 when ``zero`` means something)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+            raise argparse.ArgumentTypeError(
+                f"expected a finite number of seconds {'>= 0' if zero else '> 0'}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def http_url(text: str) -> str:
+    """An http:// or https:// URL with a host (and a valid port, if any)."""
+    try:
+        parts = urlsplit(text)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
+        parts.port  # noqa: B018 (raises ValueError when out of range)
+    except ValueError:
+        valid = False
+    if not valid:
+        raise argparse.ArgumentTypeError(
+            f"expected an http:// or https:// URL such as http://127.0.0.1:8001, got {text!r}"
+        )
+    return text
+
+
+def log_level(text: str) -> str:
+    """A logging level name; the default comes from DRIFTGATE_LOG_LEVEL, so say so."""
+    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    if text.upper() not in levels:
+        raise argparse.ArgumentTypeError(
+            f"expected one of {', '.join(levels)} (flag or DRIFTGATE_LOG_LEVEL), got {text!r}"
+        )
+    return text.upper()
+
+
+def _fail(message: str) -> int:
+    print(f"driftgate: {message}", file=sys.stderr)
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="driftgate", description=__doc__.splitlines()[0])
-    parser.add_argument("--log-level", default=os.environ.get("DRIFTGATE_LOG_LEVEL", "INFO"))
+    parser.add_argument(
+        "--log-level", type=log_level, default=os.environ.get("DRIFTGATE_LOG_LEVEL", "INFO")
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     runtime = commands.add_parser("runtime", help="serve a model repository over HTTP")
     runtime.add_argument("--repository", type=Path, required=True, help="model repository root")
     runtime.add_argument("--host", default="127.0.0.1")
-    runtime.add_argument("--port", type=int, default=8001)
+    runtime.add_argument("--port", type=port, default=8001)
     runtime.add_argument(
         "--poll-interval",
-        type=float,
+        type=seconds(zero=True),
         default=None,
         help="seconds between repository scans (default 2; 0 disables)",
     )
@@ -66,17 +148,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="gateway + supervised runtime replicas on the demo")
     up.add_argument("--home", type=Path, default=Path("var"), help="state folder (default var/)")
-    up.add_argument("--replicas", type=int, default=2)
-    up.add_argument("--port", type=int, default=8000, help="gateway port")
-    up.add_argument("--runtime-port", type=int, default=8001, help="first replica's port")
+    up.add_argument("--replicas", type=count(1), default=2)
+    up.add_argument("--port", type=port, default=8000, help="gateway port")
+    up.add_argument("--runtime-port", type=port, default=8001, help="first replica's port")
     up.add_argument(
-        "--jobs-metrics-port", type=int, default=9464, help="the jobs process's /metrics"
+        "--jobs-metrics-port", type=port, default=9464, help="the jobs process's /metrics"
     )
     up.set_defaults(handler=_run_up)
 
     gateway = commands.add_parser("gateway", help="front runtime replicas (gateway.yaml)")
     gateway.add_argument("--config", type=Path, required=True)
-    gateway.add_argument("--port", type=int, default=None, help="override listen.port")
+    gateway.add_argument("--port", type=port, default=None, help="override listen.port")
     gateway.add_argument(
         "--loop",
         choices=EVENT_LOOPS,
@@ -105,8 +187,10 @@ def build_parser() -> argparse.ArgumentParser:
     sql.add_argument("query", help='one statement, e.g. "select count(*) from predictions"')
     sql.add_argument("--store", type=Path, default=Path("var/store"), help="default var/store")
     sql.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    sql.add_argument("--max-rows", type=int, default=10_000)
-    sql.add_argument("--timeout", type=float, default=30.0, help="seconds (default 30)")
+    sql.add_argument("--max-rows", type=count(1), default=10_000)
+    sql.add_argument(
+        "--timeout", type=seconds(zero=False), default=30.0, help="seconds (default 30)"
+    )
     sql.set_defaults(handler=_run_sql)
     _add_job_commands(commands)
     return parser
@@ -125,10 +209,12 @@ def _add_demo_commands(commands: argparse._SubParsersAction[argparse.ArgumentPar
     traffic = demo_commands.add_parser(
         "traffic", help="send titanic passengers through the gateway (optionally shifted)"
     )
-    traffic.add_argument("--url", default="http://localhost:8000", help="the gateway")
+    traffic.add_argument(
+        "--url", type=http_url, default="http://localhost:8000", help="the gateway"
+    )
     traffic.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
-    traffic.add_argument("--requests", type=int, default=40)
-    traffic.add_argument("--rows-per-request", type=int, default=25)
+    traffic.add_argument("--requests", type=count(1), default=40)
+    traffic.add_argument("--rows-per-request", type=count(1), default=25)
     traffic.add_argument(
         "--scale",
         action="append",
@@ -150,7 +236,7 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         choices=("drift", "explain", "log_upkeep"),
         help="run only this job (repeatable; default: all configured)",
     )
-    jobs.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
+    jobs.add_argument("--metrics-port", type=port, default=None, help="serve /metrics here")
     jobs.add_argument(
         "--metrics-host",
         default="127.0.0.1",
@@ -164,6 +250,7 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
     jobs.add_argument(
         "--replica",
         action="append",
+        type=http_url,
         default=None,
         metavar="URL",
         help="a runtime replica the explain job calls (repeatable; overrides `replicas:`)",
@@ -198,15 +285,17 @@ def _run_runtime(args: argparse.Namespace) -> int:
     import uvicorn
 
     from runtime.app import create_app
-    from runtime.settings import RuntimeSettings
+    from runtime.settings import RuntimeSettings, RuntimeSettingsError
 
     overrides = {} if args.poll_interval is None else {"poll_interval_s": args.poll_interval}
-    settings = RuntimeSettings(
-        repository=args.repository.resolve(), host=args.host, port=args.port, **overrides
-    )
+    try:
+        settings = RuntimeSettings(
+            repository=args.repository.resolve(), host=args.host, port=args.port, **overrides
+        )
+    except RuntimeSettingsError as exc:
+        return _fail(str(exc))
     if not settings.repository.is_dir():
-        print(f"driftgate: model repository {settings.repository} is not a folder", file=sys.stderr)
-        return 2
+        return _fail(f"model repository {settings.repository} is not a folder")
     from runtime import heap
 
     heap.enable()
@@ -246,13 +335,18 @@ def _run_gateway(args: argparse.Namespace) -> int:
     import uvicorn
 
     from gateway.app import create_app, freeze_heap
+    from gateway.log_settings import store_problem
     from gateway.settings import GatewaySettings, SettingsError
 
     try:
         settings = GatewaySettings.from_file(args.config)
     except SettingsError as exc:
-        print(f"driftgate: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    # The gateway creates its store: a path it cannot create fails here, in one line, not
+    # as an exception group from the application's start-up.
+    problem = None if settings.log is None else store_problem(settings.log.store, create=True)
+    if problem is not None:
+        return _fail(f"{args.config}: log.store: {problem}")
     if args.port is not None:
         settings = dataclasses.replace(settings, port=args.port)
     app = create_app(settings)
@@ -287,8 +381,13 @@ def _build_demo(args: argparse.Namespace) -> int:
     from driftgate.reference import build_demo_references
     from runtime.demo import build_demo_repository
 
-    names = build_demo_repository(args.directory)
-    references = build_demo_references(args.directory)
+    if args.directory.exists() and not args.directory.is_dir():
+        return _fail(f"{args.directory} is not a folder")
+    try:
+        names = build_demo_repository(args.directory)
+        references = build_demo_references(args.directory)
+    except OSError as exc:
+        return _fail(f"cannot build the demo repository in {args.directory}: {exc}")
     print(f"built demo repository in {args.directory}: {', '.join(names)}")
     print(f"with {len(references)} drift reference profiles (titanic)")
     return 0
@@ -297,12 +396,17 @@ def _build_demo(args: argparse.Namespace) -> int:
 def _write_digit(args: argparse.Namespace) -> int:
     from runtime.demo.digits import write_sample_digit_png
 
-    write_sample_digit_png(args.path, args.digit)
+    try:
+        write_sample_digit_png(args.path, args.digit)
+    except OSError as exc:
+        return _fail(f"cannot write {args.path}: {exc.strerror or exc}")
     print(f"wrote a handwritten {args.digit} to {args.path}")
     return 0
 
 
 def _send_demo_traffic(args: argparse.Namespace) -> int:
+    import httpx
+
     from driftgate.demo_traffic import parse_scales, send_traffic
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
@@ -316,9 +420,10 @@ def _send_demo_traffic(args: argparse.Namespace) -> int:
             scales=scales,
             seed=args.seed,
         )
+    except httpx.HTTPError as exc:  # the gateway is down, or not at that URL
+        return _fail(f"cannot reach the gateway at {args.url}: {exc}")
     except (ValueError, OSError) as exc:
-        print(f"driftgate: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     answered = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
     rows = args.requests * args.rows_per_request
     print(f"sent {args.requests} requests ({rows} passengers) to titanic: {answered}")
@@ -326,12 +431,14 @@ def _send_demo_traffic(args: argparse.Namespace) -> int:
 
 
 def _run_sql(args: argparse.Namespace) -> int:
+    from gateway.log_settings import store_problem
     from monitoring.prediction_log import SqlError, SqlRefused, run_sql
     from monitoring.prediction_log.output import render
 
-    if not args.store.is_dir():
-        print(f"driftgate: no prediction log store at {args.store}", file=sys.stderr)
-        return 2
+    # Read-only: a folder that is not a store is refused, not made into an empty one.
+    problem = store_problem(args.store, create=False)
+    if problem is not None:
+        return _fail(f"--store: {problem}")
     try:
         result = run_sql(args.store, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
     except (SqlRefused, SqlError) as exc:

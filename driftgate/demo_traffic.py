@@ -9,6 +9,7 @@ route in eval's column form, with a token minted from gateway.yaml's key (subjec
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -32,7 +33,9 @@ def parse_scales(items: Sequence[str]) -> dict[str, float]:
         try:
             scales[name] = float(factor)
         except ValueError:
-            raise ValueError(f"--scale {item}: expected FEATURE=NUMBER, e.g. fare=4") from None
+            scales[name] = math.nan
+        if not math.isfinite(scales[name]):
+            raise ValueError(f"--scale {item}: expected FEATURE=NUMBER, e.g. fare=4")
     return scales
 
 

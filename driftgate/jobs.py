@@ -11,6 +11,13 @@ Its own ``/metrics`` (``--metrics-port``) carries the job runs and durations
 (``driftgate_job_runs_total``, ``driftgate_job_duration_seconds``) and webhook sends; the
 drift and importance gauges are served by the gateway, computed at scrape time from the
 latest results in the store (``monitoring.job_results``).
+
+Before any job runs, the paths are checked: ``log.store`` must already be a store for
+``--once`` (a CronJob pointed at a typo must not report an empty store as all clear; the
+gateway creates the store), while the long-running process, which may start before the
+gateway has created it, creates it; the ``models`` folder of every scheduled drift or
+explain job must exist. ``--once`` exits 1 when a job failed, and a drift or explain run
+fails when every model version it tried failed.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, start_http_server
@@ -40,6 +47,22 @@ class JobsProcess:
     scheduler: JobScheduler
     registry: CollectorRegistry
     names: list[str]
+    #: The store the jobs read and write, and the model repository each job reads.
+    store: Path | None = None
+    repositories: dict[str, Path] = field(default_factory=dict)
+
+    def path_problem(self, *, once: bool) -> str | None:
+        """What is wrong with the store or a job's model repository, or None."""
+        from gateway.log_settings import store_problem
+
+        if self.store is not None:
+            problem = store_problem(self.store, create=not once)
+            if problem is not None:
+                return f"log.store: {problem}"
+        for name, repository in self.repositories.items():
+            if name in self.names and not repository.is_dir():
+                return f"{name}.models: no model repository at {repository}"
+        return None
 
 
 def build_jobs(
@@ -83,6 +106,10 @@ def build_jobs(
         )
         job = DriftJob(store, drift, drift.repository(settings.base_dir), tracer, notifier=notifier)
         scheduler.add("drift", drift.interval_s, job.run)
+    repositories = {
+        "drift": drift.repository(settings.base_dir),
+        "explain": explain.repository(settings.base_dir),
+    }
     runtimes = tuple(url.rstrip("/") for url in replicas) if replicas else settings.replicas
     if not runtimes and settings.discovery is not None:
         runtimes = (settings.discovery.url,)  # the name resolves to some replica each call
@@ -94,7 +121,8 @@ def build_jobs(
             store, explain, explain.repository(settings.base_dir), runtimes, tracer
         )
         scheduler.add("explain", explain.interval_s, explainer.run)
-    return JobsProcess(scheduler, registry, [job.name for job in scheduler.jobs])
+    names = [job.name for job in scheduler.jobs]
+    return JobsProcess(scheduler, registry, names, store, repositories)
 
 
 def run_jobs(
@@ -122,6 +150,11 @@ def run_jobs(
             log.error("no job %s here; scheduled: %s", unknown, ", ".join(process.names))
             return 2
         process.scheduler.jobs = [job for job in process.scheduler.jobs if job.name in only]
+        process.names = [job.name for job in process.scheduler.jobs]
+    problem = process.path_problem(once=once)
+    if problem is not None:
+        log.error("%s: %s", config, problem)
+        return 2
     if once:
         failed = [job.name for job in process.scheduler.jobs if not process.scheduler.run_once(job)]
         return 1 if failed else 0
@@ -132,7 +165,12 @@ def run_jobs(
     stop_signals = {signal.SIGTERM, signal.SIGINT}
     signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
     if metrics_port is not None:
-        start_http_server(metrics_port, addr=metrics_host, registry=process.registry)
+        try:
+            start_http_server(metrics_port, addr=metrics_host, registry=process.registry)
+        except OSError as exc:  # in use, or an address this host does not have
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
+            log.error("cannot serve /metrics on %s port %d: %s", metrics_host, metrics_port, exc)
+            return 2
     log.info("jobs running: %s", ", ".join(process.names) or "none")
     process.scheduler.start()
     received = signal.sigwait(stop_signals)

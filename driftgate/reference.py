@@ -49,29 +49,43 @@ def build_reference(
         predictions: Mapping[str, np.ndarray] | None = None
         if with_predictions and backend is not None:
             columns = read_columns(data, names)
-            inputs = {spec.name: _as_input(columns[spec.name], spec) for spec in specs}
-            outputs = backend.predict(inputs)
+            try:
+                inputs = {spec.name: _as_input(columns[spec.name], spec) for spec in specs}
+                outputs = backend.predict(inputs)
+            except (ValueError, TypeError) as exc:
+                raise ReferenceBuildError(
+                    f"the model in {version_dir} cannot predict the rows of {data}: {exc} "
+                    "(--no-predictions profiles the inputs alone)"
+                ) from exc
             flat = {f"out_{name}": _flat(values) for name, values in outputs.items()}
             predictions = {name: values for name, values in flat.items() if values is not None}
     finally:
         if backend is not None:
             backend.unload()
-    profile = profile_from_file(
-        data,
-        model,
-        version,
-        label=label,
-        features=names,
-        prediction_columns=predictions,
-    )
+    try:
+        profile = profile_from_file(
+            data,
+            model,
+            version,
+            label=label,
+            features=names,
+            prediction_columns=predictions,
+        )
+    except duckdb.Error as exc:
+        raise ReferenceBuildError(f"cannot read {data}: {exc}") from exc
+    except ValueError as exc:  # a column that is not in the file, named in the message
+        raise ReferenceBuildError(str(exc)) from exc
     return ReferenceStore(Path(repository)).save(profile), profile
 
 
 def read_columns(path: Path, names: Sequence[str]) -> dict[str, np.ndarray]:
     """The named columns of a CSV or Parquet file (matched case-insensitively)."""
     reader = "read_parquet" if path.suffix.lower() == ".parquet" else "read_csv_auto"
-    with duckdb.connect() as con:
-        table = con.sql(f"SELECT * FROM {reader}({sql_string(str(path))})").to_arrow_table()
+    try:
+        with duckdb.connect() as con:
+            table = con.sql(f"SELECT * FROM {reader}({sql_string(str(path))})").to_arrow_table()
+    except duckdb.Error as exc:  # truncated, not Parquet, not CSV
+        raise ReferenceBuildError(f"cannot read {path}: {exc}") from exc
     by_lower = {column.lower(): column for column in table.column_names}
     missing = [name for name in names if name.lower() not in by_lower]
     if missing:

@@ -34,7 +34,7 @@ when its turn comes (the reference, on a cold cache, half of it). Permutation, a
 of ``rows x (1 + features x repeats)`` predicted rows, runs first; Kernel SHAP explains as
 many rows as the rest allows, as estimated from its first ``PROBE_ROWS``. A version reached
 after the limit is skipped; one that fails is logged and the run goes on: the run fails
-only when every version did.
+when every version it tried failed (those skipped, say for no input values, are not tried).
 """
 
 from __future__ import annotations
@@ -143,8 +143,8 @@ class ExplainJob:
                     skipped.append(f"{name} (time limit)")
                 else:
                     explained.append(run)
-        if failed and not explained and not skipped:
-            raise RuntimeError(f"every model version failed: {'; '.join(failed)}")
+        if failed and not explained:  # skipped versions were never tried
+            raise RuntimeError(f"every model version tried failed: {'; '.join(failed)}")
         tops = [
             f"{r.model}/{r.version}: {', '.join(r.primary.importance.ranking()[:3])}"
             for r in explained

@@ -19,7 +19,9 @@ explain:
   keep_reports: 100           # HTML reports kept per model version
 ```
 
-Relative paths resolve against gateway.yaml's folder. Every key is optional; the job runs
+Relative paths resolve against gateway.yaml's folder. Durations are positive and finite,
+counts at least 1, ``index`` at least 0 (a column; null: the last one). An ``output`` the
+model lacks fails that version's run, naming the outputs it has. Every key is optional; the job runs
 when the ``log:`` section exists unless ``enabled: false``. ``driftgate jobs`` reads the
 section (``driftgate.jobs``); the job itself is ``explain.job.ExplainJob``.
 """
@@ -32,7 +34,7 @@ from typing import Any
 
 import msgspec
 
-from drift.settings import WindowSettings
+from drift.settings import WindowSettings, check_at_least, check_positive_finite
 
 #: The global-importance methods the job knows.
 METHODS = ("permutation", "kernel_shap")
@@ -56,20 +58,14 @@ class ExplainJobSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     keep_reports: int = 100
 
     def __post_init__(self) -> None:
-        positive = (
-            "interval_s",
-            "lookback_s",
-            "rows",
-            "min_rows",
-            "background_rows",
-            "n_samples",
-            "repeats",
-            "time_limit_s",
-            "keep_reports",
-        )
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"explain.{name} must be > 0")
+        for name in ("interval_s", "lookback_s", "time_limit_s"):
+            check_positive_finite(getattr(self, name), f"explain.{name}")
+        for name in ("rows", "min_rows", "background_rows", "n_samples", "repeats", "keep_reports"):
+            check_at_least(getattr(self, name), 1, f"explain.{name}")
+        if self.index is not None:
+            check_at_least(self.index, 0, "explain.index")
+        if self.output is not None and not self.output:
+            raise ValueError("explain.output: expected an output's name or null, got ''")
         if self.rows < 2:
             raise ValueError("explain.rows must be at least 2 (permutation shuffles rows)")
         unknown = [method for method in self.methods if method not in METHODS]

@@ -16,16 +16,21 @@ drift: {...}                 # read by `driftgate jobs` (drift/settings.py), not
 explain: {...}               # read by `driftgate jobs` (explain/settings.py)
 ```
 
-Relative paths are resolved against the file's folder. Errors name the key.
+Relative paths are resolved against the file's folder. Errors name the key and say what
+was expected and what was found: ports are 1-65535, durations positive and finite (no
+``.nan`` or ``.inf``), sections mappings, and a key given twice in one mapping is refused
+(YAML would silently keep the last one).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
@@ -58,6 +63,39 @@ DEFAULT_EJECTION = EjectionSettings(
 
 class SettingsError(ValueError):
     """gateway.yaml cannot be used; the message names the key."""
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (not: the last wins)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # a merge (<<) may override keys on purpose
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise SettingsError(f"line {line}: key {key!r} is given twice")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def load_yaml(path: Path) -> Any:
+    """The YAML document in ``path``; ``SettingsError`` naming the file when it cannot be
+    read, is not UTF-8, is not YAML, or gives a key twice."""
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise SettingsError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except SettingsError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise SettingsError(f"{path}: {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -101,10 +139,7 @@ class GatewaySettings:
 
     @classmethod
     def from_file(cls, path: Path, environ: Mapping[str, str] | None = None) -> GatewaySettings:
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise SettingsError(f"{path}: {exc}") from None
+        raw = load_yaml(path) or {}
         return cls.from_dict(raw, base_dir=path.parent, environ=environ)
 
     @classmethod
@@ -124,32 +159,46 @@ class GatewaySettings:
             raise SettingsError(
                 "auth: missing; configure JWT auth or say `auth: {enabled: false}` explicitly"
             )
+        if not isinstance(raw["auth"], dict):
+            raise SettingsError(f"auth: expected a mapping, got {_kind(raw['auth'])}")
+        ejection_raw = {} if raw.get("ejection") is None else raw["ejection"]
+        if not isinstance(ejection_raw, dict):
+            fields = list(EjectionSettings.__struct_fields__)
+            raise SettingsError(
+                f"ejection: expected a mapping with keys {fields}, got {_kind(ejection_raw)}"
+            )
         try:
             auth = AuthConfig.from_dict(
                 raw["auth"], base_dir=base, environ=environ if environ is not None else os.environ
             )
             routes = parse_routes(raw.get("routes"))
             ejection = msgspec.convert(
-                {**msgspec.to_builtins(DEFAULT_EJECTION), **(raw.get("ejection") or {})},
-                EjectionSettings,
+                {**msgspec.to_builtins(DEFAULT_EJECTION), **ejection_raw}, EjectionSettings
             )
         except (AuthConfigError, PolicyError) as exc:
             raise SettingsError(str(exc)) from None
         except msgspec.ValidationError as exc:
             raise SettingsError(f"ejection: {exc}") from None
+        for name in ("base_ejection_s", "max_ejection_s"):
+            _number({name: getattr(ejection, name)}, f"ejection.{name}", 1.0, float)
         try:
             recording = parse_log_section(raw.get("log"), base)
         except ValueError as exc:
             raise SettingsError(str(exc)) from None
         routes_dir = raw.get("routes_dir")
+        if routes_dir is not None and (not isinstance(routes_dir, str) or not routes_dir):
+            raise SettingsError(f"routes_dir: expected a folder path, got {routes_dir!r}")
         health = _section(raw, "health_check", {"interval_s", "timeout_s"})
         listen = _section(raw, "listen", {"host", "port"})
+        host = listen.get("host", "127.0.0.1")
+        if not isinstance(host, str) or not host:
+            raise SettingsError(f"listen.host: expected an address or host name, got {host!r}")
         return cls(
             replicas=replicas,
             auth=auth,
             discovery=discovery,
-            host=str(listen.get("host", "127.0.0.1")),
-            port=_number(listen, "listen.port", 8000, int),
+            host=host,
+            port=_port(listen, "listen.port", 8000),
             routes=routes,
             routes_dir=(base / routes_dir) if routes_dir else None,
             health_check=HealthCheckSettings(
@@ -175,9 +224,7 @@ def _replicas(raw: Any) -> tuple[tuple[str, ...], DnsDiscovery | None]:
             )
         if "port" not in section:
             raise SettingsError("replicas.port: missing; the port the replicas listen on")
-        port = _number(section, "replicas.port", 0, int)
-        if port > 65535:
-            raise SettingsError(f"replicas.port: expected a TCP port (1-65535), got {port}")
+        port = _port(section, "replicas.port", 0)
         interval_s = _number(section, "replicas.interval_s", 5.0, float)
         return (), DnsDiscovery(name.strip(), port, interval_s)
     urls = raw or []
@@ -189,13 +236,33 @@ def _replicas(raw: Any) -> tuple[tuple[str, ...], DnsDiscovery | None]:
             "replicas: expected a list of http:// URLs (TLS to replicas is not supported), "
             "or {dns: NAME, port: PORT} to discover them"
         )
+    for url in urls:
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 (raises ValueError when out of range)
+        except ValueError:
+            raise SettingsError(
+                f"replicas: {url}: expected a TCP port 1-65535 after the host"
+            ) from None
+        if not parts.hostname or parts.port == 0:
+            raise SettingsError(f"replicas: {url}: expected http://HOST:PORT")
     return tuple(url.rstrip("/") for url in urls), None
 
 
+def _kind(value: Any) -> str:
+    """What a YAML value is, for messages: ``a list [1, 2]``."""
+    names = {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean"}
+    return f"{names.get(type(value), type(value).__name__)} {value!r}"[:200]
+
+
 def _section(raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str, Any]:
-    section = raw.get(key) or {}
+    section = raw.get(key)
+    if section is None:
+        return {}
     if not isinstance(section, dict):
-        raise SettingsError(f"{key}: expected a mapping with keys {sorted(allowed)}")
+        raise SettingsError(
+            f"{key}: expected a mapping with keys {sorted(allowed)}, got {_kind(section)}"
+        )
     unknown = set(section) - allowed
     if unknown:
         raise SettingsError(f"{key}: unknown key(s) {sorted(unknown)}; expected {sorted(allowed)}")
@@ -203,10 +270,24 @@ def _section(raw: Mapping[str, Any], key: str, allowed: set[str]) -> Mapping[str
 
 
 def _number(raw: Mapping[str, Any], where: str, default: float, kind: type[Any]) -> Any:
-    """A positive number at ``raw[last part of where]``, or the default."""
+    """A positive, finite number at ``raw[last part of where]``, or the default (a NaN
+    interval would stop the loop that waits on it, silently)."""
     value = raw.get(where.rsplit(".", 1)[-1], default)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise SettingsError(f"{where}: expected a positive number, got {value!r}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise SettingsError(f"{where}: expected a positive finite number, got {value!r}")
     if kind is int and not float(value).is_integer():
         raise SettingsError(f"{where}: expected a whole number, got {value!r}")
     return kind(value)
+
+
+def _port(raw: Mapping[str, Any], where: str, default: int) -> int:
+    """A TCP port (1-65535) at ``raw[last part of where]``, or the default."""
+    port = raw.get(where.rsplit(".", 1)[-1], default)
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise SettingsError(f"{where}: expected a TCP port 1-65535, got {port!r}")
+    return port

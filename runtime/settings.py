@@ -1,20 +1,43 @@
-"""Runtime settings: one documented object, built from CLI flags and ``DRIFTGATE_*`` variables."""
+"""Runtime settings: one documented object, built from CLI flags and ``DRIFTGATE_*`` variables.
+
+A variable that is set but unusable (``DRIFTGATE_INFERENCE_THREADS=abc``, ``=0``,
+``DRIFTGATE_MAX_BODY_BYTES=16MB``, a NaN interval) is refused with a
+``RuntimeSettingsError`` naming it, never read as some other value.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 
+class RuntimeSettingsError(ValueError):
+    """A runtime setting (flag or ``DRIFTGATE_*`` variable) cannot be used; says which."""
+
+
+def _env_number(name: str, default: float, kind: type[int] | type[float], minimum: float) -> float:
+    """``os.environ[name]`` as a finite ``kind`` >= ``minimum``, or ``default`` when unset."""
+    text = os.environ.get(name, "").strip()
+    if not text:
+        return default
+    what = f"{'a whole number' if kind is int else 'a number'} >= {minimum:g}"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise RuntimeSettingsError(f"{name}: expected {what}, got {text!r}") from None
+    if not math.isfinite(value) or value < minimum:
+        raise RuntimeSettingsError(f"{name}: expected {what}, got {text!r}")
+    return value
+
+
 def _env_int(name: str, default: int) -> int:
-    value = os.environ.get(name)
-    return int(value) if value else default
+    return int(_env_number(name, default, int, 1))
 
 
 def _env_float(name: str, default: float) -> float:
-    value = os.environ.get(name)
-    return float(value) if value else default
+    return float(_env_number(name, default, float, 0))
 
 
 @dataclass(frozen=True)
@@ -45,3 +68,16 @@ class RuntimeSettings:
         default_factory=lambda: _env_float("DRIFTGATE_POLL_INTERVAL_S", 2.0)
     )
     service_name: str = "driftgate-runtime"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.port <= 65535:
+            raise RuntimeSettingsError(f"port: expected a TCP port 1-65535, got {self.port}")
+        for name in ("max_body_bytes", "max_image_pixels", "inference_threads"):
+            if getattr(self, name) < 1:
+                raise RuntimeSettingsError(
+                    f"{name}: expected at least 1, got {getattr(self, name)}"
+                )
+        for name in ("inline_inference_max_s", "poll_interval_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise RuntimeSettingsError(f"{name}: expected a finite number >= 0, got {value!r}")

@@ -8,6 +8,7 @@ writer (``PredictionLogWriter.submit``), which turns batches of them into Parque
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -77,7 +78,10 @@ class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     def __post_init__(self) -> None:
         positive = ("max_queue", "flush_rows", "flush_interval_s", "max_age_days", "max_bytes")
         for name in positive:
-            if getattr(self, name) <= 0:
-                raise ValueError(f"prediction log setting {name} must be > 0")
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):  # NaN compares false to everything
+                raise ValueError(
+                    f"prediction log setting {name} must be a positive finite number, got {value!r}"
+                )
         if self.compact_min_files < 2:
             raise ValueError("prediction log setting compact_min_files must be >= 2")

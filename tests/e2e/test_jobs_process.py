@@ -25,6 +25,7 @@ pytestmark = pytest.mark.e2e
 def test_repeated_sigterms_stop_the_jobs_process(tmp_path: Path) -> None:
     config = tmp_path / "gateway.yaml"
     config.write_text("auth: {enabled: false}\nlog: {store: store}\ndrift: {interval_s: 0.2}\n")
+    (tmp_path / "models").mkdir()  # the drift job's repository must exist
     port = free_port()
     command = [sys.executable, "-m", "driftgate", "jobs", "--config", str(config)]
     with (tmp_path / "jobs.log").open("wb") as log_file:

@@ -128,8 +128,8 @@ def test_replicas_may_be_a_dns_name_to_discover_them_by() -> None:
         ({"dns": "", "port": 8001}, "replicas.dns: expected a host name"),
         ({"dns": "http://rt:8001", "port": 8001}, "replicas.dns: expected a host name"),
         ({"dns": "rt"}, "replicas.port: missing; the port the replicas listen on"),
-        ({"dns": "rt", "port": 0}, "replicas.port: expected a positive number, got 0"),
-        ({"dns": "rt", "port": 70000}, "replicas.port: expected a TCP port (1-65535), got 70000"),
+        ({"dns": "rt", "port": 0}, "replicas.port: expected a TCP port 1-65535, got 0"),
+        ({"dns": "rt", "port": 70000}, "replicas.port: expected a TCP port 1-65535, got 70000"),
         ({"dns": "rt", "port": 8001, "interval_s": 0}, "replicas.interval_s: expected a positive"),
         ({"dns": "rt", "port": 8001, "every": 1}, "replicas: unknown key(s) ['every']"),
     ],
@@ -207,9 +207,9 @@ def test_an_unreadable_file_is_refused_with_its_path(tmp_path: Path) -> None:
         ({"health_check": {"interval_s": "fast"}}, "health_check.interval_s: expected a positive"),
         ({"health_check": {"interval_s": 0}}, "health_check.interval_s: expected a positive"),
         ({"health_check": {"every": 1}}, "health_check: unknown key(s) ['every']"),
-        ({"listen": {"port": 80.5}}, "listen.port: expected a whole number"),
+        ({"listen": {"port": 80.5}}, "listen.port: expected a TCP port 1-65535, got 80.5"),
         ({"listen": {"hots": "x"}}, "listen: unknown key(s) ['hots']"),
-        ({"max_body_bytes": -1}, "max_body_bytes: expected a positive number"),
+        ({"max_body_bytes": -1}, "max_body_bytes: expected a positive finite number"),
     ],
 )
 def test_listen_health_and_limits_are_validated(section: dict, message: str) -> None:
@@ -227,3 +227,104 @@ def test_the_dns_example_of_docs_gateway_md_parses() -> None:
     example = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
 
     assert settings(**example).discovery == DnsDiscovery("driftgate-runtime", 8001, 5.0)
+
+
+# --- values that used to be read another way, or crash later ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"listen": {"port": 70000}}, "listen.port: expected a TCP port 1-65535, got 70000"),
+        ({"listen": {"port": 0}}, "listen.port: expected a TCP port 1-65535, got 0"),
+        ({"listen": {"port": "8000"}}, "listen.port: expected a TCP port 1-65535, got '8000'"),
+        ({"listen": {"host": 5}}, "listen.host: expected an address or host name, got 5"),
+        (
+            {"health_check": {"interval_s": float("nan")}},
+            "health_check.interval_s: expected a positive finite number, got nan",
+        ),
+        (
+            {"health_check": {"timeout_s": float("inf")}},
+            "health_check.timeout_s: expected a positive finite number, got inf",
+        ),
+        (
+            {"replicas": {"dns": "rt", "port": 8001, "interval_s": float("nan")}},
+            "replicas.interval_s: expected a positive finite number, got nan",
+        ),
+        (
+            {"replicas": ["http://127.0.0.1:99999"]},
+            "replicas: http://127.0.0.1:99999: expected a TCP port 1-65535 after the host",
+        ),
+        ({"replicas": ["http://:8001"]}, "replicas: http://:8001: expected http://HOST:PORT"),
+        (
+            {"ejection": [1, 2]},
+            "ejection: expected a mapping with keys ['consecutive_failures', "
+            "'base_ejection_s', 'max_ejection_s'], got a list [1, 2]",
+        ),
+        ({"ejection": "x"}, "ejection: expected a mapping with keys"),
+        (
+            {"ejection": {"base_ejection_s": float("inf"), "max_ejection_s": float("inf")}},
+            "ejection.base_ejection_s: expected a positive finite number, got inf",
+        ),
+        ({"routes_dir": 123}, "routes_dir: expected a folder path, got 123"),
+        ({"auth": ["x"]}, "auth: expected a mapping, got a list ['x']"),
+    ],
+)
+def test_wrong_types_and_values_name_the_key(section: dict[str, Any], message: str) -> None:
+    assert refusal({**MINIMAL, **section}).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("log", "message"),
+    [
+        ({"keep_image_bytes": "no"}, "log.keep_image_bytes: expected true or false, got 'no'"),
+        ({"enabled": "false"}, "log.enabled: expected true or false, got 'false'"),
+        ({"max_queue": True}, "log.max_queue: expected a positive whole number, got True"),
+        ({"sampling": {"routes": ["a"]}}, "log.sampling.routes: expected {ROUTE: RATE}"),
+        (
+            {"sampling": {"default": "abc"}},
+            "log.sampling.default: expected a rate between 0 and 1, got 'abc'",
+        ),
+        (
+            {"sampling": {"routes": {"titanic": "half"}}},
+            "log.sampling.routes.titanic: expected a rate between 0 and 1, got 'half'",
+        ),
+        ({"flush_interval_s": float("nan")}, "log: prediction log setting flush_interval_s"),
+        ({"max_age_days": float("inf")}, "log: prediction log setting max_age_days"),
+    ],
+)
+def test_log_values_are_not_read_another_way(log: dict[str, Any], message: str) -> None:
+    assert refusal({**MINIMAL, "log": {"store": "store", **log}}).startswith(message)
+
+
+def test_log_switches_take_booleans() -> None:
+    assert settings(log={"enabled": False}).log is None
+    recording = settings(log={"store": "s", "keep_image_bytes": True, "max_queue": 5}).log
+    assert recording is not None
+    assert (recording.keep_image_bytes, recording.max_queue) == (True, 5)
+
+
+def test_a_key_given_twice_is_refused_with_its_line(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("auth: {enabled: false}\nlisten: {port: 8000}\nlisten: {port: 9000}\n")
+
+    with pytest.raises(SettingsError) as refused:
+        GatewaySettings.from_file(config)
+
+    assert str(refused.value) == f"{config}: line 3: key 'listen' is given twice"
+
+
+def test_yaml_merge_keys_may_still_override(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_text("auth: {enabled: false}\nlisten: {<<: {port: 8000}, port: 9000}\n")
+    assert GatewaySettings.from_file(config).port == 9000
+
+
+def test_a_file_that_is_not_utf8_is_named(tmp_path: Path) -> None:
+    config = tmp_path / "gateway.yaml"
+    config.write_bytes(b"auth: {secret: \xff\xfe}\n")
+
+    with pytest.raises(SettingsError) as refused:
+        GatewaySettings.from_file(config)
+
+    assert str(refused.value) == f"{config}: not valid UTF-8 (byte 15)"

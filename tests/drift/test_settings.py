@@ -1,0 +1,50 @@
+"""The ``drift:`` section of gateway.yaml: every wrong value is refused naming its key, never
+read another way (a NaN interval would silently stop the scheduled job)."""
+
+from __future__ import annotations
+
+import pytest
+
+from drift.settings import DriftSettings, parse_drift_section
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"interval_s": float("nan")}, "drift.interval_s: expected a positive finite number"),
+        ({"interval_s": float("inf")}, "drift.interval_s: expected a positive finite number"),
+        ({"lookback_s": float("nan")}, "drift.lookback_s: expected a positive finite number"),
+        ({"window": {"last_s": float("nan")}}, "window.last_s: expected a positive finite"),
+        ({"window": {"rows": 0}}, "window.rows: expected a whole number >= 1, got 0"),
+        ({"small_sample": -1}, "drift.small_sample: expected a whole number >= 0, got -1"),
+        ({"min_labels": -5}, "drift.min_labels: expected a whole number >= 1, got -5"),
+        ({"auto_reference_rows": -1}, "drift.auto_reference_rows: expected a whole number >= 0"),
+        ({"min_effect": {"foo": 1}}, "drift.min_effect: 'foo' is not one of"),
+        ({"min_effect": {"psi": -0.1}}, "drift.min_effect.psi: expected a finite number >= 0"),
+        ({"min_effect": {"psi": float("nan")}}, "drift.min_effect.psi: expected a finite"),
+        ({"webhook": "not a url"}, "drift.webhook: expected an http:// or https:// URL"),
+        ({"external_url": "localhost:8000"}, "drift.external_url: expected an http://"),
+    ],
+)
+def test_a_wrong_value_names_its_key(raw: dict[str, object], message: str) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_drift_section(raw)
+
+    assert str(refused.value).startswith("drift: ")
+    assert message in str(refused.value)
+
+
+def test_the_documented_values_are_accepted() -> None:
+    settings = parse_drift_section(
+        {
+            "small_sample": 0,
+            "auto_reference_rows": 0,
+            "min_effect": {"ks": 0.05, "missing_share": 0.02, "psi": 0},
+            "webhook": "https://alerts.example/drift",
+            "window": {"last_s": 3600},
+        }
+    )
+
+    assert settings.small_sample == settings.auto_reference_rows == 0
+    assert settings.min_effect["missing_share"] == 0.02
+    assert parse_drift_section(None) == DriftSettings()
