@@ -92,7 +92,11 @@ class InferenceEndpoint:
             return
         # Fewer names than header lines means some header is repeated: only then look.
         if len(request_headers(scope)) < len(scope["headers"]):
-            check_one_authorization(scope["headers"])
+            try:
+                check_one_authorization(scope["headers"])
+            except AuthError as exc:
+                self.state.metrics.auth_failures.labels(str(exc.status_code)).inc()
+                raise
 
 
 def error_answer(exc: Exception, scope: Any, headers: dict[str, str]) -> proxy.Answer:

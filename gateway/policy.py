@@ -77,8 +77,13 @@ def check_name(value: str, what: str) -> None:
         raise PolicyError(problem)
 
 
+def is_valid_name(value: str) -> bool:
+    """Whether ``value`` can name a route, model, version or arm."""
+    return len(value) <= MAX_NAME_CHARS and _NAME.fullmatch(value) is not None
+
+
 def _name_problem(value: str, what: str) -> str | None:
-    if len(value) <= MAX_NAME_CHARS and _NAME.fullmatch(value):
+    if is_valid_name(value):
         return None
     return f"{_shorten(value)} is not a valid {what} ({_NAME_RULE})"
 

@@ -99,7 +99,8 @@ class GatewayMetrics:
         )
         self.auth_failures = Counter(
             "driftgate_auth_failures_total",
-            "Requests refused by authentication (401) or authorisation (403).",
+            "Requests refused by authentication: malformed credentials (400), none or invalid"
+            " (401), missing scope (403).",
             ["code"],
             registry=registry,
         )

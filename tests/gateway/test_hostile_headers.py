@@ -111,6 +111,7 @@ def test_several_authorization_headers_are_refused_everywhere(
         'Bearer realm="driftgate", error="invalid_request"'
     )
     assert runtime.inference_calls() == []
+    assert gateway.metric("driftgate_auth_failures_total", code="400") == 1
 
 
 @pytest.mark.usefixtures("repeated_headers")

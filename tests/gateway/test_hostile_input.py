@@ -181,6 +181,22 @@ def test_a_route_name_longer_than_200_characters_is_refused_and_nothing_is_writt
     assert written == [f"n{'a' * 199}.yaml"]  # and no temporary file left behind
 
 
+def test_puts_under_names_no_route_can_have_share_one_metric_label(start) -> None:
+    gateway = start()
+
+    for name in ("-x", "%E2%98%83", f"n{'a' * 250}"):
+        assert gateway.client.put(f"/admin/routes/{name}", json={}).status_code == 400
+    assert gateway.client.put("/admin/routes/tt", json={}).status_code == 200
+
+    routes = sorted(
+        labels["route"] for labels, _ in gateway.samples("driftgate_route_updates_total")
+    )
+    assert routes == ["_invalid", "tt"]
+    assert (
+        gateway.metric("driftgate_route_updates_total", route="_invalid", outcome="rejected") == 3
+    )
+
+
 @pytest.mark.parametrize("depth", [600, 5000], ids=["python-recursion", "msgspec-recursion"])
 def test_a_policy_nested_too_deeply_is_a_400(start, depth: int) -> None:
     gateway = start()
