@@ -2,10 +2,11 @@
 
 Every HTTP request passes here first. A POST whose path is one of the runtime's dialects
 (``gateway.dialects``: Open Inference Protocol, TF-Serving REST, eval, explain) is answered
-here by ``gateway.proxy.answer``; anything else (metadata, admin, feedback, reports, health,
-metrics) goes on to the Litestar app. The hot path skips Litestar's per-request machinery
-(request object, dependency injection, response object), which was about a third of the
-gateway's CPU per proxied request (BENCHMARKS.md, "Gateway overhead").
+here by ``gateway.proxy.answer``, and another method on such a path with 405 (``Allow:
+OPTIONS, POST``); anything else (metadata, admin, feedback, reports, health, metrics) goes
+on to the Litestar app. The hot path skips Litestar's per-request machinery (request
+object, dependency injection, response object), which was about a third of the gateway's
+CPU per proxied request (BENCHMARKS.md, "Gateway overhead").
 
 What this module owns is the HTTP edge of that path:
 
@@ -59,12 +60,14 @@ class InferenceEndpoint:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if scope["method"] == "POST":
-            path = parse_inference_path(scope["path"], scope["query_string"].decode("latin-1"))
-            if path is not None:
-                scope["path_template"] = path.template
+        path = parse_inference_path(scope["path"], scope["query_string"].decode("latin-1"))
+        if path is not None:
+            scope["path_template"] = path.template
+            if scope["method"] == "POST":
                 await self._serve(path, scope, receive, send)
-                return
+            else:
+                await send_answer(send, _only_post(scope))
+            return
         try:
             self._check_authorization_count(scope)
         except AuthError as exc:
@@ -97,6 +100,19 @@ class InferenceEndpoint:
             except AuthError as exc:
                 self.state.metrics.auth_failures.labels(str(exc.status_code)).inc()
                 raise
+
+
+def _only_post(scope: Any) -> proxy.Answer:
+    """Another method on an inference path: 405 naming the method (204 to ``OPTIONS``)."""
+    allow = {"allow": "OPTIONS, POST"}
+    if scope["method"] == "OPTIONS":
+        return proxy.Answer(204, allow, b"")
+    message = f"method {scope['method']} is not allowed on {scope['path']}; use POST"
+    return proxy.Answer(
+        405,
+        {"content-type": "application/json", **allow},
+        msgspec.json.encode({"error": message[:2000]}),
+    )
 
 
 def error_answer(exc: Exception, scope: Any, headers: dict[str, str]) -> proxy.Answer:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from litestar import Response, get, post
+from litestar.exceptions import MethodNotAllowedException
 from litestar.params import FromPath
 
 from runtime.codecs import tfserving
@@ -36,6 +37,11 @@ from runtime.routes.state import (
 def model_status(
     request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
 ) -> dict[str, Any]:
+    if (version or model).endswith(":predict"):  # a GET to the predict endpoint
+        raise MethodNotAllowedException(
+            f"method GET is not allowed on {request.url.path}; use POST",
+            headers={"Allow": "OPTIONS, POST"},
+        )
     repository = runtime_state(request).repository
     if version is not None:
         target = repository.lookup(model, version)

@@ -87,6 +87,30 @@ def test_a_post_under_the_models_that_is_no_dialect_is_404(start) -> None:
     assert answer.json() == {"error": "no inference endpoint at /v1/models/iris:classify"}
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/v2/models/iris/infer"),
+        ("PUT", "/v2/models/iris/versions/2/infer"),
+        ("GET", "/v1/models/iris:predict"),
+        ("DELETE", "/v1/models/iris/eval"),
+        ("GET", "/v1/models/iris/explain"),
+    ],
+)
+def test_another_method_on_an_inference_path_is_405_naming_it(
+    start, runtime, method: str, path: str
+) -> None:
+    gateway = start()
+
+    answer = gateway.client.request(method, path)
+
+    assert answer.status_code == 405
+    assert answer.json() == {"error": f"method {method} is not allowed on {path}; use POST"}
+    assert answer.headers["allow"] == "OPTIONS, POST"
+    assert gateway.client.options(path).status_code == 204
+    assert runtime.inference_calls() == []
+
+
 def test_an_unexpected_failure_is_a_500_without_a_stack_trace(start, monkeypatch) -> None:
     gateway = start()
 

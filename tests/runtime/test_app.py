@@ -102,6 +102,12 @@ def test_errors_render_as_json_never_as_a_stack_trace(client: TestClient) -> Non
     wait_ready(client)
     assert client.get("/no/such/path").json() == {"error": "Not Found"}
     assert client.put("/v1/models/double/eval").status_code == 405
+    wrong_method = client.get("/v1/models/double:predict")
+    assert wrong_method.status_code == 405
+    assert wrong_method.json() == {
+        "error": "method GET is not allowed on /v1/models/double:predict; use POST"
+    }
+    assert wrong_method.headers["allow"] == "OPTIONS, POST"
     too_big = client.post(
         "/v1/models/double/eval", content=b"{" * 2048, headers={"content-type": "application/json"}
     )
