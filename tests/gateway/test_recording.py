@@ -270,6 +270,17 @@ def test_admin_sql_reads_the_log_and_refuses_writes(start, tmp_path: Path) -> No
     )
 
 
+def test_admin_sql_answers_nan_and_infinity_as_null_and_as_text_when_cast(
+    start, tmp_path: Path
+) -> None:
+    """docs/prediction-log.md: JSON has no NaN, so they read like NULL unless cast."""
+    gateway = start(settings(tmp_path))
+    query = "select v, v::VARCHAR as text from (values ('NaN'::DOUBLE), ('inf'), (NULL)) t(v)"
+    answer = gateway.client.post("/admin/sql", json={"sql": query})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["rows"] == [[None, "nan"], [None, "inf"], [None, None]]
+
+
 def test_feedback_takes_either_scope_and_a_refusal_names_feedback(start, tmp_path: Path) -> None:
     gateway = start(settings(tmp_path, auth=True))
     config = AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET})
