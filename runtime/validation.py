@@ -235,9 +235,17 @@ def _check_allowed(spec: TensorSpec, array: np.ndarray) -> None:
             if len(allowed) > _MAX_LISTED:
                 listed += f", ... ({len(allowed) - _MAX_LISTED} more)"
             raise BadRequest(
-                f"input '{spec.name}': expected one of {listed}; got {_describe(value)} "
+                f"input '{spec.name}': expected one of {listed}; got {_category(value)} "
                 f"at {format_position(_unravel(index, array.shape))}"
             )
+
+
+def _category(value: Any) -> str:
+    """A value refused by a categorical, quoted like the allowed ones: numbers reach the
+    check as their text (``pclass: 4`` is ``'4'``), so calling it a string would mislead."""
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    return _describe(value)
 
 
 def _check_batch(metadata: ModelMetadata, inputs: Mapping[str, np.ndarray]) -> None:

@@ -218,9 +218,9 @@ def test_numbers_for_a_bytes_input_become_their_decimal_text() -> None:
 
 def test_categoricals_must_be_allowed_values_and_the_message_lists_them() -> None:
     message = refused(titanic_metadata(), passengers(embarked=column("S", "X")))
-    assert (
-        message == "input 'embarked': expected one of 'C', 'Q', 'S'; got the string 'X' at [1, 0]"
-    )
+    assert message == "input 'embarked': expected one of 'C', 'Q', 'S'; got 'X' at [1, 0]"
+    number = refused(titanic_metadata(), passengers(pclass=column(3, 4)))
+    assert number == "input 'pclass': expected one of '1', '2', '3'; got '4' at [1, 0]"
     binary = validate_inputs(titanic_metadata(), passengers(embarked=column(b"Q", "S")))
     assert binary["embarked"][0, 0] == b"Q"
 
@@ -228,7 +228,7 @@ def test_categoricals_must_be_allowed_values_and_the_message_lists_them() -> Non
 def test_a_long_allowed_list_is_shortened_in_the_message() -> None:
     words = tuple(f"w{i}" for i in range(30))
     message = refused(one("BYTES", allowed_values=words), {"x": column("nope")})
-    assert "'w19', ... (10 more); got the string 'nope'" in message
+    assert "'w19', ... (10 more); got 'nope'" in message
 
 
 def test_null_for_bytes_is_none_only_when_nullable() -> None:
