@@ -284,7 +284,7 @@ def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
 def _run_runtime(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from runtime.app import create_app
+    from runtime.app import create_app, http_protocol
     from runtime.settings import RuntimeSettings, RuntimeSettingsError
 
     overrides = {} if args.poll_interval is None else {"poll_interval_s": args.poll_interval}
@@ -299,14 +299,15 @@ def _run_runtime(args: argparse.Namespace) -> int:
     from runtime import heap
 
     heap.enable()
+    app = create_app(settings)
     uvicorn.run(
-        create_app(settings),
+        app,
         host=settings.host,
         port=settings.port,
         log_level=args.log_level.lower(),
         access_log=False,
         loop=args.loop,
-        http="httptools",
+        http=http_protocol(app),
         # Longer than the gateway keeps an idle upstream connection (gateway.upstream): the
         # side that reuses a connection must give it up first, or it writes into one the
         # runtime is closing and gets a reset (uvicorn's default is 5 s).
@@ -357,7 +358,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
         port=settings.port,
         access_log=False,
         loop=args.loop,
-        http="httptools",
+        http=app.http_protocol(),
         log_level=args.log_level.lower(),
     )
     return 0

@@ -53,6 +53,7 @@ from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
 from monitoring.metrics import new_registry, render_metrics
 from monitoring.prediction_log import PredictionLogWriter
+from monitoring.slow_clients import guarded_protocol
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 
 log = logging.getLogger("driftgate.gateway")
@@ -209,6 +210,13 @@ class GatewayApp:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self._asgi(scope, receive, send)
+
+    def http_protocol(self) -> type[asyncio.Protocol]:
+        """uvicorn's ``http=``: clients slower than ``listen.client_timeout_s`` cut off."""
+        timeouts = self.state.metrics.client_timeouts
+        return guarded_protocol(
+            self.state.settings.client_timeout_s, lambda phase: timeouts.labels(phase).inc()
+        )
 
 
 def freeze_heap() -> None:

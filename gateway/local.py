@@ -142,7 +142,7 @@ def run_local(
             port=port,
             access_log=False,
             loop="uvloop",  # as `driftgate gateway` (driftgate.cli.GATEWAY_LOOP)
-            http="httptools",
+            http=app.http_protocol(),
             log_level="info",
         )
     finally:

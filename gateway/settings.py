@@ -1,7 +1,7 @@
 """Gateway settings: ``gateway.yaml`` parsed into one validated object.
 
 ```yaml
-listen: {host: 127.0.0.1, port: 8000}
+listen: {host: 127.0.0.1, port: 8000, client_timeout_s: 60}   # 408 for slower requests
 replicas: [http://127.0.0.1:8001, http://127.0.0.1:8002]   # runtime replicas, same repository
 # or, discovered: every address of a DNS name (a headless Service), re-resolved on an interval
 # replicas: {dns: driftgate-runtime, port: 8001, interval_s: 5}
@@ -39,6 +39,7 @@ from gateway.auth import AuthConfig, AuthConfigError
 from gateway.balancer import EjectionSettings
 from gateway.log_settings import RecordingSettings, parse_log_section
 from gateway.policy import PolicyError, RoutePolicy, parse_routes
+from monitoring.slow_clients import DEFAULT_CLIENT_TIMEOUT_S
 
 _KEYS = {
     "listen",
@@ -125,6 +126,8 @@ class GatewaySettings:
     discovery: DnsDiscovery | None = None
     host: str = "127.0.0.1"
     port: int = 8000
+    #: A client must send a whole request within this long (``monitoring.slow_clients``).
+    client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S
     routes: Mapping[str, RoutePolicy] = field(default_factory=dict)
     routes_dir: Path | None = None
     health_check: HealthCheckSettings = HealthCheckSettings()
@@ -189,7 +192,7 @@ class GatewaySettings:
         if routes_dir is not None and (not isinstance(routes_dir, str) or not routes_dir):
             raise SettingsError(f"routes_dir: expected a folder path, got {routes_dir!r}")
         health = _section(raw, "health_check", {"interval_s", "timeout_s"})
-        listen = _section(raw, "listen", {"host", "port"})
+        listen = _section(raw, "listen", {"host", "port", "client_timeout_s"})
         host = listen.get("host", "127.0.0.1")
         if not isinstance(host, str) or not host:
             raise SettingsError(f"listen.host: expected an address or host name, got {host!r}")
@@ -199,6 +202,9 @@ class GatewaySettings:
             discovery=discovery,
             host=host,
             port=_port(listen, "listen.port", 8000),
+            client_timeout_s=_number(
+                listen, "listen.client_timeout_s", DEFAULT_CLIENT_TIMEOUT_S, float
+            ),
             routes=routes,
             routes_dir=(base / routes_dir) if routes_dir else None,
             health_check=HealthCheckSettings(

@@ -104,6 +104,13 @@ class GatewayMetrics:
             ["code"],
             registry=registry,
         )
+        self.client_timeouts = Counter(
+            "driftgate_client_timeouts_total",
+            "Connections closed because the client did not send a whole request within "
+            "listen.client_timeout_s, by how far it got (connection | head | body).",
+            ["phase"],
+            registry=registry,
+        )
         self.route_updates = Counter(
             "driftgate_route_updates_total",
             "Route policy changes through the admin API by outcome (applied | rejected).",

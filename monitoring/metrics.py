@@ -68,6 +68,13 @@ class RuntimeMetrics:
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
+        self.client_timeouts = Counter(
+            "driftgate_runtime_client_timeouts_total",
+            "Connections closed because the client did not send a whole request within "
+            "--client-timeout, by how far it got (connection | head | body).",
+            ["phase"],
+            registry=registry,
+        )
         self.requests_in_flight = Gauge(
             "driftgate_runtime_requests_in_flight",
             "Inference requests the runtime is working on now (reading, queued for a batch, "

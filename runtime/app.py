@@ -23,6 +23,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from monitoring.metrics import ModelStateCollector, RuntimeMetrics, new_registry
+from monitoring.slow_clients import guarded_protocol
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 from runtime.errors import InferenceServerError
 from runtime.predictor import Predictor
@@ -88,6 +89,15 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
             render_plugins=[SwaggerRenderPlugin()],
         ),
         debug=False,
+    )
+
+
+def http_protocol(app: Litestar) -> type[asyncio.Protocol]:
+    """uvicorn's ``http=`` for ``app``: clients slower than ``client_timeout_s`` cut off."""
+    state: RuntimeState = app.state.runtime
+    timeouts = state.metrics.client_timeouts
+    return guarded_protocol(
+        state.settings.client_timeout_s, lambda phase: timeouts.labels(phase).inc()
     )
 
 

@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from monitoring.slow_clients import DEFAULT_CLIENT_TIMEOUT_S
+
 
 class RuntimeSettingsError(ValueError):
     """A runtime setting (flag or ``DRIFTGATE_*`` variable) cannot be used; says which."""
@@ -67,6 +69,11 @@ class RuntimeSettings:
     poll_interval_s: float = field(
         default_factory=lambda: _env_float("DRIFTGATE_POLL_INTERVAL_S", 2.0)
     )
+    #: A client must send a whole request within this long of connecting or of starting
+    #: it (``monitoring.slow_clients``); slower ones get 408 and are disconnected.
+    client_timeout_s: float = field(
+        default_factory=lambda: _env_float("DRIFTGATE_CLIENT_TIMEOUT_S", DEFAULT_CLIENT_TIMEOUT_S)
+    )
     service_name: str = "driftgate-runtime"
 
     def __post_init__(self) -> None:
@@ -77,6 +84,12 @@ class RuntimeSettings:
                 raise RuntimeSettingsError(
                     f"{name}: expected at least 1, got {getattr(self, name)}"
                 )
+        timeout = self.client_timeout_s
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise RuntimeSettingsError(
+                "DRIFTGATE_CLIENT_TIMEOUT_S: expected a positive number of seconds, "
+                f"got {timeout!r}"
+            )
         for name in ("inline_inference_max_s", "poll_interval_s"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):

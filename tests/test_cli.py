@@ -83,6 +83,8 @@ def no_server(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         ("DRIFTGATE_POLL_INTERVAL_S=x", "expected a number >= 0, got 'x'"),
         ("DRIFTGATE_POLL_INTERVAL_S=nan", "expected a number >= 0, got 'nan'"),
         ("DRIFTGATE_INLINE_INFERENCE_MAX_MS=-1", "expected a number >= 0, got '-1'"),
+        ("DRIFTGATE_CLIENT_TIMEOUT_S=0", "expected a positive number of seconds, got 0.0"),
+        ("DRIFTGATE_CLIENT_TIMEOUT_S=inf", "expected a number >= 0, got 'inf'"),
     ],
 )
 def test_a_bad_runtime_variable_is_named(
@@ -129,6 +131,30 @@ def test_the_gateway_creates_its_store(
 
     assert (tmp_path / "var" / "store").is_dir()
     assert no_server[0]["port"] == 8123
+
+
+@pytest.mark.parametrize("command", ["runtime", "gateway"])
+def test_both_servers_cut_off_slow_clients_after_the_configured_time(
+    command: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    served: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served.append((app, options)))
+    monkeypatch.setattr(runtime.heap, "enable", lambda: None)
+    monkeypatch.setenv("DRIFTGATE_CLIENT_TIMEOUT_S", "7")
+    config = tmp_path / "gateway.yaml"
+    config.write_text("auth: {enabled: false}\nlisten: {client_timeout_s: 9}\n")
+    argv = ["--repository", str(tmp_path)] if command == "runtime" else ["--config", str(config)]
+
+    assert main([command, *argv]) == 0
+
+    [(app, options)] = served
+    protocol = options["http"]
+    assert protocol.timeout_s == (7 if command == "runtime" else 9)
+    protocol.on_timeout("head")  # counted on the app's own /metrics
+    state = app.state.runtime if command == "runtime" else app.state
+    prefix = "driftgate_runtime" if command == "runtime" else "driftgate"
+    counted = state.registry.get_sample_value(f"{prefix}_client_timeouts_total", {"phase": "head"})
+    assert counted == 1
 
 
 def test_sql_refuses_a_folder_that_is_not_a_store(

@@ -240,6 +240,10 @@ def test_the_dns_example_of_docs_gateway_md_parses() -> None:
         ({"listen": {"port": "8000"}}, "listen.port: expected a TCP port 1-65535, got '8000'"),
         ({"listen": {"host": 5}}, "listen.host: expected an address or host name, got 5"),
         (
+            {"listen": {"client_timeout_s": 0}},
+            "listen.client_timeout_s: expected a positive finite number, got 0",
+        ),
+        (
             {"health_check": {"interval_s": float("nan")}},
             "health_check.interval_s: expected a positive finite number, got nan",
         ),

@@ -1,0 +1,108 @@
+"""A deadline for clients to send their requests: slow ones (slowloris) are cut off.
+
+uvicorn times a connection out only while it idles between two requests
+(``timeout_keep_alive``). A client that connects and sends nothing, or sends a request's
+head or body a few bytes at a time, keeps its connection, and a file descriptor and a
+parser of the server, for as long as it likes; a few thousand such clients exhaust the
+process.
+
+``guarded_protocol(timeout_s, on_timeout)`` is uvicorn's httptools protocol with one more
+timer. It is armed when a connection opens and when a request begins, and disarmed once the
+request has arrived whole, so ``timeout_s`` bounds the time from connecting (or from the
+first byte of a request on a kept-alive connection) to the request's last byte. The time a
+server takes to answer is not counted. When the timer fires, ``on_timeout(phase)`` counts
+it (``connection``: nothing was sent; ``head``: the request line and headers were not all
+there; ``body``: the body was not), the client gets ``408 Request Timeout`` with a JSON
+error unless nothing was sent or an answer had already started, and the connection is
+closed. The gateway and the runtime both serve with it (``--client-timeout`` /
+``listen.client_timeout_s``); docs/deploy.md says what it does not cover.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import msgspec
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: The default: long enough for a 16 MiB body at about 2.5 Mbit/s.
+DEFAULT_CLIENT_TIMEOUT_S = 60.0
+#: What ``on_timeout`` is called with: how far the client had got.
+PHASES = ("connection", "head", "body")
+
+
+class _GuardedProtocol(HttpToolsProtocol):
+    timeout_s: ClassVar[float] = DEFAULT_CLIENT_TIMEOUT_S
+
+    @staticmethod
+    def on_timeout(phase: str) -> None:
+        """Replaced by ``guarded_protocol``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self._phase = "connection"
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm("connection")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        if self._deadline is None:  # else the connection's deadline still runs
+            self._arm("head")
+        else:
+            self._phase = "head"
+
+    def on_headers_complete(self) -> None:
+        self._phase = "body"
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._disarm()
+        super().on_message_complete()
+
+    def _arm(self, phase: str) -> None:
+        self._phase = phase
+        self._deadline = self.loop.call_later(self.timeout_s, self._expire)
+
+    def _disarm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+
+    def _expire(self) -> None:
+        self._deadline = None
+        if self.transport.is_closing():
+            return
+        self.on_timeout(self._phase)
+        answered = self._phase == "body" and self.cycle.response_started
+        if self._phase != "connection" and not answered:
+            self.transport.write(_request_timeout(self.timeout_s))
+        self.transport.close()
+
+
+def _request_timeout(timeout_s: float) -> bytes:
+    body = msgspec.json.encode(
+        {"error": f"request not received whole within {timeout_s:g} s; connection closed"}
+    )
+    head = (
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+    )
+    return head.encode("latin-1") + body
+
+
+def guarded_protocol(timeout_s: float, on_timeout: Callable[[str], None]) -> type[asyncio.Protocol]:
+    """uvicorn's ``http=`` protocol class, cutting off clients slower than ``timeout_s``."""
+    return type(
+        "GuardedHttpToolsProtocol",
+        (_GuardedProtocol,),
+        {"timeout_s": timeout_s, "on_timeout": staticmethod(on_timeout)},
+    )
