@@ -31,6 +31,10 @@ from drift.verdict import DriftStat, TestSettings
 
 #: Fewest reference rows a detector is fitted on (half fit, half held out).
 MIN_ROWS = 200
+#: The smallest reconstruction error the test tells apart, as a share of the reference's
+#: total variance: errors (and their spread) below it count as this much. Without it, a
+#: detector whose held-out error is rounding noise (~1e-31) scores one odd row ~1e27.
+ERROR_FLOOR = 0.01
 
 
 class Encoding(Protocol):
@@ -62,7 +66,9 @@ class PcaDetector:
 
     ``components`` is (kept components x encoded dimensions), orthonormal rows;
     ``error_mean`` / ``error_std``: the per-row squared reconstruction error on the half
-    of the reference the PCA was *not* fitted on.
+    of the reference the PCA was *not* fitted on. ``total_variance``: the mean squared
+    norm of the centred encoded rows (the error of a PCA that keeps nothing), the unit
+    of ``ERROR_FLOOR``.
     """
 
     numeric: tuple[str, ...]
@@ -74,10 +80,23 @@ class PcaDetector:
     error_std: float
     #: Rows the held-out error was measured on (its own noise widens the test).
     error_rows: int = 0
+    #: 0 in profiles written before it was kept: then estimated from ``center``.
+    total_variance: float = 0.0
 
     @property
     def columns(self) -> tuple[str, ...]:
         return (*self.numeric, *self.categorical)
+
+    @property
+    def error_floor(self) -> float:
+        """The error (and error spread) below which rows count as reconstructed alike."""
+        variance = self.total_variance
+        if variance <= 0:
+            # Standardised numbers have variance 1 each; a one-hot dimension of
+            # frequency p has p (1 - p).
+            frequencies = self.center[len(self.numeric) :]
+            variance = len(self.numeric) + float(np.sum(frequencies * (1 - frequencies)))
+        return ERROR_FLOOR * variance
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,6 +108,7 @@ class PcaDetector:
             "error_mean": self.error_mean,
             "error_std": self.error_std,
             "error_rows": self.error_rows,
+            "total_variance": self.total_variance,
         }
 
     @classmethod
@@ -108,6 +128,7 @@ class PcaDetector:
             error_mean=float(data["error_mean"]),
             error_std=float(data["error_std"]),
             error_rows=int(data.get("error_rows", 0)),
+            total_variance=float(data.get("total_variance", 0.0)),
         )
 
 
@@ -143,7 +164,10 @@ def fit_pca_detector(
 
     ``categorical`` maps a column to the categories it is one-hot encoded over. Keeps
     the fewest components that explain ``variance`` of the fit half, but always leaves
-    at least one out (with all of them kept every row reconstructs perfectly).
+    out at least one that carries variance: at most the numerical rank of the encoded
+    rows less one. (A categorical feature's one-hot block sums to 1, so the rank is below
+    the dimension count; keeping every non-null component would make every reference
+    row reconstruct perfectly, and any row off that span infinitely unusual.)
     """
     if not 0 < variance < 1:
         raise ValueError(f"variance must be in (0, 1), got {variance}")
@@ -160,9 +184,12 @@ def fit_pca_detector(
     energy = singular**2
     if energy.sum() == 0:
         raise ValueError("the reference inputs are constant: nothing for a PCA to model")
+    rank = _numerical_rank(singular, matrix.shape)
+    if rank < 2:
+        raise ValueError("the reference inputs vary along one direction: no joint structure")
     explained = np.cumsum(energy) / energy.sum()
     kept = int(np.searchsorted(explained, variance) + 1)
-    kept = min(kept, matrix.shape[1] - 1)
+    kept = min(kept, rank - 1)
     components = vt[:kept]
     held_columns = {name: np.asarray(columns[name])[held_out] for name in fit_columns}
     errors = _errors(spec, encode(spec, held_columns), components)
@@ -175,6 +202,7 @@ def fit_pca_detector(
         error_mean=float(errors.mean()),
         error_std=float(errors.std()),
         error_rows=int(errors.size),
+        total_variance=float(energy.sum() / matrix.shape[0]),
     )
 
 
@@ -189,17 +217,20 @@ def pca_drift(
     ``score``: their mean error over the reference's (1.0: like the reference). The
     p-value is one-sided (only worse reconstruction is drift), from the normal
     approximation of the mean of ``n`` row errors; the threshold is ``alpha / n_tests``.
+    Both means, and the reference's spread, count as at least ``detector.error_floor``.
     """
     errors = reconstruction_errors(detector, columns)
     if errors.size == 0:
         raise ValueError("pca_drift needs at least one current row")
-    mean = float(errors.mean())
-    score = mean / detector.error_mean if detector.error_mean > 0 else _ratio_to_zero(mean)
+    floor = detector.error_floor
+    mean = max(float(errors.mean()), floor)
+    reference_mean = max(detector.error_mean, floor)
+    score = mean / reference_mean
     # The standard error of the difference of two means: the window's and the held-out
     # reference's (ignoring the latter made small references false-alarm).
     reference_rows = detector.error_rows or math.inf
-    spread = max(detector.error_std, 1e-12) * math.sqrt(1 / errors.size + 1 / reference_rows)
-    z = (mean - detector.error_mean) / spread
+    spread = max(detector.error_std, floor) * math.sqrt(1 / errors.size + 1 / reference_rows)
+    z = (mean - reference_mean) / spread
     p_value = 0.5 * math.erfc(z / math.sqrt(2))
     threshold = settings.alpha / max(n_tests, 1)
     return DriftStat(
@@ -276,6 +307,7 @@ def _row_count(
     return lengths.pop() if lengths else 0
 
 
-def _ratio_to_zero(mean: float) -> float:
-    """The score against a reference that reconstructs perfectly."""
-    return 1.0 if mean == 0 else math.inf
+def _numerical_rank(singular: np.ndarray, shape: tuple[int, ...]) -> int:
+    """Singular values above rounding noise (``numpy.linalg.matrix_rank``'s tolerance)."""
+    tolerance = singular.max() * max(shape) * np.finfo(np.float64).eps
+    return int(np.count_nonzero(singular > tolerance))

@@ -45,6 +45,12 @@ PSI_EMPTY_SHARE = 1e-4
 #: Above this effective sample size the KS p-value uses the asymptotic Kolmogorov law;
 #: below it, the exact one-sample law ``kstwo`` at the effective size.
 KS_EXACT_LIMIT = 10_000
+#: Below this expected count in any cell, the chi-square p-value is a Monte Carlo one
+#: (Cochran's rule: the asymptotic law needs expected counts of about 5).
+CHI_SQUARE_MIN_EXPECTED = 5.0
+#: Monte Carlo draws for a sparse chi-square table, and their seed (reproducible runs).
+CHI_SQUARE_DRAWS = 10_000
+CHI_SQUARE_SEED = 0
 
 
 @dataclass(frozen=True)
@@ -135,10 +141,15 @@ def chi_square(reference: Distribution, current: Distribution) -> tuple[float, f
     """Two-sample chi-square test of homogeneity: (statistic, p-value).
 
     The 2 x K table holds both samples' counts over the bins with any count in either
-    (missing is one more category); ``scipy.stats.chi2_contingency`` without Yates'
+    (missing is one more category); the statistic is Pearson's, without Yates'
     correction. Not a goodness-of-fit against the reference's shares: the reference is a
     sample too. With fewer than two non-empty categories there is nothing to compare:
     (0.0, 1.0).
+
+    The p-value is the asymptotic chi-square law's while every expected count is at least
+    ``CHI_SQUARE_MIN_EXPECTED``. Below that (a value the reference never had, or a first
+    missing value, in a small window) the law does not hold: one such row would look
+    like p < 0.001. The p-value is then a Monte Carlo one (``_chi_square_monte_carlo``).
     """
     ref, cur = _paired_counts("chi_square", reference, current)
     table = np.vstack([ref[0], cur[0]])
@@ -146,7 +157,28 @@ def chi_square(reference: Distribution, current: Distribution) -> tuple[float, f
     if table.shape[1] < 2:
         return 0.0, 1.0
     result = scipy.stats.chi2_contingency(table, correction=False)
-    return float(result.statistic), float(result.pvalue)
+    statistic = float(result.statistic)
+    if result.expected_freq.min() >= CHI_SQUARE_MIN_EXPECTED:
+        return statistic, float(result.pvalue)
+    return statistic, _chi_square_monte_carlo(table)
+
+
+def _chi_square_monte_carlo(table: CountArray) -> float:
+    """The chance, with both margins fixed, of a statistic at least the observed one.
+
+    Under homogeneity and given the category totals, the window's counts are a
+    multivariate hypergeometric draw of its row count from those totals (an exact
+    conditional test, as Fisher's). ``CHI_SQUARE_DRAWS`` seeded draws, p = (1 + draws at
+    least as extreme) / (draws + 1): never 0, so never below about 1e-4.
+    """
+    totals = table.sum(axis=0)
+    rng = np.random.default_rng(CHI_SQUARE_SEED)
+    current = rng.multivariate_hypergeometric(totals, int(table[1].sum()), size=CHI_SQUARE_DRAWS)
+    null = _chi_square_kernel(totals - current, current)
+    observed = float(_chi_square_kernel(table[:1], table[1:])[0])
+    # Tied tables can differ in the last bits of their sums: count them as ties.
+    extreme = int(np.count_nonzero(null >= observed * (1 - 1e-9)))
+    return (1 + extreme) / (CHI_SQUARE_DRAWS + 1)
 
 
 def score(name: str, reference: Distribution, current: Distribution) -> tuple[float, float | None]:

@@ -113,6 +113,71 @@ def test_keeps_components_for_the_variance_asked_but_never_all(detector):
     assert fit(correlated(4000, seed=1)).to_dict() == detector.to_dict()
 
 
+def classes_and_ages(rows: int, seed: int) -> dict[str, np.ndarray]:
+    """One number and one category with no missing values: its one-hot block sums to 1,
+    so the encoded rows have one dimension fewer of rank than of columns."""
+    rng = np.random.default_rng(seed)
+    pclass = rng.choice(np.array(["1", "2", "3"], dtype=object), rows)
+    return {"in_pclass": pclass, "in_age": rng.normal(30, 10, rows)}
+
+
+def fit_classes_and_ages(columns: dict[str, np.ndarray]) -> PcaDetector:
+    return fit_pca_detector(columns, ["in_age"], {"in_pclass": ("1", "2", "3")})
+
+
+def test_collinear_one_hot_columns_still_leave_a_component_with_variance_out():
+    detector = fit_classes_and_ages(classes_and_ages(5000, seed=0))
+
+    # 4 encoded columns of rank 3: at most 2 components, so the held-out error is real
+    # variance, not rounding noise (~1e-31 with 3 kept).
+    assert detector.components.shape == (2, 4)
+    assert detector.error_mean > 0.1
+    assert detector.error_mean > 10 * detector.error_floor
+
+
+@pytest.mark.parametrize("odd_value", [None, "4"], ids=["null", "unseen"])
+def test_one_null_or_unseen_category_among_2000_rows_is_not_significant(odd_value):
+    detector = fit_classes_and_ages(classes_and_ages(5000, seed=0))
+    window = classes_and_ages(2000, seed=1)
+    window["in_pclass"][0] = odd_value
+
+    result = pca_drift(detector, window, 5, TestSettings())
+
+    assert not result.drifted
+    assert 0.8 < result.score < 1.2
+
+
+def test_a_detector_whose_held_out_error_is_zero_cannot_score_astronomically():
+    # As profiles written before the rank cap are: every non-null component kept, a
+    # held-out error of rounding noise, and no total variance recorded.
+    fitted = fit_classes_and_ages(classes_and_ages(5000, seed=0)).to_dict()
+    del fitted["total_variance"]
+    null = np.array([0.0, 1.0, 1.0, 1.0]) / np.sqrt(3)  # the one-hot block's sum
+    every_other = np.linalg.svd(np.eye(4) - np.outer(null, null))[2][:3]
+    legacy = PcaDetector.from_dict(
+        {**fitted, "components": every_other.tolist(), "error_mean": 3e-31, "error_std": 2e-31}
+    )
+    assert reconstruction_errors(legacy, classes_and_ages(100, seed=3)).max() < 1e-20
+    odd = classes_and_ages(2000, seed=1)
+    odd["in_pclass"][0] = None
+    all_null = classes_and_ages(2000, seed=2)
+    all_null["in_pclass"][:] = None
+
+    one_row = pca_drift(legacy, odd, 5, TestSettings())
+    every_row = pca_drift(legacy, all_null, 5, TestSettings())
+
+    assert legacy.error_floor == pytest.approx(0.01 * (1 + 3 * (1 / 3) * (2 / 3)), rel=0.05)
+    assert not one_row.drifted and one_row.score < 2
+    assert every_row.drifted and every_row.score < 1e3
+
+
+def test_inputs_that_vary_along_one_direction_get_no_detector():
+    a = np.random.default_rng(0).normal(size=1000)
+
+    with pytest.raises(ValueError, match="one direction"):
+        fit_pca_detector({"in_a": a, "in_b": 2 * a + 1}, ["in_a", "in_b"], {})
+
+
 def test_too_few_reference_rows_is_refused():
     with pytest.raises(ValueError, match="at least 200"):
         fit(correlated(150, seed=0))

@@ -10,6 +10,7 @@ import scipy.spatial.distance
 import scipy.stats
 
 from drift.distributions import (
+    OTHER,
     Distribution,
     categorical_counts,
     categorical_reference,
@@ -193,6 +194,43 @@ def test_wasserstein_without_a_scale_uses_the_reference_range():
 def test_chi_square_with_one_category_in_use_has_nothing_to_test():
     ref = Distribution(kind="categorical", counts=np.array([25, 0]), categories=("a", "b"))
     assert chi_square(ref, ref.with_counts(np.array([7, 0]), 0)) == (0.0, 1.0)
+
+
+# Sparse tables: the asymptotic chi-square law needs expected counts of about 5
+
+ABC = Distribution(
+    kind="categorical", counts=np.array([2_500, 1_500, 1_000, 0]), categories=("a", "b", "c", OTHER)
+)
+
+
+def test_one_unseen_value_or_one_null_in_a_small_window_is_not_significant():
+    # 5,000 reference rows over a/b/c, 300 window rows like them but one. That one row
+    # lands in the window by chance 300 / 5,300 = 5.7 % of the time; the asymptotic law
+    # (expected count 0.06 in its cell) would say p < 0.001.
+    unseen = ABC.with_counts(np.array([150, 90, 59, 1]), missing=0)
+    null = ABC.with_counts(np.array([150, 90, 59, 0]), missing=1)
+    for window in (unseen, null):
+        statistic, p_value = chi_square(ABC, window)
+        assert statistic > 15  # the score is still Pearson's statistic
+        assert 0.02 < p_value < 0.1
+
+
+def test_a_new_category_or_missing_values_arriving_in_volume_are_still_significant():
+    unseen = ABC.with_counts(np.array([135, 81, 54, 30]), missing=0)  # 10 % unseen
+    nulls = ABC.with_counts(np.array([135, 81, 54, 0]), missing=30)  # missing 0 % -> 10 %
+    for window in (unseen, nulls):
+        assert chi_square(ABC, window)[1] < 1e-3
+
+
+def test_a_sparse_table_gets_the_exact_conditional_p_value_reproducibly():
+    reference = Distribution(kind="categorical", counts=np.array([2_000, 3]), categories=("a", "b"))
+    window = reference.with_counts(np.array([198, 2]), missing=0)
+    # 2 x 2 with both margins fixed: the statistic grows with |b's window count - its
+    # expected 0.45|, so p = P(X >= 2) for X hypergeometric (5 b's among 2,203 rows, 200 drawn).
+    exact = scipy.stats.hypergeom.sf(1, 2_203, 5, 200)
+    _, p_value = chi_square(reference, window)
+    assert p_value == pytest.approx(exact, abs=0.008)  # Monte Carlo: 10,000 draws
+    assert chi_square(reference, window)[1] == p_value  # seeded: the same every run
 
 
 def test_batch_scores_match_the_single_statistics(rng):
