@@ -185,10 +185,13 @@ def category_text(value: Any) -> str | None:
     """How a categorical value is compared: as text; None and NaN are missing."""
     if value is None:
         return None
-    if isinstance(value, float) and np.isnan(value):
-        return None
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer():
+    if isinstance(value, float | np.floating):  # float32 columns give numpy scalars
+        if np.isnan(value):
+            return None
+        if value.is_integer():
+            return str(int(value))
+    if isinstance(value, np.integer):
         return str(int(value))
     return str(value)

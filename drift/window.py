@@ -22,8 +22,10 @@ How values are counted (the same as ``drift.distributions``' numpy builders):
   the edges to the column's type), text is ``TRY_CAST`` (what is not a number is
   missing).
 - categorical: ``histogram(CAST(x AS VARCHAR))``: booleans give ``true``/``false`` and
-  integers ``3`` as ``category_text`` does; floating-point keys (``3.0``) are read back
-  as numbers so that ``3.0`` is the category ``3``.
+  integers ``3`` as ``category_text`` does; a key that is no category but spells a number
+  (``3.0``, from a floating-point column, or from a column that some segment's text made
+  text in the view) is read back as the number, so that ``3.0`` is the category ``3``,
+  and ``nan`` is missing.
 - a profiled column the view does not have (a version without that feature), or has
   as a list: every row counts as missing.
 """
@@ -39,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import duckdb
 import numpy as np
 
-from drift.distributions import Distribution, category_text, counts_from_map
+from drift.distributions import OTHER, Distribution, category_text
 from drift.findings import Window
 from monitoring.prediction_log.catalog import sql_string
 
@@ -164,8 +166,9 @@ def scan_window(  # noqa: PLR0917 - positional like the job's other window calls
         elif reference.kind == "numeric":
             counts = _numeric_counts(bins, reference.edges)
         else:
-            floating = _column_type(feature, columns) in _FLOATING
-            counts = _categorical_counts(bins, reference.categories, floating)
+            counts, nan = _categorical_counts(bins, reference.categories)
+            if _column_type(feature, columns) not in _FLOATING:  # else counted as missing
+                missing += nan
         distributions[feature.column] = reference.with_counts(counts, missing)
     return WindowScan(window=window, rows=rows, distributions=distributions, sql=sql)
 
@@ -347,17 +350,39 @@ def _numeric_counts(found: Mapping[float, int] | None, edges: tuple[float, ...])
 
 
 def _categorical_counts(
-    found: Mapping[str, int] | None, categories: tuple[str, ...], floating: bool
-) -> np.ndarray:
+    found: Mapping[str, int] | None, categories: tuple[str, ...]
+) -> tuple[np.ndarray, int]:
+    """The counts per category, and how many keys read back as NaN (missing).
+
+    Keys are the column's values as text. A key that is no category but a number written
+    another way is read back as that number (``category_text``): ``3.0`` is the category
+    ``3``. DuckDB writes a floating-point column's ``3`` as ``3.0``, and a column that
+    holds text in any segment of the store is text in the view, numbers included.
+    """
+    counts = np.zeros(len(categories), dtype=np.int64)
     if not found:
-        return np.zeros(len(categories), dtype=np.int64)
-    if not floating:
-        return counts_from_map(found, categories)
-    merged: dict[Any, int] = {}
+        return counts, 0
+    position = {name: i for i, name in enumerate(categories)}
+    other = position[OTHER]
+    nan = 0
     for key, count in found.items():
-        number = float(key)
-        merged[number] = merged.get(number, 0) + int(count)
-    return counts_from_map(merged, categories)
+        text = category_text(key)
+        if text is not None and text not in position:
+            text = _as_number_text(text)
+        if text is None:
+            nan += int(count)
+        else:
+            counts[position.get(text, other)] += int(count)
+    return counts, nan
+
+
+def _as_number_text(text: str) -> str | None:
+    """``text`` as ``category_text`` writes the number it spells, or unchanged."""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return category_text(number)
 
 
 def as_float(values: np.ndarray) -> np.ndarray:

@@ -253,6 +253,20 @@ def test_profile_from_parquet_matches_names_ignoring_case(tmp_path):
     assert profile.source == "file:train.parquet"
 
 
+def test_whole_float32_categories_are_the_numbers_text_and_nan_is_missing(tmp_path):
+    """DuckDB reads a FLOAT column as numpy float32, whose 3.0 became the category '3.0'
+    (never matching the log's '3') and whose NaN became the category 'nan'."""
+    path = tmp_path / "train.parquet"
+    classes = np.array([1, 2, 3] * 100 + [np.nan] * 30, dtype=np.float32)
+    pq.write_table(pa.table({"pclass": classes}), path)
+
+    profile = profile_from_file(path, "titanic", "1", label=None, features=None)
+
+    pclass = profile.feature("in_pclass").distribution
+    assert set(pclass.categories) == {"1", "2", "3", OTHER}
+    assert pclass.missing == 30
+
+
 def test_reference_store_keeps_every_saved_profile(tmp_path):
     store = ReferenceStore(tmp_path / "models")
     first = build_profile("titanic", "1", mixed_columns(seed=1), "file:a.csv")

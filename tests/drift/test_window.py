@@ -22,6 +22,7 @@ from drift.window import (
     labelled_errors,
     sample_columns,
     scan_window,
+    view_columns,
     window_bounds,
     window_sql,
 )
@@ -225,6 +226,29 @@ def test_time_window_counts_equal_the_numpy_builders(store, con):
     assert int(sex.counts[sex.categories.index("__other__")]) == sum(
         1 for r in rows if r.inputs["sex"] == "unknown"
     )
+
+
+def test_numbers_are_counted_alike_once_a_refused_request_made_their_column_text(tmp_path):
+    """One 400 row with text in the rating column makes the column VARCHAR in the view for
+    every model: the float ratings then read '2.0', which missed the category '2'."""
+    stable = stable_rows(np.random.default_rng(1))
+    refused = Row("bad", END - timedelta(seconds=7), "1", "stable", 400, {"rating": "first"}, {})
+    writer = PredictionLogWriter(tmp_path / "store", LogSettings())
+    writer.start()
+    writer.submit([record(row) for row in stable])
+    writer.submit([record(refused, model="iris")])
+    writer.close()
+    con = connect_readonly(tmp_path / "store")
+    assert view_columns(con)["in_rating"] == "VARCHAR"
+    window = window_bounds(con, "titanic", "1", "stable", end=END, last_s=HOUR)
+    assert window is not None
+
+    scan = scan_window(con, PROFILE, "titanic", "1", "stable", window)
+
+    rating = scan.distributions["in_rating"]
+    assert (list(rating.counts), rating.missing) == expected(in_window(stable, window), "in_rating")
+    assert int(rating.counts[rating.categories.index("__other__")]) == 0
+    con.close()
 
 
 def test_the_sql_reproduces_the_numbers_in_driftgate_sql(store, con):
