@@ -105,14 +105,25 @@ class DriftJob:
         con = connect_readonly(self.store)
         try:
             found = groups(con, now - timedelta(seconds=self.settings.lookback_s))
-            runs = [self.check(con, model, version, arm, now) for model, version, arm in found]
+            runs, failed = [], []
+            for model, version, arm in found:
+                try:
+                    runs.append(self.check(con, model, version, arm, now))
+                except duckdb.Error:  # the store's, not the version's: set_aside_damaged's
+                    raise
+                except Exception as exc:  # one version's failure must not stop the others
+                    log.exception("checking %s/%s arm %s failed", model, version, arm)
+                    failed.append(f"{model}/{version} arm {arm} ({exc})")
         finally:
             con.close()
         done = [r for r in runs if r is not None]
+        if failed and not done:  # skipped versions were never tried
+            raise RuntimeError(f"every model version tried failed: {'; '.join(failed)}")
         drifted = [f"{r.model}/{r.version}:{f.feature}" for r in done for f in r.drifted]
         return (
             f"{len(done)} of {len(found)} model versions checked; "
             f"drifted: {', '.join(drifted) if drifted else 'none'}"
+            + (f"; failed: {'; '.join(failed)}" if failed else "")
         )
 
     def check(

@@ -36,6 +36,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from drift.stats import STATISTICS
 from drift.verdict import TestSettings
 
 _STATISTICS = {"psi", "jensen_shannon", "wasserstein", "ks", "chi_square"}
@@ -123,6 +124,12 @@ class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                 raise ValueError(
                     f"drift.statistics: {kind}: {statistic} is not one of "
                     f"numeric|categorical: {', '.join(sorted(_STATISTICS))}"
+                )
+            if kind not in STATISTICS[statistic].kinds:
+                fitting = sorted(name for name, s in STATISTICS.items() if kind in s.kinds)
+                raise ValueError(
+                    f"drift.statistics.{kind}: {statistic} does not compare {kind} features; "
+                    f"use one of {', '.join(fitting)}"
                 )
 
     def tests(self) -> TestSettings:

@@ -48,6 +48,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
 from opentelemetry import trace
 
@@ -115,10 +116,7 @@ class ExplainJob:
         try:
             since = now - timedelta(seconds=self.settings.lookback_s)
             found = sorted({(model, version) for model, version, _ in groups(con, since)})
-            traffic: list[Traffic | str] = [
-                read_traffic(con, self.settings, self.references.latest(m, v), m, v, now=now)
-                for m, v in found
-            ]
+            traffic = [self._read(con, m, v, now) for m, v in found]
         finally:
             con.close()
         explained: list[ExplainRun] = []
@@ -127,6 +125,9 @@ class ExplainJob:
         for position, ((model, version), read) in enumerate(zip(found, traffic, strict=True)):
             name = f"{model}/{version}"
             left = deadline - self.timer()
+            if isinstance(read, Exception):
+                failed.append(f"{name} ({read})")
+                continue
             if isinstance(read, str) or left <= 0:
                 skipped.append(f"{name} ({read if isinstance(read, str) else 'time limit'})")
                 continue
@@ -155,6 +156,19 @@ class ExplainJob:
             + (f"; skipped {', '.join(skipped)}" if skipped else "")
             + (f"; failed {'; '.join(failed)}" if failed else "")
         )
+
+    def _read(
+        self, con: duckdb.DuckDBPyConnection, model: str, version: str, now: datetime
+    ) -> Traffic | str | Exception:
+        """The version's traffic, why it is skipped, or why reading it failed (its profile)."""
+        try:
+            reference = self.references.latest(model, version)
+            return read_traffic(con, self.settings, reference, model, version, now=now)
+        except duckdb.Error:  # the store's, not the version's: set_aside_damaged's
+            raise
+        except Exception as exc:  # one version's failure must not stop the others
+            log.exception("reading %s/%s to explain it failed", model, version)
+            return exc
 
     def check(self, traffic: Traffic, budget_s: float) -> ExplainRun | None:
         """Explain one model version within ``budget_s`` seconds and publish the run; None

@@ -173,6 +173,37 @@ def test_a_version_without_reference_gets_one_from_its_first_rows(
     assert "titanic/2:fare" in summary, summary
 
 
+def _damage_profile(models: Path, version: str) -> None:
+    store = ReferenceStore(models)
+    store.save(build_profile("titanic", version, _columns(1000, seed=8), "test"))
+    (name,) = store.history("titanic", version)
+    (store.folder("titanic", version) / name).write_text("{not json")
+
+
+def test_a_version_that_fails_does_not_stop_the_others(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    _damage_profile(repository, "2")
+    _write(tmp_path / "store", _columns(2000, seed=9, fare_shift=25.0), "1", START)
+    _write(tmp_path / "store", _columns(2000, seed=10), "2", START)
+
+    summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+
+    assert summary.startswith("1 of 2 model versions checked; drifted: titanic/1:fare"), summary
+    assert "; failed: titanic/2 arm a (" in summary
+    assert "not a readable reference profile" in summary
+
+
+def test_a_run_fails_when_every_version_it_tried_failed(
+    tmp_path: Path, repository: Path, spans: InMemorySpanExporter
+) -> None:
+    _damage_profile(repository, "2")
+    _write(tmp_path / "store", _columns(2000, seed=10), "2", START)
+
+    with pytest.raises(RuntimeError, match=r"every model version tried failed: titanic/2 arm a"):
+        _job(tmp_path, spans, START + timedelta(minutes=5)).run()
+
+
 def test_settings_name_the_wrong_key() -> None:
     assert parse_drift_section(None) == DriftSettings()
     with pytest.raises(ValueError, match="alpah"):

@@ -22,6 +22,12 @@ from drift.settings import DriftSettings, parse_drift_section
         ({"min_effect": {"foo": 1}}, "drift.min_effect: 'foo' is not one of"),
         ({"min_effect": {"psi": -0.1}}, "drift.min_effect.psi: expected a finite number >= 0"),
         ({"min_effect": {"psi": float("nan")}}, "drift.min_effect.psi: expected a finite"),
+        (
+            {"statistics": {"categorical": "wasserstein"}},
+            "drift.statistics.categorical: wasserstein does not compare categorical features; "
+            "use one of chi_square, jensen_shannon, psi",
+        ),
+        ({"statistics": {"categorical": "ks"}}, "ks does not compare categorical features"),
         ({"webhook": "not a url"}, "drift.webhook: expected an http:// or https:// URL"),
         ({"external_url": "localhost:8000"}, "drift.external_url: expected an http://"),
     ],

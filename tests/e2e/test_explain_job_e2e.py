@@ -35,6 +35,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 
 from drift.job import DriftJob
+from drift.profile import build_profile
+from drift.references import ReferenceStore
 from drift.settings import DriftSettings, WindowSettings
 from driftgate.reference import build_reference
 from explain.budget import PROBE_ROWS
@@ -323,3 +325,20 @@ def test_a_version_reached_after_the_limit_is_skipped(store_copy: Explained) -> 
     settings = msgspec.structs.replace(SETTINGS, time_limit_s=1.0)
     summary = _job(store_copy, settings, timer=Ticking()).run()
     assert "skipped ghost/1 (time limit), titanic/1 (time limit)" in summary
+
+
+def test_a_version_whose_profile_cannot_be_read_fails_alone(
+    store_copy: Explained, tmp_path: Path
+) -> None:
+    repository = tmp_path / "models"
+    shutil.copytree(store_copy.repository, repository)
+    references = ReferenceStore(repository)
+    references.save(build_profile("titanic", "2", {"in_fare": np.arange(100.0)}, "test"))
+    (damaged,) = references.history("titanic", "2")
+    (references.folder("titanic", "2") / damaged).write_text("{not json")
+
+    summary = _job(Explained(**{**store_copy.__dict__, "repository": repository})).run()
+
+    assert summary.startswith("1 of 3 model versions explained (titanic/1: sex, pclass"), summary
+    failed = summary.split("; failed ", 1)[1]
+    assert "titanic/2 (" in failed and "not a readable reference profile" in failed
