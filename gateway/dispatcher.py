@@ -41,6 +41,8 @@ _REPLICA_FAILURE_STATUS = frozenset({502, 504})
 @dataclass(frozen=True)
 class ProxyRequest:
     route: str
+    #: ``route`` as a metric label value (``GatewayState.route_label``): bounded.
+    route_label: str
     path: InferencePath
     request_id: str
     headers: Mapping[str, str]  # already filtered to what replicas may see
@@ -122,7 +124,7 @@ class Dispatcher:
             if replica is None:
                 return failure
             if attempt:
-                self.metrics.upstream_retries.labels(request.route).inc()
+                self.metrics.upstream_retries.labels(request.route_label).inc()
             tried.add(replica)
             per_try = min(policy.per_try_timeout_s or remaining, remaining)
             try:

@@ -35,14 +35,14 @@ from gateway.dispatcher import ProxyRequest, ProxyResult, UpstreamAnswer
 from gateway.errors import BadGatewayRequest, NoUpstream, RouteNotFound
 from gateway.planner import Plan, RequestContext, json_body_fields, plan_route
 from gateway.policy import CANARY_ARM, STABLE_ARM, PolicyError, RoutePolicy, check_name
-from gateway.state import AnyRequest, GatewayState, gateway_state
+from gateway.state import UNKNOWN_ROUTE, AnyRequest, GatewayState, gateway_state
 from gateway.upstream import FORWARDED_HEADERS, UpstreamResponse, UpstreamUnavailable
 from monitoring.metrics import exemplar
 from monitoring.tracing import current_trace_id
 
 _PASSED_BACK = ("content-type", "inference-header-content-length")
 #: The label (and log partition) of names that are neither configured nor served.
-UNKNOWN_ROUTE = UNKNOWN_MODEL = "_unknown"
+UNKNOWN_MODEL = UNKNOWN_ROUTE
 CANARY_ARMS = frozenset({STABLE_ARM, CANARY_ARM})
 
 
@@ -95,6 +95,7 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
         shadows = plan.shadows if path.predicts else ()
         proxied = ProxyRequest(
             route,
+            state.route_label(route),
             path,
             request_id,
             {k: v for k, v in inbound.headers.items() if k in FORWARDED_HEADERS},
@@ -213,12 +214,7 @@ def _measure(
     state: GatewayState, path: InferencePath, arm: str, labels: dict[str, str], started: float
 ) -> None:
     route = path.model
-    # A route is a label value when gateway.yaml configures it or a runtime served it (then
-    # it stays one: a served model's requests during an outage keep their route label).
-    if labels["model"] == route:
-        state.served_models.add(route)
-    known = state.routes.is_configured(route) or route in state.served_models
-    route_label = route if known else UNKNOWN_ROUTE
+    route_label = state.route_label(route, answered_by=labels["model"])
     state.metrics.count_request(
         route_label,
         model=labels["model"],

@@ -105,21 +105,22 @@ class Recorder:
         self.writer.start()
         self._thread.start()
 
-    def record(self, exchange: Exchange, *, shadowed: bool = False) -> None:
-        route = exchange.route
+    def record(self, route_label: str, exchange: Exchange, *, shadowed: bool = False) -> None:
+        """Queue ``exchange`` for the log unless sampled out or the queue is full; counted
+        under ``route_label`` (bounded: ``GatewayState.route_label``)."""
         if not self.sampling.keep(
-            route,
+            exchange.route,
             exchange.request_id,
             status=exchange.status,
             shadowed=shadowed or exchange.role == "shadow",
         ):
-            self.exchanges.labels(route, "sampled_out").inc()
+            self.exchanges.labels(route_label, "sampled_out").inc()
             return
         if len(self._pending) >= self.max_queue:
-            self.exchanges.labels(route, "dropped").inc()
+            self.exchanges.labels(route_label, "dropped").inc()
             return
         self._pending.append(exchange)  # thread-safe; the recorder thread polls
-        self.exchanges.labels(route, "queued").inc()
+        self.exchanges.labels(route_label, "queued").inc()
 
     def record_feedback(self, labels: list[FeedbackRecord]) -> tuple[int, int]:
         """Store labels; returns (matched, unknown) against recently logged request ids."""

@@ -25,6 +25,9 @@ from monitoring.tracing import current_trace_id
 
 AnyRequest = Request[Any, Any, Any]
 
+#: The route label of a name no route configures and no runtime served (and its model's).
+UNKNOWN_ROUTE = "_unknown"
+
 
 #: Analyst queries one gateway runs at once: each holds a thread and up to 30 s of CPU.
 SQL_TURNS = 2
@@ -52,6 +55,17 @@ class GatewayState:
     #: Turns to run an analyst's ``POST /admin/sql`` (``gateway.feedback``).
     sql_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SQL_TURNS))
 
+    def route_label(self, route: str, answered_by: str = "") -> str:
+        """``route`` as a metric label value: the name when gateway.yaml configures it or a
+        runtime has served it (``answered_by`` a model of that name), else ``_unknown``, so
+        names clients make up add no series. A served name stays one: its requests during
+        an outage keep their label."""
+        if answered_by == route:
+            self.served_models.add(route)
+        if route in self.served_models or self.routes.is_configured(route):
+            return route
+        return UNKNOWN_ROUTE
+
     def record(
         self,
         request: ProxyRequest,
@@ -70,6 +84,7 @@ class GatewayState:
             return
         trace_id = current_trace_id()
         self.recorder.record(
+            self.route_label(request.route, answered_by=model),
             Exchange(
                 request_id=request.request_id,
                 timestamp=now_utc(),

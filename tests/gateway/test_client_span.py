@@ -52,7 +52,7 @@ def test_a_cancelled_call_ends_its_span_as_an_error_and_frees_the_replica() -> N
     )
     path = parse_inference_path("/v2/models/iris/infer")
     assert path is not None
-    request = ProxyRequest("iris", path, "req-1", {}, b"{}")
+    request = ProxyRequest("iris", "iris", path, "req-1", {}, b"{}")
 
     async def cancel_mid_call() -> None:
         call = asyncio.create_task(

@@ -237,6 +237,17 @@ def test_bad_feedback_is_refused_naming_the_problem(
     assert message in answer.json()["error"]
 
 
+def test_made_up_model_names_add_no_log_exchange_series(start, tmp_path: Path) -> None:
+    gateway = start(settings(tmp_path))
+    for index in range(5):  # the runtime answers 404; errors are always logged
+        gateway.client.post(f"/v1/models/nosuch{index}/eval", json={"fare": 5})
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 5})
+
+    routes = {labels["route"] for labels, _ in gateway.samples("driftgate_log_exchanges_total")}
+    assert routes == {"_unknown", "iris"}
+    assert gateway.metric("driftgate_log_exchanges_total", route="_unknown") == 5
+
+
 def test_admin_sql_answers_503_when_every_turn_stays_taken(
     start, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
