@@ -228,6 +228,8 @@ class CanaryController:
         self.shared = shared or SharedWindows(None)
         #: The policy seen per route, since when (clock) and since when in Unix time.
         self._watched: dict[str, tuple[RoutePolicy, float, float]] = {}
+        #: Routes whose canary weight is exported: a route removed takes its series along.
+        self._weighted: set[str] = set()
 
     async def run(self) -> None:
         try:
@@ -265,6 +267,8 @@ class CanaryController:
         configured = self.routes.configured()
         for route in [r for r in self._watched if r not in configured]:
             del self._watched[route]
+        for route in self._weighted - configured.keys():  # a route removed: its series too
+            self._export_weight(route, None)
         for route, policy in configured.items():
             canary = policy.canary
             self._export_weight(route, canary)
@@ -342,7 +346,9 @@ class CanaryController:
     def _export_weight(self, route: str, canary: Canary | None) -> None:
         gauge = self.metrics.canary_weight
         if canary is None:
+            self._weighted.discard(route)
             with contextlib.suppress(KeyError):  # it never had one
                 gauge.remove(route)
         else:
+            self._weighted.add(route)
             gauge.labels(route).set(canary.weight)

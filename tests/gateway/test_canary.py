@@ -324,6 +324,23 @@ def test_a_canary_that_fails_is_rolled_back_and_stays_back(start, runtime) -> No
     assert gateway.state.routes.get("iris").canary == canary  # a rollback is final
 
 
+def test_a_removed_route_takes_its_canary_weight_series_along(start, tmp_path) -> None:
+    """A rolled-back canary's 0 stayed exported after its route file was deleted, so
+    DriftgateCanaryRolledBack never resolved."""
+    gateway = start(routes_dir=tmp_path / "routes")
+    raw = route(status="rolled_back", reason="error rate 100.00%")
+    assert gateway.client.put("/admin/routes/iris", json=raw).status_code == 200
+    tick(gateway)
+    assert gateway.metric("driftgate_canary_weight_percent", route="iris") == 0
+    assert len(gateway.samples("driftgate_canary_weight_percent")) == 1
+
+    (tmp_path / "routes" / "iris.yaml").unlink()
+    gateway.state.routes.apply(gateway.state.routes.scan())
+    tick(gateway)
+
+    assert gateway.samples("driftgate_canary_weight_percent") == []
+
+
 def test_a_canary_whose_outputs_drift_is_rolled_back_once_both_arms_are_checked(
     start, tmp_path
 ) -> None:
