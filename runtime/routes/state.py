@@ -85,6 +85,8 @@ class RuntimeState:
                     "X-Model-Name": labels.held.model,
                     "X-Model-Version": labels.version,
                 }
+            elif model in self.repository.names():  # known, but no version could answer
+                exc.served_headers = {"X-Model-Name": model}
             raise
         except Exception:
             labels.code = 500

@@ -236,6 +236,11 @@ def test_a_model_with_a_broken_config_is_listed_with_its_error(
         assert "unknown key(s) ['foo']" in metadata["error"]
         scraped = client.get("/metrics").text
         assert 'driftgate_model_ready{model="broken",version=""} 0.0' in scraped
+        # Named in the refusal, so the gateway counts it under its route, not _unknown.
+        refused = client.post("/v1/models/broken/eval", json={"x": 1})
+        assert refused.status_code == 503
+        assert refused.headers["x-model-name"] == "broken"
+        assert "x-model-version" not in refused.headers
 
 
 def test_health_probes_answer_head_too(client: TestClient) -> None:  # type: ignore[type-arg]
