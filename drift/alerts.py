@@ -195,30 +195,42 @@ class WebhookNotifier:
             registry=registry,
         )
 
-    def notify(self, previous: Mapping[str, bool], run: DriftRun) -> None:
+    def notify(self, previous: Mapping[str, bool], run: DriftRun) -> dict[str, bool]:
         """Send "firing" for features drifted now and not in ``previous`` (drifted by
-        feature, from the previous run), "resolved" for the reverse. Never raises."""
+        feature, as the receiver last heard), "resolved" for the reverse. Never raises.
+
+        Returns what the receiver now knows, the ``previous`` of the next run: the run's
+        verdicts, except for changes whose post failed, which keep their old state and so
+        are sent again by the next run (a webhook down for a while loses no alert).
+        """
+        now = {f.feature for f in run.drifted}
+        was = {feature for feature, drifted in previous.items() if drifted}
+        known = {f.feature: f.result.drifted for f in run.findings}
+        changes: list[tuple[AlertStatus, list[str]]] = [
+            ("firing", sorted(now - was)),
+            ("resolved", sorted(was - now)),
+        ]
+        for status, features in changes:
+            if features and not self._send(run, status, features):
+                known.update({feature: status == "resolved" for feature in features})
+        return known
+
+    def _send(self, run: DriftRun, status: AlertStatus, features: list[str]) -> bool:
+        """Whether the receiver took the alert for ``features``."""
         try:
-            now = {f.feature for f in run.drifted}
-            was = {feature for feature, drifted in previous.items() if drifted}
-            changes: list[tuple[AlertStatus, list[str]]] = [
-                ("firing", sorted(now - was)),
-                ("resolved", sorted(was - now)),
-            ]
-            for status, features in changes:
-                if features:
-                    payload = alert_payload(
-                        [run],
-                        external_url=self.external_url,
-                        status=status,
-                        features={run.run_id: features},
-                    )
-                    self._post(payload)
+            payload = alert_payload(
+                [run],
+                external_url=self.external_url,
+                status=status,
+                features={run.run_id: features},
+            )
         except Exception:
             self.sends.labels("error").inc()
             log.exception("could not build the drift alert for %s", run.run_id)
+            return False
+        return self._post(payload)
 
-    def _post(self, payload: dict[str, Any]) -> None:
+    def _post(self, payload: dict[str, Any]) -> bool:
         request = urllib.request.Request(
             self.url,
             data=json.dumps(payload).encode("utf-8"),
@@ -231,5 +243,6 @@ class WebhookNotifier:
         except (OSError, http.client.HTTPException, ValueError) as exc:  # URLError is an OSError
             self.sends.labels("error").inc()
             log.warning("drift alert webhook %s failed: %s", self.url, exc)
-            return
+            return False
         self.sends.labels("ok").inc()
+        return True

@@ -339,8 +339,9 @@ class DriftJob:
         publish_latest(self.store, run)
         prune_reports(self.store, keep=self.settings.keep_reports)
         if self.notifier is not None:
-            self.notifier.notify(self.previous[key], run)
-        self.previous[key] = {f.feature: f.result.drifted for f in run.findings}
+            self.previous[key] = self.notifier.notify(self.previous[key], run)
+        else:
+            self.previous[key] = {f.feature: f.result.drifted for f in run.findings}
         return run
 
     def _last_published(self, run: DriftRun) -> dict[str, bool]:

@@ -24,13 +24,16 @@ class Receiver:
 
     def __init__(self) -> None:
         self.bodies: list[dict[str, Any]] = []
-        received = self.bodies
+        self.failing = False  # answer 503 and keep nothing, as a receiver that is down
+        received, receiver = self.bodies, self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 length = int(self.headers["Content-Length"])
-                received.append(json.loads(self.rfile.read(length)))
-                self.send_response(200)
+                body = json.loads(self.rfile.read(length))
+                if not receiver.failing:
+                    received.append(body)
+                self.send_response(503 if receiver.failing else 200)
                 self.end_headers()
 
             def log_message(self, *args: object) -> None:
@@ -151,3 +154,27 @@ def test_notifier_counts_a_failure_and_does_not_raise() -> None:
     notifier.notify({}, make_run())
     assert sends(registry, "error") == 1
     assert sends(registry, "ok") == 0
+
+
+def test_an_alert_the_receiver_did_not_take_is_sent_again_by_the_next_run(
+    receiver: Receiver,
+) -> None:
+    """The new state was kept whether or not the post went through: a firing alert sent
+    while the receiver was down was never sent again, though the drift persisted."""
+    notifier = WebhookNotifier(receiver.url, EXTERNAL, registry=CollectorRegistry())
+    drifted, quiet = make_run(), make_run(run_id="run-0002", categorical_drifted=False)
+
+    receiver.failing = True
+    heard = notifier.notify({"age": False, "sex": False}, drifted)
+    assert heard["sex"] is False  # not delivered: still "not drifted" for the receiver
+    receiver.failing = False
+    heard = notifier.notify(heard, drifted)
+    assert heard["sex"] is True
+    receiver.failing = True
+    heard = notifier.notify(heard, quiet)
+    assert heard["sex"] is True
+    receiver.failing = False
+    heard = notifier.notify(heard, quiet)
+
+    assert [body["status"] for body in receiver.bodies] == ["firing", "resolved"]
+    assert heard["sex"] is False
