@@ -54,6 +54,8 @@ TEST_VARIABLES = {"route": ".*", "model": "titanic", "version": "1"}
 TARGET_LABELS = {"job", "instance"}
 
 _STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+#: A range or subquery window: ``[5m]``, ``[25h:1m]`` (its ``h:1m`` is no series name).
+_WINDOW = re.compile(r"\[[^\]]*\]")
 _IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
 _METRIC = re.compile(r"driftgate_[a-z_]+")
 _SUFFIXES = ("_bucket", "_sum", "_count")
@@ -78,9 +80,14 @@ def base_name(series: str) -> str:
     return series
 
 
+def _identifiers(expr: str) -> list[str]:
+    """Every name in ``expr`` outside its strings and its range and subquery windows."""
+    return _IDENTIFIER.findall(_WINDOW.sub("", without_strings(expr)))
+
+
 def series_names(expr: str) -> set[str]:
     """The driftgate series an expression reads, as written (``x_bucket`` stays)."""
-    return {i for i in _IDENTIFIER.findall(without_strings(expr)) if _METRIC.fullmatch(i)}
+    return {i for i in _identifiers(expr) if _METRIC.fullmatch(i)}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -90,7 +97,7 @@ def metric_names(expr: str) -> set[str]:
 
 def recorded_names(expr: str) -> set[str]:
     """The recording-rule series an expression reads (``level:metric:operations``)."""
-    return {i for i in _IDENTIFIER.findall(without_strings(expr)) if ":" in i}
+    return {i for i in _identifiers(expr) if ":" in i}
 
 
 def selector_labels(expr: str) -> set[tuple[str, str]]:

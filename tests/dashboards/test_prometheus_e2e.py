@@ -1,9 +1,10 @@
 """Every dashboard panel and every rule, against a real Prometheus scraping a real driftgate.
 
 Prometheus (Debian's binary) runs dashboards/prometheus/prometheus.yml with its targets
-pointed at the session's ``driftgate up`` (tests/dashboards/traffic.py: the gateway and
-both runtime replicas, under traffic that covers every series the panels read), scraping
-and evaluating every second, with exemplar storage on and every rules file loaded.
+pointed at the session's ``driftgate up`` (tests/dashboards/traffic.py: the gateway, both
+runtime replicas and the jobs process, under traffic that covers every series the panels
+read), scraping and evaluating every second, with exemplar storage on and every rules file
+loaded.
 
 What it proves:
 
@@ -81,15 +82,16 @@ def prom(
 ) -> Iterator[PrometheusAPI]:
     config = scrape_config(load_yaml(PROMETHEUS_CONFIG), observed.targets(), rule_files())
     with prometheus(config, tmp_path_factory.mktemp("prometheus")) as api:
+        expected = sum(len(addresses) for addresses in observed.targets().values())
 
         def targets_down() -> list[str]:
             return [
                 f"{t['labels']['job']} {t['scrapeUrl']}: {t['health']} {t['lastError']}"
                 for t in api.targets()
                 if t["health"] != "up"
-            ] or ([] if len(api.targets()) == 3 else ["fewer than 3 targets"])
+            ] or ([] if len(api.targets()) == expected else [f"fewer than {expected} targets"])
 
-        eventually(targets_down, 30, "the gateway and both replicas scraped")
+        eventually(targets_down, 30, "the gateway, both replicas and the jobs process scraped")
         yield api
 
 

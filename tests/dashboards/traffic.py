@@ -21,7 +21,8 @@ The titanic versions get their reference profiles from the training set (as `dri
 demo build` does) and the drift job runs every two seconds over the last 60 rows: the
 traffic's one passenger, sent again and again, is far from the training set, so the drift
 gauges (and the drift alert) have data within seconds; the explain job runs every three
-seconds (permutation importance on a small sample), for the importance gauges.
+seconds (permutation importance on a small sample), for the importance gauges. Both run in
+``up``'s jobs process, whose /metrics (job runs by outcome) is a scrape target too.
 """
 
 from __future__ import annotations
@@ -126,7 +127,15 @@ class ObservedSystem:
         return {
             "driftgate-gateway": [self.system.url.removeprefix("http://")],
             "driftgate-runtime": [f"127.0.0.1:{port}" for port in self.system.runtime_ports],
+            "driftgate-jobs": [f"127.0.0.1:{self.jobs_metrics_port()}"],
         }
+
+    def jobs_metrics_port(self) -> int:
+        """Where ``driftgate up`` had its jobs process serve /metrics (--jobs-metrics-port)."""
+        command = self.system.process.process.args
+        assert isinstance(command, list), command
+        args = [str(arg) for arg in command]
+        return int(args[args.index("--jobs-metrics-port") + 1])
 
 
 ARMS = {"stable", "canary"}
