@@ -23,6 +23,7 @@ fails when every model version it tried failed.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -158,22 +159,51 @@ def run_jobs(
     if once:
         failed = [job.name for job in process.scheduler.jobs if not process.scheduler.run_once(job)]
         return 1 if failed else 0
-    # Block SIGTERM/SIGINT before any thread starts (threads inherit the mask) and wait for
-    # them with sigwait: a Python handler that sets an Event can deadlock when a second
-    # signal lands while the first is still inside Event.set (seen with kill -9 of `up`,
-    # whose death signals the children).
-    stop_signals = {signal.SIGTERM, signal.SIGINT}
-    signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)
+    # The handlers go in before /metrics answers: whoever saw it up may signal at once.
+    stop_signals = StopSignals()
     if metrics_port is not None:
         try:
             start_http_server(metrics_port, addr=metrics_host, registry=process.registry)
         except OSError as exc:  # in use, or an address this host does not have
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, stop_signals)
             log.error("cannot serve /metrics on %s port %d: %s", metrics_host, metrics_port, exc)
             return 2
     log.info("jobs running: %s", ", ".join(process.names) or "none")
     process.scheduler.start()
-    received = signal.sigwait(stop_signals)
-    log.info("stopping on %s", signal.Signals(received).name)
+    log.info("stopping on %s", stop_signals.wait().name)
     process.scheduler.stop()
     return 0
+
+
+class StopSignals:
+    """From its creation until the process exits, SIGTERM and SIGINT only wake ``wait``;
+    later ones are ignored, so a supervisor that signals again while the jobs stop cannot
+    cut the stop short. Create it in the main thread (Python installs handlers only there).
+
+    The kernel hands a process-directed signal to any thread that does not block it, and
+    native threads (OpenBLAS starts one when numpy is imported) do not block it, so a
+    signal mask cannot catch every arrival. Instead the handlers do nothing and Python's
+    C-level handler writes the signal's number to a wakeup pipe, from whichever thread it
+    ran in; ``wait`` reads that pipe (raw descriptors, never closed: the process ends
+    first). A handler that did work (such as ``Event.set``) could deadlock when a second
+    signal landed while the first ran.
+    """
+
+    NUMBERS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self) -> None:
+        self._read_fd, write_fd = os.pipe()
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        for number in self.NUMBERS:
+            signal.signal(number, _ignore_stop_signal)
+
+    def wait(self) -> signal.Signals:
+        """Block until SIGTERM or SIGINT arrives (or arrived since creation); name it."""
+        while True:
+            for number in os.read(self._read_fd, 64):
+                if number in self.NUMBERS:
+                    return signal.Signals(number)
+
+
+def _ignore_stop_signal(number: int, frame: object) -> None:
+    """A handler that does nothing: the wakeup pipe carries the signal (see above)."""
