@@ -7,8 +7,10 @@ Alertmanager's (version "4", one alert per drifted feature, same alertname and l
 the rule), so receivers written for Alertmanager take it unchanged, and it also carries
 the report link and the SQL that reproduces the window.
 
-``alert_payload`` is pure; ``WebhookNotifier`` compares a run with the previous one and
-posts "firing" for newly drifted features and "resolved" for those that recovered.
+``alert_payload`` is pure; ``WebhookNotifier`` compares a run with what the receiver holds
+as firing and posts "firing" for newly drifted features and "resolved" for those that
+recovered. What the receiver holds is kept in the store by the drift job
+(``drift.alert_state``), not here, so that it outlives the process.
 """
 
 from __future__ import annotations
@@ -172,7 +174,8 @@ def _rfc3339(moment: datetime) -> str:
 
 
 class WebhookNotifier:
-    """Posts drift alerts to ``url`` when a run's verdicts change from the previous run's.
+    """Posts drift alerts to ``url`` when a run's verdicts differ from what the receiver
+    holds as firing.
 
     One notifier per registry: it registers ``driftgate_drift_webhook_sends_total``.
     """
@@ -197,11 +200,12 @@ class WebhookNotifier:
 
     def notify(self, previous: Mapping[str, bool], run: DriftRun) -> dict[str, bool]:
         """Send "firing" for features drifted now and not in ``previous`` (drifted by
-        feature, as the receiver last heard), "resolved" for the reverse. Never raises.
+        feature, as the receiver holds them), "resolved" for the reverse. Never raises.
 
-        Returns what the receiver now knows, the ``previous`` of the next run: the run's
+        Returns what the receiver now holds, the ``previous`` of the next run: the run's
         verdicts, except for changes whose post failed, which keep their old state and so
-        are sent again by the next run (a webhook down for a while loses no alert).
+        are sent again by the next run (a webhook down for a while loses no alert, as long
+        as the caller keeps this across processes: ``drift.alert_state``).
         """
         now = {f.feature for f in run.drifted}
         was = {feature for feature, drifted in previous.items() if drifted}

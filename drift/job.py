@@ -15,7 +15,9 @@ One run (``DriftJob.run``, scheduled by ``monitoring.jobs.JobScheduler``):
    once labels exist, realised performance against the reference's plus Page-Hinkley on
    the error stream.
 5. Outputs: the HTML report, rows in ``drift_results``, the latest-results file that the
-   gateway's ``/metrics`` turns into gauges, a span event per test, and the webhook.
+   gateway's ``/metrics`` turns into gauges, a span event per test, and the webhook: the
+   changes since what its receiver holds as firing, which the store keeps
+   (``drift.alert_state``) so that a restart or the next ``--once`` process goes on from it.
 """
 
 from __future__ import annotations
@@ -32,7 +34,9 @@ from urllib.parse import quote
 import duckdb
 import numpy as np
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
+from drift.alert_state import read_firing, record_firing
 from drift.alerts import WebhookNotifier
 from drift.calibration import evaluate
 from drift.distributions import Distribution
@@ -55,7 +59,7 @@ from drift.settings import DriftSettings
 from drift.stats import psi
 from drift.verdict import DriftStat, TestSettings
 from drift.window import groups, labelled_errors, sample_columns, scan_window, window_bounds
-from monitoring.job_results import read_latest
+from monitoring.jobs import FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.drift")
@@ -84,6 +88,7 @@ class DriftJob:
         *,
         notifier: WebhookNotifier | None = None,
         clock: Clock = lambda: datetime.now(UTC),
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.store = Path(store).resolve()
         self.settings = settings
@@ -92,12 +97,19 @@ class DriftJob:
         self.tracer = tracer
         self.notifier = notifier
         self.clock = clock
-        # The previous run's verdicts per (model, version, arm): the webhook sends changes.
-        self.previous: dict[tuple[str, str, str], dict[str, bool]] = {}
+        # A run that checked some versions succeeds: this says which ones it could not.
+        self.failing = FailingTargets(
+            "driftgate_drift_check_failing",
+            "1 when the latest drift run could not check the model version and arm.",
+            ["model", "version", "arm"],
+            registry,
+        )
 
     def run(self) -> str:
         """One scheduled run over every group; returns a one-line summary. A damaged
-        segment of the store is set aside and the run starts again without it."""
+        segment of the store is set aside and the run starts again without it. A version
+        that fails is logged, named in the summary and set to 1 in
+        ``driftgate_drift_check_failing``; the run fails only when every version tried did."""
         return set_aside_damaged(self.store, self._run)
 
     def _run(self) -> str:
@@ -106,16 +118,20 @@ class DriftJob:
         try:
             found = groups(con, now - timedelta(seconds=self.settings.lookback_s))
             runs, failed = [], []
+            outcomes: dict[tuple[str, ...], bool] = {}
             for model, version, arm in found:
                 try:
                     runs.append(self.check(con, model, version, arm, now))
+                    outcomes[model, version, arm] = False
                 except duckdb.Error:  # the store's, not the version's: set_aside_damaged's
                     raise
                 except Exception as exc:  # one version's failure must not stop the others
                     log.exception("checking %s/%s arm %s failed", model, version, arm)
                     failed.append(f"{model}/{version} arm {arm} ({exc})")
+                    outcomes[model, version, arm] = True
         finally:
             con.close()
+        self.failing.record(outcomes)
         done = [r for r in runs if r is not None]
         if failed and not done:  # skipped versions were never tried
             raise RuntimeError(f"every model version tried failed: {'; '.join(failed)}")
@@ -322,9 +338,6 @@ class DriftJob:
 
     def publish(self, run: DriftRun) -> DriftRun:
         """Report, store rows, latest results and webhook, in that order (links first)."""
-        key = (run.model, run.version, run.arm)
-        if key not in self.previous:  # after a restart: what the last published run said
-            self.previous[key] = self._last_published(run)
         explain_page = Path(self.store, "reports", "explain", run.model, run.version, "latest.html")
         # Relative, like every link between reports: the page also works opened from disk.
         explain_link = (
@@ -339,17 +352,21 @@ class DriftJob:
         publish_latest(self.store, run)
         prune_reports(self.store, keep=self.settings.keep_reports)
         if self.notifier is not None:
-            self.previous[key] = self.notifier.notify(self.previous[key], run)
-        else:
-            self.previous[key] = {f.feature: f.result.drifted for f in run.findings}
+            self.alert(self.notifier, run)
         return run
 
-    def _last_published(self, run: DriftRun) -> dict[str, bool]:
-        try:
-            entry = read_latest(self.store, "drift").get(latest_key(run), {})
-        except ValueError:  # a corrupt file: start afresh
-            return {}
-        return {f["feature"]: bool(f["drifted"]) for f in entry.get("features", [])}
+    def alert(self, notifier: WebhookNotifier, run: DriftRun) -> None:
+        """Post what changed since what the receiver holds, read from the store rather than
+        from memory (``drift.alert_state``): a new process, such as each CronJob run, goes
+        on where the last one stopped, re-sending what was not delivered and only that."""
+        key = latest_key(run)
+        held = read_firing(self.store, key, notifier.url)
+        heard = notifier.notify(dict.fromkeys(held, True), run)
+        firing = {feature for feature, drifted in heard.items() if drifted}
+        if firing != held:
+            record_firing(
+                self.store, key, notifier.url, firing, run_id=run.run_id, updated=self.clock()
+            )
 
 
 def _missing_finding(

@@ -26,7 +26,7 @@ from drift.distributions import OTHER, Distribution
 from drift.findings import DriftRun, FeatureFinding
 from drift.html import moment_text, number_text, path_segment
 from drift.svg import bar_chart
-from monitoring.prediction_log.layout import publish, staging_file, store_lock
+from monitoring.prediction_log.layout import store_lock, write_text_file
 
 REPORTS = "reports"
 LATEST_PAGE = "latest.html"
@@ -243,8 +243,8 @@ def write_report(store: Path, run: DriftRun, html: str) -> str:
     run_page = f"{path_segment(run.run_id)}.html"
     if run_page == LATEST_PAGE:
         raise ValueError("a run id cannot be 'latest': it names the newest run's copy")
-    _write_atomically(store, folder / run_page, html)
-    _write_atomically(store, folder / LATEST_PAGE, html)
+    write_text_file(store, folder / run_page, html)
+    write_text_file(store, folder / LATEST_PAGE, html)
     write_index(store)
     return report_url(run.model, run.version, run.run_id)
 
@@ -285,7 +285,7 @@ def write_index(store: Path) -> None:
             "<th>version</th><th>page</th><th>updated (UTC)</th><th>runs kept</th></tr>"
             f"{body}</table></body></html>"
         )
-        _write_atomically(store, root / INDEX_PAGE, html)
+        write_text_file(store, root / INDEX_PAGE, html)
 
 
 def prune_reports(store: Path, keep: int = KEEP_REPORTS, *, kind: str = "drift") -> int:
@@ -308,16 +308,6 @@ def prune_reports(store: Path, keep: int = KEEP_REPORTS, *, kind: str = "drift")
             page.unlink(missing_ok=True)
             removed += 1
     return removed
-
-
-def _write_atomically(store: Path, final: Path, text: str) -> None:
-    staged = staging_file(store, ".html.tmp")
-    try:
-        staged.write_text(text, encoding="utf-8")
-        publish(staged, final)
-    except BaseException:
-        staged.unlink(missing_ok=True)
-        raise
 
 
 def _index_order(latest: Path) -> tuple[str, str, tuple[int, int | str]]:

@@ -21,8 +21,10 @@ drift:
 ```
 
 Relative paths resolve against gateway.yaml's folder. Every key is optional. Durations
-are positive and finite (no ``.nan``/``.inf``); counts may not be negative;
-``min_effect`` names known statistics; ``webhook`` and ``external_url`` are http(s) URLs.
+are positive and finite (no ``.nan``/``.inf``); counts may not be negative; ``min_rows``
+is at most ``window.rows``; ``min_effect`` names known statistics, and is below 1 for
+those that never exceed 1 (``jensen_shannon``, ``missing_share``); ``webhook`` and
+``external_url`` are http(s) URLs.
 Whether the ``models`` folder exists is checked when the jobs start (``driftgate.jobs``).
 """
 
@@ -43,6 +45,8 @@ _STATISTICS = {"psi", "jensen_shannon", "wasserstein", "ks", "chi_square"}
 #: What ``min_effect`` may floor: every calibrated statistic and the missing-value share
 #: (``drift.missing.STATISTIC``).
 _EFFECT_SIZES = _STATISTICS | {"missing_share"}
+#: Effect sizes that never exceed 1: a floor of 1 or more would never let them drift.
+_AT_MOST_ONE = {"jensen_shannon", "missing_share"}
 
 
 def check_positive_finite(value: float, where: str) -> None:
@@ -55,6 +59,17 @@ def check_positive_finite(value: float, where: str) -> None:
 def check_at_least(value: int, minimum: int, where: str) -> None:
     if value < minimum:
         raise ValueError(f"{where}: expected a whole number >= {minimum}, got {value!r}")
+
+
+def check_window_fits(window: WindowSettings, min_rows: int, section: str) -> None:
+    """A count window smaller than ``min_rows`` never holds enough rows: every run would
+    skip every model version, saying so only in an INFO line."""
+    if window.rows is not None and min_rows > window.rows:
+        raise ValueError(
+            f"{section}.min_rows: expected at most window.rows ({window.rows}), got "
+            f"{min_rows}: no window would ever have enough rows; lower min_rows or raise "
+            "window.rows"
+        )
 
 
 def check_http_url(value: str, where: str) -> None:
@@ -106,6 +121,7 @@ class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             check_at_least(getattr(self, name), 1, f"drift.{name}")
         for name in ("small_sample", "auto_reference_rows"):
             check_at_least(getattr(self, name), 0, f"drift.{name}")
+        check_window_fits(self.window, self.min_rows, "drift")
         for statistic, effect in self.min_effect.items():
             if statistic not in _EFFECT_SIZES:
                 raise ValueError(
@@ -115,6 +131,11 @@ class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
             if not (math.isfinite(effect) and effect >= 0):
                 raise ValueError(
                     f"drift.min_effect.{statistic}: expected a finite number >= 0, got {effect!r}"
+                )
+            if statistic in _AT_MOST_ONE and effect >= 1:
+                raise ValueError(
+                    f"drift.min_effect.{statistic}: expected a number below 1, got {effect!r}: "
+                    f"{statistic} is at most 1, so it could never drift"
                 )
         check_http_url(self.external_url, "drift.external_url")
         if self.webhook is not None:

@@ -7,10 +7,11 @@ replicas it supervises with ``--replica`` (they override ``replicas``: under ``u
 file lists none); on Kubernetes it is a CronJob running ``driftgate jobs --once``. Without
 any replica the explain job is not scheduled (a warning says so).
 
-Its own ``/metrics`` (``--metrics-port``) carries the job runs and durations
-(``driftgate_job_runs_total``, ``driftgate_job_duration_seconds``) and webhook sends; the
-drift and importance gauges are served by the gateway, computed at scrape time from the
-latest results in the store (``monitoring.job_results``).
+Its own ``/metrics`` (``--metrics-port``) carries the job runs, their durations and the
+times of each job's latest good and failed run (``driftgate_job_*``), the model versions
+the drift job's latest run could not check (``driftgate_drift_check_failing``) and webhook
+sends; the drift and importance gauges are served by the gateway, computed at scrape time
+from the latest results in the store (``monitoring.job_results``).
 
 Before any job runs, the paths are checked: ``log.store`` must already be a store for
 ``--once`` (a CronJob pointed at a typo must not report an empty store as all clear; the
@@ -105,7 +106,14 @@ def build_jobs(
             if drift.webhook
             else None
         )
-        job = DriftJob(store, drift, drift.repository(settings.base_dir), tracer, notifier=notifier)
+        job = DriftJob(
+            store,
+            drift,
+            drift.repository(settings.base_dir),
+            tracer,
+            notifier=notifier,
+            registry=registry,
+        )
         scheduler.add("drift", drift.interval_s, job.run)
     repositories = {
         "drift": drift.repository(settings.base_dir),

@@ -60,7 +60,7 @@ from explain.attributions import Importance
 from explain.budget import ExplainBudget, explain_within_budget
 from explain.client import RuntimePredict, RuntimePredictError, first_replica
 from explain.frame import Frame, PredictFn
-from explain.kernel_shap import kernel_shap
+from explain.kernel_shap import kernel_shap, min_samples
 from explain.permutation import Metric, permutation_importance
 from explain.report import KIND, drift_report_link, render_report, write_report
 from explain.results import (
@@ -103,6 +103,8 @@ class ExplainJob:
         self.timer = timer
         # Reference importance per (model, version, profile id): a profile never changes.
         self._reference_importance: dict[tuple[str, str, str], dict[str, Importance]] = {}
+        # Versions whose n_samples was raised and said so: once per process is enough.
+        self._raised_samples: set[tuple[str, str]] = set()
 
     def run(self) -> str:
         """One scheduled run over every model version; returns a one-line summary. A
@@ -239,16 +241,15 @@ class ExplainJob:
             found["permutation"] = MethodResult(importance, rows=_rows(traffic.rows))
         left = budget_s - (self.timer() - started)
         if "kernel_shap" in settings.methods and left > 0:
+            n_samples = self._n_samples(traffic)
             budget = ExplainBudget(
                 max_rows=settings.rows,
                 background_rows=settings.background_rows,
-                n_samples=settings.n_samples,
+                n_samples=n_samples,
                 time_limit_s=left,
             )
             attribution = explain_within_budget(
-                lambda chunk: kernel_shap(
-                    predict, chunk, traffic.background, n_samples=settings.n_samples
-                ),
+                lambda chunk: kernel_shap(predict, chunk, traffic.background, n_samples=n_samples),
                 traffic.rows,
                 budget,
                 clock=self.timer,
@@ -264,6 +265,31 @@ class ExplainJob:
                 "no time left for Kernel SHAP of %s version %s", traffic.model, traffic.version
             )
         return [found[method] for method in settings.methods if method in found]
+
+    def _n_samples(self, traffic: Traffic) -> int:
+        """``n_samples``, raised to the fewest Kernel SHAP can work with on this version's
+        features: the feature count is known only now, and refusing would fail the version
+        on every run. The time budget still bounds the cost (fewer rows get explained)."""
+        configured, n_features = self.settings.n_samples, len(traffic.rows)
+        needed = min_samples(n_features)
+        if configured >= needed:
+            return configured
+        key = (traffic.model, traffic.version)
+        if key not in self._raised_samples:
+            self._raised_samples.add(key)
+            log.warning(
+                "explain.n_samples %d is too few for the %d input features of %s version %s: "
+                "Kernel SHAP needs at least %d coalitions per row, so it uses %d "
+                "(set explain.n_samples to %d or more to silence this)",
+                configured,
+                n_features,
+                traffic.model,
+                traffic.version,
+                needed,
+                needed,
+                needed,
+            )
+        return needed
 
     def _reference(
         self, predict: PredictFn, traffic: Traffic, budget_s: float

@@ -110,6 +110,15 @@ def kernel_shap(
     )
 
 
+def min_samples(n_features: int) -> int:
+    """The fewest ``n_samples`` that explain ``n_features`` features: all the coalitions
+    when there are fewer than ``2 * M`` of them (three features or fewer), else ``2 * M``,
+    what sampling needs (every feature alone and all but it)."""
+    if n_features < 2:
+        return 1
+    return min((1 << n_features) - 2, 2 * n_features)
+
+
 def shapley_coalitions(n_features: int, n_samples: int, rng: np.random.Generator) -> Coalitions:
     """All proper non-empty coalitions when they fit in ``n_samples``, else the hybrid of
     enumerated layers and kernel-sampled pairs described in the module docstring."""

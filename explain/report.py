@@ -25,7 +25,7 @@ from drift.report import INDEX_PAGE, LATEST_PAGE, REPORTS, write_index
 from drift.svg import bar_chart, horizontal_bars
 from explain.attributions import Attribution
 from explain.results import Comparison, ExplainRun, MethodResult
-from monitoring.prediction_log.layout import publish, staging_file
+from monitoring.prediction_log.layout import write_text_file
 
 KIND = "explain"
 #: Bins of each feature's attribution histogram.
@@ -243,12 +243,6 @@ def write_report(store: Path, run: ExplainRun, html: str) -> str:
     if page == LATEST_PAGE:
         raise ValueError("a run id cannot be 'latest': it names the newest run's copy")
     for final in (folder / page, folder / LATEST_PAGE):
-        staged = staging_file(store, ".html.tmp")
-        try:
-            staged.write_text(html, encoding="utf-8")
-            publish(staged, final)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
+        write_text_file(store, final, html)
     write_index(store)
     return report_url(run.model, run.version, page)

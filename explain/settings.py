@@ -20,10 +20,12 @@ explain:
 ```
 
 Relative paths resolve against gateway.yaml's folder. Durations are positive and finite,
-counts at least 1, ``index`` at least 0 (a column; null: the last one). An ``output`` the
-model lacks fails that version's run, naming the outputs it has. Every key is optional; the job runs
-when the ``log:`` section exists unless ``enabled: false``. ``driftgate jobs`` reads the
-section (``driftgate.jobs``); the job itself is ``explain.job.ExplainJob``.
+counts at least 1, ``min_rows`` at most ``window.rows``, ``index`` at least 0 (a column;
+null: the last one). An ``output`` the model lacks fails that version's run, naming the
+outputs it has. An ``n_samples`` too few for a model's inputs is raised for that model,
+with a warning (the input count is known only when the job runs). Every key is optional;
+the job runs when the ``log:`` section exists unless ``enabled: false``. ``driftgate jobs``
+reads the section (``driftgate.jobs``); the job itself is ``explain.job.ExplainJob``.
 """
 
 from __future__ import annotations
@@ -34,7 +36,12 @@ from typing import Any
 
 import msgspec
 
-from drift.settings import WindowSettings, check_at_least, check_positive_finite
+from drift.settings import (
+    WindowSettings,
+    check_at_least,
+    check_positive_finite,
+    check_window_fits,
+)
 
 #: The global-importance methods the job knows.
 METHODS = ("permutation", "kernel_shap")
@@ -68,6 +75,7 @@ class ExplainJobSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
             raise ValueError("explain.output: expected an output's name or null, got ''")
         if self.rows < 2:
             raise ValueError("explain.rows must be at least 2 (permutation shuffles rows)")
+        check_window_fits(self.window, self.min_rows, "explain")
         unknown = [method for method in self.methods if method not in METHODS]
         if unknown or not self.methods:
             raise ValueError(

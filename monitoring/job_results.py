@@ -44,7 +44,7 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from monitoring.prediction_log.layout import publish, staging_file, store_lock
+from monitoring.prediction_log.layout import store_lock, write_text_file
 
 log = logging.getLogger(__name__)
 
@@ -88,13 +88,7 @@ def update_latest(store: Path, kind: str, key: str, entry: dict[str, Any]) -> No
             log.warning("replacing the unreadable latest %s results: %s", kind, exc)
             entries = {}
         entries[key] = json.loads(body)
-        staged = staging_file(store, ".json.tmp")
-        try:
-            staged.write_text(json.dumps(entries, indent=1, sort_keys=True), encoding="utf-8")
-            publish(staged, path)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
+        write_text_file(store, path, json.dumps(entries, indent=1, sort_keys=True))
 
 
 def latest_reader(store: Path, kind: str) -> Callable[[], Entries]:

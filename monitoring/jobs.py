@@ -4,7 +4,13 @@ explain reports as those land.
 Each job is a named callable run every ``interval_s`` in one daemon thread, one at a time
 (jobs are I/O- and DuckDB-heavy; running them in parallel on a small machine only makes
 each slower). A failing run is logged, counted and retried at the next tick; it never
-stops the others. Every run is a span and a ``driftgate_job_runs_total`` sample.
+stops the others. Every run is a span and a ``driftgate_job_runs_total`` sample, and
+sets ``driftgate_job_last_success_timestamp_seconds`` or
+``driftgate_job_last_failure_timestamp_seconds``: "the latest run failed and none has
+succeeded since" is then one comparison of two gauges, whatever the job's interval.
+
+A run that succeeds may still have failed some of its targets (one model version of the
+drift job): ``FailingTargets`` is the gauge that shows which.
 """
 
 from __future__ import annotations
@@ -12,12 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 log = logging.getLogger("driftgate.jobs")
 
@@ -49,11 +55,27 @@ class JobScheduler:
             buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
             registry=registry,
         )
+        # Both 0 until the job's first success or failure in this process, so that the
+        # alert compares two series that exist from the start.
+        self.last_success = Gauge(
+            "driftgate_job_last_success_timestamp_seconds",
+            "Unix time of the latest successful run of the job in this process (0: none).",
+            ["job"],
+            registry=registry,
+        )
+        self.last_failure = Gauge(
+            "driftgate_job_last_failure_timestamp_seconds",
+            "Unix time of the latest failed run of the job in this process (0: none).",
+            ["job"],
+            registry=registry,
+        )
 
     def add(
         self, name: str, interval_s: float, run: Callable[[], object], first_delay_s: float = 0.0
     ) -> None:
         self.jobs.append(Job(name, interval_s, run, time.monotonic() + first_delay_s))
+        self.last_success.labels(name).set(0)
+        self.last_failure.labels(name).set(0)
 
     def run_once(self, job: Job) -> bool:
         """Run ``job`` now; True when it succeeded."""
@@ -65,12 +87,14 @@ class JobScheduler:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR))
                 self.runs.labels(job.name, "error").inc()
+                self.last_failure.labels(job.name).set(time.time())
                 log.exception("job %s failed", job.name)
                 return False
             finally:
                 self.duration.labels(job.name).observe(time.perf_counter() - started)
             span.set_attribute("driftgate.job.result", str(result)[:1000])
         self.runs.labels(job.name, "ok").inc()
+        self.last_success.labels(job.name).set(time.time())
         log.info("job %s: %s", job.name, result)
         return True
 
@@ -89,3 +113,31 @@ class JobScheduler:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
+
+
+class FailingTargets:
+    """Which targets (model versions) the latest run of a job could not handle.
+
+    A gauge with one series per target the latest run met: 1 when it failed there, 0 when
+    it handled or skipped it. A target the run no longer meets (its traffic stopped) loses
+    its series, so it stops alerting. Targets come from the model repository and the log,
+    never from error messages: the labels stay bounded.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labels: Sequence[str],
+        registry: CollectorRegistry | None,
+    ) -> None:
+        self._gauge = Gauge(name, documentation, list(labels), registry=registry)
+        self._met: set[tuple[str, ...]] = set()
+
+    def record(self, failed: Mapping[tuple[str, ...], bool]) -> None:
+        """Replace the series with the latest run's: target label values -> it failed."""
+        for target in self._met - failed.keys():
+            self._gauge.remove(*target)
+        for target, failure in failed.items():
+            self._gauge.labels(*target).set(1.0 if failure else 0.0)
+        self._met = set(failed)

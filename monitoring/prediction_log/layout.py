@@ -8,6 +8,9 @@
     <root>/column_shapes.json    the shape of every feature column (``shape_registry``)
     <root>/reports/              HTML reports of the jobs (served by the gateway)
     <root>/latest/               the jobs' latest results, read by the gauges
+    <root>/alerts/               what the drift webhook's receiver holds as firing
+                                 (``drift.alert_state``)
+    <root>/.quarantine/          damaged segments set aside (``quarantine``)
     <root>/.staging/             temporary files, outside every glob the views read
 
 Readers glob ``<tree>/.../*.parquet``, so nothing may ever appear there half-written:
@@ -114,6 +117,17 @@ def publish(staged: Path, final: Path) -> None:
     final.parent.mkdir(parents=True, exist_ok=True)
     os.replace(staged, final)
     fsync_dir(final.parent)
+
+
+def write_text_file(root: Path, final: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) at ``final`` atomically: staged under ``root``, then published."""
+    staged = staging_file(root, final.suffix + ".tmp")
+    try:
+        staged.write_text(text, encoding="utf-8")
+        publish(staged, final)
+    except BaseException:
+        staged.unlink(missing_ok=True)
+        raise
 
 
 def write_segment(root: Path, table: pa.Table, final: Path) -> int:

@@ -38,10 +38,9 @@ from monitoring.prediction_log.layout import (
     PREDICTIONS,
     iter_partitions,
     iter_segments,
-    publish,
     shapes_path,
-    staging_file,
     store_lock,
+    write_text_file,
 )
 from monitoring.prediction_log.shapes import (
     Column,
@@ -109,13 +108,7 @@ class ShapeRegistry:
         return shapes
 
     def _write(self, shapes: dict[str, Shape]) -> None:
-        staged = staging_file(self.root, ".json.tmp")
-        try:
-            staged.write_text(format_shapes(shapes), encoding="utf-8")
-            publish(staged, self.path)
-        except BaseException:
-            staged.unlink(missing_ok=True)
-            raise
+        write_text_file(self.root, self.path, format_shapes(shapes))
 
 
 def format_shapes(shapes: dict[str, Shape]) -> str:

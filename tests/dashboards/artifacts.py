@@ -40,6 +40,25 @@ PENDING_METRICS = {
     "driftgate_log_queue_depth": "the prediction-log writer (monitoring/prediction_log/)",
 }
 
+#: Documented metrics that no panel or rule reads, and where on-call reads them instead.
+#: Every other documented metric is on a panel or in a rule: a metric nobody looks at is a
+#: failure nobody sees.
+OFF_DASHBOARD = {
+    "driftgate_batch_splits_total": "Explore, when a batched model's errors rise (runtime.md)",
+    "driftgate_canary_leader": "Explore: which gateway decides canaries (gateway.md)",
+    "driftgate_client_timeouts_total": "Explore: slow clients at the gateway (deploy.md)",
+    "driftgate_drift_webhook_sends_total": "Explore, when the drift receiver misses alerts",
+    "driftgate_drift_window_rows": "the DriftgateDriftDetected description (a query in it)",
+    "driftgate_explain_duration_seconds": "Explore: the runtime's explain calls (explain.md)",
+    "driftgate_feedback_total": "Explore: ground-truth labels received (prediction-log.md)",
+    "driftgate_inference_calls_total": "Explore: where backend calls run (runtime.md)",
+    "driftgate_log_flush_duration_seconds": "Explore, when the log writer's queue grows",
+    "driftgate_log_segments_total": "Explore: segments written, before compaction",
+    "driftgate_runtime_client_timeouts_total": "Explore: slow clients at a replica (runtime.md)",
+    "driftgate_runtime_requests_in_flight": "the runtime's autoscaler (deploy.md, Scaling)",
+    "driftgate_shadow_comparisons_total": "the counts behind driftgate_shadow_agreement_ratio",
+}
+
 #: Dashboards whose every panel shows pending metrics: their queries must parse, and may
 #: come back empty (none now: a panel on a pending metric is allowed on its own).
 PENDING_DASHBOARDS: dict[str, str] = {}

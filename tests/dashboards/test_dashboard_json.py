@@ -5,7 +5,9 @@ variable (no ``__inputs`` to fill in on import), every panel has a query and an 
 own, and every variable a query uses is defined. Every metric that a panel, a variable or
 a rule names is one docs/metrics.md documents (or one listed as pending, with the work
 that will export it), with labels the docs give it, and histogram suffixes only on
-histograms; recording-rule series that panels read are defined by the rules.
+histograms; recording-rule series that panels read are defined by the rules. The other
+way round, every documented metric is on a panel or in a rule, unless the tests' list of
+metrics off the dashboards says where on-call reads it instead.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import pytest
 
 from tests.dashboards.artifacts import (
     BUILTIN_VARIABLES,
+    OFF_DASHBOARD,
     PENDING_DASHBOARDS,
     PENDING_METRICS,
     PROVISIONING,
@@ -133,6 +136,18 @@ def test_every_metric_named_is_documented_in_metrics_md() -> None:
         if metric not in documented and metric not in PENDING_METRICS
     ]
     assert unknown == [], "metrics not in docs/metrics.md:\n" + "\n".join(unknown)
+
+
+def test_every_documented_metric_is_on_a_panel_or_in_a_rule() -> None:
+    documented = documented_metrics()
+    read = {metric for _, expr in every_expression() for metric in metric_names(expr)}
+    unread = sorted(set(documented) - read - OFF_DASHBOARD.keys())
+    assert unread == [], (
+        "documented metrics that no panel or rule reads (add one, or say in "
+        f"artifacts.OFF_DASHBOARD where on-call reads them): {unread}"
+    )
+    stale = sorted(OFF_DASHBOARD.keys() & read) + sorted(OFF_DASHBOARD.keys() - set(documented))
+    assert stale == [], f"artifacts.OFF_DASHBOARD lists metrics read or not documented: {stale}"
 
 
 def test_every_label_matched_is_one_the_metric_has() -> None:

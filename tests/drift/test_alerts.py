@@ -4,53 +4,23 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from drift.alerts import ALERT_NAME, NOT_ENDED, WebhookNotifier, alert_payload, fingerprint
+from tests.drift.receiver import Receiver, running_receiver
 from tests.drift.runs import WINDOW_SQL, make_run
 
 EXTERNAL = "http://gateway.example:8080/"
 REPORT = "/reports/drift/titanic/2/run-0001.html"
 
 
-class Receiver:
-    """A webhook receiver on a free loopback port that keeps every JSON body posted."""
-
-    def __init__(self) -> None:
-        self.bodies: list[dict[str, Any]] = []
-        self.failing = False  # answer 503 and keep nothing, as a receiver that is down
-        received, receiver = self.bodies, self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers["Content-Length"])
-                body = json.loads(self.rfile.read(length))
-                if not receiver.failing:
-                    received.append(body)
-                self.send_response(503 if receiver.failing else 200)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    server.thread.start()
-    yield server
-    server.server.shutdown()
-    server.server.server_close()
+    with running_receiver() as server:
+        yield server
 
 
 def sends(registry: CollectorRegistry, outcome: str) -> float:

@@ -19,13 +19,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
+from drift.alert_state import read_firing
 from drift.job import DriftJob
 from drift.profile import build_profile
 from drift.references import ReferenceStore
 from drift.settings import DriftSettings, WindowSettings, parse_drift_section
+from driftgate.cli import main
 from driftgate.jobs import JobsConfigError, build_jobs
 from monitoring.job_results import read_latest
 from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord, run_sql
+from tests.cli_logging import root_logging  # noqa: F401  (an autouse fixture)
+from tests.drift.receiver import Receiver, running_receiver
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 
@@ -204,6 +208,39 @@ def test_a_run_fails_when_every_version_it_tried_failed(
         _job(tmp_path, spans, START + timedelta(minutes=5)).run()
 
 
+def test_the_jobs_metrics_name_the_version_a_successful_run_could_not_check(
+    tmp_path: Path, repository: Path
+) -> None:
+    """A run that checked some versions counts as a good run, so on-call would not see that
+    one version's drift is no longer computed: ``driftgate_drift_check_failing`` on the
+    jobs process's /metrics says which (alert DriftgateDriftCheckFailing)."""
+    _damage_profile(repository, "2")
+    store, now = tmp_path / "store", datetime.now(UTC)
+    _write(store, _columns(2000, seed=9), "1", now - timedelta(minutes=5))
+    _write(store, _columns(2000, seed=10), "2", now - timedelta(minutes=5))
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "auth: {enabled: false}\nlog: {store: store}\n"
+        "drift: {window: {rows: 2000}, min_rows: 500}\n"
+    )
+    process = build_jobs(config, only=["drift"])
+    (job,) = process.scheduler.jobs
+
+    def failing(version: str) -> float | None:
+        labels = {"model": "titanic", "version": version, "arm": "a"}
+        return process.registry.get_sample_value("driftgate_drift_check_failing", labels)
+
+    assert process.scheduler.run_once(job)
+    assert (failing("1"), failing("2")) == (0.0, 1.0)
+    assert process.registry.get_sample_value(
+        "driftgate_job_runs_total", {"job": "drift", "outcome": "ok"}
+    )
+
+    ReferenceStore(repository).save(build_profile("titanic", "2", _columns(2000, 11), "test"))
+    assert process.scheduler.run_once(job)
+    assert (failing("1"), failing("2")) == (0.0, 0.0)
+
+
 def test_settings_name_the_wrong_key() -> None:
     assert parse_drift_section(None) == DriftSettings()
     with pytest.raises(ValueError, match="alpah"):
@@ -235,3 +272,47 @@ def test_a_feature_arriving_empty_is_named_by_its_missing_test(
     summary = _job(tmp_path, spans, START + timedelta(minutes=5)).run()
     assert "titanic/1:age:missing" in summary, summary
     assert "titanic/1:age," not in summary + ","  # the values themselves did not move
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as server:
+        yield server
+
+
+def test_a_cronjob_delivers_what_an_earlier_run_could_not(
+    tmp_path: Path, repository: Path, receiver: Receiver
+) -> None:
+    """``driftgate jobs --once`` is a new process every run: an alert the receiver did
+    not take must be sent by the next run all the same, "firing" and "resolved" alike."""
+    store = tmp_path / "store"
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "auth: {enabled: false}\nlog: {store: store}\n"
+        f"drift: {{window: {{rows: 2000}}, min_rows: 500, webhook: {receiver.url}}}\n"
+    )
+    now = datetime.now(UTC)
+
+    def once() -> None:
+        assert main(["jobs", "--once", "--config", str(config), "--job", "drift"]) == 0
+
+    _write(store, _columns(2000, seed=3, fare_shift=25.0), "1", now - timedelta(minutes=5))
+    receiver.failing = True
+    once()
+    receiver.failing = False
+    once()
+    fired = receiver.alerts()
+    assert ("firing", "fare") in fired
+    assert {status for status, _ in fired} == {"firing"}
+    once()  # still drifted, and the receiver has it: nothing to send
+    assert receiver.alerts() == fired
+
+    _write(store, _columns(2000, seed=4), "1", now - timedelta(minutes=1))  # back to normal
+    receiver.failing = True
+    once()
+    receiver.failing = False
+    once()
+
+    resolved = receiver.alerts()[len(fired) :]
+    assert sorted(resolved) == sorted(("resolved", feature) for _, feature in fired)
+    assert read_firing(store, "titanic/1/a", receiver.url) == frozenset()

@@ -29,6 +29,17 @@ from drift.settings import DriftSettings, parse_drift_section
         ),
         ({"statistics": {"categorical": "ks"}}, "ks does not compare categorical features"),
         ({"webhook": "not a url"}, "drift.webhook: expected an http:// or https:// URL"),
+        # Each of these loaded, then every run checked nothing, saying so only at INFO.
+        (
+            {"window": {"rows": 100}},
+            "drift.min_rows: expected at most window.rows (100), got 200: no window would "
+            "ever have enough rows",
+        ),
+        (
+            {"min_effect": {"jensen_shannon": 1.0}},
+            "drift.min_effect.jensen_shannon: expected a number below 1, got 1.0",
+        ),
+        ({"min_effect": {"missing_share": 5}}, "drift.min_effect.missing_share: expected a number"),
         ({"external_url": "localhost:8000"}, "drift.external_url: expected an http://"),
     ],
 )
@@ -48,9 +59,12 @@ def test_the_documented_values_are_accepted() -> None:
             "min_effect": {"ks": 0.05, "missing_share": 0.02, "psi": 0},
             "webhook": "https://alerts.example/drift",
             "window": {"last_s": 3600},
+            "min_rows": 100_000,  # a time window may hold any number of rows
         }
     )
 
     assert settings.small_sample == settings.auto_reference_rows == 0
+    assert parse_drift_section({"window": {"rows": 300}, "min_rows": 300}).min_rows == 300
+    assert parse_drift_section({"min_effect": {"psi": 2.5, "wasserstein": 1.5}})
     assert settings.min_effect["missing_share"] == 0.02
     assert parse_drift_section(None) == DriftSettings()

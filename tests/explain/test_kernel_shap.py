@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from explain.frame import Frame, as_frame, frame_rows
-from explain.kernel_shap import kernel_shap, shapley_coalitions
+from explain.kernel_shap import kernel_shap, min_samples, shapley_coalitions
 
 CATEGORY_EFFECT = 4.0
 
@@ -207,6 +207,16 @@ def test_bad_inputs_are_refused_with_what_to_do():
         kernel_shap(synthetic, rows, {**rows, "x1": rows["x1"].astype(object)})
     with pytest.raises(ValueError, match="needs at least 28"):
         shapley_coalitions(14, 20, np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("n_features", [1, 2, 3, 4, 6, 14])
+def test_min_samples_is_the_fewest_coalitions_that_work(n_features: int) -> None:
+    rng = np.random.default_rng(0)
+    fewest = min_samples(n_features)
+    assert len(shapley_coalitions(n_features, fewest, rng).masks) <= fewest
+    if n_features > 1:
+        with pytest.raises(ValueError, match="too few"):
+            shapley_coalitions(n_features, fewest - 1, rng)
 
 
 def test_coalition_weights_follow_the_shapley_kernel_when_enumerated():

@@ -70,6 +70,11 @@ def test_the_repository_resolves_against_the_config_folder(tmp_path: Path) -> No
         ({"methods": ["permutation", "permutation"]}, "twice"),
         ({"window": {"rows": 10, "last_s": 60}}, "exactly one of rows or last_s"),
         ({"n_samples": "many"}, "n_samples"),
+        # Loaded, then every version was skipped on every run for a too-small window.
+        (
+            {"window": {"rows": 40}},
+            r"explain.min_rows: expected at most window.rows \(40\), got 50",
+        ),
     ],
 )
 def test_a_wrong_value_is_an_error_naming_the_key(raw: dict[str, object], message: str) -> None:

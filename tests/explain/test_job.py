@@ -1,0 +1,171 @@
+"""The explain job over a real store, asking a small runtime on a loopback port.
+
+The runtime speaks the two calls the job makes (``describe`` and ``eval`` in the runtime's
+column form) for a model of six numeric inputs whose probability is a logistic function
+of their weighted sum; the traffic is logged by the real ``PredictionLogWriter``. The
+version has no reference profile, so its features are the logged ``in_`` columns and its
+background its first rows. The full job against the real runtime is
+``tests/e2e/test_explain_job_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
+
+from explain.job import ExplainJob
+from explain.kernel_shap import min_samples
+from explain.settings import ExplainJobSettings
+from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord, run_sql
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "explain.md"
+NOW = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+WEIGHTS = {"f0": 2.0, "f1": -1.0, "f2": 0.5, "f3": 0.0, "f4": 1.5, "f5": -0.5}
+PATH = "/v1/models/linear6/versions/1"
+
+
+def _probability(inputs: dict[str, Any]) -> float:
+    total = sum(weight * (inputs[name] or 0.0) for name, weight in WEIGHTS.items())
+    return 1.0 / (1.0 + math.exp(-total))
+
+
+class Runtime:
+    """``describe`` and ``eval`` of model linear6 version 1, on a free loopback port."""
+
+    def __init__(self) -> None:
+        describe = {
+            "model": "linear6",
+            "version": "1",
+            "inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in WEIGHTS],
+            "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
+        }
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self._answer(200 if self.path == f"{PATH}/describe" else 404, describe)
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                columns = list(body.values())
+                rows = [
+                    dict(zip(body, values, strict=True)) for values in zip(*columns, strict=True)
+                ]
+                outputs = {"probability": [_probability(row) for row in rows]}
+                self._answer(200, {"model": "linear6", "version": "1", "outputs": outputs})
+
+            def _answer(self, status: int, body: dict[str, Any]) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def runtime() -> Iterator[Runtime]:
+    server = Runtime()
+    server.thread.start()
+    yield server
+    server.server.shutdown()
+    server.server.server_close()
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Path:
+    """200 rows of linear6 version 1, logged in the minutes before ``NOW``."""
+    store = tmp_path / "store"
+    rng = np.random.default_rng(0)
+    writer = PredictionLogWriter(store, LogSettings(store=str(store)), CollectorRegistry())
+    writer.start()
+    records = []
+    for i in range(200):
+        inputs = {name: float(rng.normal()) for name in WEIGHTS}
+        records.append(
+            PredictionRecord(
+                request_id=f"r-{i}",
+                row=0,
+                timestamp=NOW - timedelta(seconds=300 - i),
+                route="linear6",
+                arm="a",
+                role="primary",
+                model="linear6",
+                version="1",
+                replica="http://127.0.0.1:8001",
+                dialect="simple",
+                status=200,
+                latency_s=0.002,
+                trace_id=None,
+                inputs=inputs,
+                outputs={"probability": _probability(inputs)},
+            )
+        )
+    writer.submit(records)
+    writer.close()
+    (tmp_path / "models").mkdir()
+    return store
+
+
+def _job(store: Path, runtime: Runtime, **overrides: Any) -> ExplainJob:
+    settings = ExplainJobSettings(
+        rows=20, min_rows=10, background_rows=5, repeats=2, time_limit_s=60, **overrides
+    )
+    return ExplainJob(
+        store,
+        settings,
+        store.parent / "models",
+        [runtime.url],
+        trace.NoOpTracer(),
+        clock=lambda: NOW,
+    )
+
+
+def test_n_samples_below_what_the_features_need_is_raised_with_a_warning(
+    store: Path, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Kernel SHAP refused 4 coalitions for 6 features, so every run failed every version
+    (the feature count is the model's, unknown when the settings are read)."""
+    job = _job(store, runtime, n_samples=4)
+    with caplog.at_level(logging.WARNING, logger="driftgate.explain"):
+        summary = job.run()
+        job.run()  # said once per process, not every run
+
+    assert summary.startswith("1 of 1 model versions explained"), summary
+    methods = run_sql(store, "select distinct method from explanations order by method").rows
+    assert methods == [("kernel_shap",), ("permutation",)]
+    warnings = [r.getMessage() for r in caplog.records if "n_samples" in r.getMessage()]
+    assert warnings == [
+        "explain.n_samples 4 is too few for the 6 input features of linear6 version 1: "
+        "Kernel SHAP needs at least 12 coalitions per row, so it uses 12 "
+        "(set explain.n_samples to 12 or more to silence this)"
+    ]
+    assert warnings[0] in DOC.read_text()  # the line docs/explain.md shows
+
+
+def test_enough_n_samples_are_used_as_set_without_a_warning(
+    store: Path, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="driftgate.explain"):
+        summary = _job(store, runtime, n_samples=min_samples(len(WEIGHTS))).run()
+
+    assert summary.startswith("1 of 1 model versions explained"), summary
+    assert "n_samples" not in caplog.text
