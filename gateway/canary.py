@@ -81,6 +81,15 @@ class CanaryStats:
         for arm in (STABLE_ARM, CANARY_ARM):
             self._windows.pop((route, arm), None)
 
+    def routes(self) -> set[str]:
+        """The routes that have windows."""
+        return {route for route, _ in self._windows}
+
+    def keep_only(self, routes: set[str]) -> None:
+        """Forget the windows of every other route (its canary ended, or the route went)."""
+        for key in [key for key in self._windows if key[0] not in routes]:
+            del self._windows[key]
+
 
 @dataclass(frozen=True)
 class DriftCheck:
@@ -281,6 +290,13 @@ class CanaryController:
                 # the rollback alert see the first decision.
                 for action in ("advance", "promote", "rollback"):
                     self.metrics.canary_decisions.labels(route, action)
+                if self.routes.routes_dir is None:
+                    log.warning(
+                        "the canary of route %s is not saved (no routes_dir): a restart of "
+                        "this gateway forgets its steps, rollback or promotion and starts "
+                        "over from gateway.yaml",
+                        route,
+                    )
             if seen is None or seen[0] is not policy:  # a new step, or the route changed
                 self._watched[route] = (policy, now, self.wall_clock())
                 self.stats.restart(route)
@@ -296,6 +312,8 @@ class CanaryController:
             verdicts[route] = verdict
             if decides and verdict.action != "hold":
                 self._apply(route, policy, verdict)
+        # Requests answered after their canary ended (in flight at the decision) land here.
+        self.stats.keep_only(set(self._watched))
         return verdicts
 
     def _drift_since(

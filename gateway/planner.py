@@ -175,9 +175,12 @@ def _sticky_key(split: Split, ctx: RequestContext) -> tuple[str, KeySource]:
 
 
 def _scalar_text(value: object) -> str | None:
-    """A sticky key from a scalar: ``12`` and ``"12"`` are the same key; empty is missing."""
+    """A sticky key from a scalar: ``12``, ``12.0`` and ``"12"`` are the same key; empty is
+    missing."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float) and value.is_integer():  # JSON has no inf or NaN
+        return str(int(value))
     if isinstance(value, str | int | float) and str(value):
         return str(value)
     return None

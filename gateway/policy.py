@@ -126,6 +126,10 @@ def _show(target: Target) -> str:
     return f"{target.model} version {target.version or '(default)'}"
 
 
+#: An HTTP field name (RFC 9110 "token"): a sticky header named otherwise never matches.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
 class Sticky(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where the split's sticky key comes from; ``name`` is the header or body field."""
 
@@ -136,6 +140,12 @@ class Sticky(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         if self.by in ("header", "field"):
             if not self.name or not self.name.strip():
                 raise _FieldError("name", f"by: {self.by} needs the name of the {self.by} to hash")
+            if self.by == "header" and not _HEADER_NAME.fullmatch(self.name):
+                raise _FieldError(
+                    "name",
+                    f"{_shorten(self.name)} is not a header name"
+                    " (letters, digits and !#$%&'*+-.^_`|~, no spaces)",
+                )
         elif self.name is not None:
             raise _FieldError("name", f"only used with by: header or field, not by: {self.by}")
 

@@ -228,8 +228,20 @@ def _measure(
         route_label, arm, path.dialect, elapsed, exemplar(current_trace_id())
     )
     if arm in CANARY_ARMS and path.predicts and state.routes.get(route).canary is not None:
-        failed = labels["role"] == "fallback" or labels["code"].startswith("5")
-        state.canary_stats.observe(route, arm, failed=failed, seconds=elapsed)
+        state.canary_stats.observe(route, arm, failed=_target_failed(labels), seconds=elapsed)
+
+
+def _target_failed(labels: dict[str, str]) -> bool:
+    """Whether an answer counts against the target that gave it, for canary analysis: a
+    fallback answered, a 5xx, or a 404 naming no version (the runtime has no such model
+    or version: a canary pointed at a version the replicas lack must roll back, not be
+    promoted). Other 4xx are the client's."""
+    code = labels["code"]
+    return (
+        labels["role"] == "fallback"
+        or code.startswith("5")
+        or (code == "404" and not labels["version"])
+    )
 
 
 @get(

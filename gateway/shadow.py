@@ -6,6 +6,12 @@ slow shadow never stretches the request's trace. When the route says how, the sh
 output is compared with the primary's (same class, or numbers within a tolerance) and
 counted in ``driftgate_shadow_comparisons_total`` (hence
 ``driftgate_shadow_agreement_ratio``).
+
+At most ``MAX_IN_FLIGHT`` shadow calls run at once per gateway; a shadow beyond that is
+dropped and counted (``driftgate_shadow_requests_total{outcome="dropped"}``). Shadows share
+the replicas' connection pools with the answers clients wait for, and each one holds its
+request's body: a slow or hanging shadow target must take neither memory nor connections
+from them.
 """
 
 from __future__ import annotations
@@ -24,16 +30,24 @@ from opentelemetry.trace import Link, SpanKind
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.planner import ShadowPlan
 from gateway.policy import Compare
-from gateway.upstream import UpstreamResponse, UpstreamUnavailable
+from gateway.upstream import MAX_CONNECTIONS, UpstreamResponse, UpstreamUnavailable
 
 log = logging.getLogger("driftgate.gateway.shadow")
 ShadowObserver = Callable[[ShadowPlan, ProxyRequest, UpstreamResponse, str, float], None]
 
+#: Shadow calls in flight per gateway, at most: half of the upstream connection pool, so
+#: that shadows never hold all of it. Without the bound, a shadow target that hung took every
+#: connection and clients waited for its timeout (p99 from 0.4 s to 18.7 s, 16 clients).
+MAX_IN_FLIGHT = MAX_CONNECTIONS // 2
+
 
 class ShadowRunner:
-    def __init__(self, dispatcher: Dispatcher, tracer: trace.Tracer) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, tracer: trace.Tracer, max_in_flight: int = MAX_IN_FLIGHT
+    ) -> None:
         self.dispatcher = dispatcher
         self.tracer = tracer
+        self.max_in_flight = max_in_flight
         self._tasks: set[asyncio.Task[None]] = set()
         #: Called with every shadow answer (the prediction log records it, role "shadow").
         self.on_answer: ShadowObserver | None = None
@@ -47,6 +61,11 @@ class ShadowRunner:
     ) -> None:
         link = Link(trace.get_current_span().get_span_context())
         for shadow in shadows:
+            if len(self._tasks) >= self.max_in_flight:
+                target = shadow.target
+                labels = (request.route, target.model, target.version or "", "dropped")
+                self.dispatcher.metrics.shadow_requests.labels(*labels).inc()
+                continue
             task = asyncio.create_task(self._mirror(shadow, request, primary, timeout_s, link))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -104,46 +123,105 @@ class ShadowRunner:
 
 
 def compare_outputs(rule: Compare, primary_body: bytes, shadow_body: bytes) -> bool | None:
-    """Whether the two answers agree on ``rule.output``; None when it cannot be read."""
+    """Whether the two answers agree on ``rule.output``; None when they cannot be compared
+    (the output is missing from either, the numbers of values differ, there are none, or
+    ``numeric`` meets values that are not numbers).
+
+    NaN and infinities reach us as ``null`` (JSON has no other way): ``null`` agrees with
+    ``null`` only. ``class`` takes a number and its text as the same class (``1``, ``1.0``,
+    ``"1"``): two models of one task may type their labels differently.
+    """
     primary = output_values(primary_body, rule.output)
     shadow = output_values(shadow_body, rule.output)
-    if primary is None or shadow is None or len(primary) != len(shadow):
+    if not primary or not shadow or len(primary) != len(shadow):
         return None
     if rule.kind == "class":
-        return primary == shadow
-    try:
-        return all(
-            math.isclose(float(a), float(b), abs_tol=rule.tolerance, rel_tol=0)
-            for a, b in zip(primary, shadow, strict=True)
-        )
-    except (TypeError, ValueError):
+        return all(_same_class(a, b) for a, b in zip(primary, shadow, strict=True))
+    agrees = True
+    for a, b in zip(primary, shadow, strict=True):
+        if a is None or b is None:
+            agrees = agrees and a is b
+            continue
+        try:
+            close = math.isclose(float(a), float(b), abs_tol=rule.tolerance, rel_tol=0)
+        except (TypeError, ValueError, OverflowError):
+            return None
+        agrees = agrees and close
+    return agrees
+
+
+def _same_class(a: Any, b: Any) -> bool:
+    if a == b:
+        return True
+    text = _class_text(a)
+    return text is not None and text == _class_text(b)
+
+
+def _class_text(value: Any) -> str | None:
+    """A scalar class label as text: ``1``, ``1.0`` and ``"1"`` are ``"1"``."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return str(value)
 
 
 def output_values(body: bytes, name: str) -> list[Any] | None:
-    """The flattened values of output ``name`` in any of the three dialects' JSON answers."""
+    """The flattened values of output ``name`` in any of the three dialects' JSON answers.
+
+    TF-Serving answers a one-output model without naming the output (``{"outputs": <value>}``,
+    ``{"predictions": [<value>, ...]}``): those values are taken whatever ``name`` says.
+    """
     try:
         answer = msgspec.json.decode(body)
-    except msgspec.DecodeError:
-        return None  # e.g. a binary Open Inference Protocol answer
+    except (msgspec.DecodeError, RecursionError):  # binary protocol; msgspec recurses
+        return None
     if not isinstance(answer, dict):
         return None
-    outputs = answer.get("outputs")
-    if isinstance(outputs, list):  # Open Inference Protocol
-        for output in outputs:
-            if isinstance(output, dict) and output.get("name") == name:
-                return _flatten(output.get("data"))
-        return None
-    if isinstance(outputs, dict) and name in outputs:  # eval, TF-Serving columns
-        return _flatten(outputs[name])
+    if "outputs" in answer:
+        return _output_of(answer["outputs"], name)
     predictions = answer.get("predictions")
     if isinstance(predictions, list):  # TF-Serving rows
-        rows = [row.get(name) if isinstance(row, dict) else row for row in predictions]
+        rows = []
+        for row in predictions:
+            if not isinstance(row, dict) or _is_binary(row):
+                rows.append(row)  # a one-output model's bare value
+            elif name in row:
+                rows.append(row[name])
+            else:
+                return None
         return _flatten(rows)
     return None
 
 
+def _output_of(outputs: Any, name: str) -> list[Any] | None:
+    if isinstance(outputs, list) and any(_is_named_tensor(output) for output in outputs):
+        for output in outputs:  # Open Inference Protocol
+            if _is_named_tensor(output) and output["name"] == name:
+                return _flatten(output.get("data"))
+        return None
+    if isinstance(outputs, dict) and not _is_binary(outputs):  # eval, TF-Serving columns
+        return _flatten(outputs[name]) if name in outputs else None
+    return _flatten(outputs)  # TF-Serving columns of a one-output model
+
+
+def _is_named_tensor(output: Any) -> bool:
+    return isinstance(output, dict) and isinstance(output.get("name"), str)
+
+
+def _is_binary(value: dict[str, Any]) -> bool:
+    """TF-Serving's ``{"b64": "..."}``: one value, not outputs by name."""
+    return value.keys() == {"b64"}
+
+
 def _flatten(value: Any) -> list[Any]:
-    if isinstance(value, list):
-        return [item for element in value for item in _flatten(element)]
-    return [value]
+    """Nested lists as one list of values, in order (iterative: any depth is safe)."""
+    flat: list[Any] = []
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, list):
+            pending.extend(reversed(item))
+        else:
+            flat.append(item)
+    return flat

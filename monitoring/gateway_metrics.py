@@ -87,7 +87,8 @@ class GatewayMetrics:
         )
         self.shadow_requests = Counter(
             "driftgate_shadow_requests_total",
-            "Mirrored requests by outcome (ok | error | timeout).",
+            "Mirrored requests by outcome (ok | error | timeout | dropped: not sent, too many "
+            "shadows in flight).",
             ["route", "model", "version", "outcome"],
             registry=registry,
         )

@@ -7,6 +7,7 @@ rollbacks as clients and operators see them (docs/routing.md, "Canary analysis")
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from gateway.canary import DriftCheck, Verdict, applied, drift_checks_from, judg
 from gateway.canary_window import ArmWindow
 from gateway.policy import Canary, PolicyError, Target, parse_route
 from monitoring.job_results import latest_reader, update_latest
-from tests.gateway.fakes import Fail, Gateway, GatewayFactory, Slow
+from tests.gateway.fakes import Fail, Gateway, GatewayFactory, Slow, gateway_factory
 
 V1, V2 = Target("iris", "1"), Target("iris", "2")
 INFER = "/v2/models/iris/infer"
@@ -406,3 +407,98 @@ def test_an_admin_put_starts_a_canary_and_get_shows_its_progress(start) -> None:
     shown = gateway.client.get("/admin/routes/iris").json()["policy"]
     assert shown["canary"]["step"] == 0 and shown["canary"]["status"] == "progressing"
     assert [arm["weight"] for arm in shown["split"]["arms"]] == [80, 20]
+
+
+def test_a_put_mid_step_starts_the_window_afresh_and_one_without_canary_ends_it(
+    start, runtime
+) -> None:
+    runtime.behave(Fail(500), model="iris", version="2")
+    gateway, _ = with_canary(start, steps=[50, 100])
+    send(gateway, 40)
+
+    changed = route(sticky={"by": "random"}, steps=[50, 100], interval_s=60, min_requests=5)
+    put = gateway.client.put("/admin/routes/iris", json={**changed, "timeout_s": 5})
+    assert put.status_code == 200, put.text
+    tick(gateway)  # the failures were measured under the policy replaced: they do not count
+    assert canary_of(gateway) == (0, "progressing")
+
+    plain = {"primary": {"model": "iris", "version": "1"}}
+    assert gateway.client.put("/admin/routes/iris", json=plain).status_code == 200
+    send(gateway, 5)
+    tick(gateway)
+    assert gateway.samples("driftgate_canary_weight_percent") == []
+    assert gateway.state.canary_stats.routes() == set()  # its windows went with it
+
+
+def test_a_canary_that_ended_leaves_no_windows_behind(start) -> None:
+    """A route's windows (5,000 latencies per arm) stayed after its canary was promoted or
+    rolled back; requests still in flight at the decision recreated them."""
+    gateway, clock = with_canary(start, steps=[100])
+    send(gateway, 10)
+    clock.now += 61
+    tick(gateway)
+    assert gateway.state.routes.get("iris").canary is None  # promoted
+    gateway.state.canary_stats.observe("iris", "canary", failed=False, seconds=0.01)  # late
+
+    tick(gateway)
+
+    assert gateway.state.canary_stats.routes() == set()
+
+
+def test_a_canary_keeps_its_step_across_a_restart_with_a_routes_dir(runtime, tmp_path) -> None:
+    raw = route(sticky={"by": "random"}, steps=[50, 100], interval_s=60, min_requests=5)
+    with gateway_factory(runtime) as first_life:
+        gateway = first_life(routes={"iris": raw}, routes_dir=tmp_path / "routes")
+        clock = Clock()
+        assert gateway.state.canary is not None
+        gateway.state.canary.clock = clock
+        tick(gateway)
+        send(gateway, 20)
+        clock.now += 61
+        tick(gateway)
+        assert canary_of(gateway) == (1, "progressing")
+
+    with gateway_factory(runtime) as second_life:
+        gateway = second_life(routes={"iris": raw}, routes_dir=tmp_path / "routes")
+        assert canary_of(gateway) == (1, "progressing")
+
+
+class Collected(logging.Handler):
+    """Records of one logger (Litestar's start-up replaces the root handlers caplog uses)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_without_a_routes_dir_a_canary_warns_that_a_restart_starts_it_over(start) -> None:
+    collected = Collected()
+    logger = logging.getLogger("driftgate.gateway.canary")
+    logger.addHandler(collected)
+    try:
+        with_canary(start, steps=[50, 100])
+    finally:
+        logger.removeHandler(collected)
+
+    [warning] = [message for message in collected.messages if "routes_dir" in message]
+    assert "route iris" in warning and "restart" in warning
+
+
+def test_a_canary_on_a_version_the_runtime_does_not_have_is_rolled_back(start) -> None:
+    raw = route(sticky={"by": "random"}, steps=[50, 100], interval_s=60, min_requests=5)
+    raw["canary"]["target"] = {"model": "iris", "version": "9"}
+    gateway = start(routes={"iris": raw})
+    clock = Clock()
+    assert gateway.state.canary is not None
+    gateway.state.canary.clock = clock
+    tick(gateway)
+
+    assert (404, "canary") in send(gateway, 30)
+    clock.now += 61
+    tick(gateway)
+
+    canary = gateway.state.routes.get("iris").canary
+    assert canary is not None and canary.status == "rolled_back"

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections import Counter
 from typing import Any
 
@@ -191,6 +194,53 @@ def test_field_stickiness_reads_a_top_level_json_field() -> None:
     assert len(arms) == 1
     assert plan_for({"passenger_id": "12"}, "other").arm in arms  # 12 and "12" are one key
     assert plan_for({"passenger_id": 12}, "r").key_source == "field"
+
+
+def test_a_number_is_the_same_key_however_json_writes_it() -> None:
+    """``12.0`` (a float id, as pandas writes an integer column with gaps) and ``12`` were
+    two keys: the same passenger changed arm with the client that sent it."""
+    split = weights(50, 50) | {"sticky": {"by": "field", "name": "passenger_id"}}
+    policy = route(split=split)
+
+    def arm_for(body: bytes) -> str | None:
+        return plan_route(policy, ctx(request_id="r", body_field=json_body_fields(body))).arm
+
+    for key in KEYS[:200]:
+        number = key.removeprefix("user-")
+        assert arm_for(f'{{"passenger_id": {number}.0}}'.encode()) == arm_for(
+            f'{{"passenger_id": "{number}"}}'.encode()
+        )
+    assert arm_for(b'{"passenger_id": 12.5}') == arm_for(b'{"passenger_id": "12.5"}')
+
+
+#: Points of the arm hash pinned: a key's arm must never depend on the process (Python's
+#: ``hash()`` is salted per process) nor change with an upgrade (it would move users).
+PINNED = {"alice": "control", "user-1": "control", "user-3": "treatment", "user-10": "treatment"}
+
+
+def test_arms_are_pinned_across_processes_and_releases() -> None:
+    assert {key: arm_of(route(), key) for key in PINNED} == PINNED
+
+
+def test_arms_do_not_depend_on_the_python_hash_seed() -> None:
+    script = (
+        "from tests.gateway.test_planner import KEYS, arm_of, route\n"
+        "print(''.join('c' if arm_of(route(), k) == 'control' else 't' for k in KEYS[:500]))"
+    )
+    seen = {
+        subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        for seed in ("0", "1", "4242")
+    }
+    assert len(seen) == 1
+    assert seen.pop().strip() == "".join(
+        "c" if arm_of(route(), k) == "control" else "t" for k in KEYS[:500]
+    )
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,19 @@ INVALID_CASES: list[tuple[str, object, str]] = [
         "cookie",
         "split.sticky.by: 'cookie' is not one of field, header, random, subject",
     ),
+    # A header name no client can send never matches: every request would be drawn at random.
+    (
+        "split.sticky",
+        {"by": "header", "name": "X-User "},
+        "split.sticky.name: 'X-User ' is not a header name (letters, digits and"
+        " !#$%&'*+-.^_`|~, no spaces)",
+    ),
+    (
+        "split.sticky",
+        {"by": "header", "name": "x user"},
+        "split.sticky.name: 'x user' is not a header name (letters, digits and"
+        " !#$%&'*+-.^_`|~, no spaces)",
+    ),
     # shadow
     ("shadow[0].percent", 101, "shadow[0].percent: must be between 0 and 100, got 101.0"),
     ("shadow[0].percent", -1, "shadow[0].percent: must be between 0 and 100, got -1.0"),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gateway.policy import Compare
-from gateway.shadow import compare_outputs, output_values
+from gateway.shadow import MAX_IN_FLIGHT, compare_outputs, output_values
 from tests.gateway.fakes import (
     Answer,
     Fail,
@@ -212,3 +213,96 @@ def test_a_shadow_percent_of_zero_mirrors_nothing(start, runtime) -> None:
         gateway.client.post(INFER, json=BODY)
 
     assert shadow_calls(runtime) == []
+
+
+# --- answers that are hard to compare ----------------------------------------------------------
+
+
+def test_tf_serving_rows_without_the_output_cannot_be_compared() -> None:
+    """Rows by output name that lack the compared output read as ``[None, ...]``: a typo in
+    ``compare.output`` agreed 100%, and a shadow naming its outputs otherwise disagreed."""
+    rows = encode({"predictions": [{"label": 1, "p": 0.3}, {"label": 0, "p": 0.8}]})
+    named = encode({"predictions": [{"survived": 1}, {"survived": 0}]})
+    rule = Compare(kind="class", output="survived")
+
+    assert output_values(rows, "survived") is None
+    assert compare_outputs(rule, rows, rows) is None
+    assert compare_outputs(rule, named, rows) is None
+
+
+def test_tf_serving_columns_of_a_single_output_model_are_the_bare_value() -> None:
+    """The columnar answer of a one-output model is ``{"outputs": <value>}``, like its rows
+    are bare values; it was read as an Open Inference Protocol list and never compared."""
+    rule = Compare(kind="class", output="survived")
+    columns = encode({"outputs": [[1], [0]]})
+
+    assert output_values(columns, "survived") == [1, 0]
+    assert output_values(encode({"outputs": 0.25}), "probability") == [0.25]
+    assert compare_outputs(rule, columns, encode({"predictions": [1, 0]})) is True
+    assert compare_outputs(rule, columns, encode({"outputs": [[1], [1]]})) is False
+
+
+def test_a_binary_value_is_a_value_not_a_row_by_name() -> None:
+    binary = encode({"predictions": [{"b64": "AAE="}, {"b64": "AQA="}]})
+    assert output_values(binary, "image_bytes") == [{"b64": "AAE="}, {"b64": "AQA="}]
+
+
+def test_a_nan_where_the_other_has_a_number_disagrees() -> None:
+    """The runtime writes NaN as null: a shadow answering NaN where the primary has a number
+    was left uncounted instead of disagreeing."""
+    rule = Compare(kind="numeric", output="probability", tolerance=0.1)
+    numbers = encode({"outputs": {"probability": [0.5, 0.4]}})
+    one_nan = encode({"outputs": {"probability": [0.5, None]}})
+
+    assert compare_outputs(rule, numbers, one_nan) is False
+    assert compare_outputs(rule, one_nan, numbers) is False
+    assert compare_outputs(rule, one_nan, one_nan) is True
+
+
+def test_a_class_is_the_same_whether_written_as_a_number_or_a_string() -> None:
+    """One model's INT64 class 1 and another's BYTES class "1" agree (as sticky keys do)."""
+    rule = Compare(kind="class", output="survived")
+    ints = encode({"outputs": {"survived": [[1], [0]]}})
+
+    assert compare_outputs(rule, ints, encode({"outputs": {"survived": ["1", "0"]}})) is True
+    assert compare_outputs(rule, ints, encode({"outputs": {"survived": [1.0, 0.0]}})) is True
+    assert compare_outputs(rule, ints, encode({"outputs": {"survived": ["1", "1"]}})) is False
+    assert compare_outputs(rule, ints, encode({"outputs": {"survived": ["1.0", "0"]}})) is False
+
+
+def test_no_values_on_either_side_is_nothing_compared() -> None:
+    rule = Compare(kind="class", output="survived")
+    empty = encode({"outputs": {"survived": []}})
+    assert compare_outputs(rule, empty, empty) is None
+
+
+def test_an_answer_nested_deeper_than_python_recurses_cannot_be_compared() -> None:
+    deep = b'{"outputs": {"x": ' + b"[" * 5000 + b"1" + b"]" * 5000 + b"}}"
+    assert output_values(deep, "x") in (None, [1])
+
+
+# --- shadows under load -----------------------------------------------------------------------
+
+
+def test_shadows_in_flight_are_bounded_and_the_dropped_ones_counted(start, runtime) -> None:
+    """A slow shadow target made shadow tasks pile up without bound, each holding its
+    request, and they took the replicas' connections from the answers clients wait for."""
+    runtime.behave(Slow(5.0), model="iris", version="2")
+    gateway = start(routes={"iris": {**SHADOWED["iris"], "timeout_s": 3.0}})
+    gateway.state.shadows.max_in_flight = 2
+
+    answers = [gateway.client.post(INFER, json=BODY) for _ in range(6)]
+
+    assert [answer.status_code for answer in answers] == [200] * 6
+    assert shadow_outcomes(gateway) == {"dropped": 4.0}
+    assert len(shadow_calls(runtime)) == 2
+    eventually(lambda: shadow_outcomes(gateway) == {"dropped": 4.0, "timeout": 2.0}, 6.0)
+    # Once the slow ones are done, shadows go out again.
+    runtime.behave(Answer(), model="iris", version="2")
+    gateway.client.post(INFER, json=BODY)
+    eventually(lambda: shadow_outcomes(gateway).get("ok") == 1.0)
+
+
+def test_the_documented_bound_is_the_bound() -> None:
+    routing = (Path(__file__).parents[2] / "docs" / "routing.md").read_text()
+    assert f"at most {MAX_IN_FLIGHT} shadow calls at once" in routing
