@@ -212,10 +212,13 @@ class GatewayApp:
         await self._asgi(scope, receive, send)
 
     def http_protocol(self) -> type[asyncio.Protocol]:
-        """uvicorn's ``http=``: clients slower than ``listen.client_timeout_s`` cut off."""
-        timeouts = self.state.metrics.client_timeouts
+        """uvicorn's ``http=``: clients slower than ``listen.client_timeout_s`` cut off,
+        malformed requests refused in JSON."""
+        metrics = self.state.metrics
         return guarded_protocol(
-            self.state.settings.client_timeout_s, lambda phase: timeouts.labels(phase).inc()
+            self.state.settings.client_timeout_s,
+            lambda phase: metrics.client_timeouts.labels(phase).inc(),
+            metrics.malformed_requests.inc,
         )
 
 

@@ -112,6 +112,12 @@ class GatewayMetrics:
             ["phase"],
             registry=registry,
         )
+        self.malformed_requests = Counter(
+            "driftgate_malformed_requests_total",
+            "Connections closed with 400 because what the client sent was not HTTP the parser "
+            "could read (a bad method, header or chunk size; TLS to the plain port).",
+            registry=registry,
+        )
         self.route_updates = Counter(
             "driftgate_route_updates_total",
             "Route policy changes through the admin API by outcome (applied | rejected).",

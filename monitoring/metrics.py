@@ -75,6 +75,12 @@ class RuntimeMetrics:
             ["phase"],
             registry=registry,
         )
+        self.malformed_requests = Counter(
+            "driftgate_runtime_malformed_requests_total",
+            "Connections closed with 400 because what the client sent was not HTTP the parser "
+            "could read (a bad method, header or chunk size; TLS to the plain port).",
+            registry=registry,
+        )
         self.requests_in_flight = Gauge(
             "driftgate_runtime_requests_in_flight",
             "Inference requests the runtime is working on now (reading, queued for a batch, "

@@ -1,4 +1,5 @@
-"""A deadline for clients to send their requests: slow ones (slowloris) are cut off.
+"""A deadline for clients to send their requests: slow ones (slowloris) are cut off; and
+requests that are not HTTP refused in JSON, naming what the parser choked on.
 
 uvicorn times a connection out only while it idles between two requests
 (``timeout_keep_alive``). A client that connects and sends nothing, or sends a request's
@@ -16,11 +17,18 @@ there; ``body``: the body was not), the client gets ``408 Request Timeout`` with
 error unless nothing was sent or an answer had already started, and the connection is
 closed. The gateway and the runtime both serve with it (``--client-timeout`` /
 ``listen.client_timeout_s``); docs/deploy.md says what it does not cover.
+
+Bytes the HTTP parser cannot read (a bad method, header or chunk size; TLS sent to a plain
+port) get uvicorn's ``400`` and a closed connection, as before, but with ``{"error":
+"malformed HTTP request: <the parser's reason>"}`` as every other refusal of driftgate's
+is worded, instead of uvicorn's plain "Invalid HTTP request received."; ``on_malformed()``
+counts it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -38,6 +46,10 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     @staticmethod
     def on_timeout(phase: str) -> None:
+        """Replaced by ``guarded_protocol``."""
+
+    @staticmethod
+    def on_malformed() -> None:
         """Replaced by ``guarded_protocol``."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -68,6 +80,19 @@ class _GuardedProtocol(HttpToolsProtocol):
         self._disarm()
         super().on_message_complete()
 
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to bytes its parser refused, worded as driftgate's errors are.
+
+        uvicorn calls it only from the ``except httptools.HttpParserError`` of
+        ``data_received``, so the exception it handles is the current one: its text names
+        the problem ("Invalid header token", "Invalid character in Content-Length").
+        """
+        self.on_malformed()
+        parser_error = sys.exc_info()[1]
+        reason = str(parser_error) if parser_error is not None else msg
+        self.transport.write(_answer(400, "Bad Request", f"malformed HTTP request: {reason}"))
+        self.transport.close()
+
     def _arm(self, phase: str) -> None:
         self._phase = phase
         self._deadline = self.loop.call_later(self.timeout_s, self._expire)
@@ -84,25 +109,32 @@ class _GuardedProtocol(HttpToolsProtocol):
         self.on_timeout(self._phase)
         answered = self._phase == "body" and self.cycle.response_started
         if self._phase != "connection" and not answered:
-            self.transport.write(_request_timeout(self.timeout_s))
+            message = f"request not received whole within {self.timeout_s:g} s; connection closed"
+            self.transport.write(_answer(408, "Request Timeout", message))
         self.transport.close()
 
 
-def _request_timeout(timeout_s: float) -> bytes:
-    body = msgspec.json.encode(
-        {"error": f"request not received whole within {timeout_s:g} s; connection closed"}
-    )
+def _answer(status: int, reason: str, error: str) -> bytes:
+    """A whole HTTP/1.1 answer ``{"error": error}`` that closes the connection."""
+    body = msgspec.json.encode({"error": error[:2000]})
     head = (
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        f"HTTP/1.1 {status} {reason}\r\ncontent-type: application/json\r\n"
         f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
     )
     return head.encode("latin-1") + body
 
 
-def guarded_protocol(timeout_s: float, on_timeout: Callable[[str], None]) -> type[asyncio.Protocol]:
-    """uvicorn's ``http=`` protocol class, cutting off clients slower than ``timeout_s``."""
+def guarded_protocol(
+    timeout_s: float, on_timeout: Callable[[str], None], on_malformed: Callable[[], None]
+) -> type[asyncio.Protocol]:
+    """uvicorn's ``http=`` protocol class, cutting off clients slower than ``timeout_s`` and
+    refusing bytes that are not HTTP in JSON (``on_timeout(phase)``, ``on_malformed()``)."""
     return type(
         "GuardedHttpToolsProtocol",
         (_GuardedProtocol,),
-        {"timeout_s": timeout_s, "on_timeout": staticmethod(on_timeout)},
+        {
+            "timeout_s": timeout_s,
+            "on_timeout": staticmethod(on_timeout),
+            "on_malformed": staticmethod(on_malformed),
+        },
     )

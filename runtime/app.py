@@ -93,11 +93,14 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
 
 
 def http_protocol(app: Litestar) -> type[asyncio.Protocol]:
-    """uvicorn's ``http=`` for ``app``: clients slower than ``client_timeout_s`` cut off."""
+    """uvicorn's ``http=`` for ``app``: clients slower than ``client_timeout_s`` cut off,
+    malformed requests refused in JSON."""
     state: RuntimeState = app.state.runtime
-    timeouts = state.metrics.client_timeouts
+    metrics = state.metrics
     return guarded_protocol(
-        state.settings.client_timeout_s, lambda phase: timeouts.labels(phase).inc()
+        state.settings.client_timeout_s,
+        lambda phase: metrics.client_timeouts.labels(phase).inc(),
+        metrics.malformed_requests.inc,
     )
 
 

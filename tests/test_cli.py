@@ -155,6 +155,8 @@ def test_both_servers_cut_off_slow_clients_after_the_configured_time(
     prefix = "driftgate_runtime" if command == "runtime" else "driftgate"
     counted = state.registry.get_sample_value(f"{prefix}_client_timeouts_total", {"phase": "head"})
     assert counted == 1
+    protocol.on_malformed()
+    assert state.registry.get_sample_value(f"{prefix}_malformed_requests_total") == 1
 
 
 def test_sql_refuses_a_folder_that_is_not_a_store(

@@ -54,7 +54,9 @@ OFF_DASHBOARD = {
     "driftgate_inference_calls_total": "Explore: where backend calls run (runtime.md)",
     "driftgate_log_flush_duration_seconds": "Explore, when the log writer's queue grows",
     "driftgate_log_segments_total": "Explore: segments written, before compaction",
+    "driftgate_malformed_requests_total": "Explore: bytes that are not HTTP (gateway.md)",
     "driftgate_runtime_client_timeouts_total": "Explore: slow clients at a replica (runtime.md)",
+    "driftgate_runtime_malformed_requests_total": "Explore: bytes that are not HTTP (metrics.md)",
     "driftgate_runtime_requests_in_flight": "the runtime's autoscaler (deploy.md, Scaling)",
     "driftgate_shadow_comparisons_total": "the counts behind driftgate_shadow_agreement_ratio",
 }

@@ -1,6 +1,6 @@
 """A real ``driftgate gateway`` cuts off a client that does not finish its request in time
-(``listen.client_timeout_s``, monitoring/slow_clients.py) and counts it on /metrics, while
-requests sent whole go on being served."""
+(``listen.client_timeout_s``, monitoring/slow_clients.py) and refuses bytes that are not
+HTTP in JSON, and counts both on /metrics, while requests sent whole go on being served."""
 
 from __future__ import annotations
 
@@ -65,3 +65,23 @@ def test_a_whole_request_on_a_connection_idle_past_the_deadline_is_served(
         assert client.post("/v1/models/titanic/eval", json=PASSENGER).status_code == 200
         time.sleep(1.5)  # past client_timeout_s, within uvicorn's keep-alive of 5 s
         assert client.post("/v1/models/titanic/eval", json=PASSENGER).status_code == 200
+
+
+def test_a_request_that_is_not_http_gets_a_json_400_and_is_counted(
+    gateway: RunningProcess,
+) -> None:
+    port = int(gateway.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port)) as client:
+        client.settimeout(10)
+        client.sendall(b"POST /v1/models/titanic/eval HTTP/1.1\r\nContent-Length: -1\r\n\r\n")
+        answer = b""
+        while chunk := client.recv(65536):
+            answer += chunk
+
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 ")
+    assert json.loads(body) == {
+        "error": "malformed HTTP request: Invalid character in Content-Length"
+    }
+    metrics = httpx.get(f"{gateway.url}/metrics").text
+    assert "driftgate_malformed_requests_total 1.0" in metrics

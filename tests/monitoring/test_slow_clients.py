@@ -1,4 +1,5 @@
-"""Slow clients cut off (monitoring/slow_clients.py), on a real uvicorn server and sockets.
+"""Slow clients cut off and malformed requests refused (monitoring/slow_clients.py), on a
+real uvicorn server and sockets.
 
 The server runs in a thread with a 0.3 s deadline; each test talks raw HTTP/1.1 to it, as a
 slowloris client would, and reads what comes back until the server closes.
@@ -47,11 +48,14 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 class Server:
     def __init__(self) -> None:
         self.timeouts: list[str] = []
+        self.malformed: list[None] = []
         self.port = free_port()
         config = uvicorn.Config(
             app,
             port=self.port,
-            http=guarded_protocol(TIMEOUT_S, self.timeouts.append),
+            http=guarded_protocol(
+                TIMEOUT_S, self.timeouts.append, lambda: self.malformed.append(None)
+            ),
             log_level="warning",
             timeout_keep_alive=5,
         )
@@ -85,6 +89,7 @@ def server() -> Iterator[Server]:
 @pytest.fixture(autouse=True)
 def _fresh_counts(server: Server) -> None:
     server.timeouts.clear()
+    server.malformed.clear()
 
 
 def read_until_closed(client: socket.socket) -> bytes:
@@ -158,4 +163,31 @@ def test_a_kept_alive_connection_may_idle_longer_than_the_deadline(server: Serve
         time.sleep(2 * TIMEOUT_S)  # idle between requests: the keep-alive timeout's business
         client.sendall(request)
         assert client.recv(65536).startswith(b"HTTP/1.1 200 ")
+    assert server.timeouts == []
+
+
+@pytest.mark.parametrize(
+    ("sent", "reason"),
+    [
+        (b"GARBAGE / HTTP/1.1\r\nHost: x\r\n\r\n", "Invalid method encountered"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\nNo Colon Here\r\n\r\n", "Invalid header token"),
+        (
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: ten\r\n\r\n",
+            "Invalid character in Content-Length",
+        ),
+        (b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", "Invalid method encountered"),
+    ],
+    ids=["bad-method", "bad-header", "bad-content-length", "tls-to-plain-port"],
+)
+def test_bytes_that_are_not_http_get_a_json_400_naming_the_problem(
+    server: Server, sent: bytes, reason: str
+) -> None:
+    with server.connect() as client:
+        client.sendall(sent)
+        answer = read_until_closed(client)
+    status, body = status_and_body(answer)
+    assert status == 400
+    assert b"content-type: application/json" in answer.partition(b"\r\n\r\n")[0]
+    assert body == {"error": f"malformed HTTP request: {reason}"}
+    assert server.malformed == [None]
     assert server.timeouts == []
