@@ -120,6 +120,13 @@ class RuntimeMetrics:
             ["model", "version", "reason"],
             registry=registry,
         )
+        self.batch_rejections = Counter(
+            "driftgate_batch_rejections_total",
+            "Requests refused with 503 because the model version's batch queue was full "
+            "(batching.max_queue_size).",
+            ["model", "version"],
+            registry=registry,
+        )
         self.model_loads = Counter(
             "driftgate_model_loads_total",
             "Model version load attempts by outcome (success|failure).",

@@ -5,6 +5,7 @@ Configured per model in ``config.yaml`` (off when absent)::
     batching:
       max_batch_size: 32        # rows (dimension 0) per merged call
       max_queue_delay_ms: 0     # how long a request waits for company when the model is idle
+      max_queue_size: 256       # requests waiting at most; more are refused (503)
 
 Per loaded version, on the runtime's event loop:
 
@@ -22,7 +23,12 @@ Per loaded version, on the runtime's event loop:
 - One bad request must not fail its neighbours: when the merged call fails, or an output
   does not have one row per input row, each request of the batch runs alone, and only
   those that fail alone fail (``driftgate_batch_splits_total`` counts these batches).
-- A request whose client went away (cancelled) is skipped if it has not run yet.
+- A request whose client went away is dropped from the queue at once (``client_gone``: the
+  server says the connection closed), or skipped if its task is cancelled; it never runs.
+- The queue is bounded: a request finding ``max_queue_size`` requests waiting is refused
+  at once with ``ServiceOverloaded`` (503, ``Retry-After: 1``; ``on_full`` counts it), so
+  that an overloaded model sheds load to other replicas instead of growing its latency and
+  memory without limit.
 
 At most one merged call per version runs at a time; a model that uses several cores does so
 inside that call (TensorFlow's intra-op threads, ONNX Runtime's).
@@ -40,19 +46,25 @@ from typing import Any
 
 import numpy as np
 
+from runtime.errors import ClientClosedRequest, ServiceOverloaded
+
 log = logging.getLogger("driftgate.runtime.batching")
 
 Arrays = dict[str, np.ndarray]
 #: Runs one backend call on stacked inputs; raises what the backend raised.
 RunBatch = Callable[[Arrays, int], Awaitable[Arrays]]
-_KEYS = {"max_batch_size", "max_queue_delay_ms"}
+#: Returns when the request's client has gone (its connection closed).
+ClientGone = Callable[[], Awaitable[Any]]
+_KEYS = {"max_batch_size", "max_queue_delay_ms", "max_queue_size"}
 MAX_QUEUE_DELAY_MS = 1000.0
+DEFAULT_MAX_QUEUE_SIZE = 256
 
 
 @dataclass(frozen=True)
 class BatchingConfig:
     max_batch_size: int
     max_queue_delay_s: float
+    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any] | None) -> BatchingConfig | None:
@@ -81,7 +93,12 @@ class BatchingConfig:
                 f"batching.max_queue_delay_ms must be a number of milliseconds "
                 f"from 0 to {MAX_QUEUE_DELAY_MS:g}, got {delay!r}"
             )
-        return cls(size, float(delay) / 1000.0)
+        queue = raw.get("max_queue_size", DEFAULT_MAX_QUEUE_SIZE)
+        if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
+            raise ValueError(
+                f"batching.max_queue_size must be a whole number of requests >= 1, got {queue!r}"
+            )
+        return cls(size, float(delay) / 1000.0, queue)
 
 
 @dataclass(frozen=True)
@@ -114,22 +131,38 @@ class Batcher:
         self,
         config: BatchingConfig,
         run: RunBatch,
+        *,
         on_depth: Callable[[int], None] = lambda _: None,
         on_split: Callable[[str], None] = lambda _: None,
+        on_full: Callable[[], None] = lambda: None,
+        label: str = "the model",
     ) -> None:
         self.config = config
         self._run = run
         self._on_depth = on_depth  # requests waiting, after every change
         self._on_split = on_split  # a batch ran request by request: why
+        self._on_full = on_full  # a request was refused: the queue was full
+        self._label = label  # "model 'm' version 1", for messages
         self._queue: deque[_Queued] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False  # a call runs: arrivals queue for the next one
         self._worker: asyncio.Task[None] | None = None  # the task draining the queue
 
-    async def submit(self, inputs: Arrays, rows: int) -> Batched:
-        """This request's outputs, from a merged call or its own; raises what its call raised."""
+    async def submit(
+        self, inputs: Arrays, rows: int, client_gone: ClientGone | None = None
+    ) -> Batched:
+        """This request's outputs, from a merged call or its own; raises what its call raised.
+
+        ``ServiceOverloaded`` when the queue is full; ``ClientClosedRequest`` when
+        ``client_gone`` returns before the answer is ready (the request is dropped)."""
         if not self._busy and not self._queue and self.config.max_queue_delay_s == 0:
             return await self._run_idle(inputs, rows)
+        if len(self._queue) >= self.config.max_queue_size:
+            self._on_full()
+            raise ServiceOverloaded(
+                f"{self._label} is overloaded: {len(self._queue)} requests already wait in its "
+                "batch queue (batching.max_queue_size); retry shortly"
+            )
         loop = asyncio.get_running_loop()
         queued = _Queued(inputs, rows, _stack_key(inputs), loop.create_future(), time.time_ns())
         self._queue.append(queued)
@@ -140,7 +173,29 @@ class Batcher:
                 self._start()
             elif self._timer is None:
                 self._timer = loop.call_later(self.config.max_queue_delay_s, self._start)
-        return await queued.answer
+        if client_gone is None:
+            return await queued.answer
+        return await self._answer_or_drop(queued, client_gone)
+
+    async def _answer_or_drop(self, queued: _Queued, client_gone: ClientGone) -> Batched:
+        """The request's answer, unless its client goes first: then it leaves the queue."""
+        watcher = asyncio.ensure_future(client_gone())
+        try:
+            await asyncio.wait((queued.answer, watcher), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            queued.answer.cancel()
+            raise
+        finally:
+            watcher.cancel()
+        if queued.answer.done():
+            return queued.answer.result()
+        queued.answer.cancel()  # skipped if its batch is already running
+        if queued in self._queue:
+            self._queue.remove(queued)
+            self._on_depth(len(self._queue))
+        raise ClientClosedRequest(
+            f"the client closed the connection while its request waited for {self._label}"
+        )
 
     async def _run_idle(self, inputs: Arrays, rows: int) -> Batched:
         """An idle model with no delay to wait: the call runs at once, in the request's own

@@ -10,7 +10,12 @@ expected, what arrived). Anything else that escapes a handler is a bug and answe
     ├── PayloadTooLarge       413  body over the configured limit
     ├── UnsupportedMediaType  415  a content type the endpoint does not take
     ├── ModelNotReady         503  known model whose version is loading or failed to load
+    ├── ServiceOverloaded     503  a model's batch queue is full (``Retry-After: 1``)
+    ├── ClientClosedRequest   499  the client hung up while its request waited in a queue
     └── BackendUnavailable    500  a framework or ``java`` is missing (names what to install)
+
+499 is nginx's "client closed request": nobody reads that answer, but the runtime's request
+metrics count it under that code.
 """
 
 from __future__ import annotations
@@ -54,6 +59,20 @@ class UnsupportedMediaType(InferenceServerError):
 
 class ModelNotReady(InferenceServerError):
     status_code = 503
+
+
+class ServiceOverloaded(InferenceServerError):
+    """Too much queued already: try again shortly (here or, through the gateway, elsewhere)."""
+
+    status_code = 503
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.served_headers["Retry-After"] = str(retry_after_s)
+
+
+class ClientClosedRequest(InferenceServerError):
+    status_code = 499
 
 
 class BackendUnavailable(InferenceServerError):

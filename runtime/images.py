@@ -13,6 +13,14 @@ every pixel ``v`` to ``v * scale + offset`` and lays the result out as the spec 
 batch of one: ``[1, H, W, C]``, ``[1, H, W]`` (grayscale), ``[1, C, H, W]`` or flat
 ``[1, H*W*C]``, cast to the spec's datatype (integers are rounded and clipped).
 
+What cameras and encoders put in real files is honoured: the EXIF orientation (a phone
+photo is turned upright, as every viewer shows it), 16-bit grayscale (scaled to 0..255, not
+clipped to white) and every colour mode Pillow reads (palette, CMYK, 1-bit, with or without
+alpha). A big image is box-averaged down by a whole factor right after decoding, before it
+is flattened and converted, so that a small PNG declaring tens of megapixels costs one
+decoded copy, not five (``declared_pixels`` lets the caller decode such a body off the
+event loop).
+
 Configuration mistakes are ``ValueError`` (found when the model loads); everything the body
 can get wrong is a ``BadRequest``, ``PayloadTooLarge`` or ``UnsupportedMediaType``.
 """
@@ -27,6 +35,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
+from PIL.Image import Transpose
 
 from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from runtime.tensors import ModelMetadata, TensorSpec, format_shape, numpy_dtype, shape_matches
@@ -37,6 +46,25 @@ DEFAULT_MAX_PIXELS = 40_000_000
 COLOR_MODES = {"grayscale": ("L", 1), "rgb": ("RGB", 3)}
 
 _SIGNATURES = {"PNG": b"\x89PNG\r\n\x1a\n", "JPEG": b"\xff\xd8\xff"}
+#: EXIF orientation -> how to turn the stored pixels upright (as ``ImageOps.exif_transpose``).
+_ORIENTATIONS = {
+    2: Transpose.FLIP_LEFT_RIGHT,
+    3: Transpose.ROTATE_180,
+    4: Transpose.FLIP_TOP_BOTTOM,
+    5: Transpose.TRANSPOSE,
+    6: Transpose.ROTATE_270,
+    7: Transpose.TRANSVERSE,
+    8: Transpose.ROTATE_90,
+}
+_SWAPS_AXES = {Transpose.TRANSPOSE, Transpose.ROTATE_270, Transpose.TRANSVERSE, Transpose.ROTATE_90}
+_EXIF_ORIENTATION = 0x0112
+#: Images of more pixels are averaged down before flattening and conversion (each of which
+#: copies the image); smaller ones are resized in one step, exactly as before.
+SHRINK_MIN_PIXELS = 4_000_000
+#: One ``reduce`` by at most this (a 40-megapixel image becomes 0.16): Pillow's averages
+#: lose precision past a factor of 256 (a white 3000x3000 image reduced by 1500 reads 239).
+_MAX_SHRINK = 16
+_SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
 _KEYS = {"input", "width", "height", "color_mode", "scale", "offset", "invert", "max_pixels"}
 
 
@@ -153,6 +181,20 @@ def decode_image(
     return _lay_out(pixels, config, spec)
 
 
+def declared_pixels(body: bytes, content_type: str) -> int:
+    """Width x height as the header declares it (0 when it cannot be read: ``decode_image``
+    then says why). Reading the header decodes no pixel."""
+    fmt = CONTENT_TYPES.get(content_type.split(";", maxsplit=1)[0].strip().lower())
+    if fmt is None:
+        return 0
+    try:
+        with Image.open(io.BytesIO(body), formats=[fmt]) as image:
+            width, height = image.size
+    except Exception:  # decode_image reports it properly
+        return 0
+    return width * height
+
+
 def _open(body: bytes, fmt: str) -> Image.Image:
     """Read the header only (Pillow is lazy): no pixel is decoded yet."""
     try:
@@ -170,19 +212,67 @@ def _open(body: bytes, fmt: str) -> Image.Image:
 def _pixels(image: Image.Image, fmt: str, config: ImageConfig) -> np.ndarray:
     mode = COLOR_MODES[config.color_mode][0]
     try:
+        turn = _ORIENTATIONS.get(_orientation(image))
+        # The stored picture's size, before it is turned upright.
+        width, height = (config.width, config.height)
+        if turn in _SWAPS_AXES:
+            width, height = height, width
         if fmt == "JPEG":
             # Let the JPEG decoder scale down by 2/4/8 while decoding: less work and memory.
-            image.draft(mode, (config.width, config.height))
+            image.draft(mode, (width, height))
         image.load()
+        image = _shrink(_eight_bit(image), width, height, mode)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             rgba = image.convert("RGBA")
             image = Image.alpha_composite(Image.new("RGBA", rgba.size, "white"), rgba)
+        if turn is not None:
+            image = image.transpose(turn)
         converted = image.convert(mode).resize(
             (config.width, config.height), Image.Resampling.BILINEAR
         )
     except Exception as exc:  # truncated or corrupt data surfaces only while decoding
         raise BadRequest(f"the body is not a valid {fmt} image: {exc}") from None
     return np.asarray(converted, dtype=np.float64)
+
+
+def _orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1, upright, when absent or unreadable)."""
+    try:
+        value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # a broken EXIF block does not spoil the pixels
+        return 1
+    return value if isinstance(value, int) else 1
+
+
+def _eight_bit(image: Image.Image) -> Image.Image:
+    """16-bit grayscale (Pillow's ``I;16``) as 8-bit ``L``, levels scaled by 255/65535.
+
+    Pillow's own conversion clips at 255, which turns every level above 1/256 white. A
+    transparent level (PNG ``tRNS``) becomes an alpha band."""
+    if image.mode not in _SIXTEEN_BIT_GRAY:
+        return image
+    eight = image.convert("I").point(lambda v: v * (1 / 257) + 0.5).convert("L")
+    transparent = image.info.get("transparency")
+    if not isinstance(transparent, int):
+        return eight
+    opaque = np.where(np.asarray(image) == transparent, 0, 255).astype(np.uint8)
+    return Image.merge("LA", (eight, Image.fromarray(opaque, mode="L")))
+
+
+def _shrink(image: Image.Image, width: int, height: int, mode: str) -> Image.Image:
+    """A big image box-averaged down by a whole factor, keeping at least twice the target
+    size for the final resize. Pillow averages ``RGBA`` and ``LA`` with premultiplied
+    alpha, so the colour hidden under transparent pixels does not bleed in."""
+    if image.width * image.height <= SHRINK_MIN_PIXELS:
+        return image
+    factor = min(image.width // (2 * width), image.height // (2 * height), _MAX_SHRINK)
+    if factor < 2:
+        return image
+    if image.mode == "PA" or "transparency" in image.info:
+        image = image.convert("RGBA")  # palette indices and a tRNS colour do not average
+    elif image.mode in ("P", "1"):
+        image = image.convert(mode)  # the colour mode the model takes: L or RGB
+    return image.reduce(factor)
 
 
 def _lay_out(pixels: np.ndarray, config: ImageConfig, spec: TensorSpec) -> np.ndarray:

@@ -24,7 +24,7 @@ from opentelemetry.trace import Status, StatusCode
 from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
 from runtime.backends.base import ModelBackend
-from runtime.batching import Batched, Batcher
+from runtime.batching import Batched, Batcher, ClientGone
 from runtime.errors import InferenceServerError, ModelNotReady
 from runtime.inference import InferenceRequest, InferenceResponse
 from runtime.placement import EVENT_LOOP, CallPlacement
@@ -59,7 +59,14 @@ class Predictor:
         event loop; it queues behind and beside predictions like one more request."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, work)
 
-    async def infer(self, model: ModelVersion, request: InferenceRequest) -> InferenceResponse:
+    async def infer(
+        self,
+        model: ModelVersion,
+        request: InferenceRequest,
+        client_gone: ClientGone | None = None,
+    ) -> InferenceResponse:
+        """The model's answer. With batching on, a request still queued when ``client_gone``
+        returns leaves the queue and raises ``ClientClosedRequest``."""
         backend, metadata = model.backend, model.metadata
         if backend is None or metadata is None:
             raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
@@ -80,7 +87,8 @@ class Predictor:
                 if batcher is None:
                     outputs = await self._call(model, inputs, rows)
                 else:
-                    outputs = self._batched(model, span, await batcher.submit(inputs, rows))
+                    batched = await batcher.submit(inputs, rows, client_gone)
+                    outputs = self._batched(model, span, batched)
             except InferenceServerError:
                 raise
             except Exception as exc:
@@ -142,6 +150,8 @@ class Predictor:
                 lambda inputs, rows: self._call(model, inputs, rows),
                 on_depth=depth.set,
                 on_split=lambda reason: splits.labels(name, version, reason).inc(),
+                on_full=self.metrics.batch_rejections.labels(name, version).inc,
+                label=f"model '{name}' version {version}",
             )
         return model.batcher
 

@@ -9,8 +9,9 @@ Layout (Triton / TF Serving)::
 calls it every few seconds): versions the policy wants are loaded; a version no longer
 wanted is unloaded only once every wanted version is ready, so a new version that fails
 to load never takes the old one down (availability-preserving, as TF Serving does).
-A failed version is retried when its folder's contents change (a copy that was still in
-progress, a fixed artefact). One broken model never affects another.
+A failed version is retried when its folder's contents or the model's config.yaml change (a
+copy that was still in progress, a fixed artefact, a fixed ``format:`` or ``image:``). One
+broken model never affects another.
 
 Versions on disk are treated as immutable: replace a version by adding a new number.
 """
@@ -39,6 +40,7 @@ from runtime.config import (
     version_folders,
 )
 from runtime.errors import ModelNotReady, NotFound
+from runtime.images import ImageConfig
 from runtime.tensors import ModelMetadata
 
 log = logging.getLogger("driftgate.runtime.repository")
@@ -72,6 +74,9 @@ class ModelVersion:
     #: for this version while it is on (``runtime.batching``).
     batching: BatchingConfig | None = None
     batcher: Batcher | None = None
+    #: The ``image:`` section this version takes PNG/JPEG bodies with: the config.yaml's,
+    #: once it was checked against this version's inputs.
+    image: ImageConfig | None = None
 
     @property
     def ready(self) -> bool:
@@ -275,16 +280,19 @@ class ModelRepository:
             found = self._models.setdefault(name, ModelEntry(name=name))
         try:
             config = load_model_config(model_dir)
+            wanted = select_versions(config.version_policy, version_folders(model_dir))
+            _check_image_fits(config, [found.versions[n] for n in wanted if n in found.versions])
             found.config, found.config_error = config, None
         except ConfigError as exc:
             if found.config_error != str(exc):
                 log.error("model %s: %s", name, exc)
             found.config_error = str(exc)
             return  # keep whatever already serves; nothing new loads with a broken config
-        wanted = select_versions(config.version_policy, version_folders(model_dir))
         found.wanted = wanted
         for loaded in found.versions.values():  # a change of batching applies at once
             loaded.batching = config.batching
+            if _image_fits(config.image, loaded):  # one being replaced may keep its own
+                loaded.image = config.image
         for number in wanted:
             self._ensure_loaded(found, model_dir / str(number), number)
         if all(found.versions[n].ready for n in wanted if n in found.versions):
@@ -297,7 +305,9 @@ class ModelRepository:
 
     def _ensure_loaded(self, found: ModelEntry, path: Path, number: int) -> None:
         current = found.versions.get(number)
-        fingerprint = _fingerprint(path)
+        # The config.yaml counts too: a version that failed on its format or image section
+        # loads again once that is fixed.
+        fingerprint = max(_fingerprint(path), _fingerprint(path.parent / "config.yaml"))
         if current is not None and (current.ready or current.fingerprint == fingerprint):
             return
         candidate = ModelVersion(
@@ -326,6 +336,7 @@ class ModelRepository:
             candidate.metadata = backend.metadata()
             if config.image is not None:  # the image section must fit the model's inputs
                 config.image.input_spec(candidate.metadata)
+            candidate.image = config.image
             candidate.backend = backend
         except Exception as exc:  # a broken artefact must never take the process down
             candidate.state, candidate.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"
@@ -409,6 +420,32 @@ class ModelRepository:
             self._poller.join(timeout=5)
         for name in self.names():
             self._remove_model(name)
+
+
+def _check_image_fits(config: ModelConfig, serving: list[ModelVersion]) -> None:
+    """A changed ``image:`` section must fit the versions that go on serving (versions that
+    load later are checked as they load); else the whole config.yaml is not applied."""
+    if config.image is None:
+        return
+    for version in serving:
+        if version.ready and version.metadata is not None:
+            try:
+                config.image.input_spec(version.metadata)
+            except ValueError as exc:
+                raise ConfigError(
+                    f"{version.path.parent / 'config.yaml'}: {exc} "
+                    f"(version {version.version} serves and keeps its previous image section)"
+                ) from None
+
+
+def _image_fits(image: ImageConfig | None, version: ModelVersion) -> bool:
+    if image is None or version.metadata is None:
+        return True
+    try:
+        image.input_spec(version.metadata)
+    except ValueError:
+        return False
+    return True
 
 
 def _fingerprint(path: Path) -> float:

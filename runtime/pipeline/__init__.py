@@ -25,7 +25,14 @@ steps. Errors name the file, the step and the field. Reference: ``docs/pipelines
 
 from __future__ import annotations
 
-from runtime.pipeline.backend import PipelineBackend
+from runtime.pipeline.backend import PipelineBackend, PipelineStepError
 from runtime.pipeline.spec import PipelineConfigError, PipelineSpec, StepSpec, parse_pipeline
 
-__all__ = ["PipelineBackend", "PipelineConfigError", "PipelineSpec", "StepSpec", "parse_pipeline"]
+__all__ = [
+    "PipelineBackend",
+    "PipelineConfigError",
+    "PipelineSpec",
+    "PipelineStepError",
+    "StepSpec",
+    "parse_pipeline",
+]

@@ -8,7 +8,8 @@ the bindings against the model's own metadata. Any failure unloads what was alre
 
 ``predict`` keeps a dict of named arrays, runs each step on the arrays it reads and adds what
 it writes. Client errors raised by a step (``BadRequest`` and friends) are re-raised with the
-step's name in front of the message.
+step's name in front of the message; anything else a step raises (a bug, a framework error)
+becomes a ``PipelineStepError`` naming the step, which the runtime answers with a 500.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from runtime.backends.base import ModelBackend
 from runtime.errors import BadRequest, InferenceServerError
 from runtime.pipeline.spec import PipelineConfigError, PipelineSpec, StepSpec, parse_pipeline
 from runtime.processors import resolve_processor
-from runtime.tensors import ModelMetadata, TensorSpec, numpy_dtype
+from runtime.tensors import ModelMetadata, TensorSpec, format_shape, numpy_dtype, shape_matches
 
 _SUFFIX_FORMATS = {
     ".onnx": "onnx",
@@ -42,6 +43,10 @@ _SUFFIX_FORMATS = {
 _PARENTS_OPTION = "pipeline_parents"
 
 StepFunction = Callable[[list[np.ndarray]], list[np.ndarray]]
+
+
+class PipelineStepError(RuntimeError):
+    """A step failed for a reason that is not the client's (its cause is chained)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ class PipelineBackend:
                 produced = step.run([tensors[name] for name in step.reads])
             except InferenceServerError as exc:
                 raise type(exc)(f"step '{step.name}': {exc.message}") from exc
+            except Exception as exc:
+                raise PipelineStepError(
+                    f"step '{step.name}' failed: {type(exc).__name__}: {exc}"
+                ) from exc
             if len(produced) != len(step.writes):
                 raise InferenceServerError(
                     f"step '{step.name}' returned {len(produced)} tensors "
@@ -116,6 +125,7 @@ class PipelineBackend:
 
     def _build(self, spec: PipelineSpec, folder: Path, parents: tuple[str, ...]) -> None:
         specs: dict[str, TensorSpec] = {s.name: s for s in spec.inputs}
+        producers = {s.name: "a pipeline input" for s in spec.inputs}
         described: list[dict[str, Any]] = []
         for step in spec.steps:
             if step.processor is not None:
@@ -123,18 +133,30 @@ class PipelineBackend:
                 described.append({"name": step.name, "processor": step.processor})
             else:
                 backend, fmt, runnable, outputs = _build_model(
-                    spec.source, step, specs, folder, parents
+                    spec.source, step, _Available(specs, producers), folder, parents
                 )
                 self._backends.append(backend)
                 described.append({"name": step.name, "model": step.model, "format": fmt})
             self._steps.append(runnable)
             specs.update((s.name, s) for s in outputs)
+            producers.update((s.name, f"written by step '{step.name}'") for s in outputs)
         self._metadata = ModelMetadata(
             inputs=spec.inputs,
             outputs=tuple(replace(specs[name], nullable=False) for name in spec.outputs),
             platform=self.format,
             extra={"steps": described, "description": spec.description},
         )
+
+
+@dataclass(frozen=True)
+class _Available:
+    """The tensors a step can read: their specs, and who wrote each (for error messages)."""
+
+    specs: Mapping[str, TensorSpec]
+    producers: Mapping[str, str]
+
+    def describe(self, tensor: str) -> str:
+        return f"tensor '{tensor}' ({self.producers[tensor]})"
 
 
 def _has_no_rows(metadata: ModelMetadata, tensors: Mapping[str, np.ndarray]) -> bool:
@@ -206,7 +228,7 @@ def _model_format(where: str, step: StepSpec, artefact: Path) -> str:
 def _build_model(
     source: str,
     step: StepSpec,
-    specs: Mapping[str, TensorSpec],
+    available: _Available,
     folder: Path,
     parents: tuple[str, ...],
 ) -> tuple[ModelBackend, str, _Runnable, list[TensorSpec]]:
@@ -220,6 +242,8 @@ def _build_model(
     fmt = _model_format(where, step, artefact)
     options = dict(step.options)
     if fmt == "pipeline":
+        if artefact.is_dir():  # a folder means its pipeline.yaml, as for the repository
+            artefact = artefact / "pipeline.yaml"
         if str(artefact) in parents:
             raise PipelineConfigError(f"{where}: model: '{step.model}' includes itself")
         options[_PARENTS_OPTION] = parents
@@ -234,7 +258,7 @@ def _build_model(
     except Exception as exc:
         raise PipelineConfigError(f"{where}: cannot load '{step.model}' ({fmt}): {exc}") from exc
     try:
-        runnable, outputs = _bind_model(where, step, specs, backend)
+        runnable, outputs = _bind_model(where, step, available, backend)
     except BaseException:
         backend.unload()
         raise
@@ -242,7 +266,7 @@ def _build_model(
 
 
 def _bind_model(
-    where: str, step: StepSpec, specs: Mapping[str, TensorSpec], backend: ModelBackend
+    where: str, step: StepSpec, available: _Available, backend: ModelBackend
 ) -> tuple[_Runnable, list[TensorSpec]]:
     """Check a model step's bindings against the model's metadata and make its runner."""
     metadata = backend.metadata()
@@ -259,7 +283,12 @@ def _bind_model(
     if unfed:
         raise PipelineConfigError(f"{where}: inputs: model input(s) {unfed} are not fed")
     adapters = [
-        _input_adapter(f"{where}: inputs: {name}", specs[tensor], model_inputs[name])
+        _input_adapter(
+            f"{where}: inputs: {name}",
+            available.specs[tensor],
+            model_inputs[name],
+            available.describe(tensor),
+        )
         for name, tensor in step.reads
     ]
     outputs = []
@@ -287,35 +316,45 @@ def _bind_model(
 
 
 def _input_adapter(
-    where: str, have: TensorSpec, want: TensorSpec
+    where: str, have: TensorSpec, want: TensorSpec, described: str
 ) -> Callable[[np.ndarray], np.ndarray]:
     """How a pipeline tensor enters a model input: as it is, cast, or reshaped.
 
     Numeric types convert silently, and a column ``[-1, 1]`` meets a vector ``[-1]`` either
-    way; text and numbers do not mix (add a ``cast`` step), nor do other shapes."""
+    way; text and numbers do not mix (add a ``cast`` step), nor do other shapes. A size the
+    pipeline leaves open (``-1``) where the model fixes one is checked on every request: a
+    client's wrong width is its 400 naming the step, not the framework's 500."""
     if (have.datatype == "BYTES") != (want.datatype == "BYTES"):
         raise PipelineConfigError(
-            f"{where}: tensor '{have.name}' is {have.datatype} but the model wants "
+            f"{where}: {described} is {have.datatype} but the model wants "
             f"{want.datatype}; add a 'cast' step"
         )
     dtype = None
     if want.datatype not in (have.datatype, "BYTES"):
         dtype = numpy_dtype(want.datatype)
     reshape: tuple[int, ...] | None = None
+    open_sizes = False  # a size -1 here that the model fixes: checked per request
     if len(have.shape) != len(want.shape):
         if not all(d == 1 for d in (*have.shape[1:], *want.shape[1:])):
             raise PipelineConfigError(
-                f"{where}: tensor '{have.name}' has shape {list(have.shape)} but the model "
+                f"{where}: {described} has shape {list(have.shape)} but the model "
                 f"wants {list(want.shape)}; add a 'reshape' step"
             )
         reshape = (-1, *want.shape[1:])
     elif any(a != b and -1 not in (a, b) for a, b in zip(have.shape, want.shape, strict=True)):
         raise PipelineConfigError(
-            f"{where}: tensor '{have.name}' has shape {list(have.shape)} but the model wants "
+            f"{where}: {described} has shape {list(have.shape)} but the model wants "
             f"{list(want.shape)}"
         )
+    else:
+        open_sizes = any(a == -1 != b for a, b in zip(have.shape[1:], want.shape[1:], strict=True))
 
     def adapt(array: np.ndarray) -> np.ndarray:
+        if open_sizes and not shape_matches(want.shape, array.shape):
+            raise BadRequest(
+                f"tensor '{have.name}' has shape {list(array.shape)} but model input "
+                f"'{want.name}' wants {format_shape(want.shape)}"
+            )
         if dtype is not None:
             array = array.astype(dtype, copy=False)
         return array if reshape is None else array.reshape(reshape)

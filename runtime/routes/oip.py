@@ -23,6 +23,7 @@ from runtime.routes.state import (
     read_body,
     runtime_state,
     served_headers,
+    until_disconnected,
 )
 
 SERVER_NAME = "driftgate"
@@ -116,7 +117,9 @@ async def infer(
         infer_request, form = await decode_off_loop_if_large(
             body, oip.decode_infer_request, request.headers.get(oip.HEADER_LENGTH.lower())
         )
-        response = await state.predictor.infer(target, infer_request)
+        response = await state.predictor.infer(
+            target, infer_request, client_gone=lambda: until_disconnected(request)
+        )
         payload, headers = oip.encode_infer_response(response, form)
         return Response(
             payload,

@@ -82,11 +82,12 @@ class RuntimeState:
             labels.code = exc.status_code
             if labels.held is not None:
                 exc.served_headers = {
+                    **exc.served_headers,
                     "X-Model-Name": labels.held.model,
                     "X-Model-Version": labels.version,
                 }
             elif model in self.repository.names():  # known, but no version could answer
-                exc.served_headers = {"X-Model-Name": model}
+                exc.served_headers = {**exc.served_headers, "X-Model-Name": model}
             raise
         except Exception:
             labels.code = 500
@@ -103,6 +104,16 @@ class RuntimeState:
             self.metrics.request_duration.labels(model_label, protocol).observe(
                 time.perf_counter() - started, exemplar(current_trace_id())
             )
+
+
+async def until_disconnected(request: AnyRequest) -> None:
+    """Returns once the client of ``request``, whose body was read, has closed the connection.
+
+    Past the body, an ASGI server's ``receive`` waits and then answers ``http.disconnect``
+    (uvicorn: when the connection closes or the response is complete). Handlers are never
+    cancelled when a client goes, so a queued request asks this (``runtime.batching``)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        await asyncio.sleep(0.01)  # a server that answers at once: do not spin
 
 
 def runtime_state(request: AnyRequest) -> RuntimeState:

@@ -23,6 +23,7 @@ from runtime.routes.state import (
     read_body,
     runtime_state,
     served_headers,
+    until_disconnected,
 )
 
 
@@ -120,7 +121,9 @@ async def _predict(
                 f"signature_name '{form.signature_name}' is not served by model '{model}' "
                 f"version {target.version}; it serves '{served}'"
             )
-        response = await state.predictor.infer(target, infer_request)
+        response = await state.predictor.infer(
+            target, infer_request, client_gone=lambda: until_disconnected(request)
+        )
         return Response(
             tfserving.encode_predict(response, form), headers=served_headers(request, target)
         )

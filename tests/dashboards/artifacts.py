@@ -44,6 +44,7 @@ PENDING_METRICS = {
 #: Every other documented metric is on a panel or in a rule: a metric nobody looks at is a
 #: failure nobody sees.
 OFF_DASHBOARD = {
+    "driftgate_batch_rejections_total": "Explore, when a batched model answers 503 (runtime.md)",
     "driftgate_batch_splits_total": "Explore, when a batched model's errors rise (runtime.md)",
     "driftgate_canary_leader": "Explore: which gateway decides canaries (gateway.md)",
     "driftgate_client_timeouts_total": "Explore: slow clients at the gateway (deploy.md)",

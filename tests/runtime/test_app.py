@@ -248,3 +248,69 @@ def test_health_probes_answer_head_too(client: TestClient) -> None:  # type: ign
     wait_ready(client)
     assert client.head("/v2/health/live").status_code == 200
     assert client.head("/v2/health/ready").status_code == 200
+
+
+def png(image: Any) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_images_declaring_many_pixels_are_decoded_off_the_event_loop(
+    repository: Path, spans: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 1.5 KB PNG can declare 9 megapixels: it held the event loop for 0.2-0.7 s."""
+    from PIL import Image
+
+    import runtime.codecs.simple
+
+    (repository / "double" / "config.yaml").write_text(
+        "format: scale\nimage: {width: 1, height: 1}\n"
+    )
+    on_loop: list[bool] = []
+    decode = runtime.codecs.simple.decode_eval_image
+
+    def watched(*args: Any) -> Any:
+        on_loop.append(on_event_loop())
+        return decode(*args)
+
+    monkeypatch.setattr(runtime.codecs.simple, "decode_eval_image", watched)
+    small, vast = png(Image.new("L", (16, 16), 255)), png(Image.new("1", (3000, 3000), 1))
+    assert len(vast) < 16 * 1024  # under the body-size limit for decoding inline
+    settings = RuntimeSettings(repository=repository, poll_interval_s=0)
+    with TestClient(create_app(settings, span_exporter=spans)) as client:
+        wait_ready(client)
+        for body in (small, vast):
+            answer = client.post(
+                "/v1/models/double/eval", content=body, headers={"content-type": "image/png"}
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["outputs"]["y"] == 510.0
+    assert on_loop == [True, False]
+
+
+def test_an_image_section_changed_to_one_the_model_cannot_take_is_refused_at_the_scan(
+    repository: Path, spans: InMemorySpanExporter
+) -> None:
+    """Only new versions were checked against it: loaded ones answered every image with 500."""
+    from PIL import Image
+
+    config = repository / "double" / "config.yaml"
+    config.write_text("format: scale\nimage: {width: 1, height: 1}\n")
+    settings = RuntimeSettings(repository=repository, poll_interval_s=0)
+    body, headers = png(Image.new("L", (4, 4), 255)), {"content-type": "image/png"}
+    with TestClient(create_app(settings, span_exporter=spans)) as client:
+        wait_ready(client)
+        assert client.post("/v1/models/double/eval", content=body, headers=headers).json()[
+            "outputs"
+        ] == {"y": 510.0}
+        config.write_text("format: scale\nimage: {width: 2, height: 2}\n")  # 4 values, x takes 1
+        client.app.state.runtime.repository.scan()
+        listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+        assert "a 2x2 grayscale image cannot feed input 'x'" in listed["double"]["error"]
+        assert "version 1" in listed["double"]["error"]
+        # What already served keeps serving, with the section it was loaded with.
+        answer = client.post("/v1/models/double/eval", content=body, headers=headers)
+        assert answer.status_code == 200, answer.text

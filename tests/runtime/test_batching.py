@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from runtime.app import create_app
 from runtime.batching import Batched, Batcher, BatchingConfig
 from runtime.config import ConfigError, parse_model_config
+from runtime.errors import ClientClosedRequest, ServiceOverloaded
 from runtime.settings import RuntimeSettings
 
 LONG_DELAY_S = 1.0  # the longest allowed; no test waits for it: its batches fill up first
@@ -189,6 +190,78 @@ def test_a_request_cancelled_while_queued_is_not_run() -> None:
     assert [a.outputs["y"].item() for a in answers] == [2, 6]
 
 
+class Gate:
+    """A ``run`` whose first call waits for ``open()``: the model is busy while others queue."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[float]] = []
+        self.released = asyncio.Event()
+
+    async def __call__(self, inputs: dict[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+        self.calls.append(inputs["x"].ravel().tolist())
+        if len(self.calls) == 1:
+            await self.released.wait()
+        return {"y": inputs["x"] * 2}
+
+
+def test_a_request_whose_client_hangs_up_while_queued_is_dropped_at_once() -> None:
+    run = Gate()
+    depths: list[int] = []
+    batcher = Batcher(BatchingConfig(8, 0.0), run, on_depth=depths.append)
+
+    async def main() -> tuple[Any, ...]:
+        busy = asyncio.ensure_future(batcher.submit(rows(1), 1))
+        await asyncio.sleep(0)  # the model is busy with 1
+        hung_up = asyncio.Event()
+        gone = asyncio.ensure_future(batcher.submit(rows(2), 1, client_gone=hung_up.wait))
+        kept = asyncio.ensure_future(batcher.submit(rows(3), 1, client_gone=asyncio.Event().wait))
+        await asyncio.sleep(0)
+        assert depths[-1] == 2
+        hung_up.set()  # the server saw the connection close
+        await asyncio.wait([gone], timeout=5)
+        assert gone.done() and depths[-1] == 1  # refused now, not when the model is free
+        run.released.set()
+        return tuple(await asyncio.gather(busy, gone, kept, return_exceptions=True))
+
+    _, gone, kept = asyncio.run(main())
+
+    assert run.calls == [[1.0], [3.0]]  # 2 never ran
+    assert isinstance(gone, ClientClosedRequest) and gone.status_code == 499
+    assert kept.outputs["y"].item() == 6
+
+
+def test_a_full_queue_refuses_at_once_with_503_and_retry_after() -> None:
+    run = Gate()
+    refused: list[int] = []
+    batcher = Batcher(
+        BatchingConfig(8, 0.0, max_queue_size=2),
+        run,
+        label="model 'double' version 1",
+        on_full=lambda: refused.append(1),
+    )
+
+    async def main() -> list[Any]:
+        busy = asyncio.ensure_future(batcher.submit(rows(1), 1))
+        await asyncio.sleep(0)
+        queued = [asyncio.ensure_future(batcher.submit(rows(v), 1)) for v in (2, 3, 4)]
+        await asyncio.sleep(0)
+        assert queued[2].done()  # the third waiting request found the queue full
+        run.released.set()
+        return list(await asyncio.gather(busy, *queued, return_exceptions=True))
+
+    answers = asyncio.run(main())
+
+    assert [a.outputs["y"].item() for a in answers[:3]] == [2, 4, 6]
+    full = answers[3]
+    assert isinstance(full, ServiceOverloaded) and full.status_code == 503
+    assert full.served_headers == {"Retry-After": "1"}
+    assert full.message == (
+        "model 'double' version 1 is overloaded: 2 requests already wait in its batch queue "
+        "(batching.max_queue_size); retry shortly"
+    )
+    assert refused == [1] and run.calls == [[1.0], [2.0, 3.0]]
+
+
 @pytest.mark.parametrize(
     ("batching", "message"),
     [
@@ -198,6 +271,10 @@ def test_a_request_cancelled_while_queued_is_not_run() -> None:
         ({"max_batch_size": 8, "max_queue_delay_ms": -1}, "from 0 to 1000, got -1"),
         ({"max_batch_size": 8, "max_queue_delay_ms": True}, "from 0 to 1000, got True"),
         ({"max_batch_size": 8, "delay": 2}, "unknown key(s) ['delay']"),
+        (
+            {"max_batch_size": 8, "max_queue_size": 0},
+            "batching.max_queue_size must be a whole number of requests >= 1, got 0",
+        ),
     ],
 )
 def test_invalid_batching_configs_are_refused_naming_the_key(
@@ -215,6 +292,9 @@ def test_batching_is_off_unless_configured() -> None:
     assert parse_model_config({"batching": {"max_batch_size": 16}}).batching == BatchingConfig(
         16, 0.0
     )
+    assert BatchingConfig(16, 0.0).max_queue_size == 256
+    queue = {"max_batch_size": 16, "max_queue_size": 4}
+    assert parse_model_config({"batching": queue}).batching == BatchingConfig(16, 0.0, 4)
 
 
 # --------------------------------------------------------------------------- through the app
@@ -300,3 +380,102 @@ def test_requests_waiting_on_a_drain_that_is_cancelled_are_cancelled_not_left_ha
     answers = asyncio.run(asyncio.wait_for(main(), 10))
 
     assert all(isinstance(a, asyncio.CancelledError) for a in answers)
+
+
+# ------------------------------------------------------------------ through a real server
+
+
+class Nap:
+    """A pipeline processor that takes ``seconds`` per call and passes its inputs through."""
+
+    def __init__(self, params: dict[str, Any]) -> None:
+        self.seconds = float(params["seconds"])
+
+    def output_specs(self, input_specs: list[Any]) -> list[Any]:
+        return list(input_specs)
+
+    def __call__(self, inputs: list[np.ndarray]) -> list[np.ndarray]:
+        time.sleep(self.seconds)
+        return list(inputs)
+
+
+NAP_PIPELINE = """\
+inputs: [{name: x, datatype: FP32, shape: [-1, 1]}]
+steps:
+  - {name: nap, processor: "tests.runtime.test_batching:Nap", inputs: [x], outputs: [y],
+     params: {seconds: 0.5}}
+outputs: [y]
+"""
+
+
+@pytest.fixture
+def napping_server(tmp_path: Path) -> Iterator[int]:
+    """The runtime under uvicorn on a loopback port, serving ``nap`` (0.5 s per call)."""
+    import socket
+    import threading
+    import urllib.request
+
+    import uvicorn
+
+    (tmp_path / "nap" / "1").mkdir(parents=True)
+    (tmp_path / "nap" / "config.yaml").write_text("batching: {max_batch_size: 8}\n")
+    (tmp_path / "nap" / "1" / "pipeline.yaml").write_text(NAP_PIPELINE)
+    app = create_app(RuntimeSettings(repository=tmp_path, poll_interval_s=0))
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]})
+    thread.start()
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/health/ready") as ready:
+                    if ready.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "runtime never became ready"
+            time.sleep(0.05)
+        yield port
+    finally:
+        server.should_exit = True
+        thread.join(20)
+        listener.close()
+
+
+def post_raw(port: int, value: float) -> Any:
+    """An eval request written on a socket, left open for the caller to read or close."""
+    import json
+    import socket
+
+    body = json.dumps({"x": value}).encode()
+    connection = socket.create_connection(("127.0.0.1", port))
+    connection.sendall(
+        b"POST /v1/models/nap/eval HTTP/1.1\r\nHost: runtime\r\nContent-Type: application/json"
+        b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+    )
+    return connection
+
+
+def test_a_queued_request_whose_client_hangs_up_never_runs(napping_server: int) -> None:
+    """The handler was never told that its client had gone: the call ran for nobody."""
+    import urllib.request
+
+    busy = post_raw(napping_server, 1)  # the model is busy for 0.5 s
+    time.sleep(0.15)
+    for value in (2, 3):  # queued behind it, then the clients give up
+        post_raw(napping_server, value).close()
+    time.sleep(0.05)
+    with busy:
+        assert busy.recv(1024).startswith(b"HTTP/1.1 200 ")
+    time.sleep(0.8)  # long enough for a second call to have run
+    url = f"http://127.0.0.1:{napping_server}/metrics"
+    with urllib.request.urlopen(url) as scraped:
+        metrics = scraped.read().decode()
+    assert 'driftgate_batch_size_count{model="nap",version="1"} 1.0' in metrics
+    assert (
+        'driftgate_runtime_requests_total{code="499",model="nap",protocol="eval",version="1"} 2.0'
+        in metrics
+    )

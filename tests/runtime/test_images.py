@@ -94,6 +94,56 @@ def test_transparency_is_flattened_onto_white() -> None:
     assert np.allclose(decode_image(clear, "image/png", DIGITS, NHWC), 16.0)
 
 
+def test_a_16_bit_grayscale_png_keeps_its_levels() -> None:
+    # Pillow opens it as mode I;16; a plain convert to 8 bits clips mid-grey to white.
+    mid_grey = encoded(Image.fromarray(np.full((16, 16), 32896, dtype=np.uint16)))
+    assert Image.open(io.BytesIO(mid_grey)).mode == "I;16"
+    tensor = decode_image(mid_grey, "image/png", DIGITS, NHWC)
+    assert np.allclose(tensor, 128 * 0.0627450980, atol=1e-4)
+
+
+def test_a_16_bit_png_with_a_transparent_level_is_flattened_onto_white() -> None:
+    levels = np.full((16, 16), 32896, dtype=np.uint16)  # mid-grey
+    levels[:, 8:] = 1000  # the transparent level (tRNS)
+    buffer = io.BytesIO()
+    Image.fromarray(levels).save(buffer, format="PNG", transparency=1000)
+    tensor = decode_image(buffer.getvalue(), "image/png", DIGITS, NHWC)
+    assert np.allclose(tensor[0, :, :3, 0], 128 * 0.0627450980, atol=1e-4)
+    assert tensor[0, :, 5:, 0].min() > 15.5
+
+
+def left_dark_right_white(fmt: str, orientation: int) -> bytes:
+    """32x16 pixels, the left half black, stored with EXIF ``orientation``."""
+    pixels = np.zeros((16, 32), dtype=np.uint8)
+    pixels[:, 16:] = 255
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format=fmt, exif=exif.tobytes(), quality=95)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_exif_orientation_is_applied_as_a_camera_means_it(fmt: str) -> None:
+    # Orientation 6: the stored picture is shown turned 90 degrees clockwise, so its dark
+    # left half is the top half of what the user saw (and of what the model must see).
+    content_type = f"image/{fmt.lower()}"
+    upright = decode_image(left_dark_right_white(fmt, 1), content_type, DIGITS, NHWC)
+    assert upright[0, :, :3, 0].max() < 1 and upright[0, :, 5:, 0].min() > 15
+    turned = decode_image(left_dark_right_white(fmt, 6), content_type, DIGITS, NHWC)
+    assert turned[0, :3, :, 0].max() < 1 and turned[0, 5:, :, 0].min() > 15
+
+
+def test_a_huge_image_is_averaged_down_without_the_colour_hidden_under_transparency() -> None:
+    # 4096 x 4096 is averaged down before flattening (one 64 MB copy instead of four); every
+    # other column is transparent black, which must not darken the white columns around it.
+    columns = np.zeros((4096, 4096, 4), dtype=np.uint8)
+    columns[:, ::2] = 255  # opaque white
+    body = encoded(Image.fromarray(columns, mode="RGBA"))
+    tensor = decode_image(body, "image/png", DIGITS, NHWC)
+    assert np.allclose(tensor, 255 * 0.0627450980, atol=0.07)
+
+
 def test_jpeg_bodies_decode_too() -> None:
     photo = encoded(Image.new("RGB", (640, 480), (128, 128, 128)), "JPEG")
     tensor = decode_image(photo, "image/jpeg; charset=binary", DIGITS, NHWC)

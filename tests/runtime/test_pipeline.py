@@ -21,7 +21,7 @@ import yaml
 from runtime.backends import FORMATS, create_backend
 from runtime.backends.base import ModelBackend
 from runtime.errors import BadRequest
-from runtime.pipeline import PipelineBackend, PipelineConfigError
+from runtime.pipeline import PipelineBackend, PipelineConfigError, PipelineStepError
 from runtime.tensors import ModelMetadata, TensorSpec
 
 
@@ -203,6 +203,71 @@ def test_a_pipeline_cannot_include_itself(tmp_path: Path):
         load(write_pipeline(tmp_path, document))
 
 
+def test_a_pipeline_cannot_include_its_own_folder(tmp_path: Path):
+    # "." names the folder, whose pipeline.yaml is this file: a cycle, not a deep recursion.
+    document = {
+        "inputs": INPUTS,
+        "steps": [{"name": "loop", "model": ".", "format": "pipeline", "inputs": ["a"],
+                   "outputs": ["x"]}],
+        "outputs": ["x"],
+    }  # fmt: skip
+    path = write_pipeline(tmp_path, document)
+    with pytest.raises(PipelineConfigError, match=r"step 'loop'.*includes itself") as raised:
+        load(path)
+    assert str(raised.value).count(str(path)) == 1
+
+
+class Exploding(StandIn):
+    """A ``standin`` whose framework fails on a row of 13s (a bug, not a client error)."""
+
+    def predict(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if (inputs["x"] == 13).any():
+            raise RuntimeError("kernel crashed")
+        return super().predict(inputs)
+
+
+def test_a_tensor_declared_loosely_is_checked_against_the_model_when_the_request_runs(
+    standin_folder: Path,
+):
+    # Input "wide" is [-1, -1]: the load cannot know its width, so the request is checked.
+    document = {
+        "inputs": [{"name": "wide", "datatype": "FP32", "shape": [-1, -1]}],
+        "steps": [model_step(name="double", inputs={"x": "wide"}, outputs={"y": "out"})],
+        "outputs": ["out"],
+    }
+    backend = load(write_pipeline(standin_folder, document))
+    assert backend.predict({"wide": np.ones((1, 2), np.float32)})["out"].tolist() == [[2, 2]]
+    with pytest.raises(
+        BadRequest,
+        match=r"step 'double': tensor 'wide' has shape \[1, 3\] but model input 'x' "
+        r"wants \[\?, 2\]",
+    ):
+        backend.predict({"wide": np.ones((1, 3), np.float32)})
+
+
+def test_a_step_that_fails_unexpectedly_is_named_in_the_error(
+    standin_folder: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setitem(FORMATS, "standin", f"{__name__}:Exploding")
+    backend = load(write_pipeline(standin_folder, standin_pipeline()))
+    inputs = {"a": np.array([[13.0]], np.float32), "b": np.array([[1.0]], np.float32),
+              "color": np.array([["red"]], object)}  # fmt: skip
+    with pytest.raises(PipelineStepError, match=r"step 'double' failed: RuntimeError: kernel") as e:
+        backend.predict(inputs)
+    assert isinstance(e.value.__cause__, RuntimeError)
+
+
+def test_a_mismatch_between_two_steps_names_both(standin_folder: Path):
+    fill = step(name="fill", outputs=["a_filled"])
+    join = {**JOIN, "inputs": ["a", "b", "a_filled"]}  # [-1, 3], the model takes [-1, 2]
+    with pytest.raises(
+        PipelineConfigError,
+        match=r"step 'm'.*inputs: x: tensor 'ab' \(written by step 'join'\) has shape "
+        r"\[-1, 3\] but the model wants \[-1, 2\]",
+    ):
+        load(write_pipeline(standin_folder, pipeline(fill, join, model_step())))
+
+
 # --- validation: every error names the file, the step and the field -----------------------
 
 
@@ -346,13 +411,15 @@ JOIN = {"name": "join", "processor": "concat", "inputs": ["a", "b"], "outputs": 
         ),
         case(
             model_step(inputs={"x": "color"}),
-            r"step 'm'.*inputs: x: tensor 'color' is BYTES but the model wants FP64; "
+            r"step 'm'.*inputs: x: tensor 'color' \(a pipeline input\) is BYTES but the model "
+            r"wants FP64; "
             r"add a 'cast' step",
             "text into numbers",
         ),
         case(
             model_step(inputs={"x": "a"}),
-            r"step 'm'.*tensor 'a' has shape \[-1, 1\] but the model wants \[-1, 2\]",
+            r"step 'm'.*tensor 'a' \(a pipeline input\) has shape \[-1, 1\] but the model "
+            r"wants \[-1, 2\]",
             "shape mismatch",
         ),
         case(

@@ -186,6 +186,23 @@ def test_failed_version_is_retried_when_its_files_change(
     assert repository.resolve("m").ready
 
 
+def test_a_version_that_failed_because_of_its_config_is_retried_when_the_config_is_fixed(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    """Only the version folder was watched: a fixed config.yaml waited for a restart."""
+    import os
+
+    add_version(tmp_path, "m", 1, "2", "format: scale\nimage: {width: 8, height: 8}\n")
+    repository.scan()
+    with pytest.raises(ModelNotReady, match="cannot feed input 'x'"):
+        repository.resolve("m")
+    config = tmp_path / "m" / "config.yaml"
+    config.write_text("format: scale\nimage: {width: 1, height: 1}\n")
+    os.utime(config, (config.stat().st_atime, config.stat().st_mtime + 5))
+    repository.scan()
+    assert repository.resolve("m").ready
+
+
 def test_a_broken_model_never_affects_another(tmp_path: Path, repository: ModelRepository) -> None:
     add_version(tmp_path, "good", 1, "1")
     add_version(tmp_path, "bad", 1, "broken")
