@@ -54,6 +54,8 @@ def start_jobs(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[bytes], in
                 break
         except httpx.HTTPError:
             time.sleep(0.1)
+    # Not some other process on a port taken since free_port() looked (it would answer).
+    assert process.poll() is None, (tmp_path / "jobs.log").read_text()
     return process, port
 
 
