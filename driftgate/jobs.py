@@ -206,10 +206,16 @@ class StopSignals:
             signal.signal(number, _ignore_stop_signal)
 
     def wait(self) -> signal.Signals:
-        """Block until SIGTERM or SIGINT arrives (or arrived since creation); name it."""
+        """Block until SIGTERM or SIGINT arrives (or arrived since creation); name it.
+
+        From then on both are ignored (``SIG_IGN``), not merely handled: the interpreter's
+        shutdown puts the default action back for signals with a Python handler, and a
+        SIGTERM landing then would kill the process (exit -15) after a clean stop."""
         while True:
             for number in os.read(self._read_fd, 64):
                 if number in self.NUMBERS:
+                    for ignored in self.NUMBERS:
+                        signal.signal(ignored, signal.SIG_IGN)
                     return signal.Signals(number)
 
 

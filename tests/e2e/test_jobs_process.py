@@ -107,3 +107,24 @@ def test_a_sigterm_given_to_any_thread_stops_the_jobs_process(tmp_path: Path) ->
     finally:
         stop_for_good(process)
     assert "stopping on SIGTERM" in (tmp_path / "jobs.log").read_text()
+
+
+def test_stop_signals_after_the_first_are_ignored_through_interpreter_shutdown() -> None:
+    """Python's shutdown resets signals that have a Python handler to the default action
+    (terminate); ignored ones stay ignored, so a late SIGTERM cannot turn a clean stop
+    into exit -15."""
+    script = (
+        "import os, signal\n"
+        "from driftgate.jobs import StopSignals\n"
+        "stop = StopSignals()\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "print(stop.wait().name)\n"
+        "print(signal.getsignal(signal.SIGTERM) is signal.SIG_IGN)\n"
+        "print(signal.getsignal(signal.SIGINT) is signal.SIG_IGN)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=False, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["SIGTERM", "True", "True"]
