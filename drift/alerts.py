@@ -11,6 +11,13 @@ the report link and the SQL that reproduces the window.
 as firing and posts "firing" for newly drifted features and "resolved" for those that
 recovered. What the receiver holds is kept in the store by the drift job
 (``drift.alert_state``), not here, so that it outlives the process.
+
+A model version that stops serving has no run to compare: once it has had no traffic
+for longer than the job's lookback, the job resolves its alerts with ``quiet_payload``
+(same labels and fingerprints, annotation ``resolved_because: no_traffic``, and a
+description saying that the drift was not seen to end, only the traffic). That is what
+the Prometheus path does too: the gauges of a version whose latest run is a day old go
+away, and ``DriftgateDriftDetected`` resolves.
 """
 
 from __future__ import annotations
@@ -25,7 +32,10 @@ from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
+from drift.alert_state import HeldFiring
 from drift.findings import DriftRun, FeatureFinding
+from drift.report import report_url
+from drift.verdict import effect_text
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,8 @@ RUNBOOK_URL = "docs/runbook.md#driftgatedriftdetected"
 NOT_ENDED = "0001-01-01T00:00:00Z"
 #: Labels the payload groups by, when every alert shares them.
 GROUP_BY = ("alertname", "model", "version", "arm")
+#: The annotation that says why an alert was resolved when no run saw the drift end.
+RESOLVED_BECAUSE = "resolved_because"
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -62,6 +74,62 @@ def alert_payload(
             else list(dict.fromkeys(features.get(run.run_id, ())))
         )
         alerts.extend(_alert(run, name, status, external_url) for name in chosen)
+    return _envelope(alerts, status, external_url)
+
+
+def quiet_payload(
+    held: HeldFiring,
+    *,
+    now: datetime,
+    last_seen: datetime | None,
+    lookback_s: float,
+    sql: str,
+    external_url: str,
+) -> dict[str, Any]:
+    """The webhook body resolving ``held``'s alerts because its model version went quiet:
+    no answered request in the last ``lookback_s`` (``last_seen``: its latest one still in
+    the store, if any), so no drift run checks it any more."""
+    where = f"model {held.model} version {held.version} (arm {held.arm})"
+    report = external_url.rstrip("/") + report_url(held.model, held.version, "latest")
+    last = (
+        f"its last answered request was logged at {_rfc3339(last_seen)}"
+        if last_seen is not None
+        else "the store holds no answered request of it any more"
+    )
+    ended = _rfc3339(now)
+    alerts = []
+    for feature in sorted(held.firing):
+        labels = _labels(held.model, held.version, held.arm, feature)
+        alerts.append(
+            {
+                "status": "resolved",
+                "labels": labels,
+                "annotations": {
+                    "summary": f"drift alert on {where}, feature {feature}: no traffic",
+                    "description": (
+                        f"Resolved because {where} went quiet: no answered request in the "
+                        f"last {_duration(lookback_s)} (the drift job's lookback_s), and "
+                        f"{last}, so the drift job no longer checks it. The drift was not "
+                        "seen to end. Should the version serve again, the next run checks "
+                        "it and fires again if it still drifts."
+                    ),
+                    RESOLVED_BECAUSE: "no_traffic",
+                    "report": report,
+                    "sql": sql,
+                    "runbook_url": RUNBOOK_URL,
+                },
+                "startsAt": ended,
+                "endsAt": ended,
+                "generatorURL": report,
+                "fingerprint": fingerprint(labels),
+            }
+        )
+    return _envelope(alerts, "resolved", external_url)
+
+
+def _envelope(
+    alerts: list[dict[str, Any]], status: AlertStatus, external_url: str
+) -> dict[str, Any]:
     common_labels = _common([a["labels"] for a in alerts])
     common_annotations = _common([a["annotations"] for a in alerts])
     group_labels = {k: v for k, v in common_labels.items() if k in GROUP_BY} or {
@@ -81,15 +149,19 @@ def alert_payload(
     }
 
 
-def _alert(run: DriftRun, feature: str, status: AlertStatus, external_url: str) -> dict[str, Any]:
-    labels = {
+def _labels(model: str, version: str, arm: str, feature: str) -> dict[str, str]:
+    return {
         "alertname": ALERT_NAME,
         "severity": SEVERITY,
-        "model": run.model,
-        "version": run.version,
-        "arm": run.arm,
+        "model": model,
+        "version": version,
+        "arm": arm,
         "feature": feature,
     }
+
+
+def _alert(run: DriftRun, feature: str, status: AlertStatus, external_url: str) -> dict[str, Any]:
+    labels = _labels(run.model, run.version, run.arm, feature)
     base = external_url.rstrip("/")
     report = base + (run.report or "/reports/index.html")
     finding = _finding(run, feature)
@@ -135,9 +207,11 @@ def _description(
         return f"Feature {feature} was not tested by run {run.run_id} {seen}."
     result = finding.result
     p_value = "none" if result.p_value is None else f"{result.p_value:.4g}"
+    floor = effect_text(result)
     numbers = (
         f"test {result.statistic}: score {result.score:.4g}, threshold {result.threshold:.4g} "
         f"(on the {result.compares.replace('_', '-')}), p-value {p_value}"
+        + (f", {floor}" if floor else "")
     )
     if status == "firing":
         return f"Feature {feature} drifted from its reference {seen}: {numbers}."
@@ -166,6 +240,13 @@ def _label_set(labels: Mapping[str, str]) -> str:
     """Alertmanager's text form of a label set: ``{a="x", b="y"}``, names sorted."""
     pairs = ", ".join(f"{k}={json.dumps(labels[k])}" for k in sorted(labels))
     return "{" + pairs + "}"
+
+
+def _duration(seconds: float) -> str:
+    for unit, size in (("h", 3600), ("min", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g} {unit}"
+    return f"{seconds:g} s"
 
 
 def _rfc3339(moment: datetime) -> str:
@@ -218,6 +299,32 @@ class WebhookNotifier:
             if features and not self._send(run, status, features):
                 known.update({feature: status == "resolved" for feature in features})
         return known
+
+    def resolve_quiet(
+        self,
+        held: HeldFiring,
+        *,
+        now: datetime,
+        last_seen: datetime | None,
+        lookback_s: float,
+        sql: str,
+    ) -> bool:
+        """Send "resolved" for ``held``'s alerts, its version having gone quiet
+        (``quiet_payload``). Never raises; whether the receiver took it."""
+        try:
+            payload = quiet_payload(
+                held,
+                now=now,
+                last_seen=last_seen,
+                lookback_s=lookback_s,
+                sql=sql,
+                external_url=self.external_url,
+            )
+        except Exception:
+            self.sends.labels("error").inc()
+            log.exception("could not build the drift alert resolving %s", held.key)
+            return False
+        return self._post(payload)
 
     def _send(self, run: DriftRun, status: AlertStatus, features: list[str]) -> bool:
         """Whether the receiver took the alert for ``features``."""

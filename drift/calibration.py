@@ -29,7 +29,9 @@ window of this size: the score between two multinomial resamples of the referenc
 the reference's size, one of the window's), over its bins and, for statistics that count
 missing values, the missing bin. The threshold is never below
 ``TestSettings.min_effect[statistic]``, so a huge window does not flag a shift too small
-to matter.
+to matter. The p-value tests have no such threshold to floor: where ``min_effect`` names
+one, it drifts only when its effect size (``effect_size``: KS's D, chi-square's Cramer's
+V) is above the floor as well. Neither has a floor by default.
 
 Resampling: ``rounds = max(settings.rounds, min(ceil(MIN_TAIL_DRAWS / level), MAX_ROUNDS))``,
 all drawn at once. When that still leaves fewer than ``MIN_TAIL_DRAWS`` draws beyond the
@@ -163,9 +165,31 @@ def evaluate(
         )
     value, p_value = score(name, reference, current)
     if p_value is not None:
-        return DriftStat(name, value, p_value, threshold=level, drifted=p_value < level)
+        floor = settings.min_effect.get(name)
+        if floor is None:
+            return DriftStat(name, value, p_value, threshold=level, drifted=p_value < level)
+        effect = effect_size(name, value, reference, current)
+        return DriftStat(
+            name,
+            value,
+            p_value,
+            threshold=level,
+            drifted=p_value < level and effect > floor,
+            effect=effect,
+            min_effect=floor,
+        )
     threshold = calibrated_threshold(name, reference, n_current, level, settings)
     return DriftStat(name, value, None, threshold=threshold, drifted=value > threshold)
+
+
+def effect_size(name: str, value: float, reference: Distribution, current: Distribution) -> float:
+    """What ``min_effect`` floors for a p-value test: KS's D as it is; for chi-square,
+    Cramer's V, sqrt(chi-square / N) over the 2 x K table of N rows (0 to 1), since the
+    statistic itself grows with the sample."""
+    if name == "chi_square":
+        rows = sample_size(name, reference) + sample_size(name, current)
+        return math.sqrt(value / rows) if rows else 0.0
+    return value
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,11 @@ One run (``DriftJob.run``, scheduled by ``monitoring.jobs.JobScheduler``):
    gateway's ``/metrics`` turns into gauges, a span event per test, and the webhook: the
    changes since what its receiver holds as firing, which the store keeps
    (``drift.alert_state``) so that a restart or the next ``--once`` process goes on from it.
+6. Versions gone quiet: what the receiver holds as firing for a (model, version, arm)
+   with no answered request in the last ``lookback_s`` is resolved, the annotation
+   saying so (``drift.quiet``), and forgotten. No run visits such a
+   version any more, so nothing else would ever resolve it; a version that serves again
+   is checked again and fires again if it still drifts.
 """
 
 from __future__ import annotations
@@ -51,13 +56,14 @@ from drift.findings import (
 from drift.missing import missing_share_drift, needs_missing_test
 from drift.multivariate import pca_drift
 from drift.profile import FeatureProfile, ReferenceProfile, profile_from_log
+from drift.quiet import resolve_quiet
 from drift.references import ReferenceStore
 from drift.report import prune_reports, render_report, write_report
 from drift.results import latest_key, publish_latest, write_results
 from drift.sequential import first_alarm, performance_drift
 from drift.settings import DriftSettings
 from drift.stats import psi
-from drift.verdict import DriftStat, TestSettings
+from drift.verdict import DriftStat, TestSettings, effect_text
 from drift.window import groups, labelled_errors, sample_columns, scan_window, window_bounds
 from monitoring.jobs import FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
@@ -129,6 +135,18 @@ class DriftJob:
                     log.exception("checking %s/%s arm %s failed", model, version, arm)
                     failed.append(f"{model}/{version} arm {arm} ({exc})")
                     outcomes[model, version, arm] = True
+            quiet = (
+                resolve_quiet(
+                    self.store,
+                    self.notifier,
+                    con,
+                    set(found),
+                    now=now,
+                    lookback_s=self.settings.lookback_s,
+                )
+                if self.notifier is not None
+                else []
+            )
         finally:
             con.close()
         self.failing.record(outcomes)
@@ -140,6 +158,7 @@ class DriftJob:
             f"{len(done)} of {len(found)} model versions checked; "
             f"drifted: {', '.join(drifted) if drifted else 'none'}"
             + (f"; failed: {'; '.join(failed)}" if failed else "")
+            + (f"; alerts resolved as quiet: {', '.join(quiet)}" if quiet else "")
         )
 
     def check(
@@ -241,6 +260,7 @@ class DriftJob:
                     psi=psi(reference, current) if current.rows else None,
                     reference=reference,
                     current=current,
+                    detail=effect_text(result),
                 )
             )
             if feature.column in missing_tests:
@@ -365,7 +385,13 @@ class DriftJob:
         firing = {feature for feature, drifted in heard.items() if drifted}
         if firing != held:
             record_firing(
-                self.store, key, notifier.url, firing, run_id=run.run_id, updated=self.clock()
+                self.store,
+                key,
+                notifier.url,
+                firing,
+                run_id=run.run_id,
+                updated=self.clock(),
+                target=(run.model, run.version, run.arm),
             )
 
 
@@ -381,13 +407,14 @@ def _missing_finding(
         f"missing values: {reference.missing / max(reference.rows, 1):.1%} of the reference, "
         f"{current.missing / max(current.rows, 1):.1%} of the window"
     )
+    floor = effect_text(result)
     return FeatureFinding(
         feature=f"{feature.name}:missing",
         column=feature.column,
         kind="numeric",
         role=feature.role,
         result=result,
-        detail=shares,
+        detail=f"{shares}; {floor}" if floor else shares,
     )
 
 

@@ -46,4 +46,6 @@ def missing_share_drift(
     p_value = float(2 * scipy.stats.norm.sf(abs(change) / spread)) if spread > 0 else 1.0
     floor = settings.min_effect.get(STATISTIC, DEFAULT_MIN_EFFECT)
     drifted = p_value < level and abs(change) > floor
-    return DriftStat(STATISTIC, change, p_value, level, drifted=drifted)
+    return DriftStat(
+        STATISTIC, change, p_value, level, drifted=drifted, effect=abs(change), min_effect=floor
+    )

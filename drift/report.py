@@ -26,6 +26,7 @@ from drift.distributions import OTHER, Distribution
 from drift.findings import DriftRun, FeatureFinding
 from drift.html import moment_text, number_text, path_segment
 from drift.svg import bar_chart
+from drift.verdict import effect_text
 from monitoring.prediction_log.layout import store_lock, write_text_file
 
 REPORTS = "reports"
@@ -222,7 +223,8 @@ def _reproduce(run: DriftRun) -> str:
 def _rule(finding: FeatureFinding) -> str:
     result = finding.result
     if result.p_value is not None:
-        return f"p < {number_text(result.threshold)}"
+        floor = effect_text(result)
+        return f"p < {number_text(result.threshold)}" + (f" and {floor}" if floor else "")
     return f"score > {number_text(result.threshold)}"
 
 

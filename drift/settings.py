@@ -23,7 +23,8 @@ drift:
 Relative paths resolve against gateway.yaml's folder. Every key is optional. Durations
 are positive and finite (no ``.nan``/``.inf``); counts may not be negative; ``min_rows``
 is at most ``window.rows``; ``min_effect`` names known statistics, and is below 1 for
-those that never exceed 1 (``jensen_shannon``, ``missing_share``); ``webhook`` and
+those that never exceed 1 (``jensen_shannon``, ``missing_share``, and the effect sizes
+floored for ``ks`` and ``chi_square``: D and Cramer's V); ``webhook`` and
 ``external_url`` are http(s) URLs.
 Whether the ``models`` folder exists is checked when the jobs start (``driftgate.jobs``).
 """
@@ -45,8 +46,9 @@ _STATISTICS = {"psi", "jensen_shannon", "wasserstein", "ks", "chi_square"}
 #: What ``min_effect`` may floor: every calibrated statistic and the missing-value share
 #: (``drift.missing.STATISTIC``).
 _EFFECT_SIZES = _STATISTICS | {"missing_share"}
-#: Effect sizes that never exceed 1: a floor of 1 or more would never let them drift.
-_AT_MOST_ONE = {"jensen_shannon", "missing_share"}
+#: Effect sizes that never exceed 1: a floor of 1 or more would never let them drift
+#: (for ``ks`` the floor is on its D, for ``chi_square`` on Cramer's V: ``drift.calibration``).
+_AT_MOST_ONE = {"jensen_shannon", "missing_share", "ks", "chi_square"}
 
 
 def check_positive_finite(value: float, where: str) -> None:

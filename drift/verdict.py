@@ -4,6 +4,11 @@ A test's ``threshold`` is compared with its p-value when it has one (drifted whe
 ``p_value < threshold``; the threshold is then alpha corrected for the number of tests)
 and with its score otherwise (drifted when ``score > threshold``; the threshold is then
 calibrated on the reference for the current window's size, see ``drift.calibration``).
+
+A p-value test may also need a shift of some size: ``min_effect`` is then the floor its
+``effect`` had to exceed as well (``EFFECT_SIZES`` names what each test measures), so
+that a huge window, where every p-value is tiny, does not flag a shift too small to
+matter. For a score test the floor is part of its ``threshold`` instead.
 """
 
 from __future__ import annotations
@@ -22,10 +27,27 @@ class DriftStat:
     p_value: float | None
     threshold: float
     drifted: bool
+    effect: float | None = None
+    min_effect: float | None = None
 
     @property
     def compares(self) -> Literal["p_value", "score"]:
         return "score" if self.p_value is None else "p_value"
+
+
+#: What ``min_effect`` floors for the tests decided by a p-value, as reports name it.
+EFFECT_SIZES = {"ks": "D", "chi_square": "Cramér's V", "missing_share": "|change|"}
+
+
+def effect_text(result: DriftStat) -> str:
+    """The effect size a p-value test was also held to, in words; "" when it had none."""
+    if result.effect is None or result.min_effect is None:
+        return ""
+    name = EFFECT_SIZES.get(result.statistic, "effect size")
+    relation = ">" if result.effect > result.min_effect else "<="
+    return (
+        f"{name} {result.effect:.4g} {relation} min_effect.{result.statistic} {result.min_effect:g}"
+    )
 
 
 @dataclass(frozen=True)
@@ -38,8 +60,9 @@ class TestSettings:
     chi-square); larger ones the effect-size scores (Wasserstein, Jensen-Shannon) with
     thresholds calibrated on the reference.
     ``rounds`` / ``seed``: the resampling that calibrates those thresholds.
-    ``min_effect``: a floor under calibrated thresholds, by statistic, so that a huge
-    window does not flag a shift too small to matter (see docs/drift.md).
+    ``min_effect``: by statistic, the size of shift that matters, so that a huge window
+    does not flag a shift too small to: a floor under calibrated thresholds, and for the
+    p-value tests an effect size to exceed as well (``EFFECT_SIZES``; docs/drift.md).
     ``statistics``: force a statistic per feature kind (``numeric``/``categorical``)
     instead of the default table.
     """

@@ -79,6 +79,23 @@ ORDER BY model, version, arm"""
     return [(str(m), str(v), str(a)) for m, v, a in con.execute(query).fetchall()]
 
 
+def last_answered_sql(model: str, version: str, arm: str) -> str:
+    """SQL giving the time of the latest answered row of one model version and arm."""
+    return (
+        'SELECT max("timestamp") AS last_answered FROM predictions\n'
+        f"WHERE {_group_filter(model, version, arm)}"
+    )
+
+
+def last_answered(
+    con: duckdb.DuckDBPyConnection, model: str, version: str, arm: str
+) -> datetime | None:
+    """When the model version and arm last answered (``status < 400``); None: never, as
+    far as the store still holds."""
+    found = con.execute(last_answered_sql(model, version, arm)).fetchall()[0][0]
+    return None if found is None else _utc(found)
+
+
 def window_bounds(
     con: duckdb.DuckDBPyConnection,
     model: str,

@@ -7,11 +7,12 @@ replicas it supervises with ``--replica`` (they override ``replicas``: under ``u
 file lists none); on Kubernetes it is a CronJob running ``driftgate jobs --once``. Without
 any replica the explain job is not scheduled (a warning says so).
 
-Its own ``/metrics`` (``--metrics-port``) carries the job runs, their durations and the
-times of each job's latest good and failed run (``driftgate_job_*``), the model versions
-the drift job's latest run could not check (``driftgate_drift_check_failing``) and webhook
-sends; the drift and importance gauges are served by the gateway, computed at scrape time
-from the latest results in the store (``monitoring.job_results``).
+Its own ``/metrics`` (``--metrics-port``) carries each job's runs, durations, interval and
+the times of its latest start, good run and failed run (``driftgate_job_*``), the model
+versions the drift and explain jobs' latest runs could not handle
+(``driftgate_drift_check_failing``, ``driftgate_explain_check_failing``) and webhook sends;
+the drift and importance gauges are served by the gateway, computed at scrape time from
+the latest results in the store (``monitoring.job_results``).
 
 Before any job runs, the paths are checked: ``log.store`` must already be a store for
 ``--once`` (a CronJob pointed at a typo must not report an empty store as all clear; the
@@ -127,7 +128,12 @@ def build_jobs(
         log.warning("explain job not scheduled: no runtime replicas (replicas: or --replica)")
     elif explain_wanted:
         explainer = ExplainJob(
-            store, explain, explain.repository(settings.base_dir), runtimes, tracer
+            store,
+            explain,
+            explain.repository(settings.base_dir),
+            runtimes,
+            tracer,
+            registry=registry,
         )
         scheduler.add("explain", explain.interval_s, explainer.run)
     names = [job.name for job in scheduler.jobs]

@@ -35,6 +35,8 @@ of ``rows x (1 + features x repeats)`` predicted rows, runs first; Kernel SHAP e
 many rows as the rest allows, as estimated from its first ``PROBE_ROWS``. A version reached
 after the limit is skipped; one that fails is logged and the run goes on: the run fails
 when every version it tried failed (those skipped, say for no input values, are not tried).
+A run that explains some versions succeeds: ``driftgate_explain_check_failing`` (1 per
+version it could not explain, 0 per version explained or skipped) says which it could not.
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from pathlib import Path
 import duckdb
 import numpy as np
 from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from drift.references import ReferenceStore
 from drift.report import prune_reports
@@ -73,6 +76,7 @@ from explain.results import (
 )
 from explain.settings import ExplainJobSettings
 from explain.traffic import Traffic, read_traffic
+from monitoring.jobs import FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.explain")
@@ -93,6 +97,7 @@ class ExplainJob:
         *,
         clock: Clock = lambda: datetime.now(UTC),
         timer: Callable[[], float] = time.perf_counter,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.store = Path(store).resolve()
         self.settings = settings
@@ -105,6 +110,13 @@ class ExplainJob:
         self._reference_importance: dict[tuple[str, str, str], dict[str, Importance]] = {}
         # Versions whose n_samples was raised and said so: once per process is enough.
         self._raised_samples: set[tuple[str, str]] = set()
+        # A run that explained some versions succeeds: this says which ones it could not.
+        self.failing = FailingTargets(
+            "driftgate_explain_check_failing",
+            "1 when the latest explain run could not explain the model version.",
+            ["model", "version"],
+            registry,
+        )
 
     def run(self) -> str:
         """One scheduled run over every model version; returns a one-line summary. A
@@ -124,11 +136,13 @@ class ExplainJob:
         explained: list[ExplainRun] = []
         skipped: list[str] = []
         failed: list[str] = []
+        outcomes: dict[tuple[str, ...], bool] = dict.fromkeys(found, False)
         for position, ((model, version), read) in enumerate(zip(found, traffic, strict=True)):
             name = f"{model}/{version}"
             left = deadline - self.timer()
             if isinstance(read, Exception):
                 failed.append(f"{name} ({read})")
+                outcomes[model, version] = True
                 continue
             if isinstance(read, str) or left <= 0:
                 skipped.append(f"{name} ({read if isinstance(read, str) else 'time limit'})")
@@ -138,14 +152,17 @@ class ExplainJob:
             except RuntimePredictError as exc:  # the runtime's message says it all
                 log.warning("explaining %s failed: %s", name, exc)
                 failed.append(f"{name} ({exc})")
+                outcomes[model, version] = True
             except Exception as exc:  # one version's failure must not stop the others
                 log.exception("explaining %s failed", name)
                 failed.append(f"{name} ({exc!r})")
+                outcomes[model, version] = True
             else:
                 if run is None:
                     skipped.append(f"{name} (time limit)")
                 else:
                     explained.append(run)
+        self.failing.record(outcomes)
         if failed and not explained:  # skipped versions were never tried
             raise RuntimeError(f"every model version tried failed: {'; '.join(failed)}")
         tops = [

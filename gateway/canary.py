@@ -17,7 +17,9 @@ weighted by the current step. The gateway watches both arms and, every ``TICK_S`
   ``canary`` section goes.
 
 Each decision is applied like an admin ``PUT``: validated, persisted, swapped atomically
-(``gateway.route_table``). :func:`judge` decides (pure); :class:`CanaryController` measures
+(``gateway.route_table``), unless the route's file changed since the policy it was measured
+on was read (another gateway's ``PUT``): then it is dropped, and the new policy judged
+afresh. :func:`judge` decides (pure); :class:`CanaryController` measures
 and applies. Any change to the route, by the controller or the admin API, restarts the
 current step's window. Metrics: ``driftgate_canary_weight_percent{route}``,
 ``driftgate_canary_decisions_total{route,action}``, ``driftgate_canary_leader``; each
@@ -345,8 +347,19 @@ class CanaryController:
             "driftgate.canary.weight_percent": canary.weight,
             "driftgate.canary.target": f"{canary.target.model}:{canary.target.version or ''}",
         }
-        with self.tracer.start_as_current_span(f"canary {route}", attributes=attributes):
-            self.routes.replace(route, updated)
+        with self.tracer.start_as_current_span(f"canary {route}", attributes=attributes) as span:
+            # Measured on the policy as this gateway last read it: another gateway may have
+            # written the route since (an operator's PUT), and that write wins.
+            if not self.routes.replace_if_unchanged(route, policy, updated):
+                span.set_attribute("driftgate.canary.dropped", True)
+                log.info(
+                    "canary decision on route %s dropped (%s): the route changed since it was "
+                    "measured (another gateway or an operator wrote it); the new policy is "
+                    "judged afresh",
+                    route,
+                    verdict.action,
+                )
+                return
         self.metrics.canary_decisions.labels(route, verdict.action).inc()
         self._export_weight(route, updated.canary)
         level = logging.WARNING if verdict.action == "rollback" else logging.INFO

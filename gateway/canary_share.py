@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -79,12 +80,21 @@ class SharedWindows:
         self.folder = routes_dir / FOLDER_NAME if routes_dir is not None else None
         self.gateway_id = gateway_id or f"{socket.gethostname()}-{os.getpid()}"
         self.clock = clock
+        # A publish still running in its thread when the gateway stops (its task was
+        # cancelled, the thread was not) must not write the file again after ``withdraw``.
+        self._writing = threading.Lock()
+        self._withdrawn = False
 
     @property
     def _own(self) -> Path | None:
         return self.folder / f"{self.gateway_id}.json" if self.folder is not None else None
 
     def publish(self, measured: Measured) -> None:
+        with self._writing:
+            if not self._withdrawn:
+                self._write(measured)
+
+    def _write(self, measured: Measured) -> None:
         own = self._own
         if own is None or self.folder is None:
             return
@@ -143,5 +153,7 @@ class SharedWindows:
         return gathered
 
     def withdraw(self) -> None:
-        """This gateway stops: its measurements no longer count."""
-        self.publish({})
+        """This gateway stops: its measurements no longer count, and it publishes no more."""
+        with self._writing:
+            self._withdrawn = True
+            self._write({})

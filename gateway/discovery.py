@@ -11,8 +11,10 @@ so a Service's short name works inside its namespace):
   connections and their metric series go;
 - a replica that stays keeps its state (in-flight count, failures, ejection);
 - a resolution that fails, or finds no address, keeps the replicas in use: a DNS outage
-  must not empty a working pool. It is logged when it starts and when it ends, and
-  counted in ``driftgate_replica_discoveries_total{outcome="failed"}``.
+  must not empty a working pool. It is logged when it starts and when it ends, counted in
+  ``driftgate_replica_discoveries_total{outcome="failed"}``, and its time is
+  ``driftgate_replica_discovery_last_failure_timestamp_seconds`` (alert
+  ``DriftgateReplicaDiscoveryFailing`` compares it with the last success's).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ class ReplicaDiscovery:
                 error,
             )
         self.last_error = error
+        self.metrics.replica_discovery_failed.set(time.time())
         return "failed"
 
     async def _apply(self, urls: list[str]) -> str:

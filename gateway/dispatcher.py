@@ -58,6 +58,8 @@ class ProxyResult:
     role: str  # primary | fallback
     replica: str
     fallback_reason: str | None = None
+    #: Every target tried for this request, the one that answered last: shadows skip them.
+    tried: tuple[Target, ...] = ()
 
 
 @dataclass
@@ -79,6 +81,7 @@ class Dispatcher:
     async def dispatch(self, policy: RoutePolicy, plan: Plan, request: ProxyRequest) -> ProxyResult:
         deadline = self.clock() + policy.timeout_s
         failures: list[_TargetFailure] = []
+        tried: list[Target] = []
         for index, target in enumerate(plan.targets):
             role = "primary" if index == 0 else "fallback"
             breaker = self._breaker(request.route, policy, target)
@@ -87,8 +90,10 @@ class Dispatcher:
                     _TargetFailure("circuit_open", f"circuit open for {_describe(target)}")
                 )
                 continue
+            tried.append(target)
             outcome = await self._try_target(policy, target, request, deadline, role)
             if isinstance(outcome, ProxyResult):
+                outcome.tried = tuple(tried)
                 if breaker is not None:
                     breaker.record_success(self.clock())
                 if index:

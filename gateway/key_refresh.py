@@ -6,8 +6,9 @@ Every ``auth.jwks_refresh_s`` seconds, and soon after a token names a ``kid`` th
 ``jwks_file`` or ``jwks_url`` is read again in a worker thread. Keys that differ replace the
 ones in use on the event loop, and the tokens verified so far are forgotten. A read that
 fails keeps the keys in use, is logged, and is counted in
-``driftgate_auth_key_refreshes_total{outcome="failed"}``; alert ``DriftgateAuthKeysStale``
-fires when no read has succeeded for an hour.
+``driftgate_auth_key_refreshes_total{outcome="failed"}``, its time in
+``driftgate_auth_keys_last_failure_timestamp_seconds``; alert ``DriftgateAuthKeysStale``
+fires when no read has succeeded for an hour and one failed since the last good one.
 
 Reads that an unknown kid asks for are at least ``MIN_GAP_S`` apart: a client sending tokens
 with made-up kids cannot make the gateway hammer the identity provider.
@@ -60,6 +61,7 @@ class KeyRefresher:
             ring: KeyRing | None = await asyncio.to_thread(self.verifier.load_keys)
         except ValueError as exc:  # AuthConfigError: the file or URL cannot be used now
             log.error("JWT keys not refreshed from %s, the keys in use stay: %s", source, exc)
+            self.metrics.auth_keys_failed.set(time.time())
             outcome = "failed"
         else:
             self.metrics.auth_keys_loaded.set(time.time())

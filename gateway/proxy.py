@@ -5,7 +5,8 @@ Litestar routes here serve model metadata and readiness from any healthy replica
 
 For each inference request: authenticate (scope ``predict`` or ``predict:<model>``), plan the route
 (pure), dispatch (tries, retries, fallbacks), answer the client with the runtime's body
-and headers saying who answered, then mirror to shadows in the background. An explain
+and headers saying who answered, then mirror to shadows in the background (not compared
+when a fallback answered, and never to a target already tried). An explain
 request (``gateway.dialects``) is authorised and routed the same way, but its answer is
 not a prediction: it is neither offered to the prediction log nor mirrored to shadows.
 
@@ -118,11 +119,13 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
                     version=labels["version"],
                     replica="",
                     started=started,
-                    shadowed=bool(shadows),
+                    shadowed=False,  # no target answered: nothing is mirrored
                 )
             return _respond(response, {"X-Request-ID": request_id, "X-Driftgate-Arm": arm})
         planned = result.target.model if state.routes.is_configured(route) else ""
         labels.update(_confirmed(result.response, planned, result.role))
+        # Only what was sent counts as shadowed: the log keeps such a request whole.
+        shadowed = state.shadows.schedule(shadows, proxied, result, policy.timeout_s)
         if path.predicts:
             state.record(
                 proxied,
@@ -133,9 +136,8 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
                 version=labels["version"],
                 replica=result.replica,
                 started=started,
-                shadowed=bool(shadows),
+                shadowed=shadowed,
             )
-        state.shadows.schedule(shadows, proxied, result.response, policy.timeout_s)
         return _respond(result.response, _driftgate_headers(request_id, arm, result))
     except Exception as exc:
         labels["code"] = str(getattr(exc, "status_code", 500))

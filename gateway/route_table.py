@@ -17,14 +17,23 @@ operator, applies here too:
   in use stays;
 - a file that is removed gives the route back to gateway.yaml's policy, or to the
   default when gateway.yaml has none.
+
+Writes to ``routes_dir`` take an exclusive ``flock`` on ``<routes_dir>/.routes.lock``, so
+that the gateways sharing the folder write one at a time. An admin ``PUT`` replaces the
+route whatever it was (``replace``). A canary decision was measured on the policy this
+gateway last read, up to a poll old: ``replace_if_unchanged`` checks the file under the
+lock first, and drops the decision when another gateway (or an operator) has written
+another policy since, instead of overwriting it with one derived from the older policy.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -44,6 +53,8 @@ from gateway.policy import (
 
 log = logging.getLogger("driftgate.gateway.routes")
 _MAX_CACHED_DEFAULTS = 1024
+#: The lock every write to ``routes_dir`` holds, on every gateway sharing the folder.
+WRITE_LOCK_NAME = ".routes.lock"
 
 #: What identifies one version of a route file: (inode, size, modification time in ns).
 Fingerprint = tuple[int, int, int]
@@ -107,11 +118,75 @@ class RouteTable:
         return name in self._routes
 
     def replace(self, name: str, policy: RoutePolicy) -> None:
-        self._persist(name, policy)
+        with self._write_lock():
+            self._persist(name, policy)
+        self._swap(name, policy)
+
+    def replace_if_unchanged(self, name: str, measured: RoutePolicy, policy: RoutePolicy) -> bool:
+        """Replace the route with ``policy`` only if it is still ``measured``, here and in
+        ``routes_dir``; False (nothing written) when another policy was written since.
+
+        For decisions derived from the policy in use (canaries): the route file is checked
+        under the folder's write lock, so a change another gateway wrote since this table
+        last read the folder is never overwritten.
+        """
+        if self._routes.get(name) != measured:
+            return False
+        with self._write_lock():
+            if not self._unchanged_on_disk(name, measured):
+                return False
+            self._persist(name, policy)
+        self._swap(name, policy)
+        return True
+
+    def _swap(self, name: str, policy: RoutePolicy) -> None:
         routes = dict(self._routes)
         routes[name] = policy
         self._routes = MappingProxyType(routes)
         log.info("route %s replaced: %s", name, route_to_dict(policy))
+
+    def _unchanged_on_disk(self, name: str, measured: RoutePolicy) -> bool:
+        """Whether the route's file is the one this table last read or wrote, or holds
+        ``measured`` all the same. A file removed since is a change (the route goes back to
+        gateway.yaml's policy); an unreadable new one too, until the next scan refuses it."""
+        if self._routes_dir is None:
+            return True
+        try:
+            fingerprint: Fingerprint | None = _fingerprint(os.stat(self._route_file(name)))
+        except FileNotFoundError:
+            fingerprint = None
+        if fingerprint == self._files.get(name):
+            return True
+        if fingerprint is None:
+            return False
+        try:
+            return _read_route_file(self._routes_dir, name) == measured
+        except _FILE_ERRORS:
+            return False
+
+    def _route_file(self, name: str) -> Path:
+        assert self._routes_dir is not None
+        return self._routes_dir / f"{name}.yaml"
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """Exclusive across the gateways sharing ``routes_dir`` (blocking, held for one
+        write). Where locks cannot be taken, writes go ahead unserialised, with a warning."""
+        if self._routes_dir is None:
+            yield
+            return
+        self._routes_dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self._routes_dir / WRITE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as exc:
+                log.warning(
+                    "cannot lock %s, writing the route without it: %s", self._routes_dir, exc
+                )
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def scan(self) -> FileScan:
         """Read and parse ``routes_dir`` (blocking, and YAML is slow: in a worker thread)."""
@@ -166,7 +241,7 @@ class RouteTable:
         self._routes_dir.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(route_to_dict(policy), sort_keys=False)
         handle, temporary = tempfile.mkstemp(dir=self._routes_dir, prefix=".", suffix=".tmp")
-        target = self._routes_dir / f"{name}.yaml"
+        target = self._route_file(name)
         try:
             with os.fdopen(handle, "w") as file:
                 file.write(text)

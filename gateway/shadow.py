@@ -5,7 +5,10 @@ never reach the client. Its span starts a new trace linked to the request's span
 slow shadow never stretches the request's trace. When the route says how, the shadow's
 output is compared with the primary's (same class, or numbers within a tolerance) and
 counted in ``driftgate_shadow_comparisons_total`` (hence
-``driftgate_shadow_agreement_ratio``).
+``driftgate_shadow_agreement_ratio``). When a fallback answered, the shadow is still sent
+but not compared: agreement measures the shadow against the primary, and a fallback (often
+another kind of model) is not the primary. A target already tried for the request (a
+fallback that answered or failed) is not mirrored to: it would get the same request twice.
 
 At most ``MAX_IN_FLIGHT`` shadow calls run at once per gateway; a shadow beyond that is
 dropped and counted (``driftgate_shadow_requests_total{outcome="dropped"}``). Shadows share
@@ -27,7 +30,7 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from gateway.dispatcher import Dispatcher, ProxyRequest
+from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
 from gateway.policy import Compare
 from gateway.upstream import MAX_CONNECTIONS, UpstreamResponse, UpstreamUnavailable
@@ -56,19 +59,31 @@ class ShadowRunner:
         self,
         shadows: Iterable[ShadowPlan],
         request: ProxyRequest,
-        primary: UpstreamResponse,
+        answered: ProxyResult,
         timeout_s: float,
-    ) -> None:
+    ) -> bool:
+        """Mirror ``request`` to ``shadows`` in the background; returns whether any shadow
+        was sent (the prediction log keeps such a request, to pair it with its shadows).
+
+        Shadows whose target ``answered`` already tried are not sent; shadows beyond
+        ``max_in_flight`` are dropped and counted. Only the primary's answer is compared.
+        """
+        compare_with = answered.response if answered.role == "primary" else None
         link = Link(trace.get_current_span().get_span_context())
+        sent = False
         for shadow in shadows:
+            if shadow.target in answered.tried:
+                continue
             if len(self._tasks) >= self.max_in_flight:
                 target = shadow.target
                 labels = (request.route, target.model, target.version or "", "dropped")
                 self.dispatcher.metrics.shadow_requests.labels(*labels).inc()
                 continue
-            task = asyncio.create_task(self._mirror(shadow, request, primary, timeout_s, link))
+            task = asyncio.create_task(self._mirror(shadow, request, compare_with, timeout_s, link))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
+            sent = True
+        return sent
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait (bounded) for shadows in flight, e.g. at shutdown."""
@@ -79,7 +94,7 @@ class ShadowRunner:
         self,
         shadow: ShadowPlan,
         request: ProxyRequest,
-        primary: UpstreamResponse,
+        primary: UpstreamResponse | None,
         timeout_s: float,
         link: Link,
     ) -> None:
@@ -114,7 +129,7 @@ class ShadowRunner:
                 self.on_answer(shadow, request, response, replica, started)
             ok = response.status < 400
             metrics.shadow_requests.labels(*labels, "ok" if ok else "error").inc()
-            if ok and shadow.compare is not None and primary.status < 400:
+            if ok and shadow.compare is not None and primary is not None and primary.status < 400:
                 agrees = compare_outputs(shadow.compare, primary.body, response.body)
                 if agrees is not None:
                     metrics.shadow_comparisons.labels(

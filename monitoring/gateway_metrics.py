@@ -54,6 +54,11 @@ class GatewayMetrics:
             "Unix time of the last successful read of the JWT verification keys.",
             registry=registry,
         )
+        self.auth_keys_failed = Gauge(
+            "driftgate_auth_keys_last_failure_timestamp_seconds",
+            "Unix time of the last failed re-read of the JWT verification keys; 0 until the first.",
+            registry=registry,
+        )
         self.canary_decisions = Counter(
             "driftgate_canary_decisions_total",
             "Canary analysis decisions applied to a route: advance | promote | rollback.",
@@ -134,6 +139,11 @@ class GatewayMetrics:
         self.replica_discovery_succeeded = Gauge(
             "driftgate_replica_discovery_last_success_timestamp_seconds",
             "Unix time of the last successful DNS resolution of the replicas' name.",
+            registry=registry,
+        )
+        self.replica_discovery_failed = Gauge(
+            "driftgate_replica_discovery_last_failure_timestamp_seconds",
+            "Unix time of the last failed DNS resolution of the replicas' name; 0 until the first.",
             registry=registry,
         )
 

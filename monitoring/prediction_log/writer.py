@@ -8,9 +8,26 @@ daemon thread takes everything queued when ``flush_rows`` records are waiting or
 date), and writes one Parquet segment per group (staged, fsynced, renamed into place).
 
 Loss bounds: ``close()`` (SIGTERM) writes everything accepted; after a SIGKILL, what was
-accepted more than about one flush interval (plus one write) earlier is on disk. A failed
-write is logged, counted and retried ``WRITE_ATTEMPTS`` times, then the group is dropped
-and counted: a broken disk costs records, never the thread or the request path.
+accepted more than about one flush interval (plus one write) earlier is on disk. A segment
+write is attempted ``WRITE_ATTEMPTS`` times in all, then its records are dropped: a broken
+disk costs records, never the thread or the request path.
+
+Every record ``submit`` is given is counted once in ``driftgate_log_records_total``:
+written, or dropped with a ``reason`` (``metrics.DropReason``), and every drop is logged
+(those of the request path at most once a minute). The ways to lose records:
+
+- ``queue_full`` / ``closed``: ``submit`` refuses them (``max_queue`` waiting; closed).
+- ``unconvertible``: a record no segment can hold, left out alone; retrying cannot help.
+- ``write_failed``: the segment's last attempt failed (disk full, permissions).
+- ``flush_failed``: an unexpected error outside the retried write (a bug): it costs that
+  group only, the flush's other groups are still written. Whatever a flush took from the
+  queue and neither wrote nor dropped is counted here when it ends, however it ends.
+- ``shutdown``: ``close()`` gave up waiting (its timeout) with records not yet written; a
+  write under way at that moment may still land, counted as dropped all the same.
+
+Nothing but ``close()`` ends the writer thread: an error that escapes a flush (even
+``SystemExit``, which a thread otherwise dies of without a word) is logged and the
+thread goes on, or the writer would accept records that nobody writes.
 """
 
 from __future__ import annotations
@@ -25,15 +42,23 @@ from typing import TYPE_CHECKING, cast
 from prometheus_client import CollectorRegistry
 
 from monitoring.prediction_log.catalog import Catalog
+from monitoring.prediction_log.flush import Flush, per_table, table_of
 from monitoring.prediction_log.layout import (
     FEEDBACK,
-    PREDICTIONS,
     partition_dir,
     remove_stale_staging,
     segment_name,
     write_segment,
 )
-from monitoring.prediction_log.metrics import LogMetrics
+from monitoring.prediction_log.metrics import (
+    CLOSED,
+    FLUSH_FAILED,
+    QUEUE_FULL,
+    UNCONVERTIBLE,
+    WRITE_FAILED,
+    DropReason,
+    LogMetrics,
+)
 from monitoring.prediction_log.quarantine import quarantined_count
 from monitoring.prediction_log.records import FeedbackRecord, LogSettings, PredictionRecord
 from monitoring.prediction_log.segments import (
@@ -51,8 +76,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Attempts at writing one segment, in all (the first and two retries).
 WRITE_ATTEMPTS = 3
 RETRY_DELAY_S = 0.1
+#: Records dropped by ``submit`` are logged at most this often (it is the request path).
+DROP_LOG_INTERVAL_S = 60.0
 #: Longest wait between two attempts to create the catalog when it is busy.
 CATALOG_RETRY_MAX_S = 30.0
 
@@ -74,6 +102,9 @@ class PredictionLogWriter:
         self._done = 0  # records ever written or dropped after being accepted
         self._flush_requested = False
         self._closed = False
+        self._flushing: Flush | None = None  # taken from the queue, being written
+        self._drops_unlogged = 0  # refused by submit since the last warning
+        self._next_drop_log = 0.0
         self._thread: threading.Thread | None = None
         self._write_lock = threading.Lock()
         self._catalog_retry_at: float | None = None
@@ -101,8 +132,10 @@ class PredictionLogWriter:
         count = len(records)
         if count == 0:
             return True
+        report = 0
         with self._cond:
-            accepted = not self._closed and self._depth + count <= self.settings.max_queue
+            closed = self._closed
+            accepted = not closed and self._depth + count <= self.settings.max_queue
             if accepted:
                 self._queued.append(records if isinstance(records, tuple) else list(records))
                 self._queued_rows += count
@@ -110,8 +143,25 @@ class PredictionLogWriter:
                 self._accepted += count
                 if self._queued_rows >= self.settings.flush_rows:
                     self._cond.notify_all()
+            else:
+                self._drops_unlogged += count
+                now = time.monotonic()
+                if now >= self._next_drop_log:
+                    report, self._drops_unlogged = self._drops_unlogged, 0
+                    self._next_drop_log = now + DROP_LOG_INTERVAL_S
         if not accepted:
-            self._count_dropped(records)
+            reason = CLOSED if closed else QUEUE_FULL
+            self._count_dropped(records, reason)
+            if report:
+                log.warning(
+                    "prediction log: dropped %d records (%s: %d waiting, max_queue %d); "
+                    "drops in the next %g s are counted, not logged",
+                    report,
+                    "the writer is closed" if closed else "its queue is full",
+                    self._depth,
+                    self.settings.max_queue,
+                    DROP_LOG_INTERVAL_S,
+                )
         return accepted
 
     @property
@@ -137,7 +187,11 @@ class PredictionLogWriter:
                 )
 
     def close(self, timeout_s: float = 30) -> None:
-        """Write everything accepted, then stop the thread. Later submits are dropped."""
+        """Write everything accepted, then stop the thread. Later submits are dropped.
+
+        When that takes longer than ``timeout_s``, what is not written yet is counted as
+        dropped (``shutdown``) and logged, and the thread stops trying.
+        """
         with self._cond:
             self._closed = True
             self._cond.notify_all()
@@ -147,13 +201,38 @@ class PredictionLogWriter:
             return
         thread.join(timeout_s)
         if thread.is_alive():
-            log.error(
-                "prediction log writer did not finish within %g s; %d records not written",
-                timeout_s,
-                self._depth,
-            )
+            self._abandon(timeout_s)
+
+    def _abandon(self, timeout_s: float) -> None:
+        with self._cond:
+            queued, self._queued = self._queued, []
+            self._queued_rows = 0
+            flushing = self._flushing
+        lost = 0
+        for flush in (Flush(self.metrics, queued), flushing):
+            if flush is not None:
+                lost += flush.abandon()
+                self._settled(flush)
+        log.error(
+            "prediction log writer did not finish within %g s; %d records not written, "
+            "counted as dropped (reason shutdown)",
+            timeout_s,
+            lost,
+        )
 
     def _run(self) -> None:
+        while True:
+            try:
+                self._loop()
+                return
+            except BaseException:  # only close() may end the thread (module doc)
+                log.critical(
+                    "prediction log: the writer thread met an unexpected error and goes on",
+                    exc_info=True,
+                )
+                time.sleep(RETRY_DELAY_S)
+
+    def _loop(self) -> None:
         interval = self.settings.flush_interval_s
         deadline = time.monotonic() + interval
         while True:
@@ -167,12 +246,11 @@ class PredictionLogWriter:
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                batches, self._queued = self._queued, []
-                self._queued_rows = 0
-                self._flush_requested = False
+                flush = self._take_queued()
                 closing = self._closed
             deadline = time.monotonic() + interval
-            self._write_batches(batches)
+            if flush is not None:
+                self._write(flush)
             if self._catalog_retry_at is not None and time.monotonic() >= self._catalog_retry_at:
                 self._ensure_catalog()
             if closing:
@@ -180,42 +258,66 @@ class PredictionLogWriter:
                     if not self._queued:
                         return
 
+    def _take_queued(self) -> Flush | None:
+        """Everything queued, as the flush now in progress (called holding ``_cond``)."""
+        batches, self._queued = self._queued, []
+        self._queued_rows = 0
+        self._flush_requested = False
+        self._flushing = Flush(self.metrics, batches) if batches else None
+        return self._flushing
+
     def _drain_inline(self) -> None:
         with self._cond:
-            batches, self._queued = self._queued, []
-            self._queued_rows = 0
-        self._write_batches(batches)
+            flush = self._take_queued()
+        if flush is not None:
+            self._write(flush)
 
-    def _write_batches(self, batches: list[Sequence[Record]]) -> None:
-        if not batches:
-            return
-        count = sum(len(batch) for batch in batches)
+    def _write(self, flush: Flush) -> None:
         started = time.perf_counter()
         try:
             with self._write_lock:
-                for key, records in self._group(batches).items():
-                    self._write_group(key, records)
-        except Exception:  # a bug must cost this batch, never the thread
-            log.exception("prediction log: could not write a batch of %d records", count)
+                for key, records in self._group(flush).items():
+                    if flush.abandoned:
+                        break
+                    try:
+                        self._write_group(key, records, flush)
+                    except Exception:  # a bug costs this group, not the flush's others
+                        log.exception(
+                            "prediction log: could not write %d %s records", len(records), key[0]
+                        )
+                        self.metrics.write_errors.inc()
+        except Exception:
+            log.exception("prediction log: a flush of %d records failed", flush.count)
             self.metrics.write_errors.inc()
         finally:
+            lost = flush.drop_rest(FLUSH_FAILED)
+            if lost:
+                log.error("prediction log: dropped %d records: their flush failed", lost)
             self.metrics.flush_duration.observe(time.perf_counter() - started)
-            with self._cond:
-                self._depth -= count
-                self._done += count
-                self._cond.notify_all()
+            self._settled(flush)
 
-    def _group(self, batches: list[Sequence[Record]]) -> dict[GroupKey, list[Record]]:
+    def _settled(self, flush: Flush) -> None:
+        """The flush's records are written or counted as dropped: out of the queue."""
+        released = flush.release()
+        with self._cond:
+            if released:
+                self._depth -= flush.count
+                self._done += flush.count
+            if self._flushing is flush:
+                self._flushing = None
+            self._cond.notify_all()
+
+    def _group(self, flush: Flush) -> dict[GroupKey, list[Record]]:
         """Records by destination; a record that has none (not a record, no timestamp...)
         is logged, counted as dropped and skipped."""
         groups: dict[GroupKey, list[Record]] = {}
-        for batch in batches:
+        for batch in flush.batches:
             for record in batch:
                 try:
                     key = group_key(record)
                 except Exception:
                     log.exception("prediction log: dropped an unusable record %r", record)
-                    self._count_dropped([record])
+                    flush.dropped(table_of(record), 1, UNCONVERTIBLE)
                     continue
                 bucket = groups.get(key)
                 if bucket is None:
@@ -224,13 +326,15 @@ class PredictionLogWriter:
                     bucket.append(record)
         return groups
 
-    def _write_group(self, key: GroupKey, records: list[Record]) -> None:
+    def _write_group(self, key: GroupKey, records: list[Record], flush: Flush) -> None:
         table, model, day = key
-        converted = self._usable_rows(table, records)
+        converted = self._usable_rows(table, records, flush)
         if converted is None:
             return
         rows = converted.num_rows
         for attempt in range(1, WRITE_ATTEMPTS + 1):
+            if flush.abandoned:  # close() gave up and counted these records
+                return
             try:
                 arrow = self._conformed(table, converted)
                 final = partition_dir(self.root, table, model, day) / segment_name()
@@ -247,13 +351,18 @@ class PredictionLogWriter:
                 if attempt < WRITE_ATTEMPTS:
                     time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
                 continue
-            self.metrics.records.labels(table, "written").inc(rows)
+            flush.written(table, rows)
             self.metrics.segments.labels(table).inc()
             return
-        log.error("prediction log: dropped %d %s records after retries", rows, table)
-        self.metrics.records.labels(table, "dropped").inc(rows)
+        log.error(
+            "prediction log: dropped %d %s records after %d failed attempts",
+            rows,
+            table,
+            WRITE_ATTEMPTS,
+        )
+        flush.dropped(table, rows, WRITE_FAILED)
 
-    def _usable_rows(self, table: str, records: list[Record]) -> pa.Table | None:
+    def _usable_rows(self, table: str, records: list[Record], flush: Flush) -> pa.Table | None:
         """The group as an Arrow table. A record that cannot be converted on its own (a
         value no column type holds) is logged, counted as dropped and left out, so that one
         client's bad record never costs the others theirs; retrying would not help it."""
@@ -266,7 +375,7 @@ class PredictionLogWriter:
                     _arrow_table(table, [record])
                 except Exception:
                     log.exception("prediction log: dropped an unconvertible record %r", record)
-                    self.metrics.records.labels(table, "dropped").inc()
+                    flush.dropped(table, 1, UNCONVERTIBLE)
                 else:
                     usable.append(record)
             return _arrow_table(table, usable) if usable else None
@@ -291,12 +400,9 @@ class PredictionLogWriter:
             return
         self._catalog_retry_at = None
 
-    def _count_dropped(self, records: Sequence[Record]) -> None:
-        feedback = sum(1 for record in records if isinstance(record, FeedbackRecord))
-        if feedback:
-            self.metrics.records.labels(FEEDBACK, "dropped").inc(feedback)
-        if len(records) - feedback:
-            self.metrics.records.labels(PREDICTIONS, "dropped").inc(len(records) - feedback)
+    def _count_dropped(self, records: Sequence[Record], reason: DropReason) -> None:
+        for table, count in per_table(records).items():
+            self.metrics.dropped(table, count, reason)
 
 
 def _arrow_table(table: str, records: list[Record]) -> pa.Table:

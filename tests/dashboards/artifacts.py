@@ -44,6 +44,7 @@ PENDING_METRICS = {
 #: Every other documented metric is on a panel or in a rule: a metric nobody looks at is a
 #: failure nobody sees.
 OFF_DASHBOARD = {
+    "driftgate_auth_key_refreshes_total": "Explore: key re-reads by outcome (auth.md)",
     "driftgate_batch_rejections_total": "Explore, when a batched model answers 503 (runtime.md)",
     "driftgate_batch_splits_total": "Explore, when a batched model's errors rise (runtime.md)",
     "driftgate_canary_leader": "Explore: which gateway decides canaries (gateway.md)",
@@ -53,9 +54,11 @@ OFF_DASHBOARD = {
     "driftgate_explain_duration_seconds": "Explore: the runtime's explain calls (explain.md)",
     "driftgate_feedback_total": "Explore: ground-truth labels received (prediction-log.md)",
     "driftgate_inference_calls_total": "Explore: where backend calls run (runtime.md)",
+    "driftgate_job_last_start_timestamp_seconds": "the DriftgateJobOverdue description (queries)",
     "driftgate_log_flush_duration_seconds": "Explore, when the log writer's queue grows",
     "driftgate_log_segments_total": "Explore: segments written, before compaction",
     "driftgate_malformed_requests_total": "Explore: bytes that are not HTTP (gateway.md)",
+    "driftgate_replica_discoveries_total": "Explore: resolutions by outcome (runbook, discovery)",
     "driftgate_runtime_client_timeouts_total": "Explore: slow clients at a replica (runtime.md)",
     "driftgate_runtime_malformed_requests_total": "Explore: bytes that are not HTTP (metrics.md)",
     "driftgate_runtime_requests_in_flight": "the runtime's autoscaler (deploy.md, Scaling)",

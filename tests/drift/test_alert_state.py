@@ -16,7 +16,14 @@ import pytest
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
-from drift.alert_state import read_firing, record_firing, state_path, webhook_digest
+from drift.alert_state import (
+    forget_firing,
+    held_firing,
+    read_firing,
+    record_firing,
+    state_path,
+    webhook_digest,
+)
 from drift.alerts import WebhookNotifier
 from drift.job import DriftJob
 from drift.settings import DriftSettings
@@ -139,3 +146,52 @@ def test_an_unreadable_state_sends_what_fires_again_with_a_warning(
     assert receiver.alerts() == [("firing", "sex"), ("firing", "sex")]  # once too often
     assert "ignoring the drift webhook's delivery state" in caplog.text
     assert read_firing(store, KEY, receiver.url) == {"sex"}  # and the file is whole again
+
+
+def test_held_firing_names_each_version_of_this_webhook_even_in_an_older_file(
+    tmp_path: Path,
+) -> None:
+    """What the quiet-version check reads: entries of this webhook that hold a firing
+    alert, named by model, version and arm (a model name may hold a slash)."""
+    store = tmp_path / "store"
+    webhook = "http://receiver.example/hook"
+    record_firing(
+        store,
+        "digits/v2 beta/3/a",
+        webhook,
+        ["pixels"],
+        run_id="r1",
+        updated=RUN_TIME,
+        target=("digits/v2 beta", "3", "a"),
+    )
+    record_firing(store, "titanic/2/primary", webhook, [], run_id="r2", updated=RUN_TIME)
+    record_firing(
+        store, "titanic/3/b", "http://other.example/", ["x"], run_id="r3", updated=RUN_TIME
+    )
+    entries = json.loads(state_path(store).read_text())
+    entries["iris/1/stable"] = {  # written before entries named their version
+        "webhook_sha256": webhook_digest(webhook),
+        "firing": ["petal"],
+        "run_id": "r0",
+        "updated": RUN_TIME.isoformat(),
+    }
+    state_path(store).write_text(json.dumps(entries))
+
+    held = held_firing(store, webhook)
+
+    assert [(h.model, h.version, h.arm, h.firing) for h in held] == [
+        ("digits/v2 beta", "3", "a", frozenset({"pixels"})),
+        ("iris", "1", "stable", frozenset({"petal"})),
+    ]
+
+
+def test_forget_firing_keeps_an_entry_that_fired_again_meanwhile(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    webhook = "http://receiver.example/hook"
+    record_firing(store, KEY, webhook, ["sex"], run_id="r1", updated=RUN_TIME)
+    record_firing(store, KEY, webhook, ["sex", "age"], run_id="r2", updated=RUN_TIME)
+
+    assert not forget_firing(store, KEY, webhook, {"sex"})
+    assert read_firing(store, KEY, webhook) == {"sex", "age"}
+    assert forget_firing(store, KEY, webhook, {"sex", "age"})
+    assert KEY not in json.loads(state_path(store).read_text())

@@ -152,6 +152,49 @@ def test_thresholds_shrink_with_the_window_and_the_floor_holds(numeric):
     assert floored == TestSettings().min_effect["wasserstein"] > large
 
 
+def p_values_always(**min_effect: float) -> TestSettings:
+    """The p-value tests on any window size, as a large ``small_sample`` gives."""
+    return TestSettings(small_sample=10**9, min_effect=min_effect)
+
+
+def test_min_effect_ks_is_a_floor_on_the_distance_d_a_significant_ks_test_must_show(numeric):
+    """``min_effect.ks`` was accepted and documented, and changed nothing: KS drifted on
+    its p-value alone, so a huge window alerted on a shift of a twentieth of a sigma."""
+    tiny = next(numeric_windows(numeric, 1, 200_000, shift=0.05))
+    unfloored = evaluate(numeric, tiny, 1, p_values_always())
+    assert unfloored.statistic == "ks" and unfloored.drifted
+    assert unfloored.p_value is not None and unfloored.p_value < 1e-4
+    assert unfloored.min_effect is None
+
+    floored = evaluate(numeric, tiny, 1, p_values_always(ks=0.1))
+    assert floored.p_value == unfloored.p_value
+    assert floored.p_value is not None and floored.p_value < floored.threshold
+    assert floored.effect == floored.score < 0.1 == floored.min_effect
+    assert not floored.drifted
+
+    far = next(numeric_windows(numeric, 1, 200_000, shift=1.0))
+    assert evaluate(numeric, far, 1, p_values_always(ks=0.1)).drifted
+
+
+def test_min_effect_chi_square_is_a_floor_on_cramers_v(categorical):
+    """Chi-square's own statistic grows with the sample, so its floor is on Cramer's V:
+    sqrt(chi-square / N) over the 2 x K table of N rows, from 0 (same shares) to 1."""
+    shifted = np.array([0.42, 0.28, 0.2, 0.1])
+    window = next(categorical_windows(categorical, 1, 200_000, shares=shifted))
+    floor = p_values_always(chi_square=0.1)
+    unfloored = evaluate(categorical, window, 1, p_values_always())
+    floored = evaluate(categorical, window, 1, floor)
+    assert unfloored.statistic == floored.statistic == "chi_square"
+    assert unfloored.drifted
+    assert floored.p_value is not None and floored.p_value < floored.threshold
+    n = categorical.rows + window.rows
+    assert floored.effect == pytest.approx(math.sqrt(floored.score / n))
+    assert floored.effect is not None and floored.effect < 0.1 and not floored.drifted
+
+    swapped = next(categorical_windows(categorical, 1, 2_000, shares=SHARES[::-1]))
+    assert evaluate(categorical, swapped, 1, floor).drifted  # V about 0.4
+
+
 def test_window_sizes_are_bucketed_down_to_two_significant_digits(numeric):
     assert [size_bucket(n) for n in (7, 99, 123, 5_437, 1_999_999)] == [
         7,

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
 from drift.alert_state import read_firing
+from drift.alerts import WebhookNotifier
 from drift.job import DriftJob
 from drift.profile import build_profile
 from drift.references import ReferenceStore
@@ -32,6 +34,7 @@ from tests.cli_logging import root_logging  # noqa: F401  (an autouse fixture)
 from tests.drift.receiver import Receiver, running_receiver
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+EXTERNAL = "http://gateway.example:8080"
 
 
 def _columns(rows: int, seed: int, fare_shift: float = 0.0) -> dict[str, np.ndarray]:
@@ -316,3 +319,63 @@ def test_a_cronjob_delivers_what_an_earlier_run_could_not(
     resolved = receiver.alerts()[len(fired) :]
     assert sorted(resolved) == sorted(("resolved", feature) for _, feature in fired)
     assert read_firing(store, "titanic/1/a", receiver.url) == frozenset()
+
+
+def test_an_alert_of_a_version_whose_traffic_stopped_is_resolved_as_gone_quiet(
+    tmp_path: Path, repository: Path, receiver: Receiver
+) -> None:
+    """Runs check only versions with traffic in the lookback: a version that stopped
+    serving while drifted was never checked again, and the receiver held its alert as
+    firing for ever. Past the lookback it is resolved, saying why, and forgotten."""
+    store = tmp_path / "store"
+    now = [START + timedelta(minutes=5)]
+    job = DriftJob(
+        store,
+        DriftSettings(window=WindowSettings(rows=2000), min_rows=500, lookback_s=3600),
+        tmp_path / "models",
+        trace.NoOpTracer(),
+        notifier=WebhookNotifier(receiver.url, EXTERNAL, registry=CollectorRegistry()),
+        clock=lambda: now[0],
+    )
+    _write(store, _columns(2000, seed=3, fare_shift=25.0), "1", START)
+    job.run()
+    (fired,) = receiver.bodies
+    assert fired["status"] == "firing"
+    features = sorted(alert["labels"]["feature"] for alert in fired["alerts"])
+    assert "fare" in features
+
+    now[0] = START + timedelta(minutes=50)  # quiet, but within the lookback: still checked
+    job.run()
+    assert receiver.bodies == [fired]
+
+    now[0] = START + timedelta(hours=2)  # no traffic for longer than the lookback
+    summary = job.run()
+    assert "resolved as quiet: titanic/1 arm a" in summary, summary
+    assert len(receiver.bodies) == 2
+    resolved = receiver.bodies[1]
+    assert resolved["status"] == "resolved"
+    assert sorted(alert["labels"]["feature"] for alert in resolved["alerts"]) == features
+    before = {alert["labels"]["feature"]: alert for alert in fired["alerts"]}
+    for alert in resolved["alerts"]:
+        # The same alert as far as any receiver can tell: labels and fingerprint.
+        assert alert["labels"] == before[alert["labels"]["feature"]]["labels"]
+        assert alert["fingerprint"] == before[alert["labels"]["feature"]]["fingerprint"]
+        annotations = alert["annotations"]
+        assert annotations["resolved_because"] == "no_traffic"
+        assert "no traffic" in annotations["summary"]
+        assert "not seen to end" in annotations["description"]
+        assert "2026-11-20T12:00:01.999" in annotations["description"]  # its last row
+        assert run_sql(store, annotations["sql"]).rows[0][0] is not None
+        assert alert["endsAt"].startswith("2026-11-20T14:00:00")
+    assert read_firing(store, "titanic/1/a", receiver.url) == frozenset()
+
+    now[0] = START + timedelta(hours=3)  # said once
+    job.run()
+    assert len(receiver.bodies) == 2
+
+    # Serving again, still drifted: checked again, and firing again.
+    _write(store, _columns(2000, seed=5, fare_shift=25.0), "1", START + timedelta(hours=3))
+    now[0] = START + timedelta(hours=3, minutes=5)
+    job.run()
+    assert receiver.bodies[2]["status"] == "firing"
+    assert ("firing", "fare") in receiver.alerts()[-len(features) :]

@@ -40,6 +40,9 @@ from drift.settings import DriftSettings, parse_drift_section
             "drift.min_effect.jensen_shannon: expected a number below 1, got 1.0",
         ),
         ({"min_effect": {"missing_share": 5}}, "drift.min_effect.missing_share: expected a number"),
+        # KS's D and chi-square's Cramer's V never exceed 1 either.
+        ({"min_effect": {"ks": 1.0}}, "drift.min_effect.ks: expected a number below 1, got 1.0"),
+        ({"min_effect": {"chi_square": 2}}, "drift.min_effect.chi_square: expected a number below"),
         ({"external_url": "localhost:8000"}, "drift.external_url: expected an http://"),
     ],
 )

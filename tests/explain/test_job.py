@@ -25,6 +25,7 @@ import pytest
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
+from driftgate.jobs import build_jobs
 from explain.job import ExplainJob
 from explain.kernel_shap import min_samples
 from explain.settings import ExplainJobSettings
@@ -42,7 +43,8 @@ def _probability(inputs: dict[str, Any]) -> float:
 
 
 class Runtime:
-    """``describe`` and ``eval`` of model linear6 version 1, on a free loopback port."""
+    """``describe`` and ``eval`` of model linear6 version 1 (and of the other ``versions``
+    added), on a free loopback port."""
 
     def __init__(self) -> None:
         describe = {
@@ -51,10 +53,13 @@ class Runtime:
             "inputs": [{"name": n, "datatype": "FP64", "shape": [-1]} for n in WEIGHTS],
             "outputs": [{"name": "probability", "datatype": "FP64", "shape": [-1]}],
         }
+        self.versions = {"1"}
+        served = self.versions
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                self._answer(200 if self.path == f"{PATH}/describe" else 404, describe)
+                known = {f"{PATH[:-1]}{v}/describe" for v in served}
+                self._answer(200 if self.path in known else 404, describe)
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -94,6 +99,13 @@ def runtime() -> Iterator[Runtime]:
 def store(tmp_path: Path) -> Path:
     """200 rows of linear6 version 1, logged in the minutes before ``NOW``."""
     store = tmp_path / "store"
+    _log(store, "1")
+    (tmp_path / "models").mkdir()
+    return store
+
+
+def _log(store: Path, version: str) -> None:
+    """200 rows of linear6 ``version`` in the minutes before ``NOW``."""
     rng = np.random.default_rng(0)
     writer = PredictionLogWriter(store, LogSettings(store=str(store)), CollectorRegistry())
     writer.start()
@@ -102,14 +114,14 @@ def store(tmp_path: Path) -> Path:
         inputs = {name: float(rng.normal()) for name in WEIGHTS}
         records.append(
             PredictionRecord(
-                request_id=f"r-{i}",
+                request_id=f"r-{version}-{i}",
                 row=0,
                 timestamp=NOW - timedelta(seconds=300 - i),
                 route="linear6",
                 arm="a",
                 role="primary",
                 model="linear6",
-                version="1",
+                version=version,
                 replica="http://127.0.0.1:8001",
                 dialect="simple",
                 status=200,
@@ -121,11 +133,11 @@ def store(tmp_path: Path) -> Path:
         )
     writer.submit(records)
     writer.close()
-    (tmp_path / "models").mkdir()
-    return store
 
 
-def _job(store: Path, runtime: Runtime, **overrides: Any) -> ExplainJob:
+def _job(
+    store: Path, runtime: Runtime, registry: CollectorRegistry | None = None, **overrides: Any
+) -> ExplainJob:
     settings = ExplainJobSettings(
         rows=20, min_rows=10, background_rows=5, repeats=2, time_limit_s=60, **overrides
     )
@@ -136,6 +148,7 @@ def _job(store: Path, runtime: Runtime, **overrides: Any) -> ExplainJob:
         [runtime.url],
         trace.NoOpTracer(),
         clock=lambda: NOW,
+        registry=registry,
     )
 
 
@@ -169,3 +182,41 @@ def test_enough_n_samples_are_used_as_set_without_a_warning(
 
     assert summary.startswith("1 of 1 model versions explained"), summary
     assert "n_samples" not in caplog.text
+
+
+def test_the_version_a_successful_run_could_not_explain_is_exported(
+    store: Path, runtime: Runtime
+) -> None:
+    """A run that explained some versions counts as a good run, so on-call would not see
+    that one version's importance is no longer computed: ``driftgate_explain_check_failing``
+    says which (alert DriftgateExplainCheckFailing)."""
+    _log(store, "2")  # served traffic, but the runtime no longer has version 2
+    registry = CollectorRegistry()
+    job = _job(store, runtime, registry, methods=("permutation",))
+
+    def failing(version: str) -> float | None:
+        labels = {"model": "linear6", "version": version}
+        return registry.get_sample_value("driftgate_explain_check_failing", labels)
+
+    summary = job.run()
+    assert summary.startswith("1 of 2 model versions explained"), summary
+    assert "; failed linear6/2 (" in summary
+    assert (failing("1"), failing("2")) == (0.0, 1.0)
+
+    runtime.versions.add("2")
+    assert job.run().startswith("2 of 2 model versions explained")
+    assert (failing("1"), failing("2")) == (0.0, 0.0)
+
+    runtime.versions.clear()  # a run that fails as a whole still says which versions
+    with pytest.raises(RuntimeError, match="every model version tried failed"):
+        job.run()
+    assert (failing("1"), failing("2")) == (1.0, 1.0)
+
+
+def test_the_jobs_process_exports_the_explain_jobs_failing_versions(
+    store: Path, runtime: Runtime
+) -> None:
+    config = store.parent / "gateway.yaml"
+    config.write_text("auth: {enabled: false}\nlog: {store: store}\n")
+    process = build_jobs(config, replicas=[runtime.url], only=["explain"])
+    assert "driftgate_explain_check_failing" in {m.name for m in process.registry.collect()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import time
 from collections.abc import Iterable, Sequence
 
 import pytest
@@ -282,3 +283,31 @@ def test_a_gateway_whose_name_does_not_resolve_starts_unready_and_answers_503() 
     assert listed["discovery"]["last_success_unix_s"] is None
     assert listed["discovery"]["last_error"].startswith("gaierror: ")
     assert failed == 1
+
+
+def test_the_times_of_the_last_good_and_failed_resolutions_are_exported() -> None:
+    """DriftgateReplicaDiscoveryFailing compares the two (docs/runbook.md): a failure later
+    than the last success is a pool that has stopped following its name."""
+    no_such_name = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    pool = Pool(ScriptedDns(["10.0.0.5"], no_such_name, ["10.0.0.5"]), runtime_at("10.0.0.5"))
+
+    def times() -> tuple[float | None, float | None]:
+        return (
+            pool.registry.get_sample_value(
+                "driftgate_replica_discovery_last_success_timestamp_seconds"
+            ),
+            pool.registry.get_sample_value(
+                "driftgate_replica_discovery_last_failure_timestamp_seconds"
+            ),
+        )
+
+    assert times() == (0.0, 0.0)  # 0 until the first of each
+    pool.refresh()
+    succeeded, failed = times()
+    assert succeeded and failed == 0.0
+    before = time.time()
+    pool.refresh()
+    assert times()[0] == succeeded
+    assert (times()[1] or 0.0) >= before
+    pool.refresh()
+    assert (times()[0] or 0.0) > (times()[1] or 0.0)

@@ -240,3 +240,26 @@ def test_the_jwks_url_example_in_the_docs_works(provider, keys) -> None:
     signed = jwt.encode(claims, _pem_private(keys["a"]), algorithm="RS256", headers={"kid": "a"})
     assert TokenVerifier(config).verify(f"Bearer {signed}").subject == "app1"
     assert config.jwks_refresh_s == raw["jwks_refresh_s"]
+
+
+def test_the_times_of_the_last_good_and_failed_reads_are_exported(provider, keys) -> None:
+    """DriftgateAuthKeysStale compares the two (docs/runbook.md): a failed read later than
+    the last good one, an hour after it, is a gateway stuck with old keys."""
+    provider.publish(_jwk(keys["a"], "a"))
+    verifier = TokenVerifier(url_config(provider.url))
+    refresher, registry = refresher_for(verifier, min_gap_s=0.0)
+
+    def times() -> tuple[float, float]:
+        loaded = registry.get_sample_value("driftgate_auth_keys_loaded_timestamp_seconds")
+        failed = registry.get_sample_value("driftgate_auth_keys_last_failure_timestamp_seconds")
+        assert loaded is not None and failed is not None
+        return loaded, failed
+
+    loaded, failed = times()
+    assert loaded > 0 and failed == 0  # read at start; 0 until the first failure
+    provider.status = 500
+    asyncio.run(refresher.refresh())
+    assert times()[0] == loaded and times()[1] >= loaded
+    provider.status = 200
+    asyncio.run(refresher.refresh())
+    assert times()[0] > times()[1]

@@ -23,6 +23,7 @@ from tests.gateway.fakes import (
     Fail,
     FakeRuntime,
     Gateway,
+    eventually,
     gateway_factory,
 )
 
@@ -183,6 +184,49 @@ def test_primary_and_shadow_records_pair_up_by_request_id(start, tmp_path: Path)
             break
         time.sleep(0.05)
     assert rows == [("primary", "2"), ("shadow", "1")]
+
+
+def exchanges(gateway: Gateway) -> dict[str, float]:
+    """Exchanges offered to the log, by outcome, over every route."""
+    counts: dict[str, float] = {}
+    for labels, value in gateway.samples("driftgate_log_exchanges_total"):
+        if value:
+            counts[labels["outcome"]] = counts.get(labels["outcome"], 0.0) + value
+    return counts
+
+
+def test_a_request_is_kept_as_shadowed_only_when_a_shadow_was_sent(
+    start, runtime, tmp_path: Path
+) -> None:
+    """The answering record was always kept when the route had a shadow for the request,
+    even when none was sent: dropped (too many in flight), or its target had answered as
+    the fallback. Then there is no shadow record to pair with, and the log kept requests
+    that sampling should have dropped."""
+    shadow = {"target": {"model": "iris", "version": "1"}}
+    routes = {
+        "iris": {"primary": {"model": "iris", "version": "2"}, "shadow": [shadow]},
+        "iris_fallback": {
+            "primary": {"model": "iris", "version": "2"},
+            "fallback": [shadow["target"]],
+            "shadow": [shadow],
+            "retries": 0,
+        },
+    }
+    gateway = start(settings(tmp_path, sampling=0.0, routes=routes))
+    gateway.state.shadows.max_in_flight = 0  # every shadow is dropped
+
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 3})
+    assert exchanges(gateway) == {"sampled_out": 1}
+
+    gateway.state.shadows.max_in_flight = 10
+    runtime.behave(Fail(500), model="iris", version="2")
+    answer = gateway.client.post("/v1/models/iris_fallback/eval", json={"fare": 3})
+    assert answer.headers["X-Driftgate-Role"] == "fallback"
+    assert exchanges(gateway) == {"sampled_out": 2}  # version 1 answered: nothing mirrored
+
+    runtime.behave(Answer({"species": "setosa"}), model="iris", version="2")
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 3})
+    eventually(lambda: exchanges(gateway) == {"sampled_out": 2, "queued": 2})  # it and its shadow
 
 
 def test_feedback_joins_predictions_by_request_id(start, tmp_path: Path) -> None:

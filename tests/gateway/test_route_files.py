@@ -9,11 +9,14 @@ have; the lease is also taken by a real child process, killed to hand it over.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from gateway.canary_share import SharedWindows
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route
-from gateway.route_table import FileScan, RouteTable
+from gateway.route_table import WRITE_LOCK_NAME, FileScan, RouteTable
 from gateway.route_watch import RouteFileWatcher
 from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.tracing import build_tracer_provider
@@ -143,7 +146,7 @@ def test_a_write_that_fails_leaves_no_temporary_file_and_changes_nothing(
     with pytest.raises(OSError, match="File name too long"):
         table.replace(too_long, policy("2"))
 
-    assert list(tmp_path.iterdir()) == []
+    assert list(tmp_path.iterdir()) == [tmp_path / WRITE_LOCK_NAME]  # the writers' lock only
     assert not table.is_configured(too_long)
 
 
@@ -269,6 +272,84 @@ def test_only_the_lease_holder_applies_canary_decisions(tmp_path: Path, decides:
     assert (tmp_path / "titanic.yaml").exists() is decides
 
 
+def test_a_put_on_another_gateway_is_not_overwritten_by_the_deciders_older_view(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The decider judged the route as it last read it, up to 2 seconds old: an operator's
+    PUT on another gateway in between was overwritten by the decision, and lost on every
+    gateway (the canary came back, or stepped up, right after the operator ended it)."""
+    configured = {"titanic": parse_route("titanic", CANARY_ROUTE)}
+    leader, other = RouteTable(configured, tmp_path), RouteTable(configured, tmp_path)
+    stats, clock = CanaryStats(), [0.0]
+    registry = CollectorRegistry()
+    controller = CanaryController(
+        leader,
+        stats,
+        GatewayMetrics(registry),
+        build_tracer_provider("test").get_tracer("t"),
+        clock=lambda: clock[0],
+    )
+    controller.tick()  # starts watching the step
+    for arm in ("stable", "canary"):
+        stats.observe("titanic", arm, failed=False, seconds=0.01)
+    clock[0] = 2.0
+    ended = policy("3")  # the operator ends the canary: version 3 answers everything
+    other.replace("titanic", ended)  # a PUT on the other gateway, not read by the leader yet
+
+    with caplog.at_level(logging.INFO, logger="driftgate.gateway.canary"):
+        verdicts = controller.tick()
+
+    assert verdicts["titanic"].action == "advance"  # judged on what it measured ...
+    on_disk = parse_route("titanic", yaml.safe_load((tmp_path / "titanic.yaml").read_text()))
+    assert on_disk == ended  # ... but not applied over the newer policy
+    advanced = {"route": "titanic", "action": "advance"}
+    assert registry.get_sample_value("driftgate_canary_decisions_total", advanced) == 0
+    assert any("changed since" in record.getMessage() for record in caplog.records)
+    assert reload(leader) == [("titanic", "applied")]
+    assert leader.get("titanic") == ended
+    assert controller.tick() == {}  # no canary left to judge
+
+
+def test_the_decider_checks_the_route_file_only_once_no_other_gateway_is_writing(
+    tmp_path: Path,
+) -> None:
+    """Checking, then writing, without the other gateways' lock would leave a window in
+    which a PUT renamed in between is overwritten all the same."""
+    configured = {"titanic": parse_route("titanic", CANARY_ROUTE)}
+    leader = RouteTable(configured, tmp_path)
+    measured = leader.get("titanic")
+    decided = parse_route("titanic", {**CANARY_ROUTE, "canary": {**CANARY, "step": 1}})
+    with ThreadPoolExecutor(1) as pool, (tmp_path / WRITE_LOCK_NAME).open("w") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another gateway is writing the route
+        deciding = pool.submit(leader.replace_if_unchanged, "titanic", measured, decided)
+        time.sleep(0.2)
+        assert not deciding.done()  # it waits for the other write
+        (tmp_path / "titanic.yaml").write_text(yaml.safe_dump({"primary": {"model": "x"}}))
+        fcntl.flock(writer, fcntl.LOCK_UN)  # the other write is done
+        assert deciding.result(timeout=5) is False
+    assert yaml.safe_load((tmp_path / "titanic.yaml").read_text()) == {"primary": {"model": "x"}}
+
+
+def test_a_decision_on_a_route_nobody_changed_is_applied_and_read_back_as_its_own(
+    tmp_path: Path,
+) -> None:
+    configured = {"titanic": parse_route("titanic", CANARY_ROUTE)}
+    leader, other = RouteTable(configured, tmp_path), RouteTable(configured, tmp_path)
+    stats, clock = CanaryStats(), [0.0]
+    controller = controller_of(leader, stats, SharedWindows(None), clock)
+    controller.tick()
+    for arm in ("stable", "canary"):
+        stats.observe("titanic", arm, failed=False, seconds=0.01)
+    clock[0] = 2.0
+
+    assert controller.tick()["titanic"].action == "advance"
+
+    assert reload(leader) == []  # its own write
+    assert reload(other) == [("titanic", "applied")]
+    advanced = other.get("titanic").canary
+    assert advanced is not None and advanced.step == 1
+
+
 # --- measurements shared with the decider ------------------------------------------------
 
 
@@ -338,6 +419,21 @@ def test_measurements_that_are_stale_unreadable_or_of_another_step_do_not_count(
     assert (tmp_path / ".canary" / "stopped.json").exists()
     SharedWindows(tmp_path, "fresh").withdraw()
     assert reader.gather() == {}
+
+
+def test_a_publish_still_running_when_the_gateway_stops_does_not_bring_its_file_back(
+    tmp_path: Path,
+) -> None:
+    """The controller's task is cancelled at shutdown, not the thread of a publish it was
+    awaiting: that publish wrote the file again after ``withdraw`` removed it, and the
+    stopped gateway's measurements counted for another 30 seconds."""
+    shared = SharedWindows(tmp_path, "stopping")
+    shared.publish({"titanic": ("step-0", {"canary": ArmWindow(requests=1)})})
+    shared.withdraw()
+
+    shared.publish({"titanic": ("step-0", {"canary": ArmWindow(requests=2)})})  # too late
+
+    assert list((tmp_path / ".canary").glob("*.json")) == []
 
 
 def test_two_running_controllers_one_lease_the_traffic_of_both_advances_the_canary(

@@ -306,3 +306,60 @@ def test_shadows_in_flight_are_bounded_and_the_dropped_ones_counted(start, runti
 def test_the_documented_bound_is_the_bound() -> None:
     routing = (Path(__file__).parents[2] / "docs" / "routing.md").read_text()
     assert f"at most {MAX_IN_FLIGHT} shadow calls at once" in routing
+
+
+# --- shadows after a fallback answered --------------------------------------------------------
+
+
+#: Version 1 answers, version 3 backs it up; version 2 is mirrored and compared.
+WITH_FALLBACK: dict[str, Any] = {
+    "iris": {**SHADOWED["iris"], "fallback": [{"model": "iris", "version": "3"}], "retries": 0}
+}
+
+
+def test_a_shadow_is_compared_with_the_primarys_answer_only(start, runtime) -> None:
+    """After a fallback answered, the shadow was compared with the fallback's answer: a
+    shadow that agrees with the primary read as disagreeing (or the other way round)."""
+    runtime.behave(Fail(500), model="iris", version="1")
+    runtime.behave(Answer({"class": ["virginica"]}), model="iris", version="3")
+    gateway = start(routes=WITH_FALLBACK)
+
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.headers["X-Driftgate-Role"] == "fallback"
+    eventually(lambda: shadow_outcomes(gateway) == {"ok": 1.0})  # still mirrored
+    assert gateway.metric("driftgate_shadow_comparisons_total") == 0
+    # Once the primary answers again, it is compared again.
+    runtime.behave(Answer(), model="iris", version="1")
+    gateway.client.post(INFER, json=BODY)
+    eventually(lambda: gateway.metric("driftgate_shadow_comparisons_total", result="agree") == 1)
+
+
+def test_a_target_that_answered_as_fallback_is_not_mirrored_to_as_well(start, runtime) -> None:
+    """A fallback that is also a shadow got the same request twice: once to answer, once
+    as its shadow."""
+    runtime.behave(Fail(500), model="iris", version="1")
+    routes = {"iris": {**SHADOWED["iris"], "fallback": [SHADOW_V2["target"]], "retries": 0}}
+    gateway = start(routes=routes)
+
+    answer = gateway.client.post(INFER, json=BODY, headers={"X-Request-ID": "once"})
+
+    assert answer.headers["X-Driftgate-Version"] == "2"
+    assert answer.headers["X-Driftgate-Role"] == "fallback"
+    time.sleep(0.2)  # a shadow would have been sent by now
+    assert len(shadow_calls(runtime)) == 1  # the fallback's call, no second one
+    assert shadow_outcomes(gateway) == {}
+
+
+def test_a_target_that_failed_as_fallback_is_not_mirrored_to_either(start, runtime) -> None:
+    runtime.behave(Fail(500), model="iris", version="1")
+    runtime.behave(Fail(500), model="iris", version="2")
+    fallbacks = [SHADOW_V2["target"], {"model": "iris", "version": "3"}]
+    gateway = start(routes={"iris": {**SHADOWED["iris"], "fallback": fallbacks, "retries": 0}})
+
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.headers["X-Driftgate-Version"] == "3"
+    time.sleep(0.2)
+    assert len(shadow_calls(runtime)) == 1
+    assert shadow_outcomes(gateway) == {}

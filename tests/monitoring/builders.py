@@ -53,9 +53,20 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     return 0.0 if value is None else value
 
 
-def log_records(registry: CollectorRegistry, table: str, outcome: str) -> float:
-    """``driftgate_log_records_total{table, outcome}``."""
-    return sample(registry, "driftgate_log_records_total", table=table, outcome=outcome)
+def log_records(
+    registry: CollectorRegistry, table: str, outcome: str, reason: str | None = None
+) -> float:
+    """``driftgate_log_records_total{table, outcome}``, over every ``reason`` unless one
+    is named."""
+    return sum(
+        found.value
+        for metric in registry.collect()
+        for found in metric.samples
+        if found.name == "driftgate_log_records_total"
+        and found.labels["table"] == table
+        and found.labels["outcome"] == outcome
+        and reason in (None, found.labels.get("reason"))
+    )
 
 
 def query(store: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -15,6 +15,7 @@ from monitoring.prediction_log import (
     PredictionRecord,
     run_sql,
 )
+from monitoring.prediction_log.writer import WRITE_ATTEMPTS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "prediction-log.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.DOTALL)
@@ -74,3 +75,11 @@ def test_the_doc_has_ten_queries() -> None:
 def test_documented_query_runs_and_answers(store: Path, query: str) -> None:
     result = run_sql(store, query)
     assert result.rows, f"no rows for:\n{query}"
+
+
+def test_the_guarantees_give_the_number_of_write_attempts_the_writer_makes() -> None:
+    """The page said a failing write was "retried three times": three attempts in all."""
+    words = {2: "two", 3: "three", 4: "four", 5: "five"}
+    text = " ".join(DOC.read_text().split())
+    assert f"tried {words[WRITE_ATTEMPTS]} times in all" in text
+    assert "retried three times" not in text

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitoring.prediction_log import LogSettings, PredictionLogWriter
+from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord
+from monitoring.prediction_log.segments import predictions_table
 from tests.monitoring.builders import (
     label,
     log_records,
@@ -79,7 +82,9 @@ def test_reaching_flush_rows_flushes_before_the_interval(store: Path) -> None:
         writer.close()
 
 
-def test_a_full_queue_drops_at_once_and_counts(store: Path, registry: CollectorRegistry) -> None:
+def test_a_full_queue_drops_at_once_and_counts(
+    store: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
     settings = LogSettings(max_queue=10, flush_interval_s=60, flush_rows=1000)
     writer = PredictionLogWriter(store, settings, registry)  # not started: nothing drains
     assert writer.submit(predictions(8))
@@ -87,18 +92,22 @@ def test_a_full_queue_drops_at_once_and_counts(store: Path, registry: CollectorR
     assert not writer.submit(predictions(3, prefix="late"))
     assert not writer.submit([label(f"x{n}", 0, 1) for n in range(3)])
     assert time.perf_counter() - started < 0.05
-    dropped = sample(
-        registry, "driftgate_log_records_total", table="predictions", outcome="dropped"
-    )
-    assert dropped == 3
-    assert sample(registry, "driftgate_log_records_total", table="feedback", outcome="dropped") == 3
+    assert log_records(registry, "predictions", "dropped", "queue_full") == 3
+    assert log_records(registry, "feedback", "dropped", "queue_full") == 3
     assert sample(registry, "driftgate_log_queue_depth") == 8
+    # Logged, but not once per request: the first drop of a minute says what happened.
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1, warnings
+    assert "dropped 3 records" in warnings[0] and "max_queue 10" in warnings[0]
     writer.close()  # a writer that never started still writes what it accepted
     assert query(store, "SELECT count(*) FROM predictions") == [(8,)]
 
 
-def test_close_writes_everything_and_later_submits_are_dropped(store: Path) -> None:
-    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=60, flush_rows=10**6))
+def test_close_writes_everything_and_later_submits_are_dropped(
+    store: Path, registry: CollectorRegistry
+) -> None:
+    settings = LogSettings(flush_interval_s=60, flush_rows=10**6)
+    writer = PredictionLogWriter(store, settings, registry)
     writer.start()
     for n in range(50):
         writer.submit(predictions(20, prefix=f"batch{n}"))
@@ -107,6 +116,8 @@ def test_close_writes_everything_and_later_submits_are_dropped(store: Path) -> N
         (1000, 1000)
     ]
     assert not writer.submit(predictions(1))
+    assert log_records(registry, "predictions", "dropped", "closed") == 1
+    assert log_records(registry, "predictions", "written") == 1000
 
 
 def block_partition(store: Path) -> Path:
@@ -138,11 +149,8 @@ def test_a_write_failing_every_retry_drops_and_counts_and_the_thread_lives_on(
     block_partition(store)
     writer.submit(predictions(4))
     writer.flush()
-    dropped = sample(
-        registry, "driftgate_log_records_total", table="predictions", outcome="dropped"
-    )
-    assert dropped == 4
-    assert sample(registry, "driftgate_log_write_errors_total") == 3
+    assert log_records(registry, "predictions", "dropped", "write_failed") == 4
+    assert sample(registry, "driftgate_log_write_errors_total") == 3  # 3 attempts in all
     writer.submit(predictions(2, model="digits"))
     writer.flush()
     assert query(store, "SELECT model, count(*) FROM predictions GROUP BY model") == [("digits", 2)]
@@ -156,7 +164,7 @@ def test_an_unusable_record_is_dropped_alone(
     writer.submit([prediction("a"), broken, prediction("b")])
     writer.flush()
     assert query(store, "SELECT request_id FROM predictions ORDER BY 1") == [("a",), ("b",)]
-    assert log_records(registry, "predictions", "dropped") == 1
+    assert log_records(registry, "predictions", "dropped", "unconvertible") == 1
     writer.submit([prediction("c")])
     writer.flush()
     assert query(store, "SELECT count(*) FROM predictions") == [(3,)]
@@ -170,8 +178,86 @@ def test_a_record_that_cannot_be_converted_is_dropped_alone(
     writer.submit([label("a", None, 1), label("poison", 2**31, 1), label("b", 0, 0)])
     writer.flush()
     assert query(store, "SELECT request_id FROM feedback ORDER BY 1") == [("a",), ("b",)]
-    assert log_records(registry, "feedback", "dropped") == 1
+    assert log_records(registry, "feedback", "dropped", "unconvertible") == 1
     assert sample(registry, "driftgate_log_write_errors_total") == 0
+
+
+def test_a_flush_failing_outside_the_retried_write_counts_its_records_as_dropped(
+    writer: PredictionLogWriter,
+    store: Path,
+    registry: CollectorRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A bug while building one model's segment lost the whole flush, other models'
+    records included, and counted none of it as dropped: only the error counter rose, and
+    DriftgatePredictionLogDropping (which reads the dropped count) never fired."""
+
+    def buggy(records: Sequence[PredictionRecord]) -> object:
+        if len(records) > 1 and records[0].model == "broken":
+            raise RuntimeError("a bug in the segment builder")
+        return predictions_table(records)
+
+    monkeypatch.setattr("monitoring.prediction_log.writer.predictions_table", buggy)
+    writer.submit([*predictions(3, model="broken"), *predictions(2, prefix="fine")])
+    writer.flush()
+    assert query(store, "SELECT model, count(*) FROM predictions GROUP BY ALL") == [("titanic", 2)]
+    assert log_records(registry, "predictions", "dropped", "flush_failed") == 3
+    assert log_records(registry, "predictions", "written") == 2
+    assert sample(registry, "driftgate_log_write_errors_total") == 1
+    assert sample(registry, "driftgate_log_queue_depth") == 0
+
+
+class _EndsTheThread:
+    """A timestamp whose first use raises SystemExit, which ends a thread without a word
+    (``threading.excepthook`` ignores it): the hardest way for the writer thread to die."""
+
+    @property
+    def tzinfo(self) -> None:
+        raise SystemExit(1)
+
+
+def test_the_writer_thread_outlives_an_error_that_would_end_it(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    """The thread died and the writer went on accepting records that nobody wrote, until
+    the queue filled up and every later record was dropped as if the disk were slow."""
+    writer.submit([prediction("doomed", timestamp=_EndsTheThread())])
+    deadline = time.monotonic() + 5
+    while writer.queue_depth:
+        assert time.monotonic() < deadline, "the doomed record was never taken"
+        time.sleep(0.01)
+    assert log_records(registry, "predictions", "dropped", "flush_failed") == 1
+    writer.submit(predictions(2))  # written by the thread on its interval: no flush()
+    deadline = time.monotonic() + 5
+    while not segments(store):
+        assert time.monotonic() < deadline, "nothing written after the error: the thread died"
+        time.sleep(0.02)
+    assert log_records(registry, "predictions", "written") == 2
+
+
+def writer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "prediction-log-writer"]
+
+
+def test_a_close_that_times_out_counts_what_it_did_not_write(
+    store: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """SIGTERM with a disk that stalls: close() gave up after its timeout and the process
+    exited with records in memory, logged but never counted as dropped."""
+    before = set(writer_threads())
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.05), registry)
+    writer.start()
+    block_partition(store)  # each attempt fails, with back-off between attempts
+    writer.submit(predictions(4))
+    writer.close(timeout_s=0.01)
+    assert log_records(registry, "predictions", "dropped", "shutdown") == 4
+    assert sample(registry, "driftgate_log_queue_depth") == 0
+    assert any("4 records" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
+    deadline = time.monotonic() + 5
+    while set(writer_threads()) - before:  # the abandoned write stops retrying
+        assert time.monotonic() < deadline, "the writer thread went on after close gave up"
+        time.sleep(0.01)
+    assert log_records(registry, "predictions", "dropped") == 4  # not counted twice
 
 
 def test_flush_times_out_rather_than_hanging(store: Path) -> None:
