@@ -18,6 +18,7 @@ drift:
   external_url: http://127.0.0.1:8000   # how alerts and reports link back to the gateway
   webhook: null               # an Alertmanager-style webhook URL for direct alerts
   keep_reports: 200           # HTML reports kept per model version
+  run_timeout_s: null         # a run is stopped after this long (null: 1 h, or interval_s)
 ```
 
 Relative paths resolve against gateway.yaml's folder. Every key is optional. Durations
@@ -25,7 +26,7 @@ are positive and finite (no ``.nan``/``.inf``); counts may not be negative; ``mi
 is at most ``window.rows``; ``min_effect`` names known statistics, and is below 1 for
 those that never exceed 1 (``jensen_shannon``, ``missing_share``, and the effect sizes
 floored for ``ks`` and ``chi_square``: D and Cramer's V); ``webhook`` and
-``external_url`` are http(s) URLs.
+``external_url`` are http(s) URLs; ``run_timeout_s``, when set, is positive and finite.
 Whether the ``models`` folder exists is checked when the jobs start (``driftgate.jobs``).
 """
 
@@ -41,6 +42,7 @@ import msgspec
 
 from drift.stats import STATISTICS
 from drift.verdict import TestSettings
+from monitoring.jobs import default_time_limit
 
 _STATISTICS = {"psi", "jensen_shannon", "wasserstein", "ks", "chi_square"}
 #: What ``min_effect`` may floor: every calibrated statistic and the missing-value share
@@ -113,12 +115,15 @@ class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     webhook: str | None = None
     keep_reports: int = 200
     enabled: bool = True
+    run_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
             raise ValueError(f"drift.alpha must be in (0, 1), got {self.alpha}")
         for name in ("interval_s", "lookback_s"):
             check_positive_finite(getattr(self, name), f"drift.{name}")
+        if self.run_timeout_s is not None:
+            check_positive_finite(self.run_timeout_s, "drift.run_timeout_s")
         for name in ("min_rows", "rounds", "keep_reports", "min_labels"):
             check_at_least(getattr(self, name), 1, f"drift.{name}")
         for name in ("small_sample", "auto_reference_rows"):
@@ -166,6 +171,13 @@ class DriftSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
     def repository(self, base: Path) -> Path:
         return (base / self.models).resolve()
+
+    def run_limit_s(self) -> float:
+        """How long one run may take before it is stopped (``JobScheduler.add``'s
+        ``timeout_s``): ``run_timeout_s``, or an hour, or ``interval_s`` when longer."""
+        if self.run_timeout_s is not None:
+            return self.run_timeout_s
+        return default_time_limit(self.interval_s)
 
 
 def parse_drift_section(raw: Any) -> DriftSettings:

@@ -12,7 +12,9 @@ labelled rows' errors (``labelled_errors``).
 Every query keeps rows with ``status < 400`` of one model, version and arm; a time window
 is ``(end - last_s, end]``, a count window ``[timestamp of the N-th newest row, end]``
 (rows tied with that timestamp are all in). The ``date`` partition is filtered too, so
-DuckDB reads only the days the window covers.
+DuckDB reads only the days the window covers. Every query's connection is handed to the
+time limit of the job run in progress (``monitoring.jobs.watch_connection``), which
+interrupts it when the run takes too long: a query has no timeout of its own.
 
 How values are counted (the same as ``drift.distributions``' numpy builders):
 
@@ -43,6 +45,7 @@ import numpy as np
 
 from drift.distributions import OTHER, Distribution, category_text
 from drift.findings import Window
+from monitoring.jobs import watch_connection
 from monitoring.prediction_log.catalog import sql_string
 
 if TYPE_CHECKING:
@@ -76,7 +79,7 @@ FROM predictions
 WHERE "date" >= {_date(since)} AND "timestamp" >= {_timestamp(since)} AND status < 400
     AND model IS NOT NULL AND version IS NOT NULL AND arm IS NOT NULL
 ORDER BY model, version, arm"""
-    return [(str(m), str(v), str(a)) for m, v, a in con.execute(query).fetchall()]
+    return [(str(m), str(v), str(a)) for m, v, a in _execute(con, query).fetchall()]
 
 
 def last_answered_sql(model: str, version: str, arm: str) -> str:
@@ -92,7 +95,7 @@ def last_answered(
 ) -> datetime | None:
     """When the model version and arm last answered (``status < 400``); None: never, as
     far as the store still holds."""
-    found = con.execute(last_answered_sql(model, version, arm)).fetchall()[0][0]
+    found = _execute(con, last_answered_sql(model, version, arm)).fetchall()[0][0]
     return None if found is None else _utc(found)
 
 
@@ -120,7 +123,7 @@ def window_bounds(
     WHERE {group} AND "date" <= {_date(end)} AND "timestamp" <= {_timestamp(end)}
     ORDER BY "timestamp" DESC LIMIT {int(rows)}
 )"""
-        first_us, count = con.execute(query).fetchall()[0]
+        first_us, count = _execute(con, query).fetchall()[0]
         if not count:
             return None
         start = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(first_us))
@@ -131,7 +134,7 @@ def window_bounds(
     start = end - timedelta(seconds=last_s)
     window = Window(kind="time", start=start, end=end, rows=0)
     query = f"SELECT count(*) FROM predictions WHERE {_window_filter(model, version, arm, window)}"
-    count = int(con.execute(query).fetchall()[0][0])
+    count = int(_execute(con, query).fetchall()[0][0])
     return Window(kind="time", start=start, end=end, rows=count) if count else None
 
 
@@ -172,7 +175,7 @@ def scan_window(  # noqa: PLR0917 - positional like the job's other window calls
     """Count the window's rows over the profile's bins in one scan of the log."""
     columns = view_columns(con)
     sql = window_sql(profile, model, version, arm, window, columns=columns)
-    found = con.execute(sql).fetchall()[0]
+    found = _execute(con, sql).fetchall()[0]
     rows = int(found[0])
     distributions: dict[str, Distribution] = {}
     for i, feature in enumerate(profile.features):
@@ -220,7 +223,7 @@ def sample_columns(  # noqa: PLR0917 - positional like the job's other window ca
     FROM predictions
     WHERE {_window_filter(model, version, arm, window)}
 ) USING SAMPLE reservoir({int(limit)} ROWS) REPEATABLE (0)"""
-    fetched = con.execute(query).fetchnumpy()
+    fetched = _execute(con, query).fetchnumpy()
     sample: dict[str, np.ndarray] = {}
     for feature in inputs:
         values = unmask(fetched[feature.column])
@@ -249,7 +252,7 @@ def labelled_errors(  # noqa: PLR0917 - positional like the job's other window c
 FROM predictions_labeled
 WHERE {_window_filter(model, version, arm, window)} AND label IS NOT NULL
 ORDER BY "timestamp", request_id, "row\""""
-    fetched = con.execute(query).fetchnumpy()
+    fetched = _execute(con, query).fetchnumpy()
     return row_errors(performance.metric, fetched["prediction"], fetched["label"])
 
 
@@ -271,7 +274,7 @@ def row_errors(
 
 def view_columns(con: duckdb.DuckDBPyConnection, view: str = "predictions") -> dict[str, str]:
     """Every column of a catalog view with its DuckDB type (``DOUBLE``, ``VARCHAR[]``)."""
-    return {str(row[0]): str(row[1]) for row in con.execute(f"DESCRIBE {view}").fetchall()}
+    return {str(row[0]): str(row[1]) for row in _execute(con, f"DESCRIBE {view}").fetchall()}
 
 
 def is_nested_type(duckdb_type: str) -> bool:
@@ -421,6 +424,12 @@ def _edges_literal(edges: tuple[float, ...]) -> str:
         return repr(edge) if math.isfinite(edge) else f"'{edge!r}'::DOUBLE"
 
     return "[" + ", ".join(literal(e) for e in edges) + "]::DOUBLE[]"
+
+
+def _execute(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyConnection:
+    """``con.execute(query)``, interruptible by the time limit of the job run in progress."""
+    watch_connection(con)
+    return con.execute(query)
 
 
 def _group_filter(model: str, version: str, arm: str) -> str:

@@ -10,6 +10,7 @@
     driftgate sql "select ..." [--store var/store]       read-only SQL over the prediction log
     driftgate jobs --config gateway.yaml [--once]        drift (and explain) jobs on the log
     driftgate reference build --model M --version V FILE a version's reference profile
+    driftgate routes list|get|set|weights                a running gateway's route policies
 
 Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
 
@@ -29,6 +30,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from driftgate.routes_cli import add_routes_commands
 
 #: Seconds the runtime keeps an idle keep-alive connection open (see ``_run_runtime``).
 RUNTIME_KEEP_ALIVE_S = 75
@@ -193,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sql.set_defaults(handler=_run_sql)
     _add_job_commands(commands)
+    add_routes_commands(commands)
     return parser
 
 

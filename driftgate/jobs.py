@@ -115,7 +115,7 @@ def build_jobs(
             notifier=notifier,
             registry=registry,
         )
-        scheduler.add("drift", drift.interval_s, job.run)
+        scheduler.add("drift", drift.interval_s, job.run, timeout_s=drift.run_limit_s())
     repositories = {
         "drift": drift.repository(settings.base_dir),
         "explain": explain.repository(settings.base_dir),
@@ -135,7 +135,7 @@ def build_jobs(
             tracer,
             registry=registry,
         )
-        scheduler.add("explain", explain.interval_s, explainer.run)
+        scheduler.add("explain", explain.interval_s, explainer.run, timeout_s=explain.run_limit_s())
     names = [job.name for job in scheduler.jobs]
     return JobsProcess(scheduler, registry, names, store, repositories)
 

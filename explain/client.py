@@ -26,7 +26,7 @@ picks, among replicas of one repository, the first that serves the version.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -191,13 +191,21 @@ def first_replica(
     output: str | None = None,
     index: int | None = None,
     timeout_s: float = 30.0,
+    transport: Callable[[], httpx.BaseTransport] | None = None,
 ) -> RuntimePredict:
     """The version on the first replica that describes it (one may not have loaded it
-    yet); raises the last replica's ``RuntimePredictError`` when none does."""
+    yet); raises the last replica's ``RuntimePredictError`` when none does. ``transport``
+    makes each replica's client its transport (a ``DeadlineTransport``, say)."""
     error = RuntimePredictError("no runtime replicas to ask: pass --replica or set replicas")
     for url in replicas:
         predict = RuntimePredict(
-            url, model, version, output=output, index=index, timeout_s=timeout_s
+            url,
+            model,
+            version,
+            output=output,
+            index=index,
+            timeout_s=timeout_s,
+            transport=None if transport is None else transport(),
         )
         try:
             predict.explained_output()

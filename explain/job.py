@@ -37,6 +37,12 @@ after the limit is skipped; one that fails is logged and the run goes on: the ru
 when every version it tried failed (those skipped, say for no input values, are not tried).
 A run that explains some versions succeeds: ``driftgate_explain_check_failing`` (1 per
 version it could not explain, 0 per version explained or skipped) says which it could not.
+
+Hard limit: the scheduler stops a run at ``run_timeout_s`` (``ExplainJobSettings.run_limit_s``,
+``monitoring.jobs``), interrupting the run's DuckDB connection. Every HTTP call to a
+runtime is bounded as a whole (``DeadlineTransport``): ``max(time_limit_s, 10)`` seconds, and
+never past that limit; httpx's own timeout bounds each read, and a runtime trickling its
+answer would otherwise hold the run for as long as it kept sending.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ from explain.results import (
 )
 from explain.settings import ExplainJobSettings
 from explain.traffic import Traffic, read_traffic
-from monitoring.jobs import FailingTargets
+from monitoring.jobs import DeadlineTransport, FailingTargets, watch_connection
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.explain")
@@ -128,6 +134,7 @@ class ExplainJob:
         now = self.clock()
         con = connect_readonly(self.store)
         try:
+            watch_connection(con)  # interrupted when the run passes its time limit
             since = now - timedelta(seconds=self.settings.lookback_s)
             found = sorted({(model, version) for model, version, _ in groups(con, since)})
             traffic = [self._read(con, m, v, now) for m, v in found]
@@ -197,14 +204,7 @@ class ExplainJob:
             span.set_attributes(
                 {"driftgate.model": traffic.model, "driftgate.version": traffic.version}
             )
-            with first_replica(
-                self.replicas,
-                traffic.model,
-                traffic.version,
-                output=self.settings.output,
-                index=self.settings.index,
-                timeout_s=max(self.settings.time_limit_s, 10.0),
-            ) as predict:
+            with self._first_replica(traffic.model, traffic.version) as predict:
                 reference: dict[str, Importance] = {}
                 if traffic.reference is not None:
                     reference = self._reference(predict, traffic, budget_s / 2)
@@ -231,6 +231,20 @@ class ExplainJob:
                         },
                     )
             return self.publish(run)
+
+    def _first_replica(self, model: str, version: str) -> RuntimePredict:
+        """The version on the first replica that describes it, each HTTP call bounded as a
+        whole (a ``DeadlineTransport``); raises the last replica's error when none does."""
+        call_s = max(self.settings.time_limit_s, 10.0)
+        return first_replica(
+            self.replicas,
+            model,
+            version,
+            output=self.settings.output,
+            index=self.settings.index,
+            timeout_s=call_s,
+            transport=lambda: DeadlineTransport(call_s),
+        )
 
     def publish(self, run: ExplainRun) -> ExplainRun:
         """Report, store rows and latest entry, in that order (the rows link the report)."""

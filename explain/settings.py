@@ -17,15 +17,19 @@ explain:
   output: null                # the explained output (null: the first floating-point one)
   index: null                 # its column when it has several (null: the last one)
   keep_reports: 100           # HTML reports kept per model version
+  run_timeout_s: null         # a run is stopped after this long (null: the longest of 1 h,
+                              # interval_s and twice time_limit_s)
 ```
 
 Relative paths resolve against gateway.yaml's folder. Durations are positive and finite,
 counts at least 1, ``min_rows`` at most ``window.rows``, ``index`` at least 0 (a column;
-null: the last one). An ``output`` the model lacks fails that version's run, naming the
-outputs it has. An ``n_samples`` too few for a model's inputs is raised for that model,
-with a warning (the input count is known only when the job runs). Every key is optional;
-the job runs when the ``log:`` section exists unless ``enabled: false``. ``driftgate jobs``
-reads the section (``driftgate.jobs``); the job itself is ``explain.job.ExplainJob``.
+null: the last one), ``run_timeout_s`` more than ``time_limit_s`` (a budget the run may
+overrun, where ``run_timeout_s`` stops it). An ``output`` the model lacks fails that
+version's run, naming the outputs it has. An ``n_samples`` too few for a model's inputs is
+raised for that model, with a warning (the input count is known only when the job runs).
+Every key is optional; the job runs when the ``log:`` section exists unless ``enabled:
+false``. ``driftgate jobs`` reads the section (``driftgate.jobs``); the job itself is
+``explain.job.ExplainJob``.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from drift.settings import (
     check_positive_finite,
     check_window_fits,
 )
+from monitoring.jobs import default_time_limit
 
 #: The global-importance methods the job knows.
 METHODS = ("permutation", "kernel_shap")
@@ -63,10 +68,19 @@ class ExplainJobSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
     output: str | None = None
     index: int | None = None
     keep_reports: int = 100
+    run_timeout_s: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("interval_s", "lookback_s", "time_limit_s"):
             check_positive_finite(getattr(self, name), f"explain.{name}")
+        if self.run_timeout_s is not None:
+            check_positive_finite(self.run_timeout_s, "explain.run_timeout_s")
+            if self.run_timeout_s <= self.time_limit_s:
+                raise ValueError(
+                    f"explain.run_timeout_s: expected more than time_limit_s "
+                    f"({self.time_limit_s:g}), got {self.run_timeout_s:g}: every run would be "
+                    "stopped before its budget ran out"
+                )
         for name in ("rows", "min_rows", "background_rows", "n_samples", "repeats", "keep_reports"):
             check_at_least(getattr(self, name), 1, f"explain.{name}")
         if self.index is not None:
@@ -87,6 +101,14 @@ class ExplainJobSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True
 
     def repository(self, base: Path) -> Path:
         return (base / self.models).resolve()
+
+    def run_limit_s(self) -> float:
+        """How long one run may take before it is stopped (``JobScheduler.add``'s
+        ``timeout_s``): ``run_timeout_s``, or the longest of an hour, ``interval_s`` and twice
+        ``time_limit_s`` (a budget that permutation, reading and publishing may overrun)."""
+        if self.run_timeout_s is not None:
+            return self.run_timeout_s
+        return max(default_time_limit(self.interval_s), 2 * self.time_limit_s)
 
 
 def parse_explain_section(raw: Any) -> ExplainJobSettings:

@@ -8,14 +8,23 @@ over ``MAX_POLICY_BYTES`` answers 413 unread, and JSON nested deeper than msgspe
 answers 400 like any policy nested too deeply.
 
 ``GET /admin/routes/{model}`` answers 404 for a name no route can have.
+
+Both answer with the policy's ``ETag`` (``gateway.route_table.policy_etag``). A ``PUT``
+with ``If-Match`` replaces the route only if it still has one of those ETags (``*``: only
+if the route is configured), checked under the lock every gateway sharing ``routes_dir``
+writes under; otherwise it answers 412 with the ETag the route has now, and nothing
+changes. A ``PUT`` without ``If-Match`` replaces whatever is there (the last writer wins).
+The write (a lock another gateway may hold, an fsync) runs in a worker thread.
 """
 
 from __future__ import annotations
 
+import asyncio
+import re
 from typing import Any
 
 import msgspec
-from litestar import get, put
+from litestar import Response, get, put
 from litestar.params import FromPath
 
 from gateway.balancer import ReplicaStatus
@@ -28,7 +37,12 @@ from gateway.policy import (
     route_to_dict,
     too_deep,
 )
+from gateway.route_table import IfMatch, RouteChanged, policy_etag
 from gateway.state import AnyRequest, GatewayState, gateway_state
+
+_ENTITY_TAG = r'(?:W/)?"[^"\x00-\x20\x7f]*"'
+#: ``*``, or a comma-separated list of entity tags (RFC 9110, section 13.1.1).
+_IF_MATCH = re.compile(rf"\s*(?:\*|{_ENTITY_TAG}(?:\s*,\s*{_ENTITY_TAG})*)\s*")
 
 
 @get("/admin/routes")
@@ -39,23 +53,29 @@ async def list_routes(request: AnyRequest) -> dict[str, Any]:
 
 
 @get("/admin/routes/{model:str}")
-async def get_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]:
+async def get_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[str, Any]]:
     state = gateway_state(request)
     state.authorize(request, "admin")
     try:
-        policy = route_to_dict(state.routes.get(model))
+        policy = state.routes.get(model)
     except PolicyError as exc:
         raise RouteNotFound(f"unknown route: {exc}") from None
-    return {"route": model, "configured": state.routes.is_configured(model), "policy": policy}
+    answer = {
+        "route": model,
+        "configured": state.routes.is_configured(model),
+        "policy": route_to_dict(policy),
+    }
+    return Response(answer, headers={"ETag": policy_etag(policy)})
 
 
 @put("/admin/routes/{model:str}", status_code=200)
-async def put_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]:
+async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[str, Any]]:
     state = gateway_state(request)
     state.authorize(request, "admin")
     try:
+        if_match = _if_match(request)
         policy = parse_route(model, _decode(model, await _policy_body(request)))
-    except PayloadTooLarge:
+    except (PayloadTooLarge, BadGatewayRequest):
         _count_update(state, model, "rejected")
         raise
     except msgspec.DecodeError as exc:
@@ -64,9 +84,49 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> dict[str, Any]
     except PolicyError as exc:
         _count_update(state, model, "rejected")
         raise BadGatewayRequest(f"invalid route policy, nothing changed: {exc}") from None
-    state.routes.replace(model, policy)
+    try:
+        etag = await asyncio.to_thread(state.routes.replace, model, policy, if_match)
+    except RouteChanged as exc:
+        _count_update(state, model, "precondition_failed")
+        return _precondition_failed(exc)
     _count_update(state, model, "applied")
-    return {"route": model, "configured": True, "policy": route_to_dict(policy)}
+    answer = {"route": model, "configured": True, "policy": route_to_dict(policy)}
+    return Response(answer, headers={"ETag": etag})
+
+
+def _if_match(request: AnyRequest) -> IfMatch | None:
+    """The ``If-Match`` header's entity tags (weak ones kept with their ``W/``: they never
+    match, comparison is strong), ``"*"``, or None without the header."""
+    values = request.headers.getall("if-match", [])
+    if not values:
+        return None
+    joined = ", ".join(values)
+    if not _IF_MATCH.fullmatch(joined):
+        raise BadGatewayRequest(
+            "If-Match: expected * or quoted ETags as GET /admin/routes/{route} answers them "
+            '(ETag: "3f9c..."), nothing changed'
+        )
+    if joined.strip() == "*":
+        return "*"
+    return frozenset(re.findall(_ENTITY_TAG, joined))
+
+
+def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:
+    """412: the route is not the one the caller read; the answer names its ETag now."""
+    if exc.configured:
+        message = (
+            f"route {exc.route} changed since it was read (If-Match does not match): its ETag "
+            f"is now {exc.etag}; GET it again, make the change on what it answers, and PUT "
+            "that with the new ETag. Nothing changed"
+        )
+    else:
+        message = (
+            f"route {exc.route} is not configured (If-Match: * replaces only a route in "
+            "gateway.yaml or routes_dir); PUT without If-Match to create it. Nothing changed"
+        )
+    return Response(
+        {"error": message, "etag": exc.etag}, status_code=412, headers={"ETag": exc.etag}
+    )
 
 
 def _count_update(state: GatewayState, model: str, outcome: str) -> None:

@@ -24,7 +24,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.balancer import ReplicaSet
-from gateway.circuit import CircuitBreaker
+from gateway.circuit import CircuitBreaker, CircuitState
 from gateway.dialects import InferencePath
 from gateway.errors import NoUpstream, UpstreamTimeout
 from gateway.planner import Plan
@@ -214,6 +214,13 @@ class Dispatcher:
             self.metrics.observe_upstream(replica, role, outcome, time.perf_counter() - started)
             span.end()
         return response
+
+    def circuit_open(self, route: str, target: Target) -> bool:
+        """Whether ``target``'s breaker on ``route`` is open now (it refuses requests until
+        ``open_s`` has passed). Asked for shadows: it takes no half-open probe, which is
+        the route's own traffic's to take, and makes no breaker."""
+        breaker = self._breakers.get((route, target))
+        return breaker is not None and breaker.state_at(self.clock()) is CircuitState.OPEN
 
     def breaker_states(self, now: float) -> list[tuple[str, Target, str]]:
         return [

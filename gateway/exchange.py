@@ -21,6 +21,9 @@ import msgspec
 import numpy as np
 
 Row = dict[str, Any]
+#: What a decoded body of an unexpected shape raises here: a value of the wrong type, a
+#: tensor without its ``name`` (``KeyError``), data that does not fit its ``shape``.
+_UNEXPECTED_SHAPE = (AttributeError, TypeError, ValueError, LookupError)
 
 
 def request_rows(
@@ -46,13 +49,15 @@ def request_rows(
         payload = msgspec.json.decode(body[: int(header_length)] if header_length else body)
     except (msgspec.DecodeError, ValueError, UnicodeDecodeError):
         return [], False, "request body is not JSON"
+    except RecursionError:  # msgspec recurses
+        return [], False, "request body is nested too deeply"
     try:
         if dialect == "v2":
             return _oip_rows(payload.get("inputs")), False, None
         if dialect == "tfserving":
             return _tfserving_request_rows(payload), False, None
         return _eval_rows(payload)
-    except (AttributeError, TypeError, ValueError, IndexError):
+    except _UNEXPECTED_SHAPE:
         return [], False, "request body has an unexpected shape"
 
 
@@ -87,7 +92,7 @@ def response_rows(
     header_length = headers.get("inference-header-content-length")
     try:
         payload = msgspec.json.decode(body[: int(header_length)] if header_length else body)
-    except (msgspec.DecodeError, ValueError, UnicodeDecodeError):
+    except (msgspec.DecodeError, ValueError, UnicodeDecodeError, RecursionError):
         return [], None
     if not isinstance(payload, dict):
         return [], None
@@ -104,7 +109,7 @@ def response_rows(
         if single_instance:
             return [{name: _cell(value) for name, value in outputs.items()}], None
         return _columns(outputs), None
-    except (AttributeError, TypeError, ValueError, IndexError):
+    except _UNEXPECTED_SHAPE:
         return [], None
 
 

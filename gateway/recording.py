@@ -13,6 +13,23 @@ wake-ups (a context switch and a GIL hand-off per request) cost more than parsin
 bodies (bench/log_overhead.py). Polling wakes it twenty times a second whatever the load;
 the SIGKILL loss bound grows by that interval.
 
+Every exchange offered is counted in ``driftgate_log_exchanges_total``: ``sampled_out``,
+``queued``, or ``dropped`` with a ``reason`` (``DropReason``). A queued exchange then
+reaches the writer (which counts its rows in ``driftgate_log_records_total``) or is counted
+a second time, as dropped: the recorder stage is as complete as the writer's. The ways
+the recorder loses an exchange:
+
+- ``queue_full``: ``max_queue`` exchanges were already waiting (never queued);
+- ``closed``: offered after ``close()`` (never queued);
+- ``parse_failed``: its bodies could not be turned into rows (a parser bug:
+  ``exchange_records`` is meant to note unreadable bodies, not raise);
+- ``shutdown``: still waiting when ``close()`` stopped waiting for the thread. The
+  exchanges the thread is parsing at that moment go to the writer, which is closed by
+  then and counts their rows as dropped (``closed``).
+
+Each reason is logged at most once a minute (``DROP_LOG_INTERVAL_S``), with the count since
+its previous line; what was counted but not logged yet is logged by ``close()``.
+
 The thread also remembers recently logged request ids (bounded), so that feedback for an
 id the gateway never logged can be counted as unknown without querying the store.
 """
@@ -21,11 +38,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import OrderedDict, deque
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -37,6 +55,28 @@ log = logging.getLogger("driftgate.gateway.recording")
 _REMEMBERED_IDS = 200_000
 #: How often the recorder thread takes what the request path appended.
 DRAIN_INTERVAL_S = 0.05
+#: Exchanges dropped for one reason are logged at most this often.
+DROP_LOG_INTERVAL_S = 60.0
+
+#: Why the recorder dropped an exchange: the ``reason`` of ``driftgate_log_exchanges_total``.
+DropReason = Literal["queue_full", "closed", "parse_failed", "shutdown"]
+QUEUE_FULL: DropReason = "queue_full"
+CLOSED: DropReason = "closed"
+PARSE_FAILED: DropReason = "parse_failed"
+SHUTDOWN: DropReason = "shutdown"
+#: Losses the request path causes are warnings; a parser bug or a shutdown cut short, errors.
+_LEVEL: dict[DropReason, int] = {
+    QUEUE_FULL: logging.WARNING,
+    CLOSED: logging.WARNING,
+    PARSE_FAILED: logging.ERROR,
+    SHUTDOWN: logging.ERROR,
+}
+_WHY: dict[DropReason, str] = {
+    QUEUE_FULL: "the recorder's queue (log.max_queue) was full",
+    CLOSED: "they arrived after the recorder was closed",
+    PARSE_FAILED: "their bodies could not be parsed into rows",
+    SHUTDOWN: "they were still waiting when shutdown stopped waiting for the recorder",
+}
 
 
 @dataclass(frozen=True)
@@ -75,7 +115,12 @@ class Recorder:
         self.sampling = sampling
         self.keep_image_bytes = keep_image_bytes
         self.max_queue = max_queue
-        self._pending: deque[Exchange] = deque()
+        #: (route label, exchange): appended by the request path, taken by the thread.
+        self._pending: deque[tuple[str, Exchange]] = deque()
+        self._closed = False
+        #: Held to check ``_closed`` and append, so nothing is queued after ``close()``.
+        self._accepting = threading.Lock()
+        self._drop_log = _DropLog()
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._idle = threading.Event()
@@ -88,9 +133,10 @@ class Recorder:
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.exchanges = Counter(
             "driftgate_log_exchanges_total",
-            "Answered requests offered to the prediction log, by outcome "
-            "(queued | sampled_out | dropped: the recorder's queue was full).",
-            ["route", "outcome"],
+            "Answered requests offered to the prediction log, by outcome (queued | "
+            "sampled_out | dropped) and why dropped (queue_full | closed | parse_failed | "
+            "shutdown); a queued one that is lost later is counted again as dropped.",
+            ["route", "outcome", "reason"],
             registry=registry,
         )
         self.feedback = Counter(
@@ -114,13 +160,20 @@ class Recorder:
             status=exchange.status,
             shadowed=shadowed or exchange.role == "shadow",
         ):
-            self.exchanges.labels(route_label, "sampled_out").inc()
+            self.exchanges.labels(route_label, "sampled_out", "").inc()
             return
-        if len(self._pending) >= self.max_queue:
-            self.exchanges.labels(route_label, "dropped").inc()
+        refused: DropReason | None = None
+        with self._accepting:
+            if self._closed:
+                refused = CLOSED
+            elif len(self._pending) >= self.max_queue:
+                refused = QUEUE_FULL
+            else:
+                self._pending.append((route_label, exchange))  # the recorder thread polls
+        if refused is not None:
+            self._dropped(route_label, exchange, refused)
             return
-        self._pending.append(exchange)  # thread-safe; the recorder thread polls
-        self.exchanges.labels(route_label, "queued").inc()
+        self.exchanges.labels(route_label, "queued", "").inc()
 
     def record_feedback(self, labels: list[FeedbackRecord]) -> tuple[int, int]:
         """Store labels; returns (matched, unknown) against recently logged request ids."""
@@ -145,21 +198,65 @@ class Recorder:
         self.writer.flush(timeout_s)
 
     def close(self, timeout_s: float = 30.0) -> None:
-        """Record everything queued, then flush and stop the writer (SIGTERM loses nothing)."""
+        """Record everything queued, then flush and stop the writer (SIGTERM loses nothing).
+
+        Exchanges offered from now on are dropped (``closed``); those still waiting when
+        the thread has not finished within ``timeout_s`` are dropped (``shutdown``)."""
+        with self._accepting:
+            self._closed = True
         self._stopping.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join(timeout=timeout_s)
         else:  # never started: record what arrived all the same
             self._drain()
+        self._abandon_pending()
+        self._drop_log.flush()
         self.writer.close(timeout_s)
 
+    def _abandon_pending(self) -> None:
+        """Count what the thread did not take as dropped (``shutdown``), in one line of
+        log. ``popleft`` is atomic: an exchange the thread takes meanwhile is its own."""
+        lost = 0
+        while True:
+            try:
+                route_label, _ = self._pending.popleft()
+            except IndexError:
+                break
+            self.exchanges.labels(route_label, "dropped", SHUTDOWN).inc()
+            lost += 1
+        if lost:
+            log.error(
+                "prediction log: dropped %d exchanges at the recorder (%s: %s)",
+                lost,
+                SHUTDOWN,
+                _WHY[SHUTDOWN],
+            )
+
+    def _dropped(
+        self,
+        route_label: str,
+        exchange: Exchange,
+        reason: DropReason,
+        error: BaseException | None = None,
+    ) -> None:
+        self.exchanges.labels(route_label, "dropped", reason).inc()
+        self._drop_log.dropped(reason, exchange.request_id, error)
+
     def _run(self) -> None:
-        while not self._stopping.is_set():
-            self._wake.wait(DRAIN_INTERVAL_S)
-            self._wake.clear()
-            self._drain()
-        self._drain()
+        while True:
+            try:
+                while not self._stopping.is_set():
+                    self._wake.wait(DRAIN_INTERVAL_S)
+                    self._wake.clear()
+                    self._drain()
+                self._drain()
+                return
+            except Exception:  # only close() may end the thread, or the queue fills up
+                log.critical(
+                    "prediction log: the recorder thread met an error and goes on", exc_info=True
+                )
+                time.sleep(DRAIN_INTERVAL_S)
 
     def _drain(self) -> None:
         if not self._pending:
@@ -169,16 +266,12 @@ class Recorder:
             records: list[PredictionRecord] = []
             ids = []
             while self._pending:
-                exchange = self._pending.popleft()
-                known = self._known_inputs.setdefault(exchange.model, set())
+                route_label, exchange = self._pending.popleft()
                 try:
-                    rows = exchange_records(exchange, self.keep_image_bytes, known)
-                except Exception:  # a body we cannot read must not stop the recorder
-                    log.exception("could not record request %s", exchange.request_id)
+                    rows = self._rows(exchange)
+                except Exception as exc:  # a bug in a parser must not stop the recorder
+                    self._dropped(route_label, exchange, PARSE_FAILED, exc)
                     continue
-                if 200 <= exchange.status < 300:  # the runtime checked these names
-                    for row in rows:
-                        known.update(row.inputs)
                 records.extend(rows)
                 ids.append(exchange.request_id)
             self.writer.submit(records)
@@ -189,6 +282,60 @@ class Recorder:
                     self._seen.popitem(last=False)
         finally:
             self._idle.set()
+
+    def _rows(self, exchange: Exchange) -> list[PredictionRecord]:
+        known = self._known_inputs.setdefault(exchange.model, set())
+        rows = exchange_records(exchange, self.keep_image_bytes, known)
+        if 200 <= exchange.status < 300:  # the runtime checked these names
+            for row in rows:
+                known.update(row.inputs)
+        return rows
+
+
+class _DropLog:
+    """Logs the recorder's drops at most once a minute per reason, with the count since
+    the reason's previous line (drops happen on the request path, possibly by thousands).
+    The first of a reason is logged when it happens, with its request id and error."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._unlogged: dict[DropReason, int] = {}
+        self._next: dict[DropReason, float] = {}
+
+    def dropped(self, reason: DropReason, request_id: str, error: BaseException | None) -> None:
+        now = time.monotonic()
+        with self._lock:
+            count = self._unlogged.get(reason, 0) + 1
+            if now < self._next.get(reason, 0.0):
+                self._unlogged[reason] = count
+                return
+            self._unlogged[reason] = 0
+            self._next[reason] = now + DROP_LOG_INTERVAL_S
+        log.log(
+            _LEVEL[reason],
+            "prediction log: dropped %d exchanges at the recorder (%s: %s), the latest "
+            "request %s; drops for this reason in the next %g s are counted, not logged",
+            count,
+            reason,
+            _WHY[reason],
+            request_id,
+            DROP_LOG_INTERVAL_S,
+            exc_info=error,
+        )
+
+    def flush(self) -> None:
+        """Log what was counted and not logged yet (the recorder closes)."""
+        with self._lock:
+            unlogged = {reason: count for reason, count in self._unlogged.items() if count}
+            self._unlogged.clear()
+        for reason, count in unlogged.items():
+            log.log(
+                _LEVEL[reason],
+                "prediction log: dropped %d more exchanges at the recorder (%s: %s)",
+                count,
+                reason,
+                _WHY[reason],
+            )
 
 
 #: The input column of a refused request's values whose names no answered request of its

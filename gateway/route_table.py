@@ -24,21 +24,33 @@ route whatever it was (``replace``). A canary decision was measured on the polic
 gateway last read, up to a poll old: ``replace_if_unchanged`` checks the file under the
 lock first, and drops the decision when another gateway (or an operator) has written
 another policy since, instead of overwriting it with one derived from the older policy.
+
+A ``PUT`` with ``If-Match`` is the same guard for operators: ``replace`` with ``if_match``
+compares the route's ETag (``policy_etag``: a hash of the policy, equal for equal policies
+in every gateway) as the folder has it now, under the lock, with the ones the operator
+read, and raises :class:`RouteChanged` instead of writing when none matches.
+
+Writes block (a lock another gateway may hold, then an fsync): the admin API calls
+``replace`` in a worker thread. ``_state`` keeps that thread's swap and the event loop's
+``apply`` from interleaving.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
+import msgspec
 import yaml
 
 from gateway.policy import (
@@ -62,6 +74,29 @@ Fingerprint = tuple[int, int, int]
 #: What makes a route file unusable (unreadable, not UTF-8, not YAML, too large, an invalid
 #: policy): it is logged, and the policy in use stays.
 _FILE_ERRORS = (OSError, ValueError, yaml.YAMLError)
+
+
+#: What a conditional write expects: the route is configured (``"*"``), or its policy has
+#: one of these ETags.
+IfMatch = frozenset[str] | Literal["*"]
+
+
+def policy_etag(policy: RoutePolicy) -> str:
+    """A strong entity tag of ``policy``, quoted as in an ``ETag`` header: equal for equal
+    policies, in every gateway process (the policy's keys sorted, hashed)."""
+    encoded = msgspec.json.encode(route_to_dict(policy), order="sorted")
+    return f'"{hashlib.sha256(encoded).hexdigest()[:32]}"'
+
+
+class RouteChanged(Exception):
+    """A conditional write refused: the route is not what the writer read. ``etag`` is its
+    policy's ETag now, ``configured`` whether it is in gateway.yaml or ``routes_dir``."""
+
+    def __init__(self, route: str, etag: str, configured: bool) -> None:
+        super().__init__(f"route {route} is now {etag}")
+        self.route = route
+        self.etag = etag
+        self.configured = configured
 
 
 @dataclass(frozen=True)
@@ -93,6 +128,8 @@ class RouteTable:
         routes.update(self._load_persisted())
         self._routes: Mapping[str, RoutePolicy] = MappingProxyType(routes)
         self._defaults: dict[str, RoutePolicy] = {}  # validated once, not per request
+        self._writing = threading.Lock()  # one write at a time in this process
+        self._state = threading.Lock()  # ``_routes`` and ``_files`` change under it
 
     @property
     def routes_dir(self) -> Path | None:
@@ -117,10 +154,18 @@ class RouteTable:
     def is_configured(self, name: str) -> bool:
         return name in self._routes
 
-    def replace(self, name: str, policy: RoutePolicy) -> None:
+    def replace(self, name: str, policy: RoutePolicy, if_match: IfMatch | None = None) -> str:
+        """Write and swap in ``policy``; returns its ETag. Blocking: call it in a thread.
+
+        With ``if_match``, only if the route, as ``routes_dir`` has it now, is configured
+        (``"*"``) or has one of those ETags: otherwise :class:`RouteChanged`, nothing
+        written. Without, the last writer wins.
+        """
         with self._write_lock():
-            self._persist(name, policy)
-        self._swap(name, policy)
+            if if_match is not None:
+                self._check(name, if_match)
+            self._swap(name, policy, self._persist(name, policy))
+        return policy_etag(policy)
 
     def replace_if_unchanged(self, name: str, measured: RoutePolicy, policy: RoutePolicy) -> bool:
         """Replace the route with ``policy`` only if it is still ``measured``, here and in
@@ -135,15 +180,45 @@ class RouteTable:
         with self._write_lock():
             if not self._unchanged_on_disk(name, measured):
                 return False
-            self._persist(name, policy)
-        self._swap(name, policy)
+            self._swap(name, policy, self._persist(name, policy))
         return True
 
-    def _swap(self, name: str, policy: RoutePolicy) -> None:
-        routes = dict(self._routes)
-        routes[name] = policy
-        self._routes = MappingProxyType(routes)
+    def _swap(self, name: str, policy: RoutePolicy, written: Fingerprint | None) -> None:
+        with self._state:
+            if written is not None:
+                self._files[name] = written
+            routes = dict(self._routes)
+            routes[name] = policy
+            self._routes = MappingProxyType(routes)
         log.info("route %s replaced: %s", name, route_to_dict(policy))
+
+    def _check(self, name: str, if_match: IfMatch) -> None:
+        """Raise :class:`RouteChanged` unless the stored route satisfies ``if_match``."""
+        policy, configured = self._stored(name)
+        etag = policy_etag(policy)
+        if (configured and if_match == "*") or (if_match != "*" and etag in if_match):
+            return
+        raise RouteChanged(name, etag, configured)
+
+    def _stored(self, name: str) -> tuple[RoutePolicy, bool]:
+        """The route's policy as ``routes_dir`` has it now (under the write lock, so no
+        other gateway is writing it), and whether it is configured (a file or gateway.yaml):
+        what every gateway sharing the folder serves once it has read the folder again."""
+        if self._routes_dir is None:
+            in_use = self._routes.get(name)
+            return (in_use, True) if in_use is not None else (self.get(name), False)
+        try:
+            fingerprint = _fingerprint(os.stat(self._route_file(name)))
+        except FileNotFoundError:  # never written, or removed: gateway.yaml's, or the default
+            configured = self._configured.get(name)
+            return (configured, True) if configured is not None else (self.get(name), False)
+        in_use = self._routes.get(name)
+        if in_use is not None and fingerprint == self._files.get(name):
+            return in_use, True  # the file this table last read or wrote
+        try:
+            return _read_route_file(self._routes_dir, name), True
+        except _FILE_ERRORS:  # refused when read: the policy in use stays
+            return (in_use if in_use is not None else self.get(name)), True
 
     def _unchanged_on_disk(self, name: str, measured: RoutePolicy) -> bool:
         """Whether the route's file is the one this table last read or wrote, or holds
@@ -172,27 +247,19 @@ class RouteTable:
     def _write_lock(self) -> Iterator[None]:
         """Exclusive across the gateways sharing ``routes_dir`` (blocking, held for one
         write). Where locks cannot be taken, writes go ahead unserialised, with a warning."""
-        if self._routes_dir is None:
-            yield
-            return
-        self._routes_dir.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self._routes_dir / WRITE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except OSError as exc:
-                log.warning(
-                    "cannot lock %s, writing the route without it: %s", self._routes_dir, exc
-                )
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+        with self._writing:
+            if self._routes_dir is None:
+                yield
+                return
+            with _folder_lock(self._routes_dir):
+                yield
 
     def scan(self) -> FileScan:
         """Read and parse ``routes_dir`` (blocking, and YAML is slow: in a worker thread)."""
         if self._routes_dir is None:
             return FileScan({}, {}, {})
-        known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
+        with self._state:
+            known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
         fingerprints = _fingerprints(self._routes_dir)
         policies: dict[str, RoutePolicy | Exception] = {}
         for name, fingerprint in fingerprints.items():
@@ -204,7 +271,11 @@ class RouteTable:
         return FileScan(fingerprints, policies, known)
 
     def apply(self, scan: FileScan) -> list[FileChange]:
-        """Take the changes ``scan`` found (on the event loop, like ``replace``)."""
+        """Take the changes ``scan`` found (on the event loop)."""
+        with self._state:
+            return self._apply(scan)
+
+    def _apply(self, scan: FileScan) -> list[FileChange]:
         changes: list[FileChange] = []
         routes = dict(self._routes)
         for name, policy in scan.policies.items():
@@ -235,9 +306,11 @@ class RouteTable:
             self._routes = MappingProxyType(routes)
         return changes
 
-    def _persist(self, name: str, policy: RoutePolicy) -> None:
+    def _persist(self, name: str, policy: RoutePolicy) -> Fingerprint | None:
+        """Write the route's file (under the write lock); its fingerprint, None without a
+        folder."""
         if self._routes_dir is None:
-            return
+            return None
         self._routes_dir.mkdir(parents=True, exist_ok=True)
         text = yaml.safe_dump(route_to_dict(policy), sort_keys=False)
         handle, temporary = tempfile.mkstemp(dir=self._routes_dir, prefix=".", suffix=".tmp")
@@ -251,7 +324,7 @@ class RouteTable:
         except BaseException:  # disk full, a name too long: leave no temporary file behind
             Path(temporary).unlink(missing_ok=True)
             raise
-        self._files[name] = _fingerprint(os.stat(target))
+        return _fingerprint(os.stat(target))
 
     def _load_persisted(self) -> dict[str, RoutePolicy]:
         if self._routes_dir is None or not self._routes_dir.is_dir():
@@ -264,6 +337,21 @@ class RouteTable:
             except _FILE_ERRORS as exc:
                 log.error("ignoring persisted route %s: %s", self._routes_dir / f"{name}.yaml", exc)
         return loaded
+
+
+@contextlib.contextmanager
+def _folder_lock(routes_dir: Path) -> Iterator[None]:
+    """The exclusive ``flock`` on ``<routes_dir>/.routes.lock`` (blocking)."""
+    routes_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(routes_dir / WRITE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            log.warning("cannot lock %s, writing the route without it: %s", routes_dir, exc)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
 
 
 def _read_route_file(folder: Path, name: str) -> RoutePolicy:

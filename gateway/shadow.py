@@ -9,6 +9,10 @@ counted in ``driftgate_shadow_comparisons_total`` (hence
 but not compared: agreement measures the shadow against the primary, and a fallback (often
 another kind of model) is not the primary. A target already tried for the request (a
 fallback that answered or failed) is not mirrored to: it would get the same request twice.
+Nor is a target whose circuit breaker on the route is open: it is known to be failing, and
+more load can only slow its recovery. Such a shadow is counted
+(``driftgate_shadow_requests_total{outcome="circuit_open"}``); it neither takes the breaker's
+half-open probe nor reports to the breaker.
 
 At most ``MAX_IN_FLIGHT`` shadow calls run at once per gateway; a shadow beyond that is
 dropped and counted (``driftgate_shadow_requests_total{outcome="dropped"}``). Shadows share
@@ -32,7 +36,7 @@ from opentelemetry.trace import Link, SpanKind
 
 from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
-from gateway.policy import Compare
+from gateway.policy import Compare, Target
 from gateway.upstream import MAX_CONNECTIONS, UpstreamResponse, UpstreamUnavailable
 
 log = logging.getLogger("driftgate.gateway.shadow")
@@ -65,25 +69,32 @@ class ShadowRunner:
         """Mirror ``request`` to ``shadows`` in the background; returns whether any shadow
         was sent (the prediction log keeps such a request, to pair it with its shadows).
 
-        Shadows whose target ``answered`` already tried are not sent; shadows beyond
-        ``max_in_flight`` are dropped and counted. Only the primary's answer is compared.
+        Shadows whose target ``answered`` already tried are not sent; shadows of a target
+        whose circuit breaker is open, or beyond ``max_in_flight``, are not sent and are
+        counted (``circuit_open``, ``dropped``). Only the primary's answer is compared.
         """
         compare_with = answered.response if answered.role == "primary" else None
         link = Link(trace.get_current_span().get_span_context())
         sent = False
         for shadow in shadows:
-            if shadow.target in answered.tried:
+            target = shadow.target
+            if target in answered.tried:
+                continue
+            if self.dispatcher.circuit_open(request.route, target):
+                self._not_sent(request, target, "circuit_open")
                 continue
             if len(self._tasks) >= self.max_in_flight:
-                target = shadow.target
-                labels = (request.route, target.model, target.version or "", "dropped")
-                self.dispatcher.metrics.shadow_requests.labels(*labels).inc()
+                self._not_sent(request, target, "dropped")
                 continue
             task = asyncio.create_task(self._mirror(shadow, request, compare_with, timeout_s, link))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             sent = True
         return sent
+
+    def _not_sent(self, request: ProxyRequest, target: Target, outcome: str) -> None:
+        labels = (request.route, target.model, target.version or "", outcome)
+        self.dispatcher.metrics.shadow_requests.labels(*labels).inc()
 
     async def drain(self, timeout_s: float = 5.0) -> None:
         """Wait (bounded) for shadows in flight, e.g. at shutdown."""

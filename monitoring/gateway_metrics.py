@@ -93,7 +93,7 @@ class GatewayMetrics:
         self.shadow_requests = Counter(
             "driftgate_shadow_requests_total",
             "Mirrored requests by outcome (ok | error | timeout | dropped: not sent, too many "
-            "shadows in flight).",
+            "shadows in flight | circuit_open: not sent, the target's circuit is open).",
             ["route", "model", "version", "outcome"],
             registry=registry,
         )
@@ -125,7 +125,8 @@ class GatewayMetrics:
         )
         self.route_updates = Counter(
             "driftgate_route_updates_total",
-            "Route policy changes through the admin API by outcome (applied | rejected).",
+            "Route policy changes through the admin API by outcome (applied | rejected | "
+            "precondition_failed: If-Match did not match).",
             ["route", "outcome"],
             registry=registry,
         )

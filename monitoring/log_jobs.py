@@ -2,6 +2,12 @@
 
 ``schedule_log_upkeep`` registers one job on a ``JobScheduler``; the gateway runs it in
 process (``driftgate up``), and ``driftgate jobs`` runs it where the gateway does not.
+
+A run normally takes under a second; one still going after its time limit (by default an
+hour: a store on a mount that stopped answering) is a failed run, and the scheduler stops
+waiting for it (``monitoring.jobs``). Compaction opens its DuckDB connection inside
+``monitoring.prediction_log.maintenance``, out of the limit's reach, so such a run is not
+interrupted: it is left to finish, and the job does not start again until it returns.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ def schedule_log_upkeep(
     store: Path,
     settings: LogSettings,
     interval_s: float = UPKEEP_INTERVAL_S,
+    timeout_s: float | None = None,
 ) -> None:
     scheduler.add(
         "log_upkeep",
         interval_s,
         lambda: log_upkeep(store, settings),
         first_delay_s=min(60.0, interval_s),
+        timeout_s=timeout_s,
     )

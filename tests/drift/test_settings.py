@@ -44,6 +44,8 @@ from drift.settings import DriftSettings, parse_drift_section
         ({"min_effect": {"ks": 1.0}}, "drift.min_effect.ks: expected a number below 1, got 1.0"),
         ({"min_effect": {"chi_square": 2}}, "drift.min_effect.chi_square: expected a number below"),
         ({"external_url": "localhost:8000"}, "drift.external_url: expected an http://"),
+        ({"run_timeout_s": 0}, "drift.run_timeout_s: expected a positive finite number"),
+        ({"run_timeout_s": float("inf")}, "drift.run_timeout_s: expected a positive finite"),
     ],
 )
 def test_a_wrong_value_names_its_key(raw: dict[str, object], message: str) -> None:
@@ -71,3 +73,10 @@ def test_the_documented_values_are_accepted() -> None:
     assert parse_drift_section({"min_effect": {"psi": 2.5, "wasserstein": 1.5}})
     assert settings.min_effect["missing_share"] == 0.02
     assert parse_drift_section(None) == DriftSettings()
+
+
+def test_a_runs_time_limit_is_an_hour_or_the_interval_unless_set() -> None:
+    """A run without one hung for as long as its DuckDB query did (monitoring.jobs)."""
+    assert DriftSettings().run_limit_s() == 3600
+    assert parse_drift_section({"interval_s": 7200}).run_limit_s() == 7200
+    assert parse_drift_section({"run_timeout_s": 600}).run_limit_s() == 600

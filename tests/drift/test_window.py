@@ -4,6 +4,7 @@ the bounds, groups, samples and labelled errors pick exactly the window's rows."
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -13,6 +14,8 @@ from typing import Any
 import duckdb
 import numpy as np
 import pytest
+from opentelemetry import trace
+from prometheus_client import CollectorRegistry
 
 from drift.distributions import categorical_counts, category_text, numeric_counts
 from drift.findings import Window
@@ -26,6 +29,7 @@ from drift.window import (
     window_bounds,
     window_sql,
 )
+from monitoring.jobs import JobScheduler
 from monitoring.prediction_log import (
     FeedbackRecord,
     LogSettings,
@@ -371,3 +375,44 @@ def test_labelled_errors_of_the_window(store, con):
     )
     missing = PerformanceReference("error_rate", "out_class", 100, 0.2, 0.4)
     assert labelled_errors(con, missing, "titanic", "1", "stable", window).size == 0
+
+
+def endless_predictions() -> duckdb.DuckDBPyConnection:
+    """A connection whose ``predictions`` has a trillion answered rows: a window query that
+    runs for hours, as one over a huge or stuck store would."""
+    con = duckdb.connect()
+    con.execute(
+        """CREATE VIEW predictions AS
+        SELECT 'titanic_' || (range % 7) AS model, '1' AS version, 'stable' AS arm,
+               200 AS status, DATE '2025-03-14' AS "date",
+               TIMESTAMPTZ '2025-03-14 11:30:00+00' AS "timestamp"
+        FROM range(1000000000000)"""
+    )
+    return con
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        lambda con: groups(con, START),
+        lambda con: window_bounds(con, "titanic_1", "1", "stable", end=END, last_s=HOUR),
+    ],
+    ids=["groups", "window_bounds"],
+)
+def test_a_window_query_is_interrupted_at_the_drift_runs_time_limit(query) -> None:
+    """DuckDB queries have no timeout: a drift run's query ran for as long as it took,
+    holding up every job of the process. The run's time limit now interrupts it."""
+    jobs = JobScheduler(CollectorRegistry(), trace.NoOpTracer())
+    jobs.stop_grace_s = 3.0
+    con = endless_predictions()
+    try:
+        jobs.add("drift", 60, lambda: query(con), timeout_s=0.5)
+        started = time.monotonic()
+        assert not jobs.run_once(jobs.jobs[0])
+        assert jobs.jobs[0].straggler is None  # the query stopped: the run returned
+        assert time.monotonic() - started < 3
+    finally:  # without the limit, stop the query all the same
+        con.interrupt()
+        if jobs.jobs[0].straggler is not None:
+            jobs.jobs[0].straggler.join(5)
+        con.close()

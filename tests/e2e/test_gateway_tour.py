@@ -9,16 +9,19 @@ returns aside), ```json the last line of output as JSON.
 
 Rewritten before running: ``localhost:8000`` to the test gateway, ``driftgate token create``
 to use the test gateway's ``gateway.yaml``, ``driftgate`` to this interpreter's, ``/tmp/``
-to a temporary folder and ``runtime/demo/`` to this checkout's. The examples run in a
-folder where ``var`` is the test system's home, as ``var/`` is ``make up``'s state for a
-reader in the checkout (so commands that default to ``var/gateway.yaml`` find it). Routes
-the examples change are put back after each document. As on a first ``make up``, the
-titanic versions have reference profiles built from their training set.
+to a temporary folder and ``runtime/demo/`` to this checkout's; ``DRIFTGATE_GATEWAY_URL``
+points ``driftgate routes`` at the test gateway, as its default does at ``make up``'s. The
+examples run in a folder where ``var`` is the test system's home, as ``var/`` is ``make
+up``'s state for a reader in the checkout (so commands that default to
+``var/gateway.yaml`` find it). Routes the examples change are put back after each
+document. As on a first ``make up``, the titanic versions have reference profiles built
+from their training set.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -124,6 +127,7 @@ def test_gateway_examples_run_as_written(
         cwd=tmp_path,
         timeout=120,
         check=False,
+        env={**os.environ, "DRIFTGATE_GATEWAY_URL": system.url},
     )
     outputs = done.stdout.split(f"{END}\n")
     finished = len(outputs) - 1

@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,6 +30,7 @@ from driftgate.jobs import build_jobs
 from explain.job import ExplainJob
 from explain.kernel_shap import min_samples
 from explain.settings import ExplainJobSettings
+from monitoring.jobs import JobScheduler
 from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord, run_sql
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "explain.md"
@@ -55,6 +57,9 @@ class Runtime:
         }
         self.versions = {"1"}
         served = self.versions
+        #: Set: eval answers trickle in, a byte every 50 ms (each read is quick, the call endless).
+        self.trickle = threading.Event()
+        trickle = self.trickle
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -63,6 +68,9 @@ class Runtime:
 
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if trickle.is_set():
+                    self._trickle()
+                    return
                 columns = list(body.values())
                 rows = [
                     dict(zip(body, values, strict=True)) for values in zip(*columns, strict=True)
@@ -77,6 +85,19 @@ class Runtime:
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _trickle(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                try:
+                    for _ in range(1000):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except OSError:  # the client gave up
+                    pass
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -220,3 +241,21 @@ def test_the_jobs_process_exports_the_explain_jobs_failing_versions(
     config.write_text("auth: {enabled: false}\nlog: {store: store}\n")
     process = build_jobs(config, replicas=[runtime.url], only=["explain"])
     assert "driftgate_explain_check_failing" in {m.name for m in process.registry.collect()}
+
+
+def test_a_runtime_that_trickles_its_answer_is_cut_off_at_the_runs_time_limit(
+    store: Path, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx's timeout bounds each read, so an answer arriving a byte at a time held the
+    run for as long as the runtime kept sending: every job of the process waited."""
+    runtime.trickle.set()
+    jobs = JobScheduler(CollectorRegistry(), trace.NoOpTracer())
+    jobs.stop_grace_s = 3.0
+    jobs.add("explain", 300, _job(store, runtime).run, timeout_s=1.5)
+    started = time.monotonic()
+
+    assert not jobs.run_once(jobs.jobs[0])
+
+    assert jobs.jobs[0].straggler is None  # the call itself ended, not only the wait
+    assert time.monotonic() - started < 4.5
+    assert "job explain ran past its time limit of 1.5 s" in caplog.text

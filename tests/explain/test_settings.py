@@ -70,6 +70,12 @@ def test_the_repository_resolves_against_the_config_folder(tmp_path: Path) -> No
         ({"methods": ["permutation", "permutation"]}, "twice"),
         ({"window": {"rows": 10, "last_s": 60}}, "exactly one of rows or last_s"),
         ({"n_samples": "many"}, "n_samples"),
+        ({"run_timeout_s": float("nan")}, "explain.run_timeout_s: expected a positive finite"),
+        # Stopped before its own budget ran out, every run would fail.
+        (
+            {"run_timeout_s": 20},
+            r"explain.run_timeout_s: expected more than time_limit_s \(30\), got 20",
+        ),
         # Loaded, then every version was skipped on every run for a too-small window.
         (
             {"window": {"rows": 40}},
@@ -129,3 +135,24 @@ def test_driftgate_jobs_takes_replicas_on_the_command_line() -> None:
     )
     assert args.replica == ["http://127.0.0.1:8001", "http://127.0.0.1:8002"]
     assert build_parser().parse_args(["jobs"]).replica is None
+
+
+def test_a_runs_time_limit_is_an_hour_the_interval_or_twice_the_budget_unless_set() -> None:
+    """A run without one hung for as long as a runtime took to answer (monitoring.jobs);
+    ``time_limit_s`` is a budget the run may overrun, not a limit that stops it."""
+    assert ExplainJobSettings().run_limit_s() == 3600
+    assert parse_explain_section({"interval_s": 7200}).run_limit_s() == 7200
+    assert parse_explain_section({"time_limit_s": 2400}).run_limit_s() == 4800
+    assert parse_explain_section({"run_timeout_s": 600}).run_limit_s() == 600
+
+
+def test_the_jobs_process_gives_each_job_its_configured_time_limit(tmp_path: Path) -> None:
+    from driftgate.jobs import build_jobs
+
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "auth: {enabled: false}\nlog: {store: store}\nreplicas: [http://127.0.0.1:8001]\n"
+        "drift: {run_timeout_s: 1234}\nexplain: {run_timeout_s: 4321}\n"
+    )
+    limits = {job.name: job.timeout_s for job in build_jobs(config).scheduler.jobs}
+    assert limits == {"drift": 1234, "explain": 4321}

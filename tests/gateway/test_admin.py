@@ -3,10 +3,15 @@
 ``PUT /admin/routes/{model}`` replaces a route's policy; the next request uses it, an
 invalid one is refused naming the field (the old policy keeps serving), and a valid one is
 written to ``routes_dir`` so that a restarted gateway starts with it (docs/routing.md).
+With the ``ETag`` a ``GET`` answered as ``If-Match``, a ``PUT`` never overwrites a change
+made since (by a colleague, another gateway or the canary): it answers 412 instead.
 """
 
 from __future__ import annotations
 
+import fcntl
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +19,8 @@ import pytest
 import yaml
 
 from gateway.auth import AuthConfig, mint_token
+from gateway.policy import parse_route, route_to_dict
+from gateway.route_table import WRITE_LOCK_NAME
 from tests.gateway.fakes import (
     SECRET,
     Gateway,
@@ -228,3 +235,169 @@ def test_replicas_show_health_load_and_failures(start) -> None:
         }
         for url in ("http://r1:9001", "http://r2:9002")
     ]
+
+
+# --- concurrent changes: ETag and If-Match -----------------------------------------------------
+
+
+def get_route(gateway: Gateway, name: str = "iris") -> tuple[dict[str, Any], str]:
+    answer = gateway.client.get(f"/admin/routes/{name}", headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["policy"], answer.headers["ETag"]
+
+
+def put_route(gateway: Gateway, policy: dict[str, Any], if_match: str | None) -> Any:
+    headers = ADMIN if if_match is None else {**ADMIN, "If-Match": if_match}
+    return gateway.client.put("/admin/routes/iris", json=policy, headers=headers)
+
+
+def test_a_route_put_back_with_the_etag_it_was_read_with_is_replaced(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    _, etag = get_route(gateway)
+
+    replaced = put_route(gateway, ab_test(1, 999), if_match=etag)
+
+    assert replaced.status_code == 200, replaced.text
+    assert replaced.headers["ETag"] != etag
+    assert get_route(gateway)[1] == replaced.headers["ETag"]  # what a next GET answers
+    assert {arm_of(gateway, user) for user in USERS} == {"treatment"}
+
+
+def test_the_etag_is_a_strong_validator_of_the_policy_alone(start, tmp_path: Path) -> None:
+    """Equal policies have equal ETags, in every gateway; any change gives another."""
+    one = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    other = start(auth=AUTH, routes_dir=tmp_path)  # iris only from a PUT
+
+    put_route(other, ab_test(1, 1), if_match=None)
+
+    assert get_route(one)[1] == get_route(other)[1]
+    assert get_route(one)[1].startswith('"') and get_route(one)[1].endswith('"')
+    put_route(other, ab_test(1, 2), if_match=None)
+    assert get_route(one)[1] != get_route(other)[1]
+
+
+def test_a_put_read_before_a_colleagues_change_is_refused_with_412_naming_the_etag_now(
+    start,
+) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    policy, read = get_route(gateway)
+    assert put_route(gateway, ab_test(5, 5), if_match=None).status_code == 200  # a colleague
+    _, now = get_route(gateway)
+
+    policy["retries"] = 3  # the change made on what was read
+    refused = put_route(gateway, policy, if_match=read)
+
+    assert refused.status_code == 412
+    assert refused.json()["etag"] == now == refused.headers["ETag"]
+    assert f"its ETag is now {now}" in refused.json()["error"]
+    assert "Nothing changed" in refused.json()["error"]
+    assert get_route(gateway) == (route_to_dict(parse_route("iris", ab_test(5, 5))), now)
+    assert gateway.metric("driftgate_route_updates_total", outcome="precondition_failed") == 1
+    assert gateway.metric("driftgate_route_updates_total", outcome="applied") == 1
+
+
+def test_a_put_read_before_the_canary_stepped_up_is_refused(start, tmp_path: Path) -> None:
+    canary = {"target": {"model": "iris", "version": "2"}, "steps": [5, 50]}
+    gateway = start(auth=AUTH, routes={"iris": {"canary": canary}}, routes_dir=tmp_path)
+    policy, read = get_route(gateway)
+    routes = gateway.state.routes
+    stepped = parse_route("iris", {"canary": {**canary, "step": 1}})
+    assert routes.replace_if_unchanged("iris", routes.get("iris"), stepped)  # the decider
+
+    policy["timeout_s"] = 5  # the operator's change, on the policy at step 0
+    refused = put_route(gateway, policy, if_match=read)
+
+    assert refused.status_code == 412
+    assert routes.get("iris") == stepped
+
+
+def test_the_etag_is_checked_against_the_folder_another_gateway_wrote(
+    start, tmp_path: Path
+) -> None:
+    """Gateway B has not read the folder again since A's PUT: its If-Match is still
+    checked against what A wrote, under the lock every gateway writes under."""
+    settings = gateway_settings(auth=AUTH, routes={"iris": ab_test(1, 1)}, routes_dir=tmp_path)
+    one, other = start(settings), start(settings)
+    policy, read = get_route(other)
+
+    assert put_route(one, ab_test(5, 5), if_match=read).status_code == 200
+    refused = put_route(other, {**policy, "retries": 3}, if_match=read)
+
+    assert refused.status_code == 412
+    assert refused.json()["etag"] == get_route(one)[1]
+    saved = yaml.safe_load((tmp_path / "iris.yaml").read_text())
+    assert saved == route_to_dict(parse_route("iris", ab_test(5, 5)))
+
+
+def test_a_put_without_if_match_replaces_whatever_is_there(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    put_route(gateway, ab_test(5, 5), if_match=None)
+
+    assert put_route(gateway, ab_test(1, 999), if_match=None).status_code == 200  # last wins
+
+
+@pytest.mark.parametrize(
+    ("configured", "status"), [(True, 200), (False, 412)], ids=["configured", "default"]
+)
+def test_if_match_star_replaces_only_a_configured_route(
+    start, configured: bool, status: int
+) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)} if configured else {})
+
+    answer = put_route(gateway, ab_test(1, 999), if_match="*")
+
+    assert answer.status_code == status, answer.text
+    assert gateway.state.routes.is_configured("iris") == configured
+    if not configured:
+        assert answer.json()["etag"] == get_route(gateway)[1]
+        assert "iris is not configured" in answer.json()["error"]
+
+
+def test_an_unconfigured_route_can_be_created_with_the_default_policys_etag(start) -> None:
+    gateway = start(auth=AUTH)
+    _, etag = get_route(gateway)  # "configured": false, the default policy
+
+    assert put_route(gateway, ab_test(1, 999), if_match=etag).status_code == 200
+    assert gateway.state.routes.is_configured("iris")
+
+
+def test_if_match_takes_a_list_and_compares_strongly(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    _, etag = get_route(gateway)
+
+    weak = put_route(gateway, ab_test(1, 2), if_match=f"W/{etag}")
+    listed = put_route(gateway, ab_test(1, 2), if_match=f'"other", {etag}')
+
+    assert weak.status_code == 412  # a weak tag never matches: If-Match compares strongly
+    assert listed.status_code == 200
+
+
+@pytest.mark.parametrize("header", ["3f9c", '"open', '*, "x"', ""])
+def test_an_if_match_that_is_not_etags_is_refused_and_nothing_changes(start, header) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    before = get_route(gateway)
+
+    refused = put_route(gateway, ab_test(1, 999), if_match=header)
+
+    assert refused.status_code == 400
+    assert refused.json()["error"].startswith("If-Match: expected * or quoted ETags")
+    assert get_route(gateway) == before
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
+
+
+def test_a_put_waiting_for_another_gateways_write_does_not_hold_up_other_requests(
+    start, tmp_path: Path
+) -> None:
+    """The write waits for the folder's lock in a worker thread, not on the event loop."""
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)}, routes_dir=tmp_path)
+    with ThreadPoolExecutor(2) as pool, (tmp_path / WRITE_LOCK_NAME).open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another gateway is writing a route
+        try:
+            putting = pool.submit(put_route, gateway, ab_test(1, 999), None)
+            time.sleep(0.2)
+            reading = pool.submit(get_route, gateway)
+            assert reading.result(timeout=5)[0]["split"]["arms"][1]["weight"] == 1
+            assert not putting.done()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        assert putting.result(timeout=5).status_code == 200

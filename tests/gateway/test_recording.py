@@ -7,16 +7,27 @@ replicas are the fake runtime: what is asserted is what an analyst would query.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 import gateway.feedback as feedback_module
+from gateway import recording
 from gateway.auth import AuthConfig, mint_token
+from gateway.recording import Exchange, Recorder, exchange_records, now_utc
 from gateway.settings import GatewaySettings
-from monitoring.prediction_log import run_sql
+from monitoring.prediction_log import (
+    LogSettings,
+    PredictionLogWriter,
+    PredictionRecord,
+    run_sql,
+)
+from monitoring.sampling import SamplingPolicy
 from tests.gateway.fakes import (
     REPLICAS,
     Answer,
@@ -347,3 +358,155 @@ def test_feedback_takes_either_scope_and_a_refusal_names_feedback(start, tmp_pat
         )
         assert answer.status_code == status, scopes
     assert "lacks scope 'feedback'" in answer.json()["error"]
+
+
+# --- what the recorder loses is counted ------------------------------------------------------
+
+
+def exchange(request_id: str, body: bytes = b'{"fare": 7}', dialect: str = "eval") -> Exchange:
+    return Exchange(
+        request_id=request_id,
+        timestamp=now_utc(),
+        route="iris",
+        arm="",
+        role="primary",
+        dialect=dialect,
+        model="iris",
+        version="1",
+        replica="http://r1",
+        status=200,
+        latency_s=0.01,
+        trace_id=None,
+        request_body=body,
+        request_headers={"content-type": "application/json"},
+        response_body=b'{"outputs": {"species": "setosa"}}',
+        response_headers={},
+    )
+
+
+@pytest.fixture
+def recorder(tmp_path: Path) -> Iterator[tuple[Recorder, CollectorRegistry]]:
+    registry = CollectorRegistry()
+    writer = PredictionLogWriter(tmp_path / "store", LogSettings(flush_interval_s=0.05), registry)
+    made = Recorder(writer, SamplingPolicy(), registry)
+    yield made, registry
+    made.close(timeout_s=5)
+
+
+def exchange_counts(registry: CollectorRegistry) -> dict[tuple[str, str], float]:
+    """driftgate_log_exchanges_total by (outcome, reason), over every route."""
+    counts: dict[tuple[str, str], float] = {}
+    for family in registry.collect():
+        for sample in family.samples:
+            if sample.name == "driftgate_log_exchanges_total" and sample.value:
+                key = (sample.labels["outcome"], sample.labels.get("reason", ""))
+                counts[key] = counts.get(key, 0.0) + sample.value
+    return counts
+
+
+@pytest.mark.parametrize(
+    ("dialect", "body"),
+    [
+        ("v2", b'{"inputs": [{"shape": [1, 1], "datatype": "FP32", "data": [1]}]}'),  # no name
+        ("eval", b'{"fare": ' + b"[" * 5000 + b"]" * 5000 + b"}"),  # msgspec recurses
+    ],
+    ids=["tensor-without-a-name", "nested-too-deeply"],
+)
+def test_a_request_body_of_an_unexpected_shape_is_recorded_with_a_note(
+    dialect: str, body: bytes
+) -> None:
+    """Such bodies raised out of the parser, so their exchange was never recorded (and
+    its loss never counted), though a body that cannot be read is meant to give a note."""
+    (row,) = exchange_records(exchange("odd", body, dialect))
+    assert row.inputs == {}
+    assert row.error in (
+        "request body has an unexpected shape",
+        "request body is nested too deeply",
+    )
+
+    answer = replace(exchange("odd", dialect=dialect), response_body=body)
+    (row,) = exchange_records(answer)
+    assert row.outputs == {}
+
+
+def test_an_exchange_the_recorder_cannot_parse_is_counted_and_logged_once_a_minute(
+    recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Such an exchange was logged with a traceback each time and never counted: the
+    recorder stage of DriftgatePredictionLogDropping could not see it."""
+    made, registry = recorder
+    parse = recording.exchange_records
+
+    def parser_with_a_bug(exchange: Exchange, *args: Any) -> list[PredictionRecord]:
+        if exchange.request_id.startswith("bad"):
+            raise ValueError("a bug in a parser")
+        return parse(exchange, *args)
+
+    monkeypatch.setattr(recording, "exchange_records", parser_with_a_bug)
+    made.start()
+    for request_id in ("good", "bad-1", "bad-2", "bad-3"):
+        made.record("iris", exchange(request_id))
+    made.flush()
+
+    assert exchange_counts(registry) == {("queued", ""): 4, ("dropped", "parse_failed"): 3}
+    written = {"table": "predictions", "outcome": "written", "reason": ""}
+    assert registry.get_sample_value("driftgate_log_records_total", written) == 1
+    logged = [r for r in caplog.records if "parse_failed" in r.getMessage()]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
+    assert "bad-1" in logged[0].getMessage() and logged[0].exc_info is not None
+    caplog.clear()
+    made.close(timeout_s=5)
+    # What was counted but not logged since is said once, when the recorder closes.
+    (summary,) = [r.getMessage() for r in caplog.records if "parse_failed" in r.getMessage()]
+    assert "2 " in summary
+
+
+def test_exchanges_still_waiting_when_close_gives_up_are_counted_as_dropped(
+    recorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``close`` waits ``timeout_s`` for the recorder thread, then stopped the writer:
+    exchanges still in the recorder's queue were lost without a count or a word."""
+    made, registry = recorder
+    stuck, release = threading.Event(), threading.Event()
+    parse = recording.exchange_records
+
+    def slow_parser(exchange: Exchange, *args: Any) -> list[PredictionRecord]:
+        if exchange.request_id == "slow":
+            stuck.set()
+            release.wait(10)
+        return parse(exchange, *args)
+
+    monkeypatch.setattr(recording, "exchange_records", slow_parser)
+    made.start()
+    made.record("iris", exchange("slow"))
+    assert stuck.wait(5)  # the recorder thread holds "slow" and has not taken the rest
+    for index in range(4):
+        made.record("iris", exchange(f"waiting-{index}"))
+
+    made.close(timeout_s=0.2)
+
+    assert exchange_counts(registry) == {("queued", ""): 5, ("dropped", "shutdown"): 4}
+    assert any("4 " in r.getMessage() and "shutdown" in r.getMessage() for r in caplog.records)
+    release.set()
+
+
+def test_an_exchange_offered_after_close_is_counted_as_dropped(recorder) -> None:
+    """The recorder took it into a queue nobody drains any more, counted as queued."""
+    made, registry = recorder
+    made.start()
+    made.close(timeout_s=5)
+
+    made.record("iris", exchange("late"))
+
+    assert exchange_counts(registry) == {("dropped", "closed"): 1}
+
+
+def test_a_full_recorder_queue_counts_its_drops_as_queue_full(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    writer = PredictionLogWriter(tmp_path / "store", LogSettings(), CollectorRegistry())
+    made = Recorder(writer, SamplingPolicy(), registry, max_queue=2)  # not started: nobody drains
+    for index in range(5):
+        made.record("iris", exchange(f"r{index}"))
+    assert exchange_counts(registry) == {("queued", ""): 2, ("dropped", "queue_full"): 3}
+    made.close(timeout_s=5)
+    assert exchange_counts(registry) == {("queued", ""): 2, ("dropped", "queue_full"): 3}

@@ -31,7 +31,13 @@ from gateway.canary_share import SharedWindows
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route
-from gateway.route_table import WRITE_LOCK_NAME, FileScan, RouteTable
+from gateway.route_table import (
+    WRITE_LOCK_NAME,
+    FileScan,
+    RouteChanged,
+    RouteTable,
+    policy_etag,
+)
 from gateway.route_watch import RouteFileWatcher
 from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.tracing import build_tracer_provider
@@ -479,3 +485,53 @@ def test_two_running_controllers_one_lease_the_traffic_of_both_advances_the_cana
     saved = yaml.safe_load((tmp_path / "titanic.yaml").read_text())
     assert saved["canary"]["step"] == 1  # advanced by the leader, on both gateways' traffic
     assert list((tmp_path / ".canary").glob("*.json")) == []  # withdrawn when they stopped
+
+
+# --- conditional writes (an admin PUT with If-Match) -------------------------------------------
+
+
+def test_a_conditional_write_checks_the_route_once_no_other_gateway_is_writing(
+    tmp_path: Path,
+) -> None:
+    """Checking the ETag, then writing, without the other gateways' lock would leave a
+    window in which a PUT renamed in between is overwritten all the same."""
+    table = RouteTable(CONFIGURED, tmp_path)
+    read = policy_etag(table.get("titanic"))
+    with ThreadPoolExecutor(1) as pool, (tmp_path / WRITE_LOCK_NAME).open("w") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another gateway is writing the route
+        putting = pool.submit(table.replace, "titanic", policy("2"), frozenset({read}))
+        time.sleep(0.2)
+        assert not putting.done()  # it waits for the other write
+        (tmp_path / "titanic.yaml").write_text(yaml.safe_dump({"primary": {"model": "x"}}))
+        fcntl.flock(writer, fcntl.LOCK_UN)  # the other write is done
+        with pytest.raises(RouteChanged) as changed:
+            putting.result(timeout=5)
+    assert changed.value.etag == policy_etag(parse_route("titanic", {"primary": {"model": "x"}}))
+    assert yaml.safe_load((tmp_path / "titanic.yaml").read_text()) == {"primary": {"model": "x"}}
+    assert table.get("titanic") == policy("1")  # nothing swapped in either
+
+
+def test_a_removed_route_file_is_checked_as_the_policy_it_goes_back_to(tmp_path: Path) -> None:
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    there.replace("titanic", policy("2"))
+    reload(here)
+    read = policy_etag(here.get("titanic"))  # version 2, from the file
+
+    (tmp_path / "titanic.yaml").unlink()  # an operator goes back to gateway.yaml's
+
+    with pytest.raises(RouteChanged) as changed:
+        here.replace("titanic", policy("3"), frozenset({read}))
+    assert changed.value.etag == policy_etag(policy("1"))
+    assert here.replace("titanic", policy("3"), frozenset({changed.value.etag}))
+
+
+def test_the_etag_of_a_policy_is_the_same_in_every_process(tmp_path: Path) -> None:
+    code = (
+        "from gateway.policy import parse_route; from gateway.route_table import policy_etag; "
+        "print(policy_etag(parse_route('titanic', "
+        "{'primary': {'model': 'titanic', 'version': '2'}})))"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert other.stdout.strip() == policy_etag(policy("2"))

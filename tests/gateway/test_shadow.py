@@ -363,3 +363,38 @@ def test_a_target_that_failed_as_fallback_is_not_mirrored_to_either(start, runti
     time.sleep(0.2)
     assert len(shadow_calls(runtime)) == 1
     assert shadow_outcomes(gateway) == {}
+
+
+# --- shadows of a target whose circuit breaker is open -----------------------------------------
+
+
+def test_a_shadow_is_not_sent_to_a_target_whose_circuit_breaker_is_open(start, runtime) -> None:
+    """A target that failed as a fallback until its breaker opened was still sent every
+    shadow: load on a target known to be failing, which can only slow its recovery."""
+    runtime.behave(Fail(500), model="iris", version="1")
+    runtime.behave(Fail(500), model="iris", version="2")
+    fallbacks = [SHADOW_V2["target"], {"model": "iris", "version": "3"}]
+    routes = {
+        "iris": {
+            **SHADOWED["iris"],
+            "fallback": fallbacks,
+            "retries": 0,
+            "circuit_breaker": {"failures": 1, "open_s": 60},
+        }
+    }
+    gateway = start(routes=routes)
+    # Version 2 fails as a fallback (it is not mirrored to: it had the request): its
+    # breaker opens, as does version 1's, and version 3 answers.
+    gateway.client.post(INFER, json=BODY)
+    runtime.reset_calls()
+
+    for _ in range(3):  # versions 1 and 2 are skipped: version 3 answers at once
+        answer = gateway.client.post(INFER, json=BODY)
+        assert answer.headers["X-Driftgate-Version"] == "3"
+
+    time.sleep(0.2)  # a shadow would have been sent by now
+    assert shadow_calls(runtime) == []
+    assert shadow_outcomes(gateway) == {"circuit_open": 3.0}
+    dispatcher = gateway.state.dispatcher
+    states = {t.version: state for _, t, state in dispatcher.breaker_states(dispatcher.clock())}
+    assert states == {"1": "open", "2": "open", "3": "closed"}

@@ -6,12 +6,14 @@ import threading
 import time
 from collections.abc import Callable
 
+import duckdb
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from monitoring.jobs import FailingTargets, JobScheduler
+from monitoring.jobs import FailingTargets, JobScheduler, watch_connection
 
 
 def scheduler(
@@ -119,9 +121,10 @@ def test_each_job_exports_its_interval_and_when_its_latest_run_started() -> None
 
 
 def test_a_run_that_never_returns_holds_up_every_job_of_the_scheduler() -> None:
-    """Jobs run one at a time in one thread: a hung run raises nothing and ends nothing, so
-    the only trace is time. Its start is later than its latest end, and the other jobs,
-    due again and again, do not run (alert DriftgateJobOverdue)."""
+    """Jobs run one at a time: until its time limit (an hour here) a hung run raises
+    nothing and ends nothing, so the only trace is time. Its start is later than its
+    latest end, and the other jobs, due again and again, do not run (alert
+    DriftgateJobOverdue)."""
     jobs, registry, _ = scheduler()
     release, hung = threading.Event(), threading.Event()
     ran: list[str] = []
@@ -181,3 +184,152 @@ def test_job_durations_are_told_apart_from_seconds_to_an_hour() -> None:
         if sample.name.endswith("_bucket")
     ]
     assert len(buckets) <= 16  # a series per bucket and job: kept modest
+
+
+# --- time limits ------------------------------------------------------------------------------
+
+#: A DuckDB query that runs for hours: what a stuck query looks like to the scheduler.
+ENDLESS_QUERY = "SELECT count(*) FROM range(1000000000000)"
+
+
+def failure_count(registry: CollectorRegistry, job: str) -> float | None:
+    return registry.get_sample_value("driftgate_job_runs_total", {"job": job, "outcome": "error"})
+
+
+def test_a_run_past_its_time_limit_has_its_duckdb_query_interrupted_and_fails(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run ran as long as its query did, holding up every job of the process, and
+    counted as nothing: DriftgateJobOverdue said so, and nothing ended it."""
+    jobs, registry, spans = scheduler()
+    ended = threading.Event()
+
+    def slow_query() -> None:
+        con = duckdb.connect()
+        try:
+            watch_connection(con)
+            con.execute(ENDLESS_QUERY).fetchall()
+        finally:
+            con.close()
+            ended.set()
+
+    jobs.add("drift", 60, slow_query, timeout_s=0.5)
+    started = time.monotonic()
+
+    assert not jobs.run_once(jobs.jobs[0])
+
+    assert time.monotonic() - started < 5
+    assert ended.is_set()  # the query itself was stopped, not only waited for
+    assert jobs.jobs[0].straggler is None
+    assert failure_count(registry, "drift") == 1
+    failed = registry.get_sample_value(
+        "driftgate_job_last_failure_timestamp_seconds", {"job": "drift"}
+    )
+    assert failed is not None and failed > 0
+    (message,) = [r.getMessage() for r in caplog.records if r.name == "driftgate.jobs"]
+    assert "job drift ran past its time limit of 0.5 s" in message
+    (span,) = spans.get_finished_spans()
+    assert span.name == "job drift" and not span.status.is_ok
+
+
+def test_a_query_started_after_the_limit_passed_is_interrupted_too() -> None:
+    """DuckDB forgets an interrupt that finds its connection between two queries: the
+    scheduler keeps interrupting until the run returns."""
+    jobs, _, _ = scheduler()
+    ended = threading.Event()
+
+    def busy_then_querying() -> None:
+        con = duckdb.connect()
+        try:
+            watch_connection(con)
+            time.sleep(0.6)  # Python work: the limit passes while the connection is idle
+            con.execute(ENDLESS_QUERY).fetchall()
+        finally:
+            con.close()
+            ended.set()
+
+    jobs.add("drift", 60, busy_then_querying, timeout_s=0.2)
+    jobs.stop_grace_s = 5.0
+    started = time.monotonic()
+    assert not jobs.run_once(jobs.jobs[0])
+    assert ended.is_set() and jobs.jobs[0].straggler is None
+    assert time.monotonic() - started < 3
+
+
+def test_a_run_that_cannot_be_interrupted_is_left_behind_and_not_started_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run waiting on something no interrupt reaches is given up on: counted as failed,
+    and its job is not run again (beside it) until it returns."""
+    jobs, registry, _ = scheduler()
+    release = threading.Event()
+    calls: list[int] = []
+
+    def stuck() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            release.wait(30)  # a webhook that never answers
+        return "done"
+
+    jobs.add("explain", 300, stuck, timeout_s=0.2)
+    jobs.stop_grace_s = 0.2
+
+    assert not jobs.run_once(jobs.jobs[0])
+    assert "left running" in caplog.records[-1].getMessage()
+    assert not jobs.run_once(jobs.jobs[0])  # still stuck: not started a second time
+    assert calls == [1]
+    assert failure_count(registry, "explain") == 2
+    assert "has still not returned" in caplog.records[-1].getMessage()
+
+    release.set()
+    straggler = jobs.jobs[0].straggler
+    assert straggler is not None
+    straggler.join(5)
+    assert jobs.run_once(jobs.jobs[0])
+    assert calls == [1, 1]
+
+
+def test_the_other_jobs_run_again_once_a_hung_run_reaches_its_limit() -> None:
+    jobs, registry, _ = scheduler()
+    ran: list[str] = []
+    release = threading.Event()
+    jobs.add("explain", 0.05, lambda: release.wait(30), timeout_s=0.3)
+    jobs.add("drift", 0.05, lambda: ran.append("drift"))
+    jobs.stop_grace_s = 0.1
+    jobs.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(ran) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(ran) >= 2
+        assert (failure_count(registry, "explain") or 0) >= 1
+    finally:
+        release.set()
+        jobs.stop()
+
+
+def test_a_jobs_time_limit_is_an_hour_or_its_interval_when_longer() -> None:
+    jobs, _, _ = scheduler()
+    jobs.add("log_upkeep", 300, lambda: None)
+    jobs.add("explain", 7200, lambda: None)
+    jobs.add("drift", 60, lambda: None, timeout_s=120)
+    assert [job.timeout_s for job in jobs.jobs] == [3600, 7200, 120]
+    with pytest.raises(ValueError, match="time limit"):
+        jobs.add("bad", 60, lambda: None, timeout_s=float("nan"))
+
+
+def test_a_runs_spans_are_children_of_its_job_span() -> None:
+    """Runs go in a thread of their own (so that the scheduler can stop waiting): the
+    spans they make still belong to the job's trace."""
+    jobs, _, spans = scheduler()
+    tracer = jobs.tracer
+
+    def traced() -> None:
+        with tracer.start_as_current_span("drift check"):
+            pass
+
+    jobs.add("drift", 60, traced)
+    assert jobs.run_once(jobs.jobs[0])
+    check, job = spans.get_finished_spans()
+    assert job.name == "job drift"
+    assert check.parent is not None and check.parent.span_id == job.context.span_id

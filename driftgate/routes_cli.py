@@ -1,0 +1,308 @@
+"""``driftgate routes``: a running gateway's route policies, read and changed through its
+admin API (docs/gateway.md, "The admin API").
+
+    driftgate routes list                              every configured route, one line each
+    driftgate routes get MODEL [--format yaml|json]    one route's policy
+    driftgate routes set MODEL --file policy.yaml      replace it with the file's policy
+    driftgate routes weights MODEL ARM=WEIGHT ...      change only its A/B weights
+
+Each takes ``--gateway`` (default ``$DRIFTGATE_GATEWAY_URL``, else http://127.0.0.1:8000)
+and ``--token`` (default ``$DRIFTGATE_TOKEN``: a token with scope ``admin``, from
+``driftgate token create --sub NAME --scope admin``).
+
+Changes never overwrite one made since the policy was read. ``get`` in YAML starts with
+the route's ETag in a comment; ``set`` sends it back as ``If-Match`` (without one in the
+file, it sends the ETag of a ``GET`` it makes first), so a route that the canary stepped or
+a colleague changed in between is refused, not overwritten; ``--force`` overwrites.
+``weights`` reads the route, changes the weights named and nothing else, and writes it back
+conditionally; when the route changed in between, it reads it again and applies the
+weights to the new policy, once.
+
+Exit status: 0 done; 1 the gateway refused (its reason on one line, a route changed since
+read among them); 2 the request could not be made as asked (a flag, a file, an arm the
+route lacks, the gateway unreachable).
+
+Only the parser is built at import: httpx and PyYAML load when a command runs, so that
+``driftgate --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from driftgate.admin_client import AdminClient, Route
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+#: The comment ``get`` writes above a policy in YAML, which ``set`` reads the ETag from.
+_ETAG_COMMENT = re.compile(r'^#.*\betag ("[^"]*")', re.MULTILINE)
+
+
+def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from driftgate.cli import http_url
+
+    def gateway_url(text: str) -> str:
+        try:
+            return http_url(text)
+        except argparse.ArgumentTypeError as exc:
+            raise argparse.ArgumentTypeError(f"{exc} (flag or DRIFTGATE_GATEWAY_URL)") from None
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--gateway",
+        type=gateway_url,
+        default=os.environ.get("DRIFTGATE_GATEWAY_URL", DEFAULT_GATEWAY),
+        help=f"the gateway (default $DRIFTGATE_GATEWAY_URL, else {DEFAULT_GATEWAY})",
+    )
+    common.add_argument(
+        "--token",
+        default=os.environ.get("DRIFTGATE_TOKEN"),
+        help="a token with scope admin (default $DRIFTGATE_TOKEN)",
+    )
+    routes = commands.add_parser("routes", help="a running gateway's route policies")
+    route_commands = routes.add_subparsers(dest="routes_command", required=True)
+
+    listing = route_commands.add_parser("list", parents=[common], help="every configured route")
+    listing.add_argument("--format", choices=("text", "yaml", "json"), default="text")
+    listing.set_defaults(handler=run, routes_handler=_list)
+
+    get = route_commands.add_parser("get", parents=[common], help="one route's policy")
+    get.add_argument("model", help="the route (a model name)")
+    get.add_argument(
+        "--format",
+        choices=("yaml", "json"),
+        default="yaml",
+        help="yaml (default; starts with the ETag that `set` sends back) or json",
+    )
+    get.set_defaults(handler=run, routes_handler=_get)
+
+    put = route_commands.add_parser(
+        "set", parents=[common], help="replace a route's policy, unless it changed since read"
+    )
+    put.add_argument("model", help="the route (a model name)")
+    put.add_argument("--file", type=Path, required=True, help="the policy, YAML or JSON")
+    put.add_argument(
+        "--force", action="store_true", help="overwrite whatever the route is now (no If-Match)"
+    )
+    put.set_defaults(handler=run, routes_handler=_set)
+
+    weights = route_commands.add_parser(
+        "weights", parents=[common], help="change a route's A/B weights, nothing else"
+    )
+    weights.add_argument("model", help="the route (a model name)")
+    weights.add_argument(
+        "weights", nargs="+", type=arm_weight, metavar="ARM=WEIGHT", help="e.g. stable=90"
+    )
+    weights.set_defaults(handler=run, routes_handler=_weights)
+
+
+def arm_weight(text: str) -> tuple[str, int]:
+    """``stable=90`` -> ``("stable", 90)``."""
+    arm, _, weight = text.partition("=")
+    if not arm or not weight.strip().isdecimal():
+        raise argparse.ArgumentTypeError(
+            f"expected ARM=WEIGHT with a whole number, e.g. stable=90, got {text!r}"
+        )
+    return arm, int(weight)
+
+
+def reweigh(
+    route: str, policy: dict[str, Any], weights: dict[str, int]
+) -> tuple[dict[str, Any], list[tuple[str, int, int]]]:
+    """``policy`` with the arms of its split weighted as ``weights`` says, and the changes
+    as (arm, old, new); raises ValueError for a route without a split or an arm it lacks."""
+    if (policy.get("canary") or {}).get("status") == "progressing":
+        raise ValueError(
+            f"route {route} runs a canary, which sets its arms' weights itself "
+            "(docs/routing.md, 'Canary analysis'); change the canary with routes set"
+        )
+    split = policy.get("split")
+    if not split:
+        raise ValueError(f"route {route} has no split (A/B arms) to weigh; add one with routes set")
+    arms = [dict(arm) for arm in split["arms"]]
+    names = [arm["name"] for arm in arms]
+    unknown = [name for name in weights if name not in names]
+    if unknown:
+        raise ValueError(
+            f"route {route} has no arm {', '.join(map(repr, unknown))} "
+            f"(its arms: {', '.join(names)})"
+        )
+    changes: list[tuple[str, int, int]] = []
+    for arm in arms:
+        old: int = arm["weight"]
+        new = weights.get(arm["name"], old)
+        if new != old:
+            changes.append((arm["name"], old, new))
+            arm["weight"] = new
+    return {**policy, "split": {**split, "arms": arms}}, changes
+
+
+def summary(policy: dict[str, Any]) -> str:
+    """Who answers the route, in one line: its arms and weights, or its primary."""
+    split = policy.get("split")
+    if split:
+        answers = ", ".join(
+            f"{arm['name']} {arm['weight']} -> {_target(arm['target'])}" for arm in split["arms"]
+        )
+    else:
+        answers = _target(policy["primary"])
+    canary = policy.get("canary")
+    if canary:
+        answers += f" (canary {canary.get('status')}, step {canary.get('step')})"
+    return answers
+
+
+def _target(target: dict[str, Any]) -> str:
+    version = target.get("version")
+    return f"{target['model']} v{version}" if version else str(target["model"])
+
+
+def _list(args: argparse.Namespace) -> int:
+    import yaml
+
+    with _client(args) as client:
+        routes = client.routes()
+    if args.format == "json":
+        print(json.dumps(routes, indent=2))
+    elif args.format == "yaml":
+        sys.stdout.write(yaml.safe_dump(routes, sort_keys=False))
+    else:
+        width = max((len(name) for name in routes), default=0)
+        for name, policy in sorted(routes.items()):
+            print(f"{name:<{width}}  {summary(policy)}")
+    return 0
+
+
+def _get(args: argparse.Namespace) -> int:
+    import yaml
+
+    with _client(args) as client:
+        route = client.get(args.model)
+    if args.format == "json":
+        print(json.dumps(route.policy, indent=2))
+        return 0
+    state = "" if route.configured else " (not configured: the default policy)"
+    if route.etag is None:  # a gateway from before ETags
+        print(f"# route {route.name}{state}")
+    else:
+        print(f"# route {route.name}{state}, etag {route.etag}: routes set sends it as If-Match")
+    sys.stdout.write(yaml.safe_dump(route.policy, sort_keys=False))
+    return 0
+
+
+def _set(args: argparse.Namespace) -> int:
+    from driftgate.admin_client import AdminError, RouteChanged
+
+    policy, read_etag = _read_policy(args.file)
+    with _client(args) as client:
+        if args.force:
+            if_match = None
+        elif read_etag is not None:
+            if_match = read_etag
+        else:  # written by hand: at least never overwrite a change racing this command
+            if_match = client.get(args.model).etag
+        try:
+            written = client.put(args.model, policy, if_match)
+        except RouteChanged as exc:
+            since = f"{args.file} was read" if read_etag else "this read it"
+            raise AdminError(
+                f"route {args.model} changed since {since} (its ETag is now {exc.etag}); "
+                f"nothing changed: run driftgate routes get {args.model}, make the change on "
+                "what it prints, and set that (or --force to overwrite)"
+            ) from None
+    print(f"{args.model}: replaced; {summary(written.policy)}")
+    return 0
+
+
+def _weights(args: argparse.Namespace) -> int:
+    from driftgate.admin_client import AdminError, RouteChanged
+
+    weights = dict(args.weights)
+    if len(weights) < len(args.weights):
+        raise AdminError("name each arm once", usage=True)
+    with _client(args) as client:
+        try:
+            return _reweigh_route(client, client.get(args.model), weights)
+        except RouteChanged:
+            print(
+                f"driftgate: route {args.model} changed while this ran; "
+                "reading it again to apply the weights to its new policy",
+                file=sys.stderr,
+            )
+        try:
+            return _reweigh_route(client, client.get(args.model), weights)
+        except RouteChanged as exc:
+            raise AdminError(
+                f"route {args.model} changed again while this ran (its ETag is now {exc.etag}); "
+                "nothing changed: run this once more"
+            ) from None
+
+
+def _reweigh_route(client: AdminClient, route: Route, weights: dict[str, int]) -> int:
+    """PUT ``route`` reweighed, conditional on its ETag; raises RouteChanged."""
+    from driftgate.admin_client import AdminError
+
+    try:
+        policy, changes = reweigh(route.name, route.policy, weights)
+    except ValueError as exc:
+        raise AdminError(str(exc), usage=True) from None
+    if not changes:
+        print(f"{route.name}: weights unchanged ({summary(route.policy)})")
+        return 0
+    client.put(route.name, policy, route.etag)
+    print(f"{route.name}: " + ", ".join(f"{arm} {old} -> {new}" for arm, old, new in changes))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """The sub-command's handler, with every failure as one line on stderr."""
+    from driftgate.admin_client import AdminError
+
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
+    try:
+        result: int = args.routes_handler(args)
+    except AdminError as exc:
+        print(f"driftgate: {exc}", file=sys.stderr)
+        return 2 if exc.usage else 1
+    return result
+
+
+def _client(args: argparse.Namespace) -> AdminClient:
+    from driftgate.admin_client import AdminClient
+
+    return AdminClient(args.gateway, args.token or None)
+
+
+def _read_policy(path: Path) -> tuple[dict[str, Any], str | None]:
+    """The policy in ``path`` (YAML, or JSON), and the ETag in its comment, if any."""
+    import yaml
+
+    from driftgate.admin_client import AdminError
+
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise AdminError(f"--file {path}: cannot read it: {exc}", usage=True) from None
+    try:
+        policy = yaml.safe_load(text)
+    except RecursionError:
+        raise AdminError(f"--file {path}: nested too deeply", usage=True) from None
+    except yaml.YAMLError as exc:
+        problem = " ".join(str(exc).split())
+        raise AdminError(f"--file {path}: not YAML or JSON: {problem}", usage=True) from None
+    if not isinstance(policy, dict):
+        raise AdminError(
+            f"--file {path}: expected a route policy (a mapping such as routes get prints)",
+            usage=True,
+        )
+    heading = itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())
+    found = _ETAG_COMMENT.search("\n".join(heading))
+    return policy, found[1] if found else None
