@@ -127,6 +127,13 @@ class RuntimeMetrics:
             ["model", "version"],
             registry=registry,
         )
+        self.overload_rejections = Counter(
+            "driftgate_runtime_overload_rejections_total",
+            "Requests refused with 503 because the model version was overloaded: "
+            "waiting_calls (DRIFTGATE_MAX_WAITING_CALLS calls already wait for a thread).",
+            ["model", "version", "reason"],
+            registry=registry,
+        )
         self.model_loads = Counter(
             "driftgate_model_loads_total",
             "Model version load attempts by outcome (success|failure).",

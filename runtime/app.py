@@ -48,7 +48,11 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
         settings=settings,
         repository=repository,
         predictor=Predictor(
-            metrics, tracer, settings.inference_threads, settings.inline_inference_max_s
+            metrics,
+            tracer,
+            settings.inference_threads,
+            settings.inline_inference_max_s,
+            settings.max_waiting_calls,
         ),
         metrics=metrics,
         registry=registry,

@@ -10,7 +10,7 @@ expected, what arrived). Anything else that escapes a handler is a bug and answe
     ├── PayloadTooLarge       413  body over the configured limit
     ├── UnsupportedMediaType  415  a content type the endpoint does not take
     ├── ModelNotReady         503  known model whose version is loading or failed to load
-    ├── ServiceOverloaded     503  a model's batch queue is full (``Retry-After: 1``)
+    ├── ServiceOverloaded     503  too many wait for a batch or a thread (``Retry-After: 1``)
     ├── ClientClosedRequest   499  the client hung up while its request waited in a queue
     └── BackendUnavailable    500  a framework or ``java`` is missing (names what to install)
 

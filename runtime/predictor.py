@@ -5,14 +5,18 @@ here. Backends are synchronous. A call runs in a dedicated thread pool, so that 
 loop never waits on a slow model, unless calls of its size to the same version are known
 to take at most ``inline_max_s``: those run inline, where a thread hand-off would cost
 more than the model (``runtime.placement``). A model with ``batching:`` in its config.yaml
-merges concurrent requests into one call first (``runtime.batching``).
+merges concurrent requests into one call first (``runtime.batching``). Calls waiting for a
+thread are bounded per version; beyond the bound a request is refused with 503
+(``runtime.waiting``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -31,6 +35,7 @@ from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
 from runtime.tensors import ModelMetadata
 from runtime.validation import select_outputs, validate_inputs
+from runtime.waiting import DEFAULT_MAX_WAITING_CALLS, WaitingCalls
 
 log = logging.getLogger("driftgate.runtime.predictor")
 T = TypeVar("T")
@@ -48,11 +53,15 @@ class Predictor:
         tracer: trace.Tracer,
         threads: int,
         inline_max_s: float = 0.0,
+        max_waiting_calls: int = DEFAULT_MAX_WAITING_CALLS,
     ) -> None:
         self.metrics = metrics
         self.tracer = tracer
         self.placement = CallPlacement(inline_max_s)
+        self.max_waiting_calls = max_waiting_calls
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
+        # Per backend object, like the placement: a reloaded version counts afresh.
+        self._waiting: weakref.WeakKeyDictionary[object, WaitingCalls] = weakref.WeakKeyDictionary()
 
     async def run(self, work: Callable[[], T]) -> T:
         """Run CPU-bound model work (an explanation) in the inference threads, never on the
@@ -124,9 +133,8 @@ class Predictor:
         if placement == EVENT_LOOP:
             outputs, elapsed = _timed_predict(backend, inputs)
         else:
-            loop = asyncio.get_running_loop()
-            outputs, elapsed = await loop.run_in_executor(
-                self._executor, _timed_predict, backend, inputs
+            outputs, elapsed = await self._waiting_calls(model, backend).run(
+                self._executor, functools.partial(_timed_predict, backend, inputs)
             )
         self.placement.observe(backend, rows, elapsed)
         self.metrics.inference_calls.labels(model.model, version, placement).inc()
@@ -135,6 +143,18 @@ class Predictor:
         )
         self.metrics.batch_size.labels(model.model, version).observe(rows)
         return outputs
+
+    def _waiting_calls(self, model: ModelVersion, backend: ModelBackend) -> WaitingCalls:
+        """The bound on this version's calls waiting for a thread (``runtime.waiting``)."""
+        calls = self._waiting.get(backend)
+        if calls is None:
+            name, version = model.model, str(model.version)
+            rejected = self.metrics.overload_rejections.labels(name, version, "waiting_calls")
+            calls = WaitingCalls(
+                self.max_waiting_calls, f"model '{name}' version {version}", rejected.inc
+            )
+            self._waiting[backend] = calls
+        return calls
 
     def _batcher(self, model: ModelVersion) -> Batcher | None:
         """The version's queue while its config asks for batching (a new one on a change)."""

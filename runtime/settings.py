@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitoring.slow_clients import DEFAULT_CLIENT_TIMEOUT_S
+from runtime.waiting import DEFAULT_MAX_WAITING_CALLS
 
 
 class RuntimeSettingsError(ValueError):
@@ -60,6 +61,11 @@ class RuntimeSettings:
     inference_threads: int = field(
         default_factory=lambda: _env_int("DRIFTGATE_INFERENCE_THREADS", 4)
     )
+    #: Calls of one model version that may wait for a worker thread; more answer 503
+    #: (``runtime.waiting``).
+    max_waiting_calls: int = field(
+        default_factory=lambda: _env_int("DRIFTGATE_MAX_WAITING_CALLS", DEFAULT_MAX_WAITING_CALLS)
+    )
     #: Model calls known to take at most this long run on the event loop, not in a worker
     #: thread (``runtime.placement``); 0 runs every call in the thread pool.
     inline_inference_max_s: float = field(
@@ -79,7 +85,12 @@ class RuntimeSettings:
     def __post_init__(self) -> None:
         if not 1 <= self.port <= 65535:
             raise RuntimeSettingsError(f"port: expected a TCP port 1-65535, got {self.port}")
-        for name in ("max_body_bytes", "max_image_pixels", "inference_threads"):
+        for name in (
+            "max_body_bytes",
+            "max_image_pixels",
+            "inference_threads",
+            "max_waiting_calls",
+        ):
             if getattr(self, name) < 1:
                 raise RuntimeSettingsError(
                     f"{name}: expected at least 1, got {getattr(self, name)}"

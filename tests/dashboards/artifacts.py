@@ -61,6 +61,7 @@ OFF_DASHBOARD = {
     "driftgate_replica_discoveries_total": "Explore: resolutions by outcome (runbook, discovery)",
     "driftgate_runtime_client_timeouts_total": "Explore: slow clients at a replica (runtime.md)",
     "driftgate_runtime_malformed_requests_total": "Explore: bytes that are not HTTP (metrics.md)",
+    "driftgate_runtime_overload_rejections_total": "Explore, when a model answers 503 (runtime.md)",
     "driftgate_runtime_requests_in_flight": "the runtime's autoscaler (deploy.md, Scaling)",
     "driftgate_shadow_comparisons_total": "the counts behind driftgate_shadow_agreement_ratio",
 }
