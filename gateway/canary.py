@@ -16,15 +16,15 @@ weighted by the current step. The gateway watches both arms and, every ``TICK_S`
 - **promotes** after the last step: the canary's target becomes the primary and the
   ``canary`` section goes.
 
-Each decision is applied like an admin ``PUT``: validated, persisted, swapped atomically
-(``gateway.route_table``), unless the route's file changed since the policy it was measured
-on was read (another gateway's ``PUT``): then it is dropped, and the new policy judged
-afresh. :func:`judge` decides (pure); :class:`CanaryController` measures
-and applies. Any change to the route, by the controller or the admin API, restarts the
-current step's window. Metrics: ``driftgate_canary_weight_percent{route}``,
-``driftgate_canary_decisions_total{route,action}``, ``driftgate_canary_leader``; each
-applied decision is an INTERNAL span ``canary {route}`` and a log line; alert
-``DriftgateCanaryRolledBack``.
+Each decision is applied like an admin ``PUT``: validated, persisted (in a worker thread:
+the write may wait for another gateway's lock), swapped atomically (``gateway.route_table``),
+unless the route's file changed since the policy it was measured on was read (another
+gateway's ``PUT``): then it is dropped, and the new policy judged afresh. :func:`judge`
+decides (pure); :class:`CanaryController` measures and applies. Any change to the route,
+by the controller or the admin API, restarts the current step's window. Metrics:
+``driftgate_canary_weight_percent{route}``, ``driftgate_canary_decisions_total{route,action}``,
+``driftgate_canary_leader``; each applied decision is an INTERNAL span ``canary {route}``
+and a log line; alert ``DriftgateCanaryRolledBack``.
 
 Gateways that share a ``routes_dir`` each measure the traffic they answer and publish it
 (``gateway.canary_share``); only the one holding the folder's lease (``gateway.lease``)
@@ -241,6 +241,8 @@ class CanaryController:
         self._watched: dict[str, tuple[RoutePolicy, float, float]] = {}
         #: Routes whose canary weight is exported: a route removed takes its series along.
         self._weighted: set[str] = set()
+        #: One look at a time, however many callers (the run loop, tests).
+        self._ticking = asyncio.Lock()
 
     async def run(self) -> None:
         try:
@@ -248,7 +250,7 @@ class CanaryController:
                 decides = await asyncio.to_thread(self.lease.held)
                 self.metrics.canary_leader.set(1 if decides else 0)
                 others = await asyncio.to_thread(self.shared.gather) if decides else {}
-                self.tick(decides=decides, others=others)
+                await self.tick(decides=decides, others=others)
                 await asyncio.to_thread(self.shared.publish, self.measured())
                 await asyncio.sleep(self.tick_s)
         finally:
@@ -265,16 +267,34 @@ class CanaryController:
             for route, (policy, _, _) in self._watched.items()
         }
 
-    def tick(self, *, decides: bool = True, others: Gathered | None = None) -> dict[str, Verdict]:
+    async def tick(
+        self, *, decides: bool = True, others: Gathered | None = None
+    ) -> dict[str, Verdict]:
         """One look at every canary; returns the verdicts (for tests and the admin view).
 
         A gateway that does not hold the lease (``decides=False``) measures and judges but
         applies nothing: the lease holder's decisions reach it through ``routes_dir``. The
         holder adds ``others``, the other gateways' windows (``gateway.canary_share``), to
         its own.
+
+        The windows change with every request on the event loop, so they are judged there;
+        only the decisions' writes, which may wait for another gateway's lock and then
+        fsync, run in a worker thread, one after the other.
         """
+        async with self._ticking:
+            verdicts, decisions = self._judge_all(decides, others or {})
+            for route, policy, verdict in decisions:
+                await self._apply(route, policy, verdict)
+            return verdicts
+
+    def _judge_all(
+        self, decides: bool, others: Gathered
+    ) -> tuple[dict[str, Verdict], list[tuple[str, RoutePolicy, Verdict]]]:
+        """Every canary's verdict, and the decisions to apply (route, measured policy,
+        verdict); on the event loop, like the requests that fill the windows."""
         now = self.clock()
         verdicts: dict[str, Verdict] = {}
+        decisions: list[tuple[str, RoutePolicy, Verdict]] = []
         configured = self.routes.configured()
         for route in [r for r in self._watched if r not in configured]:
             del self._watched[route]
@@ -303,7 +323,7 @@ class CanaryController:
                 self._watched[route] = (policy, now, self.wall_clock())
                 self.stats.restart(route)
                 continue
-            elsewhere = (others or {}).get((route, policy_digest(policy)), {})
+            elsewhere = others.get((route, policy_digest(policy)), {})
             verdict = judge(
                 canary,
                 self.stats.window(route, STABLE_ARM).plus(elsewhere.get(STABLE_ARM)),
@@ -313,10 +333,10 @@ class CanaryController:
             )
             verdicts[route] = verdict
             if decides and verdict.action != "hold":
-                self._apply(route, policy, verdict)
+                decisions.append((route, policy, verdict))
         # Requests answered after their canary ended (in flight at the decision) land here.
         self.stats.keep_only(set(self._watched))
-        return verdicts
+        return verdicts, decisions
 
     def _drift_since(
         self, policy: RoutePolicy, canary: Canary, step_began: float
@@ -335,7 +355,7 @@ class CanaryController:
             return None
         return stable, candidate
 
-    def _apply(self, route: str, policy: RoutePolicy, verdict: Verdict) -> None:
+    async def _apply(self, route: str, policy: RoutePolicy, verdict: Verdict) -> None:
         canary = policy.canary
         assert canary is not None
         updated = applied(policy, verdict)
@@ -350,16 +370,44 @@ class CanaryController:
         with self.tracer.start_as_current_span(f"canary {route}", attributes=attributes) as span:
             # Measured on the policy as this gateway last read it: another gateway may have
             # written the route since (an operator's PUT), and that write wins.
-            if not self.routes.replace_if_unchanged(route, policy, updated):
-                span.set_attribute("driftgate.canary.dropped", True)
-                log.info(
-                    "canary decision on route %s dropped (%s): the route changed since it was "
-                    "measured (another gateway or an operator wrote it); the new policy is "
-                    "judged afresh",
-                    route,
-                    verdict.action,
-                )
-                return
+            write = asyncio.ensure_future(
+                asyncio.to_thread(self.routes.replace_if_unchanged, route, policy, updated)
+            )
+            try:
+                written = await asyncio.shield(write)
+            except asyncio.CancelledError:
+                # The gateway stops (run() cancelled), but a worker thread cannot be stopped:
+                # wait for the write and note it, so that the lease goes, and the windows are
+                # withdrawn, only after this gateway's last write.
+                await asyncio.wait({write})
+                if not write.cancelled() and write.exception() is None:
+                    self._settle(
+                        route, canary, verdict, updated=updated, written=write.result(), span=span
+                    )
+                raise
+            self._settle(route, canary, verdict, updated=updated, written=written, span=span)
+
+    def _settle(
+        self,
+        route: str,
+        canary: Canary,
+        verdict: Verdict,
+        *,
+        updated: RoutePolicy,
+        written: bool,
+        span: trace.Span,
+    ) -> None:
+        """Note a decision's write, back on the event loop: metrics, span, log line."""
+        if not written:
+            span.set_attribute("driftgate.canary.dropped", True)
+            log.info(
+                "canary decision on route %s dropped (%s): the route changed since it was "
+                "measured (another gateway or an operator wrote it); the new policy is "
+                "judged afresh",
+                route,
+                verdict.action,
+            )
+            return
         self.metrics.canary_decisions.labels(route, verdict.action).inc()
         self._export_weight(route, updated.canary)
         level = logging.WARNING if verdict.action == "rollback" else logging.INFO

@@ -31,8 +31,8 @@ in every gateway) as the folder has it now, under the lock, with the ones the op
 read, and raises :class:`RouteChanged` instead of writing when none matches.
 
 Writes block (a lock another gateway may hold, then an fsync): the admin API calls
-``replace`` in a worker thread. ``_state`` keeps that thread's swap and the event loop's
-``apply`` from interleaving.
+``replace``, and the canary ``replace_if_unchanged``, in a worker thread. ``_state`` keeps
+that thread's swap and the event loop's ``apply`` from interleaving.
 """
 
 from __future__ import annotations
@@ -174,11 +174,16 @@ class RouteTable:
         For decisions derived from the policy in use (canaries): the route file is checked
         under the folder's write lock, so a change another gateway wrote since this table
         last read the folder is never overwritten.
+
+        Blocking: the canary calls it in a worker thread, while the event loop may ``apply``
+        a scan. So the policy in use is compared again once the lock is held: a write by
+        another gateway, read back while this one waited for the lock, is in use (and its
+        file known) by then, and must not pass for ``measured``.
         """
         if self._routes.get(name) != measured:
             return False
         with self._write_lock():
-            if not self._unchanged_on_disk(name, measured):
+            if self._routes.get(name) != measured or not self._unchanged_on_disk(name, measured):
                 return False
             self._swap(name, policy, self._persist(name, policy))
         return True

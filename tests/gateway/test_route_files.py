@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
+import itertools
 import logging
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -26,7 +28,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
-from gateway.canary import CanaryController, CanaryStats
+from gateway.canary import CanaryController, CanaryStats, Verdict
 from gateway.canary_share import SharedWindows
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
@@ -264,12 +266,12 @@ def test_only_the_lease_holder_applies_canary_decisions(tmp_path: Path, decides:
         build_tracer_provider("test").get_tracer("t"),
         clock=lambda: clock[0],
     )
-    controller.tick(decides=decides)  # starts watching the step
+    look(controller, decides=decides)  # starts watching the step
     for arm in ("stable", "canary"):
         stats.observe("titanic", arm, failed=False, seconds=0.01)
     clock[0] = 2.0
 
-    verdicts = controller.tick(decides=decides)
+    verdicts = look(controller, decides=decides)
 
     assert verdicts["titanic"].action == "advance"  # both judge the same
     canary = table.get("titanic").canary
@@ -295,7 +297,7 @@ def test_a_put_on_another_gateway_is_not_overwritten_by_the_deciders_older_view(
         build_tracer_provider("test").get_tracer("t"),
         clock=lambda: clock[0],
     )
-    controller.tick()  # starts watching the step
+    look(controller)  # starts watching the step
     for arm in ("stable", "canary"):
         stats.observe("titanic", arm, failed=False, seconds=0.01)
     clock[0] = 2.0
@@ -303,7 +305,7 @@ def test_a_put_on_another_gateway_is_not_overwritten_by_the_deciders_older_view(
     other.replace("titanic", ended)  # a PUT on the other gateway, not read by the leader yet
 
     with caplog.at_level(logging.INFO, logger="driftgate.gateway.canary"):
-        verdicts = controller.tick()
+        verdicts = look(controller)
 
     assert verdicts["titanic"].action == "advance"  # judged on what it measured ...
     on_disk = parse_route("titanic", yaml.safe_load((tmp_path / "titanic.yaml").read_text()))
@@ -313,7 +315,7 @@ def test_a_put_on_another_gateway_is_not_overwritten_by_the_deciders_older_view(
     assert any("changed since" in record.getMessage() for record in caplog.records)
     assert reload(leader) == [("titanic", "applied")]
     assert leader.get("titanic") == ended
-    assert controller.tick() == {}  # no canary left to judge
+    assert look(controller) == {}  # no canary left to judge
 
 
 def test_the_decider_checks_the_route_file_only_once_no_other_gateway_is_writing(
@@ -336,6 +338,29 @@ def test_the_decider_checks_the_route_file_only_once_no_other_gateway_is_writing
     assert yaml.safe_load((tmp_path / "titanic.yaml").read_text()) == {"primary": {"model": "x"}}
 
 
+def test_a_write_read_back_while_the_decider_waits_for_the_lock_is_not_overwritten(
+    tmp_path: Path,
+) -> None:
+    """The decision's write runs in a worker thread: the event loop may read another
+    gateway's write back while the decider waits for the lock, and then the file is the
+    one the table knows, but no longer the policy the decision was measured on."""
+    configured = {"titanic": parse_route("titanic", CANARY_ROUTE)}
+    leader, other = RouteTable(configured, tmp_path), RouteTable(configured, tmp_path)
+    measured = leader.get("titanic")
+    decided = parse_route("titanic", {**CANARY_ROUTE, "canary": {**CANARY, "step": 1}})
+    ended = policy("3")
+    with ThreadPoolExecutor(1) as pool, (tmp_path / WRITE_LOCK_NAME).open("w") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another gateway is writing the route
+        deciding = pool.submit(leader.replace_if_unchanged, "titanic", measured, decided)
+        time.sleep(0.2)
+        other._swap("titanic", ended, other._persist("titanic", ended))  # its write, locked
+        assert reload(leader) == [("titanic", "applied")]  # read back meanwhile
+        fcntl.flock(writer, fcntl.LOCK_UN)
+        assert deciding.result(timeout=5) is False
+    assert parse_route("titanic", yaml.safe_load((tmp_path / "titanic.yaml").read_text())) == ended
+    assert leader.get("titanic") == ended
+
+
 def test_a_decision_on_a_route_nobody_changed_is_applied_and_read_back_as_its_own(
     tmp_path: Path,
 ) -> None:
@@ -343,12 +368,12 @@ def test_a_decision_on_a_route_nobody_changed_is_applied_and_read_back_as_its_ow
     leader, other = RouteTable(configured, tmp_path), RouteTable(configured, tmp_path)
     stats, clock = CanaryStats(), [0.0]
     controller = controller_of(leader, stats, SharedWindows(None), clock)
-    controller.tick()
+    look(controller)
     for arm in ("stable", "canary"):
         stats.observe("titanic", arm, failed=False, seconds=0.01)
     clock[0] = 2.0
 
-    assert controller.tick()["titanic"].action == "advance"
+    assert look(controller)["titanic"].action == "advance"
 
     assert reload(leader) == []  # its own write
     assert reload(other) == [("titanic", "applied")]
@@ -356,7 +381,111 @@ def test_a_decision_on_a_route_nobody_changed_is_applied_and_read_back_as_its_ow
     assert advanced is not None and advanced.step == 1
 
 
+def _advancing_controller(
+    tmp_path: Path,
+) -> tuple[RouteTable, CanaryStats, list[float], CanaryController, CollectorRegistry]:
+    """A lease holder whose canary advances at its second look (``clock`` set to 2)."""
+    table = RouteTable({"titanic": parse_route("titanic", CANARY_ROUTE)}, tmp_path)
+    stats, clock, registry = CanaryStats(), [0.0], CollectorRegistry()
+    controller = CanaryController(
+        table,
+        stats,
+        GatewayMetrics(registry),
+        build_tracer_provider("test").get_tracer("t"),
+        clock=lambda: clock[0],
+        tick_s=0.02,
+        shared=SharedWindows(tmp_path, "gateway-0"),
+    )
+    return table, stats, clock, controller, registry
+
+
+def _step_on_disk(tmp_path: Path) -> int | None:
+    path = tmp_path / "titanic.yaml"
+    return yaml.safe_load(path.read_text())["canary"]["step"] if path.exists() else None
+
+
+def test_a_decision_waiting_for_another_gateways_write_leaves_the_event_loop_serving(
+    tmp_path: Path,
+) -> None:
+    """The decision's write waits for ``.routes.lock`` (another gateway writing) and then
+    fsyncs: on the event loop, it held up every request the gateway was answering."""
+    table, stats, clock, controller, _ = _advancing_controller(tmp_path)
+    beats: list[float] = []
+
+    async def heartbeat() -> None:  # stands for the requests the gateway answers
+        while True:
+            beats.append(time.monotonic())
+            await asyncio.sleep(0.01)
+
+    async def decide_while_another_gateway_writes(writer: int) -> None:
+        running = asyncio.create_task(controller.run())
+        await asyncio.sleep(0.1)  # it watches the step now
+        for arm in ("stable", "canary"):
+            stats.observe("titanic", arm, failed=False, seconds=0.01)
+        beating = asyncio.create_task(heartbeat())
+        clock[0] = 2.0  # the next look advances the canary, and waits for the lock
+        # Released from another thread: a loop the decision blocks could not do it.
+        threading.Timer(0.6, fcntl.flock, (writer, fcntl.LOCK_UN)).start()
+        for _ in range(500):
+            if _step_on_disk(tmp_path) == 1:
+                break
+            await asyncio.sleep(0.01)
+        beating.cancel()
+        running.cancel()
+        await asyncio.gather(beating, running, return_exceptions=True)
+
+    with (tmp_path / WRITE_LOCK_NAME).open("w") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another gateway is writing into routes_dir
+        asyncio.run(decide_while_another_gateway_writes(writer.fileno()))
+
+    assert _step_on_disk(tmp_path) == 1  # the decision was written once the lock was free
+    canary = table.get("titanic").canary
+    assert canary is not None and canary.step == 1
+    assert len(beats) > 20
+    assert max(b - a for a, b in itertools.pairwise(beats)) < 0.3  # the loop never stalled
+
+
+def test_a_gateway_stopped_while_its_decision_waits_for_the_lock_stops_after_the_write(
+    tmp_path: Path,
+) -> None:
+    """A worker thread cannot be stopped: the controller waits for its write, and counts
+    it, before it withdraws its windows; it writes nothing once stopped."""
+    table, stats, clock, controller, registry = _advancing_controller(tmp_path)
+
+    async def stop_while_deciding(writer: int) -> None:
+        running = asyncio.create_task(controller.run())
+        await asyncio.sleep(0.1)
+        for arm in ("stable", "canary"):
+            stats.observe("titanic", arm, failed=False, seconds=0.01)
+        clock[0] = 2.0
+        threading.Timer(0.5, fcntl.flock, (writer, fcntl.LOCK_UN)).start()
+        await asyncio.sleep(0.2)  # the decision waits for the lock now
+        assert _step_on_disk(tmp_path) is None
+        running.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await running
+
+    with (tmp_path / WRITE_LOCK_NAME).open("w") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)
+        asyncio.run(stop_while_deciding(writer.fileno()))
+
+    assert _step_on_disk(tmp_path) == 1  # written before run() returned
+    canary = table.get("titanic").canary
+    assert canary is not None and canary.step == 1
+    advanced = {"route": "titanic", "action": "advance"}
+    assert registry.get_sample_value("driftgate_canary_decisions_total", advanced) == 1
+    assert list((tmp_path / ".canary").glob("*.json")) == []  # withdrawn after the write
+    written = (tmp_path / "titanic.yaml").stat()
+    time.sleep(0.1)
+    assert (tmp_path / "titanic.yaml").stat() == written  # nothing written once stopped
+
+
 # --- measurements shared with the decider ------------------------------------------------
+
+
+def look(controller: CanaryController, **options: Any) -> dict[str, Verdict]:
+    """One look at the canaries (``tick``), from outside an event loop."""
+    return asyncio.run(controller.tick(**options))
 
 
 def controller_of(
@@ -383,16 +512,16 @@ def test_the_decider_judges_the_traffic_every_gateway_answered(tmp_path: Path) -
         for name in stats
     }
     for controller in controllers.values():
-        controller.tick()  # both start watching the step
+        look(controller)  # both start watching the step
     for gateway_stats in stats.values():  # each gateway answers half of the canary's traffic
         for arm in ("stable", "canary"):
             for _ in range(2):
                 gateway_stats.observe("titanic", arm, failed=False, seconds=0.01)
     clock[0] = 2.0
 
-    alone = controllers["leader"].tick(decides=False)
+    alone = look(controllers["leader"], decides=False)
     shared["other"].publish(controllers["other"].measured())
-    together = controllers["leader"].tick(decides=False, others=shared["leader"].gather())
+    together = look(controllers["leader"], decides=False, others=shared["leader"].gather())
 
     assert alone["titanic"].reason == "waiting for traffic: 2 of 4 requests"
     assert together["titanic"].action == "advance"
