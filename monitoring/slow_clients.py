@@ -23,6 +23,9 @@ port) get uvicorn's ``400`` and a closed connection, as before, but with ``{"err
 "malformed HTTP request: <the parser's reason>"}`` as every other refusal of driftgate's
 is worded, instead of uvicorn's plain "Invalid HTTP request received."; ``on_malformed()``
 counts it.
+
+Each request's answer leaves in one write, head and body together
+(``monitoring.head_with_body``).
 """
 
 from __future__ import annotations
@@ -34,6 +37,8 @@ from typing import Any, ClassVar
 
 import msgspec
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from monitoring.head_with_body import HeadWithBody
 
 #: The default: long enough for a 16 MiB body at about 2.5 Mbit/s.
 DEFAULT_CLIENT_TIMEOUT_S = 60.0
@@ -74,7 +79,13 @@ class _GuardedProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:
         self._phase = "body"
+        existing_cycle = self.cycle
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle is not existing_cycle:  # not an upgrade
+            # The cycle uvicorn just made for this request writes its answer's head and
+            # body in one send (``monitoring.head_with_body``).
+            cycle.transport = HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()
