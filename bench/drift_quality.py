@@ -48,12 +48,12 @@ import numpy as np
 
 from drift.calibration import default_statistic, evaluate
 from drift.distributions import Distribution, counts_from_map, numeric_counts
+from drift.fetched_values import row_errors
 from drift.missing import missing_share_drift, needs_missing_test
 from drift.multivariate import pca_drift
 from drift.profile import ReferenceProfile, build_profile
 from drift.sequential import PageHinkley, first_alarm, performance_drift
 from drift.verdict import TestSettings
-from drift.window import row_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 DOC_START = "<!-- drift-quality:start -->"

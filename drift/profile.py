@@ -35,16 +35,9 @@ from drift.distributions import (
     category_text,
     numeric_reference,
 )
+from drift.fetched_values import Metric, as_float, row_errors, unmask
 from drift.multivariate import MIN_ROWS, PcaDetector, fit_pca_detector
-from drift.window import (
-    Metric,
-    as_float,
-    is_nested_type,
-    quote_identifier,
-    row_errors,
-    unmask,
-    view_columns,
-)
+from drift.window import is_nested_type, quote_identifier, view_columns
 from monitoring.prediction_log.catalog import sql_string
 
 FORMAT = 1

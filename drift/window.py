@@ -30,6 +30,8 @@ How values are counted (the same as ``drift.distributions``' numpy builders):
   and ``nan`` is missing.
 - a profiled column the view does not have (a version without that feature), or has
   as a list: every row counts as missing.
+
+The answers become arrays and counts in ``drift.fetched_values``.
 """
 
 from __future__ import annotations
@@ -38,21 +40,24 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING
 
 import duckdb
 import numpy as np
 
-from drift.distributions import OTHER, Distribution, category_text
+from drift.distributions import Distribution, category_text
+from drift.fetched_values import (
+    histogram_category_counts,
+    histogram_numeric_counts,
+    row_errors,
+    unmask,
+)
 from drift.findings import Window
 from monitoring.jobs import watch_connection
 from monitoring.prediction_log.catalog import sql_string
 
 if TYPE_CHECKING:
     from drift.profile import FeatureProfile, PerformanceReference, ReferenceProfile
-
-#: How a model's errors are measured against the labels (see ``row_errors``).
-Metric = Literal["error_rate", "mean_absolute_error"]
 
 _FLOATING = ("DOUBLE", "FLOAT", "REAL")
 #: Exact number types (and their unsigned ``U...`` twins), read as DOUBLE for binning.
@@ -184,9 +189,9 @@ def scan_window(  # noqa: PLR0917 - positional like the job's other window calls
         if reference.kind == "numeric" and not reference.edges:
             counts = np.asarray([rows - missing])
         elif reference.kind == "numeric":
-            counts = _numeric_counts(bins, reference.edges)
+            counts = histogram_numeric_counts(bins, reference.edges)
         else:
-            counts, nan = _categorical_counts(bins, reference.categories)
+            counts, nan = histogram_category_counts(bins, reference.categories)
             if _column_type(feature, columns) not in _FLOATING:  # else counted as missing
                 missing += nan
         distributions[feature.column] = reference.with_counts(counts, missing)
@@ -256,22 +261,6 @@ ORDER BY "timestamp", request_id, "row\""""
     return row_errors(performance.metric, fetched["prediction"], fetched["label"])
 
 
-def row_errors(
-    metric: Metric,
-    predictions: np.ndarray,
-    labels: np.ndarray,
-) -> np.ndarray:
-    """The error of every row that has a label: 0/1 (the texts differ) for
-    ``error_rate``, the absolute difference for ``mean_absolute_error``."""
-    predictions, labels = unmask(predictions), unmask(labels)
-    if metric == "mean_absolute_error":
-        difference = np.abs(as_float(predictions) - as_float(labels))
-        return np.asarray(difference[~np.isnan(difference)], dtype=np.float64)
-    pairs = zip(predictions, labels, strict=True)
-    texts = [(category_text(p), category_text(y)) for p, y in pairs]
-    return np.asarray([float(p != y) for p, y in texts if y is not None], dtype=np.float64)
-
-
 def view_columns(con: duckdb.DuckDBPyConnection, view: str = "predictions") -> dict[str, str]:
     """Every column of a catalog view with its DuckDB type (``DOUBLE``, ``VARCHAR[]``)."""
     return {str(row[0]): str(row[1]) for row in _execute(con, f"DESCRIBE {view}").fetchall()}
@@ -284,21 +273,6 @@ def is_nested_type(duckdb_type: str) -> bool:
 
 def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def unmask(values: Any) -> np.ndarray:
-    """Values as a plain array; DuckDB's NULLs (a masked array's mask) become NaN in
-    numbers and None otherwise."""
-    array: np.ndarray = np.asanyarray(values)
-    if not isinstance(array, np.ma.MaskedArray):
-        return array
-    if not np.ma.is_masked(array):
-        return np.asarray(array.data)
-    if array.dtype.kind in "fiu":
-        return np.asarray(np.ma.filled(array.astype(np.float64), np.nan))
-    plain = np.asarray(array.data, dtype=object).copy()
-    plain[np.ma.getmaskarray(array)] = None
-    return plain
 
 
 def _aggregates(feature: FeatureProfile, duckdb_type: str | None) -> tuple[str, str]:
@@ -357,66 +331,6 @@ def _column_type(feature: FeatureProfile, columns: Mapping[str, str] | None) -> 
     if columns is None:
         return "ANY"
     return columns.get(feature.column)
-
-
-def _numeric_counts(found: Mapping[float, int] | None, edges: tuple[float, ...]) -> np.ndarray:
-    counts = np.zeros(len(edges) + 1, dtype=np.int64)
-    if not found:
-        return counts
-    # A key is its bin's upper edge, found at the bin's position (+inf: after them all).
-    index = np.searchsorted(np.asarray(edges), np.asarray(list(found), dtype=np.float64))
-    np.add.at(counts, index, np.asarray(list(found.values()), dtype=np.int64))
-    return counts
-
-
-def _categorical_counts(
-    found: Mapping[str, int] | None, categories: tuple[str, ...]
-) -> tuple[np.ndarray, int]:
-    """The counts per category, and how many keys read back as NaN (missing).
-
-    Keys are the column's values as text. A key that is no category but a number written
-    another way is read back as that number (``category_text``): ``3.0`` is the category
-    ``3``. DuckDB writes a floating-point column's ``3`` as ``3.0``, and a column that
-    holds text in any segment of the store is text in the view, numbers included.
-    """
-    counts = np.zeros(len(categories), dtype=np.int64)
-    if not found:
-        return counts, 0
-    position = {name: i for i, name in enumerate(categories)}
-    other = position[OTHER]
-    nan = 0
-    for key, count in found.items():
-        text = category_text(key)
-        if text is not None and text not in position:
-            text = _as_number_text(text)
-        if text is None:
-            nan += int(count)
-        else:
-            counts[position.get(text, other)] += int(count)
-    return counts, nan
-
-
-def _as_number_text(text: str) -> str | None:
-    """``text`` as ``category_text`` writes the number it spells, or unchanged."""
-    try:
-        number = float(text)
-    except ValueError:
-        return text
-    return category_text(number)
-
-
-def as_float(values: np.ndarray) -> np.ndarray:
-    """Numbers as float64; missing and text that is no number: NaN."""
-    if values.dtype.kind in "fiub":
-        return values.astype(np.float64)
-    return np.asarray([_number_or_nan(value) for value in values], dtype=np.float64)
-
-
-def _number_or_nan(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _edges_literal(edges: tuple[float, ...]) -> str:

@@ -15,9 +15,10 @@ import duckdb
 import numpy as np
 
 from drift.distributions import category_text
+from drift.fetched_values import as_float, unmask
 from drift.profile import ReferenceProfile
 from drift.sampling import sample_inputs
-from drift.window import as_float, is_nested_type, quote_identifier, unmask, view_columns
+from drift.window import is_nested_type, quote_identifier, view_columns
 from explain.frame import Frame, take
 from explain.settings import ExplainJobSettings
 from monitoring.prediction_log.catalog import sql_string

@@ -17,47 +17,49 @@ The algorithm is pinned by configuration and never taken from a token: pyjwt is 
 touched. The time claims (``exp``, ``nbf``, ``iat``) are checked here rather than by pyjwt,
 which takes ``"exp": "1796627000"`` or ``"exp": true`` for a date: RFC 7519 makes them JSON
 numbers, and a verified token is remembered with its ``exp`` compared on every later use.
+
+The ``auth:`` section is parsed by ``gateway.auth_config`` (``AuthConfig``); tokens are
+signed by ``gateway.token_minting`` (``mint_token``). Both names are importable from here.
 Key files and JWKS URLs are read by ``gateway.jwks`` and re-read every ``jwks_refresh_s`` by
 ``gateway.key_refresh``. See docs/auth.md.
 """
 
 from __future__ import annotations
 
-import difflib
 import math
-import os
-import re
 import time
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import jwt
 
-from gateway.jwks import (
-    KeyMaterialError,
-    KeyRing,
-    check_jwks_url,
-    load_key_ring,
-    load_signing_key,
-)
+from gateway.auth_config import AuthConfig, AuthConfigError, load_verification_keys
+from gateway.jwks import KeyRing
+from gateway.token_minting import mint_token, parse_ttl
 
-ALGORITHMS: Final = ("HS256", "HS384", "HS512", "RS256", "ES256")
-SCOPES: Final = ("predict", "admin", "read:logs", "feedback")
 REALM: Final = "driftgate"
 MAX_TOKEN_CHARS: Final = 8192
-# RFC 7518 section 3.2: an HMAC key must be at least as long as the hash output.
-HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
-#: Bounds of ``jwks_refresh_s``: not a hammer on the identity provider, not a day stale.
-MIN_REFRESH_S: Final = 10.0
-MAX_REFRESH_S: Final = 86400.0
 
-
-class AuthConfigError(ValueError):
-    """An ``auth:`` section that cannot be used; the message names the key."""
+#: This module's names, and the configuration and minting names callers import from here.
+__all__ = [
+    "MAX_TOKEN_CHARS",
+    "REALM",
+    "VERIFIED_TOKENS_KEPT",
+    "AuthConfig",
+    "AuthConfigError",
+    "AuthError",
+    "Forbidden",
+    "InvalidRequest",
+    "Principal",
+    "TokenVerifier",
+    "Unauthenticated",
+    "check_one_authorization",
+    "mint_token",
+    "parse_ttl",
+    "require",
+]
 
 
 class AuthError(Exception):
@@ -107,156 +109,6 @@ class Forbidden(AuthError):
 
 
 @dataclass(frozen=True, slots=True)
-class AuthConfig:
-    """The ``auth:`` section of gateway.yaml; build it with ``from_dict``."""
-
-    enabled: bool = True
-    algorithm: str = "HS256"
-    secret: bytes | None = field(default=None, repr=False)
-    public_key_file: Path | None = None
-    jwks_file: Path | None = None
-    jwks_url: str | None = None
-    #: Seconds between re-reads of public_key_file, jwks_file or jwks_url (key rotation).
-    jwks_refresh_s: float = 300.0
-    private_key_file: Path | None = None
-    issuer: str | None = None
-    audience: str | None = None
-    leeway_s: float = 30.0
-
-    def __post_init__(self) -> None:
-        if not self.enabled:
-            return
-        alg = self.algorithm
-        if alg not in ALGORITHMS:
-            raise AuthConfigError(
-                f"auth.algorithm: must be one of {', '.join(ALGORITHMS)}, got {alg!r}"
-            )
-        files: dict[str, object] = {
-            "public_key_file": self.public_key_file,
-            "jwks_file": self.jwks_file,
-            "jwks_url": self.jwks_url,
-        }
-        if alg in HMAC_MIN_BYTES:
-            for key, value in {**files, "private_key_file": self.private_key_file}.items():
-                if value is not None:
-                    raise AuthConfigError(f"auth.{key}: {alg} uses a shared secret, not key files")
-            _check_secret(alg, self.secret)
-        else:
-            if self.secret is not None:
-                raise AuthConfigError(
-                    f"auth.secret: {alg} verifies with a public key; a shared secret here is "
-                    "how HS/RS algorithm confusion starts. Remove secret/secret_env"
-                )
-            if sum(v is not None for v in files.values()) != 1:
-                raise AuthConfigError(
-                    f"auth: {alg} needs exactly one of public_key_file, jwks_file, jwks_url"
-                )
-            if self.jwks_url is not None:
-                try:
-                    check_jwks_url(self.jwks_url)
-                except KeyMaterialError as exc:
-                    raise AuthConfigError(f"auth.jwks_url: {exc}") from None
-        if not MIN_REFRESH_S <= self.jwks_refresh_s <= MAX_REFRESH_S:
-            raise AuthConfigError(
-                f"auth.jwks_refresh_s: must be {MIN_REFRESH_S:g} to {MAX_REFRESH_S:g} seconds, "
-                f"got {self.jwks_refresh_s:g}"
-            )
-        if not 0 <= self.leeway_s <= 300:
-            raise AuthConfigError(f"auth.leeway_s: must be 0 to 300 seconds, got {self.leeway_s}")
-
-    @classmethod
-    def from_dict(
-        cls,
-        raw: Mapping[str, Any],
-        *,
-        base_dir: Path | None = None,
-        environ: Mapping[str, str] | None = None,
-    ) -> AuthConfig:
-        """Parse the section; relative paths are taken from ``base_dir`` (gateway.yaml's folder)."""
-        unknown = [key for key in raw if key not in _KEYS]
-        if unknown:
-            hint = difflib.get_close_matches(str(unknown[0]), _KEYS, n=1)
-            raise AuthConfigError(
-                f"auth: unknown key {unknown[0]!r}"
-                + (f"; did you mean {hint[0]!r}?" if hint else "")
-            )
-        enabled = raw.get("enabled", True)
-        if not isinstance(enabled, bool):
-            raise AuthConfigError(f"auth.enabled: must be true or false, got {enabled!r}")
-        numbers = ("leeway_s", "jwks_refresh_s")
-        strings = {k: _optional_str(raw, k) for k in _KEYS if k not in ("enabled", *numbers)}
-        leeway = _seconds(raw, "leeway_s", 30.0)
-        refresh = _seconds(raw, "jwks_refresh_s", 300.0)
-        if strings["secret"] is not None and strings["secret_env"] is not None:
-            raise AuthConfigError(
-                "auth: set secret or secret_env, not both (secret_env is preferred)"
-            )
-        secret = strings["secret"]
-        if enabled and strings["secret_env"] is not None:
-            env = os.environ if environ is None else environ
-            secret = env.get(strings["secret_env"])
-            if not secret:
-                raise AuthConfigError(
-                    f"auth.secret_env: environment variable {strings['secret_env']} is not set"
-                )
-
-        def path(key: str) -> Path | None:
-            value = strings[key]
-            return None if value is None else (base_dir or Path()) / Path(value).expanduser()
-
-        return cls(
-            enabled=enabled,
-            algorithm=strings["algorithm"] or "HS256",
-            secret=None if secret is None else secret.encode(),
-            public_key_file=path("public_key_file"),
-            jwks_file=path("jwks_file"),
-            jwks_url=strings["jwks_url"],
-            jwks_refresh_s=refresh,
-            private_key_file=path("private_key_file"),
-            issuer=strings["issuer"],
-            audience=strings["audience"],
-            leeway_s=leeway,
-        )
-
-    @property
-    def key_source(self) -> str | None:
-        """Where the public keys come from (a file or URL), or None for a shared secret."""
-        source = self.jwks_url or self.jwks_file or self.public_key_file
-        return None if source is None or self.algorithm in HMAC_MIN_BYTES else str(source)
-
-
-_KEYS: Final = (*(f.name for f in fields(AuthConfig)), "secret_env")
-
-
-def _seconds(raw: Mapping[str, Any], key: str, default: float) -> float:
-    value = raw.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise AuthConfigError(f"auth.{key}: must be a number of seconds, got {value!r}")
-    return float(value)
-
-
-def _optional_str(raw: Mapping[str, Any], key: str) -> str | None:
-    value = raw.get(key)
-    if value is not None and (not isinstance(value, str) or not value):
-        raise AuthConfigError(f"auth.{key}: must be a non-empty string, got {value!r}")
-    return value
-
-
-def _check_secret(alg: str, secret: bytes | None) -> None:
-    if secret is None:
-        raise AuthConfigError(f"auth.secret_env: {alg} needs a shared secret (or auth.secret)")
-    if len(secret) < HMAC_MIN_BYTES[alg]:
-        raise AuthConfigError(
-            f"auth.secret: {len(secret)} bytes is too short; RFC 7518 section 3.2 requires "
-            f"at least {HMAC_MIN_BYTES[alg]} bytes for {alg} (openssl rand -base64 48)"
-        )
-    if b"-----BEGIN" in secret or secret.startswith(b"ssh-"):
-        raise AuthConfigError(
-            "auth.secret: looks like a PEM/SSH key; an HMAC secret is random bytes"
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Principal:
     """Who sent a verified token, and what its scopes allow."""
 
@@ -296,7 +148,7 @@ class TokenVerifier:
         if not config.enabled:
             raise AuthConfigError("auth.enabled is false: there is nothing to verify tokens with")
         self.config = config
-        self._ring = _verification_keys(config)
+        self._ring = load_verification_keys(config)
         self._verified: OrderedDict[str, Principal] = OrderedDict()
         #: Called (on the verifying thread) when a token names a kid the keys lack: the
         #: identity provider may have rotated its keys (``gateway.key_refresh`` listens).
@@ -304,7 +156,7 @@ class TokenVerifier:
 
     def load_keys(self) -> KeyRing | None:
         """Read the configured key file or URL afresh; touches no state (any thread)."""
-        return _verification_keys(self.config)
+        return load_verification_keys(self.config)
 
     def use_keys(self, ring: KeyRing | None) -> bool:
         """Verify with ``ring`` from now on; True when it differs from the keys in use.
@@ -383,18 +235,6 @@ class TokenVerifier:
         if not claims["sub"]:
             raise Unauthenticated("token 'sub' claim is empty")
         return Principal(claims["sub"], _scopes(claims), claims)
-
-
-def _verification_keys(config: AuthConfig) -> KeyRing | None:
-    try:
-        return load_key_ring(
-            config.algorithm,
-            jwks_file=config.jwks_file,
-            public_key_file=config.public_key_file,
-            jwks_url=config.jwks_url,
-        )
-    except KeyMaterialError as exc:
-        raise AuthConfigError(str(exc)) from None
 
 
 def _same_keys(a: KeyRing | None, b: KeyRing | None) -> bool:
@@ -515,74 +355,3 @@ def _header_safe(text: str) -> str:
     # RFC 6750 section 3: error_description is printable ASCII without '"' and '\'.
     text = text.replace('"', "'").replace("\\", "/")
     return "".join(c if " " <= c <= "~" else "?" for c in text)[:300]
-
-
-def parse_ttl(text: str) -> int:
-    """Seconds from ``"3600"``, ``"90s"``, ``"30m"``, ``"1h"``, ``"7d"`` or ``"1h30m"``."""
-    value = text.strip().lower()
-    if value.isascii() and value.isdigit():
-        seconds = int(value)
-    elif re.fullmatch(r"(\d+[smhd])+", value):
-        units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-        seconds = sum(int(n) * units[u] for n, u in re.findall(r"(\d+)([smhd])", value))
-    else:
-        raise ValueError(f"TTL {text!r}: use seconds or a duration such as 90s, 30m, 1h, 7d, 1h30m")
-    if seconds <= 0:
-        raise ValueError(f"TTL {text!r}: must be more than 0 seconds")
-    return seconds
-
-
-_MINTED_CLAIMS: Final = frozenset({"sub", "scope", "iat", "nbf", "exp", "iss", "aud", "jti"})
-
-
-def mint_token(
-    config: AuthConfig,
-    subject: str,
-    scopes: Iterable[str],
-    ttl_s: int,
-    *,
-    now: float | None = None,
-    extra_claims: Mapping[str, Any] | None = None,
-) -> str:
-    """A token that ``TokenVerifier(config)`` accepts, for ``driftgate token create``."""
-    scopes = list(scopes)
-    if not subject:
-        raise ValueError("subject must not be empty")
-    for scope in scopes:
-        base, _, model = scope.rpartition(":")
-        if scope not in SCOPES and not (base in SCOPES and model):
-            raise ValueError(f"unknown scope {scope!r}; use {', '.join(SCOPES)} or predict:<model>")
-    if ttl_s <= 0:
-        raise ValueError(f"ttl_s must be more than 0, got {ttl_s}")
-    clash = sorted(_MINTED_CLAIMS & set(extra_claims or {}))
-    if clash:
-        raise ValueError(f"extra_claims may not set {', '.join(clash)}: mint_token sets them")
-    issued = int(time.time() if now is None else now)
-    claims: dict[str, Any] = {
-        **(extra_claims or {}),
-        "sub": subject,
-        "scope": " ".join(scopes),
-        "iat": issued,
-        "nbf": issued,
-        "exp": issued + ttl_s,
-        "jti": uuid.uuid4().hex,
-    }
-    claims.update({k: v for k, v in (("iss", config.issuer), ("aud", config.audience)) if v})
-    key, kid = _signing_key(config)
-    headers = {"kid": kid} if kid else None
-    return jwt.encode(claims, key, algorithm=config.algorithm, headers=headers)
-
-
-def _signing_key(config: AuthConfig) -> tuple[Any, str | None]:
-    if not config.enabled:
-        raise AuthConfigError("auth.enabled is false: there is no key to sign tokens with")
-    if config.algorithm in HMAC_MIN_BYTES:
-        return config.secret, None
-    if config.private_key_file is None:
-        raise AuthConfigError(f"auth.private_key_file: needed to mint {config.algorithm} tokens")
-    ring = _verification_keys(config)
-    assert ring is not None  # an asymmetric config always names its public key file
-    try:
-        return load_signing_key(config.algorithm, config.private_key_file, ring)
-    except KeyMaterialError as exc:
-        raise AuthConfigError(str(exc)) from None

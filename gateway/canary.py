@@ -1,6 +1,6 @@
 """Automated canary analysis: step a new version's traffic up while it stays healthy.
 
-A route whose policy has a ``canary`` section (``gateway.policy.Canary``) answers through a
+A route whose policy has a ``canary`` section (``gateway.policy_model.Canary``) answers through a
 split the canary derives: arm ``stable`` (the primary) and arm ``canary`` (the new target),
 weighted by the current step. The gateway watches both arms and, every ``TICK_S``:
 
@@ -48,7 +48,7 @@ from opentelemetry import trace
 from gateway.canary_share import Gathered, SharedWindows, policy_digest
 from gateway.canary_window import ArmWindow
 from gateway.lease import FileLease
-from gateway.policy import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
+from gateway.policy_model import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
 from gateway.route_table import RouteTable
 from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.job_results import Entries, drifted_features

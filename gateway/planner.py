@@ -33,7 +33,7 @@ from typing import Literal, TypeVar
 
 import msgspec
 
-from gateway.policy import Arm, Compare, RoutePolicy, Split, Target
+from gateway.policy_model import Arm, Compare, RoutePolicy, Split, Target
 
 PRIMARY_ARM = "primary"
 """``Plan.arm`` for a route without a split."""

@@ -35,7 +35,7 @@ from gateway.dialects import InferencePath
 from gateway.dispatcher import ProxyRequest, ProxyResult, UpstreamAnswer
 from gateway.errors import BadGatewayRequest, NoUpstream, RouteNotFound
 from gateway.planner import Plan, RequestContext, json_body_fields, plan_route
-from gateway.policy import CANARY_ARM, STABLE_ARM, PolicyError, RoutePolicy, check_name
+from gateway.policy_model import CANARY_ARM, STABLE_ARM, PolicyError, RoutePolicy, check_name
 from gateway.state import UNKNOWN_ROUTE, AnyRequest, GatewayState, gateway_state
 from gateway.upstream import FORWARDED_HEADERS, UpstreamResponse, UpstreamUnavailable
 from monitoring.metrics import exemplar

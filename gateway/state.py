@@ -15,7 +15,8 @@ from gateway.auth import AuthError, Principal, TokenVerifier, require
 from gateway.canary import CanaryController, CanaryStats
 from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
-from gateway.recording import Exchange, Recorder, now_utc
+from gateway.exchange_records import Exchange
+from gateway.recording import Recorder, now_utc
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowRunner

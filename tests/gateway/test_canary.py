@@ -17,7 +17,8 @@ import pytest
 
 from gateway.canary import DriftCheck, Verdict, applied, drift_checks_from, judge
 from gateway.canary_window import ArmWindow
-from gateway.policy import Canary, PolicyError, Target, parse_route
+from gateway.policy import parse_route
+from gateway.policy_model import Canary, PolicyError, Target
 from monitoring.job_results import latest_reader, update_latest
 from tests.gateway.fakes import Fail, Gateway, GatewayFactory, Slow, gateway_factory
 

@@ -12,7 +12,8 @@ import msgspec
 import pytest
 import yaml
 
-from gateway.policy import (
+from gateway.policy import default_route, parse_route, parse_routes, route_to_dict
+from gateway.policy_model import (
     Arm,
     CircuitBreakerSettings,
     Compare,
@@ -22,10 +23,6 @@ from gateway.policy import (
     Split,
     Sticky,
     Target,
-    default_route,
-    parse_route,
-    parse_routes,
-    route_to_dict,
 )
 
 ROUTING_DOC = Path(__file__).parents[2] / "docs" / "routing.md"

@@ -19,7 +19,8 @@ from prometheus_client import CollectorRegistry
 import gateway.feedback as feedback_module
 from gateway import recording
 from gateway.auth import AuthConfig, mint_token
-from gateway.recording import Exchange, Recorder, exchange_records, now_utc
+from gateway.exchange_records import Exchange, exchange_records
+from gateway.recording import Recorder, now_utc
 from gateway.settings import GatewaySettings
 from monitoring.prediction_log import (
     LogSettings,
@@ -435,7 +436,7 @@ def test_an_exchange_the_recorder_cannot_parse_is_counted_and_logged_once_a_minu
     """Such an exchange was logged with a traceback each time and never counted: the
     recorder stage of DriftgatePredictionLogDropping could not see it."""
     made, registry = recorder
-    parse = recording.exchange_records
+    parse = exchange_records
 
     def parser_with_a_bug(exchange: Exchange, *args: Any) -> list[PredictionRecord]:
         if exchange.request_id.startswith("bad"):
@@ -468,7 +469,7 @@ def test_exchanges_still_waiting_when_close_gives_up_are_counted_as_dropped(
     exchanges still in the recorder's queue were lost without a count or a word."""
     made, registry = recorder
     stuck, release = threading.Event(), threading.Event()
-    parse = recording.exchange_records
+    parse = exchange_records
 
     def slow_parser(exchange: Exchange, *args: Any) -> list[PredictionRecord]:
         if exchange.request_id == "slow":
