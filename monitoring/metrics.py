@@ -130,7 +130,9 @@ class RuntimeMetrics:
         self.overload_rejections = Counter(
             "driftgate_runtime_overload_rejections_total",
             "Requests refused with 503 because the model version was overloaded: "
-            "waiting_calls (DRIFTGATE_MAX_WAITING_CALLS calls already wait for a thread).",
+            "waiting_calls (DRIFTGATE_MAX_WAITING_CALLS calls already wait for a thread), "
+            "waiting_explanations (DRIFTGATE_MAX_WAITING_EXPLANATIONS explanations already "
+            "wait for an explanation slot).",
             ["model", "version", "reason"],
             registry=registry,
         )

@@ -53,6 +53,7 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
             settings.inference_threads,
             settings.inline_inference_max_s,
             settings.max_waiting_calls,
+            max_waiting_explanations=settings.max_waiting_explanations,
         ),
         metrics=metrics,
         registry=registry,

@@ -31,7 +31,10 @@ Per loaded version, on the runtime's event loop:
   memory without limit.
 
 At most one merged call per version runs at a time; a model that uses several cores does so
-inside that call (TensorFlow's intra-op threads, ONNX Runtime's).
+inside that call (TensorFlow's intra-op threads, ONNX Runtime's). That holds across a change
+of ``batching:`` too: the version's new queue (``after``: the queue it replaces) runs no
+call until the old one has answered everything it had taken; arrivals meanwhile queue in
+the new one, bounded by its ``max_queue_size``.
 """
 
 from __future__ import annotations
@@ -136,8 +139,10 @@ class Batcher:
         on_split: Callable[[str], None] = lambda _: None,
         on_full: Callable[[], None] = lambda: None,
         label: str = "the model",
+        after: Batcher | None = None,
     ) -> None:
         self.config = config
+        self._after = after  # the queue this one replaces, until it has drained
         self._run = run
         self._on_depth = on_depth  # requests waiting, after every change
         self._on_split = on_split  # a batch ran request by request: why
@@ -147,6 +152,34 @@ class Batcher:
         self._timer: asyncio.TimerHandle | None = None
         self._busy = False  # a call runs: arrivals queue for the next one
         self._worker: asyncio.Task[None] | None = None  # the task draining the queue
+        self._idle_waiters: list[asyncio.Future[None]] = []  # ``until_idle`` callers
+
+    async def until_idle(self) -> None:
+        """Returns once no call of this queue (or of the queues it replaced) runs or waits."""
+        while True:
+            if self._busy or self._queue:
+                waiter = asyncio.get_running_loop().create_future()
+                self._idle_waiters.append(waiter)
+                await waiter
+            elif self._after is not None:
+                await self._after.until_idle()
+                self._after = None
+            else:
+                return
+
+    def _maybe_idle(self) -> None:
+        if not self._busy and not self._queue:
+            waiters, self._idle_waiters = self._idle_waiters, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _replaced_one_busy(self) -> bool:
+        """Whether the queue this one replaced may still run a call."""
+        after = self._after
+        if after is not None and not after._busy and not after._queue and after._after is None:
+            self._after = after = None
+        return after is not None
 
     async def submit(
         self, inputs: Arrays, rows: int, client_gone: ClientGone | None = None
@@ -155,7 +188,8 @@ class Batcher:
 
         ``ServiceOverloaded`` when the queue is full; ``ClientClosedRequest`` when
         ``client_gone`` returns before the answer is ready (the request is dropped)."""
-        if not self._busy and not self._queue and self.config.max_queue_delay_s == 0:
+        idle = not self._busy and not self._queue and not self._replaced_one_busy()
+        if idle and self.config.max_queue_delay_s == 0:
             return await self._run_idle(inputs, rows)
         if len(self._queue) >= self.config.max_queue_size:
             self._on_full()
@@ -193,6 +227,7 @@ class Batcher:
         if queued in self._queue:
             self._queue.remove(queued)
             self._on_depth(len(self._queue))
+            self._maybe_idle()
         raise ClientClosedRequest(
             f"the client closed the connection while its request waited for {self._label}"
         )
@@ -208,6 +243,7 @@ class Batcher:
             self._busy = False
             if self._queue:
                 self._start()
+            self._maybe_idle()
         return Batched(outputs, 1, rows, started, started)
 
     def _start(self) -> None:
@@ -222,6 +258,9 @@ class Batcher:
         """Run batches until the queue is empty (arrivals during a call go next)."""
         batch: list[_Queued] = []
         try:
+            if self._after is not None:  # the replaced queue's last call must end first
+                await self._after.until_idle()
+                self._after = None
             while batch := self._take():
                 await self._answer(batch)
         finally:
@@ -229,6 +268,8 @@ class Batcher:
             for queued in [*batch, *self._queue]:  # left only if this task was cancelled
                 if not queued.answer.done():
                     queued.answer.cancel()
+            self._queue.clear()
+            self._maybe_idle()
 
     def _take(self) -> list[_Queued]:
         """The next batch: the oldest live request and those that stack with it and fit."""

@@ -23,10 +23,14 @@ reference profile is ``NoReferenceProfile`` (409) naming the command that builds
   the model is linear in all-numeric inputs and reproduces the model's own predictions
   within ``ADDITIVITY_TOLERANCE``; otherwise Kernel SHAP (``explain.kernel_shap``), whose
   efficiency constraint makes base value plus attributions equal the prediction.
+- **Stopping.** ``explain_rows`` takes a ``stop`` event (set when the request's client
+  hangs up, ``runtime.explain_slots``) and checks it before every model call: an abandoned
+  explanation gives its thread back after the call in progress, not after hundreds more.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -41,7 +45,7 @@ from explain.frame import Frame, PredictFn, frame_rows
 from explain.kernel_shap import kernel_shap
 from explain.linear import linear_explain
 from runtime.backends.base import ModelBackend
-from runtime.errors import BadRequest, InferenceServerError
+from runtime.errors import BadRequest, ClientClosedRequest, InferenceServerError
 from runtime.tensors import FLOAT_DATATYPES, ModelMetadata, TensorSpec, numpy_dtype
 from runtime.validation import validate_inputs
 
@@ -237,11 +241,18 @@ def explained_output_of(
 
 
 def model_predict(
-    backend: ModelBackend, metadata: ModelMetadata, output: str, index: int | None
+    backend: ModelBackend,
+    metadata: ModelMetadata,
+    output: str,
+    index: int | None,
+    stop: threading.Event | None = None,
 ) -> PredictFn:
-    """The ``PredictFn`` the explainers call: frame -> the backend -> the explained column."""
+    """The ``PredictFn`` the explainers call: frame -> the backend -> the explained column;
+    ``ClientClosedRequest`` instead of a model call once ``stop`` is set."""
 
     def predict(frame: Frame) -> np.ndarray:
+        if stop is not None and stop.is_set():
+            raise ClientClosedRequest("the explanation was stopped: its client hung up")
         outputs = backend.predict(inputs_from_frame(metadata, frame))
         if output not in outputs:
             raise InferenceServerError(f"the model did not produce its output '{output}'")
@@ -365,16 +376,18 @@ def explain_rows(
     output: str,
     index: int | None,
     settings: ExplainSettings,
+    stop: threading.Event | None = None,
 ) -> Attribution:
     """Attributions of ``frame``'s rows to the model's inputs against ``background``.
 
     The linear fast path when it applies and reproduces the model's predictions within
     ``ADDITIVITY_TOLERANCE`` (its ``predictions`` are then the model's own), else Kernel
-    SHAP with ``settings.n_samples`` coalitions per row.
+    SHAP with ``settings.n_samples`` coalitions per row. Once ``stop`` is set, the next
+    model call raises ``ClientClosedRequest`` instead.
     """
     settings.require_rows(frame_rows(frame))
     settings.require_samples_for(len(frame))
-    predict = model_predict(backend, metadata, output, index)
+    predict = model_predict(backend, metadata, output, index, stop)
     linear = linear_explain(predict, frame, background, seed=settings.seed)
     if linear is not None:
         predicted = predict(frame)

@@ -7,7 +7,8 @@ to take at most ``inline_max_s``: those run inline, where a thread hand-off woul
 more than the model (``runtime.placement``). A model with ``batching:`` in its config.yaml
 merges concurrent requests into one call first (``runtime.batching``). Calls waiting for a
 thread are bounded per version; beyond the bound a request is refused with 503
-(``runtime.waiting``).
+(``runtime.waiting``). Explanations are admitted to the threads apart, fewer at once and
+fewer waiting, so that they never crowd predictions out (``runtime.explain_slots``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -30,6 +32,11 @@ from monitoring.tracing import current_trace_id
 from runtime.backends.base import ModelBackend
 from runtime.batching import Batched, Batcher, ClientGone
 from runtime.errors import InferenceServerError, ModelNotReady
+from runtime.explain_slots import (
+    DEFAULT_MAX_WAITING_EXPLANATIONS,
+    ExplainSlots,
+    running_explanations_for,
+)
 from runtime.inference import InferenceRequest, InferenceResponse
 from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
@@ -54,6 +61,8 @@ class Predictor:
         threads: int,
         inline_max_s: float = 0.0,
         max_waiting_calls: int = DEFAULT_MAX_WAITING_CALLS,
+        *,
+        max_waiting_explanations: int = DEFAULT_MAX_WAITING_EXPLANATIONS,
     ) -> None:
         self.metrics = metrics
         self.tracer = tracer
@@ -62,11 +71,30 @@ class Predictor:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
         # Per backend object, like the placement: a reloaded version counts afresh.
         self._waiting: weakref.WeakKeyDictionary[object, WaitingCalls] = weakref.WeakKeyDictionary()
+        self.explanations = ExplainSlots(
+            running_explanations_for(threads), max_waiting_explanations
+        )
 
-    async def run(self, work: Callable[[], T]) -> T:
-        """Run CPU-bound model work (an explanation) in the inference threads, never on the
-        event loop; it queues behind and beside predictions like one more request."""
-        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+    async def explain(
+        self,
+        model: ModelVersion,
+        work: Callable[[threading.Event], T],
+        client_gone: ClientGone | None = None,
+    ) -> T:
+        """Run an explanation, ``work(stop)``, in the inference threads once one of the
+        explanation slots is free (``runtime.explain_slots``); ``stop`` is set when its
+        client goes, and ``work`` stops at its next model call."""
+        name, version = model.model, str(model.version)
+        return await self.explanations.run(
+            self._executor,
+            work,
+            version=model.backend if model.backend is not None else (name, version),
+            label=f"model '{name}' version {version}",
+            on_full=self.metrics.overload_rejections.labels(
+                name, version, "waiting_explanations"
+            ).inc,
+            client_gone=client_gone,
+        )
 
     async def infer(
         self,
@@ -74,8 +102,8 @@ class Predictor:
         request: InferenceRequest,
         client_gone: ClientGone | None = None,
     ) -> InferenceResponse:
-        """The model's answer. With batching on, a request still queued when ``client_gone``
-        returns leaves the queue and raises ``ClientClosedRequest``."""
+        """The model's answer. A request still queued (batching on) or waiting for a thread
+        when ``client_gone`` returns leaves, never runs, and raises ``ClientClosedRequest``."""
         backend, metadata = model.backend, model.metadata
         if backend is None or metadata is None:
             raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
@@ -94,7 +122,7 @@ class Predictor:
         ) as span:
             try:
                 if batcher is None:
-                    outputs = await self._call(model, inputs, rows)
+                    outputs = await self._call(model, inputs, rows, client_gone)
                 else:
                     batched = await batcher.submit(inputs, rows, client_gone)
                     outputs = self._batched(model, span, batched)
@@ -114,9 +142,14 @@ class Predictor:
         )
 
     async def _call(
-        self, model: ModelVersion, inputs: dict[str, np.ndarray], rows: int
+        self,
+        model: ModelVersion,
+        inputs: dict[str, np.ndarray],
+        rows: int,
+        client_gone: ClientGone | None = None,
     ) -> dict[str, np.ndarray]:
-        """One backend call (one request's inputs, or a batch's), placed and measured.
+        """One backend call (one request's inputs, or a batch's), placed and measured; one
+        request's call that waits for a thread leaves when ``client_gone`` returns.
 
         Its span attributes go on the current span: the request's ``infer`` span, or for a
         batch the one of the request that started it.
@@ -134,7 +167,7 @@ class Predictor:
             outputs, elapsed = _timed_predict(backend, inputs)
         else:
             outputs, elapsed = await self._waiting_calls(model, backend).run(
-                self._executor, functools.partial(_timed_predict, backend, inputs)
+                self._executor, functools.partial(_timed_predict, backend, inputs), client_gone
             )
         self.placement.observe(backend, rows, elapsed)
         self.metrics.inference_calls.labels(model.model, version, placement).inc()
@@ -157,7 +190,8 @@ class Predictor:
         return calls
 
     def _batcher(self, model: ModelVersion) -> Batcher | None:
-        """The version's queue while its config asks for batching (a new one on a change)."""
+        """The version's queue while its config asks for batching: a new one on a change,
+        which runs nothing until the one it replaces has drained (one call at a time)."""
         config = model.batching
         if config is None:
             return None
@@ -172,6 +206,7 @@ class Predictor:
                 on_split=lambda reason: splits.labels(name, version, reason).inc(),
                 on_full=self.metrics.batch_rejections.labels(name, version).inc,
                 label=f"model '{name}' version {version}",
+                after=model.batcher,
             )
         return model.batcher
 

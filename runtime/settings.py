@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitoring.slow_clients import DEFAULT_CLIENT_TIMEOUT_S
+from runtime.explain_slots import DEFAULT_MAX_WAITING_EXPLANATIONS
 from runtime.waiting import DEFAULT_MAX_WAITING_CALLS
 
 
@@ -66,6 +67,13 @@ class RuntimeSettings:
     max_waiting_calls: int = field(
         default_factory=lambda: _env_int("DRIFTGATE_MAX_WAITING_CALLS", DEFAULT_MAX_WAITING_CALLS)
     )
+    #: Explanations of one model version that may wait for one of the explanation slots
+    #: (half the inference threads); more answer 503 (``runtime.explain_slots``).
+    max_waiting_explanations: int = field(
+        default_factory=lambda: _env_int(
+            "DRIFTGATE_MAX_WAITING_EXPLANATIONS", DEFAULT_MAX_WAITING_EXPLANATIONS
+        )
+    )
     #: Model calls known to take at most this long run on the event loop, not in a worker
     #: thread (``runtime.placement``); 0 runs every call in the thread pool.
     inline_inference_max_s: float = field(
@@ -90,6 +98,7 @@ class RuntimeSettings:
             "max_image_pixels",
             "inference_threads",
             "max_waiting_calls",
+            "max_waiting_explanations",
         ):
             if getattr(self, name) < 1:
                 raise RuntimeSettingsError(

@@ -12,22 +12,26 @@ The bound is per version, not per runtime: a runtime-wide one would refuse every
 once one slow model's backlog filled it. Calls that run inline on the event loop never
 wait for a thread and never come here.
 
-A call stops waiting when a thread starts it, or when its request goes (cancelled: the
-client hung up) before one did. The count is changed from both the event loop and the
-worker threads, hence the lock.
+A call stops waiting when a thread starts it, or when its client goes before one did:
+``client_gone`` returns (the server says the connection closed; handlers are never
+cancelled for that) or its task is cancelled. Such a call never runs, and its request is
+answered ``ClientClosedRequest`` (499). A call a thread has started runs to its end. The
+count is changed from both the event loop and the worker threads, hence the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from runtime.errors import ServiceOverloaded
+from runtime.errors import ClientClosedRequest, ServiceOverloaded
 
 T = TypeVar("T")
+#: Returns when the request's client has gone (its connection closed).
+ClientGone = Callable[[], Awaitable[Any]]
 
 #: Calls of one version that may wait for a thread. At 64 concurrent connections (the
 #: benchmarks) at most 64 wait, so the default never refuses there.
@@ -48,8 +52,11 @@ class WaitingCalls:
     def waiting(self) -> int:
         return self._waiting
 
-    async def run(self, executor: Executor, call: Callable[[], T]) -> T:
-        """``call()`` in ``executor``; ``ServiceOverloaded`` if ``limit`` calls wait already."""
+    async def run(
+        self, executor: Executor, call: Callable[[], T], client_gone: ClientGone | None = None
+    ) -> T:
+        """``call()`` in ``executor``; ``ServiceOverloaded`` if ``limit`` calls wait already,
+        ``ClientClosedRequest`` if ``client_gone`` returns before a thread started it."""
         with self._lock:
             full = self._waiting >= self.limit
             if not full:
@@ -61,16 +68,33 @@ class WaitingCalls:
                 "inference thread (DRIFTGATE_MAX_WAITING_CALLS); retry shortly"
             )
         ticket = _Ticket(self)
+        answer = asyncio.get_running_loop().run_in_executor(executor, ticket.started, call)
         try:
-            return await asyncio.get_running_loop().run_in_executor(executor, ticket.started, call)
+            if client_gone is None:
+                return await answer
+            watcher = asyncio.ensure_future(client_gone())
+            try:
+                await asyncio.wait((answer, watcher), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                watcher.cancel()
+            if answer.done() or not self._leave(ticket):
+                return await answer  # a thread has it: it runs to its end
+            raise ClientClosedRequest(
+                "the client closed the connection while its request waited for an inference "
+                f"thread of {self._label}"
+            )
         finally:
-            self._leave(ticket)  # cancelled before a thread took it; else a no-op
+            self._leave(ticket)  # gone or cancelled before a thread took it: it never runs
+            answer.cancel()  # a no-op once answered
 
-    def _leave(self, ticket: _Ticket) -> None:
+    def _leave(self, ticket: _Ticket) -> bool:
+        """Take ``ticket`` out of the count; ``False`` if it was out already."""
         with self._lock:
-            if not ticket.left:
-                ticket.left = True
-                self._waiting -= 1
+            if ticket.left:
+                return False
+            ticket.left = True
+            self._waiting -= 1
+            return True
 
 
 class _Ticket:
@@ -83,6 +107,8 @@ class _Ticket:
         self.left = False
 
     def started(self, call: Callable[[], T]) -> T:
-        """In the worker thread: no longer waiting, now running."""
-        self._calls._leave(self)
+        """In the worker thread: no longer waiting, now running; unless its request left
+        first (the event loop took the ticket back), then it must not run."""
+        if not self._calls._leave(self):
+            raise ClientClosedRequest("the request left before a thread started its call")
         return call()

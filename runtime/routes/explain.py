@@ -10,8 +10,10 @@ The background comes from the version's latest reference profile
 (``<repository>/<model>/references/<version>/profile-*.json``), sampled once per profile
 and kept in a ``BackgroundCache`` on the app's state; without a profile the answer is 409
 naming the command that builds one. The work is CPU-heavy and runs in the predictor's
-thread pool, traced as ``explain {model}`` and timed by ``driftgate_explain_duration_seconds``
-on top of the request metrics every dialect has (protocol ``explain``).
+thread pool, admitted apart from predictions (``runtime.explain_slots``: a few at once, a
+few more waiting per version, beyond that 503), traced as ``explain {model}`` and timed by
+``driftgate_explain_duration_seconds`` on top of the request metrics every dialect has
+(protocol ``explain``). A client that hangs up stops its explanation (499).
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from runtime.routes.state import (
     read_body,
     runtime_state,
     served_headers,
+    until_disconnected,
 )
 from runtime.tensors import ModelMetadata
 
@@ -92,11 +95,11 @@ async def explain(
 
         work = functools.partial(
             _explain_in_pool,
-            ReferenceStore(state.settings.repository),
-            _background_cache(request),
-            backend,
-            metadata,
-            rows,
+            store=ReferenceStore(state.settings.repository),
+            cache=_background_cache(request),
+            backend=backend,
+            metadata=metadata,
+            rows=rows,
             model=model,
             version=served_version,
             output=output,
@@ -114,7 +117,9 @@ async def explain(
             started = time.perf_counter()
             try:
                 # Kernel SHAP is CPU-bound: the predictor's pool, never the event loop.
-                profile_id, attribution = await state.predictor.run(work)
+                profile_id, attribution = await state.predictor.explain(
+                    target, work, client_gone=lambda: until_disconnected(request)
+                )
             except InferenceServerError:
                 raise
             except Exception as exc:
@@ -251,23 +256,33 @@ def background_for(
 
 
 def _explain_in_pool(
+    stop: threading.Event,
+    *,
     store: ReferenceStore,
     cache: BackgroundCache,
     backend: ModelBackend,
     metadata: ModelMetadata,
     rows: Frame,
-    *,
     model: str,
     version: str,
     output: str,
     index: int | None,
     settings: ExplainSettings,
 ) -> tuple[str, Attribution]:
+    """``(profile id, attribution)``; ``stop``: the client hung up, stop before the next
+    model call."""
     profile_id, background = background_for(
         store, cache, metadata, model=model, version=version, settings=settings
     )
     attribution = explain_rows(
-        backend, metadata, rows, background, output=output, index=index, settings=settings
+        backend,
+        metadata,
+        rows,
+        background,
+        output=output,
+        index=index,
+        settings=settings,
+        stop=stop,
     )
     return profile_id, attribution
 
