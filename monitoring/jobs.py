@@ -25,9 +25,11 @@ on something nothing here can interrupt: it is left running, and its job does no
 again (each due run fails, saying so) until it returns.
 
 A thread that died runs no job, while /metrics still answers. Only time shows it: each
-job's interval is exported (``driftgate_job_interval_seconds``), so an alert can tell when
-a job's latest run ended too long ago for its schedule, and the start time says which job
-holds the thread.
+job's interval and time limit are exported (``driftgate_job_interval_seconds``,
+``driftgate_job_time_limit_seconds``), so an alert can tell when a job's latest run ended
+too long ago for its schedule while no run of the process is under way within its limit
+(a run may legitimately take up to its limit, which can exceed an hour), and the start
+time says which job holds the thread.
 
 A run that succeeds may still have failed some of its targets (one model version of the
 drift job): ``FailingTargets`` is the gauge that shows which.
@@ -166,6 +168,12 @@ class JobScheduler:
             ["job"],
             registry=registry,
         )
+        self.time_limit = Gauge(
+            "driftgate_job_time_limit_seconds",
+            "Seconds a run of the job may take before it is stopped and fails.",
+            ["job"],
+            registry=registry,
+        )
         self.last_start = Gauge(
             "driftgate_job_last_start_timestamp_seconds",
             "Unix time the latest run of the job in this process started (0: none).",
@@ -204,6 +212,7 @@ class JobScheduler:
             Job(name, interval_s, run, time.monotonic() + first_delay_s, timeout_s=limit)
         )
         self.interval.labels(name).set(interval_s)
+        self.time_limit.labels(name).set(limit)
         self.last_start.labels(name).set(0)
         self.last_success.labels(name).set(0)
         self.last_failure.labels(name).set(0)

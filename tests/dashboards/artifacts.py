@@ -54,7 +54,6 @@ OFF_DASHBOARD = {
     "driftgate_explain_duration_seconds": "Explore: the runtime's explain calls (explain.md)",
     "driftgate_feedback_total": "Explore: ground-truth labels received (prediction-log.md)",
     "driftgate_inference_calls_total": "Explore: where backend calls run (runtime.md)",
-    "driftgate_job_last_start_timestamp_seconds": "the DriftgateJobOverdue description (queries)",
     "driftgate_log_flush_duration_seconds": "Explore, when the log writer's queue grows",
     "driftgate_log_segments_total": "Explore: segments written, before compaction",
     "driftgate_malformed_requests_total": "Explore: bytes that are not HTTP (gateway.md)",
