@@ -1,9 +1,10 @@
 """A client of the gateway's admin API for route policies (``driftgate routes`` uses it).
 
-``AdminClient.get`` answers a :class:`Route` (the policy and its ETag); ``put`` sends a
-policy with ``If-Match`` when given one. Every failure is an :class:`AdminError` whose
-message is one line for the user: the gateway's own reason for a 4xx or 5xx (with what to
-do for 401 and 403), or why it could not be reached. A 412 is :class:`RouteChanged`,
+``AdminClient.get`` answers a :class:`Route` (the policy and its ETag), ``routes`` one for
+each configured route; ``put`` sends a policy with ``If-Match`` when given one. Every
+failure is an :class:`AdminError` whose message is one line for the user: the gateway's
+own reason for a 4xx or 5xx (with what to do for 401 and 403), or why it could not be
+reached. A 412 is :class:`RouteChanged`,
 carrying the ETag the route has now, so that a caller can read it again and retry.
 
     AdminError          one line; ``usage`` when the user can fix it before asking again
@@ -43,7 +44,8 @@ class RouteChanged(AdminError):
 
 @dataclass(frozen=True)
 class Route:
-    """A route as ``GET /admin/routes/{route}`` answers it."""
+    """A route as ``GET /admin/routes/{route}`` answers it (``etag`` None from a gateway
+    from before ETags)."""
 
     name: str
     configured: bool
@@ -67,12 +69,12 @@ class AdminClient:
     def __exit__(self, *exc_info: object) -> None:
         self._client.close()
 
-    def routes(self) -> dict[str, dict[str, Any]]:
-        """Every configured route's policy, by name."""
+    def routes(self) -> dict[str, Route]:
+        """Every configured route, by name, with its ETag."""
         answer = self._json(self._send("GET", "/admin/routes"))
-        if not isinstance(answer, dict):
+        if not isinstance(answer, dict) or not all(isinstance(v, dict) for v in answer.values()):
             raise self._not_the_admin_api("GET /admin/routes")
-        return answer
+        return {name: _listed(name, entry) for name, entry in answer.items()}
 
     def get(self, name: str) -> Route:
         return self._route(name, self._send("GET", _path(name)))
@@ -125,6 +127,16 @@ class AdminClient:
             "(--gateway or DRIFTGATE_GATEWAY_URL says where the gateway is)",
             usage=True,
         )
+
+
+def _listed(name: str, entry: dict[str, Any]) -> Route:
+    """A route of ``GET /admin/routes``: ``{"etag", "policy"}``, or the policy alone from a
+    gateway from before ETags (a policy has no key ``policy``)."""
+    policy = entry.get("policy")
+    if isinstance(policy, dict):
+        etag = entry.get("etag")
+        return Route(name, True, policy, etag if isinstance(etag, str) else None)
+    return Route(name, True, entry, None)
 
 
 def _path(name: str) -> str:

@@ -1,7 +1,7 @@
 """``driftgate routes``: a running gateway's route policies, read and changed through its
 admin API (docs/gateway.md, "The admin API").
 
-    driftgate routes list                              every configured route, one line each
+    driftgate routes list [--format text|yaml|json]    every configured route, one line each
     driftgate routes get MODEL [--format yaml|json]    one route's policy
     driftgate routes set MODEL --file policy.yaml      replace it with the file's policy
     driftgate routes weights MODEL ARM=WEIGHT ...      change only its A/B weights
@@ -71,7 +71,12 @@ def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
     route_commands = routes.add_subparsers(dest="routes_command", required=True)
 
     listing = route_commands.add_parser("list", parents=[common], help="every configured route")
-    listing.add_argument("--format", choices=("text", "yaml", "json"), default="text")
+    listing.add_argument(
+        "--format",
+        choices=("text", "yaml", "json"),
+        default="text",
+        help="text (default: one line each), or yaml or json: each route's ETag and policy",
+    )
     listing.set_defaults(handler=run, routes_handler=_list)
 
     get = route_commands.add_parser("get", parents=[common], help="one route's policy")
@@ -170,14 +175,17 @@ def _list(args: argparse.Namespace) -> int:
 
     with _client(args) as client:
         routes = client.routes()
-    if args.format == "json":
-        print(json.dumps(routes, indent=2))
-    elif args.format == "yaml":
-        sys.stdout.write(yaml.safe_dump(routes, sort_keys=False))
-    else:
+    if args.format == "text":
         width = max((len(name) for name in routes), default=0)
-        for name, policy in sorted(routes.items()):
-            print(f"{name:<{width}}  {summary(policy)}")
+        for name, route in sorted(routes.items()):
+            print(f"{name:<{width}}  {summary(route.policy)}")
+        return 0
+    # As the admin API lists them: a script can PUT a policy back with its ETag as If-Match.
+    listed = {name: {"etag": route.etag, "policy": route.policy} for name, route in routes.items()}
+    if args.format == "json":
+        print(json.dumps(listed, indent=2))
+    else:
+        sys.stdout.write(yaml.safe_dump(listed, sort_keys=False))
     return 0
 
 

@@ -9,12 +9,19 @@ answers 400 like any policy nested too deeply.
 
 ``GET /admin/routes/{model}`` answers 404 for a name no route can have.
 
-Both answer with the policy's ``ETag`` (``gateway.route_table.policy_etag``). A ``PUT``
-with ``If-Match`` replaces the route only if it still has one of those ETags (``*``: only
-if the route is configured), checked under the lock every gateway sharing ``routes_dir``
-writes under; otherwise it answers 412 with the ETag the route has now, and nothing
-changes. A ``PUT`` without ``If-Match`` replaces whatever is there (the last writer wins).
-The write (a lock another gateway may hold, an fsync) runs in a worker thread.
+Both answer with the policy's ``ETag`` (``gateway.route_table.policy_etag``), and
+``GET /admin/routes`` gives each route's ETag next to its policy, so that a client can
+write back what it listed without reading each route again. A ``PUT`` with ``If-Match``
+replaces the route only if it still has one of those ETags (``*``: only if the route is
+configured), checked under the lock every gateway sharing ``routes_dir`` writes under;
+otherwise it answers 412 with the ETag the route has now, and nothing changes. A ``PUT``
+without ``If-Match`` replaces whatever is there (the last writer wins). The write (a lock
+another gateway may hold, an fsync) runs in a worker thread.
+
+A ``GET`` of one route with ``If-None-Match`` answers 304 (its ETag, no body) while the
+route still has one of those ETags, compared weakly as RFC 9110 (section 13.1.2) says:
+``W/"x"`` matches ``"x"``, and ``*`` matches any route (every name a route can have has a
+policy, the default one at least). Either header, malformed, answers 400.
 """
 
 from __future__ import annotations
@@ -41,31 +48,38 @@ from gateway.route_table import IfMatch, RouteChanged, policy_etag
 from gateway.state import AnyRequest, GatewayState, gateway_state
 
 _ENTITY_TAG = r'(?:W/)?"[^"\x00-\x20\x7f]*"'
-#: ``*``, or a comma-separated list of entity tags (RFC 9110, section 13.1.1).
-_IF_MATCH = re.compile(rf"\s*(?:\*|{_ENTITY_TAG}(?:\s*,\s*{_ENTITY_TAG})*)\s*")
+#: ``If-Match`` and ``If-None-Match``: ``*``, or a comma-separated list of entity tags
+#: (RFC 9110, sections 13.1.1 and 13.1.2).
+_ENTITY_TAGS = re.compile(rf"\s*(?:\*|{_ENTITY_TAG}(?:\s*,\s*{_ENTITY_TAG})*)\s*")
 
 
 @get("/admin/routes")
 async def list_routes(request: AnyRequest) -> dict[str, Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
-    return {name: route_to_dict(policy) for name, policy in state.routes.configured().items()}
+    return {
+        name: {"etag": policy_etag(policy), "policy": route_to_dict(policy)}
+        for name, policy in state.routes.configured().items()
+    }
 
 
 @get("/admin/routes/{model:str}")
-async def get_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[str, Any]]:
+async def get_route(request: AnyRequest, model: FromPath[str]) -> Response[Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
     try:
         policy = state.routes.get(model)
     except PolicyError as exc:
         raise RouteNotFound(f"unknown route: {exc}") from None
+    etag = policy_etag(policy)
+    if _none_match(_entity_tags(request, "If-None-Match"), etag):
+        return Response(None, status_code=304, headers={"ETag": etag})
     answer = {
         "route": model,
         "configured": state.routes.is_configured(model),
         "policy": route_to_dict(policy),
     }
-    return Response(answer, headers={"ETag": policy_etag(policy)})
+    return Response(answer, headers={"ETag": etag})
 
 
 @put("/admin/routes/{model:str}", status_code=200)
@@ -73,7 +87,8 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
     state = gateway_state(request)
     state.authorize(request, "admin")
     try:
-        if_match = _if_match(request)
+        # Weak tags keep their W/, so never equal an ETag: If-Match compares strongly.
+        if_match = _entity_tags(request, "If-Match", unchanged=", nothing changed")
         policy = parse_route(model, _decode(model, await _policy_body(request)))
     except (PayloadTooLarge, BadGatewayRequest):
         _count_update(state, model, "rejected")
@@ -94,21 +109,31 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
     return Response(answer, headers={"ETag": etag})
 
 
-def _if_match(request: AnyRequest) -> IfMatch | None:
-    """The ``If-Match`` header's entity tags (weak ones kept with their ``W/``: they never
-    match, comparison is strong), ``"*"``, or None without the header."""
-    values = request.headers.getall("if-match", [])
+def _entity_tags(request: AnyRequest, header: str, unchanged: str = "") -> IfMatch | None:
+    """The header's entity tags as sent (weak ones with their ``W/``), ``"*"``, or None
+    without the header; one malformed is refused with 400 (``unchanged`` ends the message)."""
+    values = request.headers.getall(header.lower(), [])
     if not values:
         return None
     joined = ", ".join(values)
-    if not _IF_MATCH.fullmatch(joined):
+    if not _ENTITY_TAGS.fullmatch(joined):
         raise BadGatewayRequest(
-            "If-Match: expected * or quoted ETags as GET /admin/routes/{route} answers them "
-            '(ETag: "3f9c..."), nothing changed'
+            f"{header}: expected * or quoted ETags as GET /admin/routes/{{route}} answers them "
+            f'(ETag: "3f9c..."){unchanged}'
         )
     if joined.strip() == "*":
         return "*"
     return frozenset(re.findall(_ENTITY_TAG, joined))
+
+
+def _none_match(if_none_match: IfMatch | None, etag: str) -> bool:
+    """Whether ``If-None-Match`` holds ``etag``, compared weakly (RFC 9110, section 8.8.3.2:
+    the opaque tags alone, ``W/`` aside); ``*`` holds any, the route always having a policy."""
+    if if_none_match is None:
+        return False
+    if if_none_match == "*":
+        return True
+    return etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in if_none_match}
 
 
 def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:

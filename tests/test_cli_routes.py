@@ -117,6 +117,38 @@ def test_list_shows_who_answers_each_route(
     )
 
 
+@pytest.mark.parametrize("form", ["json", "yaml"])
+def test_list_prints_each_policy_with_the_etag_to_put_it_back_with(
+    gateway: Running, capsys: pytest.CaptureFixture[str], form: str
+) -> None:
+    status, out, _ = run(["list", "--format", form], capsys)
+
+    assert status == 0
+    listed = yaml.safe_load(out)  # JSON is YAML too
+    iris = gateway.admin.get("/admin/routes/iris")
+    assert listed["iris"] == {"etag": iris.headers["etag"], "policy": iris.json()["policy"]}
+    assert listed["titanic"]["policy"] == gateway.policy()
+    put = gateway.admin.put(
+        "/admin/routes/titanic",
+        json={**listed["titanic"]["policy"], "retries": 3},
+        headers={"if-match": listed["titanic"]["etag"]},
+    )
+    assert put.status_code == 200, put.text
+
+
+def test_list_reads_a_gateway_from_before_listed_etags() -> None:
+    """An older gateway lists ``{"<route>": <policy>}``: the policies show, without ETags."""
+    policy = {"primary": {"model": "iris", "version": "2"}}
+
+    def older(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"iris": policy})
+
+    with AdminClient("http://gateway", None, transport=httpx.MockTransport(older)) as client:
+        routes = client.routes()
+
+    assert (routes["iris"].policy, routes["iris"].etag) == (policy, None)
+
+
 def test_get_prints_the_policy_as_yaml_below_its_etag(
     gateway: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
