@@ -19,6 +19,13 @@ the state a caller at ``now`` would see. Results that arrive while OPEN come fro
 let in before it opened and are ignored. A probe whose result never arrives (the request
 was cancelled) would otherwise hold HALF_OPEN forever, so after ``open_s`` without a result
 another probe is allowed.
+
+Shadows (``gateway.shadow``) go to the same targets, and their failures count too: a target
+that only ever receives mirrored traffic, and fails all of it, must stop receiving it. But
+a shadow answers no client, so it asks :meth:`~CircuitBreaker.allow_shadow`, never
+:meth:`~CircuitBreaker.allow`: while HALF_OPEN it gets a probe slot of its own, one shadow
+at a time, and never takes the probe a client request would go through. Whichever probe
+reports first closes or reopens the breaker.
 """
 
 from __future__ import annotations
@@ -46,6 +53,7 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self._opened_at = 0.0
         self._probe_started: float | None = None
+        self._shadow_probe_started: float | None = None
 
     @property
     def state(self) -> CircuitState:
@@ -67,12 +75,34 @@ class CircuitBreaker:
             return True
         return False
 
+    def allow_shadow(self, now: float) -> bool:
+        """Whether a shadow (a mirrored copy no client waits for) may go to the target now.
+
+        CLOSED: True; OPEN: False; HALF_OPEN: True once per shadow probe, a slot apart from
+        the client's: a client request is never sent down the fallback chain (or refused)
+        because a shadow holds the probe, and a target only shadows reach still gets
+        probed. A shadow probe that never reports back is replaced after ``open_s``.
+        """
+        if self._state is CircuitState.CLOSED:
+            return True
+        if self._state is CircuitState.OPEN:
+            if now - self._opened_at < self.open_s:
+                return False
+            self._state = CircuitState.HALF_OPEN
+            self._probe_started = None
+        started = self._shadow_probe_started
+        if started is None or now - started >= self.open_s:
+            self._shadow_probe_started = now
+            return True
+        return False
+
     def record_success(self, now: float) -> None:
         if self._state is CircuitState.OPEN:
             return
         self._state = CircuitState.CLOSED
         self.consecutive_failures = 0
         self._probe_started = None
+        self._shadow_probe_started = None
 
     def record_failure(self, now: float) -> None:
         if self._state is CircuitState.OPEN:
@@ -102,3 +132,4 @@ class CircuitBreaker:
         self._state = CircuitState.OPEN
         self._opened_at = now
         self._probe_started = None
+        self._shadow_probe_started = None

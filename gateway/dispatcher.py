@@ -84,7 +84,7 @@ class Dispatcher:
         tried: list[Target] = []
         for index, target in enumerate(plan.targets):
             role = "primary" if index == 0 else "fallback"
-            breaker = self._breaker(request.route, policy, target)
+            breaker = self.breaker(request.route, policy, target)
             if breaker is not None and not breaker.allow(self.clock()):
                 failures.append(
                     _TargetFailure("circuit_open", f"circuit open for {_describe(target)}")
@@ -228,7 +228,10 @@ class Dispatcher:
             for (route, target), breaker in self._breakers.items()
         ]
 
-    def _breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
+    def breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
+        """``target``'s breaker on ``route``, made from ``policy``'s settings if need be; None
+        when the route has none (``circuit_breaker: null``). One per target, whichever
+        traffic reaches it: requests and their fallbacks here, shadows (``gateway.shadow``)."""
         settings = policy.circuit_breaker
         if settings is None:
             return None

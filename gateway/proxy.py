@@ -125,7 +125,7 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
         planned = result.target.model if state.routes.is_configured(route) else ""
         labels.update(_confirmed(result.response, planned, result.role))
         # Only what was sent counts as shadowed: the log keeps such a request whole.
-        shadowed = state.shadows.schedule(shadows, proxied, result, policy.timeout_s)
+        shadowed = state.shadows.schedule(shadows, proxied, result, policy)
         if path.predicts:
             state.record(
                 proxied,

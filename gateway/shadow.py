@@ -11,8 +11,17 @@ another kind of model) is not the primary. A target already tried for the reques
 fallback that answered or failed) is not mirrored to: it would get the same request twice.
 Nor is a target whose circuit breaker on the route is open: it is known to be failing, and
 more load can only slow its recovery. Such a shadow is counted
-(``driftgate_shadow_requests_total{outcome="circuit_open"}``); it neither takes the breaker's
-half-open probe nor reports to the breaker.
+(``driftgate_shadow_requests_total{outcome="circuit_open"}``).
+
+A shadow reports to that breaker, the one the route's fallback chain uses for the target: a
+5xx, a timeout or a connection error is a failure, any other answer a success (whether it
+agrees with the primary is not the target's health). So a target only shadows reach, that
+fails every call, stops receiving them after ``failures`` in a row, for ``open_s``. A shadow
+never takes the half-open probe a client request would go through
+(``CircuitBreaker.allow_shadow``): once ``open_s`` has passed, one shadow at a time probes the
+target beside it, and the first probe to report, a client's or a shadow's, closes or reopens
+the breaker. A route with ``circuit_breaker: null`` has no breakers, for shadows either. A
+shadow that found no replica, or failed on our side, says nothing about its target.
 
 At most ``MAX_IN_FLIGHT`` shadow calls run at once per gateway; a shadow beyond that is
 dropped and counted (``driftgate_shadow_requests_total{outcome="dropped"}``). Shadows share
@@ -34,9 +43,10 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
+from gateway.circuit import CircuitBreaker
 from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
-from gateway.policy import Compare, Target
+from gateway.policy import Compare, RoutePolicy, Target
 from gateway.upstream import MAX_CONNECTIONS, UpstreamResponse, UpstreamUnavailable
 
 log = logging.getLogger("driftgate.gateway.shadow")
@@ -64,7 +74,7 @@ class ShadowRunner:
         shadows: Iterable[ShadowPlan],
         request: ProxyRequest,
         answered: ProxyResult,
-        timeout_s: float,
+        policy: RoutePolicy,
     ) -> bool:
         """Mirror ``request`` to ``shadows`` in the background; returns whether any shadow
         was sent (the prediction log keeps such a request, to pair it with its shadows).
@@ -86,7 +96,14 @@ class ShadowRunner:
             if len(self._tasks) >= self.max_in_flight:
                 self._not_sent(request, target, "dropped")
                 continue
-            task = asyncio.create_task(self._mirror(shadow, request, compare_with, timeout_s, link))
+            breaker = self.dispatcher.breaker(request.route, policy, target)
+            # Half open, with the shadows' probe already out: the same as open to a shadow.
+            if breaker is not None and not breaker.allow_shadow(self.dispatcher.clock()):
+                self._not_sent(request, target, "circuit_open")
+                continue
+            task = asyncio.create_task(
+                self._mirror(shadow, request, compare_with, policy.timeout_s, link, breaker=breaker)
+            )
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             sent = True
@@ -108,6 +125,8 @@ class ShadowRunner:
         primary: UpstreamResponse | None,
         timeout_s: float,
         link: Link,
+        *,
+        breaker: CircuitBreaker | None,
     ) -> None:
         target, metrics = shadow.target, self.dispatcher.metrics
         labels = (request.route, target.model, target.version or "")
@@ -131,6 +150,8 @@ class ShadowRunner:
                 metrics.shadow_requests.labels(
                     *labels, "timeout" if exc.kind == "timeout" else "error"
                 ).inc()
+                if breaker is not None:
+                    breaker.record_failure(self.dispatcher.clock())
                 return
             except Exception:  # a shadow must never hurt anything
                 log.exception("shadow call to %s failed", target)
@@ -138,6 +159,11 @@ class ShadowRunner:
                 return
             if self.on_answer is not None:
                 self.on_answer(shadow, request, response, replica, started)
+            if breaker is not None:  # as the dispatcher counts: only a 5xx is the target's fault
+                if response.status >= 500:
+                    breaker.record_failure(self.dispatcher.clock())
+                else:
+                    breaker.record_success(self.dispatcher.clock())
             ok = response.status < 400
             metrics.shadow_requests.labels(*labels, "ok" if ok else "error").inc()
             if ok and shadow.compare is not None and primary is not None and primary.status < 400:

@@ -144,3 +144,49 @@ def test_states_read_as_metric_labels() -> None:
 def test_settings_are_checked(failures: int, open_s: float, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         CircuitBreaker(failures=failures, open_s=open_s)
+
+
+# --- shadows: a probe slot of their own ---------------------------------------------------------
+
+
+def test_shadows_go_through_while_closed_and_not_while_open(clock: FakeClock) -> None:
+    breaker = CircuitBreaker(failures=3, open_s=10.0)
+    assert all(breaker.allow_shadow(clock.now) for _ in range(5))
+    breaker = opened(clock)
+    assert not breaker.allow_shadow(clock.advance(9.9))
+
+
+def test_half_open_a_shadow_probes_beside_the_client_s_probe_never_instead(
+    clock: FakeClock,
+) -> None:
+    breaker = opened(clock)
+    clock.advance(10.0)
+    assert breaker.allow_shadow(clock.now)  # the shadows' probe
+    assert not breaker.allow_shadow(clock.now)  # one at a time
+    assert breaker.allow(clock.now)  # the client's probe is still there
+    assert not breaker.allow(clock.now)
+    assert not breaker.allow_shadow(clock.now)
+
+
+def test_a_shadow_probe_s_result_closes_or_reopens_the_breaker(clock: FakeClock) -> None:
+    breaker = opened(clock)
+    assert breaker.allow_shadow(clock.advance(10.0))
+    breaker.record_success(clock.now)
+    assert breaker.state is CircuitState.CLOSED
+    assert breaker.pristine
+
+    breaker = opened(clock)
+    assert breaker.allow_shadow(clock.advance(10.0))
+    breaker.record_failure(clock.now)
+    assert breaker.state is CircuitState.OPEN
+    assert not breaker.allow_shadow(clock.advance(9.9))
+    assert breaker.allow_shadow(clock.advance(0.1))  # another open_s, another probe
+
+
+def test_a_shadow_probe_that_never_reports_back_is_replaced_after_open_s(
+    clock: FakeClock,
+) -> None:
+    breaker = opened(clock)
+    assert breaker.allow_shadow(clock.advance(10.0))
+    assert not breaker.allow_shadow(clock.advance(9.9))
+    assert breaker.allow_shadow(clock.advance(0.1))

@@ -398,3 +398,145 @@ def test_a_shadow_is_not_sent_to_a_target_whose_circuit_breaker_is_open(start, r
     dispatcher = gateway.state.dispatcher
     states = {t.version: state for _, t, state in dispatcher.breaker_states(dispatcher.clock())}
     assert states == {"1": "open", "2": "open", "3": "closed"}
+
+
+# --- shadows report to the target's circuit breaker ------------------------------------------
+
+
+def breaker_states(gateway: Gateway) -> dict[str | None, str]:
+    dispatcher = gateway.state.dispatcher
+    return {t.version: state for _, t, state in dispatcher.breaker_states(dispatcher.clock())}
+
+
+def mirror(gateway: Gateway, requests: int) -> None:
+    """Send ``requests`` one after another, each once the previous one's shadow is done
+    (counted), so that its result has reached the breaker."""
+    for _ in range(requests):
+        before = sum(shadow_outcomes(gateway).values())
+        answer = gateway.client.post(INFER, json=BODY)
+        assert answer.status_code == 200
+        assert answer.headers["X-Driftgate-Version"] == "1"
+
+        def counted(before: float = before) -> bool:
+            return sum(shadow_outcomes(gateway).values()) == before + 1
+
+        eventually(counted)
+
+
+@pytest.mark.parametrize(
+    ("failure", "outcome"),
+    [(Fail(500), "error"), (Fail(503), "error"), (Refuse(), "error"), (Slow(5.0), "timeout")],
+    ids=["500", "503", "refused", "timeout"],
+)
+def test_a_shadow_only_target_that_keeps_failing_stops_receiving_shadows(
+    start, runtime, failure, outcome
+) -> None:
+    """Version 2 only ever gets mirrored traffic, and failed all of it: it was mirrored to
+    forever, load on a target known to be failing, and no breaker ever said so."""
+    runtime.behave(failure, model="iris", version="2")
+    routes = {
+        "iris": {
+            **SHADOWED["iris"],
+            "timeout_s": 0.3,
+            "circuit_breaker": {"failures": 3, "open_s": 60},
+        }
+    }
+    gateway = start(routes=routes)
+
+    mirror(gateway, 6)
+
+    assert len(shadow_calls(runtime)) == 3
+    assert shadow_outcomes(gateway) == {outcome: 3.0, "circuit_open": 3.0}
+    assert breaker_states(gateway) == {"1": "closed", "2": "open"}
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [Fail(400, "input 'x' has the wrong shape"), Fail(404), Answer({"class": ["virginica"]})],
+    ids=["400", "404", "disagrees"],
+)
+def test_refusals_and_disagreements_are_not_failures_of_the_shadow_target(
+    start, runtime, answer
+) -> None:
+    """As for the route's own requests, only a 5xx, a timeout or a connection error is the
+    target's fault: a shadow that answers differently is what the comparison measures."""
+    runtime.behave(answer, model="iris", version="2")
+    gateway = start(routes={"iris": {**SHADOWED["iris"], "circuit_breaker": {"failures": 1}}})
+
+    mirror(gateway, 3)
+
+    assert len(shadow_calls(runtime)) == 3
+    assert "circuit_open" not in shadow_outcomes(gateway)
+    assert breaker_states(gateway) == {"1": "closed", "2": "closed"}
+
+
+def test_no_breaker_for_shadows_on_a_route_without_breakers(start, runtime) -> None:
+    runtime.behave(Fail(500), model="iris", version="2")
+    gateway = start(routes={"iris": {**SHADOWED["iris"], "circuit_breaker": None}})
+
+    mirror(gateway, 3)
+
+    assert shadow_outcomes(gateway) == {"error": 3.0}
+    assert breaker_states(gateway) == {}
+
+
+def test_after_open_s_one_shadow_probes_a_shadow_only_target_and_closes_it(start, runtime) -> None:
+    runtime.behave(Fail(500), model="iris", version="2")
+    routes = {"iris": {**SHADOWED["iris"], "circuit_breaker": {"failures": 1, "open_s": 0.5}}}
+    gateway = start(routes=routes)
+    mirror(gateway, 1)  # fails: open
+    gateway.client.post(INFER, json=BODY)  # not sent
+    assert breaker_states(gateway) == {"1": "closed", "2": "open"}
+
+    runtime.behave(Slow(0.5), model="iris", version="2")  # recovered, a bit slow
+    time.sleep(0.5)
+    for _ in range(3):  # half open: the first request's shadow probes, the others wait
+        gateway.client.post(INFER, json=BODY)
+    eventually(lambda: shadow_outcomes(gateway).get("ok") == 1)
+    assert shadow_outcomes(gateway) == {"error": 1.0, "circuit_open": 3.0, "ok": 1.0}
+    assert breaker_states(gateway)["2"] == "closed"
+
+    mirror(gateway, 2)  # closed: every shadow is sent again
+    assert shadow_outcomes(gateway)["ok"] == 3.0
+
+
+def test_a_fallback_that_fails_its_shadows_is_skipped_and_a_shadow_never_takes_its_probe(
+    start, runtime
+) -> None:
+    """Version 2 is both a shadow and the first fallback: its breaker is one. Shadows that
+    fail open it, so a request the primary fails skips it at once. Half open, a shadow
+    probing it must not take the probe a client request would go through."""
+    runtime.behave(Fail(500), model="iris", version="2")
+    fallbacks = [SHADOW_V2["target"], {"model": "iris", "version": "3"}]
+    routes = {
+        "iris": {
+            **SHADOWED["iris"],
+            "fallback": fallbacks,
+            "retries": 0,
+            "circuit_breaker": {"failures": 2, "open_s": 0.5},
+        }
+    }
+    gateway = start(routes=routes)
+    mirror(gateway, 2)
+    assert breaker_states(gateway)["2"] == "open"
+
+    runtime.behave(Fail(500), model="iris", version="1")
+    runtime.reset_calls()
+    answer = gateway.client.post(INFER, json=BODY)
+    assert answer.headers["X-Driftgate-Version"] == "3"  # version 2 skipped, not waited for
+    assert shadow_calls(runtime) == []
+
+    # open_s later version 2 has recovered (slowly). The primary answers a request, whose
+    # shadow probes version 2; while it is out, the primary fails the next request, which
+    # goes through to version 2 on the client's own probe rather than past it.
+    runtime.behave(Slow(1.0), model="iris", version="2")
+    runtime.behave(Answer(), model="iris", version="1")
+    time.sleep(0.6)
+    assert gateway.client.post(INFER, json=BODY).headers["X-Driftgate-Version"] == "1"
+    eventually(lambda: len(shadow_calls(runtime)) == 1)  # the shadow probe is out
+    runtime.behave(Fail(500), model="iris", version="1")
+    answer = gateway.client.post(INFER, json=BODY)
+    assert answer.headers["X-Driftgate-Version"] == "2"
+    assert answer.headers["X-Driftgate-Role"] == "fallback"
+    eventually(lambda: shadow_outcomes(gateway).get("ok") == 1)
+    assert breaker_states(gateway)["2"] == "closed"
