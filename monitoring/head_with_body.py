@@ -10,10 +10,17 @@ loop and wakes again for the body. Measured with ``strace -c`` at one connection
 ``HeadWithBody`` stands between a request's ``RequestResponseCycle`` and the connection's
 transport. It holds the first write made after the response started (uvicorn writes the
 head there, in one piece) and sends it with the next write, the first body chunk. Writes
-before the response starts (``100 Continue``) pass straight through. A held head is sent
+before the response starts (``100 Continue``) pass straight through, and so does the head of
+an answer to ``HEAD``: uvicorn writes no body for it, and a held head would wait for the
+connection to close (on a kept-alive connection, forever; pipelined answers behind it would
+go out first). A ``204`` or ``304`` still has its (empty) body write. A held head is sent
 before the connection closes, so an app that fails between the head and the body leaves
 the client with what it got before. The cost: a streaming answer's head waits for its first
 body chunk; neither server streams.
+
+``abandon()`` is for the slow-client deadline (``monitoring.slow_clients``), which closes the
+connection itself: a head still held never reached the client, so it is dropped (the client
+gets the 408 instead) and nothing the app writes afterwards goes out.
 """
 
 from __future__ import annotations
@@ -30,19 +37,25 @@ class HeadWithBody:
     """The transport a ``RequestResponseCycle`` writes to (``write``, ``close``,
     ``is_closing``); anything else goes to the connection's transport."""
 
-    __slots__ = ("_cycle", "_head_seen", "_held", "_transport")
+    __slots__ = ("_abandoned", "_cycle", "_head_seen", "_held", "_hold", "_transport")
 
-    def __init__(self, transport: asyncio.Transport, cycle: _Cycle) -> None:
+    def __init__(self, transport: asyncio.Transport, cycle: _Cycle, *, hold: bool = True) -> None:
+        """``hold``: False for an answer with no body write to come (to ``HEAD``)."""
         self._transport = transport
         self._cycle = cycle
+        self._hold = hold
         self._head_seen = False
         self._held: bytes | None = None
+        self._abandoned = False
 
     def write(self, data: bytes) -> None:
+        if self._abandoned:
+            return
         if not self._head_seen and self._cycle.response_started:
             self._head_seen = True
-            self._held = data
-            return
+            if self._hold:
+                self._held = data
+                return
         if self._held is not None:
             data = self._held + data
             self._held = None
@@ -53,6 +66,13 @@ class HeadWithBody:
             self._transport.write(self._held)
             self._held = None
         self._transport.close()
+
+    def abandon(self) -> bool:
+        """Stop writing this answer; whether its head was still held (never sent)."""
+        held = self._held is not None
+        self._held = None
+        self._abandoned = True
+        return held
 
     def is_closing(self) -> bool:
         return self._transport.is_closing()

@@ -14,8 +14,8 @@ first byte of a request on a kept-alive connection) to the request's last byte. 
 server takes to answer is not counted. When the timer fires, ``on_timeout(phase)`` counts
 it (``connection``: nothing was sent; ``head``: the request line and headers were not all
 there; ``body``: the body was not), the client gets ``408 Request Timeout`` with a JSON
-error unless nothing was sent or an answer had already started, and the connection is
-closed. The gateway and the runtime both serve with it (``--client-timeout`` /
+error unless nothing was sent or an answer had already started going out, and the
+connection is closed. The gateway and the runtime both serve with it (``--client-timeout`` /
 ``listen.client_timeout_s``); docs/deploy.md says what it does not cover.
 
 Bytes the HTTP parser cannot read (a bad method, header or chunk size; TLS sent to a plain
@@ -85,7 +85,9 @@ class _GuardedProtocol(HttpToolsProtocol):
         if cycle is not None and cycle is not existing_cycle:  # not an upgrade
             # The cycle uvicorn just made for this request writes its answer's head and
             # body in one send (``monitoring.head_with_body``).
-            cycle.transport = HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
+            # uvicorn writes no body for HEAD: its head must not wait for one.
+            hold = cycle.scope["method"] != "HEAD"
+            cycle.transport = HeadWithBody(self.transport, cycle, hold=hold)  # type: ignore[assignment]
 
     def on_message_complete(self) -> None:
         self._disarm()
@@ -118,7 +120,11 @@ class _GuardedProtocol(HttpToolsProtocol):
         if self.transport.is_closing():
             return
         self.on_timeout(self._phase)
-        answered = self._phase == "body" and self.cycle.response_started
+        # Nothing more of the app's answer goes out; a head it held never did, so the 408
+        # can still be the answer.
+        writer: object = self.cycle.transport if self.cycle is not None else None
+        held = isinstance(writer, HeadWithBody) and writer.abandon()
+        answered = self._phase == "body" and self.cycle.response_started and not held
         if self._phase != "connection" and not answered:
             message = f"request not received whole within {self.timeout_s:g} s; connection closed"
             self.transport.write(_answer(408, "Request Timeout", message))
