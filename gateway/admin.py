@@ -22,6 +22,14 @@ A ``GET`` of one route with ``If-None-Match`` answers 304 (its ETag, no body) wh
 route still has one of those ETags, compared weakly as RFC 9110 (section 13.1.2) says:
 ``W/"x"`` matches ``"x"``, and ``*`` matches any route (every name a route can have has a
 policy, the default one at least). Either header, malformed, answers 400.
+
+A ``PUT`` with ``If-None-Match`` (RFC 9110, section 13.1.2) writes only if the route does
+not have one of those ETags (weakly compared), or with ``*`` only if it is not configured
+("create, never replace"); else 412 with its ETag, and nothing changes. ``RouteTable``
+checks only ``If-Match`` under its lock, so this is a compare-and-swap on top of it: the
+route's ETag is read, the conditions are checked on it, and the write goes with that ETag as
+``If-Match``; a route changed in between is checked again. (A route configured meanwhile
+with exactly the default policy has the ETag it had unconfigured, and is replaced.)
 """
 
 from __future__ import annotations
@@ -39,12 +47,13 @@ from gateway.errors import BadGatewayRequest, PayloadTooLarge, RouteNotFound
 from gateway.policy import (
     MAX_POLICY_BYTES,
     PolicyError,
+    RoutePolicy,
     is_valid_name,
     parse_route,
     route_to_dict,
     too_deep,
 )
-from gateway.route_table import IfMatch, RouteChanged, policy_etag
+from gateway.route_table import IfMatch, RouteChanged, RouteTable, policy_etag
 from gateway.state import AnyRequest, GatewayState, gateway_state
 
 _ENTITY_TAG = r'(?:W/)?"[^"\x00-\x20\x7f]*"'
@@ -89,6 +98,7 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
     try:
         # Weak tags keep their W/, so never equal an ETag: If-Match compares strongly.
         if_match = _entity_tags(request, "If-Match", unchanged=", nothing changed")
+        if_none_match = _entity_tags(request, "If-None-Match", unchanged=", nothing changed")
         policy = parse_route(model, _decode(model, await _policy_body(request)))
     except (PayloadTooLarge, BadGatewayRequest):
         _count_update(state, model, "rejected")
@@ -100,7 +110,12 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
         _count_update(state, model, "rejected")
         raise BadGatewayRequest(f"invalid route policy, nothing changed: {exc}") from None
     try:
-        etag = await asyncio.to_thread(state.routes.replace, model, policy, if_match)
+        if if_none_match is None:
+            etag = await asyncio.to_thread(state.routes.replace, model, policy, if_match)
+        else:
+            etag = await asyncio.to_thread(
+                _replace_unless_matched, state.routes, model, policy, if_match, if_none_match
+            )
     except RouteChanged as exc:
         _count_update(state, model, "precondition_failed")
         return _precondition_failed(exc)
@@ -136,9 +151,60 @@ def _none_match(if_none_match: IfMatch | None, etag: str) -> bool:
     return etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in if_none_match}
 
 
+class _RouteMatched(RouteChanged):
+    """``If-None-Match`` refused a ``PUT``: the route is configured (``*``) or has one of the
+    ETags listed."""
+
+    def __init__(self, route: str, etag: str, configured: bool, *, star: bool) -> None:
+        super().__init__(route, etag, configured)
+        self.star = star
+
+
+#: Compare-and-swap rounds of ``_replace_unless_matched`` before a route that keeps changing
+#: is answered 412 as changed.
+_SWAP_TRIES = 3
+
+
+def _replace_unless_matched(
+    routes: RouteTable,
+    name: str,
+    policy: RoutePolicy,
+    if_match: IfMatch | None,
+    if_none_match: IfMatch,
+) -> str:
+    """``routes.replace`` under ``If-None-Match`` (and ``If-Match``, checked first, as RFC
+    9110 section 13.2.2 orders them); blocking, as ``replace`` is."""
+    etag, configured = policy_etag(routes.get(name)), routes.is_configured(name)
+    for _ in range(_SWAP_TRIES):
+        if if_match is not None and not (
+            (if_match == "*" and configured) or (if_match != "*" and etag in if_match)
+        ):
+            raise RouteChanged(name, etag, configured)
+        if (if_none_match == "*" and configured) or (
+            if_none_match != "*" and _none_match(if_none_match, etag)
+        ):
+            raise _RouteMatched(name, etag, configured, star=if_none_match == "*")
+        try:
+            return routes.replace(name, policy, frozenset({etag}))
+        except RouteChanged as exc:  # written in between (here, or by another gateway)
+            etag, configured = exc.etag, exc.configured
+    raise RouteChanged(name, etag, configured)
+
+
 def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:
     """412: the route is not the one the caller read; the answer names its ETag now."""
-    if exc.configured:
+    if isinstance(exc, _RouteMatched) and exc.star:
+        message = (
+            f"route {exc.route} is already configured (If-None-Match: * creates only a route "
+            f"that is not): its ETag is {exc.etag}; to replace it, GET it and PUT with "
+            "If-Match. Nothing changed"
+        )
+    elif isinstance(exc, _RouteMatched):
+        message = (
+            f"route {exc.route} has ETag {exc.etag}, which If-None-Match lists: PUT only if "
+            "it has another. Nothing changed"
+        )
+    elif exc.configured:
         message = (
             f"route {exc.route} changed since it was read (If-Match does not match): its ETag "
             f"is now {exc.etag}; GET it again, make the change on what it answers, and PUT "
