@@ -160,7 +160,8 @@ def observed(reference: Distribution, values: np.ndarray) -> Distribution:
 
 
 def judge(profile: ReferenceProfile, window: Rows, settings: TestSettings) -> Verdicts:
-    """Every test of ``DriftJob.evaluate_window`` and ``DriftJob.performance`` on a window."""
+    """Every test of ``DriftJob.evaluate_window`` and
+    ``drift.window_evaluation.performance_findings`` on a window."""
     assert profile.multivariate is not None and profile.performance is not None
     pairs = [
         (feature, observed(feature.distribution, window.columns[feature.column]))

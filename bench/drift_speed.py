@@ -55,13 +55,14 @@ import scipy.stats
 from opentelemetry import trace
 
 from drift.calibration import evaluate
-from drift.job import DriftJob, Slice
+from drift.job import DriftJob
 from drift.multivariate import pca_drift
 from drift.profile import build_profile
 from drift.references import ReferenceStore
 from drift.settings import DriftSettings, WindowSettings
 from drift.verdict import TestSettings
 from drift.window import sample_columns, scan_window, window_bounds
+from drift.window_evaluation import Slice
 from monitoring.prediction_log import Catalog, connect_readonly
 from monitoring.prediction_log.layout import PREDICTIONS, partition_dir, segment_name, write_segment
 from monitoring.prediction_log.segments import PREDICTION_SCHEMA

@@ -10,10 +10,10 @@ One run (``DriftJob.run``, scheduled by ``monitoring.jobs.JobScheduler``):
 3. The window (the last N rows or the last T seconds), scanned in one SQL query into
    histograms over the reference's bins (``drift.window``); fewer than ``min_rows`` rows:
    no verdict.
-4. Tests (``drift.calibration``): one per input feature and output, picked by the default
-   table, at alpha corrected for the number of tests (Bonferroni), the joint PCA test, and,
-   once labels exist, realised performance against the reference's plus Page-Hinkley on
-   the error stream.
+4. Tests (``drift.window_evaluation``, with ``drift.calibration``): one per input feature
+   and output, picked by the default table, at alpha corrected for the number of tests
+   (Bonferroni), the joint PCA test, and, once labels exist, realised performance against
+   the reference's plus Page-Hinkley on the error stream.
 5. Outputs: the HTML report, rows in ``drift_results``, the latest-results file that the
    gateway's ``/metrics`` turns into gauges, a span event per test, and the webhook: the
    changes since what its receiver holds as firing, which the store keeps
@@ -29,57 +29,31 @@ from __future__ import annotations
 
 import logging
 import math
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
 import duckdb
-import numpy as np
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from drift.alert_state import read_firing, record_firing
 from drift.alerts import WebhookNotifier
-from drift.calibration import evaluate
-from drift.distributions import Distribution
-from drift.findings import (
-    MULTIVARIATE,
-    PERFORMANCE,
-    SEQUENTIAL,
-    DriftRun,
-    FeatureFinding,
-    Window,
-)
-from drift.missing import missing_share_drift, needs_missing_test
-from drift.multivariate import pca_drift
-from drift.profile import FeatureProfile, ReferenceProfile, profile_from_log
+from drift.findings import DriftRun, Window
+from drift.profile import ReferenceProfile, profile_from_log
 from drift.quiet import resolve_quiet
 from drift.references import ReferenceStore
 from drift.report import prune_reports, render_report, write_report
 from drift.results import latest_key, publish_latest, write_results
-from drift.sequential import first_alarm, performance_drift
 from drift.settings import DriftSettings
-from drift.stats import psi
-from drift.verdict import DriftStat, TestSettings, effect_text
-from drift.window import groups, labelled_errors, sample_columns, scan_window, window_bounds
+from drift.verdict import TestSettings
+from drift.window import groups, window_bounds
+from drift.window_evaluation import Clock, Slice, evaluate_window
 from monitoring.jobs import FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.drift")
-
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True, slots=True)
-class Slice:
-    """What one check is about: a model version as served in one A/B arm."""
-
-    model: str
-    version: str
-    arm: str
 
 
 class DriftJob:
@@ -241,120 +215,17 @@ class DriftJob:
         target: Slice,
         window: Window,
     ) -> DriftRun:
-        model, version, arm = target.model, target.version, target.arm
-        scan = scan_window(con, profile, model, version, arm, window)
-        joint = profile.multivariate is not None and self.settings.multivariate
-        pairs = [(f, f.distribution, scan.distributions[f.column]) for f in profile.features]
-        missing_tests = {f.column for f, ref, cur in pairs if needs_missing_test(ref, cur)}
-        n_tests = len(pairs) + len(missing_tests) + (1 if joint else 0)
-        findings: list[FeatureFinding] = []
-        for feature, reference, current in pairs:
-            result = evaluate(reference, current, n_tests, self.tests)
-            findings.append(
-                FeatureFinding(
-                    feature=feature.name,
-                    column=feature.column,
-                    kind=reference.kind,
-                    role=feature.role,
-                    result=result,
-                    psi=psi(reference, current) if current.rows else None,
-                    reference=reference,
-                    current=current,
-                    detail=effect_text(result),
-                )
-            )
-            if feature.column in missing_tests:
-                findings.append(_missing_finding(feature, reference, current, n_tests, self.tests))
-        if joint and profile.multivariate is not None:
-            sample = sample_columns(con, profile, model, version, arm, window)
-            result = pca_drift(profile.multivariate, sample, n_tests, self.tests)
-            findings.append(
-                FeatureFinding(
-                    feature=MULTIVARIATE,
-                    column="",
-                    kind="multivariate",
-                    role="joint",
-                    result=result,
-                    detail=(
-                        "PCA reconstruction error of the inputs together, relative to the "
-                        f"reference's held-out error (sample of {_rows(sample)} rows)"
-                    ),
-                )
-            )
-        findings.extend(self.performance(con, profile, target, window))
-        now = self.clock()
-        return DriftRun(
-            run_id=f"{now.strftime('%Y%m%dT%H%M%SZ')}-{uuid.uuid4().hex[:8]}",
-            timestamp=now,
-            model=model,
-            version=version,
-            arm=arm,
-            window=scan.window,
-            reference_id=reference_id,
-            reference_rows=profile.rows,
-            findings=tuple(findings),
-            sql=scan.sql,
+        """Every test of one window, with this job's settings (``drift.window_evaluation``)."""
+        return evaluate_window(
+            con,
+            profile,
+            reference_id,
+            target,
+            window,
+            settings=self.settings,
+            tests=self.tests,
+            clock=self.clock,
         )
-
-    def performance(
-        self,
-        con: duckdb.DuckDBPyConnection,
-        profile: ReferenceProfile,
-        target: Slice,
-        window: Window,
-    ) -> list[FeatureFinding]:
-        """Realised performance and the sequential detector, once enough labels exist."""
-        reference = profile.performance
-        if reference is None:
-            return []
-        errors = labelled_errors(con, reference, target.model, target.version, target.arm, window)
-        if errors.size < self.settings.min_labels:
-            return []
-        mean = float(errors.mean())
-        std = math.sqrt(mean * (1 - mean)) if reference.metric == "error_rate" else errors.std()
-        result = performance_drift(
-            reference.n,
-            reference.mean,
-            reference.std,
-            int(errors.size),
-            mean,
-            float(std),
-            1,  # its own family: it is not one of the feature tests
-            self.tests,
-        )
-        alarm = first_alarm(errors)
-        sequential = DriftStat(
-            statistic="page_hinkley",
-            score=float(alarm if alarm is not None else -1),
-            p_value=None,
-            threshold=0.0,
-            drifted=alarm is not None,
-        )
-        label = reference.metric.replace("_", " ")
-        return [
-            FeatureFinding(
-                feature=PERFORMANCE,
-                column=reference.prediction,
-                kind="performance",
-                role="label",
-                result=result,
-                detail=(
-                    f"{label}: {mean:.4f} over {errors.size} labelled rows; "
-                    f"reference {reference.mean:.4f} over {reference.n}"
-                ),
-            ),
-            FeatureFinding(
-                feature=SEQUENTIAL,
-                column=reference.prediction,
-                kind="sequential",
-                role="label",
-                result=sequential,
-                detail=(
-                    f"Page-Hinkley on the {label} stream: "
-                    + (f"alarm at labelled row {alarm}" if alarm is not None else "no alarm")
-                ),
-            ),
-        ]
 
     def publish(self, run: DriftRun) -> DriftRun:
         """Report, store rows, latest results and webhook, in that order (links first)."""
@@ -395,32 +266,5 @@ class DriftJob:
             )
 
 
-def _missing_finding(
-    feature: FeatureProfile,
-    reference: Distribution,
-    current: Distribution,
-    n_tests: int,
-    tests: TestSettings,
-) -> FeatureFinding:
-    result = missing_share_drift(reference, current, n_tests, tests)
-    shares = (
-        f"missing values: {reference.missing / max(reference.rows, 1):.1%} of the reference, "
-        f"{current.missing / max(current.rows, 1):.1%} of the window"
-    )
-    floor = effect_text(result)
-    return FeatureFinding(
-        feature=f"{feature.name}:missing",
-        column=feature.column,
-        kind="numeric",
-        role=feature.role,
-        result=result,
-        detail=f"{shares}; {floor}" if floor else shares,
-    )
-
-
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else -1.0
-
-
-def _rows(columns: dict[str, np.ndarray]) -> int:
-    return len(next(iter(columns.values()))) if columns else 0

@@ -16,21 +16,22 @@ Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
 
 A user's mistake (a flag out of range, a configuration that cannot be used, a path that is
 not what it should be) gets one line naming it and exit status 2, never a traceback: flags
-are checked as they are parsed (``port``, ``count``, ``seconds``, ``http_url``), files
-and settings by the sub-command before it starts anything.
+are checked as they are parsed (the types of ``driftgate.cli_arguments``), files and
+settings by the sub-command before it starts anything. ``demo`` is built by
+``driftgate.demo_cli``, ``routes`` by ``driftgate.routes_cli``.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from driftgate.cli_arguments import count, fail, http_url, log_level, port, seconds
+from driftgate.demo_cli import add_demo_commands
 from driftgate.routes_cli import add_routes_commands
 
 #: Seconds the runtime keeps an idle keep-alive connection open (see ``_run_runtime``).
@@ -49,79 +50,6 @@ def _quiet_frameworks() -> None:
     # TensorFlow logs CUDA probing and oneDNN notices at import; neither helps an operator.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
-
-
-def port(text: str) -> int:
-    """A TCP port, 1-65535 (a larger one would wrap around to another port, silently)."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 1-65535, got {text!r}")
-    return value
-
-
-def count(minimum: int) -> Callable[[str], int]:
-    """A whole number of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            value = minimum - 1
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}")
-        return value
-
-    return parse
-
-
-def seconds(*, zero: bool) -> Callable[[str], float]:
-    """A finite number of seconds, > 0 (or >= 0 when ``zero`` means something)."""
-
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
-            raise argparse.ArgumentTypeError(
-                f"expected a finite number of seconds {'>= 0' if zero else '> 0'}, got {text!r}"
-            )
-        return value
-
-    return parse
-
-
-def http_url(text: str) -> str:
-    """An http:// or https:// URL with a host (and a valid port, if any)."""
-    try:
-        parts = urlsplit(text)
-        valid = parts.scheme in ("http", "https") and bool(parts.hostname)
-        parts.port  # noqa: B018 (raises ValueError when out of range)
-    except ValueError:
-        valid = False
-    if not valid:
-        raise argparse.ArgumentTypeError(
-            f"expected an http:// or https:// URL such as http://127.0.0.1:8001, got {text!r}"
-        )
-    return text
-
-
-def log_level(text: str) -> str:
-    """A logging level name; the default comes from DRIFTGATE_LOG_LEVEL, so say so."""
-    levels = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-    if text.upper() not in levels:
-        raise argparse.ArgumentTypeError(
-            f"expected one of {', '.join(levels)} (flag or DRIFTGATE_LOG_LEVEL), got {text!r}"
-        )
-    return text.upper()
-
-
-def _fail(message: str) -> int:
-    print(f"driftgate: {message}", file=sys.stderr)
-    return 2
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--ttl", default="1h", help="lifetime: 3600, 90s, 30m, 1h, 7d")
     create.set_defaults(handler=_create_token)
 
-    _add_demo_commands(commands)
+    add_demo_commands(commands)
 
     sql = commands.add_parser("sql", help="read-only SQL over the prediction log store")
     sql.add_argument("query", help='one statement, e.g. "select count(*) from predictions"')
@@ -198,35 +126,6 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(commands)
     add_routes_commands(commands)
     return parser
-
-
-def _add_demo_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    demo = commands.add_parser("demo", help="the demo model repository")
-    demo_commands = demo.add_subparsers(dest="demo_command", required=True)
-    build = demo_commands.add_parser("build", help="build the demo repository into DIR")
-    build.add_argument("directory", type=Path)
-    build.set_defaults(handler=_build_demo)
-    digit = demo_commands.add_parser("digit", help="write a sample handwritten digit as PNG")
-    digit.add_argument("digit", type=int, choices=range(10))
-    digit.add_argument("path", type=Path)
-    digit.set_defaults(handler=_write_digit)
-    traffic = demo_commands.add_parser(
-        "traffic", help="send titanic passengers through the gateway (optionally shifted)"
-    )
-    traffic.add_argument(
-        "--url", type=http_url, default="http://localhost:8000", help="the gateway"
-    )
-    traffic.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
-    traffic.add_argument("--requests", type=count(1), default=40)
-    traffic.add_argument("--rows-per-request", type=count(1), default=25)
-    traffic.add_argument(
-        "--scale",
-        action="append",
-        default=[],
-        help="multiply a numeric feature, e.g. fare=4 (repeatable): a drift to detect",
-    )
-    traffic.add_argument("--seed", type=int, default=0)
-    traffic.set_defaults(handler=_send_demo_traffic)
 
 
 def _add_job_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -297,9 +196,9 @@ def _run_runtime(args: argparse.Namespace) -> int:
             repository=args.repository.resolve(), host=args.host, port=args.port, **overrides
         )
     except RuntimeSettingsError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     if not settings.repository.is_dir():
-        return _fail(f"model repository {settings.repository} is not a folder")
+        return fail(f"model repository {settings.repository} is not a folder")
     from runtime import heap
 
     heap.enable()
@@ -346,12 +245,12 @@ def _run_gateway(args: argparse.Namespace) -> int:
     try:
         settings = GatewaySettings.from_file(args.config)
     except SettingsError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     # The gateway creates its store: a path it cannot create fails here, in one line, not
     # as an exception group from the application's start-up.
     problem = None if settings.log is None else store_problem(settings.log.store, create=True)
     if problem is not None:
-        return _fail(f"{args.config}: log.store: {problem}")
+        return fail(f"{args.config}: log.store: {problem}")
     if args.port is not None:
         settings = dataclasses.replace(settings, port=args.port)
     app = create_app(settings)
@@ -382,59 +281,6 @@ def _create_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _build_demo(args: argparse.Namespace) -> int:
-    from driftgate.reference import build_demo_references
-    from runtime.demo import build_demo_repository
-
-    if args.directory.exists() and not args.directory.is_dir():
-        return _fail(f"{args.directory} is not a folder")
-    try:
-        names = build_demo_repository(args.directory)
-        references = build_demo_references(args.directory)
-    except OSError as exc:
-        return _fail(f"cannot build the demo repository in {args.directory}: {exc}")
-    print(f"built demo repository in {args.directory}: {', '.join(names)}")
-    print(f"with {len(references)} drift reference profiles (titanic)")
-    return 0
-
-
-def _write_digit(args: argparse.Namespace) -> int:
-    from runtime.demo.digits import write_sample_digit_png
-
-    try:
-        write_sample_digit_png(args.path, args.digit)
-    except OSError as exc:
-        return _fail(f"cannot write {args.path}: {exc.strerror or exc}")
-    print(f"wrote a handwritten {args.digit} to {args.path}")
-    return 0
-
-
-def _send_demo_traffic(args: argparse.Namespace) -> int:
-    import httpx
-
-    from driftgate.demo_traffic import parse_scales, send_traffic
-
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
-    try:
-        scales = parse_scales(args.scale)
-        statuses = send_traffic(
-            args.url,
-            args.config,
-            requests=args.requests,
-            rows_per_request=args.rows_per_request,
-            scales=scales,
-            seed=args.seed,
-        )
-    except httpx.HTTPError as exc:  # the gateway is down, or not at that URL
-        return _fail(f"cannot reach the gateway at {args.url}: {exc}")
-    except (ValueError, OSError) as exc:
-        return _fail(str(exc))
-    answered = ", ".join(f"{count} x {status}" for status, count in sorted(statuses.items()))
-    rows = args.requests * args.rows_per_request
-    print(f"sent {args.requests} requests ({rows} passengers) to titanic: {answered}")
-    return 0 if set(statuses) == {200} else 1
-
-
 def _run_sql(args: argparse.Namespace) -> int:
     from gateway.log_settings import store_problem
     from monitoring.prediction_log import SqlError, SqlRefused, run_sql
@@ -443,7 +289,7 @@ def _run_sql(args: argparse.Namespace) -> int:
     # Read-only: a folder that is not a store is refused, not made into an empty one.
     problem = store_problem(args.store, create=False)
     if problem is not None:
-        return _fail(f"--store: {problem}")
+        return fail(f"--store: {problem}")
     try:
         result = run_sql(args.store, args.query, max_rows=args.max_rows, timeout_s=args.timeout)
     except (SqlRefused, SqlError) as exc:

@@ -38,6 +38,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from driftgate.cli_arguments import http_url
+
 if TYPE_CHECKING:
     from driftgate.admin_client import AdminClient, Route
 
@@ -47,8 +49,6 @@ _ETAG_COMMENT = re.compile(r'^#.*\betag ("[^"]*")', re.MULTILINE)
 
 
 def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from driftgate.cli import http_url
-
     def gateway_url(text: str) -> str:
         try:
             return http_url(text)

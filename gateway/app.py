@@ -30,8 +30,9 @@ from prometheus_client import CollectorRegistry
 from gateway import admin, feedback, proxy, reports
 from gateway.auth import AuthError, TokenVerifier
 from gateway.balancer import ReplicaSet
-from gateway.canary import CanaryController, drift_checks_from, no_drift_checks
+from gateway.canary import CanaryController
 from gateway.canary_share import SharedWindows
+from gateway.canary_verdict import drift_checks_from, no_drift_checks
 from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.errors import GatewayError, error_reply

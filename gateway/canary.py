@@ -19,8 +19,9 @@ weighted by the current step. The gateway watches both arms and, every ``TICK_S`
 Each decision is applied like an admin ``PUT``: validated, persisted (in a worker thread:
 the write may wait for another gateway's lock), swapped atomically (``gateway.route_table``),
 unless the route's file changed since the policy it was measured on was read (another
-gateway's ``PUT``): then it is dropped, and the new policy judged afresh. :func:`judge`
-decides (pure); :class:`CanaryController` measures and applies. Any change to the route,
+gateway's ``PUT``): then it is dropped, and the new policy judged afresh.
+``gateway.canary_verdict`` decides (``judge``, pure, and ``applied``, the policy after a
+decision); :class:`CanaryController` measures and applies. Any change to the route,
 by the controller or the admin API, restarts the current step's window. Metrics:
 ``driftgate_canary_weight_percent{route}``, ``driftgate_canary_decisions_total{route,action}``,
 ``driftgate_canary_leader``; each applied decision is an INTERNAL span ``canary {route}``
@@ -39,25 +40,28 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
 
-import msgspec
 from opentelemetry import trace
 
 from gateway.canary_share import Gathered, SharedWindows, policy_digest
+from gateway.canary_verdict import (
+    DriftCheck,
+    DriftChecks,
+    Verdict,
+    applied,
+    judge,
+    no_drift_checks,
+)
 from gateway.canary_window import ArmWindow
 from gateway.lease import FileLease
 from gateway.policy_model import CANARY_ARM, STABLE_ARM, Canary, RoutePolicy
 from gateway.route_table import RouteTable
 from monitoring.gateway_metrics import GatewayMetrics
-from monitoring.job_results import Entries, drifted_features
 
 log = logging.getLogger("driftgate.gateway.canary")
 
 #: Seconds between two looks at every canary.
 TICK_S = 5.0
-Action = Literal["hold", "advance", "promote", "rollback"]
 
 
 class CanaryStats:
@@ -91,123 +95,6 @@ class CanaryStats:
         """Forget the windows of every other route (its canary ended, or the route went)."""
         for key in [key for key in self._windows if key[0] not in routes]:
             del self._windows[key]
-
-
-@dataclass(frozen=True)
-class DriftCheck:
-    """The drift job's latest check of one arm: when it ran, and what it found drifted."""
-
-    checked_at: float  # Unix seconds
-    drifted: frozenset[str]  # input and output features
-
-
-#: The latest drift check of (model, version, arm), or None. A version that is None or a
-#: label (the gateway does not know which number it names) matches any version.
-DriftChecks = Callable[[str, str | None, str], DriftCheck | None]
-
-
-def no_drift_checks(model: str, version: str | None, arm: str) -> DriftCheck | None:
-    """Without a prediction log there is no drift job to ask."""
-    return None
-
-
-def drift_checks_from(entries: Callable[[], Entries]) -> DriftChecks:
-    """``DriftChecks`` over the latest drift results (``monitoring.job_results``)."""
-
-    def latest(model: str, version: str | None, arm: str) -> DriftCheck | None:
-        newest: DriftCheck | None = None
-        for key, entry in entries().items():
-            if entry.get("model") != model or entry.get("arm") != arm:
-                continue
-            if version is not None and version.isdigit() and str(entry.get("version")) != version:
-                continue
-            try:
-                checked_at, drifted = drifted_features(entry)
-            except (KeyError, TypeError, ValueError) as exc:
-                log.debug("skipping malformed latest drift entry %s: %r", key, exc)
-                continue
-            if newest is None or checked_at > newest.checked_at:
-                newest = DriftCheck(checked_at, frozenset(drifted))
-        return newest
-
-    return latest
-
-
-@dataclass(frozen=True)
-class Verdict:
-    action: Action
-    reason: str
-
-
-def judge(
-    canary: Canary,
-    stable: ArmWindow,
-    candidate: ArmWindow,
-    elapsed_s: float,
-    drift: tuple[DriftCheck, DriftCheck] | None = None,
-) -> Verdict:
-    """What to do with a progressing canary, from its current step's windows and, when the
-    drift job has checked both arms since the step began, those checks (stable, canary)."""
-    enough = candidate.requests >= canary.min_requests
-    if enough and candidate.error_rate > canary.max_error_rate:
-        return Verdict(
-            "rollback",
-            f"error rate {candidate.error_rate:.2%} ({candidate.failures} of "
-            f"{candidate.requests}) > {canary.max_error_rate:.2%}",
-        )
-    allowed = canary.max_extra_drifted_features
-    if allowed is not None and drift is not None:
-        extra = sorted(drift[1].drifted - drift[0].drifted)
-        if len(extra) > allowed:
-            return Verdict(
-                "rollback",
-                f"drift: {len(extra)} feature(s) drifted on the canary arm and not on the "
-                f"stable arm ({', '.join(extra)}) > {allowed}",
-            )
-    if enough and stable.requests >= canary.min_requests:
-        slower_by = candidate.p90() - stable.p90()
-        ratio = candidate.p90() / stable.p90() if stable.p90() > 0 else 1.0
-        if ratio > canary.max_latency_ratio and slower_by > canary.latency_slack_s:
-            return Verdict(
-                "rollback",
-                f"p90 latency {candidate.p90() * 1000:.1f} ms is {ratio:.2f}x the stable "
-                f"arm's {stable.p90() * 1000:.1f} ms (> {canary.max_latency_ratio:g}x)",
-            )
-    if elapsed_s < canary.interval_s:
-        return Verdict("hold", f"step {canary.step} runs {canary.interval_s:g}s")
-    if not enough:
-        return Verdict(
-            "hold", f"waiting for traffic: {candidate.requests} of {canary.min_requests} requests"
-        )
-    last = canary.step == len(canary.steps) - 1
-    healthy = f"healthy at {canary.weight}%: error rate {candidate.error_rate:.2%}"
-    return Verdict("promote" if last else "advance", healthy)
-
-
-def applied(policy: RoutePolicy, verdict: Verdict) -> RoutePolicy:
-    """The route's policy after ``verdict`` (not ``hold``) on its canary."""
-    canary = policy.canary
-    assert canary is not None
-    replace = msgspec.structs.replace
-    if verdict.action == "advance":
-        return replace(policy, split=None, canary=replace(canary, step=canary.step + 1))
-    if verdict.action == "rollback":
-        return replace(
-            policy,
-            split=None,
-            canary=replace(canary, status="rolled_back", reason=verdict.reason),
-            # A fallback to the primary backed the canary; the primary needs none to itself.
-            fallback=tuple(t for t in policy.fallback if t != policy.primary),
-        )
-    if verdict.action == "promote":
-        return replace(
-            policy,
-            primary=canary.target,
-            split=None,
-            canary=None,
-            fallback=tuple(t for t in policy.fallback if t != canary.target),
-        )
-    raise ValueError(f"nothing to apply for {verdict.action!r}")
 
 
 class CanaryController:

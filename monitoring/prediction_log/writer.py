@@ -5,7 +5,8 @@ in-memory queue under a short lock; it never waits for disk, and when ``max_queu
 records are already waiting it drops the batch and counts it (``outcome="dropped"``). A
 daemon thread takes everything queued when ``flush_rows`` records are waiting or
 ``flush_interval_s`` has passed since its last flush, groups it by (table, model, UTC
-date), and writes one Parquet segment per group (staged, fsynced, renamed into place).
+date), and writes one Parquet segment per group (staged, fsynced, renamed into place: the
+``SegmentWriter`` of ``monitoring.prediction_log.segment_writer``).
 
 Loss bounds: ``close()`` (SIGTERM) writes everything accepted; after a SIGKILL, what was
 accepted more than about one flush interval (plus one write) earlier is on disk. A segment
@@ -37,48 +38,26 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, cast
 
 from prometheus_client import CollectorRegistry
 
 from monitoring.prediction_log.catalog import Catalog
-from monitoring.prediction_log.flush import Flush, per_table, table_of
-from monitoring.prediction_log.layout import (
-    FEEDBACK,
-    partition_dir,
-    remove_stale_staging,
-    segment_name,
-    write_segment,
-)
+from monitoring.prediction_log.flush import Flush, per_table
+from monitoring.prediction_log.layout import remove_stale_staging
 from monitoring.prediction_log.metrics import (
     CLOSED,
     FLUSH_FAILED,
     QUEUE_FULL,
-    UNCONVERTIBLE,
-    WRITE_FAILED,
     DropReason,
     LogMetrics,
 )
 from monitoring.prediction_log.quarantine import quarantined_count
 from monitoring.prediction_log.records import FeedbackRecord, LogSettings, PredictionRecord
-from monitoring.prediction_log.segments import (
-    GroupKey,
-    Record,
-    feedback_table,
-    group_key,
-    predictions_table,
-)
-from monitoring.prediction_log.shape_registry import ShapeRegistry
-from monitoring.prediction_log.shapes import ColumnShapes
-
-if TYPE_CHECKING:
-    import pyarrow as pa  # type: ignore[import-untyped]
+from monitoring.prediction_log.segment_writer import RETRY_DELAY_S, SegmentWriter
+from monitoring.prediction_log.segments import Record
 
 log = logging.getLogger(__name__)
 
-#: Attempts at writing one segment, in all (the first and two retries).
-WRITE_ATTEMPTS = 3
-RETRY_DELAY_S = 0.1
 #: Records dropped by ``submit`` are logged at most this often (it is the request path).
 DROP_LOG_INTERVAL_S = 60.0
 #: Longest wait between two attempts to create the catalog when it is busy.
@@ -109,12 +88,12 @@ class PredictionLogWriter:
         self._write_lock = threading.Lock()
         self._catalog_retry_at: float | None = None
         self._catalog_delay = 0.5
-        self._shapes: ColumnShapes | None = None  # read from the registry at the first write
         self.metrics = LogMetrics(
             registry or CollectorRegistry(),
             lambda: self._depth,
             lambda: quarantined_count(self.root),
         )
+        self.segment_writer = SegmentWriter(self.root, self.metrics)
 
     def start(self) -> None:
         """Create the store's layout and catalog, then start the writer thread."""
@@ -276,16 +255,7 @@ class PredictionLogWriter:
         started = time.perf_counter()
         try:
             with self._write_lock:
-                for key, records in self._group(flush).items():
-                    if flush.abandoned:
-                        break
-                    try:
-                        self._write_group(key, records, flush)
-                    except Exception:  # a bug costs this group, not the flush's others
-                        log.exception(
-                            "prediction log: could not write %d %s records", len(records), key[0]
-                        )
-                        self.metrics.write_errors.inc()
+                self.segment_writer.write(flush)
         except Exception:
             log.exception("prediction log: a flush of %d records failed", flush.count)
             self.metrics.write_errors.inc()
@@ -307,88 +277,6 @@ class PredictionLogWriter:
                 self._flushing = None
             self._cond.notify_all()
 
-    def _group(self, flush: Flush) -> dict[GroupKey, list[Record]]:
-        """Records by destination; a record that has none (not a record, no timestamp...)
-        is logged, counted as dropped and skipped."""
-        groups: dict[GroupKey, list[Record]] = {}
-        for batch in flush.batches:
-            for record in batch:
-                try:
-                    key = group_key(record)
-                except Exception:
-                    log.exception("prediction log: dropped an unusable record %r", record)
-                    flush.dropped(table_of(record), 1, UNCONVERTIBLE)
-                    continue
-                bucket = groups.get(key)
-                if bucket is None:
-                    groups[key] = [record]
-                else:
-                    bucket.append(record)
-        return groups
-
-    def _write_group(self, key: GroupKey, records: list[Record], flush: Flush) -> None:
-        table, model, day = key
-        converted = self._usable_rows(table, records, flush)
-        if converted is None:
-            return
-        rows = converted.num_rows
-        for attempt in range(1, WRITE_ATTEMPTS + 1):
-            if flush.abandoned:  # close() gave up and counted these records
-                return
-            try:
-                arrow = self._conformed(table, converted)
-                final = partition_dir(self.root, table, model, day) / segment_name()
-                write_segment(self.root, arrow, final)
-            except Exception:
-                self.metrics.write_errors.inc()
-                log.exception(
-                    "prediction log: writing %d %s records failed (attempt %d of %d)",
-                    rows,
-                    table,
-                    attempt,
-                    WRITE_ATTEMPTS,
-                )
-                if attempt < WRITE_ATTEMPTS:
-                    time.sleep(RETRY_DELAY_S * 2 ** (attempt - 1))
-                continue
-            flush.written(table, rows)
-            self.metrics.segments.labels(table).inc()
-            return
-        log.error(
-            "prediction log: dropped %d %s records after %d failed attempts",
-            rows,
-            table,
-            WRITE_ATTEMPTS,
-        )
-        flush.dropped(table, rows, WRITE_FAILED)
-
-    def _usable_rows(self, table: str, records: list[Record], flush: Flush) -> pa.Table | None:
-        """The group as an Arrow table. A record that cannot be converted on its own (a
-        value no column type holds) is logged, counted as dropped and left out, so that one
-        client's bad record never costs the others theirs; retrying would not help it."""
-        try:
-            return _arrow_table(table, records)
-        except Exception:
-            usable: list[Record] = []
-            for record in records:
-                try:
-                    _arrow_table(table, [record])
-                except Exception:
-                    log.exception("prediction log: dropped an unconvertible record %r", record)
-                    flush.dropped(table, 1, UNCONVERTIBLE)
-                else:
-                    usable.append(record)
-            return _arrow_table(table, usable) if usable else None
-
-    def _conformed(self, table: str, converted: pa.Table) -> pa.Table:
-        """Prediction columns named and shaped as the store agreed (``ColumnShapes``)."""
-        if table == FEEDBACK:
-            return converted
-        if self._shapes is None:
-            registry = ShapeRegistry(self.root)
-            self._shapes = ColumnShapes(registry, registry.load())
-        return self._shapes.conform(converted)
-
     def _ensure_catalog(self) -> None:
         """Create or update the catalog; when that fails, retry later with backoff."""
         try:
@@ -403,9 +291,3 @@ class PredictionLogWriter:
     def _count_dropped(self, records: Sequence[Record], reason: DropReason) -> None:
         for table, count in per_table(records).items():
             self.metrics.dropped(table, count, reason)
-
-
-def _arrow_table(table: str, records: list[Record]) -> pa.Table:
-    if table == FEEDBACK:
-        return feedback_table(cast(list[FeedbackRecord], records))
-    return predictions_table(cast(list[PredictionRecord], records))

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from gateway.canary import DriftCheck, Verdict, applied, drift_checks_from, judge
+from gateway.canary_verdict import DriftCheck, Verdict, applied, drift_checks_from, judge
 from gateway.canary_window import ArmWindow
 from gateway.policy import parse_route
 from gateway.policy_model import Canary, PolicyError, Target

@@ -28,8 +28,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
-from gateway.canary import CanaryController, CanaryStats, Verdict
+from gateway.canary import CanaryController, CanaryStats
 from gateway.canary_share import SharedWindows
+from gateway.canary_verdict import Verdict
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route

@@ -15,7 +15,7 @@ from monitoring.prediction_log import (
     PredictionRecord,
     run_sql,
 )
-from monitoring.prediction_log.writer import WRITE_ATTEMPTS
+from monitoring.prediction_log.segment_writer import WRITE_ATTEMPTS
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "prediction-log.md"
 QUERIES = re.findall(r"```sql\n(.*?)```", DOC.read_text(), re.DOTALL)

@@ -197,7 +197,7 @@ def test_a_flush_failing_outside_the_retried_write_counts_its_records_as_dropped
             raise RuntimeError("a bug in the segment builder")
         return predictions_table(records)
 
-    monkeypatch.setattr("monitoring.prediction_log.writer.predictions_table", buggy)
+    monkeypatch.setattr("monitoring.prediction_log.segment_writer.predictions_table", buggy)
     writer.submit([*predictions(3, model="broken"), *predictions(2, prefix="fine")])
     writer.flush()
     assert query(store, "SELECT model, count(*) FROM predictions GROUP BY ALL") == [("titanic", 2)]
