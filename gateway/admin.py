@@ -260,6 +260,10 @@ async def list_replicas(request: AnyRequest) -> dict[str, Any]:
             {"route": route, "model": target.model, "version": target.version, "state": value}
             for route, target, value in state.dispatcher.breaker_states(now)
         ],
+        "shadow_circuits": [
+            {"route": route, "model": target.model, "version": target.version, "state": value}
+            for route, target, value in state.shadows.breaker_states(now)
+        ],
         "discovery": state.discovery.status() if state.discovery is not None else None,
     }
 

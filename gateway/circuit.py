@@ -19,18 +19,15 @@ the state a caller at ``now`` would see. Results that arrive while OPEN come fro
 let in before it opened and are ignored. A probe whose result never arrives (the request
 was cancelled) would otherwise hold HALF_OPEN forever, so after ``open_s`` without a result
 another probe is allowed.
-
-Shadows (``gateway.shadow``) go to the same targets, and their failures count too: a target
-that only ever receives mirrored traffic, and fails all of it, must stop receiving it. But
-a shadow answers no client, so it asks :meth:`~CircuitBreaker.allow_shadow`, never
-:meth:`~CircuitBreaker.allow`: while HALF_OPEN it gets a probe slot of its own, one shadow
-at a time, and never takes the probe a client request would go through. Whichever probe
-reports first closes or reopens the breaker.
 """
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from enum import StrEnum
+from typing import TypeVar
+
+K = TypeVar("K", bound=Hashable)
 
 
 class CircuitState(StrEnum):
@@ -53,7 +50,6 @@ class CircuitBreaker:
         self.consecutive_failures = 0
         self._opened_at = 0.0
         self._probe_started: float | None = None
-        self._shadow_probe_started: float | None = None
 
     @property
     def state(self) -> CircuitState:
@@ -75,34 +71,12 @@ class CircuitBreaker:
             return True
         return False
 
-    def allow_shadow(self, now: float) -> bool:
-        """Whether a shadow (a mirrored copy no client waits for) may go to the target now.
-
-        CLOSED: True; OPEN: False; HALF_OPEN: True once per shadow probe, a slot apart from
-        the client's: a client request is never sent down the fallback chain (or refused)
-        because a shadow holds the probe, and a target only shadows reach still gets
-        probed. A shadow probe that never reports back is replaced after ``open_s``.
-        """
-        if self._state is CircuitState.CLOSED:
-            return True
-        if self._state is CircuitState.OPEN:
-            if now - self._opened_at < self.open_s:
-                return False
-            self._state = CircuitState.HALF_OPEN
-            self._probe_started = None
-        started = self._shadow_probe_started
-        if started is None or now - started >= self.open_s:
-            self._shadow_probe_started = now
-            return True
-        return False
-
     def record_success(self, now: float) -> None:
         if self._state is CircuitState.OPEN:
             return
         self._state = CircuitState.CLOSED
         self.consecutive_failures = 0
         self._probe_started = None
-        self._shadow_probe_started = None
 
     def record_failure(self, now: float) -> None:
         if self._state is CircuitState.OPEN:
@@ -132,4 +106,24 @@ class CircuitBreaker:
         self._state = CircuitState.OPEN
         self._opened_at = now
         self._probe_started = None
-        self._shadow_probe_started = None
+
+
+#: Breakers a table keeps before it forgets idle ones (``breaker_in``).
+MAX_BREAKERS = 1024
+
+
+def breaker_in(
+    breakers: dict[K, CircuitBreaker], key: K, failures: int, open_s: float
+) -> CircuitBreaker:
+    """``key``'s breaker in ``breakers``, made if need be. Past ``MAX_BREAKERS`` the table
+    forgets the breakers that hold no state, then, if still too many, the oldest: keys are
+    not bounded by the configuration (a URL's version is the client's choice)."""
+    breaker = breakers.get(key)
+    if breaker is None:
+        if len(breakers) >= MAX_BREAKERS:
+            for idle in [k for k, known in breakers.items() if known.pristine]:
+                del breakers[idle]
+            for oldest in list(breakers)[: max(len(breakers) - MAX_BREAKERS // 2, 0)]:
+                del breakers[oldest]
+        breaker = breakers[key] = CircuitBreaker(failures, open_s)
+    return breaker

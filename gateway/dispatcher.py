@@ -24,7 +24,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.balancer import ReplicaSet
-from gateway.circuit import CircuitBreaker, CircuitState
+from gateway.circuit import CircuitBreaker, CircuitState, breaker_in
 from gateway.dialects import InferencePath
 from gateway.errors import NoUpstream, UpstreamTimeout
 from gateway.planner import Plan
@@ -33,8 +33,6 @@ from gateway.upstream import Upstream, UpstreamResponse, UpstreamUnavailable
 from monitoring.gateway_metrics import GatewayMetrics
 
 _RETRYABLE_STATUS = 503
-#: Circuit breakers kept before idle ones are forgotten (``Dispatcher._forget_idle_breakers``).
-MAX_BREAKERS = 1024
 _REPLICA_FAILURE_STATUS = frozenset({502, 504})
 
 
@@ -84,7 +82,7 @@ class Dispatcher:
         tried: list[Target] = []
         for index, target in enumerate(plan.targets):
             role = "primary" if index == 0 else "fallback"
-            breaker = self.breaker(request.route, policy, target)
+            breaker = self._breaker(request.route, policy, target)
             if breaker is not None and not breaker.allow(self.clock()):
                 failures.append(
                     _TargetFailure("circuit_open", f"circuit open for {_describe(target)}")
@@ -228,30 +226,11 @@ class Dispatcher:
             for (route, target), breaker in self._breakers.items()
         ]
 
-    def breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
-        """``target``'s breaker on ``route``, made from ``policy``'s settings if need be; None
-        when the route has none (``circuit_breaker: null``). One per target, whichever
-        traffic reaches it: requests and their fallbacks here, shadows (``gateway.shadow``)."""
+    def _breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
         settings = policy.circuit_breaker
         if settings is None:
             return None
-        key = (route, target)
-        breaker = self._breakers.get(key)
-        if breaker is None:
-            if len(self._breakers) >= MAX_BREAKERS:
-                self._forget_idle_breakers()
-            breaker = CircuitBreaker(settings.failures, settings.open_s)
-            self._breakers[key] = breaker
-        return breaker
-
-    def _forget_idle_breakers(self) -> None:
-        """Drop the breakers that hold no state, then, if still too many, the oldest: a
-        URL's version is the client's choice, so targets (and breakers) are not bounded by
-        the configuration."""
-        for key in [k for k, breaker in self._breakers.items() if breaker.pristine]:
-            del self._breakers[key]
-        for key in list(self._breakers)[: max(len(self._breakers) - MAX_BREAKERS // 2, 0)]:
-            del self._breakers[key]
+        return breaker_in(self._breakers, (route, target), settings.failures, settings.open_s)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -13,15 +13,15 @@ Nor is a target whose circuit breaker on the route is open: it is known to be fa
 more load can only slow its recovery. Such a shadow is counted
 (``driftgate_shadow_requests_total{outcome="circuit_open"}``).
 
-A shadow reports to that breaker, the one the route's fallback chain uses for the target: a
-5xx, a timeout or a connection error is a failure, any other answer a success (whether it
-agrees with the primary is not the target's health). So a target only shadows reach, that
-fails every call, stops receiving them after ``failures`` in a row, for ``open_s``. A shadow
-never takes the half-open probe a client request would go through
-(``CircuitBreaker.allow_shadow``): once ``open_s`` has passed, one shadow at a time probes the
-target beside it, and the first probe to report, a client's or a shadow's, closes or reopens
-the breaker. A route with ``circuit_breaker: null`` has no breakers, for shadows either. A
-shadow that found no replica, or failed on our side, says nothing about its target.
+Shadows have circuit breakers of their own, one per target on the route, with the route's
+``circuit_breaker`` settings: a 5xx, a timeout or a connection error is a failure, any other
+answer a success (whether it agrees with the primary is not the target's health). So a
+target that fails every shadow stops receiving them after ``failures`` in a row, for
+``open_s``; then one shadow probes it. They are not the breakers of the route's requests
+(``gateway.dispatcher``): what a shadow meets (one try, the route's whole ``timeout_s``)
+must neither open nor close a circuit that clients depend on, or a shadow would reach the
+client after all. A route with ``circuit_breaker: null`` has neither kind. A shadow that
+found no replica, or failed on our side, says nothing about its target.
 
 At most ``MAX_IN_FLIGHT`` shadow calls run at once per gateway; a shadow beyond that is
 dropped and counted (``driftgate_shadow_requests_total{outcome="dropped"}``). Shadows share
@@ -43,7 +43,7 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from gateway.circuit import CircuitBreaker
+from gateway.circuit import CircuitBreaker, breaker_in
 from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
 from gateway.policy import Compare, RoutePolicy, Target
@@ -68,6 +68,8 @@ class ShadowRunner:
         self._tasks: set[asyncio.Task[None]] = set()
         #: Called with every shadow answer (the prediction log records it, role "shadow").
         self.on_answer: ShadowObserver | None = None
+        #: The shadows' own circuit breakers, per (route, target).
+        self._breakers: dict[tuple[str, Target], CircuitBreaker] = {}
 
     def schedule(
         self,
@@ -96,9 +98,8 @@ class ShadowRunner:
             if len(self._tasks) >= self.max_in_flight:
                 self._not_sent(request, target, "dropped")
                 continue
-            breaker = self.dispatcher.breaker(request.route, policy, target)
-            # Half open, with the shadows' probe already out: the same as open to a shadow.
-            if breaker is not None and not breaker.allow_shadow(self.dispatcher.clock()):
+            breaker = self._breaker(request.route, policy, target)
+            if breaker is not None and not breaker.allow(self.dispatcher.clock()):
                 self._not_sent(request, target, "circuit_open")
                 continue
             task = asyncio.create_task(
@@ -108,6 +109,18 @@ class ShadowRunner:
             task.add_done_callback(self._tasks.discard)
             sent = True
         return sent
+
+    def _breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
+        settings = policy.circuit_breaker
+        if settings is None:
+            return None
+        return breaker_in(self._breakers, (route, target), settings.failures, settings.open_s)
+
+    def breaker_states(self, now: float) -> list[tuple[str, Target, str]]:
+        return [
+            (route, target, breaker.state_at(now).value)
+            for (route, target), breaker in self._breakers.items()
+        ]
 
     def _not_sent(self, request: ProxyRequest, target: Target, outcome: str) -> None:
         labels = (request.route, target.model, target.version or "", outcome)

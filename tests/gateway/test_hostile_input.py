@@ -287,7 +287,7 @@ def test_made_up_versions_add_no_series_and_no_breakers_past_the_bound(
     start, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """300 made-up versions made 600 series and 313 circuit breakers."""
-    monkeypatch.setattr("gateway.dispatcher.MAX_BREAKERS", 8)
+    monkeypatch.setattr("gateway.circuit.MAX_BREAKERS", 8)
     gateway = start(routes={"iris": {"circuit_breaker": {"failures": 3, "open_s": 10}}})
     assert gateway.client.post("/v2/models/iris/infer", json=BODY).status_code == 200
     for index in range(40):

@@ -400,10 +400,17 @@ def test_a_shadow_is_not_sent_to_a_target_whose_circuit_breaker_is_open(start, r
     assert states == {"1": "open", "2": "open", "3": "closed"}
 
 
-# --- shadows report to the target's circuit breaker ------------------------------------------
+# --- shadows have circuit breakers of their own ----------------------------------------------
 
 
 def breaker_states(gateway: Gateway) -> dict[str | None, str]:
+    """The shadows' breakers, by version."""
+    now = gateway.state.dispatcher.clock()
+    return {t.version: state for _, t, state in gateway.state.shadows.breaker_states(now)}
+
+
+def request_breaker_states(gateway: Gateway) -> dict[str | None, str]:
+    """The breakers of the route's requests (and fallbacks), by version."""
     dispatcher = gateway.state.dispatcher
     return {t.version: state for _, t, state in dispatcher.breaker_states(dispatcher.clock())}
 
@@ -447,7 +454,10 @@ def test_a_shadow_only_target_that_keeps_failing_stops_receiving_shadows(
 
     assert len(shadow_calls(runtime)) == 3
     assert shadow_outcomes(gateway) == {outcome: 3.0, "circuit_open": 3.0}
-    assert breaker_states(gateway) == {"1": "closed", "2": "open"}
+    assert breaker_states(gateway) == {"2": "open"}
+    assert request_breaker_states(gateway) == {"1": "closed"}
+    circuits = gateway.client.get("/admin/replicas").json()["shadow_circuits"]
+    assert circuits == [{"route": "iris", "model": "iris", "version": "2", "state": "open"}]
 
 
 @pytest.mark.parametrize(
@@ -467,7 +477,7 @@ def test_refusals_and_disagreements_are_not_failures_of_the_shadow_target(
 
     assert len(shadow_calls(runtime)) == 3
     assert "circuit_open" not in shadow_outcomes(gateway)
-    assert breaker_states(gateway) == {"1": "closed", "2": "closed"}
+    assert breaker_states(gateway) == {"2": "closed"}
 
 
 def test_no_breaker_for_shadows_on_a_route_without_breakers(start, runtime) -> None:
@@ -486,7 +496,7 @@ def test_after_open_s_one_shadow_probes_a_shadow_only_target_and_closes_it(start
     gateway = start(routes=routes)
     mirror(gateway, 1)  # fails: open
     gateway.client.post(INFER, json=BODY)  # not sent
-    assert breaker_states(gateway) == {"1": "closed", "2": "open"}
+    assert breaker_states(gateway) == {"2": "open"}
 
     runtime.behave(Slow(0.5), model="iris", version="2")  # recovered, a bit slow
     time.sleep(0.5)
@@ -500,12 +510,10 @@ def test_after_open_s_one_shadow_probes_a_shadow_only_target_and_closes_it(start
     assert shadow_outcomes(gateway)["ok"] == 3.0
 
 
-def test_a_fallback_that_fails_its_shadows_is_skipped_and_a_shadow_never_takes_its_probe(
-    start, runtime
-) -> None:
-    """Version 2 is both a shadow and the first fallback: its breaker is one. Shadows that
-    fail open it, so a request the primary fails skips it at once. Half open, a shadow
-    probing it must not take the probe a client request would go through."""
+def test_shadows_never_open_or_close_the_circuit_of_the_routes_requests(start, runtime) -> None:
+    """Version 2 is both a shadow and the first fallback. Its failing shadows opened the
+    breaker the route's requests go through, and its succeeding shadows reset it: what a
+    shadow meets (one try, the route's whole timeout) reached the clients after all."""
     runtime.behave(Fail(500), model="iris", version="2")
     fallbacks = [SHADOW_V2["target"], {"model": "iris", "version": "3"}]
     routes = {
@@ -513,30 +521,34 @@ def test_a_fallback_that_fails_its_shadows_is_skipped_and_a_shadow_never_takes_i
             **SHADOWED["iris"],
             "fallback": fallbacks,
             "retries": 0,
-            "circuit_breaker": {"failures": 2, "open_s": 0.5},
+            "circuit_breaker": {"failures": 2, "open_s": 60},
         }
     }
     gateway = start(routes=routes)
     mirror(gateway, 2)
-    assert breaker_states(gateway)["2"] == "open"
+    assert breaker_states(gateway) == {"2": "open"}
+    assert request_breaker_states(gateway) == {"1": "closed"}
 
+    # The primary fails: the request still tries version 2 (its circuit for requests is
+    # closed: one failure now), which fails too, and version 3 answers.
     runtime.behave(Fail(500), model="iris", version="1")
     runtime.reset_calls()
     answer = gateway.client.post(INFER, json=BODY)
-    assert answer.headers["X-Driftgate-Version"] == "3"  # version 2 skipped, not waited for
-    assert shadow_calls(runtime) == []
+    assert answer.headers["X-Driftgate-Version"] == "3"
+    assert len(shadow_calls(runtime)) == 1  # the fallback's try; no shadow after it
+    assert request_breaker_states(gateway) == {"1": "closed", "2": "closed", "3": "closed"}
 
-    # open_s later version 2 has recovered (slowly). The primary answers a request, whose
-    # shadow probes version 2; while it is out, the primary fails the next request, which
-    # goes through to version 2 on the client's own probe rather than past it.
-    runtime.behave(Slow(1.0), model="iris", version="2")
+    # Both recover; a shadow to version 2 succeeds (its own breaker reset, as if open_s had
+    # passed): that says nothing about the failure the requests' circuit counted.
     runtime.behave(Answer(), model="iris", version="1")
-    time.sleep(0.6)
-    assert gateway.client.post(INFER, json=BODY).headers["X-Driftgate-Version"] == "1"
-    eventually(lambda: len(shadow_calls(runtime)) == 1)  # the shadow probe is out
+    runtime.behave(Answer(), model="iris", version="2")
+    gateway.state.shadows._breakers.clear()
+    mirror(gateway, 1)
+    assert shadow_outcomes(gateway)["ok"] == 1.0
+
+    # Both fail again: version 2's second failed request opens its circuit.
     runtime.behave(Fail(500), model="iris", version="1")
+    runtime.behave(Fail(500), model="iris", version="2")
     answer = gateway.client.post(INFER, json=BODY)
-    assert answer.headers["X-Driftgate-Version"] == "2"
-    assert answer.headers["X-Driftgate-Role"] == "fallback"
-    eventually(lambda: shadow_outcomes(gateway).get("ok") == 1)
-    assert breaker_states(gateway)["2"] == "closed"
+    assert answer.headers["X-Driftgate-Version"] == "3"
+    assert request_breaker_states(gateway)["2"] == "open"
