@@ -16,7 +16,8 @@ connection to close (on a kept-alive connection, forever; pipelined answers behi
 go out first). A ``204`` or ``304`` still has its (empty) body write. A held head is sent
 before the connection closes, so an app that fails between the head and the body leaves
 the client with what it got before. The cost: a streaming answer's head waits for its first
-body chunk; neither server streams.
+body chunk; neither server streams. A body over ``JOIN_MAX_BYTES`` is not copied to join
+the head: it follows it.
 
 ``abandon()`` is for the slow-client deadline (``monitoring.slow_clients``), which closes the
 connection itself: a head still held never reached the client, so it is dropped (the client
@@ -27,6 +28,9 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any, Protocol
+
+#: Bodies up to this size are joined to the head; a larger one goes out after it, uncopied.
+JOIN_MAX_BYTES = 64 * 1024
 
 
 class _Cycle(Protocol):
@@ -57,8 +61,11 @@ class HeadWithBody:
                 self._held = data
                 return
         if self._held is not None:
-            data = self._held + data
-            self._held = None
+            held, self._held = self._held, None
+            if len(data) > JOIN_MAX_BYTES:  # a copy would cost more than a second segment
+                self._transport.write(held)
+            else:
+                data = held + data
         self._transport.write(data)
 
     def close(self) -> None:

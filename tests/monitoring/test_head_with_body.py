@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 from uvicorn.server import ServerState
 
-from monitoring.head_with_body import HeadWithBody
+from monitoring.head_with_body import JOIN_MAX_BYTES, HeadWithBody
 from monitoring.slow_clients import guarded_protocol
 
 App = Callable[[Any, Any, Any], Awaitable[None]]
@@ -151,3 +151,13 @@ def test_writes_before_the_response_starts_pass_through() -> None:
     writer.write(b"more")
     assert transport.writes == [b"interim", b"headbody", b"more"]
     assert writer.get_extra_info("peername") == ("127.0.0.1", 50000)
+
+
+def test_a_large_body_follows_its_head_uncopied() -> None:
+    transport, cycle = RecordingTransport(), FakeCycle()
+    writer = HeadWithBody(transport, cycle)
+    cycle.response_started = True
+    writer.write(b"head")
+    body = b"x" * (JOIN_MAX_BYTES + 1)
+    writer.write(body)
+    assert transport.writes == [b"head", body]
