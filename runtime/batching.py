@@ -25,6 +25,9 @@ Per loaded version, on the runtime's event loop:
   those that fail alone fail (``driftgate_batch_splits_total`` counts these batches).
 - A request whose client went away is dropped from the queue at once (``client_gone``: the
   server says the connection closed), or skipped if its task is cancelled; it never runs.
+  One whose batch is already running ends when that batch does (answered
+  ``ClientClosedRequest``, or cancelled): until then its request holds the model version,
+  whose backend is never unloaded under a call (``runtime.repository``).
 - The queue is bounded: a request finding ``max_queue_size`` requests waiting is refused
   at once with ``ServiceOverloaded`` (503, ``Retry-After: 1``; ``on_full`` counts it), so
   that an overloaded model sheds load to other replicas instead of growing its latency and
@@ -32,14 +35,17 @@ Per loaded version, on the runtime's event loop:
 
 At most one merged call per version runs at a time; a model that uses several cores does so
 inside that call (TensorFlow's intra-op threads, ONNX Runtime's). That holds across a change
-of ``batching:`` too: the version's new queue (``after``: the queue it replaces) runs no
-call until the old one has answered everything it had taken; arrivals meanwhile queue in
-the new one, bounded by its ``max_queue_size``.
+of ``batching:`` too: the version's new queue (``after``: the queue it replaces, the
+version's unbatched calls, or both; ``runtime.handover``) runs no call until those have
+ended; arrivals meanwhile queue in the new one, bounded by its ``max_queue_size``. A
+cancelled request's call ends only once its thread is done (``runtime.waiting``), so the
+queue is not idle before that either.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -50,6 +56,7 @@ from typing import Any
 import numpy as np
 
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
+from runtime.handover import Drains
 
 log = logging.getLogger("driftgate.runtime.batching")
 
@@ -118,13 +125,15 @@ class Batched:
 StackKey = tuple[tuple[str, str, tuple[int, ...]], ...] | None  # None: stacks with nothing
 
 
-@dataclass
+@dataclass(eq=False)  # one request is itself only: never compare its arrays
 class _Queued:
     inputs: Arrays
     rows: int
     stack_key: StackKey
     answer: asyncio.Future[Batched]
     joined_ns: int
+    #: Set once no call of this request's batch runs any more (or it never was taken).
+    done_with: asyncio.Future[None]
 
 
 class Batcher:
@@ -139,10 +148,10 @@ class Batcher:
         on_split: Callable[[str], None] = lambda _: None,
         on_full: Callable[[], None] = lambda: None,
         label: str = "the model",
-        after: Batcher | None = None,
+        after: Drains | None = None,
     ) -> None:
         self.config = config
-        self._after = after  # the queue this one replaces, until it has drained
+        self._after = after  # the calls this queue replaces, until they have drained
         self._run = run
         self._on_depth = on_depth  # requests waiting, after every change
         self._on_split = on_split  # a batch ran request by request: why
@@ -174,12 +183,15 @@ class Batcher:
                 if not waiter.done():
                     waiter.set_result(None)
 
+    def busy(self) -> bool:
+        """Whether a call of this queue (or of what it replaced) may still run or wait."""
+        return self._busy or bool(self._queue) or self._replaced_one_busy()
+
     def _replaced_one_busy(self) -> bool:
-        """Whether the queue this one replaced may still run a call."""
-        after = self._after
-        if after is not None and not after._busy and not after._queue and after._after is None:
-            self._after = after = None
-        return after is not None
+        """Whether the calls this queue replaced may still run."""
+        if self._after is not None and not self._after.busy():
+            self._after = None
+        return self._after is not None
 
     async def submit(
         self, inputs: Arrays, rows: int, client_gone: ClientGone | None = None
@@ -198,7 +210,14 @@ class Batcher:
                 "batch queue (batching.max_queue_size); retry shortly"
             )
         loop = asyncio.get_running_loop()
-        queued = _Queued(inputs, rows, _stack_key(inputs), loop.create_future(), time.time_ns())
+        queued = _Queued(
+            inputs,
+            rows,
+            _stack_key(inputs),
+            loop.create_future(),
+            time.time_ns(),
+            loop.create_future(),
+        )
         self._queue.append(queued)
         self._on_depth(len(self._queue))
         if not self._busy:
@@ -207,18 +226,21 @@ class Batcher:
                 self._start()
             elif self._timer is None:
                 self._timer = loop.call_later(self.config.max_queue_delay_s, self._start)
-        if client_gone is None:
-            return await queued.answer
-        return await self._answer_or_drop(queued, client_gone)
+        try:
+            if client_gone is None:
+                return await queued.answer
+            return await self._answer_or_drop(queued, client_gone)
+        except asyncio.CancelledError:
+            queued.answer.cancel()  # skipped if still queued
+            if queued not in self._queue:  # taken: its request holds the model until the end
+                await _until_done(queued.done_with)
+            raise
 
     async def _answer_or_drop(self, queued: _Queued, client_gone: ClientGone) -> Batched:
         """The request's answer, unless its client goes first: then it leaves the queue."""
         watcher = asyncio.ensure_future(client_gone())
         try:
             await asyncio.wait((queued.answer, watcher), return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            queued.answer.cancel()
-            raise
         finally:
             watcher.cancel()
         if queued.answer.done():
@@ -228,6 +250,8 @@ class Batcher:
             self._queue.remove(queued)
             self._on_depth(len(self._queue))
             self._maybe_idle()
+        else:  # its batch runs: the request holds the model version until that call ends
+            await _until_done(queued.done_with)
         raise ClientClosedRequest(
             f"the client closed the connection while its request waited for {self._label}"
         )
@@ -258,16 +282,20 @@ class Batcher:
         """Run batches until the queue is empty (arrivals during a call go next)."""
         batch: list[_Queued] = []
         try:
-            if self._after is not None:  # the replaced queue's last call must end first
+            if self._after is not None:  # the calls this queue replaces must end first
                 await self._after.until_idle()
                 self._after = None
             while batch := self._take():
-                await self._answer(batch)
+                try:
+                    await self._answer(batch)
+                finally:
+                    _done_with(batch)
         finally:
             self._busy, self._worker = False, None
             for queued in [*batch, *self._queue]:  # left only if this task was cancelled
                 if not queued.answer.done():
                     queued.answer.cancel()
+            _done_with([*batch, *self._queue])
             self._queue.clear()
             self._maybe_idle()
 
@@ -329,6 +357,20 @@ class Batcher:
 def _settle(queued: _Queued, result: Batched) -> None:
     if not queued.answer.done():
         queued.answer.set_result(result)
+
+
+def _done_with(batch: list[_Queued]) -> None:
+    for queued in batch:
+        if not queued.done_with.done():
+            queued.done_with.set_result(None)
+
+
+async def _until_done(done_with: asyncio.Future[None]) -> None:
+    """Returns once ``done_with`` is set, even if the waiting task is cancelled meanwhile
+    (its caller raises that then): a request's call is never left running behind it."""
+    while not done_with.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.shield(done_with)
 
 
 def _stack_key(inputs: Arrays) -> StackKey:

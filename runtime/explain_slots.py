@@ -37,6 +37,7 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
+from runtime.waiting import until_finished
 
 T = TypeVar("T")
 #: Returns when the request's client has gone (its connection closed).
@@ -109,7 +110,7 @@ class ExplainSlots:
             stop.set()  # gone or cancelled: a running explanation stops at its next model call
             if not running.cancel():  # one no thread has started never runs
                 # The request holds its version loaded until the thread is done with it.
-                await _finished(running)
+                await until_finished(running)
             raise
 
 
@@ -132,14 +133,6 @@ async def _unless_gone(
         return task.result()
     task.cancel()
     raise ClientClosedRequest(f"the client closed the connection while {label} {doing}")
-
-
-async def _finished(running: Future[Any]) -> None:
-    """Returns once ``running`` has ended, whatever its outcome (nobody reads it)."""
-    ended = asyncio.wrap_future(running)
-    await asyncio.wait((ended,))
-    if not ended.cancelled():
-        ended.exception()  # retrieved, so that asyncio does not log it as forgotten
 
 
 def _release_on(

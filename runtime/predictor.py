@@ -9,6 +9,10 @@ merges concurrent requests into one call first (``runtime.batching``). Calls wai
 thread are bounded per version; beyond the bound a request is refused with 503
 (``runtime.waiting``). Explanations are admitted to the threads apart, fewer at once and
 fewer waiting, so that they never crowd predictions out (``runtime.explain_slots``).
+A request's call ends when its thread is done with it, cancelled or not, so its request
+holds the model version (``ModelRepository.acquire``) as long as the backend is in use. A
+version's unbatched calls are counted, so that a queue made when ``batching:`` is switched
+on waits for them (``runtime.handover``).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from runtime.explain_slots import (
     ExplainSlots,
     running_explanations_for,
 )
+from runtime.handover import AllDrained, CallsInFlight, Drains
 from runtime.inference import InferenceRequest, InferenceResponse
 from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
@@ -71,6 +76,9 @@ class Predictor:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inference")
         # Per backend object, like the placement: a reloaded version counts afresh.
         self._waiting: weakref.WeakKeyDictionary[object, WaitingCalls] = weakref.WeakKeyDictionary()
+        self._unbatched: weakref.WeakKeyDictionary[object, CallsInFlight] = (
+            weakref.WeakKeyDictionary()
+        )
         self.explanations = ExplainSlots(
             running_explanations_for(threads), max_waiting_explanations
         )
@@ -122,7 +130,14 @@ class Predictor:
         ) as span:
             try:
                 if batcher is None:
-                    outputs = await self._call(model, inputs, rows, client_gone)
+                    unbatched = self._unbatched.get(backend)
+                    if unbatched is None:
+                        unbatched = self._unbatched[backend] = CallsInFlight()
+                    unbatched.started()
+                    try:
+                        outputs = await self._call(model, inputs, rows, client_gone)
+                    finally:
+                        unbatched.ended()
                 else:
                     batched = await batcher.submit(inputs, rows, client_gone)
                     outputs = self._batched(model, span, batched)
@@ -191,11 +206,16 @@ class Predictor:
 
     def _batcher(self, model: ModelVersion) -> Batcher | None:
         """The version's queue while its config asks for batching: a new one on a change,
-        which runs nothing until the one it replaces has drained (one call at a time)."""
+        which runs nothing until the queue it replaces and the version's unbatched calls
+        have drained (one call at a time)."""
         config = model.batching
         if config is None:
             return None
         if model.batcher is None or model.batcher.config != config:
+            after: Drains | None = model.batcher
+            unbatched = self._unbatched.get(model.backend) if model.backend is not None else None
+            if unbatched is not None:
+                after = unbatched if after is None else AllDrained(after, unbatched)
             name, version = model.model, str(model.version)
             depth = self.metrics.queue_depth.labels(name, version)
             splits = self.metrics.batch_splits
@@ -206,7 +226,7 @@ class Predictor:
                 on_split=lambda reason: splits.labels(name, version, reason).inc(),
                 on_full=self.metrics.batch_rejections.labels(name, version).inc,
                 label=f"model '{name}' version {version}",
-                after=model.batcher,
+                after=after,
             )
         return model.batcher
 

@@ -174,7 +174,10 @@ class ModelRepository:
         """``resolve``, and hold the version until ``release``.
 
         A version replaced or removed while a request holds it keeps its backend until the
-        last holder releases it, so a version swap never fails a request in flight.
+        last holder releases it, so a version swap never fails a request in flight. A request
+        that leaves early (its client hung up, its task was cancelled) still holds it until the
+        thread running its call is done (``runtime.waiting``, ``runtime.batching``), so a
+        backend is never unloaded under a call.
         """
         with self._lock:
             target = self.resolve(name, version)

@@ -15,16 +15,22 @@ wait for a thread and never come here.
 A call stops waiting when a thread starts it, or when its client goes before one did:
 ``client_gone`` returns (the server says the connection closed; handlers are never
 cancelled for that) or its task is cancelled. Such a call never runs, and its request is
-answered ``ClientClosedRequest`` (499). A call a thread has started runs to its end. The
-count is changed from both the event loop and the worker threads, hence the lock.
+answered ``ClientClosedRequest`` (499). A call a thread has started runs to its end, and
+its request waits for that end, even when its task is cancelled (the cancellation is
+raised then): a request holds its model version until then, and a retired version's backend
+is unloaded by its last holder (``runtime.repository``), so never under a running call.
+Batch queues rely on this too: a cancelled request's call does not leave the queue idle
+while its thread still runs (``runtime.batching``). The count is changed from both the
+event loop and the worker threads, hence the lock.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor
+from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
@@ -68,7 +74,8 @@ class WaitingCalls:
                 "inference thread (DRIFTGATE_MAX_WAITING_CALLS); retry shortly"
             )
         ticket = _Ticket(self)
-        answer = asyncio.get_running_loop().run_in_executor(executor, ticket.started, call)
+        running = executor.submit(ticket.started, call)
+        answer = asyncio.wrap_future(running)
         try:
             if client_gone is None:
                 return await answer
@@ -83,6 +90,10 @@ class WaitingCalls:
                 "the client closed the connection while its request waited for an inference "
                 f"thread of {self._label}"
             )
+        except asyncio.CancelledError:
+            if not self._leave(ticket):  # a thread has it: the request ends with the call
+                await until_finished(running)
+            raise
         finally:
             self._leave(ticket)  # gone or cancelled before a thread took it: it never runs
             answer.cancel()  # a no-op once answered
@@ -95,6 +106,18 @@ class WaitingCalls:
             ticket.left = True
             self._waiting -= 1
             return True
+
+
+async def until_finished(running: Future[Any]) -> None:
+    """Returns once ``running``, a call a thread has started, has ended, whatever its
+    outcome (nobody reads it); cancelling the waiting task meanwhile does not end the wait
+    (its caller raises the cancellation afterwards)."""
+    ended = asyncio.wrap_future(running)
+    while not ended.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait((ended,))
+    if not ended.cancelled():
+        ended.exception()  # retrieved, so that asyncio does not log it as forgotten
 
 
 class _Ticket:
