@@ -53,7 +53,9 @@ def _quiet_frameworks() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="driftgate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="driftgate", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument(
         "--log-level", type=log_level, default=os.environ.get("DRIFTGATE_LOG_LEVEL", "INFO")
     )
@@ -101,7 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     token = commands.add_parser("token", help="JSON Web Tokens for the gateway")
     token_commands = token.add_subparsers(dest="token_command", required=True)
     create = token_commands.add_parser("create", help="mint a token; prints only the token")
-    create.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
+    create.add_argument(
+        "--config",
+        type=Path,
+        default=Path("var/gateway.yaml"),
+        help="the gateway's configuration, whose auth key signs the token (default: %(default)s)",
+    )
     create.add_argument("--sub", required=True, help="subject (the caller's name)")
     create.add_argument(
         "--scope",
@@ -221,7 +228,16 @@ def _run_runtime(args: argparse.Namespace) -> int:
 
 def _run_up(args: argparse.Namespace) -> int:
     from driftgate.reference import build_demo_references
-    from gateway.local import run_local
+    from gateway.local import ports_in_use, run_local
+
+    runtime_ports = range(args.runtime_port, args.runtime_port + args.replicas)
+    busy = ports_in_use([args.port, *runtime_ports, args.jobs_metrics_port])
+    if busy:
+        return fail(
+            f"port{'s' if len(busy) > 1 else ''} {', '.join(map(str, busy))} already in use "
+            "(another `driftgate up`?): stop it, or pick free ports with --port, "
+            "--runtime-port and --jobs-metrics-port"
+        )
 
     return run_local(
         args.home,
@@ -271,6 +287,11 @@ def _create_token(args: argparse.Namespace) -> int:
     from gateway.auth import AuthConfigError, mint_token, parse_ttl
     from gateway.settings import GatewaySettings, SettingsError
 
+    if not args.config.is_file():
+        return fail(
+            f"no gateway configuration at {args.config}: run this in the checkout where "
+            "`make up` runs (it writes var/gateway.yaml), or name the gateway's with --config"
+        )
     try:
         settings = GatewaySettings.from_file(args.config)
         token = mint_token(settings.auth, args.sub, args.scope, parse_ttl(args.ttl))

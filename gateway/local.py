@@ -18,9 +18,15 @@ restarted when they die.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
 import secrets
 import signal
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -28,6 +34,9 @@ from types import FrameType
 import yaml
 
 log = logging.getLogger("driftgate.up")
+
+#: How long ``up`` waits for its gateway to report ready before it says it is not.
+READY_WAIT_S = 600.0
 
 DEMO_ROUTES = {
     "titanic": {
@@ -136,6 +145,7 @@ def run_local(
         )
         app = create_app(settings)
         freeze_heap()
+        _announce_when_ready(_local_url(settings.host, port), len(ports))
         uvicorn.run(
             app,
             host=settings.host,
@@ -148,6 +158,55 @@ def run_local(
     finally:
         supervisor.stop()
     return 0
+
+
+def ports_in_use(ports: list[int]) -> list[int]:
+    """The ``ports`` something already listens on (on any address): ``up`` checks them before
+    it starts anything, so that a second ``up`` fails at once naming the port, not after
+    starting replicas that cannot listen."""
+    busy = []
+    for port in ports:
+        with socket.socket() as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                sock.bind(("0.0.0.0", port))
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
+                busy.append(port)
+    return busy
+
+
+def _local_url(host: str, port: int) -> str:
+    return f"http://{'127.0.0.1' if host in ('', '0.0.0.0', '::') else host}:{port}"
+
+
+def _announce_when_ready(url: str, replicas: int) -> None:
+    """Log one line once the gateway at ``url`` answers ``/v2/health/ready`` with 200 (a
+    replica has loaded its models): the first start builds and loads the demo models for
+    a minute or two, and uvicorn's "running on" line comes well before that."""
+
+    def wait() -> None:
+        started = time.monotonic()
+        while time.monotonic() - started < READY_WAIT_S:
+            try:
+                with urllib.request.urlopen(url + "/v2/health/ready", timeout=2):
+                    log.info(
+                        "ready after %.0f s: the gateway on %s answers (%d runtime "
+                        "replica%s supervised); Ctrl-C stops everything",
+                        time.monotonic() - started,
+                        url,
+                        replicas,
+                        "" if replicas == 1 else "s",
+                    )
+                    return
+            except (urllib.error.URLError, OSError):
+                time.sleep(0.5)
+        log.warning(
+            "the gateway on %s is not ready after %.0f s: see the replicas' logs", url, READY_WAIT_S
+        )
+
+    threading.Thread(target=wait, name="ready-announcer", daemon=True).start()
 
 
 def _exit_on_sigterm(signum: int, _frame: FrameType | None) -> None:

@@ -13,6 +13,7 @@ import uvicorn
 import runtime.heap
 from driftgate.cli import main
 from tests.cli_logging import root_logging  # noqa: F401  (an autouse fixture)
+from tests.e2e.processes import free_port
 
 
 def refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -249,3 +250,42 @@ def test_reference_build_names_a_damaged_parquet_file(
     assert main([*argv, *options, "--feature", "fare"]) == 2
 
     assert capsys.readouterr().err.startswith(f"driftgate: cannot read {damaged}: ")
+
+
+def test_up_refuses_ports_in_use_before_starting_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second `driftgate up` started its replicas and jobs process, then failed with
+    uvicorn's bare "address already in use" for the gateway's port."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = ["up", "--home", str(tmp_path / "home"), "--port", str(port)]
+        argv += ["--runtime-port", str(free_port()), "--jobs-metrics-port", str(free_port())]
+        assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"driftgate: port {port} already in use (another `driftgate up`?): stop it, or pick "
+        "free ports with --port, --runtime-port and --jobs-metrics-port"
+    )
+    assert not (tmp_path / "home").exists()  # nothing built, nothing started
+
+
+def test_help_shows_no_rst_markup(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "``" not in capsys.readouterr().out
+
+
+def test_token_create_without_a_configuration_says_where_it_looked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Outside the checkout it answered "[Errno 2] No such file or directory"."""
+    missing = tmp_path / "gateway.yaml"
+    argv = ["token", "create", "--sub", "a", "--scope", "predict", "--config", str(missing)]
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"driftgate: no gateway configuration at {missing}: run this in the checkout where "
+        "`make up` runs (it writes var/gateway.yaml), or name the gateway's with --config"
+    )

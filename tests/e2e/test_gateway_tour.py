@@ -33,7 +33,7 @@ from pathlib import Path
 import pytest
 
 from driftgate.reference import build_reference
-from tests.e2e.gateway_system import LocalSystem, local_system
+from tests.e2e.gateway_system import LocalSystem, local_system, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -104,6 +104,17 @@ def routes_put_back(system: LocalSystem) -> Iterator[None]:
         for name, policy in before.items():
             if admin.get(f"/admin/routes/{name}").json()["policy"] != policy:
                 admin.put(f"/admin/routes/{name}", json=policy).raise_for_status()
+
+
+def test_up_says_when_it_is_ready(system: LocalSystem) -> None:
+    """uvicorn's "running on" line came a minute before the demo models were loaded, and
+    nothing said when the system could answer."""
+    line = wait_for(
+        lambda: next((x for x in system.process.log().splitlines() if "ready after" in x), None),
+        10,
+        "up's ready line",
+    )
+    assert f"the gateway on {system.url} answers (2 runtime replicas supervised)" in line
 
 
 def test_the_readme_tours_the_gateway() -> None:
