@@ -119,11 +119,20 @@ def _inference_error(_: AnyRequest, exc: InferenceServerError) -> Response[dict[
     return Response({"error": exc.message}, status_code=exc.status_code, headers=exc.served_headers)
 
 
+#: Paths only the gateway answers: a replica's 404 for them says where to go instead.
+GATEWAY_ONLY_PATHS = ("/admin/", "/v1/feedback", "/reports")
+
+
 def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
     message = exc.detail or "request failed"
     if exc.status_code == 413:  # Litestar's own limit (a body without Content-Length)
         limit = runtime_state(request).settings.max_body_bytes
         message = f"request body too large: the limit is {limit} bytes"
+    elif exc.status_code == 404 and request.url.path.startswith(GATEWAY_ONLY_PATHS):
+        message = (
+            f"{request.url.path} is the gateway's, and this is a runtime replica: send it to "
+            "the gateway (port 8000 under `driftgate up`)"
+        )
     return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
 
 

@@ -314,3 +314,27 @@ def test_an_image_section_changed_to_one_the_model_cannot_take_is_refused_at_the
         # What already served keeps serving, with the section it was loaded with.
         answer = client.post("/v1/models/double/eval", content=body, headers=headers)
         assert answer.status_code == 200, answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/admin/routes"), ("PUT", "/admin/routes/iris"), ("POST", "/v1/feedback")],
+)
+def test_the_gateways_paths_on_a_replica_say_where_to_go(
+    client: TestClient,  # type: ignore[type-arg]
+    method: str,
+    path: str,
+) -> None:
+    """A user who sent the admin API or feedback to a replica got a bare "Not Found"."""
+    answer = client.request(method, path, json={})
+    assert answer.status_code == 404
+    assert answer.json() == {
+        "error": f"{path} is the gateway's, and this is a runtime replica: send it to the "
+        "gateway (port 8000 under `driftgate up`)"
+    }
+
+
+def test_other_unknown_paths_stay_a_plain_not_found(client: TestClient) -> None:  # type: ignore[type-arg]
+    answer = client.get("/v1/modelz")
+    assert answer.status_code == 404
+    assert "gateway" not in answer.json()["error"]
