@@ -2,6 +2,7 @@
 admin API (docs/gateway.md, "The admin API").
 
     driftgate routes list [--format text|yaml|json]    every configured route, one line each
+                                                       (who answers, shadows, fallbacks)
     driftgate routes get MODEL [--format yaml|json]    one route's policy
     driftgate routes set MODEL --file policy.yaml      replace it with the file's policy
     driftgate routes weights MODEL ARM=WEIGHT ...      change only its A/B weights
@@ -151,7 +152,22 @@ def reweigh(
 
 
 def summary(policy: dict[str, Any]) -> str:
-    """Who answers the route, in one line: its arms and weights, or its primary."""
+    """The route in one line: who answers it (``answering``), then what it mirrors to (each
+    shadow with its percent) and its fallback chain, in order, e.g.
+    ``iris v2; shadow iris v1 10%; fallback iris_onnx, iris v1``."""
+    parts = [answering(policy)]
+    shadows = policy.get("shadow") or []
+    if shadows:
+        mirrored = (f"{_target(s['target'])} {s.get('percent', 100):g}%" for s in shadows)
+        parts.append("shadow " + ", ".join(mirrored))
+    fallbacks = policy.get("fallback") or []
+    if fallbacks:
+        parts.append("fallback " + ", ".join(_target(target) for target in fallbacks))
+    return "; ".join(parts)
+
+
+def answering(policy: dict[str, Any]) -> str:
+    """Who answers the route: its arms and weights (and canary), or its primary."""
     split = policy.get("split")
     if split:
         answers = ", ".join(
@@ -263,7 +279,7 @@ def _reweigh_route(client: AdminClient, route: Route, weights: dict[str, int]) -
     except ValueError as exc:
         raise AdminError(str(exc), usage=True) from None
     if not changes:
-        print(f"{route.name}: weights unchanged ({summary(route.policy)})")
+        print(f"{route.name}: weights unchanged ({answering(route.policy)})")
         return 0
     client.put(route.name, policy, route.etag)
     print(f"{route.name}: " + ", ".join(f"{arm} {old} -> {new}" for arm, old, new in changes))

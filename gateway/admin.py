@@ -7,7 +7,8 @@ persisted to ``routes_dir`` and swapped in atomically; the next request uses it.
 over ``MAX_POLICY_BYTES`` answers 413 unread, and JSON nested deeper than msgspec decodes
 answers 400 like any policy nested too deeply.
 
-``GET /admin/routes/{model}`` answers 404 for a name no route can have.
+``GET /admin/routes/{model}`` answers 404 for a name no route can have. Each ``GET`` also
+answers ``HEAD``: the same status and headers, no body.
 
 Both answer with the policy's ``ETag`` (``gateway.route_table.policy_etag``), and
 ``GET /admin/routes`` gives each route's ETag next to its policy, so that a client can
@@ -26,10 +27,9 @@ policy, the default one at least). Either header, malformed, answers 400.
 A ``PUT`` with ``If-None-Match`` (RFC 9110, section 13.1.2) writes only if the route does
 not have one of those ETags (weakly compared), or with ``*`` only if it is not configured
 ("create, never replace"); else 412 with its ETag, and nothing changes. ``RouteTable``
-checks only ``If-Match`` under its lock, so this is a compare-and-swap on top of it: the
-route's ETag is read, the conditions are checked on it, and the write goes with that ETag as
-``If-Match``; a route changed in between is checked again. (A route configured meanwhile
-with exactly the default policy has the ETag it had unconfigured, and is replaced.)
+checks it under the same lock as ``If-Match``, both at once, so no write by this gateway or
+another slips in between (a route configured meanwhile with exactly the default policy keeps
+the ETag it had unconfigured, and is refused all the same).
 """
 
 from __future__ import annotations
@@ -39,30 +39,34 @@ import re
 from typing import Any
 
 import msgspec
-from litestar import Response, get, put
+from litestar import Response, put, route
 from litestar.params import FromPath
+from litestar.types import Method
 
 from gateway.balancer import ReplicaStatus
 from gateway.errors import BadGatewayRequest, PayloadTooLarge, RouteNotFound
 from gateway.policy import (
     MAX_POLICY_BYTES,
     PolicyError,
-    RoutePolicy,
     is_valid_name,
     parse_route,
     route_to_dict,
     too_deep,
 )
-from gateway.route_table import IfMatch, RouteChanged, RouteTable, policy_etag
+from gateway.route_table import IfMatch, RouteChanged, RouteMatched, policy_etag
 from gateway.state import AnyRequest, GatewayState, gateway_state
 
+#: The methods that read: ``HEAD`` answers as ``GET`` does, status and headers (the ETag
+#: among them), and the server (uvicorn) sends no body, so a tool can check a route's ETag
+#: cheaply.
+_READ: list[Method] = ["GET", "HEAD"]
 _ENTITY_TAG = r'(?:W/)?"[^"\x00-\x20\x7f]*"'
 #: ``If-Match`` and ``If-None-Match``: ``*``, or a comma-separated list of entity tags
 #: (RFC 9110, sections 13.1.1 and 13.1.2).
 _ENTITY_TAGS = re.compile(rf"\s*(?:\*|{_ENTITY_TAG}(?:\s*,\s*{_ENTITY_TAG})*)\s*")
 
 
-@get("/admin/routes")
+@route("/admin/routes", http_method=_READ)
 async def list_routes(request: AnyRequest) -> dict[str, Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
@@ -72,7 +76,7 @@ async def list_routes(request: AnyRequest) -> dict[str, Any]:
     }
 
 
-@get("/admin/routes/{model:str}")
+@route("/admin/routes/{model:str}", http_method=_READ)
 async def get_route(request: AnyRequest, model: FromPath[str]) -> Response[Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
@@ -110,12 +114,7 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
         _count_update(state, model, "rejected")
         raise BadGatewayRequest(f"invalid route policy, nothing changed: {exc}") from None
     try:
-        if if_none_match is None:
-            etag = await asyncio.to_thread(state.routes.replace, model, policy, if_match)
-        else:
-            etag = await asyncio.to_thread(
-                _replace_unless_matched, state.routes, model, policy, if_match, if_none_match
-            )
+        etag = await asyncio.to_thread(state.routes.replace, model, policy, if_match, if_none_match)
     except RouteChanged as exc:
         _count_update(state, model, "precondition_failed")
         return _precondition_failed(exc)
@@ -151,55 +150,15 @@ def _none_match(if_none_match: IfMatch | None, etag: str) -> bool:
     return etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in if_none_match}
 
 
-class _RouteMatched(RouteChanged):
-    """``If-None-Match`` refused a ``PUT``: the route is configured (``*``) or has one of the
-    ETags listed."""
-
-    def __init__(self, route: str, etag: str, configured: bool, *, star: bool) -> None:
-        super().__init__(route, etag, configured)
-        self.star = star
-
-
-#: Compare-and-swap rounds of ``_replace_unless_matched`` before a route that keeps changing
-#: is answered 412 as changed.
-_SWAP_TRIES = 3
-
-
-def _replace_unless_matched(
-    routes: RouteTable,
-    name: str,
-    policy: RoutePolicy,
-    if_match: IfMatch | None,
-    if_none_match: IfMatch,
-) -> str:
-    """``routes.replace`` under ``If-None-Match`` (and ``If-Match``, checked first, as RFC
-    9110 section 13.2.2 orders them); blocking, as ``replace`` is."""
-    etag, configured = policy_etag(routes.get(name)), routes.is_configured(name)
-    for _ in range(_SWAP_TRIES):
-        if if_match is not None and not (
-            (if_match == "*" and configured) or (if_match != "*" and etag in if_match)
-        ):
-            raise RouteChanged(name, etag, configured)
-        if (if_none_match == "*" and configured) or (
-            if_none_match != "*" and _none_match(if_none_match, etag)
-        ):
-            raise _RouteMatched(name, etag, configured, star=if_none_match == "*")
-        try:
-            return routes.replace(name, policy, frozenset({etag}))
-        except RouteChanged as exc:  # written in between (here, or by another gateway)
-            etag, configured = exc.etag, exc.configured
-    raise RouteChanged(name, etag, configured)
-
-
 def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:
     """412: the route is not the one the caller read; the answer names its ETag now."""
-    if isinstance(exc, _RouteMatched) and exc.star:
+    if isinstance(exc, RouteMatched) and exc.star:
         message = (
             f"route {exc.route} is already configured (If-None-Match: * creates only a route "
             f"that is not): its ETag is {exc.etag}; to replace it, GET it and PUT with "
             "If-Match. Nothing changed"
         )
-    elif isinstance(exc, _RouteMatched):
+    elif isinstance(exc, RouteMatched):
         message = (
             f"route {exc.route} has ETag {exc.etag}, which If-None-Match lists: PUT only if "
             "it has another. Nothing changed"
@@ -249,7 +208,7 @@ def _decode(model: str, body: bytes) -> object:
         raise too_deep(model) from None
 
 
-@get("/admin/replicas")
+@route("/admin/replicas", http_method=_READ)
 async def list_replicas(request: AnyRequest) -> dict[str, Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")

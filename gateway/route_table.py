@@ -25,10 +25,11 @@ gateway last read, up to a poll old: ``replace_if_unchanged`` checks the file un
 lock first, and drops the decision when another gateway (or an operator) has written
 another policy since, instead of overwriting it with one derived from the older policy.
 
-A ``PUT`` with ``If-Match`` is the same guard for operators: ``replace`` with ``if_match``
-compares the route's ETag (``policy_etag``: a hash of the policy, equal for equal policies
-in every gateway) as the folder has it now, under the lock, with the ones the operator
-read, and raises :class:`RouteChanged` instead of writing when none matches.
+A ``PUT`` with ``If-Match`` or ``If-None-Match`` is the same guard for operators: ``replace``
+checks the route's ETag (``policy_etag``: equal for equal policies in every gateway) and
+whether it is configured, as the folder has them now, under the lock (both conditions at
+once: no write slips in between), and raises :class:`RouteChanged` or :class:`RouteMatched`
+instead of writing.
 
 Writes block (a lock another gateway may hold, then an fsync): the admin API calls
 ``replace``, and the canary ``replace_if_unchanged``, in a worker thread. ``_state`` keeps
@@ -99,6 +100,15 @@ class RouteChanged(Exception):
         self.configured = configured
 
 
+class RouteMatched(RouteChanged):
+    """A write refused by ``If-None-Match``: the route is configured (``star``: ``*`` was
+    sent) or has one of the ETags listed."""
+
+    def __init__(self, route: str, etag: str, configured: bool, *, star: bool) -> None:
+        super().__init__(route, etag, configured)
+        self.star = star
+
+
 @dataclass(frozen=True)
 class FileScan:
     """What ``routes_dir`` holds now, read in a worker thread: the fingerprint of every
@@ -154,16 +164,24 @@ class RouteTable:
     def is_configured(self, name: str) -> bool:
         return name in self._routes
 
-    def replace(self, name: str, policy: RoutePolicy, if_match: IfMatch | None = None) -> str:
+    def replace(
+        self,
+        name: str,
+        policy: RoutePolicy,
+        if_match: IfMatch | None = None,
+        if_none_match: IfMatch | None = None,
+    ) -> str:
         """Write and swap in ``policy``; returns its ETag. Blocking: call it in a thread.
 
-        With ``if_match``, only if the route, as ``routes_dir`` has it now, is configured
-        (``"*"``) or has one of those ETags: otherwise :class:`RouteChanged`, nothing
-        written. Without, the last writer wins.
+        Checked on the route as ``routes_dir`` has it now, under the write lock, in RFC
+        9110's order (13.2.2): ``if_match``, only if it is configured (``"*"``) or has one of
+        those ETags, else :class:`RouteChanged`; ``if_none_match``, only if it is not (``"*"``)
+        or has none of those (compared weakly), else :class:`RouteMatched`. Refused, nothing
+        is written; without either, the last writer wins.
         """
         with self._write_lock():
-            if if_match is not None:
-                self._check(name, if_match)
+            if if_match is not None or if_none_match is not None:
+                self._check(name, if_match, if_none_match)
             self._swap(name, policy, self._persist(name, policy))
         return policy_etag(policy)
 
@@ -197,13 +215,17 @@ class RouteTable:
             self._routes = MappingProxyType(routes)
         log.info("route %s replaced: %s", name, route_to_dict(policy))
 
-    def _check(self, name: str, if_match: IfMatch) -> None:
-        """Raise :class:`RouteChanged` unless the stored route satisfies ``if_match``."""
+    def _check(self, name: str, if_match: IfMatch | None, if_none_match: IfMatch | None) -> None:
+        """Raise unless the stored route satisfies both conditions (see ``replace``)."""
         policy, configured = self._stored(name)
         etag = policy_etag(policy)
-        if (configured and if_match == "*") or (if_match != "*" and etag in if_match):
-            return
-        raise RouteChanged(name, etag, configured)
+        if if_match is not None and not (configured if if_match == "*" else etag in if_match):
+            raise RouteChanged(name, etag, configured)
+        if if_none_match == "*":
+            if configured:
+                raise RouteMatched(name, etag, configured, star=True)
+        elif if_none_match is not None and etag in {t.removeprefix("W/") for t in if_none_match}:
+            raise RouteMatched(name, etag, configured, star=False)
 
     def _stored(self, name: str) -> tuple[RoutePolicy, bool]:
         """The route's policy as ``routes_dir`` has it now (under the write lock, so no

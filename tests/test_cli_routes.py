@@ -113,7 +113,31 @@ def test_list_shows_who_answers_each_route(
 ) -> None:
     assert run(["list"], capsys)[:2] == (
         0,
-        "iris     iris v2\ntitanic  stable 90 -> titanic v1, canary 10 -> titanic v2\n",
+        "iris     iris v2\n"
+        "titanic  stable 90 -> titanic v1, canary 10 -> titanic v2; fallback titanic_pmml\n",
+    )
+
+
+def test_list_shows_what_each_route_mirrors_and_falls_back_to(
+    gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Shadows with their percent, then the fallback chain in order: what `routes get`
+    spells out, in one line."""
+    iris = {
+        "primary": {"model": "iris", "version": "2"},
+        "shadow": [
+            {"target": {"model": "iris", "version": "1"}},
+            {"target": {"model": "iris_onnx"}, "percent": 2.5},
+        ],
+        "fallback": [{"model": "iris_onnx"}, {"model": "iris", "version": "1"}],
+    }
+    gateway.admin.put("/admin/routes/iris", json=iris).raise_for_status()
+
+    status, out, _ = run(["list"], capsys)
+
+    assert status == 0
+    assert out.splitlines()[0] == (
+        "iris     iris v2; shadow iris v1 100%, iris_onnx 2.5%; fallback iris_onnx, iris v1"
     )
 
 
@@ -179,7 +203,8 @@ def test_set_replaces_the_route_with_a_policy_edited_from_get(
 
     assert (status, out) == (
         0,
-        "titanic: replaced; stable 90 -> titanic v1, canary 10 -> titanic v2\n",
+        "titanic: replaced; stable 90 -> titanic v1, canary 10 -> titanic v2; "
+        "fallback titanic_pmml\n",
     )
     assert gateway.policy()["retries"] == 3
 

@@ -119,3 +119,23 @@ def test_star_refuses_a_route_another_gateway_created_before_this_one_read_it(
     assert refused.status_code == 412, refused.text
     assert refused.json()["etag"] == created.headers["ETag"]
     assert (tmp_path / "titanic.yaml").read_text().count("retries: 2") == 1
+
+
+def test_star_refuses_a_route_another_gateway_configured_with_the_default_policy(
+    start, tmp_path: Path
+) -> None:
+    """A route configured with exactly the default policy has the ETag it had unconfigured:
+    only whether it is configured tells the two apart, and that is checked under the write
+    lock too, so the colleague's route is not overwritten."""
+    one = start(auth=AUTH, routes_dir=tmp_path)
+    other = start(auth=AUTH, routes_dir=tmp_path)
+    default, unconfigured_etag = get_route(other, "titanic")
+    created = put(one, default, name="titanic")
+    assert created.headers["ETag"] == unconfigured_etag  # the same policy: the same ETag
+
+    refused = put(other, {**TITANIC, "retries": 0}, name="titanic", If_None_Match="*")
+
+    assert refused.status_code == 412, refused.text
+    assert "already configured (If-None-Match: *" in refused.json()["error"]
+    assert refused.json()["etag"] == unconfigured_etag
+    assert (tmp_path / "titanic.yaml").read_text().count("retries: 0") == 0

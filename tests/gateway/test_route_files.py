@@ -33,11 +33,12 @@ from gateway.canary_share import SharedWindows
 from gateway.canary_verdict import Verdict
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
-from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route
+from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route, route_to_dict
 from gateway.route_table import (
     WRITE_LOCK_NAME,
     FileScan,
     RouteChanged,
+    RouteMatched,
     RouteTable,
     policy_etag,
 )
@@ -653,6 +654,46 @@ def test_a_removed_route_file_is_checked_as_the_policy_it_goes_back_to(tmp_path:
         here.replace("titanic", policy("3"), frozenset({read}))
     assert changed.value.etag == policy_etag(policy("1"))
     assert here.replace("titanic", policy("3"), frozenset({changed.value.etag}))
+
+
+def test_a_create_checks_that_the_route_is_unconfigured_once_no_other_gateway_is_writing(
+    tmp_path: Path,
+) -> None:
+    """``If-None-Match: *`` is checked under the lock like ``If-Match``: a route another
+    gateway configures meanwhile with exactly the default policy (the ETag it had while
+    unconfigured) is refused, not overwritten."""
+    table = RouteTable({}, tmp_path)
+    default = table.get("titanic")
+    with ThreadPoolExecutor(1) as pool, (tmp_path / WRITE_LOCK_NAME).open("w") as writer:
+        fcntl.flock(writer, fcntl.LOCK_EX)  # another gateway is writing the route
+        putting = pool.submit(table.replace, "titanic", policy("2"), None, "*")
+        time.sleep(0.2)
+        assert not putting.done()  # it waits for the other write
+        (tmp_path / "titanic.yaml").write_text(yaml.safe_dump(route_to_dict(default)))
+        fcntl.flock(writer, fcntl.LOCK_UN)
+        with pytest.raises(RouteMatched) as matched:
+            putting.result(timeout=5)
+    assert (matched.value.star, matched.value.etag) == (True, policy_etag(default))
+    assert (
+        parse_route("titanic", yaml.safe_load((tmp_path / "titanic.yaml").read_text())) == default
+    )
+    assert not table.is_configured("titanic")
+
+
+def test_listed_etags_refuse_a_write_while_the_route_has_one_compared_weakly(
+    tmp_path: Path,
+) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+    etag = policy_etag(policy("1"))
+
+    with pytest.raises(RouteMatched) as matched:
+        table.replace("titanic", policy("2"), None, frozenset({'"other"', f"W/{etag}"}))
+    assert (matched.value.star, matched.value.etag) == (False, etag)
+    with pytest.raises(RouteChanged) as changed:  # If-Match first: both must hold
+        table.replace("titanic", policy("2"), frozenset({'"stale"'}), frozenset({'"other"'}))
+    assert not isinstance(changed.value, RouteMatched)
+    assert table.replace("titanic", policy("2"), frozenset({etag}), frozenset({'"other"'}))
+    assert table.get("titanic") == policy("2")
 
 
 def test_the_etag_of_a_policy_is_the_same_in_every_process(tmp_path: Path) -> None:
