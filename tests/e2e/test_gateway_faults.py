@@ -185,7 +185,8 @@ def test_a_failing_primary_is_answered_by_its_fallback_until_the_circuit_opens(
 def test_failing_shadows_change_neither_status_nor_latency(
     system: LocalSystem, admin: httpx.Client, caller: httpx.Client
 ) -> None:
-    """Shadows answering 404 (no such model) and 503 (the broken version) stay invisible.
+    """Shadows answering 404 (no such model) and 503 (the broken version) stay invisible;
+    the failing version's shadows stop once their circuit breaker opens.
 
     A shadow that is slow rather than failing (2 s) is covered in-process, with a fake
     runtime that sleeps: tests/gateway/test_shadow.py,
@@ -201,15 +202,20 @@ def test_failing_shadows_change_neither_status_nor_latency(
         {"primary": primary, "shadow": [{"target": t, "percent": 100} for t in shadows]},
     )
 
-    def errors(target: dict[str, str]) -> float:
+    def shadows_of(target: dict[str, str], outcome: str) -> float:
         return metric_total(
             system.url,
             "driftgate_shadow_requests_total",
             route="titanic_shadowed",
             model=target["model"],
             version=target.get("version", ""),
-            outcome="error",
+            outcome=outcome,
         )
+
+    def errors(target: dict[str, str]) -> float:
+        """Failed, or not sent because they kept failing: after 5 failures in a row (the
+        route's circuit_breaker.failures) version 7's shadows open their breaker."""
+        return shadows_of(target, "error") + shadows_of(target, "circuit_open")
 
     def timed(route: str) -> tuple[float, httpx.Response]:
         started = time.perf_counter()
@@ -236,6 +242,8 @@ def test_failing_shadows_change_neither_status_nor_latency(
         return all(errors(t) >= b + 20 for t, b in zip(shadows, errors_before, strict=True))
 
     wait_for(counted, 5, "20 more shadow errors counted per failing shadow")
+    assert shadows_of(shadows[1], "circuit_open") > 0  # 503: the target's fault
+    assert shadows_of(shadows[0], "circuit_open") == 0  # 404: the request's
 
 
 # -- an invalid policy ------------------------------------------------------------------
