@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds between repository scans (default 2; 0 disables)",
     )
     runtime.add_argument(
+        "--shutdown-timeout",
+        type=count(0),
+        default=None,
+        help="on SIGTERM, whole seconds requests in flight may take before they are cut off "
+        "(default 20)",
+    )
+    runtime.add_argument(
         "--loop",
         choices=EVENT_LOOPS,
         default=RUNTIME_LOOP,
@@ -197,7 +204,14 @@ def _run_runtime(args: argparse.Namespace) -> int:
     from runtime.app import create_app, http_protocol
     from runtime.settings import RuntimeSettings, RuntimeSettingsError
 
-    overrides = {} if args.poll_interval is None else {"poll_interval_s": args.poll_interval}
+    overrides = {
+        setting: value
+        for setting, value in (
+            ("poll_interval_s", args.poll_interval),
+            ("shutdown_timeout_s", args.shutdown_timeout),
+        )
+        if value is not None
+    }
     try:
         settings = RuntimeSettings(
             repository=args.repository.resolve(), host=args.host, port=args.port, **overrides
@@ -222,6 +236,8 @@ def _run_runtime(args: argparse.Namespace) -> int:
         # side that reuses a connection must give it up first, or it writes into one the
         # runtime is closing and gets a reset (uvicorn's default is 5 s).
         timeout_keep_alive=RUNTIME_KEEP_ALIVE_S,
+        # Requests in flight at SIGTERM get this long, then are cut off (runtime.draining).
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     return 0
 

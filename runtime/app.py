@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from monitoring.metrics import ModelStateCollector, RuntimeMetrics, new_registry
 from monitoring.slow_clients import guarded_protocol
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
+from runtime.draining import InFlightCount, RequestsInFlight, flush_queued_logs, log_cut_off
 from runtime.errors import InferenceServerError
 from runtime.predictor import Predictor
 from runtime.repository import ModelRepository
@@ -44,6 +45,7 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
     registry.register(ModelStateCollector(repository.readiness))
     tracer_provider = build_tracer_provider(settings.service_name, span_exporter)
     tracer = tracer_provider.get_tracer("driftgate.runtime")
+    in_flight = InFlightCount()
     state = RuntimeState(
         settings=settings,
         repository=repository,
@@ -68,10 +70,12 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
         try:
             yield
         finally:
+            log_cut_off(in_flight, settings.shutdown_timeout_s)  # after uvicorn's grace period
             await initial  # never close the repository under a scan that is still loading
             repository.close()
             state.predictor.close()
             tracer_provider.shutdown()
+            await flush_queued_logs()  # before uvicorn's SIGTERM ends the process
 
     return Litestar(
         route_handlers=ROUTE_HANDLERS,
@@ -83,7 +87,8 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
             Exception: _unexpected_error,
         },
         middleware=[
-            DefineMiddleware(ServerSpanMiddleware, tracer=tracer, skip_paths=_UNTRACED_PATHS)
+            DefineMiddleware(RequestsInFlight, count=in_flight),
+            DefineMiddleware(ServerSpanMiddleware, tracer=tracer, skip_paths=_UNTRACED_PATHS),
         ],
         request_max_body_size=settings.max_body_bytes,
         openapi_config=OpenAPIConfig(

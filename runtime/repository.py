@@ -14,23 +14,22 @@ copy that was still in progress, a fixed artefact, a fixed ``format:`` or ``imag
 broken model never affects another.
 
 Versions on disk are treated as immutable: replace a version by adding a new number.
+
+What one version is, and how one is loaded, live in ``runtime.model_version``; this module
+decides which versions load and unload, and when, and holds them for requests
+(``acquire`` / ``release``). ``ModelVersion``, ``ModelEntry`` and ``VersionState`` are
+importable from here too.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
 
 from monitoring.metrics import RuntimeMetrics
 from runtime import heap
-from runtime.backends import artefact_for_format, create_backend, detect_format
-from runtime.backends.base import ModelBackend
-from runtime.batching import Batcher, BatchingConfig
 from runtime.config import (
     ConfigError,
     ModelConfig,
@@ -41,64 +40,12 @@ from runtime.config import (
 )
 from runtime.errors import ModelNotReady, NotFound
 from runtime.images import ImageConfig
-from runtime.tensors import ModelMetadata
+from runtime.model_version import ModelEntry, ModelVersion, VersionState, load_version
+
+#: This module's names, and the version records most callers import from here.
+__all__ = ["ModelEntry", "ModelRepository", "ModelVersion", "VersionState"]
 
 log = logging.getLogger("driftgate.runtime.repository")
-
-
-class VersionState(StrEnum):
-    LOADING = "LOADING"
-    READY = "READY"
-    FAILED = "UNAVAILABLE"  # Triton's repository-index word for "could not load"
-
-
-@dataclass
-class ModelVersion:
-    """One version of one model as the repository holds it."""
-
-    model: str
-    version: int
-    path: Path
-    state: VersionState = VersionState.LOADING
-    format: str | None = None
-    error: str | None = None
-    backend: ModelBackend | None = None
-    metadata: ModelMetadata | None = None
-    fingerprint: float = 0.0
-    loaded_at: float | None = None
-    #: Requests holding this version (``ModelRepository.acquire``) and whether it has been
-    #: replaced or removed: its backend is unloaded once both say it is no longer needed.
-    users: int = 0
-    retired: bool = False
-    #: The model's ``batching:`` (config.yaml, re-read every scan), and the predictor's queue
-    #: for this version while it is on (``runtime.batching``).
-    batching: BatchingConfig | None = None
-    batcher: Batcher | None = None
-    #: The ``image:`` section this version takes PNG/JPEG bodies with: the config.yaml's,
-    #: once it was checked against this version's inputs.
-    image: ImageConfig | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.state is VersionState.READY
-
-
-@dataclass
-class ModelEntry:
-    name: str
-    config: ModelConfig = field(default_factory=ModelConfig)
-    config_error: str | None = None
-    versions: dict[int, ModelVersion] = field(default_factory=dict)
-    wanted: list[int] = field(default_factory=list)
-
-    def default_version(self) -> ModelVersion | None:
-        """Highest ready wanted version; else the highest ready one still loaded."""
-        for pool in (self.wanted, sorted(self.versions)):
-            for number in reversed(pool):
-                candidate = self.versions.get(number)
-                if candidate is not None and candidate.ready:
-                    return candidate
-        return None
 
 
 class ModelRepository:
@@ -324,52 +271,9 @@ class ModelRepository:
             found.versions[number] = candidate  # atomic swap for readers
 
     def _load(self, config: ModelConfig, candidate: ModelVersion) -> None:
-        started = time.perf_counter()
         with self._lock:
             self._changes += 1
-        try:
-            if config.format:
-                fmt, artefact = config.format, artefact_for_format(candidate.path, config.format)
-            else:
-                fmt, artefact = detect_format(candidate.path)
-            candidate.format = fmt
-            candidate.batching = config.batching
-            backend = create_backend(fmt, config.backend_options())
-            backend.load(artefact)
-            candidate.metadata = backend.metadata()
-            if config.image is not None:  # the image section must fit the model's inputs
-                config.image.input_spec(candidate.metadata)
-            candidate.image = config.image
-            candidate.backend = backend
-        except Exception as exc:  # a broken artefact must never take the process down
-            candidate.state, candidate.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"
-            log.error(
-                "model %s version %s failed to load: %s",
-                candidate.model,
-                candidate.version,
-                candidate.error,
-            )
-            self._count_load(candidate, "failure", started)
-            return
-        candidate.state, candidate.error = VersionState.READY, None
-        candidate.loaded_at = time.time()
-        log.info(
-            "model %s version %s loaded (%s) in %.2fs",
-            candidate.model,
-            candidate.version,
-            candidate.format,
-            time.perf_counter() - started,
-        )
-        self._count_load(candidate, "success", started)
-
-    def _count_load(self, candidate: ModelVersion, outcome: str, started: float) -> None:
-        if self.metrics is None:
-            return
-        fmt = candidate.format or "unknown"
-        self.metrics.model_loads.labels(candidate.model, fmt, outcome).inc()
-        self.metrics.model_load_duration.labels(candidate.model, fmt).observe(
-            time.perf_counter() - started
-        )
+        load_version(config, candidate, self.metrics)
 
     def _unload(self, found: ModelEntry, number: int) -> None:
         with self._lock:

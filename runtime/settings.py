@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from monitoring.slow_clients import DEFAULT_CLIENT_TIMEOUT_S
+from runtime.draining import DEFAULT_SHUTDOWN_TIMEOUT_S
 from runtime.explain_slots import DEFAULT_MAX_WAITING_EXPLANATIONS
 from runtime.waiting import DEFAULT_MAX_WAITING_CALLS
 
@@ -88,6 +89,14 @@ class RuntimeSettings:
     client_timeout_s: float = field(
         default_factory=lambda: _env_float("DRIFTGATE_CLIENT_TIMEOUT_S", DEFAULT_CLIENT_TIMEOUT_S)
     )
+    #: On SIGTERM, requests in flight get this long to finish; those still running then are
+    #: cut off, so that the runtime stops within its orchestrator's grace period
+    #: (``runtime.draining``).
+    shutdown_timeout_s: int = field(
+        default_factory=lambda: int(
+            _env_number("DRIFTGATE_SHUTDOWN_TIMEOUT_S", DEFAULT_SHUTDOWN_TIMEOUT_S, int, 0)
+        )
+    )
     service_name: str = "driftgate-runtime"
 
     def __post_init__(self) -> None:
@@ -109,6 +118,10 @@ class RuntimeSettings:
             raise RuntimeSettingsError(
                 "DRIFTGATE_CLIENT_TIMEOUT_S: expected a positive number of seconds, "
                 f"got {timeout!r}"
+            )
+        if self.shutdown_timeout_s < 0:
+            raise RuntimeSettingsError(
+                f"shutdown_timeout_s: expected a whole number >= 0, got {self.shutdown_timeout_s}"
             )
         for name in ("inline_inference_max_s", "poll_interval_s"):
             value = getattr(self, name)

@@ -1,0 +1,140 @@
+"""One version of one model as the repository holds it, and how it is loaded.
+
+``ModelVersion`` is a version's record: its state (``LOADING``, ``READY``, ``UNAVAILABLE``),
+its backend and metadata, the requests holding it and whether it was retired.
+``ModelEntry`` is a model's versions and the ones its policy wants. ``load_version`` loads
+one version in place: it picks the backend (the config.yaml's ``format:``, or the one the
+artefact's files say), loads it, checks the ``image:`` section against its inputs, and
+records the outcome on the version, in the log and in the metrics. A broken artefact leaves
+the version ``UNAVAILABLE`` with the reason; it never raises.
+
+``runtime.repository`` decides which versions to load and unload, and when (scanning the
+folder, holding versions for requests); this module knows nothing of locks or of the disk
+layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+from monitoring.metrics import RuntimeMetrics
+from runtime.backends import artefact_for_format, create_backend, detect_format
+from runtime.backends.base import ModelBackend
+from runtime.batching import Batcher, BatchingConfig
+from runtime.config import ModelConfig
+from runtime.images import ImageConfig
+from runtime.tensors import ModelMetadata
+
+# The repository's logger: a version's load is one of the repository's events.
+log = logging.getLogger("driftgate.runtime.repository")
+
+
+class VersionState(StrEnum):
+    LOADING = "LOADING"
+    READY = "READY"
+    FAILED = "UNAVAILABLE"  # Triton's repository-index word for "could not load"
+
+
+@dataclass
+class ModelVersion:
+    """One version of one model as the repository holds it."""
+
+    model: str
+    version: int
+    path: Path
+    state: VersionState = VersionState.LOADING
+    format: str | None = None
+    error: str | None = None
+    backend: ModelBackend | None = None
+    metadata: ModelMetadata | None = None
+    fingerprint: float = 0.0
+    loaded_at: float | None = None
+    #: Requests holding this version (``ModelRepository.acquire``) and whether it has been
+    #: replaced or removed: its backend is unloaded once both say it is no longer needed.
+    users: int = 0
+    retired: bool = False
+    #: The model's ``batching:`` (config.yaml, re-read every scan), and the predictor's queue
+    #: for this version while it is on (``runtime.batching``).
+    batching: BatchingConfig | None = None
+    batcher: Batcher | None = None
+    #: The ``image:`` section this version takes PNG/JPEG bodies with: the config.yaml's,
+    #: once it was checked against this version's inputs.
+    image: ImageConfig | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is VersionState.READY
+
+
+@dataclass
+class ModelEntry:
+    name: str
+    config: ModelConfig = field(default_factory=ModelConfig)
+    config_error: str | None = None
+    versions: dict[int, ModelVersion] = field(default_factory=dict)
+    wanted: list[int] = field(default_factory=list)
+
+    def default_version(self) -> ModelVersion | None:
+        """Highest ready wanted version; else the highest ready one still loaded."""
+        for pool in (self.wanted, sorted(self.versions)):
+            for number in reversed(pool):
+                candidate = self.versions.get(number)
+                if candidate is not None and candidate.ready:
+                    return candidate
+        return None
+
+
+def load_version(
+    config: ModelConfig, candidate: ModelVersion, metrics: RuntimeMetrics | None
+) -> None:
+    """Load ``candidate``'s artefact with ``config``: READY with its backend, or FAILED with
+    the reason; either way logged and counted in ``metrics``."""
+    started = time.perf_counter()
+    try:
+        if config.format:
+            fmt, artefact = config.format, artefact_for_format(candidate.path, config.format)
+        else:
+            fmt, artefact = detect_format(candidate.path)
+        candidate.format = fmt
+        candidate.batching = config.batching
+        backend = create_backend(fmt, config.backend_options())
+        backend.load(artefact)
+        candidate.metadata = backend.metadata()
+        if config.image is not None:  # the image section must fit the model's inputs
+            config.image.input_spec(candidate.metadata)
+        candidate.image = config.image
+        candidate.backend = backend
+    except Exception as exc:  # a broken artefact must never take the process down
+        candidate.state, candidate.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"
+        log.error(
+            "model %s version %s failed to load: %s",
+            candidate.model,
+            candidate.version,
+            candidate.error,
+        )
+        _count_load(metrics, candidate, "failure", started)
+        return
+    candidate.state, candidate.error = VersionState.READY, None
+    candidate.loaded_at = time.time()
+    log.info(
+        "model %s version %s loaded (%s) in %.2fs",
+        candidate.model,
+        candidate.version,
+        candidate.format,
+        time.perf_counter() - started,
+    )
+    _count_load(metrics, candidate, "success", started)
+
+
+def _count_load(
+    metrics: RuntimeMetrics | None, candidate: ModelVersion, outcome: str, started: float
+) -> None:
+    if metrics is None:
+        return
+    fmt = candidate.format or "unknown"
+    metrics.model_loads.labels(candidate.model, fmt, outcome).inc()
+    metrics.model_load_duration.labels(candidate.model, fmt).observe(time.perf_counter() - started)
