@@ -28,6 +28,8 @@ log = logging.getLogger("driftgate.supervisor")
 
 
 _PR_SET_PDEATHSIG = 1
+#: Seconds a child has to exit after SIGTERM before SIGKILL.
+STOP_GRACE_S = 10.0
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -97,6 +99,10 @@ class ReplicaSupervisor:
             str(port),
             "--poll-interval",
             str(self.poll_interval_s),
+            # Requests in flight get less than stop()'s grace before SIGKILL, so that a
+            # replica's own shutdown (its log line for requests cut off) still runs.
+            "--shutdown-timeout",
+            str(int(STOP_GRACE_S) - 2),
         ]
 
     def _spawn(self, replica: Replica) -> None:
@@ -134,7 +140,7 @@ class ReplicaSupervisor:
                     replica.next_start = 0.0
                     self._spawn(replica)
 
-    def stop(self, grace_s: float = 10.0) -> None:
+    def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         self._stop.set()
         if self._watcher is not None:
             self._watcher.join(timeout=2)
