@@ -295,6 +295,7 @@ def _run_gateway(args: argparse.Namespace) -> int:
         loop=args.loop,
         http=app.http_protocol(),
         log_level=args.log_level.lower(),
+        timeout_graceful_shutdown=settings.shutdown_timeout_s,
     )
     return 0
 

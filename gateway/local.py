@@ -154,6 +154,7 @@ def run_local(
             loop="uvloop",  # as `driftgate gateway` (driftgate.cli.GATEWAY_LOOP)
             http=app.http_protocol(),
             log_level="info",
+            timeout_graceful_shutdown=settings.shutdown_timeout_s,
         )
     finally:
         supervisor.stop()

@@ -2,6 +2,7 @@
 
 ```yaml
 listen: {host: 127.0.0.1, port: 8000, client_timeout_s: 60}   # 408 for slower requests
+#       shutdown_timeout_s: 20: requests in flight may take this long after SIGTERM
 replicas: [http://127.0.0.1:8001, http://127.0.0.1:8002]   # runtime replicas, same repository
 # or, discovered: every address of a DNS name (a headless Service), re-resolved on an interval
 # replicas: {dns: driftgate-runtime, port: 8001, interval_s: 5}
@@ -57,6 +58,10 @@ _KEYS = {
 
 
 #: Eject a replica after 3 consecutive connection failures or timeouts, for 5 s at first.
+#: Seconds the requests in flight may take after SIGTERM before they are cut off: longer
+#: than a route's default budget (``timeout_s``, 15 s), within Kubernetes' default 30 s.
+DEFAULT_SHUTDOWN_TIMEOUT_S = 20
+
 DEFAULT_EJECTION = EjectionSettings(
     consecutive_failures=3, base_ejection_s=5.0, max_ejection_s=60.0
 )
@@ -128,6 +133,8 @@ class GatewaySettings:
     port: int = 8000
     #: A client must send a whole request within this long (``monitoring.slow_clients``).
     client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S
+    #: After SIGTERM, requests in flight get this long (uvicorn's graceful shutdown).
+    shutdown_timeout_s: int = DEFAULT_SHUTDOWN_TIMEOUT_S
     routes: Mapping[str, RoutePolicy] = field(default_factory=dict)
     routes_dir: Path | None = None
     health_check: HealthCheckSettings = HealthCheckSettings()
@@ -192,7 +199,7 @@ class GatewaySettings:
         if routes_dir is not None and (not isinstance(routes_dir, str) or not routes_dir):
             raise SettingsError(f"routes_dir: expected a folder path, got {routes_dir!r}")
         health = _section(raw, "health_check", {"interval_s", "timeout_s"})
-        listen = _section(raw, "listen", {"host", "port", "client_timeout_s"})
+        listen = _section(raw, "listen", {"host", "port", "client_timeout_s", "shutdown_timeout_s"})
         host = listen.get("host", "127.0.0.1")
         if not isinstance(host, str) or not host:
             raise SettingsError(f"listen.host: expected an address or host name, got {host!r}")
@@ -204,6 +211,9 @@ class GatewaySettings:
             port=_port(listen, "listen.port", 8000),
             client_timeout_s=_number(
                 listen, "listen.client_timeout_s", DEFAULT_CLIENT_TIMEOUT_S, float
+            ),
+            shutdown_timeout_s=_number(
+                listen, "listen.shutdown_timeout_s", DEFAULT_SHUTDOWN_TIMEOUT_S, int
             ),
             routes=routes,
             routes_dir=(base / routes_dir) if routes_dir else None,

@@ -244,6 +244,14 @@ def test_the_dns_example_of_docs_gateway_md_parses() -> None:
             "listen.client_timeout_s: expected a positive finite number, got 0",
         ),
         (
+            {"listen": {"shutdown_timeout_s": 0}},
+            "listen.shutdown_timeout_s: expected a positive finite number, got 0",
+        ),
+        (
+            {"listen": {"shutdown_timeout_s": 2.5}},
+            "listen.shutdown_timeout_s: expected a whole number, got 2.5",
+        ),
+        (
             {"health_check": {"interval_s": float("nan")}},
             "health_check.interval_s: expected a positive finite number, got nan",
         ),
