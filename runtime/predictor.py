@@ -79,6 +79,8 @@ class Predictor:
         self._unbatched: weakref.WeakKeyDictionary[object, CallsInFlight] = (
             weakref.WeakKeyDictionary()
         )
+        # Queues of versions whose ``batching:`` was switched off: never taken up again.
+        self._switched_off: weakref.WeakSet[Batcher] = weakref.WeakSet()
         self.explanations = ExplainSlots(
             running_explanations_for(threads), max_waiting_explanations
         )
@@ -207,11 +209,18 @@ class Predictor:
     def _batcher(self, model: ModelVersion) -> Batcher | None:
         """The version's queue while its config asks for batching: a new one on a change,
         which runs nothing until the queue it replaces and the version's unbatched calls
-        have drained (one call at a time)."""
+        have drained (one call at a time). Batching switched off and back on, even
+        unchanged, is a change: the old queue knows nothing of the calls made meanwhile."""
         config = model.batching
         if config is None:
+            if model.batcher is not None:
+                self._switched_off.add(model.batcher)
             return None
-        if model.batcher is None or model.batcher.config != config:
+        if (
+            model.batcher is None
+            or model.batcher.config != config
+            or model.batcher in self._switched_off
+        ):
             after: Drains | None = model.batcher
             unbatched = self._unbatched.get(model.backend) if model.backend is not None else None
             if unbatched is not None:
