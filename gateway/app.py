@@ -52,6 +52,7 @@ from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowA
 from monitoring.job_results import JobResultsCollector, latest_reader
 from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
+from monitoring.log_queue import flush_queued_logs
 from monitoring.metrics import new_registry, render_metrics
 from monitoring.prediction_log import PredictionLogWriter
 from monitoring.slow_clients import guarded_protocol
@@ -171,6 +172,7 @@ def create_app(
                 await asyncio.to_thread(state.recorder.close)
             await upstream.close()
             tracer_provider.shutdown()
+            await flush_queued_logs()  # before uvicorn's SIGTERM ends the process
 
     web = Litestar(
         route_handlers=[

@@ -18,16 +18,14 @@ The process exits without waiting for such a thread.
 ``RequestsInFlight`` is an ASGI middleware that counts the HTTP requests not yet answered,
 so that the shutdown can say how many were cut off (``log_cut_off``).
 
-Litestar logs through a queue that a thread empties, and uvicorn ends the process by
-raising SIGTERM again once the app has shut down: records still queued then are lost, the
-shutdown's own among them. ``flush_queued_logs`` waits for them at the lifespan's end.
+The lifespan's end then waits for the log records still queued
+(``monitoring.log_queue.flush_queued_logs``), the cut-off line among them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from logging.handlers import QueueHandler
 from typing import Any
 
 from litestar.types import ASGIApp
@@ -87,14 +85,3 @@ def log_cut_off(count: InFlightCount, timeout_s: int) -> None:
         requests,
         timeout_s,
     )
-
-
-async def flush_queued_logs(timeout_s: float = 2.0) -> None:
-    """Wait (at most ``timeout_s``) until the records queued for the root logger's queue
-    handlers are written."""
-    queues = [h.queue for h in logging.getLogger().handlers if isinstance(h, QueueHandler)]
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while any(getattr(queue, "unfinished_tasks", 0) for queue in queues):
-        if asyncio.get_running_loop().time() > deadline:
-            return
-        await asyncio.sleep(0.01)

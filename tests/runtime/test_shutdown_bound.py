@@ -31,7 +31,8 @@ import yaml
 
 import runtime.heap
 from driftgate.cli import build_parser, main
-from runtime.draining import DEFAULT_SHUTDOWN_TIMEOUT_S, flush_queued_logs
+from monitoring.log_queue import flush_queued_logs
+from runtime.draining import DEFAULT_SHUTDOWN_TIMEOUT_S
 from runtime.settings import RuntimeSettings, RuntimeSettingsError
 from tests.e2e.processes import free_port
 
