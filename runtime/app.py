@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Response
@@ -27,8 +27,9 @@ from monitoring.metrics import ModelStateCollector, RuntimeMetrics, new_registry
 from monitoring.slow_clients import guarded_protocol
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 from runtime.draining import InFlightCount, RequestsInFlight, log_cut_off
-from runtime.errors import InferenceServerError
+from runtime.errors import InferenceServerError, ServiceOverloaded
 from runtime.predictor import Predictor
+from runtime.refusal_log import RefusalLog
 from runtime.repository import ModelRepository
 from runtime.routes import ROUTE_HANDLERS
 from runtime.routes.state import AnyRequest, RuntimeState, runtime_state
@@ -83,7 +84,7 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
         lifespan=[lifespan],
         state=_app_state(state),
         exception_handlers={
-            InferenceServerError: _inference_error,
+            InferenceServerError: _inference_errors(RefusalLog(log)),
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
@@ -119,10 +120,22 @@ def _app_state(state: RuntimeState) -> State:
     return State({"runtime": state})
 
 
-def _inference_error(_: AnyRequest, exc: InferenceServerError) -> Response[dict[str, str]]:
-    if exc.status_code >= 500:
-        log.error("%s", exc.message)
-    return Response({"error": exc.message}, status_code=exc.status_code, headers=exc.served_headers)
+def _inference_errors(
+    refusals: RefusalLog,
+) -> Callable[[AnyRequest, InferenceServerError], Response[dict[str, str]]]:
+    """The handler of every ``InferenceServerError``: its status and message, in JSON. An
+    overload refusal is expected under load: a rate-limited WARNING, not an ERROR each."""
+
+    def handle(_: AnyRequest, exc: InferenceServerError) -> Response[dict[str, str]]:
+        if isinstance(exc, ServiceOverloaded):
+            refusals.refused(exc.message)
+        elif exc.status_code >= 500:
+            log.error("%s", exc.message)
+        return Response(
+            {"error": exc.message}, status_code=exc.status_code, headers=exc.served_headers
+        )
+
+    return handle
 
 
 #: Paths only the gateway answers: a replica's 404 for them says where to go instead.

@@ -25,6 +25,8 @@ Per loaded version, on the runtime's event loop:
   those that fail alone fail (``driftgate_batch_splits_total`` counts these batches).
 - A request whose client went away is dropped from the queue at once (``client_gone``: the
   server says the connection closed), or skipped if its task is cancelled; it never runs.
+  So does the lone request an idle queue runs at once while its call waits for an
+  inference thread (``runtime.waiting``).
   One whose batch is already running ends when that batch does (answered
   ``ClientClosedRequest``, or cancelled): until then its request holds the model version,
   whose backend is never unloaded under a call (``runtime.repository``).
@@ -65,6 +67,9 @@ Arrays = dict[str, np.ndarray]
 RunBatch = Callable[[Arrays, int], Awaitable[Arrays]]
 #: Returns when the request's client has gone (its connection closed).
 ClientGone = Callable[[], Awaitable[Any]]
+#: Runs one request's call alone; raises ``ClientClosedRequest`` when ``ClientGone``
+#: returns before the call started (``runtime.waiting``).
+RunAlone = Callable[[Arrays, int, ClientGone | None], Awaitable[Arrays]]
 _KEYS = {"max_batch_size", "max_queue_delay_ms", "max_queue_size"}
 MAX_QUEUE_DELAY_MS = 1000.0
 DEFAULT_MAX_QUEUE_SIZE = 256
@@ -149,10 +154,13 @@ class Batcher:
         on_full: Callable[[], None] = lambda: None,
         label: str = "the model",
         after: Drains | None = None,
+        run_alone: RunAlone | None = None,
     ) -> None:
         self.config = config
         self._after = after  # the calls this queue replaces, until they have drained
         self._run = run
+        # An idle queue's lone request: its call may leave when its client goes.
+        self._run_alone = run_alone or (lambda inputs, rows, _: run(inputs, rows))
         self._on_depth = on_depth  # requests waiting, after every change
         self._on_split = on_split  # a batch ran request by request: why
         self._on_full = on_full  # a request was refused: the queue was full
@@ -202,7 +210,7 @@ class Batcher:
         ``client_gone`` returns before the answer is ready (the request is dropped)."""
         idle = not self._busy and not self._queue and not self._replaced_one_busy()
         if idle and self.config.max_queue_delay_s == 0:
-            return await self._run_idle(inputs, rows)
+            return await self._run_idle(inputs, rows, client_gone)
         if len(self._queue) >= self.config.max_queue_size:
             self._on_full()
             raise ServiceOverloaded(
@@ -256,13 +264,14 @@ class Batcher:
             f"the client closed the connection while its request waited for {self._label}"
         )
 
-    async def _run_idle(self, inputs: Arrays, rows: int) -> Batched:
+    async def _run_idle(self, inputs: Arrays, rows: int, client_gone: ClientGone | None) -> Batched:
         """An idle model with no delay to wait: the call runs at once, in the request's own
-        task (no queue, no hand-off); whoever arrives meanwhile goes in the next call."""
+        task (no queue, no hand-off); whoever arrives meanwhile goes in the next call. Its
+        client going while the call waits for a thread: ``ClientClosedRequest``, no call."""
         self._busy = True
         started = time.time_ns()
         try:
-            outputs = await self._run(inputs, rows)
+            outputs = await self._run_alone(inputs, rows, client_gone)
         finally:
             self._busy = False
             if self._queue:

@@ -87,8 +87,14 @@ class ExplainSlots:
                 "run at once); retry shortly"
             )
         self._waiting[version] = waiting + 1
+        acquiring = asyncio.ensure_future(self._free.acquire())
         try:
-            await _unless_gone(self._free.acquire(), client_gone, label, "waited to be explained")
+            await _unless_gone(acquiring, client_gone, label, "waited to be explained")
+        except BaseException:
+            # Cancelled in the very turn its slot was granted: the slot is nobody's.
+            if acquiring.done() and not acquiring.cancelled():
+                self._free.release()
+            raise
         finally:
             left = self._waiting[version] - 1
             if left:

@@ -236,6 +236,7 @@ class Predictor:
                 on_full=self.metrics.batch_rejections.labels(name, version).inc,
                 label=f"model '{name}' version {version}",
                 after=after,
+                run_alone=lambda inputs, rows, gone: self._call(model, inputs, rows, gone),
             )
         return model.batcher
 

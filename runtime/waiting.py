@@ -74,7 +74,11 @@ class WaitingCalls:
                 "inference thread (DRIFTGATE_MAX_WAITING_CALLS); retry shortly"
             )
         ticket = _Ticket(self)
-        running = executor.submit(ticket.started, call)
+        try:
+            running = executor.submit(ticket.started, call)
+        except BaseException:  # the executor is shut down (``Predictor.close``): not waiting
+            self._leave(ticket)
+            raise
         answer = asyncio.wrap_future(running)
         try:
             if client_gone is None:

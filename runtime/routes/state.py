@@ -18,6 +18,7 @@ from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
 from runtime.errors import (
     BadRequest,
+    ClientClosedRequest,
     InferenceServerError,
     PayloadTooLarge,
     UnsupportedMediaType,
@@ -88,6 +89,9 @@ class RuntimeState:
                 }
             elif model in self.repository.names():  # known, but no version could answer
                 exc.served_headers = {**exc.served_headers, "X-Model-Name": model}
+            raise
+        except asyncio.CancelledError:  # not an Exception: its client or the server went
+            labels.code = ClientClosedRequest.status_code
             raise
         except Exception:
             labels.code = 500
