@@ -27,7 +27,7 @@ from monitoring.metrics import ModelStateCollector, RuntimeMetrics, new_registry
 from monitoring.slow_clients import guarded_protocol
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
 from runtime.draining import InFlightCount, RequestsInFlight, log_cut_off
-from runtime.errors import InferenceServerError, ServiceOverloaded
+from runtime.errors import InferenceServerError, ModelNotReady, ServiceOverloaded
 from runtime.predictor import Predictor
 from runtime.refusal_log import RefusalLog
 from runtime.repository import ModelRepository
@@ -84,7 +84,15 @@ def create_app(settings: RuntimeSettings, span_exporter: SpanExporter | None = N
         lifespan=[lifespan],
         state=_app_state(state),
         exception_handlers={
-            InferenceServerError: _inference_errors(RefusalLog(log)),
+            InferenceServerError: _inference_errors(
+                RefusalLog(log),
+                RefusalLog(
+                    log,
+                    why="as the model version is not ready",
+                    counted_in="driftgate_runtime_requests_total with code 503; the load in "
+                    "driftgate_model_loads_total",
+                ),
+            ),
             HTTPException: _http_error,
             Exception: _unexpected_error,
         },
@@ -121,14 +129,17 @@ def _app_state(state: RuntimeState) -> State:
 
 
 def _inference_errors(
-    refusals: RefusalLog,
+    overloaded: RefusalLog, not_ready: RefusalLog
 ) -> Callable[[AnyRequest, InferenceServerError], Response[dict[str, str]]]:
     """The handler of every ``InferenceServerError``: its status and message, in JSON. An
-    overload refusal is expected under load: a rate-limited WARNING, not an ERROR each."""
+    overload refusal is expected under load, and one for a version still loading while it
+    loads: each a rate-limited WARNING, not an ERROR per request."""
 
     def handle(_: AnyRequest, exc: InferenceServerError) -> Response[dict[str, str]]:
         if isinstance(exc, ServiceOverloaded):
-            refusals.refused(exc.message)
+            overloaded.refused(exc.message)
+        elif isinstance(exc, ModelNotReady):
+            not_ready.refused(exc.message)
         elif exc.status_code >= 500:
             log.error("%s", exc.message)
         return Response(

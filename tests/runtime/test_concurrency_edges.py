@@ -28,7 +28,12 @@ from monitoring.metrics import RuntimeMetrics
 from monitoring.tracing import build_tracer_provider
 from runtime.app import create_app
 from runtime.batching import BatchingConfig
-from runtime.errors import ClientClosedRequest, InferenceServerError, ServiceOverloaded
+from runtime.errors import (
+    ClientClosedRequest,
+    InferenceServerError,
+    ModelNotReady,
+    ServiceOverloaded,
+)
 from runtime.explain_slots import ExplainSlots
 from runtime.inference import InferenceRequest
 from runtime.predictor import Predictor
@@ -239,3 +244,27 @@ def test_an_explanation_cancelled_as_its_slot_is_granted_gives_the_slot_back(
         assert await asyncio.wait_for(third, timeout=1) == "third"
 
     asyncio.run(main())
+
+
+def test_requests_for_a_version_not_ready_are_one_warning_a_minute(tmp_path: Path) -> None:
+    """While a version loads (or after it failed to), every request to it was an ERROR line."""
+    app, state = new_state(tmp_path)
+    handle = app.exception_handlers[InferenceServerError]
+    caught, logger = Records(), logging.getLogger("driftgate.runtime")
+    logger.addHandler(caught)
+    try:
+        for _ in range(100):
+            answer = handle(None, ModelNotReady("model 'm' version 1 is loading"))
+            assert answer.status_code == 503
+    finally:
+        logger.removeHandler(caught)
+        state.predictor.close()
+    assert [(r.levelname, r.getMessage()) for r in caught.records] == [
+        (
+            "WARNING",
+            "refused 1 request(s) with 503 as the model version is not ready, the latest: "
+            "model 'm' version 1 is loading; refusals in the next 60 s are counted "
+            "(driftgate_runtime_requests_total with code 503; the load in "
+            "driftgate_model_loads_total), not logged",
+        )
+    ]
