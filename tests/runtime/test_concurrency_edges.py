@@ -62,27 +62,40 @@ class Records(logging.Handler):
         self.records.append(record)
 
 
-def test_overload_refusals_are_one_warning_a_minute_never_an_error_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            ServiceOverloaded("model 'm' version 1 is overloaded"),
+            "refused 1 request(s) with 503 as overloaded, the latest: model 'm' version 1 is "
+            "overloaded; refusals in the next 60 s are counted "
+            "(driftgate_runtime_overload_rejections_total, driftgate_batch_rejections_total), "
+            "not logged",
+        ),
+        (  # while a version loads (or after it failed to), every request was an ERROR line
+            ModelNotReady("model 'm' version 1 is loading"),
+            "refused 1 request(s) with 503 as the model version is not ready, the latest: "
+            "model 'm' version 1 is loading; refusals in the next 60 s are counted "
+            "(driftgate_runtime_requests_total with code 503; the load in "
+            "driftgate_model_loads_total), not logged",
+        ),
+    ],
+    ids=["overloaded", "not-ready"],
+)
+def test_expected_refusals_are_one_warning_a_minute_never_an_error_each(
+    tmp_path: Path, error: InferenceServerError, line: str
+) -> None:
     app, state = new_state(tmp_path)
     handle = app.exception_handlers[InferenceServerError]
     caught, logger = Records(), logging.getLogger("driftgate.runtime")
     logger.addHandler(caught)
     try:
         for _ in range(100):
-            answer = handle(None, ServiceOverloaded("model 'm' version 1 is overloaded"))
-            assert answer.status_code == 503
+            assert handle(None, error).status_code == 503
     finally:
         logger.removeHandler(caught)
         state.predictor.close()
-    assert [(r.levelname, r.getMessage()) for r in caught.records] == [
-        (
-            "WARNING",
-            "refused 1 request(s) with 503 as overloaded, the latest: model 'm' version 1 is "
-            "overloaded; refusals in the next 60 s are counted "
-            "(driftgate_runtime_overload_rejections_total, driftgate_batch_rejections_total), "
-            "not logged",
-        )
-    ]
+    assert [(r.levelname, r.getMessage()) for r in caught.records] == [("WARNING", line)]
 
 
 def test_the_refusal_log_counts_what_it_did_not_log(caplog: pytest.LogCaptureFixture) -> None:
@@ -244,27 +257,3 @@ def test_an_explanation_cancelled_as_its_slot_is_granted_gives_the_slot_back(
         assert await asyncio.wait_for(third, timeout=1) == "third"
 
     asyncio.run(main())
-
-
-def test_requests_for_a_version_not_ready_are_one_warning_a_minute(tmp_path: Path) -> None:
-    """While a version loads (or after it failed to), every request to it was an ERROR line."""
-    app, state = new_state(tmp_path)
-    handle = app.exception_handlers[InferenceServerError]
-    caught, logger = Records(), logging.getLogger("driftgate.runtime")
-    logger.addHandler(caught)
-    try:
-        for _ in range(100):
-            answer = handle(None, ModelNotReady("model 'm' version 1 is loading"))
-            assert answer.status_code == 503
-    finally:
-        logger.removeHandler(caught)
-        state.predictor.close()
-    assert [(r.levelname, r.getMessage()) for r in caught.records] == [
-        (
-            "WARNING",
-            "refused 1 request(s) with 503 as the model version is not ready, the latest: "
-            "model 'm' version 1 is loading; refusals in the next 60 s are counted "
-            "(driftgate_runtime_requests_total with code 503; the load in "
-            "driftgate_model_loads_total), not logged",
-        )
-    ]
