@@ -229,10 +229,12 @@ def test_the_writer_thread_outlives_an_error_that_would_end_it(
     assert log_records(registry, "predictions", "dropped", "flush_failed") == 1
     writer.submit(predictions(2))  # written by the thread on its interval: no flush()
     deadline = time.monotonic() + 5
-    while not segments(store):
+    # The count follows the segment's rename into place: wait for the count, not the file.
+    while log_records(registry, "predictions", "written") < 2:
         assert time.monotonic() < deadline, "nothing written after the error: the thread died"
         time.sleep(0.02)
     assert log_records(registry, "predictions", "written") == 2
+    assert segments(store)
 
 
 def writer_threads() -> list[threading.Thread]:
