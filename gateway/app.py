@@ -8,6 +8,10 @@ registry, tracer, health checker) are created here and live on ``app.state.gatew
 Errors render as ``{"error": "..."}``: auth failures as 401/403 with
 ``WWW-Authenticate``, routing failures with their status, anything unexpected as a
 logged 500 without a stack trace.
+
+On SIGTERM uvicorn waits for the requests in flight for at most
+``listen.shutdown_timeout_s``, then cancels those still running; the lifespan's end says
+how many it cut off (``monitoring.in_flight``), as the runtime does.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ from gateway.shadow import ShadowObserver, ShadowRunner
 from gateway.state import AnyRequest, GatewayState, gateway_state
 from gateway.upstream import UpstreamResponse, make_upstream
 from monitoring.gateway_metrics import GatewayMetrics, ReplicaCollector, ShadowAgreementCollector
+from monitoring.in_flight import InFlightCount, RequestsInFlight, log_cut_off
 from monitoring.job_results import JobResultsCollector, latest_reader
 from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
@@ -76,13 +81,7 @@ def create_app(
     replicas = ReplicaSet(settings.replicas, settings.ejection)
     upstream = make_upstream(transport)
     dispatcher = Dispatcher(replicas, upstream, metrics, tracer)
-    verifier = TokenVerifier(settings.auth) if settings.auth.enabled else None
-    if verifier is None:
-        log.warning(
-            "AUTH IS DISABLED (auth.enabled: false): anyone who can reach port %d "
-            "can call every model and the admin API",
-            settings.port,
-        )
+    verifier = _verifier(settings)
     state = GatewayState(
         settings=settings,
         routes=RouteTable(settings.routes, settings.routes_dir),
@@ -146,6 +145,7 @@ def create_app(
         schedule_log_upkeep(jobs, settings.log.store, settings.log.writer)
         # Drift scores and feature importance, read from the jobs' latest results.
         registry.register(JobResultsCollector(settings.log.store))
+    in_flight = InFlightCount()
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -166,6 +166,8 @@ def create_app(
             ):
                 yield
         finally:
+            # After uvicorn's grace period: what it cancelled, or has yet to see cancelled.
+            log_cut_off(log, in_flight, settings.shutdown_timeout_s, "listen.shutdown_timeout_s")
             await asyncio.to_thread(jobs.stop)
             await state.shadows.drain()
             if state.recorder is not None:  # SIGTERM: everything recorded reaches the store
@@ -195,21 +197,22 @@ def create_app(
         request_max_body_size=settings.max_body_bytes,
         debug=False,
     )
-    return GatewayApp(web, state)
+    return GatewayApp(web, state, in_flight)
 
 
 class GatewayApp:
     """The gateway's ASGI app: the inference endpoint first, the Litestar app behind it.
 
     One SERVER span (``ServerSpanMiddleware``) covers both, so every traced request looks
-    the same whichever side answered it.
+    the same whichever side answered it; ``in_flight`` counts the requests of both.
     """
 
-    def __init__(self, web: Litestar, state: GatewayState) -> None:
+    def __init__(self, web: Litestar, state: GatewayState, in_flight: InFlightCount) -> None:
         self.web = web
         self.state = state
         endpoint = InferenceEndpoint(web, state, state.settings.max_body_bytes)
-        self._asgi = ServerSpanMiddleware(endpoint, state.tracer, _UNTRACED_PATHS)
+        traced = ServerSpanMiddleware(endpoint, state.tracer, _UNTRACED_PATHS)
+        self._asgi = RequestsInFlight(traced, in_flight)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         await self._asgi(scope, receive, send)
@@ -278,6 +281,18 @@ def _shadow_recorder(state: GatewayState) -> ShadowObserver:
         )
 
     return record
+
+
+def _verifier(settings: GatewaySettings) -> TokenVerifier | None:
+    """The token verifier; None, said loudly, where auth is switched off."""
+    if settings.auth.enabled:
+        return TokenVerifier(settings.auth)
+    log.warning(
+        "AUTH IS DISABLED (auth.enabled: false): anyone who can reach port %d "
+        "can call every model and the admin API",
+        settings.port,
+    )
+    return None
 
 
 def _recorder(settings: GatewaySettings, registry: CollectorRegistry) -> Recorder | None:

@@ -22,11 +22,12 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from monitoring.in_flight import InFlightCount, RequestsInFlight
 from monitoring.log_queue import flush_queued_logs
 from monitoring.metrics import ModelStateCollector, RuntimeMetrics, new_registry
 from monitoring.slow_clients import guarded_protocol
 from monitoring.tracing import ServerSpanMiddleware, build_tracer_provider
-from runtime.draining import InFlightCount, RequestsInFlight, log_cut_off
+from runtime.draining import log_cut_off
 from runtime.errors import InferenceServerError, ModelNotReady, ServiceOverloaded
 from runtime.predictor import Predictor
 from runtime.refusal_log import RefusalLog

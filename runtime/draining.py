@@ -15,8 +15,8 @@ version until that thread is done (``runtime.waiting``, ``runtime.batching``): t
 repository's close retires the version but never unloads a backend under a running call.
 The process exits without waiting for such a thread.
 
-``RequestsInFlight`` is an ASGI middleware that counts the HTTP requests not yet answered,
-so that the shutdown can say how many were cut off (``log_cut_off``).
+The requests in flight are counted by ``monitoring.in_flight.RequestsInFlight``, as in the
+gateway, so that the shutdown can say how many were cut off (``log_cut_off``).
 
 The lifespan's end then waits for the log records still queued
 (``monitoring.log_queue.flush_queued_logs``), the cut-off line among them.
@@ -24,11 +24,10 @@ The lifespan's end then waits for the log records still queued
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from typing import Any
 
-from litestar.types import ASGIApp
+from monitoring import in_flight
+from monitoring.in_flight import InFlightCount
 
 log = logging.getLogger("driftgate.runtime")
 
@@ -36,52 +35,6 @@ log = logging.getLogger("driftgate.runtime")
 DEFAULT_SHUTDOWN_TIMEOUT_S = 20
 
 
-class InFlightCount:
-    """HTTP requests being answered now, and those whose task was cancelled (by a shutdown
-    that stopped waiting). Only the event loop changes them."""
-
-    def __init__(self) -> None:
-        self.running = 0
-        self.cancelled = 0
-
-    @property
-    def unanswered(self) -> int:
-        """Requests cut off: cancelled ones, and those still running (their task waits for
-        a model call's thread to end before its cancellation is raised)."""
-        return self.running + self.cancelled
-
-
-class RequestsInFlight:
-    """ASGI middleware: counts the requests it is answering into ``count``."""
-
-    def __init__(self, app: ASGIApp, count: InFlightCount) -> None:
-        self.app = app
-        self.count = count
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        self.count.running += 1
-        try:
-            await self.app(scope, receive, send)
-        except asyncio.CancelledError:
-            self.count.cancelled += 1
-            raise
-        finally:
-            self.count.running -= 1
-
-
 def log_cut_off(count: InFlightCount, timeout_s: int) -> None:
     """At the lifespan's end: one line saying how many requests the shutdown cut off."""
-    unanswered = count.unanswered
-    if unanswered == 0:
-        return
-    requests = "1 request was" if unanswered == 1 else f"{unanswered} requests were"
-    log.warning(
-        "shutdown: %s cut off unanswered, still running after the %d s grace period "
-        "(--shutdown-timeout, DRIFTGATE_SHUTDOWN_TIMEOUT_S); their clients' connections "
-        "are closed",
-        requests,
-        timeout_s,
-    )
+    in_flight.log_cut_off(log, count, timeout_s, "--shutdown-timeout, DRIFTGATE_SHUTDOWN_TIMEOUT_S")

@@ -1,5 +1,6 @@
 """``driftgate gateway`` stops within ``listen.shutdown_timeout_s`` of SIGTERM, however long
-the requests in flight would still take (a real process and a replica that never answers)."""
+the requests in flight would still take (a real process and a replica that never answers),
+and says how many requests it cut off (``monitoring.in_flight``), as the runtime does."""
 
 from __future__ import annotations
 
@@ -58,7 +59,9 @@ def test_sigterm_cuts_off_requests_in_flight_after_the_shutdown_timeout(
     tmp_path: Path, silent_replica: str
 ) -> None:
     """uvicorn waited for the requests in flight without a bound: a replica that never
-    answered held the gateway's shutdown for the route's whole timeout (here 120 s)."""
+    answered held the gateway's shutdown for the route's whole timeout (here 120 s). Then
+    only uvicorn's "Cancel N running task(s)" said anything, counting tasks, not requests,
+    and naming no setting."""
     port = free_port()
     config = {
         "listen": {"host": "127.0.0.1", "port": port, "shutdown_timeout_s": 1},
@@ -91,3 +94,8 @@ def test_sigterm_cuts_off_requests_in_flight_after_the_shutdown_timeout(
 
     assert took < 6, f"the gateway took {took:.1f} s to stop:\n{gateway.log()[-3000:]}"
     assert answers and answers[0] != 200  # cut off: the client does not wait 120 s either
+    log = gateway.log()
+    assert (
+        "shutdown: 1 request was cut off unanswered, still running after the 1 s grace "
+        "period (listen.shutdown_timeout_s)" in log
+    ), log[-3000:]
