@@ -12,7 +12,9 @@ answers ``HEAD``: the same status and headers, no body.
 
 Both answer with the policy's ``ETag`` (``gateway.route_table.policy_etag``), and
 ``GET /admin/routes`` gives each route's ETag next to its policy, so that a client can
-write back what it listed without reading each route again. A ``PUT`` with ``If-Match``
+write back what it listed without reading each route again. The list has an ``ETag`` of
+its own (``routes_etag``, from the routes' names and ETags), which changes whenever a
+route is added, replaced or removed. A ``PUT`` with ``If-Match``
 replaces the route only if it still has one of those ETags (``*``: only if the route is
 configured), checked under the lock every gateway sharing ``routes_dir`` writes under;
 otherwise it answers 412 with the ETag the route has now, and nothing changes. A ``PUT``
@@ -22,7 +24,8 @@ another gateway may hold, an fsync) runs in a worker thread.
 A ``GET`` of one route with ``If-None-Match`` answers 304 (its ETag, no body) while the
 route still has one of those ETags, compared weakly as RFC 9110 (section 13.1.2) says:
 ``W/"x"`` matches ``"x"``, and ``*`` matches any route (every name a route can have has a
-policy, the default one at least). Either header, malformed, answers 400.
+policy, the default one at least). ``GET /admin/routes`` does the same with the list's
+ETag. Either header, malformed, answers 400.
 
 A ``PUT`` with ``If-None-Match`` (RFC 9110, section 13.1.2) writes only if the route does
 not have one of those ETags (weakly compared), or with ``*`` only if it is not configured
@@ -53,7 +56,7 @@ from gateway.policy import (
     route_to_dict,
     too_deep,
 )
-from gateway.route_table import IfMatch, RouteChanged, RouteMatched, policy_etag
+from gateway.route_table import IfMatch, RouteChanged, RouteMatched, policy_etag, routes_etag
 from gateway.state import AnyRequest, GatewayState, gateway_state
 
 #: The methods that read: ``HEAD`` answers as ``GET`` does, status and headers (the ETag
@@ -67,13 +70,19 @@ _ENTITY_TAGS = re.compile(rf"\s*(?:\*|{_ENTITY_TAG}(?:\s*,\s*{_ENTITY_TAG})*)\s*
 
 
 @route("/admin/routes", http_method=_READ)
-async def list_routes(request: AnyRequest) -> dict[str, Any]:
+async def list_routes(request: AnyRequest) -> Response[Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
-    return {
-        name: {"etag": policy_etag(policy), "policy": route_to_dict(policy)}
-        for name, policy in state.routes.configured().items()
+    routes = state.routes.configured()  # one snapshot: the ETag is the list's it answers
+    etags = {name: policy_etag(policy) for name, policy in routes.items()}
+    etag = routes_etag(etags)
+    if _none_match(_entity_tags(request, "If-None-Match", read_by="GET /admin/routes"), etag):
+        return Response(None, status_code=304, headers={"ETag": etag})
+    answer = {
+        name: {"etag": etags[name], "policy": route_to_dict(policy)}
+        for name, policy in routes.items()
     }
+    return Response(answer, headers={"ETag": etag})
 
 
 @route("/admin/routes/{model:str}", http_method=_READ)
@@ -123,16 +132,22 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
     return Response(answer, headers={"ETag": etag})
 
 
-def _entity_tags(request: AnyRequest, header: str, unchanged: str = "") -> IfMatch | None:
+def _entity_tags(
+    request: AnyRequest,
+    header: str,
+    unchanged: str = "",
+    read_by: str = "GET /admin/routes/{route}",
+) -> IfMatch | None:
     """The header's entity tags as sent (weak ones with their ``W/``), ``"*"``, or None
-    without the header; one malformed is refused with 400 (``unchanged`` ends the message)."""
+    without the header; one malformed is refused with 400 naming ``read_by``, the request
+    that answers such ETags (``unchanged`` ends the message)."""
     values = request.headers.getall(header.lower(), [])
     if not values:
         return None
     joined = ", ".join(values)
     if not _ENTITY_TAGS.fullmatch(joined):
         raise BadGatewayRequest(
-            f"{header}: expected * or quoted ETags as GET /admin/routes/{{route}} answers them "
+            f"{header}: expected * or quoted ETags as {read_by} answers them "
             f'(ETag: "3f9c..."){unchanged}'
         )
     if joined.strip() == "*":
@@ -142,7 +157,8 @@ def _entity_tags(request: AnyRequest, header: str, unchanged: str = "") -> IfMat
 
 def _none_match(if_none_match: IfMatch | None, etag: str) -> bool:
     """Whether ``If-None-Match`` holds ``etag``, compared weakly (RFC 9110, section 8.8.3.2:
-    the opaque tags alone, ``W/`` aside); ``*`` holds any, the route always having a policy."""
+    the opaque tags alone, ``W/`` aside); ``*`` holds any, as what is read always exists (a
+    route has a policy, the default one at least; the list may be empty)."""
     if if_none_match is None:
         return False
     if if_none_match == "*":

@@ -19,7 +19,8 @@ operator, applies here too:
   default when gateway.yaml has none.
 
 Writes to ``routes_dir`` take an exclusive ``flock`` on ``<routes_dir>/.routes.lock``, so
-that the gateways sharing the folder write one at a time. An admin ``PUT`` replaces the
+that the gateways sharing the folder write one at a time (the files themselves, how they
+are read, written and locked, are ``gateway.route_files``). An admin ``PUT`` replaces the
 route whatever it was (``replace``). A canary decision was measured on the policy this
 gateway last read, up to a poll old: ``replace_if_unchanged`` checks the file under the
 lock first, and drops the decision when another gateway (or an operator) has written
@@ -39,11 +40,9 @@ that thread's swap and the event loop's ``apply`` from interleaving.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import logging
 import os
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -52,29 +51,21 @@ from types import MappingProxyType
 from typing import Literal
 
 import msgspec
-import yaml
 
-from gateway.policy import (
-    MAX_POLICY_BYTES,
-    PolicyError,
-    RoutePolicy,
-    default_route,
-    parse_route,
-    route_to_dict,
-    too_deep,
+from gateway.policy import RoutePolicy, default_route, route_to_dict
+from gateway.route_files import (
+    FILE_ERRORS,
+    Fingerprint,
+    fingerprint_of,
+    folder_lock,
+    read_fingerprints,
+    read_route_file,
+    route_file,
+    write_route_file,
 )
 
 log = logging.getLogger("driftgate.gateway.routes")
 _MAX_CACHED_DEFAULTS = 1024
-#: The lock every write to ``routes_dir`` holds, on every gateway sharing the folder.
-WRITE_LOCK_NAME = ".routes.lock"
-
-#: What identifies one version of a route file: (inode, size, modification time in ns).
-Fingerprint = tuple[int, int, int]
-
-#: What makes a route file unusable (unreadable, not UTF-8, not YAML, too large, an invalid
-#: policy): it is logged, and the policy in use stays.
-_FILE_ERRORS = (OSError, ValueError, yaml.YAMLError)
 
 
 #: What a conditional write expects: the route is configured (``"*"``), or its policy has
@@ -86,6 +77,14 @@ def policy_etag(policy: RoutePolicy) -> str:
     """A strong entity tag of ``policy``, quoted as in an ``ETag`` header: equal for equal
     policies, in every gateway process (the policy's keys sorted, hashed)."""
     encoded = msgspec.json.encode(route_to_dict(policy), order="sorted")
+    return f'"{hashlib.sha256(encoded).hexdigest()[:32]}"'
+
+
+def routes_etag(etags: Mapping[str, str]) -> str:
+    """A strong entity tag of the configured routes, from each one's ``policy_etag``: it
+    changes whenever a route is added, replaced or removed, and is equal in every gateway
+    serving the same routes (the (route, ETag) pairs sorted, hashed)."""
+    encoded = msgspec.json.encode(sorted(etags.items()))
     return f'"{hashlib.sha256(encoded).hexdigest()[:32]}"'
 
 
@@ -235,7 +234,7 @@ class RouteTable:
             in_use = self._routes.get(name)
             return (in_use, True) if in_use is not None else (self.get(name), False)
         try:
-            fingerprint = _fingerprint(os.stat(self._route_file(name)))
+            fingerprint = fingerprint_of(os.stat(route_file(self._routes_dir, name)))
         except FileNotFoundError:  # never written, or removed: gateway.yaml's, or the default
             configured = self._configured.get(name)
             return (configured, True) if configured is not None else (self.get(name), False)
@@ -243,8 +242,8 @@ class RouteTable:
         if in_use is not None and fingerprint == self._files.get(name):
             return in_use, True  # the file this table last read or wrote
         try:
-            return _read_route_file(self._routes_dir, name), True
-        except _FILE_ERRORS:  # refused when read: the policy in use stays
+            return read_route_file(self._routes_dir, name), True
+        except FILE_ERRORS:  # refused when read: the policy in use stays
             return (in_use if in_use is not None else self.get(name)), True
 
     def _unchanged_on_disk(self, name: str, measured: RoutePolicy) -> bool:
@@ -254,7 +253,9 @@ class RouteTable:
         if self._routes_dir is None:
             return True
         try:
-            fingerprint: Fingerprint | None = _fingerprint(os.stat(self._route_file(name)))
+            fingerprint: Fingerprint | None = fingerprint_of(
+                os.stat(route_file(self._routes_dir, name))
+            )
         except FileNotFoundError:
             fingerprint = None
         if fingerprint == self._files.get(name):
@@ -262,13 +263,9 @@ class RouteTable:
         if fingerprint is None:
             return False
         try:
-            return _read_route_file(self._routes_dir, name) == measured
-        except _FILE_ERRORS:
+            return read_route_file(self._routes_dir, name) == measured
+        except FILE_ERRORS:
             return False
-
-    def _route_file(self, name: str) -> Path:
-        assert self._routes_dir is not None
-        return self._routes_dir / f"{name}.yaml"
 
     @contextlib.contextmanager
     def _write_lock(self) -> Iterator[None]:
@@ -278,7 +275,7 @@ class RouteTable:
             if self._routes_dir is None:
                 yield
                 return
-            with _folder_lock(self._routes_dir):
+            with folder_lock(self._routes_dir):
                 yield
 
     def scan(self) -> FileScan:
@@ -287,13 +284,13 @@ class RouteTable:
             return FileScan({}, {}, {})
         with self._state:
             known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
-        fingerprints = _fingerprints(self._routes_dir)
+        fingerprints = read_fingerprints(self._routes_dir)
         policies: dict[str, RoutePolicy | Exception] = {}
         for name, fingerprint in fingerprints.items():
             if known.get(name) != fingerprint:
                 try:
-                    policies[name] = _read_route_file(self._routes_dir, name)
-                except _FILE_ERRORS as exc:  # e.g. removed since listed, or invalid
+                    policies[name] = read_route_file(self._routes_dir, name)
+                except FILE_ERRORS as exc:  # e.g. removed since listed, or invalid
                     policies[name] = exc
         return FileScan(fingerprints, policies, known)
 
@@ -338,81 +335,18 @@ class RouteTable:
         folder."""
         if self._routes_dir is None:
             return None
-        self._routes_dir.mkdir(parents=True, exist_ok=True)
-        text = yaml.safe_dump(route_to_dict(policy), sort_keys=False)
-        handle, temporary = tempfile.mkstemp(dir=self._routes_dir, prefix=".", suffix=".tmp")
-        target = self._route_file(name)
-        try:
-            with os.fdopen(handle, "w") as file:
-                file.write(text)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, target)
-        except BaseException:  # disk full, a name too long: leave no temporary file behind
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return _fingerprint(os.stat(target))
+        return write_route_file(self._routes_dir, name, policy)
 
     def _load_persisted(self) -> dict[str, RoutePolicy]:
         if self._routes_dir is None or not self._routes_dir.is_dir():
             return {}
         loaded = {}
-        for name, fingerprint in _fingerprints(self._routes_dir).items():
+        for name, fingerprint in read_fingerprints(self._routes_dir).items():
             self._files[name] = fingerprint
             try:
-                loaded[name] = _read_route_file(self._routes_dir, name)
-            except _FILE_ERRORS as exc:
-                log.error("ignoring persisted route %s: %s", self._routes_dir / f"{name}.yaml", exc)
+                loaded[name] = read_route_file(self._routes_dir, name)
+            except FILE_ERRORS as exc:
+                log.error(
+                    "ignoring persisted route %s: %s", route_file(self._routes_dir, name), exc
+                )
         return loaded
-
-
-@contextlib.contextmanager
-def _folder_lock(routes_dir: Path) -> Iterator[None]:
-    """The exclusive ``flock`` on ``<routes_dir>/.routes.lock`` (blocking)."""
-    routes_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(routes_dir / WRITE_LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:
-            log.warning("cannot lock %s, writing the route without it: %s", routes_dir, exc)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def _read_route_file(folder: Path, name: str) -> RoutePolicy:
-    """The policy in ``<name>.yaml``; raises one of ``_FILE_ERRORS``."""
-    path = folder / f"{name}.yaml"
-    with path.open("rb") as file:
-        data = file.read(MAX_POLICY_BYTES + 1)  # never more: the file may be anything
-        if len(data) > MAX_POLICY_BYTES:
-            size = os.fstat(file.fileno()).st_size
-            raise PolicyError(
-                f"{path.name}: {size} bytes exceeds the limit of {MAX_POLICY_BYTES} bytes"
-            )
-    try:
-        raw = yaml.safe_load(data.decode())
-    except RecursionError:  # PyYAML recurses: a document nested thousands deep
-        raise too_deep(name) from None
-    return parse_route(name, raw)
-
-
-def _fingerprints(folder: Path) -> dict[str, Fingerprint]:
-    """Every ``<route>.yaml`` of ``folder`` (temporary ``.*.tmp`` files are not routes)."""
-    try:
-        entries = list(os.scandir(folder))
-    except FileNotFoundError:
-        return {}
-    found = {}
-    for entry in sorted(entries, key=lambda e: e.name):
-        if entry.name.endswith(".yaml") and not entry.name.startswith("."):
-            try:
-                found[entry.name.removesuffix(".yaml")] = _fingerprint(entry.stat())
-            except FileNotFoundError:
-                continue  # removed while listed
-    return found
-
-
-def _fingerprint(stat: os.stat_result) -> Fingerprint:
-    return stat.st_ino, stat.st_size, stat.st_mtime_ns

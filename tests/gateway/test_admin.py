@@ -20,7 +20,7 @@ import yaml
 
 from gateway.auth import AuthConfig, mint_token
 from gateway.policy import parse_route, route_to_dict
-from gateway.route_table import WRITE_LOCK_NAME
+from gateway.route_files import WRITE_LOCK_NAME
 from tests.gateway.fakes import (
     SECRET,
     Gateway,

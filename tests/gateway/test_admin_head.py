@@ -35,6 +35,21 @@ def test_head_on_a_route_follows_its_etag_as_get_does(start) -> None:
     assert (changed.status_code, changed.headers["ETag"]) == (200, put.headers["ETag"])
 
 
+def test_head_on_the_list_follows_its_etag_as_get_does(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    etag = gateway.client.head("/admin/routes", headers=ADMIN).headers["ETag"]
+
+    unchanged = gateway.client.head("/admin/routes", headers={**ADMIN, "If-None-Match": etag})
+    gateway.client.put("/admin/routes/iris", json=ab_test(5, 5), headers=ADMIN)
+    changed = gateway.client.head("/admin/routes", headers={**ADMIN, "If-None-Match": etag})
+    listed = gateway.client.get("/admin/routes", headers=ADMIN)
+
+    assert (unchanged.status_code, unchanged.headers["ETag"]) == (304, etag)
+    assert (changed.status_code, changed.headers["ETag"]) == (200, listed.headers["ETag"])
+    assert listed.headers["ETag"] != etag
+    assert changed.content == b""
+
+
 def test_head_on_the_replicas_answers_as_get(start) -> None:
     gateway = start(auth=AUTH)
 

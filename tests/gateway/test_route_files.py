@@ -1,6 +1,6 @@
 """Routes shared through ``routes_dir``: read back while the gateway runs, and one canary
-decider among the gateways that share the folder (gateway/route_table.py, route_watch.py,
-lease.py).
+decider among the gateways that share the folder (gateway/route_table.py, route_files.py,
+route_watch.py, lease.py).
 
 "Another gateway" is a second ``RouteTable`` on the same folder, as a second process would
 have; the lease is also taken by a real child process, killed to hand it over.
@@ -34,14 +34,8 @@ from gateway.canary_verdict import Verdict
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route, route_to_dict
-from gateway.route_table import (
-    WRITE_LOCK_NAME,
-    FileScan,
-    RouteChanged,
-    RouteMatched,
-    RouteTable,
-    policy_etag,
-)
+from gateway.route_files import WRITE_LOCK_NAME
+from gateway.route_table import FileScan, RouteChanged, RouteMatched, RouteTable, policy_etag
 from gateway.route_watch import RouteFileWatcher
 from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.tracing import build_tracer_provider
