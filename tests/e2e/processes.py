@@ -23,6 +23,27 @@ def free_port() -> int:
         return port
 
 
+def activated_environment() -> dict[str, str]:
+    """``os.environ`` as a reader has it after the README's ``. .venv/bin/activate``.
+
+    This interpreter's bin folder, where ``pip install -e .`` put the ``driftgate``
+    script, comes first on ``PATH`` (and ``VIRTUAL_ENV`` names the venv), so documented
+    commands run as written and fail as a reader's would, with "command not found", when
+    nothing on that ``PATH`` provides them.
+    """
+    bin_dir = Path(sys.executable).parent  # not resolved: a venv's python is a symlink
+    if not (bin_dir / "driftgate").is_file():
+        raise RuntimeError(
+            f"no driftgate script in {bin_dir}: the documented commands need the project "
+            "installed into this interpreter's environment (`make venv`, or `pip install -e .`)"
+        )
+    return {
+        **os.environ,
+        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", os.defpath)]),
+        "VIRTUAL_ENV": sys.prefix,
+    }
+
+
 @dataclass
 class RunningProcess:
     process: subprocess.Popen[bytes]

@@ -2,7 +2,9 @@
 
 A ```sh block runs as one bash script (``set -euo pipefail``); when a ```json block
 follows it, the script's last line of output must equal that JSON (floats to 6 significant
-digits). ``localhost:8001`` is rewritten to the test runtime's address. Examples that
+digits). ``localhost:8001`` is rewritten to the test runtime's address and ``/tmp/`` to a
+temporary folder; the commands run as written, in the environment of a reader who followed
+the README's ``. .venv/bin/activate`` (``activated_environment``). Examples that
 need the whole system (``make up``, the gateway on ``localhost:8000``) are not run here;
 test_gateway_tour.py runs the gateway's.
 """
@@ -13,13 +15,12 @@ import json
 import math
 import re
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.e2e.processes import RunningProcess
+from tests.e2e.processes import RunningProcess, activated_environment
 from tests.e2e.test_gateway_tour import MARKED
 
 pytestmark = pytest.mark.e2e
@@ -68,6 +69,17 @@ def test_the_readme_has_examples() -> None:
     assert len(README_EXAMPLES) >= 6
 
 
+def test_the_readme_says_to_activate_the_venv_before_its_first_driftgate_command() -> None:
+    """The examples run in an activated environment (``activated_environment``); a reader's
+    shell is one only if the README says so before it first runs ``driftgate``."""
+    readme = (ROOT / "README.md").read_text()
+    first_command = re.search(r"^driftgate ", readme, flags=re.MULTILINE)
+    activation = readme.find(". .venv/bin/activate")
+
+    assert first_command is not None
+    assert 0 <= activation < first_command.start()
+
+
 @pytest.mark.java  # the tour includes the PMML model
 @pytest.mark.parametrize(
     ("block", "expected"), README_EXAMPLES, ids=[f"readme-{i}" for i in range(len(README_EXAMPLES))]
@@ -77,13 +89,13 @@ def test_readme_example(
 ) -> None:
     address = runtime_server.url.removeprefix("http://")
     script = block.replace("localhost:8001", address).replace("/tmp/", f"{tmp_path}/")
-    script = re.sub(r"^driftgate ", f"{sys.executable} -m driftgate ", script, flags=re.MULTILINE)
     done = subprocess.run(
         ["bash", "-euo", "pipefail", "-c", script],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env=activated_environment(),
     )
     assert done.returncode == 0, f"{script}\n{done.stderr}"
     output = done.stdout.splitlines()[-1] if done.stdout.strip() else ""

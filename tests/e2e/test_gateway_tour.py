@@ -8,9 +8,11 @@ its expected output: ```text lines must match exactly (trailing spaces and carri
 returns aside), ```json the last line of output as JSON.
 
 Rewritten before running: ``localhost:8000`` to the test gateway, ``driftgate token create``
-to use the test gateway's ``gateway.yaml``, ``driftgate`` to this interpreter's, ``/tmp/``
-to a temporary folder and ``runtime/demo/`` to this checkout's; ``DRIFTGATE_GATEWAY_URL``
-points ``driftgate routes`` at the test gateway, as its default does at ``make up``'s. The
+to use the test gateway's ``gateway.yaml``, ``/tmp/`` to a temporary folder and
+``runtime/demo/`` to this checkout's; ``DRIFTGATE_GATEWAY_URL`` points ``driftgate routes``
+at the test gateway, as its default does at ``make up``'s. The commands themselves run as
+written, in the environment of a reader who followed the README's ``. .venv/bin/activate``
+(``activated_environment``): a command nothing on that ``PATH`` provides fails the test. The
 examples run in a folder where ``var`` is the test system's home, as ``var/`` is ``make
 up``'s state for a reader in the checkout (so commands that default to
 ``var/gateway.yaml`` find it). Routes the examples change are put back after each
@@ -21,11 +23,9 @@ from their training set.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +34,7 @@ import pytest
 
 from driftgate.reference import build_reference
 from tests.e2e.gateway_system import LocalSystem, local_system, wait_for
+from tests.e2e.processes import activated_environment
 
 pytestmark = pytest.mark.e2e
 
@@ -61,15 +62,13 @@ def gateway_examples(markdown: Path) -> list[Example]:
 
 
 def rewrite(code: str, system: LocalSystem, tmp_path: Path) -> str:
-    driftgate = f"{sys.executable} -m driftgate"
     code = code.replace("/tmp/", f"{tmp_path}/")  # first: the paths below may be in /tmp
     code = code.replace("localhost:8000", system.url.removeprefix("http://"))
     code = re.sub(r"(?<![\w/])runtime/demo/", f"{ROOT}/runtime/demo/", code)
-    code = code.replace(
+    return code.replace(
         "driftgate token create",
-        f"{driftgate} token create --config {system.home / 'gateway.yaml'}",
+        f"driftgate token create --config {system.home / 'gateway.yaml'}",
     )
-    return re.sub(r"^driftgate ", f"{driftgate} ", code, flags=re.MULTILINE)
 
 
 def check_output(example: Example, output: str) -> None:
@@ -139,7 +138,7 @@ def test_gateway_examples_run_as_written(
         cwd=tmp_path,
         timeout=120,
         check=False,
-        env={**os.environ, "DRIFTGATE_GATEWAY_URL": system.url},
+        env={**activated_environment(), "DRIFTGATE_GATEWAY_URL": system.url},
     )
     outputs = done.stdout.split(f"{END}\n")
     finished = len(outputs) - 1
