@@ -7,7 +7,8 @@ log:
   sampling: {default: 1.0, routes: {titanic: 0.25}}   # errors and shadowed requests: always
   keep_image_bytes: false  # image uploads are logged as digest + size unless true
   max_queue: 10000         # exchanges waiting to be parsed; beyond: dropped and counted
-  flush_rows: 5000         # the writer's settings (monitoring.prediction_log.LogSettings)
+  max_queued_rows: 100000  # the writer's settings (monitoring.prediction_log.LogSettings):
+  flush_rows: 5000         # rows waiting to be written, then when to write them
   flush_interval_s: 1.0
   max_age_days: 30
   max_bytes: 10737418240

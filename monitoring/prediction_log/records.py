@@ -60,7 +60,10 @@ class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Where the store lives, how the writer batches, and how long data is kept.
 
     ``store``: the store's root folder (the gateway resolves it against its home).
-    ``max_queue``: records waiting in memory at most; beyond it ``submit`` drops.
+    ``max_queue``: records waiting in memory at most; beyond it ``submit`` drops and counts
+    them. Its key (in gateway.yaml's ``log:`` section, and in error messages) is
+    ``max_queued_rows``, because ``log.max_queue`` is the gateway recorder's queue of
+    answered requests in front of the writer (``gateway.log_settings``).
     ``flush_rows`` / ``flush_interval_s``: the writer flushes when either is reached; a
     SIGKILL loses at most what arrived within the last interval.
     ``max_age_days`` / ``max_bytes``: retention (``enforce_retention``).
@@ -68,7 +71,7 @@ class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """
 
     store: str = "var/store"
-    max_queue: int = 100_000
+    max_queue: int = msgspec.field(default=100_000, name="max_queued_rows")
     flush_rows: int = 5_000
     flush_interval_s: float = 1.0
     max_age_days: float = 30
@@ -76,12 +79,14 @@ class LogSettings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     compact_min_files: int = 8
 
     def __post_init__(self) -> None:
+        keys = {field.name: field.encode_name for field in msgspec.structs.fields(self)}
         positive = ("max_queue", "flush_rows", "flush_interval_s", "max_age_days", "max_bytes")
         for name in positive:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):  # NaN compares false to everything
                 raise ValueError(
-                    f"prediction log setting {name} must be a positive finite number, got {value!r}"
+                    f"prediction log setting {keys[name]} must be a positive finite number, "
+                    f"got {value!r}"
                 )
         if self.compact_min_files < 2:
             raise ValueError("prediction log setting compact_min_files must be >= 2")

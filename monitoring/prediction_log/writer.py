@@ -2,11 +2,11 @@
 
 Shaped like OpenTelemetry's ``BatchSpanProcessor``. ``submit`` only appends to an
 in-memory queue under a short lock; it never waits for disk, and when ``max_queue``
-records are already waiting it drops the batch and counts it (``outcome="dropped"``). A
-daemon thread takes everything queued when ``flush_rows`` records are waiting or
-``flush_interval_s`` has passed since its last flush, groups it by (table, model, UTC
-date), and writes one Parquet segment per group (staged, fsynced, renamed into place: the
-``SegmentWriter`` of ``monitoring.prediction_log.segment_writer``).
+records (``log.max_queued_rows``) are already waiting it drops the batch and counts it
+(``outcome="dropped"``). A daemon thread takes everything queued when ``flush_rows``
+records are waiting or ``flush_interval_s`` has passed since its last flush, groups it by
+(table, model, UTC date), and writes one Parquet segment per group (staged, fsynced,
+renamed into place: the ``SegmentWriter`` of ``monitoring.prediction_log.segment_writer``).
 
 Loss bounds: ``close()`` (SIGTERM) writes everything accepted; after a SIGKILL, what was
 accepted more than about one flush interval (plus one write) earlier is on disk. A segment
@@ -133,7 +133,7 @@ class PredictionLogWriter:
             self._count_dropped(records, reason)
             if report:
                 log.warning(
-                    "prediction log: dropped %d records (%s: %d waiting, max_queue %d); "
+                    "prediction log: dropped %d records (%s: %d waiting, max_queued_rows %d); "
                     "drops in the next %g s are counted, not logged",
                     report,
                     "the writer is closed" if closed else "its queue is full",

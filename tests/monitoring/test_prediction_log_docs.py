@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import yaml
 
+from gateway.log_settings import parse_log_section
 from monitoring.prediction_log import (
     FeedbackRecord,
     LogSettings,
@@ -75,6 +77,16 @@ def test_the_doc_has_ten_queries() -> None:
 def test_documented_query_runs_and_answers(store: Path, query: str) -> None:
     result = run_sql(store, query)
     assert result.rows, f"no rows for:\n{query}"
+
+
+def test_the_documented_log_section_is_accepted_and_shows_the_defaults(tmp_path: Path) -> None:
+    """The gateway.yaml example of "Where it is", parsed as the gateway parses it: its
+    queue sizes and the writer's settings are those used when the keys are left out."""
+    example = yaml.safe_load(DOC.read_text().split("```yaml\n", 1)[1].split("```", 1)[0])
+    documented = parse_log_section(example["log"], tmp_path)
+    defaults = parse_log_section({"store": example["log"]["store"]}, tmp_path)
+    assert documented is not None and defaults is not None
+    assert (documented.max_queue, documented.writer) == (defaults.max_queue, defaults.writer)
 
 
 def test_the_guarantees_give_the_number_of_write_attempts_the_writer_makes() -> None:

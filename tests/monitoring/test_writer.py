@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
+from gateway.log_settings import parse_log_section
 from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord
 from monitoring.prediction_log.segments import predictions_table
 from tests.monitoring.builders import (
@@ -98,9 +99,55 @@ def test_a_full_queue_drops_at_once_and_counts(
     # Logged, but not once per request: the first drop of a minute says what happened.
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1, warnings
-    assert "dropped 3 records" in warnings[0] and "max_queue 10" in warnings[0]
+    assert "dropped 3 records" in warnings[0] and "max_queued_rows 10" in warnings[0]
     writer.close()  # a writer that never started still writes what it accepted
     assert query(store, "SELECT count(*) FROM predictions") == [(8,)]
+
+
+def test_log_max_queued_rows_sizes_the_writers_queue(
+    store: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gateway.yaml's ``log.max_queued_rows`` reaches the writer (``log.max_queue`` sizes
+    the recorder's queue in front of it), and a full queue of that size drops and counts as
+    one of the default 100,000 rows does."""
+    section = {"store": str(store), "max_queue": 7, "max_queued_rows": 4, "flush_interval_s": 60}
+    recording = parse_log_section(section, store.parent)
+    assert recording is not None
+    assert (recording.max_queue, recording.writer.max_queue) == (7, 4)
+    writer = PredictionLogWriter(recording.store, recording.writer, registry)  # nothing drains
+    assert writer.submit(predictions(3))
+    assert not writer.submit(predictions(2, prefix="late"))  # 5 > 4: the whole batch goes
+    assert writer.submit(predictions(1, prefix="fits"))
+    assert not writer.submit([label("x", 0, 1)])
+    assert log_records(registry, "predictions", "dropped", "queue_full") == 2
+    assert log_records(registry, "feedback", "dropped", "queue_full") == 1
+    assert sample(registry, "driftgate_log_queue_depth") == 4
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "max_queued_rows 4" in warnings[0], warnings
+    writer.close()
+    assert query(store, "SELECT count(*) FROM predictions") == [(4,)]
+
+
+def test_the_writers_queue_holds_100_000_rows_unless_configured(store: Path) -> None:
+    recording = parse_log_section({"store": str(store)}, store.parent)
+    assert recording is not None and recording.writer.max_queue == 100_000
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (0, "log: prediction log setting max_queued_rows must be a positive finite number, got 0"),
+        (-5, "log: prediction log setting max_queued_rows must be a positive finite number"),
+        (True, "log: Expected `int`, got `bool` - at `$.max_queued_rows`"),
+        (2.5, "log: Expected `int`, got `float` - at `$.max_queued_rows`"),
+    ],
+)
+def test_log_max_queued_rows_must_be_a_positive_whole_number(
+    store: Path, value: object, message: str
+) -> None:
+    with pytest.raises(ValueError) as refused:
+        parse_log_section({"store": str(store), "max_queued_rows": value}, store.parent)
+    assert str(refused.value).startswith(message)
 
 
 def test_close_writes_everything_and_later_submits_are_dropped(
