@@ -23,6 +23,10 @@ One run (``DriftJob.run``, scheduled by ``monitoring.jobs.JobScheduler``):
    saying so (``drift.quiet``), and forgotten. No run visits such a
    version any more, so nothing else would ever resolve it; a version that serves again
    is checked again and fires again if it still drifts.
+
+A run asked to stop (``monitoring.job_run``: past its time limit, or the jobs process
+stopping) checks no further version and posts no further alert: an alert not posted
+leaves what the store says the receiver holds unchanged, so the next run sends it.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from drift.settings import DriftSettings
 from drift.verdict import TestSettings
 from drift.window import groups, window_bounds
 from drift.window_evaluation import Clock, Slice, evaluate_window
+from monitoring.job_run import check_stop
 from monitoring.jobs import FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
@@ -100,15 +105,18 @@ class DriftJob:
             runs, failed = [], []
             outcomes: dict[tuple[str, ...], bool] = {}
             for model, version, arm in found:
+                check_stop()  # time limit or shutdown: the rest wait for the next run
                 try:
                     runs.append(self.check(con, model, version, arm, now))
                     outcomes[model, version, arm] = False
                 except duckdb.Error:  # the store's, not the version's: set_aside_damaged's
                     raise
                 except Exception as exc:  # one version's failure must not stop the others
+                    check_stop()
                     log.exception("checking %s/%s arm %s failed", model, version, arm)
                     failed.append(f"{model}/{version} arm {arm} ({exc})")
                     outcomes[model, version, arm] = True
+            check_stop()
             quiet = (
                 resolve_quiet(
                     self.store,

@@ -11,7 +11,8 @@ that had no answered request in the lookback gets "resolved", with the annotatio
 ``resolved_because: no_traffic`` and a description saying that the traffic ended, not
 the drift (``drift.alerts.quiet_payload``), and its entry is dropped. Should the version
 serve again, the next run checks it like any other and fires again if it still drifts.
-A post the receiver does not take is sent again by the next run.
+A post the receiver does not take, or one a stopping run does not send, is sent again by
+the next run.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import duckdb
 from drift.alert_state import forget_firing, held_firing
 from drift.alerts import WebhookNotifier
 from drift.window import last_answered, last_answered_sql
+from monitoring.job_run import check_stop
 
 log = logging.getLogger("driftgate.drift")
 
@@ -50,6 +52,7 @@ def resolve_quiet(
     for entry in held:
         if (entry.model, entry.version, entry.arm) in active:
             continue
+        check_stop()  # the entries left are resolved by the next run
         name = f"{entry.model}/{entry.version} arm {entry.arm}"
         try:
             sent = notifier.resolve_quiet(

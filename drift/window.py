@@ -13,7 +13,7 @@ Every query keeps rows with ``status < 400`` of one model, version and arm; a ti
 is ``(end - last_s, end]``, a count window ``[timestamp of the N-th newest row, end]``
 (rows tied with that timestamp are all in). The ``date`` partition is filtered too, so
 DuckDB reads only the days the window covers. Every query's connection is handed to the
-time limit of the job run in progress (``monitoring.jobs.watch_connection``), which
+time limit of the job run in progress (``monitoring.job_run.watch_connection``), which
 interrupts it when the run takes too long: a query has no timeout of its own.
 
 How values are counted (the same as ``drift.distributions``' numpy builders):
@@ -53,7 +53,7 @@ from drift.fetched_values import (
     unmask,
 )
 from drift.findings import Window
-from monitoring.jobs import watch_connection
+from monitoring.job_run import watch_connection
 from monitoring.prediction_log.catalog import sql_string
 
 if TYPE_CHECKING:

@@ -39,7 +39,9 @@ A run that explains some versions succeeds: ``driftgate_explain_check_failing`` 
 version it could not explain, 0 per version explained or skipped) says which it could not.
 
 Hard limit: the scheduler stops a run at ``run_timeout_s`` (``ExplainJobSettings.run_limit_s``,
-``monitoring.jobs``), interrupting the run's DuckDB connection. Every HTTP call to a
+``monitoring.jobs``), interrupting the run's DuckDB connection; it does so too when it
+stops (the jobs process got SIGTERM). A run asked to stop explains no further version
+(``monitoring.job_run.check_stop``) and makes no new runtime call. Every HTTP call to a
 runtime is bounded as a whole (``DeadlineTransport``): ``max(time_limit_s, 10)`` seconds, and
 never past that limit; httpx's own timeout bounds each read, and a runtime trickling its
 answer would otherwise hold the run for as long as it kept sending.
@@ -82,7 +84,8 @@ from explain.results import (
 )
 from explain.settings import ExplainJobSettings
 from explain.traffic import Traffic, read_traffic
-from monitoring.jobs import DeadlineTransport, FailingTargets, watch_connection
+from monitoring.job_run import check_stop, watch_connection
+from monitoring.jobs import DeadlineTransport, FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.explain")
@@ -145,6 +148,7 @@ class ExplainJob:
         failed: list[str] = []
         outcomes: dict[tuple[str, ...], bool] = dict.fromkeys(found, False)
         for position, ((model, version), read) in enumerate(zip(found, traffic, strict=True)):
+            check_stop()  # asked to stop (time limit, shutdown): the rest wait for the next run
             name = f"{model}/{version}"
             left = deadline - self.timer()
             if isinstance(read, Exception):
@@ -157,10 +161,12 @@ class ExplainJob:
             try:
                 run = self.check(read, left / (len(found) - position))
             except RuntimePredictError as exc:  # the runtime's message says it all
+                check_stop()  # a call refused because the run stops: no failure of the version
                 log.warning("explaining %s failed: %s", name, exc)
                 failed.append(f"{name} ({exc})")
                 outcomes[model, version] = True
             except Exception as exc:  # one version's failure must not stop the others
+                check_stop()
                 log.exception("explaining %s failed", name)
                 failed.append(f"{name} ({exc!r})")
                 outcomes[model, version] = True

@@ -16,13 +16,23 @@ longer). DuckDB queries have no timeout of their own and httpx's bound each read
 call, so a stuck query or a webhook that trickles its answer would hold the one thread,
 and no job of the process would run again. A run therefore goes in a thread of its own
 (``job <name>``, under the job's span) while the scheduler waits for it up to the limit.
-Past it, the scheduler interrupts the DuckDB connections the run registered
-(``watch_connection``), every ``INTERRUPT_EVERY_S`` since DuckDB forgets an interrupt that
-finds a connection between two queries, and HTTP calls made through ``DeadlineTransport``
-end by themselves. The run is a failed run (``JobTimeLimitExceeded``, so
-DriftgateJobFailing fires). A run that has still not returned ``stop_grace_s`` later waits
-on something nothing here can interrupt: it is left running, and its job does not start
-again (each due run fails, saying so) until it returns.
+Past it, the run is asked to stop (``monitoring.job_run``), the scheduler interrupts the
+DuckDB connections the run registered (``watch_connection``), every ``INTERRUPT_EVERY_S``
+since DuckDB forgets an interrupt that finds a connection between two queries, and HTTP
+calls made through ``DeadlineTransport`` end by themselves. The run is a failed run
+(``JobTimeLimitExceeded``, so DriftgateJobFailing fires). A run that has still not
+returned ``stop_grace_s`` later waits on something nothing here can interrupt: it is left
+running, and its job does not start again (each due run fails, saying so) until it
+returns.
+
+Stopping the scheduler (``stop``: SIGTERM to ``driftgate jobs``, ``driftgate up`` or the
+gateway shutting down) does not wait for the run under way to end by itself: it asks the
+run to stop and interrupts its DuckDB connections, as past the time limit, and returns
+within ``stop_wait_s`` (5 s, under the 10 s a supervisor gives before SIGKILL). Jobs check
+the stop signal between units of work (``check_stop``: a model version, a partition; it
+raises ``RunStopped``), and HTTP calls see no time left (``run_time_left``). A run that
+ends that way counts as ``outcome="stopped"``, neither a success nor a failure (neither
+timestamp moves); one that has not returned by then is left behind, as past the limit.
 
 A thread that died runs no job, while /metrics still answers. Only time shows it: each
 job's interval and time limit are exported (``driftgate_job_interval_seconds``,
@@ -37,7 +47,6 @@ drift job): ``FailingTargets`` is the gauge that shows which.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
 import math
@@ -45,12 +54,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol, cast
+from typing import cast
 
 import httpx
 from opentelemetry import trace
 from opentelemetry.trace import Status, StatusCode
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from monitoring.job_run import RunLimit, RunStopped, bind_run, run_time_left
 
 log = logging.getLogger("driftgate.jobs")
 
@@ -61,6 +72,8 @@ DURATION_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 3600,
 MIN_TIME_LIMIT_S = 3600.0
 #: How long a run past its limit gets to return once interrupted, before it is left behind.
 STOP_GRACE_S = 10.0
+#: How long ``stop`` waits for the run under way, once asked to stop, before leaving it.
+STOP_WAIT_S = 5.0
 #: How often a run past its limit has its DuckDB connections interrupted.
 INTERRUPT_EVERY_S = 0.1
 
@@ -72,56 +85,6 @@ def default_time_limit(interval_s: float) -> float:
 
 class JobTimeLimitExceeded(TimeoutError):
     """A run went past its time limit (or the previous one still has not returned)."""
-
-
-class Interruptible(Protocol):
-    """What a run's time limit interrupts: a DuckDB connection."""
-
-    def interrupt(self) -> object: ...
-
-
-class RunLimit:
-    """The time limit of one run, and the DuckDB connections it interrupts once past."""
-
-    def __init__(self, seconds: float) -> None:
-        self.deadline = time.monotonic() + seconds
-        self._lock = threading.Lock()
-        self._connections: list[Interruptible] = []
-
-    def remaining(self) -> float:
-        return self.deadline - time.monotonic()
-
-    def watch(self, con: Interruptible) -> None:
-        with self._lock:
-            if not any(known is con for known in self._connections):
-                self._connections.append(con)
-
-    def interrupt(self) -> None:
-        """Stop every query the run's connections are running (from another thread)."""
-        with self._lock:
-            connections = list(self._connections)
-        for con in connections:
-            with contextlib.suppress(Exception):  # closed already: nothing to stop
-                con.interrupt()
-
-
-_CURRENT_RUN: contextvars.ContextVar[RunLimit | None] = contextvars.ContextVar(
-    "driftgate_job_run", default=None
-)
-
-
-def watch_connection(con: Interruptible) -> None:
-    """Have the time limit of the job run in progress interrupt ``con``'s queries; nothing
-    outside a scheduled run. Call it for every DuckDB connection a job opens."""
-    limit = _CURRENT_RUN.get()
-    if limit is not None:
-        limit.watch(con)
-
-
-def run_time_left() -> float | None:
-    """Seconds left before the time limit of the job run in progress; None outside one."""
-    limit = _CURRENT_RUN.get()
-    return None if limit is None else limit.remaining()
 
 
 @dataclass
@@ -147,11 +110,15 @@ class JobScheduler:
         self.tracer = tracer
         self.timer = timer
         self.stop_grace_s = STOP_GRACE_S
+        self.stop_wait_s = STOP_WAIT_S
         self._stop = threading.Event()
+        self._stop_deadline = math.inf  # when stop() stops waiting for the run under way
         self._thread: threading.Thread | None = None
+        self._running: RunLimit | None = None
+        self._lock = threading.Lock()
         self.runs = Counter(
             "driftgate_job_runs_total",
-            "Background job runs by outcome.",
+            "Background job runs by outcome (ok|error|stopped).",
             ["job", "outcome"],
             registry=registry,
         )
@@ -224,9 +191,16 @@ class JobScheduler:
         with self.tracer.start_as_current_span(f"job {job.name}") as span:
             try:
                 result = self._run_limited(job)
+            except RunStopped as exc:
+                # Neither a success nor a failure: the process is going away mid-run.
+                span.set_attribute("driftgate.job.outcome", "stopped")
+                self.runs.labels(job.name, "stopped").inc()
+                log.warning("%s", exc)
+                return False
             except Exception as exc:
                 span.record_exception(exc)
                 span.set_status(Status(StatusCode.ERROR))
+                span.set_attribute("driftgate.job.outcome", "error")
                 self.runs.labels(job.name, "error").inc()
                 self.last_failure.labels(job.name).set(time.time())
                 if isinstance(exc, JobTimeLimitExceeded):
@@ -236,6 +210,7 @@ class JobScheduler:
                 return False
             finally:
                 self.duration.labels(job.name).observe(self.timer() - started)
+            span.set_attribute("driftgate.job.outcome", "ok")
             span.set_attribute("driftgate.job.result", str(result)[:1000])
         self.runs.labels(job.name, "ok").inc()
         self.last_success.labels(job.name).set(time.time())
@@ -243,7 +218,8 @@ class JobScheduler:
         return True
 
     def _run_limited(self, job: Job) -> object:
-        """``job.run()`` in a thread of its own, waited for up to the job's time limit."""
+        """``job.run()`` in a thread of its own, waited for up to the job's time limit or
+        until the scheduler stops."""
         if job.straggler is not None:
             if job.straggler.is_alive():
                 raise JobTimeLimitExceeded(
@@ -253,52 +229,75 @@ class JobScheduler:
             job.straggler = None
         limit = RunLimit(job.timeout_s)
         outcome: list[tuple[object, BaseException | None]] = []
-        done = threading.Event()
 
         def run() -> None:
-            _CURRENT_RUN.set(limit)
+            bind_run(limit)
             try:
                 outcome.append((job.run(), None))
             except BaseException as exc:  # handed to the scheduler's thread
                 outcome.append((None, exc))
             finally:
-                done.set()
+                limit.finish()
 
         # The copied context carries the job's span, so the run's spans are its children.
         context = contextvars.copy_context()
         worker = threading.Thread(
             target=context.run, args=(run,), name=f"job {job.name}", daemon=True
         )
-        worker.start()
-        if not done.wait(job.timeout_s):
-            self._stop_run(job, limit, worker, done, outcome)
+        with self._lock:
+            self._running = limit
+        try:
+            worker.start()
+            returned = self._wait(limit)
+        finally:
+            with self._lock:
+                self._running = None
+        stopped = f"job {job.name} ran past its time limit of {job.timeout_s:g} s and was stopped"
+        if not returned:
+            job.straggler = worker
+            if limit.timed_out:
+                raise JobTimeLimitExceeded(
+                    f"{stopped}; it has not returned {self.stop_grace_s:g} s later (it waits "
+                    f"on something that cannot be interrupted) and is left running: no run "
+                    f"of {job.name} starts until it returns"
+                )
+            raise RunStopped(
+                f"job {job.name} was asked to stop with the scheduler and has not returned "
+                f"{self.stop_wait_s:g} s later: it is left running"
+            )
         result, error = outcome[0]
+        if limit.timed_out:
+            raise JobTimeLimitExceeded(stopped) from error
+        if limit.cancelled and error is not None:
+            raise RunStopped(f"job {job.name} was stopped with the scheduler ({error})") from error
         if error is not None:
             raise error
         return result
 
-    def _stop_run(
-        self,
-        job: Job,
-        limit: RunLimit,
-        worker: threading.Thread,
-        done: threading.Event,
-        outcome: list[tuple[object, BaseException | None]],
-    ) -> None:
-        """Interrupt a run past its limit, and raise ``JobTimeLimitExceeded``."""
-        give_up = time.monotonic() + self.stop_grace_s
+    def _wait(self, limit: RunLimit) -> bool:
+        """Until the run returns; past its time limit, or once the scheduler stops, ask it
+        to stop and interrupt its queries for a grace period. Whether it returned."""
+        while not limit.ended.is_set():
+            if self._stop.is_set():
+                limit.cancel()  # also when stop() came before this run was known to it
+                return self._wind_down(limit, self.stop_wait_s)
+            if limit.remaining() <= 0:
+                limit.timed_out = True
+                return self._wind_down(limit, self.stop_grace_s)
+            limit.wake.wait(max(limit.remaining(), 0.0))
+        return True
+
+    def _wind_down(self, limit: RunLimit, grace_s: float) -> bool:
+        """Ask the run to stop and interrupt its queries until it returns, for ``grace_s``
+        at most (less once the scheduler stops); whether it returned."""
+        limit.stopping.set()
+        give_up = time.monotonic() + grace_s
         limit.interrupt()
-        while not done.wait(INTERRUPT_EVERY_S) and time.monotonic() < give_up:
+        while not limit.ended.wait(INTERRUPT_EVERY_S):
+            if time.monotonic() >= min(give_up, self._stop_deadline):
+                return False
             limit.interrupt()  # a query started since the last interrupt
-        message = f"job {job.name} ran past its time limit of {job.timeout_s:g} s and was stopped"
-        if not done.is_set():
-            job.straggler = worker
-            raise JobTimeLimitExceeded(
-                f"{message}; it has not returned {self.stop_grace_s:g} s later (it waits on "
-                f"something that cannot be interrupted) and is left running: no run of "
-                f"{job.name} starts until it returns"
-            )
-        raise JobTimeLimitExceeded(message) from outcome[0][1]
+        return True
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="jobs", daemon=True)
@@ -312,9 +311,17 @@ class JobScheduler:
                     job.next_run = time.monotonic() + job.interval_s
 
     def stop(self) -> None:
+        """Stop running jobs: the run under way is asked to stop (``check_stop``) and its
+        DuckDB queries are interrupted; returns within about ``stop_wait_s``, leaving a
+        run that has not returned by then behind (the process is about to end)."""
+        self._stop_deadline = time.monotonic() + self.stop_wait_s
         self._stop.set()
+        with self._lock:
+            running = self._running
+        if running is not None:
+            running.cancel()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            self._thread.join(timeout=self.stop_wait_s + 1)
 
 
 class FailingTargets:

@@ -3,17 +3,19 @@
 ``schedule_log_upkeep`` registers one job on a ``JobScheduler``; the gateway runs it in
 process (``driftgate up``), and ``driftgate jobs`` runs it where the gateway does not.
 
-A run normally takes under a second; one still going after its time limit (by default an
-hour: a store on a mount that stopped answering) is a failed run, and the scheduler stops
-waiting for it (``monitoring.jobs``). Compaction opens its DuckDB connection inside
-``monitoring.prediction_log.maintenance``, out of the limit's reach, so such a run is not
-interrupted: it is left to finish, and the job does not start again until it returns.
+A run normally takes under a second. One asked to stop (the gateway or the jobs process
+shutting down, or the run past its time limit, by default an hour: a store on a mount
+that stopped answering) has the merge under way interrupted and compacts no further
+partition (``monitoring.prediction_log.maintenance``): every partition is left either
+merged or as it was, and the rest, retention included, is the next run's. The run then
+counts as stopped (or, past its limit, failed: ``monitoring.jobs``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from monitoring.job_run import RunStopped
 from monitoring.jobs import JobScheduler
 from monitoring.prediction_log import LogSettings, compact, enforce_retention, set_aside_damaged
 
@@ -23,6 +25,8 @@ UPKEEP_INTERVAL_S = 300.0
 def log_upkeep(store: Path, settings: LogSettings) -> str:
     """Compaction, then retention; a damaged segment is set aside, not a failed run."""
     compaction = set_aside_damaged(store, lambda: compact(store, settings))
+    if compaction.stopped:
+        raise RunStopped(f"log upkeep stopped: {compaction}")
     retention = enforce_retention(store, settings)
     return f"compaction: {compaction}; retention: {retention}"
 

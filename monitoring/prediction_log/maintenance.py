@@ -10,6 +10,10 @@ first, then the old files are unlinked, so a query that lists the folder in betw
 few unlink calls, microseconds) counts those rows twice; and a query that listed an old
 file just before it was unlinked can fail with "No such file": ``run_sql`` retries such a
 query once. A journal in staging makes the swap crash-safe: the next run finishes it.
+Run by a job, compaction stops between partitions once the run is asked to stop
+(``monitoring.job_run``: the jobs stopping, or the time limit), and the merge under way
+has its query interrupted: its staged file is removed and its segments stay as they were,
+while a swap that has begun (renames and unlinks, no query) always completes.
 Compaction renames no column and changes no column's shape (DuckDB keeps an all-null
 column null-typed, and widens the rest within one list depth), so the store's shape
 registry (``shape_registry``) stays true; retention leaves the registry alone.
@@ -23,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock
@@ -30,6 +35,7 @@ from pathlib import Path
 
 import duckdb
 
+from monitoring.job_run import stop_requested, watch_connection
 from monitoring.prediction_log.catalog import sql_string
 from monitoring.prediction_log.layout import (
     COMPRESSION,
@@ -69,6 +75,7 @@ class CompactionReport:
     failed: tuple[str, ...] = ()  # "<partition>: <error>"; its segments are untouched
     recovered: int = 0  # interrupted swaps finished first
     skipped: str | None = None  # why nothing was done
+    stopped: bool = False  # the job run was asked to stop: partitions were left for later
 
     @property
     def segments_removed(self) -> int:
@@ -80,7 +87,8 @@ class CompactionReport:
         merged = sum(p.segments for p in self.compacted)
         text = f"compacted {len(self.compacted)} partitions ({merged} segments into "
         text += f"{len(self.compacted)}), {len(self.failed)} failed"
-        return text + (f", {self.recovered} interrupted swaps finished" if self.recovered else "")
+        text += f", {self.recovered} interrupted swaps finished" if self.recovered else ""
+        return text + ("; stopped before the other partitions" if self.stopped else "")
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,26 +123,36 @@ def compact(root: Path, settings: LogSettings) -> CompactionReport:
         remove_stale_staging(root)
         compacted: list[CompactedPartition] = []
         failed: list[str] = []
-        for table in TABLES:
-            for folder, day in iter_partitions(root, table):
-                small = [
-                    s
-                    for s in iter_segments(folder, table, day)
-                    if s.size < COMPACT_MAX_SEGMENT_BYTES
-                ]
-                if len(small) < settings.compact_min_files:
-                    continue
-                try:
-                    compacted.append(_merge(root, folder, small))
-                except (duckdb.Error, OSError) as exc:
-                    failed.append(f"{folder.relative_to(root)}: {exc}")
+        for folder, small in _partitions_to_merge(root, settings):
+            if stop_requested():
+                return CompactionReport(tuple(compacted), tuple(failed), recovered, stopped=True)
+            try:
+                compacted.append(_merge(root, folder, small))
+            except (duckdb.Error, OSError) as exc:
+                if stop_requested():  # the merge was interrupted: its segments are intact
+                    return CompactionReport(
+                        tuple(compacted), tuple(failed), recovered, stopped=True
+                    )
+                failed.append(f"{folder.relative_to(root)}: {exc}")
         return CompactionReport(tuple(compacted), tuple(failed), recovered)
+
+
+def _partitions_to_merge(root: Path, settings: LogSettings) -> Iterator[tuple[Path, list[Segment]]]:
+    """Every partition folder with ``compact_min_files`` small segments or more, and those."""
+    for table in TABLES:
+        for folder, day in iter_partitions(root, table):
+            small = [
+                s for s in iter_segments(folder, table, day) if s.size < COMPACT_MAX_SEGMENT_BYTES
+            ]
+            if len(small) >= settings.compact_min_files:
+                yield folder, small
 
 
 def _merge(root: Path, folder: Path, segments: list[Segment]) -> CompactedPartition:
     staged = staging_file(root, ".parquet.tmp")
     files = ", ".join(sql_string(str(s.path)) for s in segments)
     con = duckdb.connect()
+    watch_connection(con)  # interrupted when the job run is asked to stop
     try:
         # hive_partitioning=false: model and date stay in the path, not in the file.
         counted = con.execute(

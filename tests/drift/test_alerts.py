@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import socket
+import time
 from collections.abc import Iterator
 
 import pytest
+from opentelemetry.trace import NoOpTracer
 from prometheus_client import CollectorRegistry
 
 from drift.alerts import ALERT_NAME, NOT_ENDED, WebhookNotifier, alert_payload, fingerprint
-from tests.drift.receiver import Receiver, running_receiver
+from monitoring.jobs import JobScheduler
+from tests.drift.receiver import Receiver, running_receiver, running_slow_receiver
 from tests.drift.runs import WINDOW_SQL, make_run
 
 EXTERNAL = "http://gateway.example:8080/"
@@ -148,3 +151,39 @@ def test_an_alert_the_receiver_did_not_take_is_sent_again_by_the_next_run(
 
     assert [body["status"] for body in receiver.bodies] == ["firing", "resolved"]
     assert heard["sex"] is False
+
+
+def test_a_post_is_bounded_as_a_whole_not_per_read() -> None:
+    """A receiver answering a byte at a time kept every read within the timeout, and the
+    post (and the drift run, and every job of the process) for as long as it kept on."""
+    registry = CollectorRegistry()
+    with running_slow_receiver(trickle=True) as receiver:
+        notifier = WebhookNotifier(receiver.url, EXTERNAL, timeout_s=0.5, registry=registry)
+        began = time.monotonic()
+        heard = notifier.notify({}, make_run())
+        assert time.monotonic() - began < 3
+    assert heard["sex"] is False  # not taken: sent again by the next run
+    assert sends(registry, "error") == 1
+
+
+def test_a_stop_cuts_a_post_short_and_starts_no_other() -> None:
+    """Stopping the jobs waited for a receiver that never answers (the post's timeout,
+    per read); the alerts not delivered keep the receiver's old state, so the next run
+    sends them."""
+    registry = CollectorRegistry()
+    results: list[dict[str, bool]] = []
+    with running_slow_receiver() as receiver:
+        notifier = WebhookNotifier(receiver.url, EXTERNAL, timeout_s=60.0, registry=registry)
+        jobs = JobScheduler(registry, NoOpTracer())
+        # "sex" starts drifting and "age" stops: two posts, "firing" first.
+        run = make_run()
+        jobs.add("drift", 60, lambda: results.append(notifier.notify({"age": True}, run)))
+        jobs.start()
+        assert receiver.heard.wait(10)
+        began = time.monotonic()
+        jobs.stop()
+        assert time.monotonic() - began < 2
+        assert [body["status"] for body in receiver.bodies] == ["firing"]  # no "resolved"
+    (heard,) = results
+    assert heard["sex"] is False and heard["age"] is True  # as the receiver held them
+    assert sends(registry, "ok") == 0

@@ -8,6 +8,7 @@ does. Traffic is synthetic so that what is shifted is known.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +32,7 @@ from driftgate.jobs import JobsConfigError, build_jobs
 from monitoring.job_results import read_latest
 from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord, run_sql
 from tests.cli_logging import root_logging  # noqa: F401  (an autouse fixture)
-from tests.drift.receiver import Receiver, running_receiver
+from tests.drift.receiver import Receiver, running_receiver, running_slow_receiver
 
 START = datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
 EXTERNAL = "http://gateway.example:8080"
@@ -379,3 +380,42 @@ def test_an_alert_of_a_version_whose_traffic_stopped_is_resolved_as_gone_quiet(
     job.run()
     assert receiver.bodies[2]["status"] == "firing"
     assert ("firing", "fare") in receiver.alerts()[-len(features) :]
+
+
+def test_stopping_the_jobs_during_a_post_ends_the_run_and_the_next_run_sends_the_alert(
+    tmp_path: Path, repository: Path
+) -> None:
+    """SIGTERM to ``driftgate jobs`` while the webhook did not answer waited for the post's
+    timeout, then for the run; the alert it could not deliver must not be lost."""
+    store = tmp_path / "store"
+    _write(store, _columns(2000, seed=3, fare_shift=25.0), "1", datetime.now(UTC))
+    with running_slow_receiver() as receiver:
+        config = tmp_path / "gateway.yaml"
+        config.write_text(
+            "auth: {enabled: false}\nlog: {store: store}\n"
+            f"drift: {{window: {{rows: 2000}}, min_rows: 500, webhook: {receiver.url}}}\n"
+        )
+        process = build_jobs(config, only=["drift"])
+        process.scheduler.start()
+        assert receiver.heard.wait(60)  # the run is posting "firing", and gets no answer
+        began = time.monotonic()
+        process.scheduler.stop()
+        assert time.monotonic() - began < 2.5
+
+        runs = {
+            outcome: process.registry.get_sample_value(
+                "driftgate_job_runs_total", {"job": "drift", "outcome": outcome}
+            )
+            for outcome in ("ok", "error", "stopped")
+        }
+        assert runs == {"ok": None, "error": None, "stopped": 1.0}
+        # Nothing recorded as delivered: the next run (here a new process) sends it again.
+        assert read_firing(store, "titanic/1/a", receiver.url) == frozenset()
+        receiver.release.set()  # answering from now on
+        again = build_jobs(config, only=["drift"])
+        assert again.scheduler.run_once(again.scheduler.jobs[0])
+    statuses = [
+        (body["status"], body["alerts"][0]["labels"]["feature"]) for body in receiver.bodies
+    ]
+    assert statuses == [("firing", "fare"), ("firing", "fare")]
+    assert "fare" in read_firing(store, "titanic/1/a", receiver.url)

@@ -13,7 +13,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from prometheus_client import CollectorRegistry
 
-from monitoring.jobs import FailingTargets, JobScheduler, watch_connection
+from monitoring.job_run import check_stop, watch_connection
+from monitoring.jobs import FailingTargets, JobScheduler
 
 
 def scheduler(
@@ -333,3 +334,100 @@ def test_a_runs_spans_are_children_of_its_job_span() -> None:
     check, job = spans.get_finished_spans()
     assert job.name == "job drift"
     assert check.parent is not None and check.parent.span_id == job.context.span_id
+
+
+# --- stopping ---------------------------------------------------------------------------------
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def started_run(jobs: JobScheduler, run: Callable[[], object], started: threading.Event) -> None:
+    """Schedule ``run`` as job "drift" with an hour's time limit, start, wait until it runs."""
+    jobs.add("drift", 60, run, timeout_s=3600)
+    jobs.start()
+    assert started.wait(10)
+
+
+def test_stopping_the_scheduler_stops_the_run_under_way_and_counts_it_stopped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A stop (SIGTERM to ``driftgate jobs``, the gateway shutting down) waited up to 30 s
+    for the run and then abandoned it; a run of an hour was simply cut off by the exit."""
+    jobs, registry, spans = scheduler()
+    started, ended = threading.Event(), threading.Event()
+    versions: list[int] = []
+
+    def many_versions() -> str:  # a drift run over many model versions
+        started.set()
+        try:
+            for version in range(36_000):
+                check_stop()
+                versions.append(version)
+                time.sleep(0.1)
+        finally:
+            ended.set()
+        return "all checked"
+
+    started_run(jobs, many_versions, started)
+    began = time.monotonic()
+    jobs.stop()
+
+    assert time.monotonic() - began < 2
+    assert ended.is_set() and len(versions) < 100
+    assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="stopped") == 1
+    assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="error") is None
+    assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="ok") is None
+    # Neither a failure (DriftgateJobFailing) nor a success.
+    assert sample(registry, "driftgate_job_last_failure_timestamp_seconds", job="drift") == 0
+    assert sample(registry, "driftgate_job_last_success_timestamp_seconds", job="drift") == 0
+    assert any("job drift was stopped with the scheduler" in r.getMessage() for r in caplog.records)
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None and span.attributes["driftgate.job.outcome"] == "stopped"
+
+
+def test_a_stop_interrupts_the_duckdb_query_of_the_run_under_way() -> None:
+    jobs, registry, _ = scheduler()
+    started, ended = threading.Event(), threading.Event()
+
+    def slow_query() -> None:
+        con = duckdb.connect()
+        try:
+            watch_connection(con)
+            started.set()
+            con.execute(ENDLESS_QUERY).fetchall()
+        finally:
+            con.close()
+            ended.set()
+
+    started_run(jobs, slow_query, started)
+    began = time.monotonic()
+    jobs.stop()
+
+    assert time.monotonic() - began < 3
+    assert ended.is_set()  # the query itself was stopped
+    assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="stopped") == 1
+
+
+def test_a_stop_leaves_behind_a_run_that_does_not_return_within_the_bound(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run waiting on something nothing interrupts does not hold the process's exit."""
+    jobs, registry, _ = scheduler()
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(30)
+
+    jobs.stop_wait_s = 0.5
+    try:
+        started_run(jobs, stuck, started)
+        began = time.monotonic()
+        jobs.stop()
+        assert time.monotonic() - began < 2.5
+        assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="stopped") == 1
+        assert any("left running" in r.getMessage() for r in caplog.records)
+    finally:
+        release.set()

@@ -4,19 +4,25 @@ by age, then by size; both skip when another run holds the store's lock."""
 from __future__ import annotations
 
 import json
+import time
 from datetime import timedelta
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
+from opentelemetry.trace import NoOpTracer
+from prometheus_client import CollectorRegistry
 
+from monitoring.jobs import JobScheduler
+from monitoring.log_jobs import schedule_log_upkeep
 from monitoring.prediction_log import (
     LogSettings,
     PredictionLogWriter,
     compact,
     enforce_retention,
 )
-from monitoring.prediction_log.layout import store_lock
+from monitoring.prediction_log.layout import segment_name, store_lock
 from monitoring.prediction_log.maintenance import MAINTENANCE_LOCK
 from monitoring.prediction_log.shape_registry import ShapeRegistry
 from tests.monitoring.builders import (
@@ -213,3 +219,74 @@ def test_an_empty_store_stays_queryable_after_retention_removes_everything(
     report = enforce_retention(store, LogSettings(max_age_days=1), now=NOW + timedelta(days=5))
     assert report.deleted_segments == 1
     assert query(store, "SELECT count(*) FROM predictions_labeled") == [(0,)]
+
+
+def write_large_partitions(store: Path, models: int, segments: int, rows: int) -> None:
+    """Partitions whose merge takes seconds: ``segments`` segments of ``rows`` rows each,
+    in an order their merge has to sort."""
+    con = duckdb.connect()
+    for model in range(models):
+        folder = store / "predictions" / f"model=m{model}" / "date=2025-03-14"
+        folder.mkdir(parents=True)
+        for n in range(segments):
+            con.execute(
+                f"""COPY (SELECT 'r{n}-' || i AS request_id, TIMESTAMPTZ '2025-03-14 00:00:00+00'
+                             + to_microseconds((hash(i * {n + 1}) % 86400000000)::BIGINT)
+                             AS "timestamp", random() AS in_age
+                          FROM range({rows}) t(i))
+                    TO '{folder / segment_name()}' (FORMAT parquet)"""
+            )
+    con.close()
+
+
+def partition_files(store: Path) -> dict[str, list[str]]:
+    return {
+        folder.parent.name: sorted(p.name for p in folder.glob("*.parquet"))
+        for folder in sorted((store / "predictions").glob("*/date=*"))
+    }
+
+
+def rows_by_model(store: Path) -> list[tuple[str, int]]:
+    glob = store / "predictions" / "*" / "*" / "*.parquet"
+    with duckdb.connect() as con:
+        return con.execute(
+            f"SELECT model, count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
+            "GROUP BY model ORDER BY model"
+        ).fetchall()
+
+
+def test_stopping_the_jobs_mid_compaction_returns_soon_and_leaves_the_store_whole(
+    store: Path,
+) -> None:
+    """The upkeep job could not be stopped: a stop waited for the whole compaction, and a
+    process killed meanwhile relied on the journal. Now the merge under way is interrupted
+    (its segments stay as they were) and no other partition is started."""
+    write_large_partitions(store, models=2, segments=8, rows=300_000)
+    before_files, before_rows = partition_files(store), rows_by_model(store)
+    registry = CollectorRegistry()
+    jobs = JobScheduler(registry, NoOpTracer())
+    schedule_log_upkeep(jobs, store, LogSettings(compact_min_files=8), interval_s=0.05)
+    jobs.start()
+    deadline = time.monotonic() + 10
+    labels = {"job": "log_upkeep"}
+    while not registry.get_sample_value("driftgate_job_last_start_timestamp_seconds", labels):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    time.sleep(0.3)  # into the first partition's merge
+
+    began = time.monotonic()
+    jobs.stop()
+
+    assert time.monotonic() - began < 3
+    stopped = {**labels, "outcome": "stopped"}
+    assert registry.get_sample_value("driftgate_job_runs_total", stopped) == 1
+    assert (
+        registry.get_sample_value("driftgate_job_runs_total", {**labels, "outcome": "ok"}) is None
+    )
+    after_files = partition_files(store)
+    assert any(len(files) > 1 for files in after_files.values())  # left for the next run
+    for model, files in after_files.items():  # each partition merged, or as it was
+        assert len(files) == 1 or files == before_files[model]
+    assert rows_by_model(store) == before_rows
+    staging = store / ".staging"
+    assert not list(staging.glob("*.tmp")) and not list(staging.glob("compaction-*.json"))
