@@ -16,7 +16,7 @@ Medians over rounds; the ratio is batched / unbatched req/s, the median of per-r
 The models: ``diabetes`` (TensorFlow SavedModel), ``iris`` (Keras HDF5), ``titanic`` (an
 ONNX pipeline) and ``titanic_pmml`` (PMML through the Java bridge; only when ``java`` is on
 PATH). wrk is required (``apt-get install wrk``), as for bench/gateway_overhead.py, whose
-process and wrk helpers this script uses.
+process and wrk helpers (local_processes.py, wrk_load.py) this script uses.
 """
 
 from __future__ import annotations
@@ -33,15 +33,22 @@ from pathlib import Path
 
 import httpx
 import yaml
+from benchmarks_doc import BENCHMARKS, load_flags, machine_description, write_section
+from local_processes import build_demo, driftgate, free_port, started, wait_ready
+from wrk_load import (
+    Case,
+    Target,
+    connection_counts,
+    cpu_ms,
+    lua_script,
+    p50_ms,
+    p99_ms,
+    rps,
+    run_case,
+)
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import gateway_overhead as common  # a sibling script (bench/ is not a package)
-
-ROOT = common.ROOT
 MODELS = ("diabetes", "iris", "titanic", "titanic_pmml")
 BATCHED_SUFFIX = "_batched"
-BEGIN = "<!-- bench/batching.py: begin (rewritten by --write) -->"
-END = "<!-- bench/batching.py: end -->"
 
 
 def batched_repository(
@@ -69,12 +76,12 @@ def example_script(url: str, name: str, workdir: Path) -> Path:
     if answer.status_code != 200:
         raise RuntimeError(f"{name}: the example got {answer.status_code}: {answer.text}")
     script = workdir / f"{name}.lua"
-    script.write_text(common.lua_script("POST", body, headers))
+    script.write_text(lua_script("POST", body, headers))
     return script
 
 
 def render(
-    cases: list[common.Case], args: argparse.Namespace, took: float, machine: dict[str, str]
+    cases: list[Case], args: argparse.Namespace, took: float, machine: dict[str, str]
 ) -> str:
     flags = " ".join(args.load_flags)
     lines = [
@@ -107,38 +114,27 @@ def render(
         errors = case.errors(plain) + case.errors(batched)
         lines.append(
             f"| {plain} | {case.connections} "
-            f"| {case.median(plain, common._rps):.0f} | {case.median(batched, common._rps):.0f} "
+            f"| {case.median(plain, rps):.0f} | {case.median(batched, rps):.0f} "
             f"| {case.ratio(batched, plain):.2f} "
-            f"| {case.median(plain, common._p50):.2f} / {case.median(plain, common._p99):.2f} "
-            f"| {case.median(batched, common._p50):.2f} / {case.median(batched, common._p99):.2f} "
-            f"| {case.median(plain, common._cpu):.2f} / {case.median(batched, common._cpu):.2f} "
+            f"| {case.median(plain, p50_ms):.2f} / {case.median(plain, p99_ms):.2f} "
+            f"| {case.median(batched, p50_ms):.2f} / {case.median(batched, p99_ms):.2f} "
+            f"| {case.median(plain, cpu_ms):.2f} / {case.median(batched, cpu_ms):.2f} "
             f"| {errors} |"
         )
     return "\n".join(lines) + "\n"
-
-
-def write_section(path: Path, section: str) -> None:
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    block = f"{BEGIN}\n{section}{END}\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1].removeprefix("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repository", type=Path, help="demo model repository (default: build)")
     parser.add_argument("--models", default=",".join(MODELS), help="comma-separated")
-    parser.add_argument("--connections", type=common._counts, default="1,16,64")
+    parser.add_argument("--connections", type=connection_counts, default="1,16,64")
     parser.add_argument("--rounds", type=int, default=3, help="1..10 (default 3)")
     parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
     parser.add_argument("--max-batch-size", type=int, default=32)
     parser.add_argument("--max-queue-delay-ms", type=float, default=0.0)
     parser.add_argument("--write", action="store_true", help="rewrite the section in --output")
-    parser.add_argument("--output", type=Path, default=ROOT / "BENCHMARKS.md")
+    parser.add_argument("--output", type=Path, default=BENCHMARKS)
     args = parser.parse_args(argv)
     if not (1 <= args.rounds <= 10 and 1 <= args.duration <= 60 and args.connections):
         parser.error("--rounds 1..10, --duration 1..60 s, at least one connection count")
@@ -149,7 +145,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     if "titanic_pmml" in args.models and shutil.which("java") is None:
         print("no java on PATH: titanic_pmml left out", file=sys.stderr)
         args.models.remove("titanic_pmml")
-    args.load_flags = common._load_flags(argv)  # no paths, no --write
+    args.load_flags = load_flags(argv)  # no paths, no --write
     return args
 
 
@@ -167,23 +163,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ExitStack() as stack:
         workdir = Path(tempfile.mkdtemp(prefix="driftgate-batching-"))
         stack.callback(shutil.rmtree, workdir, True)
-        source = args.repository or common.build_demo(workdir / "demo")
+        source = args.repository or build_demo(workdir / "demo")
         repository = workdir / "models"
         batched_repository(source.resolve(), repository, args.models, batching)
-        port = common.free_port()
-        argv_runtime = common.driftgate(
-            "runtime", "--repository", str(repository), "--port", str(port)
-        )
+        port = free_port()
+        argv_runtime = driftgate("runtime", "--repository", str(repository), "--port", str(port))
         runtime = stack.enter_context(
-            common.started("runtime", [*argv_runtime, "--poll-interval", "0"], port, workdir)
+            started("runtime", [*argv_runtime, "--poll-interval", "0"], port, workdir)
         )
         print("starting the runtime ...", flush=True)
-        common.wait_ready(runtime)
+        wait_ready(runtime)
         cases = []
         for model in args.models:
             pair = [model, f"{model}{BATCHED_SUFFIX}"]
             targets = [
-                common.Target(
+                Target(
                     name,
                     f"{runtime.url}/v1/models/{name}/eval",
                     example_script(runtime.url, name, workdir),
@@ -192,19 +186,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for name in pair
             ]
             for connections in args.connections:
-                case = common.Case(model, connections, targets)
-                common.run_case(case, args.rounds, args.duration, 1, None)
+                case = Case(model, connections, targets)
+                run_case(case, args.rounds, args.duration, 1, None)
                 cases.append(case)
         if runtime.popen.poll() is not None:
             raise RuntimeError(f"the runtime died during the run:\n{runtime.log_tail()}")
-    section = render(cases, args, time.monotonic() - started_at, common.machine_description())
+    section = render(cases, args, time.monotonic() - started_at, machine_description())
     print("\n" + section)
     for case in cases:
         ratios = case.per_round_ratio(case.targets[1].key, case.targets[0].key)
         spread = f"{min(ratios):.2f}-{max(ratios):.2f}"
         print(f"{case.name} at {case.connections}: ratio rounds {spread}")
     if args.write:
-        write_section(args.output, section)
+        write_section(args.output, __file__, section)
         print(f"wrote {args.output}")
     return 0
 

@@ -52,6 +52,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa  # type: ignore[import-untyped]
 import scipy.stats
+from benchmarks_doc import BENCHMARKS, proc_field, write_section
 from opentelemetry import trace
 
 from drift.calibration import evaluate
@@ -68,8 +69,6 @@ from monitoring.prediction_log.layout import PREDICTIONS, partition_dir, segment
 from monitoring.prediction_log.segments import PREDICTION_SCHEMA
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTION_BEGIN = "<!-- bench/drift_speed.py: begin (rewritten by --write) -->"
-SECTION_END = "<!-- bench/drift_speed.py: end -->"
 TARGET_SECONDS = 2.0
 TARGET_RSS_MB = 1024.0
 MODEL, VERSION, ARM = "bench", "1", "a"
@@ -282,14 +281,7 @@ def measure_in_child(path: str, workdir: Path, rows: int, repeats: int) -> dict[
 
 
 def machine() -> str:
-    def proc_field(path: str, key: str) -> str:
-        try:
-            lines = Path(path).read_text().splitlines()
-        except OSError:
-            return ""
-        return next((line.split(":", 1)[1].strip() for line in lines if line.startswith(key)), "")
-
-    memory_kb = proc_field("/proc/meminfo", "MemTotal").split()[:1]
+    memory_kb = (proc_field("/proc/meminfo", "MemTotal") or "").split()[:1]
     memory = f"{int(memory_kb[0]) / 1024**2:.0f} GiB RAM" if memory_kb else "unknown RAM"
     return (
         f"{os.cpu_count()} cores (nproc), {proc_field('/proc/cpuinfo', 'model name') or 'CPU?'}, "
@@ -361,18 +353,6 @@ def _times(ratio: float) -> str:
     return f"{ratio:.1f}x slower than"
 
 
-def write_section(path: Path, report: str) -> None:
-    """Replace this script's marked section of ``path`` (append it when absent)."""
-    text = path.read_text() if path.exists() else ""
-    block = f"{SECTION_BEGIN}\n{report}{SECTION_END}\n"
-    if SECTION_BEGIN in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        text = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block if text else block
-    path.write_text(text)
-
-
 def _store_key(rows: int, reference_rows: int, seed: int) -> dict[str, int]:
     return {"rows": rows, "reference_rows": reference_rows, "seed": seed}
 
@@ -410,7 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(args, results)
     print(report)
     if args.write:
-        write_section(ROOT / "BENCHMARKS.md", report)
+        write_section(BENCHMARKS, __file__, report)
     return 0
 
 

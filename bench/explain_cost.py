@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from gateway_overhead import ROOT, machine_description
+from benchmarks_doc import BENCHMARKS, machine_description, write_section
 
 from explain.budget import ExplainBudget, plan_rows
 from explain.frame import CountedPredict, Frame, PredictFn, sample_rows
@@ -46,8 +46,6 @@ from explain.kernel_shap import kernel_shap
 from explain.linear import fit_linear, linear_explain
 from explain.permutation import Metric, permutation_importance
 
-SECTION_BEGIN = "<!-- bench/explain_cost.py: begin (rewritten by --write) -->"
-SECTION_END = "<!-- bench/explain_cost.py: end -->"
 IRIS_FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
 
 
@@ -315,17 +313,6 @@ def render(args: argparse.Namespace, results: list[Measurement], wall_s: float) 
     return "\n".join(lines)
 
 
-def write(path: Path, report: str) -> None:
-    text = path.read_text()
-    block = f"{SECTION_BEGIN}\n{report}{SECTION_END}\n"
-    if SECTION_BEGIN in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        text = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -354,7 +341,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(args, results, time.perf_counter() - started)
     print(report)
     if args.write:
-        write(ROOT / "BENCHMARKS.md", report)
+        write_section(BENCHMARKS, __file__, report)
     return 0
 
 

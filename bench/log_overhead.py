@@ -11,7 +11,7 @@ written). wrk sends the same load (``POST /v1/models/titanic/eval``, one instanc
 in turn, ``--rounds`` times, order alternating; req/s and latency are medians over rounds,
 the cost is the median of the per-round throughput ratios. Afterwards the store of the
 1.0 gateway is counted, so the run also proves nothing was dropped. Uses the process and
-wrk helpers of ``gateway_overhead.py``.
+wrk helpers of gateway_overhead.py (``local_processes``, ``wrk_load``).
 """
 
 from __future__ import annotations
@@ -25,23 +25,12 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from gateway_overhead import (
-    EVAL_BODY,
-    EVAL_PATH,
-    ROOT,
-    Sample,
-    driftgate,
-    free_port,
-    lua_script,
-    machine_description,
-    run_wrk,
-    started,
-    wait_ready,
-)
+from benchmarks_doc import BENCHMARKS, machine_description, write_section
+from local_processes import driftgate, free_port, started, wait_ready
+from overhead_targets import EVAL_BODY, EVAL_PATH
+from wrk_load import Sample, lua_script, run_wrk
 
 TARGET_COST = 0.10
-SECTION_BEGIN = "<!-- bench/log_overhead.py: begin (rewritten by --write) -->"
-SECTION_END = "<!-- bench/log_overhead.py: end -->"
 
 
 def gateway_config(path: Path, port: int, replica: str, store: Path, rate: float) -> Path:
@@ -117,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     report = render(args, samples, recorded_requests)
     print(report)
     if args.write:
-        write(ROOT / "BENCHMARKS.md", report)
+        write_section(BENCHMARKS, __file__, report)
     return 0
 
 
@@ -156,17 +145,6 @@ def render(args: argparse.Namespace, samples: dict[str, list[Sample]], sent: int
         "",
     ]
     return "\n".join(lines)
-
-
-def write(path: Path, report: str) -> None:
-    text = path.read_text()
-    block = f"{SECTION_BEGIN}\n{report}{SECTION_END}\n"
-    if SECTION_BEGIN in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        text = head + block + rest.split(SECTION_END, 1)[1].lstrip("\n")
-    else:
-        text = text.rstrip("\n") + "\n\n" + block
-    path.write_text(text)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""bench/batching.py without wrk: the twin repository it serves, and its section of
-BENCHMARKS.md kept apart from the others. The load itself needs wrk and is not run here."""
+"""bench/batching.py without wrk: the twin repository it serves. The load itself needs wrk and
+is not run here; its section of BENCHMARKS.md is written by bench/benchmarks_doc.py
+(test_benchmarks_doc.py)."""
 
 from __future__ import annotations
 
@@ -31,15 +32,3 @@ def test_every_model_gets_an_unbatched_copy_and_a_batched_twin_with_its_config_k
     assert twin.batching is not None and twin.batching.max_batch_size == 8
     assert twin.labels == plain.labels == {"stable": 1}
     assert (tmp_path / "models" / "iris_batched" / "1" / "iris.h5").read_bytes() == b"weights"
-
-
-def test_write_replaces_only_its_own_section(tmp_path: Path) -> None:
-    page = tmp_path / "BENCHMARKS.md"
-    page.write_text("# Benchmarks\n\n<!-- other: begin -->\nkept\n<!-- other: end -->\n")
-
-    batching.write_section(page, "## Dynamic batching\n\nfirst\n")
-    batching.write_section(page, "## Dynamic batching\n\nsecond\n")
-
-    text = page.read_text()
-    assert "kept" in text and "second" in text and "first" not in text
-    assert text.count(batching.BEGIN) == 1

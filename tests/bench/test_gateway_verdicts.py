@@ -1,4 +1,5 @@
-"""bench/gateway_overhead.py's verdicts: a one-sided sign test over the rounds of a run."""
+"""bench/gateway_overhead.py's verdicts (bench/overhead_report.py): a one-sided sign test over
+the rounds of a run."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from tests.bench.test_drift_benches import load
 
-gateway_overhead = load("gateway_overhead")
+overhead_report = load("overhead_report")
 
 
 @pytest.mark.parametrize(
@@ -17,7 +18,7 @@ gateway_overhead = load("gateway_overhead")
 def test_the_rounds_that_must_agree_keep_the_chance_of_a_wrong_verdict_at_most_1_in_32(
     rounds: int, needed: int | None
 ) -> None:
-    assert gateway_overhead.rounds_needed(rounds) == needed
+    assert overhead_report.rounds_needed(rounds) == needed
     if needed is not None:  # the tail at the threshold is within the level, one below is not
         tail = sum(math.comb(rounds, i) for i in range(needed, rounds + 1)) / 2**rounds
         looser = tail + math.comb(rounds, needed - 1) / 2**rounds
@@ -38,4 +39,4 @@ def test_the_rounds_that_must_agree_keep_the_chance_of_a_wrong_verdict_at_most_1
     ],
 )
 def test_a_verdict_needs_enough_rounds_to_agree(passed: list[bool], word: str) -> None:
-    assert gateway_overhead.verdict_word(passed) == word
+    assert overhead_report.verdict_word(passed) == word
