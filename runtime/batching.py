@@ -36,7 +36,9 @@ Per loaded version, on the runtime's event loop:
   memory without limit.
 
 At most one merged call per version runs at a time; a model that uses several cores does so
-inside that call (TensorFlow's intra-op threads, ONNX Runtime's). That holds across a change
+inside that call (TensorFlow's intra-op threads, ONNX Runtime's). An explanation's calls of
+the version, made from its own thread, take turns with the merged calls
+(``runtime.call_turns``). That holds across a change
 of ``batching:`` too: the version's new queue (``after``: the queue it replaces, the
 version's unbatched calls, or both; ``runtime.handover``) runs no call until those have
 ended; arrivals meanwhile queue in the new one, bounded by its ``max_queue_size``. A

@@ -19,9 +19,10 @@ predictions of every version. So explanations are admitted apart, before the thr
   so that one model's explain backlog does not refuse another's explanations.
 - **Client hang-ups**: an explanation whose client closes the connection while it waits
   leaves at once and never runs; one that is running is told to stop (``stop``, checked
-  before each model call) and gives its thread back after the model call in progress; its
-  request ends then (holding its version loaded until the thread is done with it), answered
-  ``ClientClosedRequest`` (499, counted in the request metrics).
+  before each model call, and no call is long: ``runtime.explaining.MAX_CALL_ROWS``) and
+  gives its thread back after the model call in progress; its request ends then (holding
+  its version loaded until the thread is done with it), answered ``ClientClosedRequest``
+  (499, counted in the request metrics).
 
 A slot is given back when the thread is done with the work, not when the request stops
 waiting for it: a stopped explanation holds its slot until its model call returns.

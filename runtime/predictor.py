@@ -12,12 +12,15 @@ fewer waiting, so that they never crowd predictions out (``runtime.explain_slots
 A request's call ends when its thread is done with it, cancelled or not, so its request
 holds the model version (``ModelRepository.acquire``) as long as the backend is in use. A
 version's unbatched calls are counted, so that a queue made when ``batching:`` is switched
-on waits for them (``runtime.handover``).
+on waits for them (``runtime.handover``). Merged calls and an explanation's model calls
+take the version's turn (``runtime.call_turns``), so that an explanation never runs its
+model beside a merged call: a version with ``batching:`` sees one call at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import threading
@@ -35,6 +38,7 @@ from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
 from runtime.backends.base import ModelBackend
 from runtime.batching import Batched, Batcher, ClientGone
+from runtime.call_turns import CallTurns
 from runtime.errors import InferenceServerError, ModelNotReady
 from runtime.explain_slots import (
     DEFAULT_MAX_WAITING_EXPLANATIONS,
@@ -43,7 +47,7 @@ from runtime.explain_slots import (
 )
 from runtime.handover import AllDrained, CallsInFlight, Drains
 from runtime.inference import InferenceRequest, InferenceResponse
-from runtime.placement import EVENT_LOOP, CallPlacement
+from runtime.placement import EVENT_LOOP, THREAD_POOL, CallPlacement
 from runtime.repository import ModelVersion
 from runtime.tensors import ModelMetadata
 from runtime.validation import select_outputs, validate_inputs
@@ -51,6 +55,8 @@ from runtime.waiting import DEFAULT_MAX_WAITING_CALLS, WaitingCalls
 
 log = logging.getLogger("driftgate.runtime.predictor")
 T = TypeVar("T")
+#: One backend call from an explanation's thread: inputs by name to outputs by name.
+ModelCall = Callable[[Mapping[str, np.ndarray]], dict[str, np.ndarray]]
 
 #: Requests with up to this many input elements are validated on the event loop (about
 #: 2 ms at the limit); bigger ones in a worker thread, like big bodies are decoded
@@ -79,6 +85,8 @@ class Predictor:
         self._unbatched: weakref.WeakKeyDictionary[object, CallsInFlight] = (
             weakref.WeakKeyDictionary()
         )
+        # One call at a time of merged calls and explanations' calls, per backend object.
+        self._turns: weakref.WeakKeyDictionary[object, CallTurns] = weakref.WeakKeyDictionary()
         # Queues of versions whose ``batching:`` was switched off: never taken up again.
         self._switched_off: weakref.WeakSet[Batcher] = weakref.WeakSet()
         self.explanations = ExplainSlots(
@@ -105,6 +113,33 @@ class Predictor:
             ).inc,
             client_gone=client_gone,
         )
+
+    def explanation_call(self, model: ModelVersion) -> ModelCall:
+        """The backend call an explanation makes from its thread (``runtime.explaining``):
+        each call waits for the version's turn (``runtime.call_turns``), at most one merged
+        call or one other explanation's call. Built on the event loop.
+
+        Taken whether or not the version batches now: ``batching:`` can be switched on
+        between two of the explanation's calls, and the new queue's first call must still
+        not run beside one. Two explanations of one version therefore take turns at the
+        model too (their other work, building frames and solving, still overlaps)."""
+        backend = model.backend
+        if backend is None:
+            raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
+        turns = self._turns_of(backend)
+
+        def call(inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+            with turns:
+                return backend.predict(inputs)
+
+        return call
+
+    def _turns_of(self, backend: ModelBackend) -> CallTurns:
+        """The backend's turns (created on the event loop only, so never twice)."""
+        turns = self._turns.get(backend)
+        if turns is None:
+            turns = self._turns[backend] = CallTurns()
+        return turns
 
     async def infer(
         self,
@@ -164,9 +199,13 @@ class Predictor:
         inputs: dict[str, np.ndarray],
         rows: int,
         client_gone: ClientGone | None = None,
+        *,
+        in_turn: bool = False,
     ) -> dict[str, np.ndarray]:
         """One backend call (one request's inputs, or a batch's), placed and measured; one
         request's call that waits for a thread leaves when ``client_gone`` returns.
+        ``in_turn`` (a batch queue's calls): the call takes the version's turn, and runs
+        inline only when the turn is free at once (an explanation's call may hold it).
 
         Its span attributes go on the current span: the request's ``infer`` span, or for a
         batch the one of the request that started it.
@@ -176,15 +215,24 @@ class Predictor:
             raise ModelNotReady(f"model '{model.model}' version {model.version} is not loaded")
         version = str(model.version)
         placement = self.placement.choose(backend, rows)
+        turns = self._turns_of(backend) if in_turn else None
+        if placement == EVENT_LOOP and turns is not None and not turns.try_acquire():
+            placement = THREAD_POOL  # the turn is taken: wait for it in a thread, not here
         span = trace.get_current_span()
         span.set_attributes(
             {"driftgate.inference.placement": placement, "driftgate.batch_size": rows}
         )
         if placement == EVENT_LOOP:
-            outputs, elapsed = _timed_predict(backend, inputs)
+            try:
+                outputs, elapsed = _timed_predict(backend, inputs)
+            finally:
+                if turns is not None:
+                    turns.release()
         else:
             outputs, elapsed = await self._waiting_calls(model, backend).run(
-                self._executor, functools.partial(_timed_predict, backend, inputs), client_gone
+                self._executor,
+                functools.partial(_timed_predict, backend, inputs, turns),
+                client_gone,
             )
         self.placement.observe(backend, rows, elapsed)
         self.metrics.inference_calls.labels(model.model, version, placement).inc()
@@ -230,13 +278,15 @@ class Predictor:
             splits = self.metrics.batch_splits
             model.batcher = Batcher(
                 config,
-                lambda inputs, rows: self._call(model, inputs, rows),
+                lambda inputs, rows: self._call(model, inputs, rows, in_turn=True),
                 on_depth=depth.set,
                 on_split=lambda reason: splits.labels(name, version, reason).inc(),
                 on_full=self.metrics.batch_rejections.labels(name, version).inc,
                 label=f"model '{name}' version {version}",
                 after=after,
-                run_alone=lambda inputs, rows, gone: self._call(model, inputs, rows, gone),
+                run_alone=lambda inputs, rows, gone: self._call(
+                    model, inputs, rows, gone, in_turn=True
+                ),
             )
         return model.batcher
 
@@ -261,12 +311,14 @@ class Predictor:
 
 
 def _timed_predict(
-    backend: ModelBackend, inputs: dict[str, np.ndarray]
+    backend: ModelBackend, inputs: dict[str, np.ndarray], turns: CallTurns | None = None
 ) -> tuple[dict[str, np.ndarray], float]:
-    """The backend's outputs and the seconds spent inside it (no queueing counted)."""
-    started = time.perf_counter()
-    outputs = backend.predict(inputs)
-    return outputs, time.perf_counter() - started
+    """The backend's outputs and the seconds spent inside it (no queueing counted, nor
+    the wait for ``turns``, taken here when given)."""
+    with turns if turns is not None else contextlib.nullcontext():
+        started = time.perf_counter()
+        outputs = backend.predict(inputs)
+        return outputs, time.perf_counter() - started
 
 
 def _batch_rows(inputs: dict[str, np.ndarray]) -> int:

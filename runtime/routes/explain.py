@@ -32,7 +32,6 @@ from litestar.params import FromPath
 from drift.references import ReferenceStore
 from explain.attributions import Attribution
 from explain.frame import Frame, frame_rows
-from runtime.backends.base import ModelBackend
 from runtime.codecs import simple
 from runtime.errors import BadRequest, InferenceServerError, ModelNotReady, UnsupportedMediaType
 from runtime.explaining import (
@@ -46,7 +45,7 @@ from runtime.explaining import (
     missing_profile_message,
     require_tabular,
 )
-from runtime.predictor import validate_off_loop_if_large
+from runtime.predictor import ModelCall, validate_off_loop_if_large
 from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
@@ -97,7 +96,9 @@ async def explain(
             _explain_in_pool,
             store=ReferenceStore(state.settings.repository),
             cache=_background_cache(request),
-            backend=backend,
+            # Each model call takes the version's turn: never beside one of its merged
+            # calls (``batching:``), which run one at a time (``runtime.call_turns``).
+            call_model=state.predictor.explanation_call(target),
             metadata=metadata,
             rows=rows,
             model=model,
@@ -260,7 +261,7 @@ def _explain_in_pool(
     *,
     store: ReferenceStore,
     cache: BackgroundCache,
-    backend: ModelBackend,
+    call_model: ModelCall,
     metadata: ModelMetadata,
     rows: Frame,
     model: str,
@@ -275,7 +276,7 @@ def _explain_in_pool(
         store, cache, metadata, model=model, version=version, settings=settings
     )
     attribution = explain_rows(
-        backend,
+        call_model,
         metadata,
         rows,
         background,
