@@ -23,18 +23,16 @@ A post is bounded as a whole, not per read: ``timeout_s`` from the start of the 
 never past the time left of the job run in progress (``monitoring.job_run``), and it stops
 waiting at once when the run is asked to stop (the jobs process stopping), so a receiver
 that never answers, or answers a byte at a time, cannot hold a shutdown. The call goes
-in a thread of its own ("drift webhook"), left to its socket timeout when given up on. Once
-the run is asked to stop, no further post starts. A post given up on counts as not taken:
-the next run sends it again (a receiver that did get it deduplicates by fingerprint).
+in a thread of its own whose connection is shut down when given up on
+(``drift.webhook_post``). Once the run is asked to stop,
+no further post starts. A post given up on counts as not taken: the next run sends it
+again (a receiver that did get it deduplicates by fingerprint).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import threading
-import time
-import urllib.request
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -45,7 +43,8 @@ from drift.alert_state import HeldFiring
 from drift.findings import DriftRun, FeatureFinding
 from drift.report import report_url
 from drift.verdict import effect_text
-from monitoring.job_run import run_time_left, stop_requested
+from drift.webhook_post import PostStopped, post_json
+from monitoring.job_run import run_time_left
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +58,6 @@ NOT_ENDED = "0001-01-01T00:00:00Z"
 GROUP_BY = ("alertname", "model", "version", "arm")
 #: The annotation that says why an alert was resolved when no run saw the drift end.
 RESOLVED_BECAUSE = "resolved_because"
-#: How often a post in progress looks whether the job run was asked to stop.
-STOP_POLL_S = 0.05
 
 AlertStatus = Literal["firing", "resolved"]
 
@@ -361,36 +358,14 @@ class WebhookNotifier:
             log.warning("drift alert not sent to the webhook: the job run is stopping")
             return False
         timeout = self.timeout_s if left is None else min(self.timeout_s, left)
-        request = urllib.request.Request(
-            self.url,
-            data=json.dumps(payload).encode("utf-8"),
-            headers={"Content-Type": "application/json", "User-Agent": "driftgate"},
-            method="POST",
-        )
-        done = threading.Event()
-        failure: list[BaseException] = []
-
-        def deliver() -> None:
-            try:
-                with urllib.request.urlopen(request, timeout=timeout) as response:
-                    response.read()
-            except BaseException as exc:  # handed to the waiting thread
-                failure.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=deliver, name="drift webhook", daemon=True).start()
-        give_up = time.monotonic() + timeout
-        while not done.wait(STOP_POLL_S):
-            if stop_requested():
-                log.warning("drift alert webhook %s: given up, the job run is stopping", self.url)
-                return False
-            if time.monotonic() >= give_up:
-                failure.append(TimeoutError(f"no complete answer within {timeout:.3g} s"))
-                break
-        if failure:
+        try:
+            post_json(self.url, payload, timeout)
+        except PostStopped:
+            log.warning("drift alert webhook %s: given up, the job run is stopping", self.url)
+            return False
+        except Exception as exc:
             self.sends.labels("error").inc()
-            log.warning("drift alert webhook %s failed: %s", self.url, failure[0])
+            log.warning("drift alert webhook %s failed: %s", self.url, exc)
             return False
         self.sends.labels("ok").inc()
         return True

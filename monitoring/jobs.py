@@ -245,6 +245,10 @@ class JobScheduler:
             target=context.run, args=(run,), name=f"job {job.name}", daemon=True
         )
         with self._lock:
+            # stop() reads _running under this lock once _stop is set: a run either sees
+            # the stop here, or is seen (and cancelled) by it.
+            if self._stop.is_set():
+                raise RunStopped(f"job {job.name} not started: the scheduler is stopping")
             self._running = limit
         try:
             worker.start()
@@ -314,7 +318,8 @@ class JobScheduler:
         """Stop running jobs: the run under way is asked to stop (``check_stop``) and its
         DuckDB queries are interrupted; returns within about ``stop_wait_s``, leaving a
         run that has not returned by then behind (the process is about to end)."""
-        self._stop_deadline = time.monotonic() + self.stop_wait_s
+        # A second stop (the gateway's lifespan and a signal) keeps the first one's bound.
+        self._stop_deadline = min(self._stop_deadline, time.monotonic() + self.stop_wait_s)
         self._stop.set()
         with self._lock:
             running = self._running

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -164,6 +165,26 @@ def test_a_post_is_bounded_as_a_whole_not_per_read() -> None:
         assert time.monotonic() - began < 3
     assert heard["sex"] is False  # not taken: sent again by the next run
     assert sends(registry, "error") == 1
+
+
+def test_a_post_given_up_on_leaves_no_thread_behind() -> None:
+    """Its thread went on reading for as long as the receiver kept trickling: one more
+    thread (and socket) per post given up on, every run, without bound."""
+    registry = CollectorRegistry()
+    before = set(threading.enumerate())
+    with running_slow_receiver(trickle=True) as receiver:  # 10 s of answer per post
+        notifier = WebhookNotifier(receiver.url, EXTERNAL, timeout_s=0.3, registry=registry)
+        for _ in range(3):
+            assert notifier.notify({}, make_run())["sex"] is False
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline and left_behind(before):
+            time.sleep(0.05)
+        assert left_behind(before) == []
+    assert sends(registry, "error") == 3
+
+
+def left_behind(before: set[threading.Thread]) -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "drift webhook" and t not in before]
 
 
 def test_a_stop_cuts_a_post_short_and_starts_no_other() -> None:

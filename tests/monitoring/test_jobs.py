@@ -431,3 +431,45 @@ def test_a_stop_leaves_behind_a_run_that_does_not_return_within_the_bound(
         assert any("left running" in r.getMessage() for r in caplog.records)
     finally:
         release.set()
+
+
+def test_a_run_due_in_the_instant_of_a_stop_does_not_start() -> None:
+    """The loop decides to run a job, then stop() lands before the run is known to it:
+    the run started anyway, and did its first unit of work before it saw the stop."""
+    jobs, registry, _ = scheduler()
+    ran = threading.Event()
+    jobs.add("log_upkeep", 60, ran.set)
+    jobs.stop()  # no loop thread: as if it had just passed its own check of the stop
+
+    assert jobs.run_once(jobs.jobs[0]) is False
+    assert not ran.is_set()
+    assert sample(registry, "driftgate_job_runs_total", job="log_upkeep", outcome="stopped") == 1
+
+
+def test_a_second_stop_keeps_the_first_ones_bound() -> None:
+    """The gateway's lifespan and a signal may both stop the scheduler: the second call
+    pushed the bound back by its own stop_wait_s, so a run past its time limit, being given
+    its grace, held the process for up to twice the bound."""
+    jobs, registry, _ = scheduler()
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(30)
+
+    jobs.stop_wait_s, jobs.stop_grace_s = 1.0, 20.0
+    jobs.add("drift", 60, stuck, timeout_s=0.2)
+    try:
+        jobs.start()
+        assert started.wait(10)
+        time.sleep(0.5)  # past its limit: interrupted, within its 20 s of grace
+        began = time.monotonic()
+        first = threading.Thread(target=jobs.stop)
+        first.start()
+        time.sleep(0.8)
+        jobs.stop()
+        first.join()
+        assert time.monotonic() - began < 1.6
+        assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="error") == 1
+    finally:
+        release.set()
