@@ -26,7 +26,7 @@ Per loaded version, on the runtime's event loop:
 - A request whose client went away is dropped from the queue at once (``client_gone``: the
   server says the connection closed), or skipped if its task is cancelled; it never runs.
   So does the lone request an idle queue runs at once while its call waits for an
-  inference thread (``runtime.waiting``).
+  inference thread (``runtime.waiting``), or for its turn (``runtime.call_turns``).
   One whose batch is already running ends when that batch does (answered
   ``ClientClosedRequest``, or cancelled): until then its request holds the model version,
   whose backend is never unloaded under a call (``runtime.repository``).

@@ -39,7 +39,7 @@ from monitoring.tracing import current_trace_id
 from runtime.backends.base import ModelBackend
 from runtime.batching import Batched, Batcher, ClientGone
 from runtime.call_turns import CallTurns
-from runtime.errors import InferenceServerError, ModelNotReady
+from runtime.errors import ClientClosedRequest, InferenceServerError, ModelNotReady
 from runtime.explain_slots import (
     DEFAULT_MAX_WAITING_EXPLANATIONS,
     ExplainSlots,
@@ -47,7 +47,7 @@ from runtime.explain_slots import (
 )
 from runtime.handover import AllDrained, CallsInFlight, Drains
 from runtime.inference import InferenceRequest, InferenceResponse
-from runtime.placement import EVENT_LOOP, THREAD_POOL, CallPlacement
+from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
 from runtime.tensors import ModelMetadata
 from runtime.validation import select_outputs, validate_inputs
@@ -204,8 +204,9 @@ class Predictor:
     ) -> dict[str, np.ndarray]:
         """One backend call (one request's inputs, or a batch's), placed and measured; one
         request's call that waits for a thread leaves when ``client_gone`` returns.
-        ``in_turn`` (a batch queue's calls): the call takes the version's turn, and runs
-        inline only when the turn is free at once (an explanation's call may hold it).
+        ``in_turn`` (a batch queue's calls): the call takes the version's turn; one placed
+        inline that finds it taken (an explanation's call holds it) waits for it on the
+        event loop, holding no thread, and leaves if ``client_gone`` returns meanwhile.
 
         Its span attributes go on the current span: the request's ``infer`` span, or for a
         batch the one of the request that started it.
@@ -216,13 +217,14 @@ class Predictor:
         version = str(model.version)
         placement = self.placement.choose(backend, rows)
         turns = self._turns_of(backend) if in_turn else None
-        if placement == EVENT_LOOP and turns is not None and not turns.try_acquire():
-            placement = THREAD_POOL  # the turn is taken: wait for it in a thread, not here
         span = trace.get_current_span()
         span.set_attributes(
             {"driftgate.inference.placement": placement, "driftgate.batch_size": rows}
         )
         if placement == EVENT_LOOP:
+            if turns is not None and not turns.try_acquire():
+                # An explanation's call has the turn: wait for it here, holding no thread.
+                await _turn_unless_gone(turns, client_gone, model)
             try:
                 outputs, elapsed = _timed_predict(backend, inputs)
             finally:
@@ -319,6 +321,37 @@ def _timed_predict(
         started = time.perf_counter()
         outputs = backend.predict(inputs)
         return outputs, time.perf_counter() - started
+
+
+async def _turn_unless_gone(
+    turns: CallTurns, client_gone: ClientGone | None, model: ModelVersion
+) -> None:
+    """The version's turn, waited for on the event loop; ``ClientClosedRequest`` (no turn
+    held) when ``client_gone`` returns first."""
+    waiting = asyncio.ensure_future(turns.acquire_on_loop())
+    watcher = asyncio.ensure_future(client_gone()) if client_gone is not None else None
+    try:
+        await asyncio.wait(
+            (waiting,) if watcher is None else (waiting, watcher),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+    except BaseException:
+        if waiting.done() and not waiting.cancelled() and waiting.exception() is None:
+            turns.release()  # the turn came in the very step this task was cancelled
+        else:
+            waiting.cancel()  # gives the ticket up, or passes on a turn that came meanwhile
+        raise
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+    if waiting.done():
+        waiting.result()
+        return
+    waiting.cancel()
+    raise ClientClosedRequest(
+        "the client closed the connection while its request waited for its turn at "
+        f"model '{model.model}' version {model.version}"
+    )
 
 
 def _batch_rows(inputs: dict[str, np.ndarray]) -> int:
