@@ -16,8 +16,10 @@ job):
    the window carry a numeric label. A window under ``min_rows`` rows is skipped.
 3. The model: the first replica that describes the version (``explain.client``).
 4. Permutation importance over the sample (``explain.permutation``): scored by accuracy
-   against integer labels (a probability output is thresholded at 0.5), by mean absolute
-   error against other numeric labels, else by the change in prediction. Then mean
+   against integer labels (a probability output is thresholded at 0.5; a few stray
+   non-integer labels are left out, with a warning: ``explain.labels``), by mean absolute
+   error against other numeric labels, else by the change in prediction. A scoring other
+   than the previous run's is logged as a warning, with the reason. Then mean
    absolute Kernel SHAP (``explain.kernel_shap``) over as many sampled rows as the time
    left allows (``explain.budget.explain_within_budget``), against a background of
    ``background_rows`` rows drawn from the reference profile (``drift.sampling``), or
@@ -72,6 +74,7 @@ from explain.budget import ExplainBudget, explain_within_budget
 from explain.client import RuntimePredict, RuntimePredictError, first_replica
 from explain.frame import Frame, PredictFn
 from explain.kernel_shap import kernel_shap, min_samples
+from explain.labels import STRAY_LABEL_SHARE, why_scored
 from explain.permutation import Metric, permutation_importance
 from explain.report import KIND, drift_report_link, render_report, write_report
 from explain.results import (
@@ -353,6 +356,7 @@ class ExplainJob:
         elapsed_s: float,
     ) -> ExplainRun:
         previous = previous_importances(self.store, traffic.model, traffic.version)
+        self._note_labels(traffic, results, previous)
         compared = with_comparisons(results, previous=previous, reference=reference)
         now = self.clock()
         return ExplainRun(
@@ -370,6 +374,42 @@ class ExplainJob:
             predicted_rows=predict.rows,
             elapsed_s=elapsed_s,
             time_limit_s=self.settings.time_limit_s,
+        )
+
+    def _note_labels(
+        self,
+        traffic: Traffic,
+        results: list[MethodResult],
+        previous: dict[str, Importance],
+    ) -> None:
+        """Warn of stray labels left out, and of a permutation scoring that is not the
+        previous run's: the importance's scale changes, and nothing compares it with the
+        previous run's (``shift_vs_previous`` is null this once)."""
+        kinds = traffic.label_kinds
+        name = f"{traffic.model} version {traffic.version}"
+        if kinds.left_out:
+            log.warning(
+                "explain %s: %d of %d numeric labels are not whole numbers (such as %g): "
+                "left out as strays (at most %g%% of the labels), so the permutation "
+                "importance is scored by accuracy against the other labels",
+                name,
+                kinds.non_integer,
+                kinds.numeric,
+                kinds.example,
+                STRAY_LABEL_SHARE * 100,
+            )
+        now = next((r.importance for r in results if r.method == "permutation"), None)
+        before = previous.get("permutation")
+        if now is None or before is None or now.scoring == before.scoring:
+            return
+        log.warning(
+            "explain %s: permutation importance is scored by %s now, by %s in the previous "
+            "run, because %s; driftgate_feature_importance changes scale and this run has no "
+            "shift_vs_previous",
+            name,
+            now.scoring,
+            before.scoring,
+            why_scored(now.scoring, kinds, self.settings.min_rows),
         )
 
 

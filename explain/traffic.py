@@ -4,11 +4,14 @@
 The features are the reference profile's inputs (``in_<feature>``), or, for a version
 without a profile, every ``in_`` column the window has values in; the background is drawn
 from the profile (``drift.sampling``), or is the version's first logged rows.
+
+The numeric labels are sampled with the rows; a few stray ones that are not whole numbers
+among whole ones are left out (``explain.labels``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 import duckdb
@@ -20,6 +23,7 @@ from drift.profile import ReferenceProfile
 from drift.sampling import sample_inputs
 from drift.window import is_nested_type, quote_identifier, view_columns
 from explain.frame import Frame, take
+from explain.labels import LabelKinds, label_kinds
 from explain.settings import ExplainJobSettings
 from monitoring.prediction_log.catalog import sql_string
 
@@ -40,6 +44,7 @@ class Traffic:
     labelled_rows: int
     reference: tuple[str, ReferenceProfile] | None
     background: Frame  # Kernel SHAP's
+    label_kinds: LabelKinds = field(default_factory=LabelKinds)
 
 
 def read_traffic(
@@ -99,7 +104,8 @@ ORDER BY "timestamp" DESC, request_id, "row" LIMIT {int(limit)}"""
 ORDER BY "timestamp", request_id, "row" LIMIT {int(settings.background_rows)}"""
         background = _frame(con.execute(first).fetchnumpy(), features).features
         background = {name: background[name] for name in window.features}
-    rows, labels = _sample(window, settings.rows, settings.min_rows)
+    kinds = label_kinds(window.labels)
+    rows, labels = _sample(window, settings.rows, settings.min_rows, kinds)
     return Traffic(
         model=model,
         version=version,
@@ -109,6 +115,7 @@ ORDER BY "timestamp", request_id, "row" LIMIT {int(settings.background_rows)}"""
         labelled_rows=window.labelled,
         reference=reference,
         background=background,
+        label_kinds=kinds,
     )
 
 
@@ -152,13 +159,21 @@ def _is_number_type(duckdb_type: str) -> bool:
     return duckdb_type.removeprefix("U") in _NUMBER_TYPES or duckdb_type.startswith("DECIMAL")
 
 
-def _sample(window: _Window, size: int, min_rows: int) -> tuple[Frame, np.ndarray | None]:
-    """``size`` rows (fixed seed), from the labelled ones when ``min_rows`` have a number."""
-    numeric = np.flatnonzero(np.isfinite(window.labels))
+def _sample(
+    window: _Window, size: int, min_rows: int, kinds: LabelKinds
+) -> tuple[Frame, np.ndarray | None]:
+    """``size`` rows (fixed seed), from the labelled ones when ``min_rows`` have a usable
+    number (stray non-integer labels left out, as ``kinds`` says)."""
+    usable = np.isfinite(window.labels)
+    if kinds.left_out:
+        usable &= window.labels == np.round(window.labels)
+    numeric = np.flatnonzero(usable)
     pool = numeric if len(numeric) >= min_rows else np.arange(window.rows)
     chosen = np.sort(np.random.default_rng(0).choice(pool, min(size, len(pool)), replace=False))
     labels = window.labels[chosen] if len(numeric) >= min_rows else None
-    if labels is not None and np.all(labels == np.round(labels)):
+    # The window's labels decide, not the sample's: a sample of a regression's labels that
+    # happen to be whole would score this run by accuracy and the next by error.
+    if labels is not None and (kinds.non_integer == 0 or kinds.left_out):
         return take(window.features, chosen), labels.astype(np.int64)
     return take(window.features, chosen), labels
 
