@@ -30,7 +30,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from driftgate.cli_arguments import count, fail, http_url, log_level, port, seconds
+from driftgate.cli_arguments import (
+    count,
+    fail,
+    http_url,
+    log_level,
+    missing_config,
+    port,
+    seconds,
+)
 from driftgate.demo_cli import add_demo_commands
 from driftgate.routes_cli import add_routes_commands
 
@@ -304,11 +312,9 @@ def _create_token(args: argparse.Namespace) -> int:
     from gateway.auth import AuthConfigError, mint_token, parse_ttl
     from gateway.settings import GatewaySettings, SettingsError
 
-    if not args.config.is_file():
-        return fail(
-            f"no gateway configuration at {args.config}: run this in the checkout where "
-            "`make up` runs (it writes var/gateway.yaml), or name the gateway's with --config"
-        )
+    missing = missing_config(args.config)
+    if missing is not None:
+        return fail(missing)
     try:
         settings = GatewaySettings.from_file(args.config)
         token = mint_token(settings.auth, args.sub, args.scope, parse_ttl(args.ttl))
@@ -340,6 +346,9 @@ def _run_sql(args: argparse.Namespace) -> int:
 
 
 def _run_jobs(args: argparse.Namespace) -> int:
+    missing = missing_config(args.config)
+    if missing is not None:
+        return fail(missing)
     from driftgate.jobs import run_jobs
 
     return run_jobs(

@@ -3,7 +3,8 @@
 A user's mistake gets one line naming it and exit status 2, never a traceback. Flags are
 checked as argparse parses them, by the types here (``port``, ``count``, ``seconds``,
 ``http_url``, ``log_level``); files and settings are checked by the sub-command before it
-starts anything, which reports a problem with :func:`fail`. ``driftgate.cli`` and the
+starts anything, which reports a problem with :func:`fail` (a missing gateway.yaml with
+:func:`missing_config`). ``driftgate.cli`` and the
 modules of its sub-commands (``driftgate.demo_cli``, ``driftgate.routes_cli``) use both.
 Standard library only, so that ``driftgate --help`` stays fast.
 """
@@ -14,6 +15,7 @@ import argparse
 import math
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 
@@ -83,6 +85,19 @@ def log_level(text: str) -> str:
             f"expected one of {', '.join(levels)} (flag or DRIFTGATE_LOG_LEVEL), got {text!r}"
         )
     return text.upper()
+
+
+def missing_config(path: Path) -> str | None:
+    """Why ``path``, a sub-command's ``--config``, cannot be read as gateway.yaml when it
+    is not a file (the default, ``var/gateway.yaml``, is relative: it exists only where
+    ``driftgate up`` ran); None when it is one. Commands that read gateway.yaml check
+    this first, so each says the same one line, not ``[Errno 2]``."""
+    if path.is_file():
+        return None
+    return (
+        f"no gateway configuration at {path}: name the gateway's with --config, or run "
+        "`driftgate up` here first (it writes var/gateway.yaml)"
+    )
 
 
 def fail(message: str) -> int:

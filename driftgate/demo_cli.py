@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from driftgate.cli_arguments import count, fail, http_url
+from driftgate.cli_arguments import count, fail, http_url, missing_config
 
 
 def add_demo_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -81,6 +81,12 @@ def _send_demo_traffic(args: argparse.Namespace) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request otherwise
     try:
         scales = parse_scales(args.scale)
+    except ValueError as exc:
+        return fail(str(exc))
+    missing = missing_config(args.config)
+    if missing is not None:  # its auth key signs the requests' token
+        return fail(missing)
+    try:
         statuses = send_traffic(
             args.url,
             args.config,

@@ -13,6 +13,8 @@ prediction may have been logged by another gateway replica, or not sampled).
 ``POST /admin/sql`` (scope ``read:logs``) runs one read-only statement on the store's
 catalog, with DuckDB's file access confined to the store: ``{"sql": "select ...",
 "max_rows": 1000}`` answers ``{"columns": [...], "rows": [[...]], "truncated": false}``.
+A query the store cannot take now is a 503 with ``Retry-After``: every turn taken, or the
+catalog held open read-write by another process (``CatalogBusy``, which names its PID).
 """
 
 from __future__ import annotations
@@ -29,7 +31,13 @@ from gateway.auth import AuthError
 from gateway.errors import BadGatewayRequest, GatewayError
 from gateway.recording import now_utc
 from gateway.state import SQL_TURNS, AnyRequest, GatewayState, gateway_state
-from monitoring.prediction_log import FeedbackRecord, SqlError, SqlRefused, run_sql
+from monitoring.prediction_log import (
+    CatalogBusy,
+    FeedbackRecord,
+    SqlError,
+    SqlRefused,
+    run_sql,
+)
 
 MAX_LABELS = 10_000
 #: An analyst's query: at most this long from arrival, answered with at most about this
@@ -38,6 +46,8 @@ MAX_LABELS = 10_000
 SQL_TIME_LIMIT_S = 30.0
 SQL_MAX_BYTES = 16 * 2**20
 SQL_WAIT_S = 10.0
+#: ``Retry-After`` of a query that found the catalog held read-write by another process.
+CATALOG_BUSY_RETRY_S = 10
 MAX_ROW = 2**31 - 1  # the store's ``row`` column is int32
 Scalar = str | int | float | bool
 
@@ -153,6 +163,11 @@ def _answer(store: Path, query: _Query, timeout_s: float) -> bytes:
     except SqlRefused as exc:
         raise BadGatewayRequest(f"refused: {exc}") from None
     except SqlError as exc:
+        if isinstance(exc.__cause__, CatalogBusy):  # a condition of the server, not the query
+            raise SqlBusy(
+                f"the store's catalog is busy: {exc}; try again once that process has closed it",
+                headers={"Retry-After": str(CATALOG_BUSY_RETRY_S)},
+            ) from None
         raise BadGatewayRequest(f"query failed: {exc}") from None
     return msgspec.json.encode(
         {

@@ -278,14 +278,29 @@ def test_help_shows_no_rst_markup(capsys: pytest.CaptureFixture[str]) -> None:
     assert "``" not in capsys.readouterr().out
 
 
-def test_token_create_without_a_configuration_says_where_it_looked(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["token", "create", "--sub", "a", "--scope", "predict"],
+        ["jobs", "--once"],
+        ["jobs"],
+        ["demo", "traffic"],
+    ],
+)
+def test_a_command_without_its_configuration_says_where_it_looked_once(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    command: list[str],
 ) -> None:
-    """Outside the checkout it answered "[Errno 2] No such file or directory"."""
-    missing = tmp_path / "gateway.yaml"
-    argv = ["token", "create", "--sub", "a", "--scope", "predict", "--config", str(missing)]
-    assert main(argv) == 2
-    assert capsys.readouterr().err.strip() == (
-        f"driftgate: no gateway configuration at {missing}: run this in the checkout where "
-        "`make up` runs (it writes var/gateway.yaml), or name the gateway's with --config"
+    """Outside the checkout, jobs and demo traffic answered only "var/gateway.yaml: [Errno
+    2] No such file or directory" (jobs naming the path twice), without the way out."""
+    monkeypatch.chdir(tmp_path)  # where no `driftgate up` ran: no var/gateway.yaml
+    assert main(command) == 2
+    assert capsys.readouterr().err == (
+        "driftgate: no gateway configuration at var/gateway.yaml: name the gateway's with "
+        "--config, or run `driftgate up` here first (it writes var/gateway.yaml)\n"
     )
+    missing = tmp_path / "elsewhere.yaml"
+    assert main([*command, "--config", str(missing)]) == 2
+    assert capsys.readouterr().err.startswith(f"driftgate: no gateway configuration at {missing}:")

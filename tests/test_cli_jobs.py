@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from prometheus_client import CollectorRegistry
 
 from driftgate.cli import main
 from monitoring.prediction_log import LogSettings, PredictionLogWriter
+from tests.catalog_holder import catalog_held_read_write
 from tests.cli_logging import root_logging  # noqa: F401  (an autouse fixture)
 from tests.monitoring.builders import predictions
 
@@ -109,3 +111,24 @@ def test_a_metrics_port_in_use_is_one_line(logged: Path, caplog: pytest.LogCaptu
 
     assert status == 2
     assert f"cannot serve /metrics on 127.0.0.1 port {port}" in caplog.text
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="file locks as on Linux")
+@pytest.mark.parametrize("job", ["drift", "explain"])
+def test_a_catalog_held_read_write_elsewhere_fails_the_run_in_one_line(
+    logged: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, job: str
+) -> None:
+    """It failed with a 36-line traceback of ``CatalogBusy``."""
+    config = write_config(logged.parent, "explain: {min_rows: 2, rows: 2}\n")
+    replica = f"http://127.0.0.1:{unused_port()}"
+    with catalog_held_read_write(logged, monkeypatch) as pid:
+        status = main(
+            ["jobs", "--once", "--config", str(config), "--job", job, "--replica", replica]
+        )
+
+    assert status == 1
+    [failure] = [record for record in caplog.records if record.levelno >= logging.ERROR]
+    assert failure.exc_info is None
+    assert failure.getMessage().startswith(f"job {job} failed: cannot open {logged}")
+    assert f"(PID {pid})" in failure.getMessage()
+    assert "Traceback" not in caplog.text
