@@ -7,6 +7,17 @@ when the tensor row holds one element (``[[7], [9]]`` gives rows ``7`` and ``9``
 statistics (width, height, mode, mean brightness), the bytes themselves only when
 configured. A body that cannot be read yields no rows and a note, never an exception:
 recording must not fail a request.
+
+Which form an eval body has (one instance, or columns with the batch dimension) depends on
+the model's input shapes, which only the runtime knows: ``{"features": [5.1, 3.5, 1.4,
+0.2]}`` is one instance of a ``[-1, 4]`` input but four of a ``[-1, 1]`` one. The runtime
+says how it read the body in its answer's ``X-Driftgate-Eval-Form`` header
+(``EVAL_FORM_HEADER``: ``instance`` or ``columns``); without it (an older runtime, or a
+refused request) the form is guessed: one instance when no value is a list.
+
+Tensors of one body with different numbers of rows cannot be split into instances
+without guessing: such a body is one row of whole tensors (list cells), with the note
+``MISREAD``, never rows padded with NULL.
 """
 
 from __future__ import annotations
@@ -24,6 +35,22 @@ Row = dict[str, Any]
 #: What a decoded body of an unexpected shape raises here: a value of the wrong type, a
 #: tensor without its ``name`` (``KeyError``), data that does not fit its ``shape``.
 _UNEXPECTED_SHAPE = (AttributeError, TypeError, ValueError, LookupError)
+#: The runtime's answer header saying how it read an eval body (``runtime.codecs.simple``).
+EVAL_FORM_HEADER = "x-driftgate-eval-form"
+#: The note of a body, or an exchange, whose instances could not be told apart.
+MISREAD = (
+    "the instances of this exchange could not be told apart (tensors with different "
+    "numbers of rows, or a request and an answer of different counts): logged as one row "
+    "of whole tensors"
+)
+
+
+class _Ragged(Exception):
+    """Tensors of one body with different numbers of rows: carries them as one row."""
+
+    def __init__(self, row: Row) -> None:
+        super().__init__("tensors with different numbers of rows")
+        self.row = row
 
 
 def request_rows(
@@ -32,8 +59,11 @@ def request_rows(
     content_type: str,
     headers: Mapping[str, str],
     keep_image_bytes: bool = False,
+    *,
+    eval_form: str | None = None,
 ) -> tuple[list[Row], bool, str | None]:
-    """(rows, single_instance, note) of a request body."""
+    """(rows, single_instance, note) of a request body; ``eval_form`` is the runtime's
+    ``X-Driftgate-Eval-Form`` answer header (``instance`` | ``columns``), when it sent one."""
     if content_type.startswith("image/"):
         row: Row = {
             "image_sha256": hashlib.sha256(body).hexdigest(),
@@ -56,7 +86,9 @@ def request_rows(
             return _oip_rows(payload.get("inputs")), False, None
         if dialect == "tfserving":
             return _tfserving_request_rows(payload), False, None
-        return _eval_rows(payload)
+        return _eval_rows(payload, eval_form)
+    except _Ragged as ragged:
+        return [ragged.row], False, MISREAD
     except _UNEXPECTED_SHAPE:
         return [], False, "request body has an unexpected shape"
 
@@ -87,37 +119,58 @@ def image_summary(body: bytes) -> Row:
 
 def response_rows(
     dialect: str, body: bytes, headers: Mapping[str, str], single_instance: bool
-) -> tuple[list[Row], str | None]:
-    """(rows, error message) of an answer body; the error of a 4xx/5xx ``{"error": ...}``."""
+) -> tuple[list[Row], str | None, str | None]:
+    """(rows, error message, note) of an answer body; the error of a 4xx/5xx
+    ``{"error": ...}``, the note ``MISREAD`` when its tensors have different row counts."""
     header_length = headers.get("inference-header-content-length")
     try:
         payload = msgspec.json.decode(body[: int(header_length)] if header_length else body)
     except (msgspec.DecodeError, ValueError, UnicodeDecodeError, RecursionError):
-        return [], None
+        return [], None, None
     if not isinstance(payload, dict):
-        return [], None
+        return [], None, None
     if "error" in payload:
-        return [], str(payload["error"])
+        return [], str(payload["error"]), None
     try:
-        if dialect == "v2":
-            return _oip_rows(payload.get("outputs")), None
-        if dialect == "tfserving":
-            if "predictions" in payload:
-                return [_named(item, "prediction") for item in payload["predictions"]], None
-            return _columns(_named(payload.get("outputs"), "outputs")), None
-        outputs = payload.get("outputs") or {}
-        if single_instance:
-            return [{name: _cell(value) for name, value in outputs.items()}], None
-        return _columns(outputs), None
+        return _answer_rows(dialect, payload, single_instance), None, None
+    except _Ragged as ragged:
+        return [ragged.row], None, MISREAD
     except _UNEXPECTED_SHAPE:
-        return [], None
+        return [], None, None
 
 
-def _eval_rows(payload: Any) -> tuple[list[Row], bool, str | None]:
+def whole(rows: list[Row]) -> Row:
+    """Rows of one body put back together as one row of whole columns (list cells)."""
+    if len(rows) == 1:
+        return rows[0]
+    names = dict.fromkeys(name for row in rows for name in row)
+    return {name: [row.get(name) for row in rows] for name in names}
+
+
+def _answer_rows(dialect: str, payload: dict[str, Any], single_instance: bool) -> list[Row]:
+    if dialect == "v2":
+        return _oip_rows(payload.get("outputs"))
+    if dialect == "tfserving":
+        if "predictions" in payload:
+            return [_named(item, "prediction") for item in payload["predictions"]]
+        return _columns(_named(payload.get("outputs"), "outputs"))
+    outputs = payload.get("outputs") or {}
+    if single_instance:
+        return [{name: _cell(value) for name, value in outputs.items()}]
+    return _columns(outputs)
+
+
+def _eval_rows(payload: Any, form: str | None) -> tuple[list[Row], bool, str | None]:
     if not isinstance(payload, dict):
         return [], False, "request body is not a JSON object"
-    if payload and not any(isinstance(value, list) for value in payload.values()):
-        return [dict(payload)], True, None
+    if form == "instance":
+        single = True
+    elif form == "columns":
+        single = False
+    else:  # no header: a guess that is wrong for a vector input's single instance
+        single = bool(payload) and not any(isinstance(value, list) for value in payload.values())
+    if single:
+        return [{name: _cell(value) for name, value in payload.items()}], True, None
     return _columns(payload), False, None
 
 
@@ -152,11 +205,13 @@ def _columns(columns: Mapping[str, Any]) -> list[Row]:
 
 
 def _transpose(columns: Mapping[str, list[Any]]) -> list[Row]:
-    rows = max((len(values) for values in columns.values()), default=0)
-    return [
-        {name: values[i] if i < len(values) else None for name, values in columns.items()}
-        for i in range(rows)
-    ]
+    """One row per index; raises ``_Ragged`` when the columns differ in length: padding
+    the short ones with NULL would pair values of different instances."""
+    lengths = {len(values) for values in columns.values()}
+    if len(lengths) > 1:
+        raise _Ragged(dict(columns))
+    rows = max(lengths, default=0)
+    return [{name: values[i] for name, values in columns.items()} for i in range(rows)]
 
 
 def _cell(value: Any) -> Any:

@@ -3,19 +3,30 @@
 ``Exchange`` is what the request path hands ``gateway.recording.Recorder``: the request and
 its answer (bodies and headers), the route, arm, target and timing. On the recorder
 thread, ``exchange_records`` turns it into ``PredictionRecord`` rows, one per instance,
-reading the bodies in their dialect with ``gateway.exchange``; a refused request's inputs
-of unknown names are folded into one column (``UNRECOGNISED``). Pure: no I/O, no state,
+reading the bodies in their dialect with ``gateway.exchange``. Pure: no I/O, no state,
 and an unreadable body is noted in the rows, not raised.
+
+Only requests the runtime accepted (answered 2xx) decide the store's input columns, their
+names and their types: the runtime checked them against the model. A request it did not
+accept (refused 4xx, failed 5xx) is logged whole all the same, but a value whose name no
+accepted request of its model has used, or whose JSON type (``json_kind``) differs from
+every type the accepted requests sent under that name, goes into one JSON text column
+(``UNRECOGNISED``, ``in__unrecognised``) instead of its own. So one client sending
+``"fare": "seven"`` cannot turn ``in_fare`` into VARCHAR for every analyst, nor add a
+column per made-up name; until a model has accepted a request, all of a refused request's
+inputs go there. An exchange whose instances cannot be paired (``MISREAD``) is one row
+whose inputs and outputs are both kept whole in ``UNRECOGNISED`` (``in__unrecognised``,
+``out__unrecognised``), so it cannot give a column a wrong shape either.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.exchange import request_rows, response_rows
+from gateway.exchange import EVAL_FORM_HEADER, MISREAD, request_rows, response_rows, whole
 from monitoring.prediction_log import PredictionRecord
 
 
@@ -41,20 +52,25 @@ class Exchange:
     response_headers: Mapping[str, str]
 
 
-#: The input column of a refused request's values whose names no answered request of its
-#: model has used: one JSON text column (``in__unrecognised``), not a column per name.
+#: The input column of a not-accepted request's values that no accepted request of its
+#: model sent under that name with that JSON type: one JSON text column
+#: (``in__unrecognised``), ``{"fare": "seven", "zz1": 1}``, not a column per name nor a
+#: change of type. Also the output column (``out__unrecognised``) of a ``MISREAD`` answer.
 UNRECOGNISED = "_unrecognised"
 
 
 def exchange_records(
     exchange: Exchange,
     keep_image_bytes: bool = False,
-    known_inputs: Collection[str] | None = None,
+    known_inputs: Mapping[str, Collection[str]] | None = None,
 ) -> list[PredictionRecord]:
-    """The log rows of one exchange. With ``known_inputs`` (the input names of the model's
-    answered requests), a refused request's (4xx) inputs of other names are folded into
-    ``UNRECOGNISED``: every refused request is logged, and made-up names must not add
-    columns to the store without bound. Names the runtime accepted keep their columns."""
+    """The log rows of one exchange.
+
+    ``known_inputs`` maps each input name of the model's accepted (2xx) requests to the
+    JSON types (``json_kind``) they sent under it. With it, a request that was not
+    accepted keeps in its own columns only the values of those names and types (and
+    nulls); the rest go into ``UNRECOGNISED``. The caller learns from accepted requests
+    (``learn_inputs``)."""
     content_type = exchange.request_headers.get("content-type", "").split(";")[0].strip()
     inputs, single, note = request_rows(
         exchange.dialect,
@@ -62,13 +78,23 @@ def exchange_records(
         content_type,
         exchange.request_headers,
         keep_image_bytes,
+        eval_form=exchange.response_headers.get(EVAL_FORM_HEADER),
     )
-    refused = 400 <= exchange.status < 500
-    if known_inputs is not None and refused and not content_type.startswith("image/"):
-        inputs = [_fold_unrecognised(row, known_inputs) for row in inputs]
-    outputs, error = response_rows(
+    outputs, error, answer_note = response_rows(
         exchange.dialect, exchange.response_body, exchange.response_headers, single
     )
+    note = note or answer_note
+    if inputs and outputs and len(inputs) != len(outputs):
+        # Pairing the i-th input with the i-th output would misalign them.
+        inputs, outputs, note = [whole(inputs)], [whole(outputs)], MISREAD
+    if note == MISREAD:
+        # Whole tensors are no instance's values: they must not give a column its shape.
+        inputs = [{UNRECOGNISED: whole(inputs)}] if inputs else []
+        outputs = [{UNRECOGNISED: whole(outputs)}] if outputs else []
+    accepted = 200 <= exchange.status < 300
+    kept_whole = note == MISREAD or content_type.startswith("image/")
+    if known_inputs is not None and not accepted and not kept_whole:
+        inputs = [_set_aside(row, known_inputs) for row in inputs]
     rows = max(len(inputs), len(outputs), 1)
     return [
         PredictionRecord(
@@ -93,10 +119,57 @@ def exchange_records(
     ]
 
 
-def _fold_unrecognised(row: dict[str, Any], known: Collection[str]) -> dict[str, Any]:
-    unrecognised = {name: value for name, value in row.items() if name not in known}
-    if not unrecognised:
+def learn_inputs(known: dict[str, set[str]], records: Sequence[PredictionRecord]) -> None:
+    """Add the input names and JSON types of an accepted exchange's rows to ``known``.
+
+    The runtime checked every value's type, so a list's first non-null item speaks for
+    the rest (no walk over a large tensor). A row of whole tensors (``MISREAD``) teaches
+    nothing: its values are not one instance's."""
+    for record in records:
+        if record.error == MISREAD:
+            continue
+        for name, value in record.inputs.items():
+            kinds = known.setdefault(name, set())
+            if value is not None:
+                kinds.add(json_kind(value, checked=True))
+
+
+def json_kind(value: Any, *, checked: bool = False) -> str:
+    """The JSON type of a value, as a column's type in the store depends on it:
+    ``number`` (ints and floats read as one DOUBLE), ``bool``, ``string``, ``object``,
+    ``null``, and ``list<...>`` of its non-null items' kind (``list<mixed>`` when they
+    differ, which the store can only keep as text). ``checked``: the values were
+    validated, so look at a list's first non-null item only."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        items = (item for item in value if item is not None)
+        if checked:
+            first = next(items, None)
+            inner = "null" if first is None else json_kind(first, checked=True)
+        else:
+            kinds = {json_kind(item) for item in items}
+            inner = kinds.pop() if len(kinds) == 1 else "mixed" if kinds else "null"
+        return f"list<{inner}>"
+    return "object"
+
+
+def _set_aside(row: dict[str, Any], known: Mapping[str, Collection[str]]) -> dict[str, Any]:
+    aside = {name: value for name, value in row.items() if not _fits(value, known.get(name))}
+    if not aside:
         return row
-    kept = {name: value for name, value in row.items() if name in known}
-    kept[UNRECOGNISED] = unrecognised
+    kept = {name: value for name, value in row.items() if name not in aside}
+    kept[UNRECOGNISED] = aside
     return kept
+
+
+def _fits(value: Any, kinds: Collection[str] | None) -> bool:
+    """Whether a not-accepted value may go into its own column: its name is known and it
+    is null or of a JSON type the accepted requests sent there."""
+    return kinds is not None and (value is None or json_kind(value) in kinds)

@@ -30,6 +30,10 @@ the recorder loses an exchange:
 Each reason is logged at most once a minute (``DROP_LOG_INTERVAL_S``), with the count since
 its previous line; what was counted but not logged yet is logged by ``close()``.
 
+An answered exchange whose instances cannot be paired (``gateway.exchange.MISREAD``) is
+logged as one row and counted in ``driftgate_log_misread_total{model}``, with a warning
+once per model.
+
 The thread also remembers recently logged request ids (bounded), so that feedback for an
 id the gateway never logged can be counted as unknown without querying the store.
 """
@@ -45,7 +49,8 @@ from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter
 
-from gateway.exchange_records import Exchange, exchange_records
+from gateway.exchange import MISREAD
+from gateway.exchange_records import Exchange, exchange_records, learn_inputs
 from monitoring.prediction_log import FeedbackRecord, PredictionLogWriter, PredictionRecord
 from monitoring.sampling import SamplingPolicy
 
@@ -102,9 +107,10 @@ class Recorder:
         self._idle = threading.Event()
         self._idle.set()
         self._seen: OrderedDict[str, None] = OrderedDict()
-        #: Per model, the input names of its answered (2xx) requests: the runtime checked
-        #: them, so there are as many as the model has inputs.
-        self._known_inputs: dict[str, set[str]] = {}
+        #: Per model, the input names of its answered (2xx) requests and the JSON types
+        #: sent under each: the runtime checked them, so they are as many as the model
+        #: has inputs (``exchange_records``: what a refused request may add to the store).
+        self._known_inputs: dict[str, dict[str, set[str]]] = {}
         self._seen_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="recorder", daemon=True)
         self.exchanges = Counter(
@@ -115,6 +121,17 @@ class Recorder:
             ["route", "outcome", "reason"],
             registry=registry,
         )
+        self.misread = Counter(
+            "driftgate_log_misread_total",
+            "Answered requests whose instances the recorder could not tell apart (tensors "
+            "of different row counts, or a request and answer of different counts), logged "
+            "as one row: whole tensors in in__unrecognised / out__unrecognised, a note in "
+            "error.",
+            ["model"],
+            registry=registry,
+        )
+        #: Models whose misread request was logged (once each; then only counted).
+        self._misread_models: set[str] = set()
         self.feedback = Counter(
             "driftgate_feedback_total",
             "Ground-truth labels received, by whether their request id was logged recently "
@@ -260,11 +277,23 @@ class Recorder:
             self._idle.set()
 
     def _rows(self, exchange: Exchange) -> list[PredictionRecord]:
-        known = self._known_inputs.setdefault(exchange.model, set())
+        known = self._known_inputs.setdefault(exchange.model, {})
         rows = exchange_records(exchange, self.keep_image_bytes, known)
-        if 200 <= exchange.status < 300:  # the runtime checked these names
-            for row in rows:
-                known.update(row.inputs)
+        if 200 <= exchange.status < 300:  # the runtime checked these names and types
+            learn_inputs(known, rows)
+        if rows and rows[0].error == MISREAD:
+            self.misread.labels(exchange.model).inc()
+            if exchange.model not in self._misread_models:
+                self._misread_models.add(exchange.model)
+                log.warning(
+                    "prediction log: request %s of model %s could not be split into "
+                    "instances (tensors with different numbers of rows, or inputs and "
+                    "outputs of different counts); logged as one row, its whole tensors in "
+                    "in__unrecognised and out__unrecognised. "
+                    "Counted in driftgate_log_misread_total, logged once per model",
+                    exchange.request_id,
+                    exchange.model,
+                )
         return rows
 
 

@@ -55,6 +55,7 @@ OFF_DASHBOARD = {
     "driftgate_feedback_total": "Explore: ground-truth labels received (prediction-log.md)",
     "driftgate_inference_calls_total": "Explore: where backend calls run (runtime.md)",
     "driftgate_log_flush_duration_seconds": "Explore, when the log writer's queue grows",
+    "driftgate_log_misread_total": "Explore, when logged rows look wrong (prediction-log.md)",
     "driftgate_log_segments_total": "Explore: segments written, before compaction",
     "driftgate_malformed_requests_total": "Explore: bytes that are not HTTP (gateway.md)",
     "driftgate_replica_discoveries_total": "Explore: resolutions by outcome (runbook, discovery)",

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gateway.exchange import request_rows, response_rows
+from gateway.exchange import MISREAD, request_rows, response_rows
 from monitoring.sampling import SamplingPolicy, hash_fraction
 
 PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}
@@ -31,6 +31,42 @@ def test_eval_columns_become_one_row_per_instance() -> None:
 def test_non_tabular_rows_stay_lists() -> None:
     rows, _, _ = rows_of("eval", {"features": [[5.1, 3.5, 1.4, 0.2]]})
     assert rows == [{"features": [5.1, 3.5, 1.4, 0.2]}]
+
+
+IRIS_INSTANCE = {"features": [5.1, 3.5, 1.4, 0.2]}  # one instance of a [-1, 4] input
+
+
+def eval_rows(body: object, form: str | None) -> tuple[list, bool, str | None]:
+    return request_rows("eval", json.dumps(body).encode(), "application/json", {}, eval_form=form)
+
+
+def test_the_runtime_s_eval_form_header_decides_a_vector_instance() -> None:
+    assert eval_rows(IRIS_INSTANCE, "instance") == ([IRIS_INSTANCE], True, None)
+    assert eval_rows(PASSENGER, "instance") == ([PASSENGER], True, None)
+    # The same body read as a [-1, 1] input's column: four instances.
+    rows, single, _ = eval_rows(IRIS_INSTANCE, "columns")
+    assert not single and rows == [{"features": v} for v in (5.1, 3.5, 1.4, 0.2)]
+
+
+def test_without_the_header_the_form_is_guessed() -> None:
+    """An older runtime: one instance when no value is a list (right for tabular
+    inputs), columns otherwise."""
+    assert eval_rows(PASSENGER, None) == ([PASSENGER], True, None)
+    assert eval_rows(COLUMNS, None)[1] is False
+
+
+def test_columns_of_different_lengths_are_one_row_of_whole_tensors() -> None:
+    """Never padded with NULL: the values would be paired with another instance's."""
+    body = {"fare": [[7], [9], [11]], "sex": [["male"], ["female"]]}
+    rows, _, note = eval_rows(body, "columns")
+    assert rows == [{"fare": [7, 9, 11], "sex": ["male", "female"]}]
+    assert note == MISREAD
+    answer = json.dumps({"outputs": {"p": [0.1, 0.9, 0.3], "label": [1, 0]}}).encode()
+    assert response_rows("eval", answer, {}, False) == (
+        [{"p": [0.1, 0.9, 0.3], "label": [1, 0]}],
+        None,
+        MISREAD,
+    )
 
 
 def test_tfserving_instances_and_inputs() -> None:
@@ -101,12 +137,12 @@ def test_unreadable_bodies_give_a_note_not_an_exception() -> None:
     ],
 )
 def test_answers_become_rows(dialect: str, body: object, single: bool, expected: list) -> None:
-    assert response_rows(dialect, json.dumps(body).encode(), {}, single) == (expected, None)
+    assert response_rows(dialect, json.dumps(body).encode(), {}, single) == (expected, None, None)
 
 
 def test_an_error_answer_gives_its_message() -> None:
     body = json.dumps({"error": "input 'fare': expected FP32"}).encode()
-    assert response_rows("eval", body, {}, True) == ([], "input 'fare': expected FP32")
+    assert response_rows("eval", body, {}, True) == ([], "input 'fare': expected FP32", None)
 
 
 def test_sampling_is_stable_and_keeps_errors_and_shadows() -> None:

@@ -105,13 +105,17 @@ def test_every_answered_request_becomes_a_typed_row(start, tmp_path: Path) -> No
     ]
 
 
-def test_a_batch_request_is_one_row_per_instance(start, tmp_path: Path) -> None:
+def test_a_batch_request_is_one_row_per_instance(start, runtime, tmp_path: Path) -> None:
     gateway = start(settings(tmp_path))
+    runtime.behave(Answer({"species": [["setosa"], ["virginica"]]}))
     gateway.client.post(
         "/v1/models/iris/eval", json={"fare": [[7], [9]]}, headers={"x-request-id": "batch"}
     )
     flush(gateway)
-    assert query(tmp_path, "select row, in_fare from predictions order by row") == [(0, 7), (1, 9)]
+    assert query(tmp_path, "select row, in_fare, out_species from predictions order by row") == [
+        (0, 7, "setosa"),
+        (1, 9, "virginica"),
+    ]
 
 
 def test_sampling_keeps_errors_and_drops_by_request_id(start, runtime, tmp_path: Path) -> None:
@@ -157,7 +161,8 @@ def test_refused_requests_cannot_add_a_column_per_made_up_input_name(
     )
     assert rows == [
         ("early", None, '{"fare": 1, "zz0": 0}'),
-        ("late", "x", '{"zz1": 1, "zz2": "y"}'),  # fare is a name the model answered to
+        # fare is a name the model answered to, but with numbers: "x" would make it text
+        ("late", None, '{"fare": "x", "zz1": 1, "zz2": "y"}'),
     ]
 
 
@@ -511,3 +516,109 @@ def test_a_full_recorder_queue_counts_its_drops_as_queue_full(tmp_path: Path) ->
     assert exchange_counts(registry) == {("queued", ""): 2, ("dropped", "queue_full"): 3}
     made.close(timeout_s=5)
     assert exchange_counts(registry) == {("queued", ""): 2, ("dropped", "queue_full"): 3}
+
+
+# --- what a refused request may do to the store's columns ------------------------------------
+
+
+def refused(request_id: str, body: bytes, status: int = 400) -> Exchange:
+    error = b'{"error": "input \'fare\': expected a number"}'
+    return replace(exchange(request_id, body), status=status, response_body=error)
+
+
+def test_a_refused_request_s_values_never_change_a_column_s_type(recorder, tmp_path: Path) -> None:
+    """One client sending "fare": "seven" (answered 400) made in_fare VARCHAR in the whole
+    view, and every analyst's avg(in_fare) failed; the first request ever logged for the
+    model being such a one must not establish VARCHAR either."""
+    made, _ = recorder
+    made.start()
+    for sent in (
+        refused("first", b'{"fare": "seven", "sex": "male"}'),  # nothing known yet
+        exchange("ok", b'{"fare": 7.25, "sex": "male"}'),
+        refused("text", b'{"fare": "seven", "sex": "female"}'),
+        refused("list", b'{"fare": [[9, 10]], "sex": 3}'),
+        refused("failed", b'{"fare": "eight", "sex": "male"}', status=503),
+        refused("fits", b'{"fare": 9, "sex": null}'),
+    ):
+        made.record("iris", sent)
+        made.flush()  # one segment each, as a quiet gateway writes them
+
+    store = tmp_path / "store"
+    types = dict(run_sql(store, "select column_name, column_type from (describe predictions)").rows)
+    assert (types["in_fare"], types["in_sex"]) == ("DOUBLE", "VARCHAR")
+    assert "in_fare__list" not in types
+    assert run_sql(store, "select avg(in_fare) from predictions").rows == [(8.125,)]
+    rows = run_sql(
+        store,
+        "select request_id, in_fare, in_sex, json_extract(in__unrecognised, '$.fare')::VARCHAR "
+        "from predictions order by timestamp",
+    ).rows
+    assert rows == [
+        ("first", None, None, '"seven"'),
+        ("ok", 7.25, "male", None),
+        ("text", None, "female", '"seven"'),
+        ("list", None, None, "[9,10]"),
+        ("failed", None, "male", '"eight"'),
+        ("fits", 9.0, None, None),
+    ]
+    sex = "select in__unrecognised from predictions where request_id = 'list'"
+    assert run_sql(store, sex).rows == [('{"fare": [9, 10], "sex": 3}',)]
+
+
+def test_a_vector_input_s_single_instance_is_one_row_of_lists(recorder, tmp_path: Path) -> None:
+    """iris's describe example {"features": [5.1, 3.5, 1.4, 0.2]} was logged as four rows of
+    scalars beside three rows of probabilities; the runtime's X-Driftgate-Eval-Form header
+    says it read one instance."""
+    made, _ = recorder
+    made.start()
+    instance = replace(
+        exchange("iris-1", b'{"features": [5.1, 3.5, 1.4, 0.2]}'),
+        response_body=b'{"outputs": {"probabilities": [0.9, 0.07, 0.03], "label": 0}}',
+        response_headers={"x-driftgate-eval-form": "instance"},
+    )
+    made.record("iris", instance)
+    made.flush()
+    rows = run_sql(
+        tmp_path / "store", "select row, in_features, out_probabilities, out_label from predictions"
+    ).rows
+    assert rows == [(0, [5.1, 3.5, 1.4, 0.2], [0.9, 0.07, 0.03], 0)]
+
+
+def test_inputs_and_outputs_that_do_not_pair_up_are_one_row_and_counted(
+    recorder, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without the header (an older runtime) the same body is guessed to be columns: four
+    input rows against three output rows were padded with NULL and misaligned, and the
+    scalar rows made in_features a scalar column in the shape registry."""
+    made, registry = recorder
+    made.start()
+    for request_id in ("guessed-1", "guessed-2"):
+        made.record(
+            "iris",
+            replace(
+                exchange(request_id, b'{"features": [5.1, 3.5, 1.4, 0.2]}'),
+                response_body=b'{"outputs": {"probabilities": [0.9, 0.07, 0.03]}}',
+            ),
+        )
+    made.flush()
+    rows = run_sql(
+        tmp_path / "store",
+        "select request_id, row, in__unrecognised, out__unrecognised, error from predictions "
+        "order by request_id",
+    ).rows
+    whole = ('{"features": [5.1, 3.5, 1.4, 0.2]}', '{"probabilities": [0.9, 0.07, 0.03]}')
+    assert [row[:4] for row in rows] == [("guessed-1", 0, *whole), ("guessed-2", 0, *whole)]
+    assert all("could not be told apart" in row[4] for row in rows)
+    # Whole tensors are no instance's: they give no column a shape (in_features stays free).
+    columns = [row[0] for row in run_sql(tmp_path / "store", "describe predictions").rows]
+    assert not [c for c in columns if c.startswith(("in_features", "out_probabilities"))]
+    assert registry.get_sample_value("driftgate_log_misread_total", {"model": "iris"}) == 2
+    warned = [r for r in caplog.records if "could not be split" in r.getMessage()]
+    assert len(warned) == 1
+
+
+def test_a_refused_body_of_ragged_columns_is_kept_whole_once() -> None:
+    sent = refused("ragged", b'{"fare": [[7], [9], [11]], "sex": [["male"], ["female"]]}')
+    (row,) = exchange_records(sent, known_inputs={"fare": {"number"}, "sex": {"string"}})
+    assert row.inputs == {"_unrecognised": {"fare": [7, 9, 11], "sex": ["male", "female"]}}
+    assert row.error == "input 'fare': expected a number"  # the runtime's, not the note
