@@ -16,6 +16,11 @@ All inputs of one request use the same form. The answer mirrors it::
 In the single-instance answer an output is its first (only) row, and a row of one element
 is a scalar. ``{"b64": "..."}`` is a binary value both ways. Image-shaped inputs also take an
 ``image/png`` or ``image/jpeg`` body (``decode_eval_image``), answered as a single instance.
+
+Which form a body was read as depends on the input shapes (``{"features": [5.1, 3.5, 1.4,
+0.2]}`` is one instance of a ``[-1, 4]`` input, four of a ``[-1, 1]`` one), so the answer
+says it in the ``X-Driftgate-Eval-Form`` header (``instance`` | ``columns``,
+``EvalForm.header``): the gateway's prediction log splits the body into rows by it.
 ``describe`` lists inputs and outputs and builds example bodies of both forms from the
 metadata. Errors are ``{"error": "..."}``.
 """
@@ -44,11 +49,20 @@ from runtime.tensors import FLOAT_DATATYPES, ModelMetadata, TensorSpec
 _SMALL_INSTANCE = 64
 
 
+#: The eval answer's header naming the form the body was read as (``EvalForm.header``).
+EVAL_FORM_HEADER = "X-Driftgate-Eval-Form"
+
+
 @dataclass(frozen=True)
 class EvalForm:
     """Whether the client sent one instance (answered with scalars) or columns."""
 
     single_instance: bool
+
+    @property
+    def header(self) -> dict[str, str]:
+        """``X-Driftgate-Eval-Form: instance`` or ``columns``."""
+        return {EVAL_FORM_HEADER: "instance" if self.single_instance else "columns"}
 
 
 def describe(

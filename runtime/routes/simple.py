@@ -1,7 +1,8 @@
 """The simple describe/eval API: JSON tensors by feature name, or a PNG/JPEG image.
 
 ``POST /v1/models/{m}/eval`` takes the column form (``{"fare": [[7], [9]], ...}``) or the
-single-instance form (``{"fare": 7, ...}``) and answers in the form it was asked. A model
+single-instance form (``{"fare": 7, ...}``) and answers in the form it was asked, naming it
+in the ``X-Driftgate-Eval-Form`` header. A model
 whose ``config.yaml`` has an ``image:`` section also takes ``image/png`` and ``image/jpeg``
 bodies, decoded and scaled as that section says.
 """
@@ -85,7 +86,8 @@ async def evaluate(
         response = await state.predictor.infer(
             target, infer_request, client_gone=lambda: until_disconnected(request)
         )
-        return Response(simple.encode_eval(response, form), headers=served_headers(request, target))
+        headers = {**served_headers(request, target), **form.header}
+        return Response(simple.encode_eval(response, form), headers=headers)
 
 
 async def _decode_image(

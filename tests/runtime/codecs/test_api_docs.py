@@ -150,6 +150,8 @@ def test_documented_exchange(request_text: str, response_text: str) -> None:
     body, content_type = encode(kind, response, form)
     assert body == documented
     assert response_headers["Content-Type"] == content_type
+    if kind == "eval":  # the form the runtime read, which the gateway's log splits by
+        assert response_headers[simple.EVAL_FORM_HEADER] == form.header[simple.EVAL_FORM_HEADER]
 
 
 class FakeServer:
