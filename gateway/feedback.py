@@ -8,7 +8,9 @@ time after the prediction::
     {"feedback": [{"request_id": "abc", "label": 1}, ...]}  up to 10,000 at once
 
 Ids the gateway never logged are stored all the same and counted as unknown (the
-prediction may have been logged by another gateway replica, or not sampled).
+prediction may have been logged by another gateway replica, or not sampled). A label for a
+row past the last one of a request this gateway logged is refused with 400, none of the
+batch stored: it would join no prediction.
 
 ``POST /admin/sql`` (scope ``read:logs``) runs one read-only statement on the store's
 catalog, with DuckDB's file access confined to the store: ``{"sql": "select ...",
@@ -29,7 +31,7 @@ from litestar import MediaType, Response, post
 
 from gateway.auth import AuthError
 from gateway.errors import BadGatewayRequest, GatewayError
-from gateway.recording import now_utc
+from gateway.recording import LabelsNothing, now_utc
 from gateway.state import SQL_TURNS, AnyRequest, GatewayState, gateway_state
 from monitoring.prediction_log import (
     CatalogBusy,
@@ -103,7 +105,10 @@ async def feedback(request: AnyRequest) -> dict[str, int]:
         )
         for item in labels
     ]
-    matched, unknown = recorder.record_feedback(records)
+    try:
+        matched, unknown = recorder.record_feedback(records)
+    except LabelsNothing as exc:
+        raise BadGatewayRequest(str(exc)) from None
     return {"accepted": len(records), "matched": matched, "unknown": unknown}
 
 

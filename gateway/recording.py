@@ -34,8 +34,9 @@ An answered exchange whose instances cannot be paired (``gateway.exchange.MISREA
 logged as one row and counted in ``driftgate_log_misread_total{model}``, with a warning
 once per model.
 
-The thread also remembers recently logged request ids (bounded), so that feedback for an
-id the gateway never logged can be counted as unknown without querying the store.
+The thread also remembers recently logged request ids and their row counts (bounded), so
+that feedback for an id the gateway never logged can be counted as unknown, and a label for
+a row the request did not have refused (``LabelsNothing``), without querying the store.
 """
 
 from __future__ import annotations
@@ -82,6 +83,17 @@ _WHY: dict[DropReason, str] = {
 }
 
 
+class LabelsNothing(ValueError):
+    """A label for a row past the last one of a request this gateway logged."""
+
+    def __init__(self, index: int, label: FeedbackRecord, rows: int) -> None:
+        last = "row 0" if rows == 1 else f"rows 0 to {rows - 1}"
+        super().__init__(
+            f"label {index}: request {label.request_id!r} was logged with {rows} "
+            f"row{'s' if rows != 1 else ''} ({last}); row {label.row} labels no prediction"
+        )
+
+
 class Recorder:
     def __init__(
         self,
@@ -106,7 +118,8 @@ class Recorder:
         self._stopping = threading.Event()
         self._idle = threading.Event()
         self._idle.set()
-        self._seen: OrderedDict[str, None] = OrderedDict()
+        #: Recently logged request ids, each with its number of rows.
+        self._seen: OrderedDict[str, int] = OrderedDict()
         #: Per model, the input names of its answered (2xx) requests and the JSON types
         #: sent under each: the runtime checked them, so they are as many as the model
         #: has inputs (``exchange_records``: what a refused request may add to the store).
@@ -169,9 +182,16 @@ class Recorder:
         self.exchanges.labels(route_label, "queued", "").inc()
 
     def record_feedback(self, labels: list[FeedbackRecord]) -> tuple[int, int]:
-        """Store labels; returns (matched, unknown) against recently logged request ids."""
+        """Store labels; returns (matched, unknown) against recently logged request ids.
+
+        Raises ``LabelsNothing``, storing none, when a label names a row past the last one
+        of a request this gateway logged: it would join no prediction."""
         with self._seen_lock:
-            matched = sum(1 for label in labels if label.request_id in self._seen)
+            logged = [self._seen.get(label.request_id) for label in labels]
+        for index, (label, rows) in enumerate(zip(labels, logged, strict=True)):
+            if rows is not None and label.row is not None and label.row >= rows:
+                raise LabelsNothing(index, label, rows)
+        matched = sum(1 for rows in logged if rows is not None)
         self.feedback.labels("matched").inc(matched)
         self.feedback.labels("unknown").inc(len(labels) - matched)
         self.writer.submit(labels)
@@ -257,7 +277,7 @@ class Recorder:
         self._idle.clear()
         try:
             records: list[PredictionRecord] = []
-            ids = []
+            ids: list[tuple[str, int]] = []
             while self._pending:
                 route_label, exchange = self._pending.popleft()
                 try:
@@ -266,11 +286,11 @@ class Recorder:
                     self._dropped(route_label, exchange, PARSE_FAILED, exc)
                     continue
                 records.extend(rows)
-                ids.append(exchange.request_id)
+                ids.append((exchange.request_id, len(rows)))
             self.writer.submit(records)
             with self._seen_lock:
-                for request_id in ids:
-                    self._seen[request_id] = None
+                for request_id, count in ids:  # a shadow's record adds no row of its own
+                    self._seen[request_id] = max(count, self._seen.get(request_id, 0))
                 while len(self._seen) > _REMEMBERED_IDS:
                     self._seen.popitem(last=False)
         finally:
