@@ -19,12 +19,9 @@ Before any job runs, the paths are checked: ``log.store`` must already be a stor
 gateway creates the store), while the long-running process, which may start before the
 gateway has created it, creates it; the ``models`` folder of every scheduled drift or
 explain job must exist. ``--once`` exits 1 when a job failed, and a drift or explain run
-fails when every model version it tried failed.
-
-A run that failed because another process holds the store's catalog open read-write
-(``CatalogBusy``: DuckDB's default ``duckdb.connect(path)``) is a condition of the moment,
-not a bug: its failure is one line naming the holder's PID (``BusyCatalogInOneLine``), not
-a traceback; the next run (or the CronJob's next ``--once``) tries again.
+fails when every model version it tried failed. A run that failed because another process
+holds the store's catalog open read-write (``CatalogBusy``) is a condition of the moment:
+its failure is one line naming the holder's PID, not a traceback (``monitoring.jobs``).
 """
 
 from __future__ import annotations
@@ -41,7 +38,6 @@ from prometheus_client import CollectorRegistry, start_http_server
 from monitoring.jobs import JobScheduler
 from monitoring.log_jobs import schedule_log_upkeep
 from monitoring.metrics import new_registry
-from monitoring.prediction_log import CatalogBusy
 from monitoring.tracing import build_tracer_provider
 
 log = logging.getLogger("driftgate.jobs")
@@ -160,32 +156,6 @@ def run_jobs(
     run (``drift``, ``explain``, ``log_upkeep``), all of them when empty."""
     # The explain job's predict calls would log every request at INFO.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    one_line = BusyCatalogInOneLine()
-    log.addFilter(one_line)  # the scheduler logs a failed run on this logger too
-    try:
-        return _run_jobs(
-            config,
-            once=once,
-            metrics_port=metrics_port,
-            log_upkeep=log_upkeep,
-            metrics_host=metrics_host,
-            replicas=replicas,
-            only=only,
-        )
-    finally:
-        log.removeFilter(one_line)
-
-
-def _run_jobs(
-    config: Path,
-    *,
-    once: bool,
-    metrics_port: int | None,
-    log_upkeep: bool,
-    metrics_host: str,
-    replicas: Sequence[str] | None,
-    only: Sequence[str],
-) -> int:
     try:
         process = build_jobs(config, log_upkeep=log_upkeep, replicas=replicas, only=only)
     except JobsConfigError as exc:
@@ -218,33 +188,6 @@ def _run_jobs(
     log.info("stopping on %s", stop_signals.wait().name)
     process.scheduler.stop()
     return 0
-
-
-class BusyCatalogInOneLine(logging.Filter):
-    """Turns a failed run's traceback into one line when the cause is ``CatalogBusy``.
-
-    ``monitoring.jobs`` logs any failed run with its traceback, which is right for a bug;
-    a catalog held read-write by an analyst's ``duckdb.connect(path)`` is not one, and its
-    message (the path, the holder's PID, the remedy) says all there is to say."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        error = record.exc_info[1] if record.exc_info else None
-        busy = _catalog_busy(error)
-        if busy is not None:
-            record.msg, record.args = "%s: %s", (record.getMessage(), busy)
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def _catalog_busy(error: BaseException | None) -> CatalogBusy | None:
-    """``error`` or the ``CatalogBusy`` it was raised from, if any."""
-    seen: set[int] = set()
-    while error is not None and id(error) not in seen:
-        if isinstance(error, CatalogBusy):
-            return error
-        seen.add(id(error))
-        error = error.__cause__ or error.__context__
-    return None
 
 
 class StopSignals:

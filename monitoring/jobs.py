@@ -203,8 +203,11 @@ class JobScheduler:
                 span.set_attribute("driftgate.job.outcome", "error")
                 self.runs.labels(job.name, "error").inc()
                 self.last_failure.labels(job.name).set(time.time())
+                explained = _self_explained(exc)
                 if isinstance(exc, JobTimeLimitExceeded):
                     log.error("%s", exc)
+                elif explained is not None:  # a condition of the moment, not a bug
+                    log.error("job %s failed: %s", job.name, explained)
                 else:
                     log.exception("job %s failed", job.name)
                 return False
@@ -327,6 +330,19 @@ class JobScheduler:
             running.cancel()
         if self._thread is not None:
             self._thread.join(timeout=self.stop_wait_s + 1)
+
+
+def _self_explained(error: BaseException | None) -> BaseException | None:
+    """The exception in ``error``'s chain whose message says all there is to say (its class
+    sets ``explains_itself``: the store's catalog held by another process, naming its PID),
+    so that the failure is logged in one line rather than with a traceback; None if none."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if getattr(error, "explains_itself", False):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 class FailingTargets:

@@ -50,6 +50,10 @@ _CONNECT_LOCK = threading.Lock()
 class CatalogBusy(RuntimeError):
     """The catalog file is held open for writing by another process."""
 
+    #: A condition of the moment, whose message (the path, the holder's PID, the remedy)
+    #: says all there is: a job that fails on it logs one line (``monitoring.jobs``).
+    explains_itself = True
+
 
 def sql_string(text: str) -> str:
     """``text`` as a SQL string literal."""
