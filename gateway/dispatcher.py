@@ -47,6 +47,9 @@ class ProxyRequest:
     body: bytes
     #: Every request header, lower-cased (for the prediction log; never forwarded).
     client_headers: Mapping[str, str] = field(default_factory=dict)
+    #: The ``sub`` of the caller's verified token (for the prediction log); None when
+    #: auth is off.
+    subject: str | None = None
 
 
 @dataclass

@@ -50,6 +50,8 @@ class Exchange:
     request_headers: Mapping[str, str]  # lower-cased names
     response_body: bytes
     response_headers: Mapping[str, str]
+    #: The ``sub`` of the caller's verified token; None when auth is off.
+    subject: str | None = None
 
 
 #: The input column of a not-accepted request's values that no accepted request of its
@@ -114,6 +116,7 @@ def exchange_records(
             inputs=inputs[row] if row < len(inputs) else {},
             outputs=outputs[row] if row < len(outputs) else {},
             error=error or (note if exchange.status < 400 and note else None),
+            subject=exchange.subject,
         )
         for row in range(rows)
     ]

@@ -78,11 +78,12 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
     arm, labels = "", {"model": "", "version": "", "role": "", "code": "500"}
     try:
         principal = state.authorize_header(inbound.headers.get("authorization"), "predict", route)
+        subject = principal.subject if principal else None
         policy = _route_policy(state, route)
         context = RequestContext(
             route=route,
             request_id=request_id,
-            subject=principal.subject if principal else None,
+            subject=subject,
             headers=inbound.headers,
             body_field=json_body_fields(inbound.body),
             version=path.version,
@@ -102,6 +103,7 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
             {k: v for k, v in inbound.headers.items() if k in FORWARDED_HEADERS},
             inbound.body,
             inbound.headers,
+            subject,
         )
         try:
             result = await state.dispatcher.dispatch(policy, plan, proxied)

@@ -103,6 +103,7 @@ class GatewayState:
                 request_headers=request.client_headers,
                 response_body=response.body,
                 response_headers={k.lower(): v for k, v in response.headers.items()},
+                subject=request.subject,
             ),
             shadowed=shadowed,
         )

@@ -144,10 +144,22 @@ def write_segment(root: Path, table: pa.Table, final: Path) -> int:
 
 
 def ensure_placeholder(root: Path, table: str, schema: pa.Schema) -> None:
-    """Write the tree's schema-only placeholder segment unless it is already there."""
+    """Write the tree's schema-only placeholder segment unless it is already there with
+    every column of ``schema``: one written by an older driftgate is replaced, so that a
+    fixed column added since (``subject``) is in the view, NULL in older segments, even
+    before a segment that has it is written."""
     final = partition_dir(root, table, None, None) / PLACEHOLDER_NAME
-    if not final.exists():
-        write_segment(root, schema.empty_table(), final)
+    if final.exists() and not _lacks_columns(final, schema):
+        return
+    write_segment(root, schema.empty_table(), final)
+
+
+def _lacks_columns(path: Path, schema: pa.Schema) -> bool:
+    try:
+        found = set(pq.read_schema(path).names)
+    except (OSError, pa.ArrowException):  # damaged: the quarantine deals with it
+        return False
+    return not set(schema.names) <= found
 
 
 @dataclass(frozen=True, slots=True)

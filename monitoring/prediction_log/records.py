@@ -24,7 +24,8 @@ class PredictionRecord:
     ``inputs`` and ``outputs`` map a feature or output name to a scalar (int, float, str,
     bool, None) or a list (a non-tabular tensor row); each becomes a typed column
     ``in_<name>`` / ``out_<name>`` of the segment. ``timestamp`` is UTC and tz-aware (a
-    naive value is taken as UTC); it also decides the ``date=`` partition.
+    naive value is taken as UTC); it also decides the ``date=`` partition. ``subject`` is
+    the ``sub`` of the caller's verified token, None when auth is off.
     """
 
     request_id: str
@@ -43,6 +44,7 @@ class PredictionRecord:
     inputs: Mapping[str, Any]
     outputs: Mapping[str, Any]
     error: str | None = None
+    subject: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -40,6 +40,7 @@ PREDICTION_SCHEMA = pa.schema(
         ("latency_s", pa.float64()),
         ("trace_id", pa.string()),
         ("error", pa.string()),
+        ("subject", pa.string()),
     ]
 )
 
@@ -160,6 +161,7 @@ def predictions_table(records: Sequence[PredictionRecord]) -> pa.Table:
         "latency_s": pa.array([r.latency_s for r in records], pa.float64()),
         "trace_id": pa.array([r.trace_id for r in records], pa.string()),
         "error": pa.array([r.error for r in records], pa.string()),
+        "subject": pa.array([r.subject for r in records], pa.string()),
     }
     inputs = [r.inputs for r in records]
     for name in _ordered_names(inputs):

@@ -24,16 +24,16 @@ CREATE TABLE predictions (
     model VARCHAR, date DATE, timestamp TIMESTAMPTZ, request_id VARCHAR, "row" INTEGER,
     route VARCHAR, arm VARCHAR, role VARCHAR, version VARCHAR, replica VARCHAR,
     dialect VARCHAR, status INTEGER, latency_s DOUBLE, trace_id VARCHAR, error VARCHAR,
-    in_fare DOUBLE, in_sex VARCHAR, in_embarked VARCHAR, in_pclass VARCHAR, in_age DOUBLE,
-    out_survived BIGINT, out_probability DOUBLE
+    subject VARCHAR, in_fare DOUBLE, in_sex VARCHAR, in_embarked VARCHAR, in_pclass VARCHAR,
+    in_age DOUBLE, out_survived BIGINT, out_probability DOUBLE
 );
 INSERT INTO predictions VALUES
     ('titanic', current_date, now(), 'r1', 0, 'titanic', 'stable', 'primary', '1',
      'http://127.0.0.1:8001', 'eval', 200, 0.004, '0af7651916cd43dd8448eb211c80319c', NULL,
-     7, 'male', 'Q', '3', 27, 0, 0.11),
+     'app', 7, 'male', 'Q', '3', 27, 0, 0.11),
     ('titanic', current_date, now(), 'r2', 0, 'titanic_next', '', 'fallback', '1',
      'http://127.0.0.1:8002', 'eval', 503, 0.7, 'b7ad6b7169203331b7ad6b7169203331',
-     'version 7 is not ready', 7, 'female', 'S', '1', NULL, 1, 0.93);
+     'version 7 is not ready', NULL, 7, 'female', 'S', '1', NULL, 1, 0.93);
 CREATE TABLE feedback (request_id VARCHAR, "row" INTEGER, label BIGINT,
                        timestamp TIMESTAMPTZ, subject VARCHAR);
 INSERT INTO feedback VALUES ('r1', 0, 1, now(), 'labeller');

@@ -203,6 +203,54 @@ def test_primary_and_shadow_records_pair_up_by_request_id(start, tmp_path: Path)
     assert rows == [("primary", "2"), ("shadow", "1")]
 
 
+def test_rows_carry_the_caller_s_token_subject_on_primary_and_shadow_records(
+    start, runtime, tmp_path: Path
+) -> None:
+    """A split sticky by subject is analysed per caller: the log says who called, on the
+    records of answers, of failures, and of the shadows mirrored for them."""
+    shadow = {"target": {"model": "iris", "version": "1"}}
+    routes = {"iris": {"primary": {"model": "iris", "version": "2"}, "shadow": [shadow]}}
+    gateway = start(settings(tmp_path, auth=True, routes=routes))
+    config = AuthConfig.from_dict({"algorithm": "HS256", "secret": SECRET})
+    for subject in ("alice", "bob"):
+        token = mint_token(config, subject, ["predict"], 600)
+        headers = {"authorization": f"Bearer {token}", "x-request-id": f"{subject}-1"}
+        answer = gateway.client.post("/v1/models/iris/eval", json={"fare": 3}, headers=headers)
+        assert answer.status_code == 200
+    runtime.behave(Fail(500), model="iris", version="2")
+    token = mint_token(config, "carol", ["predict"], 600)
+    headers = {"authorization": f"Bearer {token}", "x-request-id": "carol-1"}
+    answer = gateway.client.post("/v1/models/iris/eval", json={"fare": 3}, headers=headers)
+    assert answer.status_code == 500  # no target answered: the runtime's error, recorded
+
+    def recorded() -> list[tuple[Any, ...]]:
+        flush(gateway)
+        return query(tmp_path, "select request_id, role, status, subject from predictions")
+
+    eventually(lambda: len(recorded()) == 5, timeout_s=5)
+    assert sorted(recorded()) == [
+        ("alice-1", "primary", 200, "alice"),
+        ("alice-1", "shadow", 200, "alice"),
+        ("bob-1", "primary", 200, "bob"),
+        ("bob-1", "shadow", 200, "bob"),
+        ("carol-1", "primary", 500, "carol"),
+    ]
+
+
+def test_rows_have_no_subject_when_auth_is_off(start, tmp_path: Path) -> None:
+    shadow = {"target": {"model": "iris", "version": "1"}}
+    routes = {"iris": {"primary": {"model": "iris", "version": "2"}, "shadow": [shadow]}}
+    gateway = start(settings(tmp_path, routes=routes))
+    gateway.client.post("/v1/models/iris/eval", json={"fare": 3}, headers={"x-request-id": "anon"})
+
+    def recorded() -> list[tuple[Any, ...]]:
+        flush(gateway)
+        return query(tmp_path, "select role, subject from predictions order by role")
+
+    eventually(lambda: len(recorded()) == 2, timeout_s=5)
+    assert recorded() == [("primary", None), ("shadow", None)]
+
+
 def exchanges(gateway: Gateway) -> dict[str, float]:
     """Exchanges offered to the log, by outcome, over every route."""
     counts: dict[str, float] = {}

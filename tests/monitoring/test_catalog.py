@@ -11,10 +11,25 @@ from datetime import timedelta
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa  # type: ignore[import-untyped]
 import pytest
 
-from monitoring.prediction_log import Catalog, CatalogBusy, LogSettings, PredictionLogWriter
+from monitoring.prediction_log import (
+    Catalog,
+    CatalogBusy,
+    LogSettings,
+    PredictionLogWriter,
+    PredictionRecord,
+)
 from monitoring.prediction_log.catalog import CATALOG_VERSION, connect_readonly
+from monitoring.prediction_log.layout import (
+    PLACEHOLDER_NAME,
+    PREDICTIONS,
+    partition_dir,
+    segment_name,
+    write_segment,
+)
+from monitoring.prediction_log.segments import PREDICTION_SCHEMA, predictions_table
 from tests.monitoring.builders import NOW, label, prediction, predictions, query
 
 VIEWS = ["drift_results", "explanations", "feedback", "predictions", "predictions_labeled"]
@@ -101,6 +116,50 @@ def test_predictions_labeled_takes_the_latest_label_and_request_wide_labels_appl
         ("b", 0, "primary", 1),
         ("c", 0, "primary", None),
     ]
+
+
+def _old_segment(store: Path, *records: PredictionRecord) -> None:
+    """A predictions segment as a driftgate before the ``subject`` column wrote it."""
+    table = predictions_table(list(records)).drop_columns(["subject"])
+    folder = partition_dir(store, PREDICTIONS, records[0].model, NOW.date())
+    write_segment(store, table, folder / segment_name())
+
+
+def test_segments_without_the_subject_column_read_null_beside_newer_ones(
+    writer: PredictionLogWriter, store: Path
+) -> None:
+    _old_segment(store, prediction("old"))
+    writer.submit([prediction("new", subject="alice")])
+    writer.submit([label("old", None, 1), label("new", None, 0)])
+    writer.flush()
+    assert query(store, "SELECT request_id, subject FROM predictions ORDER BY 1") == [
+        ("new", "alice"),
+        ("old", None),
+    ]
+    rows = query(
+        store,
+        "SELECT request_id, subject, label, label_subject FROM predictions_labeled ORDER BY 1",
+    )
+    assert rows == [("new", "alice", 0, "labeller"), ("old", None, 1, "labeller")]
+
+
+def test_a_store_of_an_older_driftgate_has_the_subject_column_once_a_writer_starts(
+    store: Path,
+) -> None:
+    """Before any newer segment, only the placeholder can give the view the column: an
+    older one lacking it is replaced, and the old rows read NULL."""
+    Catalog(store).ensure()
+    older = pa.schema([f for f in PREDICTION_SCHEMA if f.name != "subject"])
+    placeholder = partition_dir(store, PREDICTIONS, None, None) / PLACEHOLDER_NAME
+    write_segment(store, older.empty_table(), placeholder)
+    _old_segment(store, prediction("old"))
+    assert "subject" not in dict(query(store, "SELECT column_name, 1 FROM (DESCRIBE predictions)"))
+
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.05))
+    writer.start()
+    writer.close()
+    assert query(store, "SELECT request_id, subject FROM predictions") == [("old", None)]
+    assert query(store, "SELECT subject, label FROM predictions_labeled") == [(None, None)]
 
 
 def test_ensure_writes_the_catalog_only_when_needed(store: Path) -> None:

@@ -62,6 +62,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
                     inputs=inputs,
                     outputs={"survived": i % 2, "probability": (i % 100) / 100},
                     error="input 'fare': expected FP32" if i % 50 == 7 else None,
+                    # Sticky by subject: a subject's requests all have one arm (i % 10).
+                    subject=f"user-{i % 20}",
                 )
             )
         if i % 2 == 0:
@@ -71,8 +73,17 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def test_the_doc_has_eleven_queries() -> None:
-    assert len(QUERIES) == 11
+def test_the_doc_has_twelve_queries() -> None:
+    assert len(QUERIES) == 12
+
+
+def test_the_stickiness_query_finds_each_subject_on_one_arm(store: Path) -> None:
+    (query,) = [q for q in QUERIES if "count(distinct arm)" in q]
+    result = run_sql(store, query)
+    assert result.columns[:2] == ["subject", "arms"]
+    assert len(result.rows) == 20
+    assert {row[1] for row in result.rows} == {1}
+    assert {row[0]: row[2] for row in result.rows}["user-10"] == "canary"
 
 
 @pytest.mark.parametrize("query", QUERIES, ids=[f"query-{i + 1}" for i in range(len(QUERIES))])
