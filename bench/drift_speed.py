@@ -98,6 +98,7 @@ CONSTANT = {
     "latency_s": 0.002,
     "trace_id": None,
     "error": None,
+    "subject": None,
 }
 #: The window's one real shift, in standard deviations of f3.
 SHIFT_F3 = 0.2
