@@ -216,11 +216,11 @@ def _description(
         return f"Feature {feature} was not tested by run {run.run_id} {seen}."
     result = finding.result
     p_value = "none" if result.p_value is None else f"{result.p_value:.4g}"
-    floor = effect_text(result)
+    effect = effect_text(result)
     numbers = (
         f"test {result.statistic}: score {result.score:.4g}, threshold {result.threshold:.4g} "
         f"(on the {result.compares.replace('_', '-')}), p-value {p_value}"
-        + (f", {floor}" if floor else "")
+        + (f", {effect}" if effect else "")
     )
     if status == "firing":
         return f"Feature {feature} drifted from its reference {seen}: {numbers}."

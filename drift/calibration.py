@@ -166,15 +166,13 @@ def evaluate(
     value, p_value = score(name, reference, current)
     if p_value is not None:
         floor = settings.min_effect.get(name)
-        if floor is None:
-            return DriftStat(name, value, p_value, threshold=level, drifted=p_value < level)
         effect = effect_size(name, value, reference, current)
         return DriftStat(
             name,
             value,
             p_value,
             threshold=level,
-            drifted=p_value < level and effect > floor,
+            drifted=p_value < level and (floor is None or effect > floor),
             effect=effect,
             min_effect=floor,
         )
@@ -183,7 +181,9 @@ def evaluate(
 
 
 def effect_size(name: str, value: float, reference: Distribution, current: Distribution) -> float:
-    """What ``min_effect`` floors for a p-value test: KS's D as it is; for chi-square,
+    """A p-value test's effect size, what ``min_effect`` floors when it names the test
+    (reported either way, since a tiny p-value on a large window says little about size):
+    KS's D as it is; for chi-square,
     Cramer's V, sqrt(chi-square / N) over the 2 x K table of N rows (0 to 1), since the
     statistic itself grows with the sample."""
     if name == "chi_square":

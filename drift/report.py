@@ -223,7 +223,7 @@ def _reproduce(run: DriftRun) -> str:
 def _rule(finding: FeatureFinding) -> str:
     result = finding.result
     if result.p_value is not None:
-        floor = effect_text(result)
+        floor = effect_text(result) if result.min_effect is not None else ""
         return f"p < {number_text(result.threshold)}" + (f" and {floor}" if floor else "")
     return f"score > {number_text(result.threshold)}"
 

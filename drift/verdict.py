@@ -5,10 +5,11 @@ A test's ``threshold`` is compared with its p-value when it has one (drifted whe
 and with its score otherwise (drifted when ``score > threshold``; the threshold is then
 calibrated on the reference for the current window's size, see ``drift.calibration``).
 
-A p-value test may also need a shift of some size: ``min_effect`` is then the floor its
-``effect`` had to exceed as well (``EFFECT_SIZES`` names what each test measures), so
-that a huge window, where every p-value is tiny, does not flag a shift too small to
-matter. For a score test the floor is part of its ``threshold`` instead.
+A p-value test reports its ``effect`` size (``EFFECT_SIZES`` names what each test
+measures), and may also need a shift of some size: ``min_effect`` is then the floor its
+``effect`` had to exceed as well, so that a huge window, where every p-value is tiny,
+does not flag a shift too small to matter. For a score test the floor is part of its
+``threshold`` instead.
 """
 
 from __future__ import annotations
@@ -40,10 +41,13 @@ EFFECT_SIZES = {"ks": "D", "chi_square": "Cramér's V", "missing_share": "|chang
 
 
 def effect_text(result: DriftStat) -> str:
-    """The effect size a p-value test was also held to, in words; "" when it had none."""
-    if result.effect is None or result.min_effect is None:
+    """A p-value test's effect size in words, beside the floor it was also held to when it
+    had one (``D 0.02648 <= min_effect.ks 0.1``, or ``D 0.02648``); "" for a score test."""
+    if result.effect is None:
         return ""
     name = EFFECT_SIZES.get(result.statistic, "effect size")
+    if result.min_effect is None:
+        return f"{name} {result.effect:.4g}"
     relation = ">" if result.effect > result.min_effect else "<="
     return (
         f"{name} {result.effect:.4g} {relation} min_effect.{result.statistic} {result.min_effect:g}"

@@ -27,7 +27,7 @@ from drift.distributions import (
     numeric_reference,
 )
 from drift.stats import batch_scores, counts_with_missing
-from drift.verdict import TestSettings
+from drift.verdict import TestSettings, effect_text
 
 LABELS = np.array(["a", "b", "c", "d"])
 SHARES = np.array([0.4, 0.3, 0.2, 0.1])
@@ -193,6 +193,20 @@ def test_min_effect_chi_square_is_a_floor_on_cramers_v(categorical):
 
     swapped = next(categorical_windows(categorical, 1, 2_000, shares=SHARES[::-1]))
     assert evaluate(categorical, swapped, 1, floor).drifted  # V about 0.4
+
+
+def test_a_p_value_test_reports_its_effect_size_without_a_floor(numeric, categorical):
+    """On a large window every p-value is tiny, so an analyst needs the size of the shift
+    too: it was reported only when ``min_effect`` named the test."""
+    tiny = next(numeric_windows(numeric, 1, 200_000, shift=0.05))
+    ks = evaluate(numeric, tiny, 1, p_values_always())
+    assert ks.min_effect is None and ks.effect == ks.score
+    assert effect_text(ks) == f"D {ks.score:.4g}"
+
+    window = next(categorical_windows(categorical, 1, 2_000, shares=SHARES[::-1]))
+    chi = evaluate(categorical, window, 1, p_values_always())
+    assert chi.effect == pytest.approx(math.sqrt(chi.score / (categorical.rows + window.rows)))
+    assert effect_text(chi).startswith("Cramér's V 0.")
 
 
 def test_window_sizes_are_bucketed_down_to_two_significant_digits(numeric):
