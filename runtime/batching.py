@@ -1,13 +1,7 @@
 """Dynamic batching: concurrent requests to one model version merged into one backend call.
 
-Configured per model in ``config.yaml`` (off when absent)::
-
-    batching:
-      max_batch_size: 32        # rows (dimension 0) per merged call
-      max_queue_delay_ms: 0     # how long a request waits for company when the model is idle
-      max_queue_size: 256       # requests waiting at most; more are refused (503)
-
-Per loaded version, on the runtime's event loop:
+Configured per model by ``batching:`` in its ``config.yaml`` (off when absent; the keys and
+their checks: ``runtime.batching_config``). Per loaded version, on the runtime's event loop:
 
 - While a call runs, arrivals queue and go together as soon as it finishes: batches grow
   with the load. With ``max_queue_delay_ms: 0`` (the default) an idle model runs a request
@@ -16,8 +10,9 @@ Per loaded version, on the runtime's event loop:
   long for company (or until ``max_batch_size`` rows are queued): bigger batches at low
   load, for that much latency (plus the event loop's timer resolution, about 1 ms).
 - A batch takes queued requests in arrival order while their rows fit ``max_batch_size``
-  and their inputs stack (same names, dtypes and shapes past dimension 0); the others wait
-  for the next batch. A request of more rows than ``max_batch_size`` runs alone.
+  and their inputs stack (same names, dtypes and shapes past dimension 0:
+  ``runtime.batch_merge``); the others wait for the next batch. A request of more rows
+  than ``max_batch_size`` runs alone.
 - The stacked inputs run once (``run``: the predictor's backend call, placed and measured
   like any other) and each request gets its own rows of every output.
 - One bad request must not fail its neighbours: when the merged call fails, or an output
@@ -53,18 +48,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
+from runtime.batch_merge import Arrays, StackKey, split_outputs, stack_inputs, stack_key
+from runtime.batching_config import BatchingConfig
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
 from runtime.handover import Drains
 
 log = logging.getLogger("driftgate.runtime.batching")
 
-Arrays = dict[str, np.ndarray]
 #: Runs one backend call on stacked inputs; raises what the backend raised.
 RunBatch = Callable[[Arrays, int], Awaitable[Arrays]]
 #: Returns when the request's client has gone (its connection closed).
@@ -72,50 +66,6 @@ ClientGone = Callable[[], Awaitable[Any]]
 #: Runs one request's call alone; raises ``ClientClosedRequest`` when ``ClientGone``
 #: returns before the call started (``runtime.waiting``).
 RunAlone = Callable[[Arrays, int, ClientGone | None], Awaitable[Arrays]]
-_KEYS = {"max_batch_size", "max_queue_delay_ms", "max_queue_size"}
-MAX_QUEUE_DELAY_MS = 1000.0
-DEFAULT_MAX_QUEUE_SIZE = 256
-
-
-@dataclass(frozen=True)
-class BatchingConfig:
-    max_batch_size: int
-    max_queue_delay_s: float
-    max_queue_size: int = DEFAULT_MAX_QUEUE_SIZE
-
-    @classmethod
-    def parse(cls, raw: Mapping[str, Any] | None) -> BatchingConfig | None:
-        """``batching:`` of a model's config.yaml; ``None`` (off) when absent or empty.
-
-        Raises ``ValueError`` naming the key (``runtime.config`` adds the file)."""
-        if not raw:
-            return None
-        unknown = set(raw) - _KEYS
-        if unknown:
-            raise ValueError(
-                f"batching: unknown key(s) {sorted(unknown)}; expected some of {sorted(_KEYS)}"
-            )
-        size = raw.get("max_batch_size")
-        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
-            raise ValueError(
-                f"batching.max_batch_size must be a whole number of rows >= 1, got {size!r}"
-            )
-        delay = raw.get("max_queue_delay_ms", 0.0)
-        if (
-            isinstance(delay, bool)
-            or not isinstance(delay, int | float)
-            or not 0 <= delay <= MAX_QUEUE_DELAY_MS
-        ):
-            raise ValueError(
-                f"batching.max_queue_delay_ms must be a number of milliseconds "
-                f"from 0 to {MAX_QUEUE_DELAY_MS:g}, got {delay!r}"
-            )
-        queue = raw.get("max_queue_size", DEFAULT_MAX_QUEUE_SIZE)
-        if isinstance(queue, bool) or not isinstance(queue, int) or queue < 1:
-            raise ValueError(
-                f"batching.max_queue_size must be a whole number of requests >= 1, got {queue!r}"
-            )
-        return cls(size, float(delay) / 1000.0, queue)
 
 
 @dataclass(frozen=True)
@@ -127,9 +77,6 @@ class Batched:
     rows: int  # rows in that call
     joined_ns: int  # when the request joined the queue (time.time_ns, as spans want)
     started_ns: int  # when the call that answered it started
-
-
-StackKey = tuple[tuple[str, str, tuple[int, ...]], ...] | None  # None: stacks with nothing
 
 
 @dataclass(eq=False)  # one request is itself only: never compare its arrays
@@ -223,7 +170,7 @@ class Batcher:
         queued = _Queued(
             inputs,
             rows,
-            _stack_key(inputs),
+            stack_key(inputs),
             loop.create_future(),
             time.time_ns(),
             loop.create_future(),
@@ -335,16 +282,14 @@ class Batcher:
             return
         rows = [q.rows for q in batch]
         total = sum(rows)
-        stacked = {
-            name: np.concatenate([q.inputs[name] for q in batch]) for name in batch[0].inputs
-        }
+        stacked = stack_inputs([q.inputs for q in batch])
         try:
             outputs = await self._run(stacked, total)
         except Exception as exc:
             log.info("a batch of %d requests failed (%s): running them one by one", len(batch), exc)
             self._on_split("call_failed")
         else:
-            shares = _split(outputs, rows)
+            shares = split_outputs(outputs, rows)
             if shares is not None:
                 for queued, share in zip(batch, shares, strict=True):
                     _settle(queued, Batched(share, len(batch), total, queued.joined_ns, started))
@@ -382,23 +327,3 @@ async def _until_done(done_with: asyncio.Future[None]) -> None:
     while not done_with.done():
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(done_with)
-
-
-def _stack_key(inputs: Arrays) -> StackKey:
-    """Requests stack when every input has the same name, dtype and shape past dimension 0
-    (a scalar input has no dimension 0: its request runs alone)."""
-    if any(array.ndim == 0 for array in inputs.values()):
-        return None
-    return tuple(
-        (name, array.dtype.str, tuple(array.shape[1:])) for name, array in sorted(inputs.items())
-    )
-
-
-def _split(outputs: Arrays, rows: list[int]) -> list[Arrays] | None:
-    """Each request's rows of every output; ``None`` when an output is not one row per row."""
-    total = sum(rows)
-    if any(array.ndim == 0 or array.shape[0] != total for array in outputs.values()):
-        return None
-    offsets = np.cumsum(rows)[:-1]
-    pieces = {name: np.split(array, offsets) for name, array in outputs.items()}
-    return [{name: pieces[name][i] for name in outputs} for i in range(len(rows))]

@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 
 from runtime.backends import FORMATS
-from runtime.batching import BatchingConfig
+from runtime.batching_config import BatchingConfig
 from runtime.images import ImageConfig
 
 

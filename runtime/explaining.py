@@ -2,8 +2,8 @@
 
 The explain route (``runtime.routes.explain``) decodes and validates a body exactly as eval
 does, then hands the rows to the functions here, run in the predictor's thread pool. No HTTP
-here; every client mistake is a ``BadRequest`` naming it, and a version without a usable
-reference profile is ``NoReferenceProfile`` (409) naming the command that builds one.
+here; every client mistake is a ``BadRequest`` naming it. The background rows come from
+``runtime.explain_background``.
 
 - **Tabular only.** The explainers (``explain.frame``) work on one value per row and input
   feature, so a model is explained when every input is ``[-1]`` or ``[-1, 1]``; an image or
@@ -16,9 +16,8 @@ reference profile is ``NoReferenceProfile`` (409) naming the command that builds
 - **What is explained.** One scalar per row: an output and, for an ``[n, k]`` output, a
   column (``explained_output_of``; by default the first floating-point output and its last
   column, a binary classifier's positive class).
-- **Background.** Rows drawn from the version's latest reference profile
-  (``drift.sampling.sample_inputs``: independent marginals), converted to the inputs'
-  types and validated once (the route caches it per profile).
+- **Background.** Rows drawn from the version's latest reference profile, typed like the
+  request rows and validated once per profile (``runtime.explain_background``).
 - **Method.** ``explain_rows`` takes the exact linear fast path (``explain.linear``) when
   the model is linear in all-numeric inputs and reproduces the model's own predictions
   within ``ADDITIVITY_TOLERANCE``; otherwise Kernel SHAP (``explain.kernel_shap``), whose
@@ -37,20 +36,16 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from drift.distributions import category_text
-from drift.profile import ReferenceProfile
-from drift.sampling import sample_inputs
 from explain.attributions import Attribution
 from explain.frame import Frame, PredictFn, frame_rows
 from explain.kernel_shap import kernel_shap
 from explain.linear import linear_explain
 from runtime.errors import BadRequest, ClientClosedRequest, InferenceServerError
 from runtime.tensors import FLOAT_DATATYPES, ModelMetadata, TensorSpec, numpy_dtype
-from runtime.validation import validate_inputs
 
 if TYPE_CHECKING:
     from runtime.predictor import ModelCall
@@ -67,13 +62,6 @@ MAX_BACKGROUND_ROWS = 200
 #: ~0.3 s (PMML), where the one 192,232-row call took 0.5-1.6 s and ~5 s; 24 calls cost
 #: ~0.6 ms each over one, ~2% of the explanation (256-row calls doubled it).
 MAX_CALL_ROWS = 8192
-
-
-class NoReferenceProfile(InferenceServerError):
-    """409: the version has no reference profile to draw a background from (or one that
-    does not fit the model); the message says how to build one."""
-
-    status_code = 409
 
 
 @dataclass(frozen=True)
@@ -297,86 +285,6 @@ def _explained_column(values: np.ndarray, output: str, index: int | None) -> np.
             f"index {index} is out of range: output '{output}' has {width} values per row"
         )
     return values[:, index]
-
-
-# -- the background ------------------------------------------------------------------------
-
-
-def missing_profile_message(model: str, version: str) -> str:
-    return (
-        f"no reference profile for {model} version {version}: run `driftgate reference build "
-        f"--model {model} --version {version} --repository <this runtime's model repository> "
-        "<its training set, .csv or .parquet>` to build one"
-    )
-
-
-def background_from_profile(
-    metadata: ModelMetadata, profile: ReferenceProfile, rows: int, seed: int = 0
-) -> Frame:
-    """``rows`` background rows from the profile's marginals, typed like the request rows.
-
-    Profile features match inputs by name, ignoring case (profiles built from a file name
-    them in lower case). A category that is a number (``pclass`` "3") becomes the number
-    for a numeric input, and a number becomes its text for a ``BYTES`` input. An input that
-    takes no missing value gets present values in place of the profile's missing ones.
-    The rows are validated as a request would be: a profile that does not fit the model is
-    ``NoReferenceProfile``.
-    """
-    where = f"the reference profile of {profile.model} version {profile.version}"
-    rebuild = "rebuild it with `driftgate reference build`"
-    try:
-        sampled = sample_inputs(profile, rows, seed)
-    except ValueError as exc:
-        raise NoReferenceProfile(f"{where} cannot be sampled: {exc}; {rebuild}") from None
-    by_lower = {name.lower(): name for name in sampled}
-    frame: Frame = {}
-    for spec in metadata.inputs:
-        name = spec.name if spec.name in sampled else by_lower.get(spec.name.lower())
-        if name is None:
-            raise NoReferenceProfile(f"{where} has no input '{spec.name}'; {rebuild}")
-        try:
-            frame[spec.name] = _background_column(spec, sampled[name])
-        except ValueError as exc:
-            raise NoReferenceProfile(f"{where} does not fit input '{spec.name}': {exc}") from None
-    try:
-        validate_inputs(metadata, inputs_from_frame(metadata, frame))
-    except BadRequest as exc:
-        raise NoReferenceProfile(f"{where} does not fit the model: {exc.message}") from None
-    return frame
-
-
-def _background_column(spec: TensorSpec, values: np.ndarray) -> np.ndarray:
-    column: np.ndarray
-    if spec.datatype == "BYTES":
-        column = np.empty(len(values), dtype=object)
-        column[:] = [category_text(value) for value in values]
-        missing = np.array([value is None for value in column], dtype=bool)
-    else:
-        column = np.array([_number(value) for value in values], dtype=np.float64)
-        if spec.datatype not in FLOAT_DATATYPES:
-            column = np.rint(column)
-        missing = np.isnan(column)
-    takes_missing = spec.nullable and (spec.datatype == "BYTES" or spec.datatype in FLOAT_DATATYPES)
-    if missing.any() and not takes_missing:
-        present = column[~missing]
-        if len(present) == 0:
-            raise ValueError("the profile has only missing values, and the input takes none")
-        column[missing] = present[np.arange(int(missing.sum())) % len(present)]
-    return column
-
-
-def _number(value: Any) -> float:
-    if value is None:
-        return float("nan")
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "false"):
-            return 1.0 if lowered == "true" else 0.0
-        try:
-            return float(lowered)
-        except ValueError:
-            raise ValueError(f"the category {value!r} is not a number") from None
-    return float(value)
 
 
 # -- explaining ----------------------------------------------------------------------------

@@ -24,7 +24,8 @@ from pathlib import Path
 from monitoring.metrics import RuntimeMetrics
 from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.base import ModelBackend
-from runtime.batching import Batcher, BatchingConfig
+from runtime.batching import Batcher
+from runtime.batching_config import BatchingConfig
 from runtime.config import ModelConfig
 from runtime.images import ImageConfig
 from runtime.tensors import ModelMetadata

@@ -8,12 +8,13 @@ explained), ``samples`` (Kernel SHAP coalitions per row) and ``background`` (row
 
 The background comes from the version's latest reference profile
 (``<repository>/<model>/references/<version>/profile-*.json``), sampled once per profile
-and kept in a ``BackgroundCache`` on the app's state; without a profile the answer is 409
-naming the command that builds one. The work is CPU-heavy and runs in the predictor's
-thread pool, admitted apart from predictions (``runtime.explain_slots``: a few at once, a
-few more waiting per version, beyond that 503), traced as ``explain {model}`` and timed by
-``driftgate_explain_duration_seconds`` on top of the request metrics every dialect has
-(protocol ``explain``). A client that hangs up stops its explanation (499).
+and kept in a ``BackgroundCache`` on the app's state (``runtime.explain_background``);
+without a profile the answer is 409 naming the command that builds one. The work is
+CPU-heavy and runs in the predictor's thread pool, admitted apart from predictions
+(``runtime.explain_slots``: a few at once, a few more waiting per version, beyond that
+503), traced as ``explain {model}`` and timed by ``driftgate_explain_duration_seconds`` on
+top of the request metrics every dialect has (protocol ``explain``). A client that hangs up
+stops its explanation (499).
 """
 
 from __future__ import annotations
@@ -22,8 +23,7 @@ import functools
 import logging
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Response, post
@@ -34,15 +34,13 @@ from explain.attributions import Attribution
 from explain.frame import Frame, frame_rows
 from runtime.codecs import simple
 from runtime.errors import BadRequest, InferenceServerError, ModelNotReady, UnsupportedMediaType
+from runtime.explain_background import BackgroundCache, background_for
 from runtime.explaining import (
     ADDITIVITY_TOLERANCE,
     ExplainSettings,
-    NoReferenceProfile,
-    background_from_profile,
     explain_rows,
     explained_output_of,
     frame_from_inputs,
-    missing_profile_message,
     require_tabular,
 )
 from runtime.predictor import ModelCall, validate_off_loop_if_large
@@ -194,31 +192,6 @@ def _explanations(attribution: Attribution, single_instance: bool) -> dict[str, 
 
 # -- the background ------------------------------------------------------------------------
 
-BackgroundKey = tuple[str, str, str, int, int]
-
-
-class BackgroundCache:
-    """Backgrounds by ``(model, version, profile id, rows, seed)``, the least recently used
-    dropped past ``capacity``. Profiles are never overwritten (a new one has a new id), so
-    an entry never goes stale. Thread-safe; two requests that miss at once both build."""
-
-    def __init__(self, capacity: int = 32) -> None:
-        self.capacity = capacity
-        self._entries: OrderedDict[BackgroundKey, Frame] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_build(self, key: BackgroundKey, build: Callable[[], Frame]) -> Frame:
-        with self._lock:
-            if key in self._entries:
-                self._entries.move_to_end(key)
-                return self._entries[key]
-        built = build()
-        with self._lock:
-            self._entries[key] = built
-            while len(self._entries) > self.capacity:
-                self._entries.popitem(last=False)
-        return built
-
 
 def _background_cache(request: AnyRequest) -> BackgroundCache:
     """The app's cache, created with its first explain request (app state, not a global)."""
@@ -228,32 +201,6 @@ def _background_cache(request: AnyRequest) -> BackgroundCache:
         cache = BackgroundCache()
         app_state[_CACHE_STATE_KEY] = cache
     return cache
-
-
-def background_for(
-    store: ReferenceStore,
-    cache: BackgroundCache,
-    metadata: ModelMetadata,
-    *,
-    model: str,
-    version: str,
-    settings: ExplainSettings,
-) -> tuple[str, Frame]:
-    """``(profile id, background)`` from the version's latest reference profile."""
-    saved = store.history(model, version)
-    if not saved:
-        raise NoReferenceProfile(missing_profile_message(model, version))
-    profile_id = saved[-1]
-
-    def build() -> Frame:
-        try:
-            profile = store.load(model, version, profile_id)
-        except (OSError, ValueError) as exc:
-            raise NoReferenceProfile(f"{exc}; {missing_profile_message(model, version)}") from None
-        return background_from_profile(metadata, profile, settings.background_rows, settings.seed)
-
-    key = (model, version, profile_id, settings.background_rows, settings.seed)
-    return profile_id, cache.get_or_build(key, build)
 
 
 def _explain_in_pool(

@@ -20,7 +20,8 @@ from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from runtime.app import create_app
-from runtime.batching import Batched, Batcher, BatchingConfig
+from runtime.batching import Batched, Batcher
+from runtime.batching_config import BatchingConfig
 from runtime.config import ConfigError, parse_model_config
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
 from runtime.settings import RuntimeSettings

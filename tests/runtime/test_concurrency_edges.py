@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 from monitoring.metrics import RuntimeMetrics
 from monitoring.tracing import build_tracer_provider
 from runtime.app import create_app
-from runtime.batching import BatchingConfig
+from runtime.batching_config import BatchingConfig
 from runtime.errors import (
     ClientClosedRequest,
     InferenceServerError,

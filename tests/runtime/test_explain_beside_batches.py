@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 import runtime.backends
-from runtime.batching import BatchingConfig
+from runtime.batching_config import BatchingConfig
 from runtime.call_turns import CallTurns
 from runtime.errors import ClientClosedRequest
 from runtime.inference import InferenceRequest

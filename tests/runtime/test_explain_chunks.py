@@ -24,10 +24,10 @@ from runtime.backends import create_backend, detect_format
 from runtime.backends.base import ModelBackend
 from runtime.demo.titanic_data import DATA_DIR, FILES
 from runtime.errors import ClientClosedRequest
+from runtime.explain_background import background_from_profile
 from runtime.explaining import (
     MAX_CALL_ROWS,
     ExplainSettings,
-    background_from_profile,
     explain_rows,
     explained_output_of,
 )

@@ -32,15 +32,17 @@ from driftgate.reference import build_reference
 from runtime.app import create_app
 from runtime.demo.titanic_data import DATA_DIR, FILES
 from runtime.errors import BadRequest
-from runtime.explaining import (
-    ExplainSettings,
+from runtime.explain_background import (
+    BackgroundCache,
     NoReferenceProfile,
     background_from_profile,
+)
+from runtime.explaining import (
+    ExplainSettings,
     explained_output_of,
     frame_from_inputs,
     inputs_from_frame,
 )
-from runtime.routes.explain import BackgroundCache
 from runtime.settings import RuntimeSettings
 from runtime.tensors import ModelMetadata, TensorSpec
 

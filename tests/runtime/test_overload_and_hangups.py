@@ -34,7 +34,8 @@ import runtime.backends
 from drift.profile import build_profile
 from drift.references import ReferenceStore
 from runtime.app import create_app
-from runtime.batching import Batcher, BatchingConfig
+from runtime.batching import Batcher
+from runtime.batching_config import BatchingConfig
 from runtime.explain_slots import running_explanations_for
 from runtime.settings import RuntimeSettings, RuntimeSettingsError
 from runtime.tensors import ModelMetadata, TensorSpec

@@ -34,7 +34,8 @@ import runtime.backends
 from monitoring.metrics import RuntimeMetrics
 from monitoring.tracing import build_tracer_provider
 from runtime.app import create_app
-from runtime.batching import Batcher, BatchingConfig
+from runtime.batching import Batcher
+from runtime.batching_config import BatchingConfig
 from runtime.errors import ClientClosedRequest
 from runtime.explain_slots import ExplainSlots
 from runtime.inference import InferenceRequest, InferenceResponse
