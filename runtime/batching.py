@@ -50,19 +50,17 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 from runtime.batch_merge import Arrays, StackKey, split_outputs, stack_inputs, stack_key
 from runtime.batching_config import BatchingConfig
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
 from runtime.handover import Drains
+from runtime.waiting import ClientGone
 
 log = logging.getLogger("driftgate.runtime.batching")
 
 #: Runs one backend call on stacked inputs; raises what the backend raised.
 RunBatch = Callable[[Arrays, int], Awaitable[Arrays]]
-#: Returns when the request's client has gone (its connection closed).
-ClientGone = Callable[[], Awaitable[Any]]
 #: Runs one request's call alone; raises ``ClientClosedRequest`` when ``ClientGone``
 #: returns before the call started (``runtime.waiting``).
 RunAlone = Callable[[Arrays, int, ClientGone | None], Awaitable[Arrays]]

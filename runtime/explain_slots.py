@@ -38,11 +38,9 @@ from concurrent.futures import Executor, Future
 from typing import Any, TypeVar
 
 from runtime.errors import ClientClosedRequest, ServiceOverloaded
-from runtime.waiting import until_finished
+from runtime.waiting import ClientGone, until_finished
 
 T = TypeVar("T")
-#: Returns when the request's client has gone (its connection closed).
-ClientGone = Callable[[], Awaitable[Any]]
 #: Explanations of one version that may wait for a slot: a few explanation times at most.
 DEFAULT_MAX_WAITING_EXPLANATIONS = 4
 

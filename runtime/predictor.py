@@ -37,7 +37,7 @@ from opentelemetry.trace import Status, StatusCode
 from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
 from runtime.backends.base import ModelBackend
-from runtime.batching import Batched, Batcher, ClientGone
+from runtime.batching import Batched, Batcher
 from runtime.call_turns import CallTurns
 from runtime.errors import ClientClosedRequest, InferenceServerError, ModelNotReady
 from runtime.explain_slots import (
@@ -51,7 +51,7 @@ from runtime.placement import EVENT_LOOP, CallPlacement
 from runtime.repository import ModelVersion
 from runtime.tensors import ModelMetadata
 from runtime.validation import select_outputs, validate_inputs
-from runtime.waiting import DEFAULT_MAX_WAITING_CALLS, WaitingCalls
+from runtime.waiting import DEFAULT_MAX_WAITING_CALLS, ClientGone, WaitingCalls
 
 log = logging.getLogger("driftgate.runtime.predictor")
 T = TypeVar("T")
