@@ -47,6 +47,8 @@ if TYPE_CHECKING:
 DEFAULT_GATEWAY = "http://127.0.0.1:8000"
 #: The comment ``get`` writes above a policy in YAML, which ``set`` reads the ETag from.
 _ETAG_COMMENT = re.compile(r'^#.*\betag ("[^"]*")', re.MULTILINE)
+#: The route that comment names: ``set`` refuses to give its policy to another route.
+_ROUTE_COMMENT = re.compile(r"^# route (\S+?)[,\s]", re.MULTILINE)
 
 
 def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -225,14 +227,23 @@ def _get(args: argparse.Namespace) -> int:
 def _set(args: argparse.Namespace) -> int:
     from driftgate.admin_client import AdminError, RouteChanged
 
-    policy, read_etag = _read_policy(args.file)
+    policy, read_etag, read_route = _read_policy(args.file)
+    if read_route is not None and read_route != args.model:
+        raise AdminError(
+            f"--file {args.file} holds the policy of route {read_route} (its first line says "
+            f"so), not of {args.model}: set {read_route}, or remove that line to give "
+            f"{args.model} this policy",
+            usage=True,
+        )
     with _client(args) as client:
+        # Read first: a name mistyped is a route not configured, which this creates.
+        current = client.get(args.model)
         if args.force:
             if_match = None
         elif read_etag is not None:
             if_match = read_etag
         else:  # written by hand: at least never overwrite a change racing this command
-            if_match = client.get(args.model).etag
+            if_match = current.etag
         try:
             written = client.put(args.model, policy, if_match)
         except RouteChanged as exc:
@@ -242,7 +253,12 @@ def _set(args: argparse.Namespace) -> int:
                 f"nothing changed: run driftgate routes get {args.model}, make the change on "
                 "what it prints, and set that (or --force to overwrite)"
             ) from None
-    print(f"{args.model}: replaced; {summary(written.policy)}")
+    if current.configured:
+        print(f"{args.model}: replaced; {summary(written.policy)}")
+    else:
+        print(
+            f"{args.model}: created (it was not configured: a new route); {summary(written.policy)}"
+        )
     return 0
 
 
@@ -274,6 +290,12 @@ def _reweigh_route(client: AdminClient, route: Route, weights: dict[str, int]) -
     """PUT ``route`` reweighed, conditional on its ETag; raises RouteChanged."""
     from driftgate.admin_client import AdminError
 
+    if not route.configured:
+        raise AdminError(
+            f"route {route.name} is not configured, so it has no arms to weigh "
+            "(driftgate routes list shows the routes)",
+            usage=True,
+        )
     try:
         policy, changes = reweigh(route.name, route.policy, weights)
     except ValueError as exc:
@@ -305,20 +327,24 @@ def _client(args: argparse.Namespace) -> AdminClient:
     return AdminClient(args.gateway, args.token or None)
 
 
-def _read_policy(path: Path) -> tuple[dict[str, Any], str | None]:
-    """The policy in ``path`` (YAML, or JSON), and the ETag in its comment, if any."""
+def _read_policy(path: Path) -> tuple[dict[str, Any], str | None, str | None]:
+    """The policy in ``path`` (YAML, or JSON), and the ETag and the route in the comment
+    ``get`` writes above it, if any."""
     import yaml
 
     from driftgate.admin_client import AdminError
+    from gateway.settings import SettingsError, parse_yaml
 
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise AdminError(f"--file {path}: cannot read it: {exc}", usage=True) from None
     try:
-        policy = yaml.safe_load(text)
+        policy = parse_yaml(text)  # a key given twice is refused, as in gateway.yaml
     except RecursionError:
         raise AdminError(f"--file {path}: nested too deeply", usage=True) from None
+    except SettingsError as exc:
+        raise AdminError(f"--file {path}: {exc}", usage=True) from None
     except yaml.YAMLError as exc:
         problem = " ".join(str(exc).split())
         raise AdminError(f"--file {path}: not YAML or JSON: {problem}", usage=True) from None
@@ -327,6 +353,7 @@ def _read_policy(path: Path) -> tuple[dict[str, Any], str | None]:
             f"--file {path}: expected a route policy (a mapping such as routes get prints)",
             usage=True,
         )
-    heading = itertools.takewhile(lambda line: line.startswith("#"), text.splitlines())
-    found = _ETAG_COMMENT.search("\n".join(heading))
-    return policy, found[1] if found else None
+    heading = "\n".join(itertools.takewhile(lambda line: line.startswith("#"), text.splitlines()))
+    etag = _ETAG_COMMENT.search(heading)
+    route = _ROUTE_COMMENT.search(heading + "\n")
+    return policy, etag[1] if etag else None, route[1] if route else None

@@ -38,6 +38,8 @@ the ETag it had unconfigured, and is refused all the same).
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import re
 from typing import Any
 
@@ -218,10 +220,31 @@ def _too_large(size: int) -> PayloadTooLarge:
 
 
 def _decode(model: str, body: bytes) -> object:
+    """The body's JSON; refused when empty, or when it gives a key twice in one object
+    (JSON decoders keep the last one silently, as gateway.yaml refuses to)."""
+    if not body.strip():
+        raise BadGatewayRequest(
+            "the body is empty: send the route's whole policy as JSON (GET answers one), "
+            "nothing changed"
+        )
     try:
-        return msgspec.json.decode(body)
-    except RecursionError:  # msgspec gives up on JSON nested about a thousand deep
+        decoded = msgspec.json.decode(body)
+        json.loads(body, object_pairs_hook=functools.partial(_unique_keys, model))
+    except RecursionError:  # msgspec (or json) gives up on JSON nested a thousand deep
         raise too_deep(model) from None
+    return decoded
+
+
+def _unique_keys(model: str, pairs: list[tuple[str, object]]) -> dict[str, object]:
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise BadGatewayRequest(
+                f"invalid route policy, nothing changed: routes.{model}: key {key!r} is given "
+                "twice in one object (send it once)"
+            )
+        seen[key] = value
+    return seen
 
 
 @route("/admin/replicas", http_method=_READ)

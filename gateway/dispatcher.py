@@ -4,8 +4,12 @@
 dispatcher tries the targets in order within the route's total budget. For one target it
 picks the least-loaded replica and, on a connection error, timeout or 503, retries on
 another replica (never on a 4xx). A target whose tries all fail, or that answers a 5xx,
-counts against its circuit breaker and hands over to the next fallback. Shadows run in
-``gateway.shadow`` after the client has its answer.
+counts against its circuit breaker and hands over to the next fallback. A 404 that names
+no model version (``X-Model-Version`` absent) says the replica does not serve the target at
+all (a route pointed at a version not deployed, or not loaded there yet): it is retried on
+another replica and then hands over to the next fallback, without counting against the
+breaker; with no fallback left, the client gets that 404. Other 4xx are the client's
+answer. Shadows run in ``gateway.shadow`` after the client has its answer.
 
 Every upstream try is a CLIENT span (OpenTelemetry HTTP semantic conventions) carrying
 ``traceparent`` to the runtime, and a ``driftgate_upstream_duration_seconds`` sample.
@@ -34,6 +38,8 @@ from monitoring.gateway_metrics import GatewayMetrics
 
 _RETRYABLE_STATUS = 503
 _REPLICA_FAILURE_STATUS = frozenset({502, 504})
+#: With no ``X-Model-Version``: the replica serves no such model or version.
+_NOT_SERVED_STATUS = 404
 
 
 @dataclass(frozen=True)
@@ -65,7 +71,7 @@ class ProxyResult:
 
 @dataclass
 class _TargetFailure:
-    reason: str  # circuit_open | unavailable | timeout | status_5xx | no_replica
+    reason: str  # circuit_open | unavailable | timeout | status_5xx | not_served | no_replica
     message: str
     response: UpstreamResponse | None = None
 
@@ -103,7 +109,9 @@ class Dispatcher:
                         request.route, target.model, failures[0].reason
                     ).inc()
                 return outcome
-            if breaker is not None:
+            # A target not served is no failure of a model: a client asking for a version
+            # that does not exist must keep getting the 404 that says so, not an open circuit.
+            if breaker is not None and outcome.reason != "not_served":
                 breaker.record_failure(self.clock())
             failures.append(outcome)
             if self.clock() >= deadline:
@@ -152,6 +160,11 @@ class Dispatcher:
             if response.status == _RETRYABLE_STATUS:
                 failure = _TargetFailure(
                     "status_5xx", f"{_describe(target)} answered 503", response
+                )
+                continue
+            if _not_served(response):  # another replica may have loaded it already
+                failure = _TargetFailure(
+                    "not_served", f"{_describe(target)} is not served (404)", response
                 )
                 continue
             if response.status >= 500:
@@ -241,6 +254,12 @@ def _server_of(replica: str) -> tuple[str, int]:
     """``server.address`` and ``server.port`` of a replica URL (parsed once per replica)."""
     address = urlsplit(replica)
     return address.hostname or "", address.port or 80
+
+
+def _not_served(response: UpstreamResponse) -> bool:
+    """Whether the replica serves no such model or version: a 404 naming no version, where
+    the runtime names the version of every refusal it made with a model version in hand."""
+    return response.status == _NOT_SERVED_STATUS and not response.headers.get("x-model-version")
 
 
 def _describe(target: Target) -> str:

@@ -29,6 +29,7 @@ from gateway.policy import (
     route_to_dict,
     too_deep,
 )
+from gateway.settings import parse_yaml
 
 log = logging.getLogger("driftgate.gateway.routes")
 
@@ -74,7 +75,7 @@ def read_route_file(folder: Path, name: str) -> RoutePolicy:
                 f"{path.name}: {size} bytes exceeds the limit of {MAX_POLICY_BYTES} bytes"
             )
     try:
-        raw = yaml.safe_load(data.decode())
+        raw = parse_yaml(data.decode())  # a key given twice is refused, as in gateway.yaml
     except RecursionError:  # PyYAML recurses: a document nested thousands deep
         raise too_deep(name) from None
     return parse_route(name, raw)

@@ -322,9 +322,14 @@ class RouteTable:
             configured = self._configured.get(name)
             if configured is not None:
                 routes[name] = configured
+                log.info("route file %s.yaml removed: back to gateway.yaml's policy", name)
             else:
                 routes.pop(name, None)
-            log.info("route file %s.yaml removed: back to gateway.yaml's policy", name)
+                log.info(
+                    "route file %s.yaml removed: %s is no longer configured (the default policy)",
+                    name,
+                    name,
+                )
             changes.append(FileChange(name, "removed"))
         if any(change.outcome != "rejected" for change in changes):
             self._routes = MappingProxyType(routes)

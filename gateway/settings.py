@@ -87,6 +87,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+def parse_yaml(text: str) -> Any:
+    """The YAML document ``text``; ``SettingsError`` ("line 3: key 'retries' is given
+    twice") when a mapping gives a key twice, ``yaml.YAMLError`` when it is not YAML."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
 def load_yaml(path: Path) -> Any:
     """The YAML document in ``path``; ``SettingsError`` naming the file when it cannot be
     read, is not UTF-8, is not YAML, or gives a key twice."""
@@ -97,7 +103,7 @@ def load_yaml(path: Path) -> Any:
     except UnicodeDecodeError as exc:
         raise SettingsError(f"{path}: not valid UTF-8 (byte {exc.start})") from None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return parse_yaml(text)
     except SettingsError as exc:
         raise SettingsError(f"{path}: {exc}") from None
     except yaml.YAMLError as exc:

@@ -252,8 +252,30 @@ def test_set_of_a_hand_written_policy_creates_or_replaces_the_route(
 
     status, out, _ = run(["set", "digits", "--file", str(policy_file)], capsys)
 
-    assert (status, out) == (0, "digits: replaced; digits v1\n")
+    assert (status, out) == (0, "digits: created (it was not configured: a new route); digits v1\n")
     assert gateway.policy("digits")["primary"] == {"model": "digits", "version": "1"}
+
+    policy_file.write_text('{"primary": {"model": "digits", "version": "2"}}')
+    assert run(["set", "digits", "--file", str(policy_file)], capsys)[1] == (
+        "digits: replaced; digits v2\n"
+    )
+
+
+def test_set_refuses_the_policy_get_printed_for_another_route(
+    gateway: Running, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A route name mistyped on the command line would otherwise become a new route."""
+    policy_file = tmp_path / "titanic.yaml"
+    policy_file.write_text(run(["get", "titanic"], capsys)[1].replace("weight: 10", "weight: 20"))
+
+    status, out, err = run(["set", "titanc", "--file", str(policy_file)], capsys)
+
+    assert (status, out) == (2, "")
+    assert one_line(err) == (
+        f"driftgate: --file {policy_file} holds the policy of route titanic (its first line "
+        "says so), not of titanc: set titanic, or remove that line to give titanc this policy"
+    )
+    assert gateway.admin.get("/admin/routes/titanc").json()["configured"] is False
 
 
 def test_set_names_the_field_the_gateway_refused(
@@ -277,8 +299,9 @@ def test_set_names_the_field_the_gateway_refused(
         (None, "cannot read it: [Errno 2] No such file or directory"),
         ("primary: [unclosed\n", "not YAML or JSON: "),
         ("- a list\n", "expected a route policy (a mapping such as routes get prints)"),
+        ("retries: 1\nretries: 2\n", "line 2: key 'retries' is given twice"),
     ],
-    ids=["missing", "not-yaml", "not-a-mapping"],
+    ids=["missing", "not-yaml", "not-a-mapping", "a-key-twice"],
 )
 def test_set_names_a_file_it_cannot_use(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str | None, message: str
@@ -372,6 +395,11 @@ def changes_after_reads(
     [
         (["weights", "titanic", "shadow=5"], "route titanic has no arm 'shadow' (its arms: "),
         (["weights", "iris", "stable=5"], "route iris has no split (A/B arms) to weigh"),
+        (
+            ["weights", "titanc", "stable=5"],
+            "route titanc is not configured, so it has no arms to weigh "
+            "(driftgate routes list shows the routes)",
+        ),
         (["weights", "titanic", "stable=5", "stable=6"], "name each arm once"),
     ],
 )

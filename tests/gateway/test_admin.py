@@ -162,6 +162,36 @@ def test_a_body_that_is_not_json_is_refused(start) -> None:
     assert "not valid JSON" in refused.json()["error"]
 
 
+def test_an_empty_body_is_refused_saying_it_is_empty(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+
+    refused = gateway.client.put("/admin/routes/iris", content=b"", headers=ADMIN)
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "the body is empty: send the route's whole policy as JSON (GET answers one), "
+        "nothing changed"
+    )
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
+
+
+def test_a_key_given_twice_is_refused_not_the_last_one_kept(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    body = b'{"split": {"arms": [{"name": "a", "weight": 1, "weight": 9,'
+    body += b' "target": {"model": "iris"}}]}}'
+
+    refused = gateway.client.put("/admin/routes/iris", content=body, headers=ADMIN)
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "invalid route policy, nothing changed: routes.iris: key 'weight' is given twice "
+        "in one object (send it once)"
+    )
+    policy = gateway.client.get("/admin/routes/iris", headers=ADMIN).json()["policy"]
+    assert policy["split"]["arms"][0]["weight"] == 1
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
+
+
 # --- persistence ----------------------------------------------------------------------------
 
 

@@ -9,8 +9,10 @@ breaker", "Replicas: load balancing, health and ejection").
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.gateway.fakes import (
@@ -220,6 +222,71 @@ def test_a_500_without_a_fallback_reaches_the_client_as_the_runtime_wrote_it(
     assert answer.status_code == 500
     assert answer.content == crash.body
     assert replicas_called(runtime) == [R1]  # a 500 is not retried, only 503 is
+
+
+@dataclass(frozen=True)
+class NotServed:
+    """The runtime's 404 for a model version it does not serve: no ``X-Model-Version``."""
+
+    async def __call__(self, request: httpx.Request, model: str, version: str) -> httpx.Response:
+        message = f"model '{model}' has no version {version} (loaded versions: 1, 2)"
+        return httpx.Response(404, json={"error": message}, headers={"X-Model-Name": model})
+
+
+def test_the_fallback_answers_when_the_primary_is_a_version_not_deployed(start, runtime) -> None:
+    gateway = start(
+        routes={"iris": {**WITH_FALLBACK["iris"], "primary": {"model": "iris", "version": "9"}}}
+    )
+
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.status_code == 200
+    assert answer.headers["X-Driftgate-Role"] == "fallback"
+    assert answer.headers["X-Driftgate-Fallback-Reason"] == "not_served"
+    assert answer.headers["X-Driftgate-Version"] == "1"
+    # Tried on both replicas first: one may have loaded a new version before the other.
+    assert [(c.replica, c.path) for c in runtime.inference_calls()] == [
+        (R1, "/v2/models/iris/versions/9/infer"),
+        (R2, "/v2/models/iris/versions/9/infer"),
+        (R1, "/v2/models/iris/versions/1/infer"),
+    ]
+    assert gateway.metric("driftgate_fallbacks_total", route="iris", reason="not_served") == 1
+
+
+def test_a_version_one_replica_does_not_serve_yet_is_answered_by_the_other(start, runtime) -> None:
+    runtime.behave(NotServed(), replica=R1)
+    gateway = start(routes=WITH_FALLBACK)
+
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.status_code == 200
+    assert answer.headers["X-Driftgate-Role"] == "primary"
+    assert answer.headers["X-Driftgate-Version"] == "2"
+    assert replicas_called(runtime) == [R1, R2]
+
+
+def test_a_version_not_deployed_without_a_fallback_is_the_runtimes_404_never_a_circuit(
+    start, runtime
+) -> None:
+    gateway = start(routes={"iris": {"circuit_breaker": {"failures": 1, "open_s": 30}}})
+
+    answers = [gateway.client.post("/v2/models/iris/versions/9/infer", json=BODY) for _ in range(3)]
+
+    assert [a.status_code for a in answers] == [404, 404, 404]
+    assert answers[-1].json() == {"error": "model 'iris' has no version or label '9'"}
+    assert "X-Driftgate-Role" not in answers[-1].headers
+
+
+def test_a_404_naming_a_version_is_the_clients_answer_and_never_falls_back(start, runtime) -> None:
+    refusal = Fail(404, "output 'klass' is not an output of iris version 2")
+    runtime.behave(refusal, model="iris", version="2")
+    gateway = start(routes=WITH_FALLBACK)
+
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.status_code == 404
+    assert answer.content == refusal.body
+    assert replicas_called(runtime) == [R1]
 
 
 # --- circuit breaker ------------------------------------------------------------------------

@@ -112,6 +112,20 @@ def test_an_invalid_file_is_refused_and_the_policy_in_use_stays(tmp_path: Path) 
     assert table.get("titanic") == policy("1")
 
 
+def test_a_file_giving_a_key_twice_is_refused_not_read_as_its_last_value(tmp_path: Path) -> None:
+    """As gateway.yaml: YAML would keep the last value silently, a hand edit half undone."""
+    table = RouteTable(CONFIGURED, tmp_path)
+    (tmp_path / "titanic.yaml").write_text(
+        "primary: {model: titanic, version: '2'}\nretries: 1\nretries: 3\n"
+    )
+
+    changes = table.apply(table.scan())
+
+    assert [(c.route, c.outcome) for c in changes] == [("titanic", "rejected")]
+    assert "line 3: key 'retries' is given twice" in changes[0].error
+    assert table.get("titanic") == policy("1")
+
+
 def test_a_file_too_large_or_nested_too_deeply_is_refused_at_start_and_while_running(
     tmp_path: Path,
 ) -> None:
@@ -155,7 +169,7 @@ def test_a_write_that_fails_leaves_no_temporary_file_and_changes_nothing(
 
 
 def test_a_removed_file_gives_the_route_back_to_gateway_yaml_or_the_default(
-    tmp_path: Path,
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     table = RouteTable(CONFIGURED, tmp_path)
     table.replace("titanic", policy("2"))
@@ -164,10 +178,16 @@ def test_a_removed_file_gives_the_route_back_to_gateway_yaml_or_the_default(
     (tmp_path / "titanic.yaml").unlink()
     (tmp_path / "iris.yaml").unlink()
 
-    assert sorted(reload(table)) == [("iris", "removed"), ("titanic", "removed")]
+    with caplog.at_level(logging.INFO, logger="driftgate.gateway.routes"):
+        assert sorted(reload(table)) == [("iris", "removed"), ("titanic", "removed")]
     assert table.get("titanic") == policy("1")
     assert not table.is_configured("iris")
     assert table.get("iris").retries == 1  # the default route
+    # The log says which: iris is in no gateway.yaml, so it is no longer configured at all.
+    assert sorted(r.getMessage() for r in caplog.records if "removed" in r.getMessage()) == [
+        "route file iris.yaml removed: iris is no longer configured (the default policy)",
+        "route file titanic.yaml removed: back to gateway.yaml's policy",
+    ]
 
 
 def test_the_watcher_counts_and_traces_each_change(tmp_path: Path) -> None:
