@@ -54,8 +54,8 @@ from drift.settings import DriftSettings
 from drift.verdict import TestSettings
 from drift.window import groups, window_bounds
 from drift.window_evaluation import Clock, Slice, evaluate_window
+from monitoring.failing_targets import FailingTargets
 from monitoring.job_run import check_stop
-from monitoring.jobs import FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.drift")

@@ -21,7 +21,7 @@ gateway has created it, creates it; the ``models`` folder of every scheduled dri
 explain job must exist. ``--once`` exits 1 when a job failed, and a drift or explain run
 fails when every model version it tried failed. A run that failed because another process
 holds the store's catalog open read-write (``CatalogBusy``) is a condition of the moment:
-its failure is one line naming the holder's PID, not a traceback (``monitoring.jobs``).
+its failure is one line naming the holder's PID, not a traceback (``monitoring.job_runner``).
 """
 
 from __future__ import annotations

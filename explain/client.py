@@ -213,6 +213,9 @@ def first_replica(
             predict.close()
             error = exc
             continue
+        except BaseException:  # the job run stopping (RunStopped), say
+            predict.close()
+            raise
         return predict
     raise error
 

@@ -15,15 +15,11 @@ job):
    are sampled (fixed seed); from the labelled rows alone when at least ``min_rows`` of
    the window carry a numeric label. A window under ``min_rows`` rows is skipped.
 3. The model: the first replica that describes the version (``explain.client``).
-4. Permutation importance over the sample (``explain.permutation``): scored by accuracy
-   against integer labels (a probability output is thresholded at 0.5; a few stray
-   non-integer labels are left out, with a warning: ``explain.labels``), by mean absolute
-   error against other numeric labels, else by the change in prediction. A scoring other
-   than the previous run's is logged as a warning, with the reason. Then mean
-   absolute Kernel SHAP (``explain.kernel_shap``) over as many sampled rows as the time
-   left allows (``explain.budget.explain_within_budget``), against a background of
-   ``background_rows`` rows drawn from the reference profile (``drift.sampling``), or
-   the version's first logged rows when it has none.
+4. The methods over the sample (``explain.methods``): permutation importance, scored by
+   the labels, then mean absolute Kernel SHAP over as many sampled rows as the time left
+   allows, against a background of ``background_rows`` rows drawn from the reference
+   profile (``drift.sampling``), or the version's first logged rows when it has none. A
+   scoring other than the previous run's is logged as a warning, with the reason.
 5. Shifts (``explain.drift``): of each method's shares against the previous run (read from
    the latest explain entry, so it survives a restart) and against the reference: the
    same methods over rows drawn from the profile, computed once per profile and kept in
@@ -32,21 +28,21 @@ job):
    entry (``explain.results``), and a span "explain check" with an event per feature.
 
 Budget: ``time_limit_s`` bounds a run. Each version gets an equal part of what is left
-when its turn comes (the reference, on a cold cache, half of it). Permutation, a fixed cost
-of ``rows x (1 + features x repeats)`` predicted rows, runs first; Kernel SHAP explains as
-many rows as the rest allows, as estimated from its first ``PROBE_ROWS``. A version reached
-after the limit is skipped; one that fails is logged and the run goes on: the run fails
-when every version it tried failed (those skipped, say for no input values, are not tried).
+when its turn comes (the reference, on a cold cache, half of it), which the methods spend
+as ``explain.methods`` says. A version reached after the limit is skipped; one that fails
+is logged and the run goes on: the run fails when every version it tried failed (those
+skipped, say for no input values, are not tried).
 A run that explains some versions succeeds: ``driftgate_explain_check_failing`` (1 per
 version it could not explain, 0 per version explained or skipped) says which it could not.
 
 Hard limit: the scheduler stops a run at ``run_timeout_s`` (``ExplainJobSettings.run_limit_s``,
-``monitoring.jobs``), interrupting the run's DuckDB connection; it does so too when it
+``monitoring.job_runner``), interrupting the run's DuckDB connection; it does so too when it
 stops (the jobs process got SIGTERM). A run asked to stop explains no further version
 (``monitoring.job_run.check_stop``) and makes no new runtime call. Every HTTP call to a
-runtime is bounded as a whole (``DeadlineTransport``): ``max(time_limit_s, 10)`` seconds, and
-never past that limit; httpx's own timeout bounds each read, and a runtime trickling its
-answer would otherwise hold the run for as long as it kept sending.
+runtime is bounded as a whole (``monitoring.deadline_transport``): ``max(time_limit_s, 10)``
+seconds, never past that limit, and cut short by a stop (it raises ``RunStopped``, the run
+is stopped); httpx's own timeout bounds each read, and a runtime trickling its answer's
+headers or body would otherwise hold the run for as long as it kept sending.
 """
 
 from __future__ import annotations
@@ -61,21 +57,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
-import numpy as np
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
 from drift.references import ReferenceStore
 from drift.report import prune_reports
-from drift.sampling import sample_inputs
 from drift.window import groups
 from explain.attributions import Importance
-from explain.budget import ExplainBudget, explain_within_budget
 from explain.client import RuntimePredict, RuntimePredictError, first_replica
-from explain.frame import Frame, PredictFn
-from explain.kernel_shap import kernel_shap, min_samples
-from explain.labels import STRAY_LABEL_SHARE, why_scored
-from explain.permutation import Metric, permutation_importance
+from explain.methods import ExplainMethods
 from explain.report import KIND, drift_report_link, render_report, write_report
 from explain.results import (
     ExplainRun,
@@ -87,8 +77,9 @@ from explain.results import (
 )
 from explain.settings import ExplainJobSettings
 from explain.traffic import Traffic, read_traffic
+from monitoring.deadline_transport import DeadlineTransport
+from monitoring.failing_targets import FailingTargets
 from monitoring.job_run import check_stop, watch_connection
-from monitoring.jobs import DeadlineTransport, FailingTargets
 from monitoring.prediction_log import connect_readonly, set_aside_damaged
 
 log = logging.getLogger("driftgate.explain")
@@ -118,10 +109,7 @@ class ExplainJob:
         self.tracer = tracer
         self.clock = clock
         self.timer = timer
-        # Reference importance per (model, version, profile id): a profile never changes.
-        self._reference_importance: dict[tuple[str, str, str], dict[str, Importance]] = {}
-        # Versions whose n_samples was raised and said so: once per process is enough.
-        self._raised_samples: set[tuple[str, str]] = set()
+        self.methods = ExplainMethods(settings, timer=timer)
         # A run that explained some versions succeeds: this says which ones it could not.
         self.failing = FailingTargets(
             "driftgate_explain_check_failing",
@@ -216,9 +204,9 @@ class ExplainJob:
             with self._first_replica(traffic.model, traffic.version) as predict:
                 reference: dict[str, Importance] = {}
                 if traffic.reference is not None:
-                    reference = self._reference(predict, traffic, budget_s / 2)
+                    reference = self.methods.reference(predict, traffic, budget_s / 2)
                 spent = self.timer() - started
-                results = self._explain(predict, traffic, budget_s - spent)
+                results = self.methods.explain(predict, traffic, budget_s - spent)
                 if not results:
                     span.set_attribute("driftgate.explain.skipped", "time limit")
                     return None
@@ -265,88 +253,6 @@ class ExplainJob:
         prune_reports(self.store, keep=self.settings.keep_reports, kind=KIND)
         return run
 
-    def _explain(self, predict: PredictFn, traffic: Traffic, budget_s: float) -> list[MethodResult]:
-        """Every configured method over ``traffic.rows``, in the configured order."""
-        settings = self.settings
-        started = self.timer()
-        found: dict[str, MethodResult] = {}
-        if "permutation" in settings.methods:  # first: a fixed cost, not budgeted
-            importance = permutation_importance(
-                predict,
-                traffic.rows,
-                labels=traffic.labels,
-                metric=_metric(traffic.labels),
-                repeats=settings.repeats,
-            )
-            found["permutation"] = MethodResult(importance, rows=_rows(traffic.rows))
-        left = budget_s - (self.timer() - started)
-        if "kernel_shap" in settings.methods and left > 0:
-            n_samples = self._n_samples(traffic)
-            budget = ExplainBudget(
-                max_rows=settings.rows,
-                background_rows=settings.background_rows,
-                n_samples=n_samples,
-                time_limit_s=left,
-            )
-            attribution = explain_within_budget(
-                lambda chunk: kernel_shap(predict, chunk, traffic.background, n_samples=n_samples),
-                traffic.rows,
-                budget,
-                clock=self.timer,
-            )
-            found["kernel_shap"] = MethodResult(
-                attribution.global_importance(),
-                rows=int(attribution.detail["rows_explained"]),
-                attribution=attribution,
-                detail=dict(attribution.detail),
-            )
-        elif "kernel_shap" in settings.methods:
-            log.warning(
-                "no time left for Kernel SHAP of %s version %s", traffic.model, traffic.version
-            )
-        return [found[method] for method in settings.methods if method in found]
-
-    def _n_samples(self, traffic: Traffic) -> int:
-        """``n_samples``, raised to the fewest Kernel SHAP can work with on this version's
-        features: the feature count is known only now, and refusing would fail the version
-        on every run. The time budget still bounds the cost (fewer rows get explained)."""
-        configured, n_features = self.settings.n_samples, len(traffic.rows)
-        needed = min_samples(n_features)
-        if configured >= needed:
-            return configured
-        key = (traffic.model, traffic.version)
-        if key not in self._raised_samples:
-            self._raised_samples.add(key)
-            log.warning(
-                "explain.n_samples %d is too few for the %d input features of %s version %s: "
-                "Kernel SHAP needs at least %d coalitions per row, so it uses %d "
-                "(set explain.n_samples to %d or more to silence this)",
-                configured,
-                n_features,
-                traffic.model,
-                traffic.version,
-                needed,
-                needed,
-                needed,
-            )
-        return needed
-
-    def _reference(
-        self, predict: PredictFn, traffic: Traffic, budget_s: float
-    ) -> dict[str, Importance]:
-        """The configured methods over rows drawn from the profile (no labels), once."""
-        assert traffic.reference is not None
-        reference_id, profile = traffic.reference
-        key = (traffic.model, traffic.version, reference_id)
-        if key not in self._reference_importance:
-            rows = sample_inputs(profile, self.settings.rows, seed=1)
-            drawn = replace(traffic, rows=rows, labels=None)
-            found = {r.method: r.importance for r in self._explain(predict, drawn, budget_s)}
-            if len(found) < len(self.settings.methods):  # out of time: try again next run
-                return found
-            self._reference_importance[key] = found
-        return self._reference_importance[key]
-
     def _run(
         self,
         traffic: Traffic,
@@ -356,7 +262,7 @@ class ExplainJob:
         elapsed_s: float,
     ) -> ExplainRun:
         previous = previous_importances(self.store, traffic.model, traffic.version)
-        self._note_labels(traffic, results, previous)
+        self.methods.note_scoring(traffic, results, previous)
         compared = with_comparisons(results, previous=previous, reference=reference)
         now = self.clock()
         return ExplainRun(
@@ -375,52 +281,6 @@ class ExplainJob:
             elapsed_s=elapsed_s,
             time_limit_s=self.settings.time_limit_s,
         )
-
-    def _note_labels(
-        self,
-        traffic: Traffic,
-        results: list[MethodResult],
-        previous: dict[str, Importance],
-    ) -> None:
-        """Warn of stray labels left out, and of a permutation scoring that is not the
-        previous run's: the importance's scale changes, and nothing compares it with the
-        previous run's (``shift_vs_previous`` is null this once)."""
-        kinds = traffic.label_kinds
-        name = f"{traffic.model} version {traffic.version}"
-        if kinds.left_out:
-            log.warning(
-                "explain %s: %d of %d numeric labels are not whole numbers (such as %g): "
-                "left out as strays (at most %g%% of the labels), so the permutation "
-                "importance is scored by accuracy against the other labels",
-                name,
-                kinds.non_integer,
-                kinds.numeric,
-                kinds.example,
-                STRAY_LABEL_SHARE * 100,
-            )
-        now = next((r.importance for r in results if r.method == "permutation"), None)
-        before = previous.get("permutation")
-        if now is None or before is None or now.scoring == before.scoring:
-            return
-        log.warning(
-            "explain %s: permutation importance is scored by %s now, by %s in the previous "
-            "run, because %s; driftgate_feature_importance changes scale and this run has no "
-            "shift_vs_previous",
-            name,
-            now.scoring,
-            before.scoring,
-            why_scored(now.scoring, kinds, self.settings.min_rows),
-        )
-
-
-def _metric(labels: np.ndarray | None) -> Metric | None:
-    if labels is None:
-        return None
-    return "accuracy" if labels.dtype.kind in "iu" else "neg_mae"
-
-
-def _rows(frame: Frame) -> int:
-    return len(next(iter(frame.values())))
 
 
 def _finite(value: float) -> float:

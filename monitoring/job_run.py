@@ -1,4 +1,4 @@
-"""What a job run sees of the scheduler running it (``monitoring.jobs.JobScheduler``): the
+"""What a job run sees of the scheduler running it (``monitoring.job_runner.JobRunner``): the
 time left before its limit, whether it was asked to stop, and the DuckDB connections it
 hands over to be interrupted.
 

@@ -8,7 +8,7 @@ shutting down, or the run past its time limit, by default an hour: a store on a 
 that stopped answering) has the merge under way interrupted and compacts no further
 partition (``monitoring.prediction_log.maintenance``): every partition is left either
 merged or as it was, and the rest, retention included, is the next run's. The run then
-counts as stopped (or, past its limit, failed: ``monitoring.jobs``).
+counts as stopped (or, past its limit, failed: ``monitoring.job_runner``).
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ class CatalogBusy(RuntimeError):
     """The catalog file is held open for writing by another process."""
 
     #: A condition of the moment, whose message (the path, the holder's PID, the remedy)
-    #: says all there is: a job that fails on it logs one line (``monitoring.jobs``).
+    #: says all there is: a job that fails on it logs one line (``monitoring.job_runner``).
     explains_itself = True
 
 

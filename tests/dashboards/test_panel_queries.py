@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 
-from monitoring.jobs import DURATION_BUCKETS as JOB_DURATION_BUCKETS
+from monitoring.job_runner import DURATION_BUCKETS as JOB_DURATION_BUCKETS
 from tests.dashboards.artifacts import dashboard_files, panel_queries, substitute
 from tests.dashboards.stack import require_binary
 

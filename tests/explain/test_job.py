@@ -65,7 +65,11 @@ class Runtime:
         served = self.versions
         #: Set: eval answers trickle in, a byte every 50 ms (each read is quick, the call endless).
         self.trickle = threading.Event()
-        trickle = self.trickle
+        #: Set: the same for the header lines of eval answers.
+        self.trickle_headers = threading.Event()
+        #: Set once an eval answer has started to trickle.
+        self.trickling = threading.Event()
+        trickle, trickle_headers, trickling = self.trickle, self.trickle_headers, self.trickling
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -76,6 +80,9 @@ class Runtime:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 if trickle.is_set():
                     self._trickle()
+                    return
+                if trickle_headers.is_set():
+                    self._trickle_headers()
                     return
                 columns = list(body.values())
                 rows = [
@@ -97,8 +104,16 @@ class Runtime:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", "1000")
                 self.end_headers()
+                self._send_slowly(1000)
+
+            def _trickle_headers(self) -> None:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\nX-Slow: ")
+                self._send_slowly(1000)
+
+            def _send_slowly(self, size: int) -> None:
+                trickling.set()
                 try:
-                    for _ in range(1000):
+                    for _ in range(size):
                         self.wfile.write(b" ")
                         self.wfile.flush()
                         time.sleep(0.05)
@@ -265,6 +280,47 @@ def test_a_runtime_that_trickles_its_answer_is_cut_off_at_the_runs_time_limit(
     assert jobs.jobs[0].straggler is None  # the call itself ended, not only the wait
     assert time.monotonic() - started < 4.5
     assert "job explain ran past its time limit of 1.5 s" in caplog.text
+
+
+def test_a_runtime_that_trickles_its_answers_headers_is_cut_off_at_the_runs_time_limit(
+    store: Path, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The call's deadline was looked at between chunks of the body only: headers arriving
+    a byte at a time held the run past its limit and its grace, and it was left running."""
+    runtime.trickle_headers.set()
+    jobs = JobScheduler(CollectorRegistry(), trace.NoOpTracer())
+    jobs.stop_grace_s = 3.0
+    jobs.add("explain", 300, _job(store, runtime).run, timeout_s=1.5)
+    started = time.monotonic()
+
+    assert not jobs.run_once(jobs.jobs[0])
+
+    assert jobs.jobs[0].straggler is None  # the call itself ended, not only the wait
+    assert time.monotonic() - started < 4.5
+    assert "job explain ran past its time limit of 1.5 s" in caplog.text
+
+
+def test_a_stop_ends_the_runtime_call_under_way_and_the_run_counts_as_stopped(
+    store: Path, runtime: Runtime, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A stop (SIGTERM to ``driftgate jobs``) reached a runtime call only when it returned:
+    with a runtime trickling its answer, the run was left running 5 s later."""
+    runtime.trickle.set()
+    registry = CollectorRegistry()
+    jobs = JobScheduler(registry, trace.NoOpTracer())
+    jobs.add("explain", 300, _job(store, runtime).run, timeout_s=3600)
+    jobs.start()
+    assert runtime.trickling.wait(10)
+    began = time.monotonic()
+
+    jobs.stop()
+
+    assert time.monotonic() - began < 2
+    assert jobs.jobs[0].straggler is None  # the run returned
+    stopped = {"job": "explain", "outcome": "stopped"}
+    assert registry.get_sample_value("driftgate_job_runs_total", stopped) == 1
+    assert "job explain was stopped with the scheduler" in caplog.text
+    assert "left running" not in caplog.text
 
 
 # --- labels: how permutation importance is scored -------------------------------------------

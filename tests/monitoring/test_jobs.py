@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -14,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from prometheus_client import CollectorRegistry
 
 from monitoring.job_run import check_stop, watch_connection
-from monitoring.jobs import FailingTargets, JobScheduler
+from monitoring.jobs import JobScheduler
 
 
 def scheduler(
@@ -85,21 +86,6 @@ def test_each_job_exports_the_times_of_its_latest_good_and_failed_runs() -> None
     success, later_failure = times()
     assert later_failure == failure
     assert success is not None and success >= failure
-
-
-def test_failing_targets_show_the_latest_run_and_forget_targets_it_no_longer_met() -> None:
-    registry = CollectorRegistry()
-    failing = FailingTargets("driftgate_test_failing", "Test.", ["model", "version"], registry)
-
-    def value(version: str) -> float | None:
-        labels = {"model": "titanic", "version": version}
-        return registry.get_sample_value("driftgate_test_failing", labels)
-
-    failing.record({("titanic", "1"): False, ("titanic", "2"): True})
-    assert (value("1"), value("2")) == (0.0, 1.0)
-    # Version 1 got no traffic since: its series goes, and version 2 works again.
-    failing.record({("titanic", "2"): False})
-    assert (value("1"), value("2")) == (None, 0.0)
 
 
 def test_each_job_exports_its_interval_and_when_its_latest_run_started() -> None:
@@ -323,7 +309,7 @@ def test_a_runs_spans_are_children_of_its_job_span() -> None:
     """Runs go in a thread of their own (so that the scheduler can stop waiting): the
     spans they make still belong to the job's trace."""
     jobs, _, spans = scheduler()
-    tracer = jobs.tracer
+    tracer = jobs.runner.tracer
 
     def traced() -> None:
         with tracer.start_as_current_span("drift check"):
@@ -471,5 +457,32 @@ def test_a_second_stop_keeps_the_first_ones_bound() -> None:
         first.join()
         assert time.monotonic() - began < 1.6
         assert sample(registry, "driftgate_job_runs_total", job="drift", outcome="error") == 1
+    finally:
+        release.set()
+
+
+def test_a_stop_that_cuts_a_runs_grace_short_says_how_long_it_waited(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A run past its limit, given 20 s of grace, left behind by a stop about a second
+    later: the log said it had not returned "20 s later", a time nobody waited."""
+    jobs, _, _ = scheduler()
+    started, release = threading.Event(), threading.Event()
+
+    def stuck() -> None:
+        started.set()
+        release.wait(30)
+
+    jobs.stop_wait_s, jobs.stop_grace_s = 1.0, 20.0
+    jobs.add("drift", 60, stuck, timeout_s=0.2)
+    try:
+        jobs.start()
+        assert started.wait(10)
+        time.sleep(0.5)  # past its limit: within its grace
+        jobs.stop()
+        (message,) = [r.getMessage() for r in caplog.records if "left running" in r.getMessage()]
+        waited = re.search(r"it has not returned ([\d.]+) s later", message)
+        assert waited is not None, message
+        assert 1.0 <= float(waited.group(1)) < 2.5  # the limit passed 0.3 s before the stop
     finally:
         release.set()
