@@ -4,7 +4,9 @@ The dispatcher keeps one :class:`CircuitBreaker` per :class:`~gateway.policy.Tar
 route, built from the route's ``circuit_breaker`` settings. Before trying a target it asks
 :meth:`~CircuitBreaker.allow`; a refusal sends the request straight to the next target of
 the plan (the fallback chain). After the try (retries on other replicas included) it
-reports :meth:`~CircuitBreaker.record_success` or :meth:`~CircuitBreaker.record_failure`.
+reports :meth:`~CircuitBreaker.record_success` or :meth:`~CircuitBreaker.record_failure`,
+or :meth:`~CircuitBreaker.record_neither` when the try said nothing about the target's
+health (no replica serves it: a version not deployed is no failing model).
 
 States::
 
@@ -77,6 +79,12 @@ class CircuitBreaker:
         self._state = CircuitState.CLOSED
         self.consecutive_failures = 0
         self._probe_started = None
+
+    def record_neither(self) -> None:
+        """A try that says nothing of the target's health: nothing counts, but a half-open
+        probe it was is over, so the next request may probe (not only after ``open_s``)."""
+        if self._state is CircuitState.HALF_OPEN:
+            self._probe_started = None
 
     def record_failure(self, now: float) -> None:
         if self._state is CircuitState.OPEN:

@@ -111,8 +111,11 @@ class Dispatcher:
                 return outcome
             # A target not served is no failure of a model: a client asking for a version
             # that does not exist must keep getting the 404 that says so, not an open circuit.
-            if breaker is not None and outcome.reason != "not_served":
-                breaker.record_failure(self.clock())
+            if breaker is not None:
+                if outcome.reason == "not_served":
+                    breaker.record_neither()
+                else:
+                    breaker.record_failure(self.clock())
             failures.append(outcome)
             if self.clock() >= deadline:
                 break
@@ -128,15 +131,18 @@ class Dispatcher:
     ) -> ProxyResult | _TargetFailure:
         tried: set[str] = set()
         failure = _TargetFailure("no_replica", "no runtime replica is available")
+        # Once a replica said it serves no such target, a later replica that could not be
+        # asked (refused, overloaded) does not make it a failure: the 404 stands.
+        not_served: _TargetFailure | None = None
         for attempt in range(policy.retries + 1):
             remaining = deadline - self.clock()
             if remaining <= 0:
-                return _TargetFailure(
+                return not_served or _TargetFailure(
                     "timeout", f"the route's {policy.timeout_s:g}s budget ran out"
                 )
             replica = self.replicas.pick(tried, self.clock())
             if replica is None:
-                return failure
+                return not_served or failure
             if attempt:
                 self.metrics.upstream_retries.labels(request.route_label).inc()
             tried.add(replica)
@@ -163,7 +169,7 @@ class Dispatcher:
                 )
                 continue
             if _not_served(response):  # another replica may have loaded it already
-                failure = _TargetFailure(
+                not_served = _TargetFailure(
                     "not_served", f"{_describe(target)} is not served (404)", response
                 )
                 continue
@@ -172,7 +178,7 @@ class Dispatcher:
                     "status_5xx", f"{_describe(target)} answered {response.status}", response
                 )
             return ProxyResult(response, target, role, replica)
-        return failure
+        return not_served or failure
 
     async def call(
         self,

@@ -277,6 +277,41 @@ def test_a_version_not_deployed_without_a_fallback_is_the_runtimes_404_never_a_c
     assert "X-Driftgate-Role" not in answers[-1].headers
 
 
+@pytest.mark.parametrize("second_replica", [Refuse(), Fail(503, "too many calls waiting")])
+def test_a_version_not_served_stays_a_404_when_the_other_replica_cannot_be_asked(
+    start, runtime, second_replica: Behaviour
+) -> None:
+    """The retry of a not-served 404 on a replica that refuses or is overloaded replaced
+    the 404: the client got 503 with Retry-After for its own typo, and a circuit opened."""
+    runtime.behave(NotServed(), replica=R1)
+    runtime.behave(second_replica, replica=R2)
+    gateway = start(routes={"iris": {"circuit_breaker": {"failures": 1, "open_s": 30}}})
+
+    answers = [gateway.client.post("/v2/models/iris/versions/3/infer", json=BODY) for _ in range(2)]
+
+    assert [a.status_code for a in answers] == [404, 404]
+    assert "has no version 3" in answers[-1].json()["error"]
+    assert [c.replica for c in runtime.inference_calls()] == [R1, R2, R1, R2]
+
+
+def test_a_primary_not_served_behind_a_sick_replica_still_falls_back_as_not_served(
+    start, runtime
+) -> None:
+    runtime.behave(NotServed(), replica=R1, version="3")
+    runtime.behave(Refuse(), replica=R2)
+    route = {**WITH_FALLBACK["iris"], "primary": {"model": "iris", "version": "3"}}
+    gateway = start(routes={"iris": {**route, "circuit_breaker": {"failures": 1, "open_s": 30}}})
+
+    answers = [gateway.client.post(INFER, json=BODY) for _ in range(2)]
+
+    # Neither "unavailable" (R2 refused) nor, the second time, "circuit_open".
+    assert [a.headers["X-Driftgate-Fallback-Reason"] for a in answers] == [
+        "not_served",
+        "not_served",
+    ]
+    assert answers[-1].headers["X-Driftgate-Version"] == "1"
+
+
 def test_a_404_naming_a_version_is_the_clients_answer_and_never_falls_back(start, runtime) -> None:
     refusal = Fail(404, "output 'klass' is not an output of iris version 2")
     runtime.behave(refusal, model="iris", version="2")
@@ -339,6 +374,27 @@ def test_an_open_circuit_skips_the_primary_until_a_probe_closes_it(start, runtim
     assert probe.headers["X-Driftgate-Version"] == "2"
     assert circuit_of_version_2() == "closed"
     assert primary_calls() == 3
+
+
+def test_a_half_open_probe_answered_not_served_lets_the_next_request_probe(start, runtime) -> None:
+    """A probe that found the version not served (being redeployed) counted as nothing and
+    kept the probe slot: every request fell back as circuit_open for another open_s."""
+    runtime.behave(Fail(500), model="iris", version="2")
+    gateway = start(routes=with_circuit(failures=1))
+    clock = gateway.state.dispatcher.clock = ManualClock()
+    assert gateway.client.post(INFER, json=BODY).headers["X-Driftgate-Fallback-Reason"] == (
+        "status_5xx"
+    )
+    runtime.behave(NotServed(), model="iris", version="2")
+    clock.advance(10)
+    probe = gateway.client.post(INFER, json=BODY)
+    assert probe.headers["X-Driftgate-Fallback-Reason"] == "not_served"
+
+    runtime.behave(Answer(), model="iris", version="2")  # deployed again
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.headers["X-Driftgate-Role"] == "primary"
+    assert answer.headers["X-Driftgate-Version"] == "2"
 
 
 def test_a_failed_probe_opens_the_circuit_again(start, runtime) -> None:
