@@ -12,11 +12,15 @@ blocked on one returns at once. The sockets are learnt as connections open, from
 httpcore's ``trace`` extension. The call then raises ``httpx.ReadTimeout`` past its
 deadline and ``RunStopped`` on a stop, so that the run ends as stopped (or, past its time
 limit, failed) rather than with a model version failed. A call ends within about
-``WATCH_EVERY_S`` of either.
+``WATCH_EVERY_S`` of either, unless it is still connecting: a socket is learnt only once
+connected, so a connect is bounded by ``CONNECT_S`` instead (a replica that drops packets
+would otherwise hold a stopping run for the whole call).
 
 A transport serves one call at a time (a client used from one thread, as
 ``explain.client.RuntimePredict`` is): giving up on a call shuts every connection of the
-transport down, idle pooled ones included, which the next call replaces.
+transport down, idle pooled ones included, which the next call replaces. A call starting
+ends the previous one, so that an answer never read to its end cannot, at its deadline,
+shut the connection of a later call down.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ from monitoring.job_run import RunStopped, check_stop, run_time_left, stop_reque
 
 #: How often a call under way looks at its deadline and at the run's stop.
 WATCH_EVERY_S = 0.1
+#: The longest a connect may take (one SYN retransmission on Linux, and its answer): a
+#: stop cannot cut a connect short, so it bounds how long a stop waits for one, under the
+#: scheduler's 5 s.
+CONNECT_S = 3.0
 #: httpcore ``trace`` events that carry a connection's new network stream.
 _CONNECTED = (".connect_tcp.complete", ".connect_unix_socket.complete", ".start_tls.complete")
 
@@ -55,6 +63,7 @@ class DeadlineTransport(httpx.BaseTransport):
         self.call_s = call_s
         self._inner = inner if inner is not None else httpx.HTTPTransport()
         self._sockets = _Sockets()
+        self._current: _Call | None = None
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         check_stop()
@@ -64,8 +73,13 @@ class DeadlineTransport(httpx.BaseTransport):
             left = min(left, run_left)
         if left <= 0:
             raise httpx.ConnectTimeout("the job run's time limit has passed", request=request)
-        request.extensions["timeout"] = dict.fromkeys(("connect", "read", "write", "pool"), left)
-        call = _Call(self._sockets, request, left)
+        request.extensions["timeout"] = {
+            "connect": min(left, CONNECT_S),
+            **dict.fromkeys(("read", "write", "pool"), left),
+        }
+        if self._current is not None:
+            self._current.end()
+        call = self._current = _Call(self._sockets, request, left)
         call.watch()
         try:
             response = self._inner.handle_request(request)

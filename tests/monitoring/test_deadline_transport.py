@@ -5,6 +5,7 @@ taking ``TRICKLE_S`` (or until the client hangs up)."""
 from __future__ import annotations
 
 import contextvars
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -13,15 +14,19 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
+from monitoring import deadline_transport
 from monitoring.deadline_transport import DeadlineTransport
 from monitoring.job_run import RunLimit, RunStopped, bind_run
 
 #: How long a trickling answer takes when nobody cuts it short.
 TRICKLE_S = 5.0
+#: How long ``/slow`` takes to answer.
+SLOW_S = 0.4
 
 
 class TricklingServer:
-    """``/ok`` answers at once; ``/headers`` trickles its header lines, ``/body`` its body."""
+    """``/ok`` answers at once, ``/slow`` after ``SLOW_S``; ``/headers`` trickles its header
+    lines, ``/body`` its body."""
 
     def __init__(self) -> None:
         self.release = threading.Event()  # ends every trickle (the test is over)
@@ -44,6 +49,8 @@ class TricklingServer:
                         )
                         self._trickle()
                     else:
+                        if self.path == "/slow":
+                            time.sleep(SLOW_S)
                         self.wfile.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
                 except OSError:  # the client hung up
                     self.close_connection = True
@@ -142,3 +149,44 @@ def test_no_call_starts_once_the_run_was_asked_to_stop(server: TricklingServer) 
     client = httpx.Client(base_url=server.url, transport=DeadlineTransport(60))
     with client, pytest.raises(RunStopped):
         in_a_run(limit, lambda: client.get("/ok"))()
+
+
+@pytest.fixture
+def wedged_port() -> Iterator[int]:
+    """A listener that never accepts, its one-slot accept queue full: the kernel drops
+    further SYNs, so a connect hangs (a SIGSTOPped runtime whose backlog filled, a replica
+    behind a firewall that drops packets)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    filler = socket.create_connection(("127.0.0.1", port))
+    yield port
+    filler.close()
+    listener.close()
+
+
+def test_a_stop_during_a_connect_that_hangs_ends_the_call_within_connect_s(
+    wedged_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket is learnt only once connected, so a stop could not cut a hanging connect
+    short: it ran to the whole call's time (here 30 s), past the scheduler's 5 s."""
+    monkeypatch.setattr(deadline_transport, "CONNECT_S", 0.5)
+    limit = RunLimit(3600)
+    stopper = threading.Timer(0.2, limit.cancel)
+    with httpx.Client(transport=DeadlineTransport(30)) as client:
+        stopper.start()
+        began = time.monotonic()
+        with pytest.raises(RunStopped):
+            in_a_run(limit, lambda: client.get(f"http://127.0.0.1:{wedged_port}/ok"))()
+        assert time.monotonic() - began < 2.0
+
+
+def test_an_answer_never_read_does_not_cut_a_later_call_short(server: TricklingServer) -> None:
+    """The watcher of a streamed answer never read nor closed shut the transport's sockets
+    at its deadline, under a later call still within its own time."""
+    with httpx.Client(base_url=server.url, transport=DeadlineTransport(0.5)) as client:
+        unread = client.send(client.build_request("GET", "/ok"), stream=True)
+        assert unread.status_code == 200
+        time.sleep(0.3)  # the unread answer's deadline passes during the next call
+        assert client.get("/slow").text == "ok"
