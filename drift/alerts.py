@@ -216,7 +216,9 @@ def _description(
         return f"Feature {feature} was not tested by run {run.run_id} {seen}."
     result = finding.result
     p_value = "none" if result.p_value is None else f"{result.p_value:.4g}"
-    effect = effect_text(result)
+    # KS's effect size is its score: said again only beside a floor.
+    repeats_score = result.min_effect is None and result.effect == result.score
+    effect = "" if repeats_score else effect_text(result)
     numbers = (
         f"test {result.statistic}: score {result.score:.4g}, threshold {result.threshold:.4g} "
         f"(on the {result.compares.replace('_', '-')}), p-value {p_value}"

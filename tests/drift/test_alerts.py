@@ -7,12 +7,14 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from opentelemetry.trace import NoOpTracer
 from prometheus_client import CollectorRegistry
 
 from drift.alerts import ALERT_NAME, NOT_ENDED, WebhookNotifier, alert_payload, fingerprint
+from drift.verdict import DriftStat
 from monitoring.jobs import JobScheduler
 from tests.drift.receiver import Receiver, running_receiver, running_slow_receiver
 from tests.drift.runs import WINDOW_SQL, make_run
@@ -72,6 +74,27 @@ def test_payload_has_alertmanagers_shape_with_one_alert_per_drifted_feature() ->
         assert part in description
     assert alert["fingerprint"] == fingerprint(alert["labels"])
     json.dumps(payload)  # plain JSON
+
+
+def test_the_description_gives_an_effect_size_unless_it_repeats_the_score() -> None:
+    """KS's effect size is its score (D): said twice it read 'score 0.3 ... D 0.3'."""
+    run = make_run()
+    chi = DriftStat("chi_square", 181.7, 1.2e-9, threshold=0.0125, drifted=True, effect=0.26)
+    ks = DriftStat("ks", 0.3, 1e-12, threshold=0.0125, drifted=True, effect=0.3)
+    floored = replace(ks, min_effect=0.1)
+
+    def description(result: DriftStat) -> str:
+        findings = tuple(
+            replace(f, result=result) if f.feature == "sex" else f for f in run.findings
+        )
+        payload = alert_payload(
+            [replace(run, findings=findings)], external_url=EXTERNAL, status="firing"
+        )
+        return str(payload["alerts"][0]["annotations"]["description"])
+
+    assert description(chi).endswith("p-value 1.2e-09, Cramér's V 0.26.")
+    assert description(ks).endswith("p-value 1e-12.")
+    assert description(floored).endswith("p-value 1e-12, D 0.3 > min_effect.ks 0.1.")
 
 
 def test_payload_over_several_runs_groups_by_the_common_labels() -> None:
