@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
@@ -28,7 +28,7 @@ from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from gateway.balancer import ReplicaSet
-from gateway.circuit import CircuitBreaker, CircuitState, breaker_in
+from gateway.circuit import CircuitBreaker, CircuitState, breaker_in, forget_breakers
 from gateway.dialects import InferencePath
 from gateway.errors import NoUpstream, UpstreamTimeout
 from gateway.planner import Plan
@@ -74,6 +74,7 @@ class _TargetFailure:
     reason: str  # circuit_open | unavailable | timeout | status_5xx | not_served | no_replica
     message: str
     response: UpstreamResponse | None = None
+    role: str = "primary"  # of the target that failed: primary | fallback
 
 
 @dataclass
@@ -111,6 +112,7 @@ class Dispatcher:
                 return outcome
             # A target not served is no failure of a model: a client asking for a version
             # that does not exist must keep getting the 404 that says so, not an open circuit.
+            outcome.role = role
             if breaker is not None:
                 if outcome.reason == "not_served":
                     breaker.record_neither()
@@ -242,6 +244,14 @@ class Dispatcher:
         breaker = self._breakers.get((route, target))
         return breaker is not None and breaker.state_at(self.clock()) is CircuitState.OPEN
 
+    def forget_breakers(
+        self,
+        routes: Collection[str],
+        settings_of: Callable[[str, Target], tuple[int, float] | None],
+    ) -> None:
+        """See ``gateway.circuit.forget_breakers``: after ``routes`` changed."""
+        forget_breakers(self._breakers, routes, settings_of)
+
     def breaker_states(self, now: float) -> list[tuple[str, Target, str]]:
         return [
             (route, target, breaker.state_at(now).value)
@@ -276,7 +286,7 @@ def _give_up(route: str, failures: list[_TargetFailure], budget_s: float) -> Exc
     """The client's answer when no target answered: the last real 5xx, else 503/504."""
     for failure in reversed(failures):
         if failure.response is not None and failure.response.status != _RETRYABLE_STATUS:
-            return _UpstreamAnswer(failure.response)
+            return _UpstreamAnswer(failure.response, failure.role)
     detail = "; ".join(failure.message for failure in failures)
     if failures and all(f.reason == "timeout" for f in failures):
         return UpstreamTimeout(f"route '{route}': no answer within {budget_s:g}s ({detail})")
@@ -286,11 +296,13 @@ def _give_up(route: str, failures: list[_TargetFailure], budget_s: float) -> Exc
 
 
 class _UpstreamAnswer(Exception):
-    """The runtime's own error response, passed through to the client unchanged."""
+    """The runtime's own error response, passed through to the client unchanged, and the
+    role of the target that answered it (a fallback's 500 is no answer of the primary)."""
 
-    def __init__(self, response: UpstreamResponse) -> None:
+    def __init__(self, response: UpstreamResponse, role: str) -> None:
         super().__init__(response.status)
         self.response = response
+        self.role = role
 
 
 UpstreamAnswer = _UpstreamAnswer

@@ -110,13 +110,13 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
         except UpstreamAnswer as upstream_error:
             response = upstream_error.response
             configured = state.routes.is_configured(route)
-            labels.update(_confirmed(response, route if configured else "", "primary"))
+            labels.update(_confirmed(response, route if configured else "", upstream_error.role))
             if path.predicts:
                 state.record(
                     proxied,
                     response,
                     arm=arm,
-                    role="primary",
+                    role=upstream_error.role,
                     model=labels["model"] or UNKNOWN_MODEL,
                     version=labels["version"],
                     replica="",

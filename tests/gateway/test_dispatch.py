@@ -224,6 +224,20 @@ def test_a_500_without_a_fallback_reaches_the_client_as_the_runtime_wrote_it(
     assert replicas_called(runtime) == [R1]  # a 500 is not retried, only 503 is
 
 
+def test_a_fallbacks_own_error_is_counted_as_the_fallbacks(start, runtime) -> None:
+    """When every target failed, the last model error is the client's answer: a fallback's
+    500 was counted and logged as the primary's."""
+    runtime.behave(Fail(500, "primary broke"), model="iris", version="2")
+    runtime.behave(Fail(500, "fallback broke too"), model="iris", version="1")
+    gateway = start(routes=WITH_FALLBACK)
+
+    answer = gateway.client.post(INFER, json=BODY)
+
+    assert answer.status_code == 500 and answer.json() == {"error": "fallback broke too"}
+    assert gateway.metric("driftgate_requests_total", version="1", role="fallback") == 1
+    assert gateway.metric("driftgate_requests_total", role="primary") == 0
+
+
 @dataclass(frozen=True)
 class NotServed:
     """The runtime's 404 for a model version it does not serve: no ``X-Model-Version``."""
