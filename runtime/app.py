@@ -156,7 +156,20 @@ GATEWAY_ONLY_PATHS = ("/admin/", "/v1/feedback", "/reports")
 
 def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, str]]:
     message = exc.detail or "request failed"
-    if exc.status_code == 413:  # Litestar's own limit (a body without Content-Length)
+    headers = exc.headers
+    if exc.status_code == 405 and message == "Method Not Allowed":  # Litestar's own words
+        path = request.url.path
+        if path.endswith(":predict"):
+            # The status GET shares the path pattern, but GET on :predict is a 405 too.
+            others = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
+            headers = {**others, "Allow": "OPTIONS, POST"}
+            allowed = ["POST"]
+        else:
+            listed = next((v for k, v in (headers or {}).items() if k.lower() == "allow"), "")
+            allowed = [m.strip() for m in listed.split(",") if m.strip() not in ("", "OPTIONS")]
+        use = f"; use {' or '.join(allowed)}" if allowed else ""
+        message = f"method {request.method} is not allowed on {path}{use}"
+    elif exc.status_code == 413:  # Litestar's own limit (a body without Content-Length)
         limit = runtime_state(request).settings.max_body_bytes
         message = f"request body too large: the limit is {limit} bytes"
     elif exc.status_code == 404 and request.url.path.startswith(GATEWAY_ONLY_PATHS):
@@ -164,7 +177,7 @@ def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, s
             f"{request.url.path} is the gateway's, and this is a runtime replica: send it to "
             "the gateway (port 8000 under `driftgate up`)"
         )
-    return Response({"error": message}, status_code=exc.status_code, headers=exc.headers)
+    return Response({"error": message}, status_code=exc.status_code, headers=headers)
 
 
 def _unexpected_error(request: AnyRequest, exc: Exception) -> Response[dict[str, str]]:

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +66,8 @@ SHRINK_MIN_PIXELS = 4_000_000
 #: lose precision past a factor of 256 (a white 3000x3000 image reduced by 1500 reads 239).
 _MAX_SHRINK = 16
 _SIXTEEN_BIT_GRAY = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+#: The pixel count in Pillow's ``DecompressionBombError`` message.
+_BOMB_PIXELS = re.compile(r"\((\d+) pixels\)")
 _KEYS = {"input", "width", "height", "color_mode", "scale", "offset", "invert", "max_pixels"}
 
 
@@ -170,7 +173,7 @@ def decode_image(
         else:
             detail = f"it does not start with the {fmt} signature"
         raise BadRequest(f"the body is not a valid {fmt} image: {detail}")
-    image = _open(body, fmt)
+    image = _open(body, fmt, config.max_pixels)
     width, height = image.size
     if width * height > config.max_pixels:
         raise PayloadTooLarge(
@@ -195,12 +198,18 @@ def declared_pixels(body: bytes, content_type: str) -> int:
     return width * height
 
 
-def _open(body: bytes, fmt: str) -> Image.Image:
+def _open(body: bytes, fmt: str, max_pixels: int) -> Image.Image:
     """Read the header only (Pillow is lazy): no pixel is decoded yet."""
     try:
         return Image.open(io.BytesIO(body), formats=[fmt])
     except Image.DecompressionBombError as exc:
-        raise PayloadTooLarge(f"the image is too large to decode: {exc}") from None
+        # Pillow's own bomb limit (about 179 megapixels) is not the one clients are told
+        # about: name the runtime's, and the size when Pillow's message gives it.
+        found = _BOMB_PIXELS.search(str(exc))
+        size = f" ({int(found[1]) / 1e6:.1f} megapixels)" if found else ""
+        raise PayloadTooLarge(
+            f"the image is too large{size}; the limit is {max_pixels / 1e6:g} megapixels"
+        ) from None
     except UnidentifiedImageError:  # its message carries a BytesIO repr, noise to a client
         raise BadRequest(
             f"the body is not a valid {fmt} image: its header cannot be read (corrupt data)"

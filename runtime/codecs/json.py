@@ -30,14 +30,17 @@ from runtime.tensors import MAX_RANK
 _SHORT_FLOATS_MAX = 100_000
 
 
-def decode_json(body: bytes, what: str = "the request body") -> Any:
-    """Any JSON value from ``body``; ``BadRequest`` naming the position when it is not JSON."""
+def decode_json(body: bytes, what: str = "the request body", *, images: bool = False) -> Any:
+    """Any JSON value from ``body``; ``BadRequest`` naming the position when it is not JSON
+    (``images``: an endpoint that also takes images says so for a PNG or JPEG body)."""
     if not body.strip():
         raise BadRequest(f"{what} is empty; expected JSON")
     try:
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
-        raise BadRequest(f"{what} is not valid JSON: {exc}") from None
+        raise BadRequest(
+            f"{what} is not valid JSON: {exc}{not_json_hint(body, images=images)}"
+        ) from None
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
         raise BadRequest(
             f"{what} is not valid JSON: a string is not UTF-8 ({exc.reason})"
@@ -46,9 +49,40 @@ def decode_json(body: bytes, what: str = "the request body") -> Any:
         raise BadRequest(f"{what} is nested too deeply") from None
 
 
-def decode_json_object(body: bytes, what: str = "the request body") -> dict[str, Any]:
+#: Bodies that are not JSON but something a client plausibly sent by mistake.
+_NOT_JSON = (
+    (b"\xef\xbb\xbf", "it starts with a UTF-8 byte order mark; send the JSON without it"),
+    (b"\xff\xfe", "it is UTF-16 text; JSON bodies must be UTF-8"),
+    (b"\xfe\xff", "it is UTF-16 text; JSON bodies must be UTF-8"),
+)
+_IMAGES = (
+    (b"\x89PNG\r\n\x1a\n", "PNG", "image/png"),
+    (b"\xff\xd8\xff", "JPEG", "image/jpeg"),
+)
+
+
+def not_json_hint(body: bytes, *, images: bool = False) -> str:
+    """``"; <why>"`` when ``body`` is recognisably not UTF-8 JSON (a byte order mark, UTF-16,
+    an image sent without its content type), else ``""``: msgspec's "invalid character
+    (byte 0)" does not say what the client did wrong. ``images``: the endpoint takes images."""
+    for start, why in _NOT_JSON:
+        if body.startswith(start):
+            return f"; {why}"
+    for start, name, media_type in _IMAGES:
+        if body.startswith(start):
+            if images:
+                return f"; it is a {name} image: send it with Content-Type: {media_type}"
+            return f"; it is a {name} image, and this endpoint takes JSON only"
+    if len(body) >= 2 and (body[0] == 0) != (body[1] == 0):  # UTF-16 without a mark
+        return "; it is UTF-16 text; JSON bodies must be UTF-8"
+    return ""
+
+
+def decode_json_object(
+    body: bytes, what: str = "the request body", *, images: bool = False
+) -> dict[str, Any]:
     """A JSON object from ``body``; anything else (a list, a number...) is a ``BadRequest``."""
-    value = decode_json(body, what)
+    value = decode_json(body, what, images=images)
     if not isinstance(value, dict):
         raise BadRequest(f"{what} must be a JSON object, got {json_kind(value)}")
     return value

@@ -33,7 +33,7 @@ from typing import Annotated, Any
 import msgspec
 import numpy as np
 
-from runtime.codecs.json import flat_json_values, nested_to_array
+from runtime.codecs.json import flat_json_values, nested_to_array, not_json_hint
 from runtime.errors import BadRequest
 from runtime.inference import InferenceRequest, InferenceResponse
 from runtime.tensors import (
@@ -109,6 +109,7 @@ def decode_infer_request(
                 f"; binary tensor data after the JSON needs the {HEADER_LENGTH} header to say "
                 "where the JSON ends"
             )
+        hint = hint or not_json_hint(head)
         raise BadRequest(f"the inference request is not valid JSON: {exc}{hint}") from None
     except UnicodeDecodeError as exc:  # msgspec raises this, not DecodeError, inside strings
         raise BadRequest(

@@ -36,6 +36,7 @@ import numpy as np
 from runtime.codecs.json import (
     array_to_json,
     decode_json_object,
+    is_b64_object,
     is_leaf,
     nested_to_array,
     utf8_or_b64,
@@ -99,7 +100,14 @@ def describe(
 
 def decode_eval(body: bytes, metadata: ModelMetadata) -> tuple[InferenceRequest, EvalForm]:
     """Parse an eval body (column or single-instance form) into raw arrays."""
-    payload = decode_json_object(body)
+    payload = decode_json_object(body, images=True)
+    for input_name, value in payload.items():
+        # An object would otherwise count as a column and be reported as mixing the forms.
+        if isinstance(value, dict) and not is_b64_object(value):
+            raise BadRequest(
+                f"input '{input_name}': expected a value or a list of values, got an object "
+                '(binary values are written {"b64": "..."})'
+            )
     forms = {name: _is_instance(metadata.input(name), value) for name, value in payload.items()}
     if len(set(forms.values())) > 1:
         single = next(name for name, instance in forms.items() if instance)

@@ -153,17 +153,36 @@ _DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 
 
 def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate at most ``limit`` bytes: a compression bomb answers 413, not an OOM."""
-    inflater = zlib.decompressobj(_DECODERS[encoding])
-    try:
-        data = inflater.decompress(body, limit + 1)
-    except zlib.error as exc:
-        raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
-    if len(data) > limit or inflater.unconsumed_tail:
-        raise PayloadTooLarge(f"the {encoding} body inflates past the limit of {limit} bytes")
-    if not inflater.eof:
-        raise BadRequest(f"the {encoding} body is truncated")
-    return data
+    """Inflate at most ``limit`` bytes: a compression bomb answers 413, not an OOM.
+
+    A gzip body may be several members one after the other (RFC 1952, what ``cat a.gz
+    b.gz`` or a streaming compressor writes): each is inflated in turn. Bytes after the end
+    of the data that are not another member are refused, not silently dropped."""
+    parts: list[bytes] = []
+    size = 0
+    rest = body
+    while True:
+        inflater = zlib.decompressobj(_DECODERS[encoding])
+        try:
+            data = inflater.decompress(rest, limit + 1 - size)
+        except zlib.error as exc:
+            raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
+        size += len(data)
+        parts.append(data)
+        if size > limit or inflater.unconsumed_tail:
+            raise PayloadTooLarge(f"the {encoding} body inflates past the limit of {limit} bytes")
+        if not inflater.eof:
+            raise BadRequest(f"the {encoding} body is truncated")
+        rest = inflater.unused_data
+        if not rest:
+            return b"".join(parts)
+        if encoding != "gzip" or not rest.startswith(_GZIP_MAGIC):
+            raise BadRequest(
+                f"the {encoding} body has {len(rest)} bytes after the end of its compressed data"
+            )
+
+
+_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def served_headers(request: AnyRequest, target: ModelVersion) -> dict[str, str]:

@@ -108,6 +108,17 @@ def test_errors_render_as_json_never_as_a_stack_trace(client: TestClient) -> Non
         "error": "method GET is not allowed on /v1/models/double:predict; use POST"
     }
     assert wrong_method.headers["allow"] == "OPTIONS, POST"
+    # Litestar's own 405s said only "Method Not Allowed", and PUT on :predict offered GET.
+    put_eval = client.put("/v1/models/double/eval")
+    assert put_eval.json() == {
+        "error": "method PUT is not allowed on /v1/models/double/eval; use POST"
+    }
+    put_predict = client.put("/v1/models/double/versions/1:predict")
+    assert put_predict.status_code == 405
+    assert put_predict.json() == {
+        "error": "method PUT is not allowed on /v1/models/double/versions/1:predict; use POST"
+    }
+    assert put_predict.headers["allow"] == "OPTIONS, POST"
     too_big = client.post(
         "/v1/models/double/eval", content=b"{" * 2048, headers={"content-type": "application/json"}
     )

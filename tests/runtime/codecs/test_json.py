@@ -112,3 +112,45 @@ def test_bytes_are_text_when_utf8_else_b64() -> None:
     array = np.array([b"caf\xc3\xa9", b"\xff", "text", None], dtype=object)
     assert array_to_json(array) == ["café", {"b64": "/w=="}, "text", None]
     assert array_to_json(np.array(3, dtype=np.int64)) == 3
+
+
+JSON = b'{"fare": 7}'
+
+
+@pytest.mark.parametrize(
+    ("body", "images", "hint"),
+    [
+        (b"\xef\xbb\xbf" + JSON, False, "it starts with a UTF-8 byte order mark"),
+        (JSON.decode().encode("utf-16"), False, "it is UTF-16 text; JSON bodies must be UTF-8"),
+        (JSON.decode().encode("utf-16-le"), False, "it is UTF-16 text"),
+        (JSON.decode().encode("utf-16-be"), False, "it is UTF-16 text"),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00",
+            True,
+            "it is a PNG image: send it with Content-Type: image/png",
+        ),
+        (
+            b"\xff\xd8\xff\xe0\x00",
+            True,
+            "it is a JPEG image: send it with Content-Type: image/jpeg",
+        ),
+        (
+            b"\x89PNG\r\n\x1a\n\x00\x00",
+            False,
+            "it is a PNG image, and this endpoint takes JSON only",
+        ),
+    ],
+    ids=["bom", "utf16", "utf16le", "utf16be", "png", "jpeg", "png-json-only"],
+)
+def test_bodies_sent_in_the_wrong_encoding_say_so(body: bytes, images: bool, hint: str) -> None:
+    # msgspec alone says "invalid character (byte 0)", which names no cause.
+    with pytest.raises(BadRequest) as info:
+        decode_json(body, images=images)
+    assert info.value.message.startswith("the request body is not valid JSON: ")
+    assert f"; {hint}" in info.value.message
+
+
+def test_plain_malformed_json_gets_no_hint() -> None:
+    with pytest.raises(BadRequest) as info:
+        decode_json(b'{"fare": [1, 2}')
+    assert ";" not in info.value.message

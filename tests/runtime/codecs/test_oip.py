@@ -378,3 +378,11 @@ def test_server_and_model_metadata_have_the_protocol_shapes() -> None:
     assert described["inputs"][1] == {"name": "sex", "datatype": "BYTES", "shape": [-1, 1]}
     assert described["outputs"][1] == {"name": "probability", "datatype": "FP32", "shape": [-1, 1]}
     assert error_body("boom") == {"error": "boom"}
+
+
+def test_a_json_head_with_a_byte_order_mark_says_so() -> None:
+    with pytest.raises(BadRequest) as info:
+        decode_infer_request(b'\xef\xbb\xbf{"inputs": []}')
+    assert info.value.message.endswith(
+        "; it starts with a UTF-8 byte order mark; send the JSON without it"
+    )

@@ -91,6 +91,16 @@ def test_mixing_forms_is_refused() -> None:
         ({**INSTANCE, "sex": None}, "input 'sex': expected BYTES (strings), got null at [0, 0]"),
         ({**INSTANCE, "embarked": "X"}, "input 'embarked': expected one of 'C', 'Q', 'S'"),
         ({**INSTANCE, "fair": 7}, "unknown input 'fair'"),
+        # An object is not a column: the message names it, not a mix of the two forms.
+        (
+            {**INSTANCE, "fare": {"value": 7}},
+            "input 'fare': expected a value or a list of values, got an object "
+            '(binary values are written {"b64": "..."})',
+        ),
+        (
+            {**COLUMNS, "fare": {"value": 7}},
+            "input 'fare': expected a value or a list of values, got an object",
+        ),
     ],
 )
 def test_bad_eval_bodies(payload: Any, expected: str) -> None:
