@@ -1,7 +1,8 @@
 """A client of the gateway's admin API for route policies (``driftgate routes`` uses it).
 
 ``AdminClient.get`` answers a :class:`Route` (the policy and its ETag), ``routes`` one for
-each configured route; ``put`` sends a policy with ``If-Match`` when given one. Every
+each configured route; ``put`` sends a policy with ``If-Match`` when given one, and
+``delete`` removes the policy the admin API set, answering the route as it is then. Every
 failure is an :class:`AdminError` whose message is one line for the user: the gateway's
 own reason for a 4xx or 5xx (with what to do for 401 and 403), or why it could not be
 reached. A 412 is :class:`RouteChanged`,
@@ -24,6 +25,8 @@ TIMEOUT_S = 30.0
 #: The most of a non-JSON answer quoted in an error.
 _QUOTED_CHARS = 200
 _ADMIN_TOKEN = "driftgate token create --sub NAME --scope admin"
+#: How the admin API's own 404s begin (a name no route can have; nothing to delete).
+_ADMIN_NOT_FOUND = ("unknown route: ", "route ")
 
 
 class AdminError(Exception):
@@ -84,6 +87,12 @@ class AdminClient:
         headers = {"if-match": if_match} if if_match else {}
         return self._route(name, self._send("PUT", _path(name), json=policy, headers=headers))
 
+    def delete(self, name: str, if_match: str | None) -> Route:
+        """Remove the policy the admin API set for the route; with ``if_match``, only while
+        it still has that ETag. Answers the route as it is then."""
+        headers = {"if-match": if_match} if if_match else {}
+        return self._route(name, self._send("DELETE", _path(name), headers=headers))
+
     def _send(self, method: str, path: str, **options: Any) -> httpx.Response:
         try:
             response = self._client.request(method, path, **options)
@@ -98,6 +107,15 @@ class AdminClient:
             return response
         reason = _reason(response)
         asked = f"{method} {path}"
+        if response.status_code in (404, 405) and not reason.startswith(_ADMIN_NOT_FOUND):
+            # Not the admin API's own answer (a runtime replica's port, another server):
+            # the request could not be asked where it was meant to go.
+            raise AdminError(
+                f"{asked}: {self.url} did not answer as a driftgate gateway's admin API does "
+                f"({response.status_code}: {reason}); --gateway or DRIFTGATE_GATEWAY_URL says "
+                "where the gateway is",
+                usage=True,
+            )
         if response.status_code == 412:
             raise RouteChanged(f"{asked}: {reason}", response.headers.get("etag"))
         if response.status_code == 401:

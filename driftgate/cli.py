@@ -10,7 +10,7 @@
     driftgate sql "select ..." [--store var/store]       read-only SQL over the prediction log
     driftgate jobs --config gateway.yaml [--once]        drift (and explain) jobs on the log
     driftgate reference build --model M --version V FILE a version's reference profile
-    driftgate routes list|get|set|weights                a running gateway's route policies
+    driftgate routes list|get|set|weights|delete         a running gateway's route policies
 
 Each sub-command imports only what it needs, so ``driftgate --help`` stays fast.
 
@@ -96,7 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     up = commands.add_parser("up", help="gateway + supervised runtime replicas on the demo")
     up.add_argument("--home", type=Path, default=Path("var"), help="state folder (default var/)")
-    up.add_argument("--replicas", type=count(1), default=2)
+    up.add_argument(
+        "--replicas",
+        type=count(1),
+        default=2,
+        help="runtime replicas to start and supervise, on consecutive ports from "
+        "--runtime-port (default 2)",
+    )
     up.add_argument("--port", type=port, default=8000, help="gateway port")
     up.add_argument("--runtime-port", type=port, default=8001, help="first replica's port")
     up.add_argument(

@@ -62,8 +62,9 @@ def seconds(*, zero: bool) -> Callable[[str], float]:
     return parse
 
 
-def http_url(text: str) -> str:
-    """An http:// or https:// URL with a host (and a valid port, if any)."""
+def http_url(text: str, example: str = "http://127.0.0.1:8001") -> str:
+    """An http:// or https:// URL with a host (and a valid port, if any); a refusal shows
+    ``example`` (a runtime replica's, unless said otherwise)."""
     try:
         parts = urlsplit(text)
         valid = parts.scheme in ("http", "https") and bool(parts.hostname)
@@ -72,9 +73,14 @@ def http_url(text: str) -> str:
         valid = False
     if not valid:
         raise argparse.ArgumentTypeError(
-            f"expected an http:// or https:// URL such as http://127.0.0.1:8001, got {text!r}"
+            f"expected an http:// or https:// URL such as {example}, got {text!r}"
         )
     return text
+
+
+def gateway_url(text: str) -> str:
+    """``http_url`` for a gateway: a refusal shows the gateway's default address."""
+    return http_url(text, example="http://127.0.0.1:8000")
 
 
 def log_level(text: str) -> str:

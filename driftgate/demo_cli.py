@@ -14,7 +14,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from driftgate.cli_arguments import count, fail, http_url, missing_config
+from driftgate.cli_arguments import count, fail, gateway_url, missing_config
 
 
 def add_demo_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,7 +31,7 @@ def add_demo_commands(commands: argparse._SubParsersAction[argparse.ArgumentPars
         "traffic", help="send titanic passengers through the gateway (optionally shifted)"
     )
     traffic.add_argument(
-        "--url", type=http_url, default="http://localhost:8000", help="the gateway"
+        "--url", type=gateway_url, default="http://localhost:8000", help="the gateway"
     )
     traffic.add_argument("--config", type=Path, default=Path("var/gateway.yaml"))
     traffic.add_argument("--requests", type=count(1), default=40)

@@ -6,6 +6,7 @@ admin API (docs/gateway.md, "The admin API").
     driftgate routes get MODEL [--format yaml|json]    one route's policy
     driftgate routes set MODEL --file policy.yaml      replace it with the file's policy
     driftgate routes weights MODEL ARM=WEIGHT ...      change only its A/B weights
+    driftgate routes delete MODEL                      remove the policy the admin API set
 
 Each takes ``--gateway`` (default ``$DRIFTGATE_GATEWAY_URL``, else http://127.0.0.1:8000)
 and ``--token`` (default ``$DRIFTGATE_TOKEN``: a token with scope ``admin``, from
@@ -17,7 +18,9 @@ file, it sends the ETag of a ``GET`` it makes first), so a route that the canary
 a colleague changed in between is refused, not overwritten; ``--force`` overwrites.
 ``weights`` reads the route, changes the weights named and nothing else, and writes it back
 conditionally; when the route changed in between, it reads it again and applies the
-weights to the new policy, once.
+weights to the new policy, once. ``delete`` sends the ETag of a ``GET`` it makes first, so
+it removes the route it read and nothing newer (``--force`` sends none); what serves then
+is gateway.yaml's policy, or the default for a route gateway.yaml does not have.
 
 Exit status: 0 done; 1 the gateway refused (its reason on one line, a route changed since
 read among them); 2 the request could not be made as asked (a flag, a file, an arm the
@@ -39,7 +42,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from driftgate.cli_arguments import http_url
+from driftgate.cli_arguments import gateway_url
 
 if TYPE_CHECKING:
     from driftgate.admin_client import AdminClient, Route
@@ -52,16 +55,16 @@ _ROUTE_COMMENT = re.compile(r"^# route (\S+?)[,\s]", re.MULTILINE)
 
 
 def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    def gateway_url(text: str) -> str:
+    def gateway_flag(text: str) -> str:
         try:
-            return http_url(text)
+            return gateway_url(text)
         except argparse.ArgumentTypeError as exc:
             raise argparse.ArgumentTypeError(f"{exc} (flag or DRIFTGATE_GATEWAY_URL)") from None
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--gateway",
-        type=gateway_url,
+        type=gateway_flag,
         default=os.environ.get("DRIFTGATE_GATEWAY_URL", DEFAULT_GATEWAY),
         help=f"the gateway (default $DRIFTGATE_GATEWAY_URL, else {DEFAULT_GATEWAY})",
     )
@@ -110,6 +113,17 @@ def add_routes_commands(commands: argparse._SubParsersAction[argparse.ArgumentPa
         "weights", nargs="+", type=arm_weight, metavar="ARM=WEIGHT", help="e.g. stable=90"
     )
     weights.set_defaults(handler=run, routes_handler=_weights)
+
+    remove = route_commands.add_parser(
+        "delete",
+        parents=[common],
+        help="remove the policy set through the admin API (gateway.yaml's serves again)",
+    )
+    remove.add_argument("model", help="the route (a model name)")
+    remove.add_argument(
+        "--force", action="store_true", help="remove whatever the route is now (no If-Match)"
+    )
+    remove.set_defaults(handler=run, routes_handler=_delete)
 
 
 def arm_weight(text: str) -> tuple[str, int]:
@@ -284,6 +298,29 @@ def _weights(args: argparse.Namespace) -> int:
                 f"route {args.model} changed again while this ran (its ETag is now {exc.etag}); "
                 "nothing changed: run this once more"
             ) from None
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from driftgate.admin_client import AdminError, RouteChanged
+
+    with _client(args) as client:
+        if_match = None if args.force else client.get(args.model).etag
+        try:
+            route = client.delete(args.model, if_match)
+        except RouteChanged as exc:
+            raise AdminError(
+                f"route {args.model} changed since this read it (its ETag is now {exc.etag}); "
+                f"nothing changed: run driftgate routes get {args.model} to see it, and delete "
+                "again if it should still go (or --force)"
+            ) from None
+    if route.configured:
+        print(f"{args.model}: removed; gateway.yaml's policy serves again: {summary(route.policy)}")
+    else:
+        print(
+            f"{args.model}: removed; no longer configured (served like any model without a "
+            f"route: {summary(route.policy)})"
+        )
+    return 0
 
 
 def _reweigh_route(client: AdminClient, route: Route, weights: dict[str, int]) -> int:

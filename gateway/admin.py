@@ -33,6 +33,14 @@ not have one of those ETags (weakly compared), or with ``*`` only if it is not c
 checks it under the same lock as ``If-Match``, both at once, so no write by this gateway or
 another slips in between (a route configured meanwhile with exactly the default policy keeps
 the ETag it had unconfigured, and is refused all the same).
+
+``DELETE /admin/routes/{model}`` removes what the admin API set (``RouteTable.remove``):
+the route's file in ``routes_dir``, so that gateway.yaml's policy serves again, or the
+default policy when gateway.yaml has none. It answers like ``GET``, what the route is now,
+plus ``removed``, a sentence saying which. A route only gateway.yaml configures is 409 (that
+is the file to change), one not configured at all 404, both before ``If-Match`` and
+``If-None-Match``, which are checked as for ``PUT``. Each outcome is counted in
+``driftgate_route_updates_total`` as a ``PUT``'s is (a 404 or 409 as ``rejected``).
 """
 
 from __future__ import annotations
@@ -44,12 +52,19 @@ import re
 from typing import Any
 
 import msgspec
-from litestar import Response, put, route
+from litestar import Response, delete, put, route
 from litestar.params import FromPath
 from litestar.types import Method
 
 from gateway.balancer import ReplicaStatus
-from gateway.errors import BadGatewayRequest, PayloadTooLarge, RouteNotFound
+from gateway.errors import (
+    BadGatewayRequest,
+    Conflict,
+    GatewayError,
+    PayloadTooLarge,
+    RouteNotFound,
+    UnsupportedMediaType,
+)
 from gateway.policy import (
     MAX_POLICY_BYTES,
     PolicyError,
@@ -58,7 +73,14 @@ from gateway.policy import (
     route_to_dict,
     too_deep,
 )
-from gateway.route_table import IfMatch, RouteChanged, RouteMatched, policy_etag, routes_etag
+from gateway.route_table import (
+    IfMatch,
+    RouteChanged,
+    RouteMatched,
+    RouteNotRemovable,
+    policy_etag,
+    routes_etag,
+)
 from gateway.state import AnyRequest, GatewayState, gateway_state
 
 #: The methods that read: ``HEAD`` answers as ``GET`` does, status and headers (the ETag
@@ -114,8 +136,9 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
         # Weak tags keep their W/, so never equal an ETag: If-Match compares strongly.
         if_match = _entity_tags(request, "If-Match", unchanged=", nothing changed")
         if_none_match = _entity_tags(request, "If-None-Match", unchanged=", nothing changed")
+        _refuse_yaml(request, model)
         policy = parse_route(model, _decode(model, await _policy_body(request)))
-    except (PayloadTooLarge, BadGatewayRequest):
+    except (PayloadTooLarge, BadGatewayRequest, UnsupportedMediaType):
         _count_update(state, model, "rejected")
         raise
     except msgspec.DecodeError as exc:
@@ -130,8 +153,66 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
         _count_update(state, model, "precondition_failed")
         return _precondition_failed(exc)
     _count_update(state, model, "applied")
+    state.forget_unused_breakers()
     answer = {"route": model, "configured": True, "policy": route_to_dict(policy)}
     return Response(answer, headers={"ETag": etag})
+
+
+@delete("/admin/routes/{model:str}", status_code=200)
+async def delete_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[str, Any]]:
+    state = gateway_state(request)
+    state.authorize(request, "admin")
+    try:
+        if not is_valid_name(model):
+            state.routes.get(model)  # raises PolicyError naming the rule
+        if_match = _entity_tags(request, "If-Match", unchanged=", nothing changed")
+        if_none_match = _entity_tags(request, "If-None-Match", unchanged=", nothing changed")
+    except PolicyError as exc:
+        _count_update(state, model, "rejected")
+        raise RouteNotFound(f"unknown route: {exc}") from None
+    except BadGatewayRequest:
+        _count_update(state, model, "rejected")
+        raise
+    try:
+        restored = await asyncio.to_thread(state.routes.remove, model, if_match, if_none_match)
+    except RouteNotRemovable as exc:
+        _count_update(state, model, "rejected")
+        raise _not_removable(exc) from None
+    except RouteChanged as exc:
+        _count_update(state, model, "precondition_failed")
+        return _precondition_failed(exc, method="DELETE")
+    _count_update(state, model, "applied")
+    state.forget_unused_breakers()
+    policy = state.routes.get(model)
+    if restored is None:
+        removed = (
+            f"route {model} removed: it is no longer configured, and requests for {model} "
+            "are served like any model without a route (the default policy)"
+        )
+    else:
+        removed = (
+            f"the policy set through the admin API for route {model} removed: gateway.yaml's "
+            "policy serves again"
+        )
+    answer = {
+        "route": model,
+        "configured": restored is not None,
+        "policy": route_to_dict(policy),
+        "removed": removed,
+    }
+    return Response(answer, headers={"ETag": policy_etag(policy)})
+
+
+def _not_removable(exc: RouteNotRemovable) -> GatewayError:
+    if exc.in_gateway_yaml:
+        return Conflict(
+            f"route {exc.route} is configured in gateway.yaml, not through the admin API: "
+            "remove or change it there (the gateway reads it at start). Nothing changed"
+        )
+    return RouteNotFound(
+        f"route {exc.route} is not configured (not in gateway.yaml, nor set through the "
+        "admin API): nothing to remove"
+    )
 
 
 def _entity_tags(
@@ -168,9 +249,14 @@ def _none_match(if_none_match: IfMatch | None, etag: str) -> bool:
     return etag.removeprefix("W/") in {tag.removeprefix("W/") for tag in if_none_match}
 
 
-def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:
+def _precondition_failed(exc: RouteChanged, method: str = "PUT") -> Response[dict[str, Any]]:
     """412: the route is not the one the caller read; the answer names its ETag now."""
-    if isinstance(exc, RouteMatched) and exc.star:
+    if isinstance(exc, RouteMatched) and exc.star and method == "DELETE":
+        message = (
+            f"route {exc.route} is configured, and If-None-Match: * removes only a route that "
+            "is not (so nothing ever). Nothing changed"
+        )
+    elif isinstance(exc, RouteMatched) and exc.star:
         message = (
             f"route {exc.route} is already configured (If-None-Match: * creates only a route "
             f"that is not): its ETag is {exc.etag}; to replace it, GET it and PUT with "
@@ -178,8 +264,14 @@ def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:
         )
     elif isinstance(exc, RouteMatched):
         message = (
-            f"route {exc.route} has ETag {exc.etag}, which If-None-Match lists: PUT only if "
-            "it has another. Nothing changed"
+            f"route {exc.route} has ETag {exc.etag}, which If-None-Match lists: {method} only "
+            "if it has another. Nothing changed"
+        )
+    elif exc.configured and method == "DELETE":
+        message = (
+            f"route {exc.route} changed since it was read (If-Match does not match): its ETag "
+            f"is now {exc.etag}; GET it again, and DELETE with the new ETag if it should "
+            "still go. Nothing changed"
         )
     elif exc.configured:
         message = (
@@ -200,6 +292,22 @@ def _precondition_failed(exc: RouteChanged) -> Response[dict[str, Any]]:
 def _count_update(state: GatewayState, model: str, outcome: str) -> None:
     """Count a PUT; a name no route can have is one label, so the series stay bounded."""
     state.metrics.route_updates.labels(model if is_valid_name(model) else "_invalid", outcome).inc()
+
+
+#: Media types of YAML (RFC 9512, and the ones in use before it).
+_YAML_TYPES = frozenset({"application/yaml", "application/x-yaml", "text/yaml", "text/x-yaml"})
+
+
+def _refuse_yaml(request: AnyRequest, model: str) -> None:
+    """415 for a policy sent as YAML: it would fail as "not valid JSON", which does not say
+    that the format is the problem, nor where YAML is read."""
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type in _YAML_TYPES:
+        raise UnsupportedMediaType(
+            f"the route policy is sent as {media_type}, and the admin API reads JSON: send it "
+            f"as JSON (content-type: application/json), or use driftgate routes set {model} "
+            "--file policy.yaml, which reads YAML. Nothing changed"
+        )
 
 
 async def _policy_body(request: AnyRequest) -> bytes:
@@ -251,6 +359,7 @@ def _unique_keys(model: str, pairs: list[tuple[str, object]]) -> dict[str, objec
 async def list_replicas(request: AnyRequest) -> dict[str, Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
+    state.forget_unused_breakers()  # a change another gateway or the canary made, too
     now = state.dispatcher.clock()
     return {
         "replicas": [_replica(s, now) for s in state.dispatcher.replicas.snapshot(now)],
@@ -274,4 +383,4 @@ def _replica(status: ReplicaStatus, now: float) -> dict[str, Any]:
     return shown
 
 
-ROUTES = [list_routes, get_route, put_route, list_replicas]
+ROUTES = [list_routes, get_route, put_route, delete_route, list_replicas]

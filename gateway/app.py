@@ -131,6 +131,7 @@ def create_app(
         ),
         lease=FileLease(settings.routes_dir),
         shared=SharedWindows(settings.routes_dir),
+        on_change=state.forget_unused_breakers,
     )
     key_refresher = (
         KeyRefresher(verifier, metrics)
@@ -138,7 +139,9 @@ def create_app(
         else None
     )
     route_watcher = (
-        RouteFileWatcher(state.routes, metrics, tracer) if settings.routes_dir is not None else None
+        RouteFileWatcher(state.routes, metrics, tracer, on_change=state.forget_unused_breakers)
+        if settings.routes_dir is not None
+        else None
     )
     jobs = JobScheduler(registry, tracer)
     if settings.log is not None:

@@ -113,6 +113,7 @@ class CanaryController:
         wall_clock: Callable[[], float] = time.time,
         lease: FileLease | None = None,
         shared: SharedWindows | None = None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.routes = routes
         self.stats = stats
@@ -124,6 +125,8 @@ class CanaryController:
         self.wall_clock = wall_clock  # drift checks are dated in Unix time
         self.lease = lease or FileLease(None)
         self.shared = shared or SharedWindows(None)
+        #: Called (on the event loop) after a decision changed a route.
+        self.on_change = on_change
         #: The policy seen per route, since when (clock) and since when in Unix time.
         self._watched: dict[str, tuple[RoutePolicy, float, float]] = {}
         #: Routes whose canary weight is exported: a route removed takes its series along.
@@ -297,6 +300,7 @@ class CanaryController:
             return
         self.metrics.canary_decisions.labels(route, verdict.action).inc()
         self._export_weight(route, updated.canary)
+        self.on_change()
         level = logging.WARNING if verdict.action == "rollback" else logging.INFO
         log.log(
             level,

@@ -25,11 +25,12 @@ another probe is allowed.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Collection, Hashable
 from enum import StrEnum
 from typing import TypeVar
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T", bound=Hashable)
 
 
 class CircuitState(StrEnum):
@@ -135,3 +136,19 @@ def breaker_in(
                 del breakers[oldest]
         breaker = breakers[key] = CircuitBreaker(failures, open_s)
     return breaker
+
+
+def forget_breakers(
+    breakers: dict[tuple[str, T], CircuitBreaker],
+    routes: Collection[str],
+    settings_of: Callable[[str, T], tuple[int, float] | None],
+) -> None:
+    """After ``routes`` changed: forget their breakers whose target ``settings_of`` answers
+    None for (the route names it no more, or has no breakers now); the others keep their
+    state and take the ``(failures, open_s)`` it answers. Other routes' are left alone."""
+    for key in [key for key in breakers if key[0] in routes]:
+        settings = settings_of(*key)
+        if settings is None:
+            del breakers[key]
+        else:
+            breakers[key].failures, breakers[key].open_s = settings

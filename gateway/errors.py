@@ -38,8 +38,18 @@ class RouteNotFound(GatewayError):
     status_code = 404
 
 
+class Conflict(GatewayError):
+    """The request contradicts where the resource lives (a route only gateway.yaml sets)."""
+
+    status_code = 409
+
+
 class PayloadTooLarge(GatewayError):
     status_code = 413
+
+
+class UnsupportedMediaType(GatewayError):
+    status_code = 415
 
 
 class NoUpstream(GatewayError):

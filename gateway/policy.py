@@ -7,7 +7,7 @@ all three go through :func:`parse_route`, and :func:`route_to_dict` is its inver
 ``GET`` and persistence). The reference for every key is ``docs/routing.md``.
 
 Problems raise :class:`PolicyError` naming the field path, e.g.
-``routes.titanic.split.arms[1].weight: must be > 0, got -3``: msgspec's own errors are
+``routes.titanic.split.arms[1].weight: must be >= 0, got -3``: msgspec's own errors are
 reworded here with the full path, the allowed values and the bad value. Before any struct
 is built, the raw data is bounded too: how deeply it nests (:data:`MAX_DEPTH`) and the size
 of a policy document (:data:`MAX_POLICY_BYTES`, which its readers enforce).

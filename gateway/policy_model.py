@@ -10,7 +10,7 @@ Every struct checks itself in ``__post_init__``, so a ``RoutePolicy`` that exist
 whether parsed or built in code (``msgspec.structs.replace`` re-checks too). A problem
 raises :class:`FieldError`, a :class:`PolicyError` naming the field relative to the struct;
 ``gateway.policy`` prefixes the full path, e.g.
-``routes.titanic.split.arms[1].weight: must be > 0, got -3``.
+``routes.titanic.split.arms[1].weight: must be >= 0, got -3``.
 
 Everything a policy holds is bounded (the ``MAX_*`` and ``*_S`` constants below, and the
 document bounds in ``gateway.policy``, listed in ``docs/routing.md``): names, the number of
@@ -141,7 +141,10 @@ class Sticky(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    """One arm of a split: its name (response header, metrics label), target and weight."""
+    """One arm of a split: its name (response header, metrics label), target and weight.
+
+    A weight of 0 drains the arm: it stays configured and gets no traffic (``Split`` needs
+    one arm with a weight above 0)."""
 
     name: str
     target: Target
@@ -151,8 +154,8 @@ class Arm(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         _check_name("name", self.name, "arm name")
         if self.name == "primary":
             raise FieldError("name", "'primary' is reserved for routes without a split")
-        if self.weight <= 0:
-            raise FieldError("weight", f"must be > 0, got {self.weight}")
+        if self.weight < 0:
+            raise FieldError("weight", f"must be >= 0, got {self.weight}")
         if self.weight > MAX_WEIGHT:
             raise FieldError("weight", f"must be <= {MAX_WEIGHT}, got {self.weight}")
 
@@ -174,6 +177,11 @@ class Split(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
                     f"arms[{index}].name", f"{arm.name!r} is already used by arms[{seen[arm.name]}]"
                 )
             seen[arm.name] = index
+        if not any(arm.weight for arm in self.arms):
+            raise FieldError(
+                "arms",
+                "every arm has weight 0, so none could answer: give at least one a weight > 0",
+            )
 
     @property
     def total_weight(self) -> int:
@@ -311,6 +319,13 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
         if self.split is None:
             return (self.primary,)
         return tuple(arm.target for arm in self.split.arms)
+
+    @property
+    def named_targets(self) -> frozenset[Target]:
+        """Every target the policy names: primary, arms (a canary's among them), shadows
+        and fallbacks. A circuit breaker of any other target on the route is stale."""
+        shadows = (shadow.target for shadow in self.shadow)
+        return frozenset((self.primary, *self.answering_targets, *shadows, *self.fallback))
 
     def __post_init__(self) -> None:
         if self.canary is not None:

@@ -18,6 +18,16 @@ operator, applies here too:
 - a file that is removed gives the route back to gateway.yaml's policy, or to the
   default when gateway.yaml has none.
 
+An admin ``DELETE`` (``remove``) removes what the admin API set: the route's file (or,
+without ``routes_dir``, the policy kept in memory), so that gateway.yaml's policy serves
+again, or the default when gateway.yaml has none. A route only gateway.yaml configures
+cannot be removed this way (:class:`RouteNotRemovable`): that is the file to change. The
+file is removed under the same lock as every write, with the same ``If-Match`` check, so a
+``PUT`` racing it is either refused (its ETag is stale), written before (and removed) or
+written after (and kept): never half of each. The table then marks the file as removed
+here, so that a scan begun before the removal does not bring the route back, and a scan
+after it does not take the removal for another gateway's.
+
 Writes to ``routes_dir`` take an exclusive ``flock`` on ``<routes_dir>/.routes.lock``, so
 that the gateways sharing the folder write one at a time (the files themselves, how they
 are read, written and locked, are ``gateway.route_files``). An admin ``PUT`` replaces the
@@ -66,6 +76,9 @@ from gateway.route_files import (
 
 log = logging.getLogger("driftgate.gateway.routes")
 _MAX_CACHED_DEFAULTS = 1024
+#: What ``_files`` holds for a file this table removed, until a scan sees it gone: not
+#: None, so that a scan begun before the removal (which knew no file) does not apply it.
+_REMOVED: Fingerprint = (-1, -1, -1)
 
 
 #: What a conditional write expects: the route is configured (``"*"``), or its policy has
@@ -97,6 +110,16 @@ class RouteChanged(Exception):
         self.route = route
         self.etag = etag
         self.configured = configured
+
+
+class RouteNotRemovable(Exception):
+    """A ``remove`` refused before any precondition: the admin API set no policy for the
+    route. ``in_gateway_yaml``: gateway.yaml configures it (else it is not configured)."""
+
+    def __init__(self, route: str, *, in_gateway_yaml: bool) -> None:
+        super().__init__(route)
+        self.route = route
+        self.in_gateway_yaml = in_gateway_yaml
 
 
 class RouteMatched(RouteChanged):
@@ -139,6 +162,8 @@ class RouteTable:
         self._defaults: dict[str, RoutePolicy] = {}  # validated once, not per request
         self._writing = threading.Lock()  # one write at a time in this process
         self._state = threading.Lock()  # ``_routes`` and ``_files`` change under it
+        #: Without ``routes_dir``: the routes whose policy the admin API (or a canary) set.
+        self._set_in_memory: set[str] = set()
 
     @property
     def routes_dir(self) -> Path | None:
@@ -205,8 +230,57 @@ class RouteTable:
             self._swap(name, policy, self._persist(name, policy))
         return True
 
+    def remove(
+        self,
+        name: str,
+        if_match: IfMatch | None = None,
+        if_none_match: IfMatch | None = None,
+    ) -> RoutePolicy | None:
+        """Remove the policy the admin API set for the route; returns gateway.yaml's, which
+        serves again, or None when the route is no longer configured. Blocking: call it in
+        a thread.
+
+        Raises :class:`RouteNotRemovable` when the admin API set none (as ``routes_dir``
+        has the route now, under the write lock), then checks ``if_match`` and
+        ``if_none_match`` as ``replace`` does (an answer other than 2xx comes first, as RFC
+        9110, 13.2.1, says).
+        """
+        with self._write_lock():
+            if not self._set_through_api(name):
+                raise RouteNotRemovable(name, in_gateway_yaml=name in self._configured)
+            if if_match is not None or if_none_match is not None:
+                self._check(name, if_match, if_none_match)
+            if self._routes_dir is not None:
+                route_file(self._routes_dir, name).unlink(missing_ok=True)
+            restored = self._configured.get(name)
+            with self._state:
+                if self._routes_dir is not None:
+                    self._files[name] = _REMOVED
+                self._set_in_memory.discard(name)
+                routes = dict(self._routes)
+                if restored is None:
+                    routes.pop(name, None)
+                else:
+                    routes[name] = restored
+                self._routes = MappingProxyType(routes)
+        if restored is None:
+            log.info("route %s removed: no longer configured (the default policy)", name)
+        else:
+            log.info("route %s removed: gateway.yaml's policy serves again", name)
+        return restored
+
+    def _set_through_api(self, name: str) -> bool:
+        """Whether the route has a policy the admin API (or a canary) set: a file in
+        ``routes_dir`` (under the write lock: as every gateway sharing it will serve), or
+        one in memory without a folder."""
+        if self._routes_dir is None:
+            return name in self._set_in_memory
+        return route_file(self._routes_dir, name).is_file()
+
     def _swap(self, name: str, policy: RoutePolicy, written: Fingerprint | None) -> None:
         with self._state:
+            if self._routes_dir is None:
+                self._set_in_memory.add(name)
             if written is not None:
                 self._files[name] = written
             routes = dict(self._routes)
@@ -258,7 +332,8 @@ class RouteTable:
             )
         except FileNotFoundError:
             fingerprint = None
-        if fingerprint == self._files.get(name):
+        known = self._files.get(name)
+        if fingerprint == (None if known == _REMOVED else known):
             return True
         if fingerprint is None:
             return False
@@ -319,6 +394,8 @@ class RouteTable:
             if self._files.get(name) != scan.known[name]:
                 continue  # written again during the scan
             del self._files[name]
+            if scan.known[name] == _REMOVED:
+                continue  # removed by ``remove`` here, which swapped already
             configured = self._configured.get(name)
             if configured is not None:
                 routes[name] = configured

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
@@ -26,12 +27,20 @@ POLL_S = 2.0
 
 class RouteFileWatcher:
     def __init__(
-        self, routes: RouteTable, metrics: GatewayMetrics, tracer: Tracer, poll_s: float = POLL_S
+        self,
+        routes: RouteTable,
+        metrics: GatewayMetrics,
+        tracer: Tracer,
+        poll_s: float = POLL_S,
+        *,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
         self.routes = routes
         self.metrics = metrics
         self.tracer = tracer
         self.poll_s = poll_s
+        #: Called (on the event loop) after a reload changed a route.
+        self.on_change = on_change
 
     async def run(self) -> None:
         """Re-read until cancelled."""
@@ -50,6 +59,8 @@ class RouteFileWatcher:
         changes = self.routes.apply(scan)
         for change in changes:
             self._report(change)
+        if any(change.outcome != "rejected" for change in changes):
+            self.on_change()
         return changes
 
     def _report(self, change: FileChange) -> None:

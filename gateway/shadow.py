@@ -36,14 +36,14 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from gateway.circuit import CircuitBreaker, breaker_in
+from gateway.circuit import CircuitBreaker, breaker_in, forget_breakers
 from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
 from gateway.policy import Compare, RoutePolicy, Target
@@ -115,6 +115,14 @@ class ShadowRunner:
         if settings is None:
             return None
         return breaker_in(self._breakers, (route, target), settings.failures, settings.open_s)
+
+    def forget_breakers(
+        self,
+        routes: Collection[str],
+        settings_of: Callable[[str, Target], tuple[int, float] | None],
+    ) -> None:
+        """See ``gateway.circuit.forget_breakers``: after ``routes`` changed."""
+        forget_breakers(self._breakers, routes, settings_of)
 
     def breaker_states(self, now: float) -> list[tuple[str, Target, str]]:
         return [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from gateway.canary import CanaryController, CanaryStats
 from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.exchange_records import Exchange
+from gateway.policy import RoutePolicy, Target
 from gateway.recording import Recorder, now_utc
 from gateway.route_table import RouteTable
 from gateway.settings import GatewaySettings
@@ -55,6 +57,34 @@ class GatewayState:
     served_models: set[str] = field(default_factory=set)
     #: Turns to run an analyst's ``POST /admin/sql`` (``gateway.feedback``).
     sql_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SQL_TURNS))
+    #: The routes the circuit breakers were last checked against (``forget_unused_breakers``).
+    _breakers_checked: Mapping[str, RoutePolicy] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._breakers_checked = self.routes.configured()
+
+    def forget_unused_breakers(self) -> None:
+        """Forget the circuit breakers (the routes' and the shadows') of targets that the
+        routes changed since the last call name no more: a route replaced, removed (its
+        default policy names its model alone) or without breakers now. Those of targets
+        still named keep their state and take the route's new settings; so do every
+        breaker of the routes that did not change. On the event loop, where the breakers
+        are used: cheap when nothing changed (the table's snapshot is the same object)."""
+        routes = self.routes.configured()
+        before, self._breakers_checked = self._breakers_checked, routes
+        if routes is before:
+            return
+        changed = {n for n in before.keys() | routes.keys() if before.get(n) is not routes.get(n)}
+
+        def settings_of(route: str, target: Target) -> tuple[int, float] | None:
+            policy = self.routes.get(route)
+            settings = policy.circuit_breaker
+            if settings is None or target not in policy.named_targets:
+                return None
+            return settings.failures, settings.open_s
+
+        self.dispatcher.forget_breakers(changed, settings_of)
+        self.shadows.forget_breakers(changed, settings_of)
 
     def route_label(self, route: str, answered_by: str = "") -> str:
         """``route`` as a metric label value: the name when gateway.yaml configures it or a

@@ -272,6 +272,30 @@ def test_up_refuses_ports_in_use_before_starting_anything(
     assert not (tmp_path / "home").exists()  # nothing built, nothing started
 
 
+def test_up_says_what_replicas_are(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["up", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "--replicas REPLICAS runtime replicas to start and supervise, on consecutive " in (
+        help_text
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "example"),
+    [
+        (["routes", "list", "--gateway", "localhost:8000"], "http://127.0.0.1:8000"),
+        (["demo", "traffic", "--url", "notaurl"], "http://127.0.0.1:8000"),
+        (["jobs", "--replica", "notaurl"], "http://127.0.0.1:8001"),
+    ],
+)
+def test_a_bad_url_is_shown_an_example_of_the_right_server(
+    argv: list[str], example: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The gateway's flags gave a runtime replica's port as their example."""
+    assert f"URL such as {example}, got" in refused(argv, capsys)
+
+
 def test_help_shows_no_rst_markup(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit):
         main(["--help"])

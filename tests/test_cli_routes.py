@@ -25,7 +25,7 @@ import pytest
 import uvicorn
 import yaml
 
-from driftgate.admin_client import AdminClient
+from driftgate.admin_client import AdminClient, Route
 from driftgate.cli import main
 from gateway.app import create_app
 from gateway.auth import AuthConfig, mint_token
@@ -334,6 +334,21 @@ def test_weights_changes_only_the_weights_and_says_which(
     assert after == before
 
 
+def test_weights_drain_an_arm_to_0_but_not_every_arm(
+    gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run(["weights", "titanic", "stable=0"], capsys)[:2] == (0, "titanic: stable 90 -> 0\n")
+    assert [arm["weight"] for arm in gateway.policy()["split"]["arms"]] == [0, 10]
+
+    status, _, err = run(["weights", "titanic", "canary=0"], capsys)
+
+    assert status == 1
+    assert one_line(err).endswith(
+        "routes.titanic.split.arms: every arm has weight 0, so none could answer: give at "
+        "least one a weight > 0"
+    )
+
+
 def test_weights_already_in_place_change_nothing(
     gateway: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -415,10 +430,12 @@ def test_weights_name_what_they_cannot_change(
 def test_weights_the_gateway_refuses_are_named(
     gateway: Running, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    status, _, err = run(["weights", "titanic", "canary=0"], capsys)
+    status, _, err = run(["weights", "titanic", "canary=2000000"], capsys)
 
     assert status == 1
-    assert one_line(err).endswith("routes.titanic.split.arms[1].weight: must be > 0, got 0")
+    assert one_line(err).endswith(
+        "routes.titanic.split.arms[1].weight: must be <= 1000000, got 2000000"
+    )
 
 
 def test_a_weight_that_is_not_a_whole_number_is_refused_by_the_parser(
@@ -489,6 +506,32 @@ def test_a_gateway_that_is_down_is_one_line(capsys: pytest.CaptureFixture[str]) 
     assert one_line(err).startswith(f"driftgate: cannot reach the gateway at {url}: ")
 
 
+def test_a_runtime_replica_given_as_the_gateway_could_not_be_asked(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's 404 for an admin path (its words, runtime/app.py) exited 1, as if a
+    gateway had refused; the request never reached one (exit status 2)."""
+    replica = "http://127.0.0.1:8001"
+    words = (
+        "/admin/routes is the gateway's, and this is a runtime replica: send it to the "
+        "gateway (port 8000 under `driftgate up`)"
+    )
+    transport = httpx.MockTransport(lambda _: httpx.Response(404, json={"error": words}))
+    monkeypatch.setattr(
+        "driftgate.routes_cli._client",
+        lambda args: AdminClient(args.gateway, None, transport=transport),
+    )
+
+    status, _, err = run(["list", "--gateway", replica], capsys)
+
+    assert status == 2
+    assert one_line(err) == (
+        f"driftgate: GET /admin/routes: {replica} did not answer as a driftgate gateway's "
+        f"admin API does (404: {words}); --gateway or DRIFTGATE_GATEWAY_URL says where the "
+        "gateway is"
+    )
+
+
 def test_a_bad_gateway_variable_is_named(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -533,3 +576,88 @@ def test_weights_leave_a_progressing_canary_to_itself(
     assert one_line(err).startswith(
         "driftgate: route iris runs a canary, which sets its arms' weights itself"
     )
+
+
+# --- delete: a route a typo created, or an override of gateway.yaml's policy ------------
+
+TYPO = {"primary": {"model": "titanic", "version": "2"}}
+
+
+def test_delete_removes_a_route_created_by_a_typo(
+    gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    gateway.admin.put("/admin/routes/titanc", json=TYPO).raise_for_status()
+
+    status, out, _ = run(["delete", "titanc"], capsys)
+
+    assert (status, out) == (
+        0,
+        "titanc: removed; no longer configured (served like any model without a route: titanc)\n",
+    )
+    assert gateway.admin.get("/admin/routes/titanc").json()["configured"] is False
+    assert "titanc" not in run(["list"], capsys)[1]
+
+
+def test_delete_gives_gateway_yaml_its_route_back(
+    gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    yaml_policy = gateway.policy()
+    gateway.admin.put("/admin/routes/titanic", json={**yaml_policy, "retries": 3})
+
+    status, out, _ = run(["delete", "titanic"], capsys)
+
+    assert (status, out) == (
+        0,
+        "titanic: removed; gateway.yaml's policy serves again: stable 90 -> titanic v1, "
+        "canary 10 -> titanic v2; fallback titanic_pmml\n",
+    )
+    assert gateway.policy() == yaml_policy
+
+
+def test_delete_of_a_route_only_gateway_yaml_has_says_to_change_gateway_yaml(
+    gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(["delete", "titanic"], capsys)
+
+    assert status == 1
+    assert one_line(err) == (
+        "driftgate: DELETE /admin/routes/titanic refused (409): route titanic is configured "
+        "in gateway.yaml, not through the admin API: remove or change it there (the gateway "
+        "reads it at start). Nothing changed"
+    )
+
+
+def test_delete_of_a_route_not_configured_is_refused(
+    gateway: Running, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, _, err = run(["delete", "titanc"], capsys)
+
+    assert status == 1
+    assert "refused (404): route titanc is not configured" in one_line(err)
+
+
+def test_delete_refuses_a_route_changed_since_it_read_it_unless_forced(
+    gateway: Running, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A colleague's PUT lands between the command's GET and its DELETE."""
+    gateway.admin.put("/admin/routes/titanc", json=TYPO).raise_for_status()
+    read = AdminClient.get
+
+    def read_then_a_colleague_writes(client: AdminClient, name: str) -> Route:
+        route = read(client, name)
+        gateway.admin.put(f"/admin/routes/{name}", json={**TYPO, "retries": 3})
+        return route
+
+    monkeypatch.setattr(AdminClient, "get", read_then_a_colleague_writes)
+    status, _, err = run(["delete", "titanc"], capsys)
+
+    now_etag = gateway.admin.get("/admin/routes/titanc").headers["etag"]
+    assert status == 1
+    assert one_line(err) == (
+        f"driftgate: route titanc changed since this read it (its ETag is now {now_etag}); "
+        "nothing changed: run driftgate routes get titanc to see it, and delete again if it "
+        "should still go (or --force)"
+    )
+    assert gateway.policy("titanc")["retries"] == 3
+    assert run(["delete", "titanc", "--force"], capsys)[0] == 0
+    assert gateway.admin.get("/admin/routes/titanc").json()["configured"] is False

@@ -102,6 +102,31 @@ def test_a_weight_change_takes_effect_on_the_next_request(start) -> None:
     assert set(after.values()) == {"treatment"}  # no restart, and nobody moved to control
 
 
+def test_an_arm_drained_to_weight_0_gets_no_traffic_and_keeps_its_place(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    before = {user: arm_of(gateway, user) for user in USERS}
+
+    drained = gateway.client.put("/admin/routes/iris", json=ab_test(0, 1), headers=ADMIN)
+
+    assert drained.status_code == 200, drained.text
+    assert [arm["weight"] for arm in drained.json()["policy"]["split"]["arms"]] == [0, 1]
+    assert {arm_of(gateway, user) for user in USERS} == {"treatment"}
+    gateway.client.put("/admin/routes/iris", json=ab_test(1, 1), headers=ADMIN)
+    assert {user: arm_of(gateway, user) for user in USERS} == before  # back where they were
+
+
+def test_a_split_whose_every_arm_has_weight_0_is_refused(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+
+    refused = gateway.client.put("/admin/routes/iris", json=ab_test(0, 0), headers=ADMIN)
+
+    assert refused.status_code == 400
+    assert refused.json()["error"] == (
+        "invalid route policy, nothing changed: routes.iris.split.arms: every arm has weight "
+        "0, so none could answer: give at least one a weight > 0"
+    )
+
+
 def test_get_route_spells_out_every_effective_value(start) -> None:
     gateway = start(auth=AUTH)
 
@@ -129,7 +154,7 @@ def test_get_route_spells_out_every_effective_value(start) -> None:
     [
         (
             {"split": {"arms": [{"name": "a", "target": {"model": "iris"}, "weight": -3}]}},
-            "routes.iris.split.arms[0].weight: must be > 0, got -3",
+            "routes.iris.split.arms[0].weight: must be >= 0, got -3",
         ),
         ({"retries": "two"}, "routes.iris.retries: expected an integer, got 'two'"),
         ({"timeout_s": 1, "per_try_timeout_s": 2}, "routes.iris.per_try_timeout_s: must be <="),
@@ -160,6 +185,27 @@ def test_a_body_that_is_not_json_is_refused(start) -> None:
 
     assert refused.status_code == 400
     assert "not valid JSON" in refused.json()["error"]
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/yaml", "text/yaml; charset=utf-8", "application/x-yaml"]
+)
+def test_a_policy_sent_as_yaml_is_415_saying_to_send_json_or_use_routes_set(
+    start, content_type: str
+) -> None:
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)})
+    headers = {**ADMIN, "content-type": content_type}
+
+    refused = gateway.client.put("/admin/routes/iris", content=b"retries: 2", headers=headers)
+
+    assert refused.status_code == 415
+    media_type = content_type.partition(";")[0]
+    assert refused.json()["error"] == (
+        f"the route policy is sent as {media_type}, and the admin API reads JSON: send it as "
+        "JSON (content-type: application/json), or use driftgate routes set iris --file "
+        "policy.yaml, which reads YAML. Nothing changed"
+    )
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
 
 
 def test_an_empty_body_is_refused_saying_it_is_empty(start) -> None:

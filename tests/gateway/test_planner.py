@@ -157,6 +157,40 @@ def test_shrinking_the_treatment_keeps_the_rest_of_it_sticky() -> None:
     assert abs(stayed / len(KEYS) - 0.05) < 0.01
 
 
+def test_an_arm_of_weight_0_gets_no_traffic() -> None:
+    policy = route(split=weights(0, 10))
+
+    assert {arm_of(policy, key) for key in KEYS} == {"treatment"}
+
+
+def test_raising_a_drained_arm_back_moves_only_the_users_it_takes_back() -> None:
+    """Drained to 0 and raised back, the arm gets exactly the users it had: the points are
+    fixed, the slices a function of the weights alone. Nobody else moves."""
+    before = {key: arm_of(route(split=weights(90, 10)), key) for key in KEYS}
+    drained = {key: arm_of(route(split=weights(0, 10)), key) for key in KEYS}
+    restored = {key: arm_of(route(split=weights(90, 10)), key) for key in KEYS}
+
+    assert restored == before
+    moved = Counter((drained[key], restored[key]) for key in KEYS if drained[key] != restored[key])
+    assert set(moved) == {("treatment", "control")}  # only into the arm raised back
+    assert abs(moved[("treatment", "control")] / len(KEYS) - 0.90) < 0.02  # no more than must
+
+
+def test_a_drained_arm_among_three_gives_its_users_to_the_others_and_gets_them_back() -> None:
+    def three(control: int, treatment: int, candidate: int) -> RoutePolicy:
+        split = weights(control, treatment)
+        target = {"model": "titanic", "version": "3"}
+        split["arms"].append({"name": "candidate", "target": target, "weight": candidate})
+        return route(split=split)
+
+    before = {key: arm_of(three(50, 30, 20), key) for key in KEYS}
+    drained = {key: arm_of(three(50, 0, 20), key) for key in KEYS}
+
+    assert "treatment" not in drained.values()
+    assert all(drained[key] == before[key] for key in KEYS if before[key] != "treatment")
+    assert {key: arm_of(three(50, 30, 20), key) for key in KEYS} == before
+
+
 def test_routes_bucket_independently() -> None:
     policy = route(split=weights(50, 50))
     same = sum(

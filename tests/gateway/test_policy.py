@@ -127,8 +127,15 @@ def test_parse_routes_accepts_an_empty_routes_section() -> None:
 
 INVALID_CASES: list[tuple[str, object, str]] = [
     # split arms
-    ("split.arms[1].weight", -3, "split.arms[1].weight: must be > 0, got -3"),
-    ("split.arms[1].weight", 0, "split.arms[1].weight: must be > 0, got 0"),
+    ("split.arms[1].weight", -3, "split.arms[1].weight: must be >= 0, got -3"),
+    (
+        "split.arms",
+        [
+            {"name": "control", "target": {"model": "titanic", "version": "1"}, "weight": 0},
+            {"name": "treatment", "target": {"model": "titanic", "version": "2"}, "weight": 0},
+        ],
+        "split.arms: every arm has weight 0, so none could answer: give at least one a weight > 0",
+    ),
     ("split.arms[1].weight", 2.5, "split.arms[1].weight: expected an integer, got 2.5"),
     ("split.arms[1].name", "control", "split.arms[1].name: 'control' is already used by arms[0]"),
     (
@@ -408,8 +415,8 @@ def test_the_largest_policy_within_every_bound_is_accepted() -> None:
 
 
 def test_structs_built_in_code_are_checked_too() -> None:
-    with pytest.raises(PolicyError, match=r"^weight: must be > 0, got 0$"):
-        Arm(name="control", target=Target("titanic"), weight=0)
+    with pytest.raises(PolicyError, match=r"^weight: must be >= 0, got -1$"):
+        Arm(name="control", target=Target("titanic"), weight=-1)
 
     policy = parse_route("titanic", EXAMPLE)
     with pytest.raises(PolicyError, match=r"^retries: must be between 0 and 5, got 9$"):

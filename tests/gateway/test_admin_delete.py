@@ -1,0 +1,296 @@
+"""``DELETE /admin/routes/{route}`` removes what the admin API set (docs/gateway.md, "The
+admin API"): a route created by a typo goes (its file in ``routes_dir`` with it), a
+gateway.yaml route whose policy a ``PUT`` overrode gets gateway.yaml's policy back, and a
+route only gateway.yaml configures is refused with 409 naming gateway.yaml. Before, a route
+could only be removed by deleting its file by hand.
+
+The removal is a write like a ``PUT``: under the lock of ``routes_dir``, with ``If-Match``,
+seen by every gateway sharing the folder, and never half done when a ``PUT`` races it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gateway.policy import default_route, parse_route, route_to_dict
+from gateway.route_table import RouteNotRemovable, RouteTable
+from tests.gateway.fakes import Gateway, gateway_settings
+from tests.gateway.test_admin import ADMIN, AUTH, ab_test, bearer, get_route
+from tests.gateway.test_route_files import CONFIGURED, policy, reload, reload_from
+
+TYPO = {"primary": {"model": "iris", "version": "2"}, "retries": 2}
+IRIS = {"primary": {"model": "iris", "version": "1"}}
+
+
+def delete(gateway: Gateway, name: str, if_match: str | None = None) -> Any:
+    headers = ADMIN if if_match is None else {**ADMIN, "If-Match": if_match}
+    return gateway.client.delete(f"/admin/routes/{name}", headers=headers)
+
+
+def put(gateway: Gateway, name: str, body: dict[str, Any]) -> None:
+    answer = gateway.client.put(f"/admin/routes/{name}", json=body, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+
+
+def infer(gateway: Gateway, name: str) -> Any:
+    body = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+    return gateway.client.post(f"/v2/models/{name}/infer", json=body, headers=bearer("app1"))
+
+
+# --- what a DELETE removes ------------------------------------------------------------------
+
+
+def test_a_route_created_by_a_typo_is_removed_with_its_file(start, tmp_path: Path) -> None:
+    gateway = start(auth=AUTH, routes_dir=tmp_path)
+    before = infer(gateway, "irsi")  # what a model without a route gets
+    put(gateway, "irsi", TYPO)
+    assert infer(gateway, "irsi").status_code == 200  # the typo route answers from iris
+
+    removed = delete(gateway, "irsi")
+
+    assert removed.status_code == 200, removed.text
+    default = route_to_dict(default_route("irsi"))
+    assert removed.json() == {
+        "route": "irsi",
+        "configured": False,
+        "policy": default,
+        "removed": "route irsi removed: it is no longer configured, and requests for irsi "
+        "are served like any model without a route (the default policy)",
+    }
+    assert removed.headers["ETag"] == get_route(gateway, "irsi")[1]
+    assert not (tmp_path / "irsi.yaml").exists()
+    assert "irsi" not in gateway.client.get("/admin/routes", headers=ADMIN).json()
+    after = infer(gateway, "irsi")
+    assert (after.status_code, after.json()) == (before.status_code, before.json())
+    assert after.status_code == 404  # the replicas have no model irsi
+    assert gateway.metric("driftgate_route_updates_total", route="irsi", outcome="applied") == 2
+
+
+def test_an_override_of_gateway_yaml_is_removed_and_gateway_yaml_serves_again(
+    start, tmp_path: Path
+) -> None:
+    gateway = start(auth=AUTH, routes={"iris": IRIS}, routes_dir=tmp_path)
+    put(gateway, "iris", ab_test(1, 999))
+
+    removed = delete(gateway, "iris")
+
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["configured"] is True
+    assert removed.json()["policy"] == route_to_dict(parse_route("iris", IRIS))
+    assert removed.json()["removed"] == (
+        "the policy set through the admin API for route iris removed: gateway.yaml's policy "
+        "serves again"
+    )
+    assert not (tmp_path / "iris.yaml").exists()
+    answered = infer(gateway, "iris")
+    assert answered.headers["X-Driftgate-Version"] == "1"
+    assert answered.headers["X-Driftgate-Arm"] == "primary"
+
+
+def test_a_route_only_in_gateway_yaml_is_refused_with_409_naming_it(start, tmp_path: Path) -> None:
+    gateway = start(auth=AUTH, routes={"iris": IRIS}, routes_dir=tmp_path)
+    before = get_route(gateway)
+
+    refused = delete(gateway, "iris")
+
+    assert refused.status_code == 409
+    assert refused.json()["error"] == (
+        "route iris is configured in gateway.yaml, not through the admin API: remove or "
+        "change it there (the gateway reads it at start). Nothing changed"
+    )
+    assert get_route(gateway) == before
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
+
+
+@pytest.mark.parametrize("name", ["titanc", "-x"])
+def test_a_route_not_configured_is_404(start, tmp_path: Path, name: str) -> None:
+    gateway = start(auth=AUTH, routes_dir=tmp_path)
+
+    refused = delete(gateway, name)
+
+    assert refused.status_code == 404
+    assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
+    assert gateway.metric("driftgate_route_updates_total", outcome="applied") == 0
+
+
+def test_a_removal_needs_the_admin_scope(start, tmp_path: Path) -> None:
+    gateway = start(auth=AUTH, routes_dir=tmp_path)
+    put(gateway, "irsi", TYPO)
+
+    anonymous = gateway.client.delete("/admin/routes/irsi")
+    predictor = gateway.client.delete("/admin/routes/irsi", headers=bearer("app1"))
+
+    assert (anonymous.status_code, predictor.status_code) == (401, 403)
+    assert (tmp_path / "irsi.yaml").exists()
+
+
+def test_without_a_routes_dir_the_policy_put_in_memory_is_removed(start) -> None:
+    gateway = start(auth=AUTH, routes={"iris": IRIS})
+    put(gateway, "iris", ab_test(1, 999))
+    put(gateway, "irsi", TYPO)
+
+    assert delete(gateway, "iris").json()["policy"] == route_to_dict(parse_route("iris", IRIS))
+    assert delete(gateway, "irsi").json()["configured"] is False
+    assert delete(gateway, "iris").status_code == 409  # gateway.yaml's own, now
+    assert delete(gateway, "irsi").status_code == 404
+
+
+def test_a_removal_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+    table.replace("titanic", policy("2"))
+    table.replace("titanc", policy("2"))
+
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="driftgate.gateway.routes"):
+        table.remove("titanic")
+        table.remove("titanc")
+
+    assert caplog.messages == [
+        "route titanic removed: gateway.yaml's policy serves again",
+        "route titanc removed: no longer configured (the default policy)",
+    ]
+
+
+# --- If-Match ---------------------------------------------------------------------------------
+
+
+def test_a_removal_read_before_a_colleagues_change_is_refused_with_412(
+    start, tmp_path: Path
+) -> None:
+    gateway = start(auth=AUTH, routes_dir=tmp_path)
+    put(gateway, "irsi", TYPO)
+    _, read = get_route(gateway, "irsi")
+    put(gateway, "irsi", {**TYPO, "retries": 3})  # a colleague's change
+    _, now = get_route(gateway, "irsi")
+
+    refused = delete(gateway, "irsi", if_match=read)
+    removed = delete(gateway, "irsi", if_match=now)
+
+    assert refused.status_code == 412
+    assert refused.json()["etag"] == now == refused.headers["ETag"]
+    assert (
+        "DELETE with the new ETag if it should still go. Nothing changed"
+        in (refused.json()["error"])
+    )
+    assert removed.status_code == 200, removed.text
+    assert gateway.metric("driftgate_route_updates_total", outcome="precondition_failed") == 1
+
+
+def test_a_put_read_before_a_removal_is_refused(start, tmp_path: Path) -> None:
+    gateway = start(auth=AUTH, routes={"iris": IRIS}, routes_dir=tmp_path)
+    put(gateway, "iris", ab_test(1, 999))
+    _, read = get_route(gateway)
+    delete(gateway, "iris")
+
+    refused = gateway.client.put(
+        "/admin/routes/iris", json=ab_test(1, 5), headers={**ADMIN, "If-Match": read}
+    )
+
+    assert refused.status_code == 412
+    assert refused.json()["etag"] == policy_etag_of(IRIS)
+    assert not (tmp_path / "iris.yaml").exists()
+
+
+def policy_etag_of(body: dict[str, Any]) -> str:
+    from gateway.route_table import policy_etag
+
+    return policy_etag(parse_route("iris", body))
+
+
+# --- several gateways, and races --------------------------------------------------------------
+
+
+def test_another_gateway_sees_the_removal_and_this_one_counts_it_once(tmp_path: Path) -> None:
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    here.replace("titanic", policy("2"))
+    here.replace("titanc", policy("2"))
+    assert sorted(reload(there)) == [("titanc", "applied"), ("titanic", "applied")]
+
+    assert here.remove("titanic") == CONFIGURED["titanic"]
+    assert here.remove("titanc") is None
+
+    assert sorted(reload(there)) == [("titanc", "removed"), ("titanic", "removed")]
+    assert there.get("titanic") == CONFIGURED["titanic"]
+    assert not there.is_configured("titanc")
+    assert reload(here) == []  # its own removal is no change to count again
+    assert here.configured() == there.configured()
+
+
+def test_a_scan_begun_before_the_removal_does_not_bring_the_route_back(tmp_path: Path) -> None:
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    there.replace("titanc", policy("2"))
+    scan = here.scan()  # reads titanc.yaml, the other gateway's new route
+
+    here.remove("titanc")  # meanwhile, an operator removes it through this gateway
+
+    assert reload_from(here, scan) == []
+    assert not here.is_configured("titanc")
+    assert reload(here) == []
+    assert not here.is_configured("titanc")
+
+
+def test_a_route_removed_here_and_written_again_elsewhere_applies(tmp_path: Path) -> None:
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    here.replace("titanc", policy("2"))
+    here.remove("titanc")
+
+    there.replace("titanc", policy("3"))
+
+    assert reload(here) == [("titanc", "applied")]
+    assert here.get("titanc") == policy("3")
+
+
+def test_the_removal_is_checked_under_the_lock_against_the_folder(tmp_path: Path) -> None:
+    """Another gateway removed the file; this one has not read the folder since: its
+    removal is refused as the folder has the route, not as its memory does."""
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    here.replace("titanc", policy("2"))
+    reload(there)
+    here.remove("titanc")
+
+    with pytest.raises(RouteNotRemovable) as refused:
+        there.remove("titanc")
+    assert not refused.value.in_gateway_yaml
+
+
+def test_a_removal_racing_puts_leaves_memory_and_folder_agreeing(tmp_path: Path) -> None:
+    table = RouteTable(CONFIGURED, tmp_path)
+
+    def put_then_remove(round_: int) -> None:
+        table.replace("titanic", policy(str(round_ % 3 + 2)))
+        with contextlib.suppress(RouteNotRemovable):  # another thread removed it first
+            table.remove("titanic")
+
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(put_then_remove, range(40)))
+    for _ in range(2):
+        reload(table)
+
+    on_disk = tmp_path / "titanic.yaml"
+    fresh = RouteTable(CONFIGURED, tmp_path)  # what a gateway starting now would serve
+    assert table.get("titanic") == fresh.get("titanic")
+    if on_disk.exists():
+        assert route_to_dict(table.get("titanic")) == yaml.safe_load(on_disk.read_text())
+    else:
+        assert table.get("titanic") == CONFIGURED["titanic"]
+
+
+def test_a_restarted_gateway_does_not_serve_a_removed_route(start, tmp_path: Path) -> None:
+    settings = gateway_settings(auth=AUTH, routes={"iris": IRIS}, routes_dir=tmp_path)
+    gateway = start(settings)
+    put(gateway, "iris", ab_test(1, 999))
+    put(gateway, "irsi", TYPO)
+    delete(gateway, "iris")
+    delete(gateway, "irsi")
+
+    restarted = start(settings)
+
+    assert get_route(restarted)[0] == route_to_dict(parse_route("iris", IRIS))
+    assert restarted.client.get("/admin/routes/irsi", headers=ADMIN).json()["configured"] is False

@@ -1,0 +1,125 @@
+"""Circuit breakers of targets no route names any more are forgotten (docs/routing.md,
+"Circuit breaker"): ``GET /admin/replicas`` listed, for good, the breakers of targets a
+``PUT`` had taken out of a route and of routes that had gone. Breakers of targets a route
+still names keep their state, and those of routes that did not change are left alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from gateway.policy import parse_route
+from gateway.route_table import RouteTable
+from tests.gateway.fakes import Fail, FakeRuntime, Gateway, eventually
+
+BODY = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
+BREAKER = {"failures": 1, "open_s": 60}
+#: iris answered by version 1, falling back to version 2; version 1 fails.
+IRIS = {
+    "primary": {"model": "iris", "version": "1"},
+    "fallback": [{"model": "iris", "version": "2"}],
+    "circuit_breaker": BREAKER,
+}
+
+
+def circuits(gateway: Gateway, kind: str = "circuits") -> dict[tuple[str, str], str]:
+    listed = gateway.client.get("/admin/replicas").json()[kind]
+    return {(c["route"], c["version"]): c["state"] for c in listed}
+
+
+def infer(gateway: Gateway, route: str = "iris", version: str | None = None) -> Any:
+    path = f"/v2/models/{route}" + (f"/versions/{version}" if version else "") + "/infer"
+    return gateway.client.post(path, json=BODY)
+
+
+def put(gateway: Gateway, route: str, policy: dict[str, Any]) -> None:
+    assert gateway.client.put(f"/admin/routes/{route}", json=policy).status_code == 200
+
+
+def test_a_put_forgets_the_breakers_of_targets_it_took_out_and_keeps_the_others(
+    start, runtime: FakeRuntime
+) -> None:
+    runtime.behave(Fail(500), model="iris", version="1")
+    gateway = start(routes={"iris": IRIS})
+    infer(gateway)  # version 1 fails (its breaker opens), version 2 answers
+    assert circuits(gateway) == {("iris", "1"): "open", ("iris", "2"): "closed"}
+
+    put(gateway, "iris", {**IRIS, "fallback": [{"model": "iris", "version": "3"}]})
+
+    assert circuits(gateway) == {("iris", "1"): "open"}  # still named, still open
+
+
+def test_a_route_removed_takes_its_breakers_along(start, runtime: FakeRuntime, tmp_path) -> None:
+    runtime.behave(Fail(500), model="iris", version="1")
+    gateway = start(routes={"iris": IRIS}, routes_dir=tmp_path)
+    put(gateway, "irsi", IRIS)  # a typo
+    infer(gateway, "irsi")
+    infer(gateway)
+    assert set(circuits(gateway)) == {("irsi", "1"), ("irsi", "2"), ("iris", "1"), ("iris", "2")}
+
+    assert gateway.client.delete("/admin/routes/irsi").status_code == 200
+
+    assert circuits(gateway) == {("iris", "1"): "open", ("iris", "2"): "closed"}
+
+
+def test_a_route_without_breakers_now_has_none_listed(start, runtime: FakeRuntime) -> None:
+    runtime.behave(Fail(500), model="iris", version="1")
+    gateway = start(routes={"iris": IRIS})
+    infer(gateway)
+
+    put(gateway, "iris", {**IRIS, "circuit_breaker": None})
+
+    assert circuits(gateway) == {}
+
+
+def test_breakers_still_named_take_the_routes_new_settings(start, runtime: FakeRuntime) -> None:
+    runtime.behave(Fail(500), model="iris", version="1")
+    gateway = start(routes={"iris": IRIS})
+    infer(gateway)
+    assert circuits(gateway)[("iris", "1")] == "open"
+
+    put(gateway, "iris", {**IRIS, "circuit_breaker": {"failures": 1, "open_s": 0.001}})
+
+    assert circuits(gateway)[("iris", "1")] == "half_open"  # open_s is the new one
+
+
+def test_other_routes_keep_every_breaker_even_of_versions_named_in_urls(
+    start, runtime: FakeRuntime
+) -> None:
+    runtime.behave(Fail(500), model="iris", version="3")
+    gateway = start(routes={"iris": IRIS, "titanic": {}})
+    infer(gateway, "iris", version="3")  # a version only the URL names
+
+    put(gateway, "titanic", {"retries": 2})
+
+    assert circuits(gateway) == {("iris", "3"): "open"}
+
+
+def test_shadow_breakers_of_a_shadow_taken_out_are_forgotten(start, runtime: FakeRuntime) -> None:
+    runtime.behave(Fail(500), model="iris", version="2")
+    shadowed = {
+        "primary": {"model": "iris", "version": "1"},
+        "shadow": [{"target": {"model": "iris", "version": "2"}}],
+        "circuit_breaker": BREAKER,
+    }
+    gateway = start(routes={"iris": shadowed})
+    infer(gateway)
+    eventually(lambda: circuits(gateway, "shadow_circuits") == {("iris", "2"): "open"})
+
+    put(gateway, "iris", {**shadowed, "shadow": [{"target": {"model": "iris", "version": "3"}}]})
+
+    assert circuits(gateway, "shadow_circuits") == {}
+
+
+def test_a_change_another_gateway_wrote_forgets_them_here_too(
+    start, runtime: FakeRuntime, tmp_path: Path
+) -> None:
+    runtime.behave(Fail(500), model="iris", version="1")
+    gateway = start(routes={"iris": IRIS}, routes_dir=tmp_path)
+    infer(gateway)
+    other = RouteTable({}, tmp_path)
+
+    other.replace("iris", parse_route("iris", {**IRIS, "fallback": []}))
+
+    eventually(lambda: circuits(gateway) == {("iris", "1"): "open"}, timeout_s=6)
