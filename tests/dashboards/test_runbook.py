@@ -15,7 +15,13 @@ import re
 import duckdb
 import pytest
 
-from tests.dashboards.artifacts import RUNBOOK
+from tests.dashboards.artifacts import (
+    RUNBOOK,
+    dashboard_files,
+    load_dashboard,
+    panels,
+    template_variables,
+)
 
 STATEMENTS = re.findall(r'driftgate sql "(.*?)"', RUNBOOK.read_text(), flags=re.DOTALL)
 
@@ -79,3 +85,37 @@ def test_runbook_sql_runs_on_the_prediction_log_views(statement: str) -> None:
         con.execute(_stand_in())
         (count,) = con.execute(f"SELECT count(*) FROM ({statement})").fetchone() or (None,)
     assert count is not None
+
+
+# Words the runbook sets in italics that are no panel: emphasis, the dashboards' variables,
+# Prometheus' own pages, and the DriftgateJobOverdue description's two forms (in quotes).
+NOT_PANELS = {"which", "how many", "hangs", "not running", "Targets"}
+
+
+def _italics(markdown: str) -> list[str]:
+    """The phrases set in single-asterisk italics outside code, whitespace normalised."""
+    prose = re.sub(r"```.*?```", "", markdown, flags=re.DOTALL)
+    prose = re.sub(r"`[^`]*`", "", prose)
+    prose = prose.replace("**", "")
+    return [" ".join(found.split()) for found in re.findall(r"\*([^*]+)\*", prose)]
+
+
+def test_italics_finds_panel_names_across_lines() -> None:
+    text = "see *Replica in\n   rotation* and `*not this*`, **Bold** and\n```sh\n*nor*\n```"
+    assert _italics(text) == ["Replica in rotation"]
+
+
+def test_every_panel_the_runbook_names_is_on_a_dashboard() -> None:
+    """On-call looks for the panel by its title: a renamed or misquoted one is not found."""
+    titles = set()
+    for path in dashboard_files():
+        dashboard = load_dashboard(path)
+        titles |= {panel.get("title", "") for panel in panels(dashboard)}
+        titles |= {v.get("label") or v.get("name", "") for v in template_variables(dashboard)}
+    named = [
+        phrase
+        for phrase in _italics(RUNBOOK.read_text())
+        if phrase not in NOT_PANELS and not phrase.startswith('"')
+    ]
+    assert named, "the runbook names no panel"
+    assert sorted(set(named) - titles) == []
