@@ -103,6 +103,7 @@ def run_local(
     """Run everything until SIGTERM/Ctrl-C; ``prepare_demo`` runs once after the demo
     repository is built (the CLI builds the demo's drift references with it)."""
     import uvicorn
+    from prometheus_client import Counter
 
     from gateway.app import create_app, freeze_heap
     from gateway.settings import GatewaySettings
@@ -144,6 +145,13 @@ def run_local(
             ", ".join(supervisor.urls),
         )
         app = create_app(settings)
+        restarts = Counter(
+            "driftgate_supervised_restarts_total",
+            "Restarts of the processes `driftgate up` supervises, by child and reason.",
+            ["child", "reason"],
+            registry=app.state.metrics.registry,
+        )
+        supervisor.on_restart = lambda child, reason: restarts.labels(child, reason).inc()
         freeze_heap()
         _announce_when_ready(_local_url(settings.host, port), len(ports))
         uvicorn.run(

@@ -3,7 +3,13 @@
 Each replica is ``python -m driftgate runtime --repository R --port P``; the optional
 jobs process is ``python -m driftgate jobs --config C``. A watcher thread restarts a
 child that exits (crash, OOM kill, ``kill -9``) with a capped exponential backoff, so the
-gateway's health checks see a replica come back and rejoin. On ``stop`` every child gets
+gateway's health checks see a replica come back and rejoin. A replica that hangs (stopped,
+deadlocked, swapping) does not exit: a liveness thread asks each replica's
+``/v2/health/live`` every ``liveness_interval_s``, and one that has answered since it
+started and then leaves ``liveness_failures`` checks in a row unanswered is killed
+(SIGKILL), so that the watcher restarts it. A replica still starting is never killed: its
+first answer arms the check (the runtime answers liveness while it loads its models).
+``on_restart`` hears of every restart and why (``exited`` or ``hung``). On ``stop`` every child gets
 SIGTERM, then SIGKILL after a grace period. Children also get SIGTERM from the kernel
 when ``driftgate up`` itself dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of it leaves
 no orphans behind. On Kubernetes none of this runs: replicas are a Deployment and the
@@ -21,6 +27,9 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,10 +57,20 @@ class Replica:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
+    #: Liveness of the current process: it has answered once, and checks missed since.
+    answered: bool = False
+    missed_checks: int = 0
+    #: Why the current process is being restarted: "exited", or "hung" once killed for it.
+    restart_reason: str = "exited"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def label(self) -> str:
+        """Its short name, for its log file and metric labels: ``runtime-8001``, ``jobs``."""
+        return f"runtime-{self.port}" if self.port else self.name
 
 
 @dataclass
@@ -63,6 +82,13 @@ class ReplicaSupervisor:
     max_backoff_s: float = 10.0
     #: Extra arguments of ``python -m driftgate`` for the jobs process (None: no jobs).
     jobs_args: list[str] | None = None
+    #: A replica is killed after this many liveness checks in a row go unanswered, each
+    #: waiting ``liveness_timeout_s``, one every ``liveness_interval_s`` (about 25 s).
+    liveness_interval_s: float = 5.0
+    liveness_timeout_s: float = 5.0
+    liveness_failures: int = 3
+    #: Told of each restart: the child's label (``runtime-8001``) and why ("exited", "hung").
+    on_restart: Callable[[str, str], None] = lambda name, reason: None
     replicas: list[Replica] = field(default_factory=list)
     children: list[Replica] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -82,6 +108,7 @@ class ReplicaSupervisor:
             self._spawn(child)
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._watcher.start()
+        threading.Thread(target=self._check_liveness, name="liveness", daemon=True).start()
 
     @property
     def urls(self) -> list[str]:
@@ -106,8 +133,7 @@ class ReplicaSupervisor:
         ]
 
     def _spawn(self, replica: Replica) -> None:
-        log_name = f"runtime-{replica.port}" if replica.port else replica.name
-        log_file = (self.log_dir / f"{log_name}.log").open("ab")
+        log_file = (self.log_dir / f"{replica.label}.log").open("ab")
         replica.process = subprocess.Popen(
             replica.command,
             stdout=log_file,
@@ -117,6 +143,7 @@ class ReplicaSupervisor:
             preexec_fn=_die_with_parent,  # noqa: PLW1509 (no threads run user code here)
         )
         log_file.close()
+        replica.answered, replica.missed_checks, replica.restart_reason = False, 0, "exited"
         log.info("%s started (pid %d)", replica.name, replica.process.pid)
 
     def _watch(self) -> None:
@@ -138,7 +165,43 @@ class ReplicaSupervisor:
                 elif now >= replica.next_start and not self._stop.is_set():
                     replica.restarts += 1
                     replica.next_start = 0.0
+                    self.on_restart(replica.label, replica.restart_reason)
                     self._spawn(replica)
+
+    def _check_liveness(self) -> None:
+        while not self._stop.wait(self.liveness_interval_s):
+            for replica in self.replicas:
+                process = replica.process
+                if process is None or process.poll() is not None or self._stop.is_set():
+                    continue
+                if self._answers(replica):
+                    replica.answered, replica.missed_checks = True, 0
+                elif replica.answered:
+                    replica.missed_checks += 1
+                    if replica.missed_checks >= self.liveness_failures:
+                        self._kill_hung(replica, process)
+
+    def _answers(self, replica: Replica) -> bool:
+        try:
+            with urllib.request.urlopen(
+                replica.url + "/v2/health/live", timeout=self.liveness_timeout_s
+            ) as answer:
+                return bool(answer.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _kill_hung(self, replica: Replica, process: subprocess.Popen[bytes]) -> None:
+        log.warning(
+            "%s (pid %d) has not answered /v2/health/live %d times in a row (%g s each): "
+            "it hangs; killing it so that it restarts",
+            replica.name,
+            process.pid,
+            replica.missed_checks,
+            self.liveness_timeout_s,
+        )
+        replica.restart_reason = "hung"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     def stop(self, grace_s: float = STOP_GRACE_S) -> None:
         self._stop.set()

@@ -64,6 +64,7 @@ OFF_DASHBOARD = {
     "driftgate_runtime_overload_rejections_total": "Explore, when a model answers 503 (runtime.md)",
     "driftgate_runtime_requests_in_flight": "the runtime's autoscaler (deploy.md, Scaling)",
     "driftgate_shadow_comparisons_total": "the counts behind driftgate_shadow_agreement_ratio",
+    "driftgate_supervised_restarts_total": "Explore, under `driftgate up` only (runbook)",
 }
 
 #: Dashboards whose every panel shows pending metrics: their queries must parse, and may
