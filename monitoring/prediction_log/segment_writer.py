@@ -37,6 +37,7 @@ from monitoring.prediction_log.segments import (
 )
 from monitoring.prediction_log.shape_registry import ShapeRegistry
 from monitoring.prediction_log.shapes import ColumnShapes
+from monitoring.repeated_errors import RepeatedErrors
 
 if TYPE_CHECKING:
     import pyarrow as pa  # type: ignore[import-untyped]
@@ -56,6 +57,8 @@ class SegmentWriter:
         self.root = root
         self.metrics = metrics
         self._shapes: ColumnShapes | None = None  # read from the registry at the first write
+        #: A store that refuses every write would log each attempt: once a minute instead.
+        self._errors = RepeatedErrors(log)
 
     def write(self, flush: Flush) -> None:
         """One segment per group of the flush; a group that fails unexpectedly (a bug) is
@@ -103,7 +106,7 @@ class SegmentWriter:
                 write_segment(self.root, arrow, final)
             except Exception:
                 self.metrics.write_errors.inc()
-                log.exception(
+                self._errors.exception(
                     "prediction log: writing %d %s records failed (attempt %d of %d)",
                     rows,
                     table,
@@ -116,7 +119,8 @@ class SegmentWriter:
             flush.written(table, rows)
             self.metrics.segments.labels(table).inc()
             return
-        log.error(
+        self._errors.error(
+            ("dropped", table),
             "prediction log: dropped %d %s records after %d failed attempts",
             rows,
             table,

@@ -1,0 +1,57 @@
+"""monitoring.repeated_errors: an error in full once, then one line per interval."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from monitoring.repeated_errors import RepeatedErrors
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def fail(errors: RepeatedErrors, error: Exception) -> None:
+    try:
+        raise error
+    except OSError:
+        errors.exception("writing %d records failed", 5)
+
+
+def test_a_repeating_error_is_logged_in_full_once_then_summarised(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A read-only store logged a traceback per write attempt: 48,000 lines in 10 minutes."""
+    clock = Clock()
+    errors = RepeatedErrors(logging.getLogger("test.repeated"), every_s=60, clock=clock)
+    read_only = OSError(30, "Read-only file system")
+    with caplog.at_level(logging.ERROR, logger="test.repeated"):
+        for _ in range(500):
+            fail(errors, read_only)
+            clock.now += 0.1  # 50 s
+        clock.now = 61.0
+        fail(errors, read_only)
+
+    first, summary = caplog.records
+    assert first.getMessage() == "writing 5 records failed" and first.exc_info
+    assert summary.getMessage() == (
+        "writing 5 records failed (and 499 more like it in the last 60 s)"
+    )
+    assert not summary.exc_info
+
+
+def test_a_new_error_is_logged_in_full_at_once(caplog: pytest.LogCaptureFixture) -> None:
+    errors = RepeatedErrors(logging.getLogger("test.repeated"), clock=Clock())
+    with caplog.at_level(logging.ERROR, logger="test.repeated"):
+        fail(errors, OSError(30, "Read-only file system"))
+        fail(errors, OSError(28, "No space left on device"))
+        fail(errors, OSError(28, "No space left on device"))
+
+    assert [bool(r.exc_info) for r in caplog.records] == [True, True]
+    assert "No space left" in str(caplog.records[1].exc_info)
