@@ -1,7 +1,9 @@
 """The gateway's HTTP app: ``create_app(settings)`` builds everything it owns.
 
 Inference requests are answered by ``gateway.inference`` as plain ASGI; the Litestar app
-behind it serves the rest (metadata, admin, feedback, reports, health, metrics).
+behind it serves the rest (metadata, admin, feedback, reports, health, metrics). The
+gateway answers Open Inference Protocol server metadata (``GET /v2``) and health itself;
+model metadata and readiness come from a replica (``gateway.proxy``).
 
 App-wide resources (upstream connection pool, replica set, route table, metrics
 registry, tracer, health checker) are created here and live on ``app.state.gateway``.
@@ -18,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -185,6 +189,7 @@ def create_app(
             *admin.ROUTES,
             *feedback.ROUTES,
             *reports.ROUTES,
+            server_metadata,
             live,
             ready,
             metrics_endpoint,
@@ -308,7 +313,34 @@ def _recorder(settings: GatewaySettings, registry: CollectorRegistry) -> Recorde
         registry,
         max_queue=settings.log.max_queue,
         keep_image_bytes=settings.log.keep_image_bytes,
+        max_body_bytes=settings.max_body_bytes,
     )
+
+
+#: ``GET /v2`` names the gateway, not a replica: a client can tell which one it reached.
+SERVER_NAME = "driftgate-gateway"
+#: Open Inference Protocol extensions that work through the gateway: binary tensor data
+#: (the body is forwarded as sent and ``Inference-Header-Content-Length`` both ways). Of
+#: Triton's others (model repository, shared memory, statistics, trace, logging...) the
+#: gateway serves none, and a replica's ``GET /v2`` is never passed through as its own.
+SERVER_EXTENSIONS = ("binary_tensor_data",)
+
+
+@get("/v2", sync_to_thread=False)
+def server_metadata() -> dict[str, Any]:
+    """Open Inference Protocol server metadata, the gateway's own (tritonclient's
+    ``get_server_metadata()``, KServe clients' server checks). No token needed, as for
+    health: it says nothing about models or replicas, and asks none."""
+    return {"name": SERVER_NAME, "version": server_version(), "extensions": [*SERVER_EXTENSIONS]}
+
+
+@functools.cache
+def server_version() -> str:
+    """The installed driftgate's version (``pyproject.toml``), as ``GET /v2`` names it."""
+    try:
+        return importlib.metadata.version("driftgate")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return "unknown"
 
 
 # HEAD too: load balancers probe with it (uvicorn sends no body).

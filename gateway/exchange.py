@@ -18,6 +18,11 @@ refused request) the form is guessed: one instance when no value is a list.
 Tensors of one body with different numbers of rows cannot be split into instances
 without guessing: such a body is one row of whole tensors (list cells), with the note
 ``MISREAD``, never rows padded with NULL.
+
+A request body sent with ``Content-Encoding: gzip`` or ``deflate`` reaches the runtime as
+sent; ``readable_body`` inflates it as the runtime does (``monitoring.body_encoding``), to
+at most the gateway's ``max_body_bytes``, before it is read here. This runs on the
+recorder thread, never on the request path.
 """
 
 from __future__ import annotations
@@ -30,6 +35,8 @@ from typing import Any
 
 import msgspec
 import numpy as np
+
+from monitoring.body_encoding import BodyEncodingError, InflatesPastLimit, decode_body
 
 Row = dict[str, Any]
 #: What a decoded body of an unexpected shape raises here: a value of the wrong type, a
@@ -51,6 +58,20 @@ class _Ragged(Exception):
     def __init__(self, row: Row) -> None:
         super().__init__("tensors with different numbers of rows")
         self.row = row
+
+
+def readable_body(
+    body: bytes, headers: Mapping[str, str], limit: int
+) -> tuple[bytes | None, str | None]:
+    """(the request body as the runtime read it, None), or (None, a note saying why it
+    cannot be read): inflated as its ``content-encoding`` header says, to at most ``limit``
+    bytes (the gateway's ``max_body_bytes``), so that a compression bomb costs no more."""
+    try:
+        return decode_body(body, headers.get("content-encoding"), limit), None
+    except InflatesPastLimit as exc:
+        return None, f"request body not recorded: {exc} (the gateway's max_body_bytes)"
+    except BodyEncodingError as exc:
+        return None, f"request body could not be decoded: {exc}"
 
 
 def request_rows(

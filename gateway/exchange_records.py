@@ -17,6 +17,11 @@ column per made-up name; until a model has accepted a request, all of a refused 
 inputs go there. An exchange whose instances cannot be paired (``MISREAD``) is one row
 whose inputs and outputs are both kept whole in ``UNRECOGNISED`` (``in__unrecognised``,
 ``out__unrecognised``), so it cannot give a column a wrong shape either.
+
+A compressed request body is read as the runtime read it (``readable_body``): inflated, to
+at most ``max_body_bytes``. One that cannot be (corrupt data, which the runtime refuses
+too; more than ``max_body_bytes`` inflated; an encoding the runtime does not take) has no
+input columns, and ``error`` says why when the answer names no error of its own.
 """
 
 from __future__ import annotations
@@ -26,7 +31,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway.exchange import EVAL_FORM_HEADER, MISREAD, request_rows, response_rows, whole
+from gateway.exchange import (
+    EVAL_FORM_HEADER,
+    MISREAD,
+    Row,
+    readable_body,
+    request_rows,
+    response_rows,
+    whole,
+)
+from gateway.settings import DEFAULT_MAX_BODY_BYTES
 from monitoring.prediction_log import PredictionRecord
 
 
@@ -65,6 +79,7 @@ def exchange_records(
     exchange: Exchange,
     keep_image_bytes: bool = False,
     known_inputs: Mapping[str, Collection[str]] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
 ) -> list[PredictionRecord]:
     """The log rows of one exchange.
 
@@ -72,16 +87,23 @@ def exchange_records(
     JSON types (``json_kind``) they sent under it. With it, a request that was not
     accepted keeps in its own columns only the values of those names and types (and
     nulls); the rest go into ``UNRECOGNISED``. The caller learns from accepted requests
-    (``learn_inputs``)."""
+    (``learn_inputs``). A compressed request body is inflated to at most
+    ``max_body_bytes``."""
     content_type = exchange.request_headers.get("content-type", "").split(";")[0].strip()
-    inputs, single, note = request_rows(
-        exchange.dialect,
-        exchange.request_body,
-        content_type,
-        exchange.request_headers,
-        keep_image_bytes,
-        eval_form=exchange.response_headers.get(EVAL_FORM_HEADER),
+    body, unreadable = readable_body(
+        exchange.request_body, exchange.request_headers, max_body_bytes
     )
+    inputs: list[Row] = []
+    single, note = False, unreadable
+    if body is not None:
+        inputs, single, note = request_rows(
+            exchange.dialect,
+            body,
+            content_type,
+            exchange.request_headers,
+            keep_image_bytes,
+            eval_form=exchange.response_headers.get(EVAL_FORM_HEADER),
+        )
     outputs, error, answer_note = response_rows(
         exchange.dialect, exchange.response_body, exchange.response_headers, single
     )
@@ -115,7 +137,9 @@ def exchange_records(
             trace_id=exchange.trace_id,
             inputs=inputs[row] if row < len(inputs) else {},
             outputs=outputs[row] if row < len(outputs) else {},
-            error=error or (note if exchange.status < 400 and note else None),
+            # A body that could not be decoded says so even when refused (the runtime
+            # refused it too), unless the answer names its own error.
+            error=error or unreadable or (note if exchange.status < 400 and note else None),
             subject=exchange.subject,
         )
         for row in range(rows)

@@ -3,7 +3,8 @@
 The request path only calls ``Recorder.record(exchange)``: a sampling decision (pure, by
 request id) and an append to a bounded deque. A recorder thread wakes every
 ``DRAIN_INTERVAL_S``, turns what has arrived into ``PredictionRecord`` rows
-(``gateway.exchange_records``, which parses the three dialects' bodies) and hands them to
+(``gateway.exchange_records``, which inflates compressed request bodies to at most
+``max_body_bytes`` and parses the three dialects' bodies) and hands them to
 the prediction-log writer in one batch, which writes them into Parquet segments. A full
 deque drops and counts; nothing here blocks or fails a request.
 
@@ -52,6 +53,7 @@ from prometheus_client import CollectorRegistry, Counter
 
 from gateway.exchange import MISREAD
 from gateway.exchange_records import Exchange, exchange_records, learn_inputs
+from gateway.settings import DEFAULT_MAX_BODY_BYTES
 from monitoring.prediction_log import FeedbackRecord, PredictionLogWriter, PredictionRecord
 from monitoring.sampling import SamplingPolicy
 
@@ -103,8 +105,11 @@ class Recorder:
         *,
         max_queue: int = 10_000,
         keep_image_bytes: bool = False,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self.writer = writer
+        #: A compressed request body is inflated to at most this (the gateway's own limit).
+        self.max_body_bytes = max_body_bytes
         self.sampling = sampling
         self.keep_image_bytes = keep_image_bytes
         self.max_queue = max_queue
@@ -298,7 +303,7 @@ class Recorder:
 
     def _rows(self, exchange: Exchange) -> list[PredictionRecord]:
         known = self._known_inputs.setdefault(exchange.model, {})
-        rows = exchange_records(exchange, self.keep_image_bytes, known)
+        rows = exchange_records(exchange, self.keep_image_bytes, known, self.max_body_bytes)
         if 200 <= exchange.status < 300:  # the runtime checked these names and types
             learn_inputs(known, rows)
         if rows and rows[0].error == MISREAD:

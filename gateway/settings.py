@@ -57,6 +57,9 @@ _KEYS = {
 }
 
 
+#: ``max_body_bytes``: the largest request body, as sent and (for the prediction log) inflated.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+
 #: Eject a replica after 3 consecutive connection failures or timeouts, for 5 s at first.
 #: Seconds the requests in flight may take after SIGTERM before they are cut off: longer
 #: than a route's default budget (``timeout_s``, 15 s), within Kubernetes' default 30 s.
@@ -145,7 +148,7 @@ class GatewaySettings:
     routes_dir: Path | None = None
     health_check: HealthCheckSettings = HealthCheckSettings()
     ejection: EjectionSettings = DEFAULT_EJECTION
-    max_body_bytes: int = 16 * 1024 * 1024
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     log: RecordingSettings | None = None
     service_name: str = "driftgate-gateway"
     #: The jobs' sections, as written (``driftgate jobs`` parses them), and the folder
@@ -228,7 +231,7 @@ class GatewaySettings:
                 timeout_s=_number(health, "health_check.timeout_s", 1.0, float),
             ),
             ejection=ejection,
-            max_body_bytes=_number(raw, "max_body_bytes", 16 * 1024 * 1024, int),
+            max_body_bytes=_number(raw, "max_body_bytes", DEFAULT_MAX_BODY_BYTES, int),
             log=recording,
             jobs={key: raw[key] for key in ("drift", "explain") if key in raw},
             base_dir=base,

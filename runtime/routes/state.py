@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import zlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,6 +13,12 @@ from litestar import Request
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
+from monitoring.body_encoding import (
+    CorruptBody,
+    InflatesPastLimit,
+    UnsupportedEncoding,
+    decode_body,
+)
 from monitoring.metrics import RuntimeMetrics, exemplar
 from monitoring.tracing import current_trace_id
 from runtime.errors import (
@@ -138,51 +143,21 @@ async def read_body(request: AnyRequest, limit: int) -> bytes:
         raise PayloadTooLarge(
             f"request body of {len(body)} bytes exceeds the limit of {limit} bytes"
         )
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
-    if encoding in ("", "identity"):
-        return body
-    if encoding not in _DECODERS:
-        raise UnsupportedMediaType(
-            f"Content-Encoding '{encoding}' is not supported; use gzip, deflate or none"
-        )
-    return _decompress(body, encoding, limit)
+    return decode_request_body(body, request.headers.get("content-encoding"), limit)
 
 
-# zlib's wbits: 16+MAX_WBITS reads a gzip wrapper, MAX_WBITS a zlib (HTTP "deflate") one.
-_DECODERS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
-
-
-def _decompress(body: bytes, encoding: str, limit: int) -> bytes:
-    """Inflate at most ``limit`` bytes: a compression bomb answers 413, not an OOM.
-
-    A gzip body may be several members one after the other (RFC 1952, what ``cat a.gz
-    b.gz`` or a streaming compressor writes): each is inflated in turn. Bytes after the end
-    of the data that are not another member are refused, not silently dropped."""
-    parts: list[bytes] = []
-    size = 0
-    rest = body
-    while True:
-        inflater = zlib.decompressobj(_DECODERS[encoding])
-        try:
-            data = inflater.decompress(rest, limit + 1 - size)
-        except zlib.error as exc:
-            raise BadRequest(f"the body is not valid {encoding} data: {exc}") from None
-        size += len(data)
-        parts.append(data)
-        if size > limit or inflater.unconsumed_tail:
-            raise PayloadTooLarge(f"the {encoding} body inflates past the limit of {limit} bytes")
-        if not inflater.eof:
-            raise BadRequest(f"the {encoding} body is truncated")
-        rest = inflater.unused_data
-        if not rest:
-            return b"".join(parts)
-        if encoding != "gzip" or not rest.startswith(_GZIP_MAGIC):
-            raise BadRequest(
-                f"the {encoding} body has {len(rest)} bytes after the end of its compressed data"
-            )
-
-
-_GZIP_MAGIC = b"\x1f\x8b"
+def decode_request_body(body: bytes, content_encoding: str | None, limit: int) -> bytes:
+    """The body inflated as its ``Content-Encoding`` says (``monitoring.body_encoding``, which
+    the gateway's prediction log reads bodies with too), to at most ``limit`` bytes: a
+    compression bomb answers 413, not an OOM; an encoding not taken 415, corrupt data 400."""
+    try:
+        return decode_body(body, content_encoding, limit)
+    except UnsupportedEncoding as exc:
+        raise UnsupportedMediaType(str(exc)) from None
+    except InflatesPastLimit as exc:
+        raise PayloadTooLarge(str(exc)) from None
+    except CorruptBody as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def served_headers(request: AnyRequest, target: ModelVersion) -> dict[str, str]:
