@@ -256,7 +256,7 @@ def test_an_invalid_policy_is_refused_while_traffic_flows_and_the_old_one_serves
     arms = copy.deepcopy(before["policy"]["split"]["arms"])
     arms[1]["weight"] = -3
     invalid: list[tuple[bytes, str]] = [
-        (json.dumps({"split": {"arms": arms}}).encode(), "split.arms[1].weight: must be > 0"),
+        (json.dumps({"split": {"arms": arms}}).encode(), "split.arms[1].weight: must be >= 0"),
         (json.dumps({"split": {"weights": [50, 50]}}).encode(), "unknown key 'weights'"),
         (json.dumps({"retries": "two"}).encode(), "retries: expected an integer"),
         (b"{not json", "not valid JSON"),
