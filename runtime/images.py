@@ -21,6 +21,11 @@ is flattened and converted, so that a small PNG declaring tens of megapixels cos
 decoded copy, not five (``declared_pixels`` lets the caller decode such a body off the
 event loop).
 
+Pixels the body does not carry are refused, never filled in: a body that ends inside the
+pixel data, or a PNG whose pixel data ends before the last row its header declares (which
+Pillow itself lets through as black rows, see ``png_rows``), is a ``BadRequest`` that says
+the image is truncated. Pillow's ``LOAD_TRUNCATED_IMAGES`` is never set.
+
 Configuration mistakes are ``ValueError`` (found when the model loads); everything the body
 can get wrong is a ``BadRequest``, ``PayloadTooLarge`` or ``UnsupportedMediaType``.
 """
@@ -30,6 +35,7 @@ from __future__ import annotations
 import io
 import math
 import re
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -39,6 +45,7 @@ from PIL import Image, UnidentifiedImageError
 from PIL.Image import Transpose
 
 from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from runtime.png_rows import PngLayout, inflated_length
 from runtime.tensors import ModelMetadata, TensorSpec, format_shape, numpy_dtype, shape_matches
 
 #: Content type -> Pillow format name.
@@ -180,7 +187,7 @@ def decode_image(
             f"the image is {width}x{height} pixels ({width * height / 1e6:.1f} megapixels); "
             f"the limit is {config.max_pixels / 1e6:g} megapixels"
         )
-    pixels = _pixels(image, fmt, config)
+    pixels = _pixels(image, body, fmt, config)
     return _lay_out(pixels, config, spec)
 
 
@@ -218,18 +225,14 @@ def _open(body: bytes, fmt: str, max_pixels: int) -> Image.Image:
         raise BadRequest(f"the body is not a valid {fmt} image: {exc}") from None
 
 
-def _pixels(image: Image.Image, fmt: str, config: ImageConfig) -> np.ndarray:
+def _pixels(image: Image.Image, body: bytes, fmt: str, config: ImageConfig) -> np.ndarray:
     mode = COLOR_MODES[config.color_mode][0]
+    turn = _load(image, body, fmt, mode, config)
     try:
-        turn = _ORIENTATIONS.get(_orientation(image))
         # The stored picture's size, before it is turned upright.
         width, height = (config.width, config.height)
         if turn in _SWAPS_AXES:
             width, height = height, width
-        if fmt == "JPEG":
-            # Let the JPEG decoder scale down by 2/4/8 while decoding: less work and memory.
-            image.draft(mode, (width, height))
-        image.load()
         image = _shrink(_eight_bit(image), width, height, mode)
         if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
             rgba = image.convert("RGBA")
@@ -239,9 +242,72 @@ def _pixels(image: Image.Image, fmt: str, config: ImageConfig) -> np.ndarray:
         converted = image.convert(mode).resize(
             (config.width, config.height), Image.Resampling.BILINEAR
         )
-    except Exception as exc:  # truncated or corrupt data surfaces only while decoding
+    except Exception as exc:
         raise BadRequest(f"the body is not a valid {fmt} image: {exc}") from None
     return np.asarray(converted, dtype=np.float64)
+
+
+def _load(
+    image: Image.Image, body: bytes, fmt: str, mode: str, config: ImageConfig
+) -> Transpose | None:
+    """Decode the pixels, once, and say how to turn them upright. Truncated or corrupt data
+    surfaces only here, while decoding; pixels the body never carried are refused, never
+    filled in (``ImageFile.LOAD_TRUNCATED_IMAGES`` stays off)."""
+    turn = None
+    declared = image.size  # draft changes it
+    try:
+        if fmt == "JPEG":
+            # The EXIF block is in the header. Let the JPEG decoder scale down by 2/4/8
+            # while decoding (less work and memory) towards the stored picture's size.
+            turn = _ORIENTATIONS.get(_orientation(image))
+            width, height = (config.width, config.height)
+            if turn in _SWAPS_AXES:
+                width, height = height, width
+            image.draft(mode, (width, height))
+        # A PNG's eXIf chunk may follow its pixel data: read it after them (Pillow's
+        # getexif would decode them itself, and a failure there would be swallowed).
+        image.load()
+    except OSError as exc:
+        if str(exc).startswith("image file is truncated"):  # Pillow's words for it
+            raise BadRequest(
+                f"the {fmt} image is truncated: the body ends before the data of its "
+                f"{declared[0]}x{declared[1]} pixels does; send the whole file"
+            ) from None
+        raise BadRequest(f"the body is not a valid {fmt} image: {exc}") from None
+    except Exception as exc:
+        raise BadRequest(f"the body is not a valid {fmt} image: {exc}") from None
+    if fmt == "PNG":
+        _refuse_missing_rows(image, body)
+        turn = _ORIENTATIONS.get(_orientation(image))
+    return turn
+
+
+def _refuse_missing_rows(image: Image.Image, body: bytes) -> None:
+    """``BadRequest`` when the PNG's zlib stream ended before its last row: Pillow stops
+    there without an error and leaves the missing rows zero. Only a decode whose last
+    written row is all zero bytes is checked further, by counting the stream (``png_rows``)."""
+    layout = PngLayout.read(body)
+    if layout is None:
+        return
+    row = layout.last_written_row()
+    if row is not None and image.crop((0, row, image.width, row + 1)).tobytes().strip(b"\0"):
+        return
+    expected = layout.data_bytes()
+    try:
+        held = inflated_length(body, expected)
+    except zlib.error as exc:
+        raise BadRequest(f"the body is not a valid PNG image: {exc}") from None
+    if held >= expected:
+        return
+    if layout.interlaced:
+        detail = f"its interlaced pixel data ends after {held} of {expected} bytes"
+    else:
+        rows = held // layout.row_bytes(layout.width)
+        detail = f"its pixel data ends after {rows} of the {layout.height} rows"
+    raise BadRequest(
+        f"the PNG image is truncated: its header declares {layout.width}x{layout.height} "
+        f"pixels but {detail}; send the whole file"
+    )
 
 
 def _orientation(image: Image.Image) -> int:

@@ -17,7 +17,9 @@ position. Rules (also in ``docs/api.md``):
   no missing value. Infinities are never accepted (they are not a missing value);
 - ``BYTES`` inputs with ``allowed_values`` (categoricals) must hold one of them;
 - shapes must match (``-1`` = any); a rank-1 array of length N for a ``[-1, 1]`` spec is taken
-  as the column ``[N, 1]``; all batch dimensions (dim 0 where the spec has ``-1``) agree.
+  as the column ``[N, 1]``, and an empty one (``[]``) as zero rows of any spec whose batch
+  dimension is ``-1`` (``[0, 4]`` for ``[-1, 4]``); all batch dimensions (dim 0 where the
+  spec has ``-1``) agree.
 """
 
 from __future__ import annotations
@@ -218,6 +220,9 @@ def _to_bytes(name: str, array: np.ndarray, nullable: bool) -> np.ndarray:
 def _fit_shape(spec: TensorSpec, array: np.ndarray) -> np.ndarray:
     if array.ndim == 1 and len(spec.shape) == 2 and spec.shape[1] == 1:
         array = array.reshape(-1, 1)
+    elif array.shape == (0,) and len(spec.shape) >= 2 and spec.shape[0] == -1:
+        # An empty list is zero rows, whatever one row's shape: it holds no element.
+        array = array.reshape((0, *(max(dim, 0) for dim in spec.shape[1:])))
     if not shape_matches(spec.shape, array.shape):
         raise BadRequest(
             f"input '{spec.name}': expected shape {format_shape(spec.shape)}, "

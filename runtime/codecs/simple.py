@@ -8,6 +8,9 @@ The eval body is a JSON object keyed by input name, in one of two forms:
   like ``[-1, 1]`` (or ``[-1]``) an instance is a scalar; for any other input it is the
   value without the batch dimension (an ``[-1, 8, 8, 1]`` input takes ``8 x 8 x 1`` lists).
 
+An empty list is a column of zero rows (``{"features": []}`` for a ``[-1, 4]`` input), since
+no instance of a fixed-size input is empty; it is answered with zero-row outputs.
+
 All inputs of one request use the same form. The answer mirrors it::
 
     {"model": "titanic", "version": "1", "outputs": {"probability": [[0.18], [0.93]]}}
@@ -163,6 +166,9 @@ def _is_tabular(spec: TensorSpec) -> bool:
 def _is_instance(spec: TensorSpec | None, value: Any) -> bool:
     if spec is None or _is_tabular(spec):
         return is_leaf(value, allow_b64=True)
+    if value == [] and spec.shape[1] > 0:
+        # One instance of this input is never empty: an empty list is a column of zero rows.
+        return False
     depth = 0
     while isinstance(value, list):
         depth += 1

@@ -5,7 +5,8 @@
 - row format ``{"instances": [...]}``: one entry per example, either an object by input name
   (``{"fare": 7.25, "sex": "male"}``) or, for a single-input model, the bare value;
   answered ``{"predictions": [...]}`` with one entry per row: the bare value when the model
-  has one output, else an object by output name;
+  has one output, else an object by output name. ``{"instances": []}`` is zero rows of
+  every input, answered ``{"predictions": []}``;
 - columnar format ``{"inputs": {...}}``: an object by input name whose values carry the
   batch dimension, or a bare value for a single-input model; answered ``{"outputs": ...}``,
   the bare value when there is one output, else an object by output name.
@@ -168,9 +169,11 @@ def error_body(message: str) -> dict[str, str]:
 
 
 def _from_rows(instances: Any, metadata: ModelMetadata) -> dict[str, np.ndarray]:
-    if not isinstance(instances, list) or not instances:
-        got = "an empty list" if instances == [] else json_kind(instances)
-        raise BadRequest(f"'instances' must be a non-empty list of rows, got {got}")
+    if not isinstance(instances, list):
+        raise BadRequest(f"'instances' must be a list of rows, got {json_kind(instances)}")
+    if not instances:
+        # No rows: zero rows of every input (validation shapes them), zero predictions.
+        return {spec.name: np.empty(0, dtype=object) for spec in metadata.inputs}
     named = [isinstance(row, dict) and not is_leaf(row, allow_b64=True) for row in instances]
     if not any(named):
         single = _single_input(metadata, "instances")

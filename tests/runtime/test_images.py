@@ -236,3 +236,101 @@ def test_input_spec_finds_and_checks_the_input() -> None:
         ImageConfig(width=8, height=8, input="pixels").input_spec(metadata)
     with pytest.raises(ValueError, match=r"cannot feed input 'image' \(FP32 \[\?, 8, 8, 1\]\)"):
         ImageConfig(width=28, height=28).input_spec(metadata)
+
+
+def png_holding(width: int, height: int, rows: np.ndarray, *, interlaced: bool = False) -> bytes:
+    """An 8-bit grayscale PNG whose header says ``width`` x ``height`` but whose pixel data
+    (unfiltered rows, each with its filter byte, in one complete zlib stream) is ``rows``:
+    for an interlaced image, the Adam7 passes' rows one after the other."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + data))
+        return struct.pack(">I", len(data)) + kind + data + crc
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, int(interlaced))
+    data = b"".join(b"\x00" + row.astype(np.uint8).tobytes() for row in rows)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(data))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip
+
+
+def adam7_rows(pixels: np.ndarray, passes: int = 7) -> list[np.ndarray]:
+    """The rows of the first ``passes`` Adam7 passes of ``pixels``, in file order."""
+    steps = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+             (0, 1, 1, 2)]  # fmt: skip
+    rows: list[np.ndarray] = []
+    for col, row, col_step, row_step in steps[:passes]:
+        part = pixels[row::row_step, col::col_step]
+        if part.size:
+            rows.extend(part)
+    return rows
+
+
+@pytest.mark.parametrize(
+    ("width", "height"),
+    [(16, 16), (7000, 5000)],  # the second takes the shrink path (over SHRINK_MIN_PIXELS)
+)
+def test_a_png_holding_fewer_rows_than_its_header_declares_is_refused(
+    width: int, height: int
+) -> None:
+    # Pillow decodes it without an error, the missing rows black: the model would answer
+    # on an image the client never sent.
+    one_row = png_holding(width, height, np.full((1, width), 128))
+    with pytest.raises(BadRequest) as info:
+        decode_image(one_row, "image/png", DIGITS, NHWC)
+    assert info.value.message == (
+        f"the PNG image is truncated: its header declares {width}x{height} pixels but its "
+        f"pixel data ends after 1 of the {height} rows; send the whole file"
+    )
+
+
+def test_an_interlaced_png_missing_its_last_pass_is_refused() -> None:
+    pixels = np.full((16, 16), 200, dtype=np.uint8)
+    whole = png_holding(16, 16, adam7_rows(pixels), interlaced=True)
+    assert np.allclose(decode_image(whole, "image/png", DIGITS, NHWC), 200 * 0.0627450980)
+    six_passes = png_holding(16, 16, adam7_rows(pixels, passes=6), interlaced=True)
+    with pytest.raises(BadRequest) as info:
+        decode_image(six_passes, "image/png", DIGITS, NHWC)
+    assert info.value.message == (
+        "the PNG image is truncated: its header declares 16x16 pixels but its interlaced "
+        "pixel data ends after 150 of 286 bytes; send the whole file"
+    )
+
+
+@pytest.mark.parametrize("size", [(16, 16), (2400, 2000)])
+def test_a_whole_png_with_black_bottom_rows_is_not_mistaken_for_a_truncated_one(
+    size: tuple[int, int],
+) -> None:
+    width, height = size
+    top_white = np.zeros((height, width), dtype=np.uint8)
+    top_white[: height // 2] = 255
+    tensor = decode_image(encoded(Image.fromarray(top_white)), "image/png", DIGITS, NHWC)
+    assert tensor[0, :3, :, 0].min() > 15.5 and tensor[0, 5:, :, 0].max() < 0.5
+
+
+@pytest.mark.parametrize(
+    ("fmt", "size"),
+    [("PNG", (64, 64)), ("PNG", (2400, 2000)), ("JPEG", (64, 64)), ("JPEG", (2400, 2000))],
+)
+def test_an_image_whose_body_ends_early_is_refused(fmt: str, size: tuple[int, int]) -> None:
+    # Large ones take the shrink path (PNG) or are scaled while decoding (JPEG draft): neither
+    # fills in the missing data.
+    noise = np.random.default_rng(0).integers(0, 256, size[::-1], dtype=np.uint8)
+    body = encoded(Image.fromarray(noise), fmt)
+    with pytest.raises(BadRequest) as info:
+        decode_image(body[: len(body) // 2], f"image/{fmt.lower()}", DIGITS, NHWC)
+    assert info.value.message == (
+        f"the {fmt} image is truncated: the body ends before the data of its "
+        f"{size[0]}x{size[1]} pixels does; send the whole file"
+    )
+
+
+def test_a_jpeg_cut_short_but_closed_with_an_end_marker_decodes_as_libjpeg_conceals_it() -> None:
+    # libjpeg fills what is missing with grey and Pillow reports nothing: such a file cannot
+    # be told from a whole one (browsers show it the same way). Documented in api.md.
+    noise = np.random.default_rng(0).integers(0, 256, (256, 256), dtype=np.uint8)
+    photo = encoded(Image.fromarray(noise), "JPEG")
+    resealed = photo[: len(photo) // 2] + b"\xff\xd9"
+    tensor = decode_image(resealed, "image/jpeg", DIGITS, NHWC)
+    assert np.allclose(tensor[0, -2:], 128 * 0.0627450980, atol=0.1)  # the grey it fills in

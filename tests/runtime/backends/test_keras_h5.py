@@ -109,3 +109,11 @@ def test_missing_framework_names_the_extra(keras3_files, block_import, module) -
     block_import(module)
     with pytest.raises(BackendUnavailable, match=rf"'{module}'.*driftgate\[tensorflow\]"):
         KerasBackend({}).load(keras3_files["h5"].path)
+
+
+def test_a_batch_of_zero_rows_answers_zero_rows(keras3_files) -> None:
+    backend = loaded(keras3_files["h5"].path)
+    outputs = backend.predict(
+        {"features": np.empty((0, 3), np.float32), "extra": np.empty((0, 1), np.float32)}
+    )
+    assert outputs["scores"].shape == (0, 2) and outputs["value"].shape == (0, 1)

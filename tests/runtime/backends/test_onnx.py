@@ -103,3 +103,14 @@ def test_missing_onnxruntime_names_the_extra(onnx_logreg, block_import) -> None:
     block_import("onnxruntime")
     with pytest.raises(BackendUnavailable, match=r"'onnxruntime'.*driftgate\[onnx\]"):
         OnnxBackend({}).load(onnx_logreg.path)
+
+
+def test_a_batch_of_zero_rows_answers_zero_rows(onnx_logreg, onnx_mixed) -> None:
+    outputs = loaded(onnx_logreg.path).predict({"X": np.empty((0, 3), np.float32)})
+    assert outputs["label"].shape == (0,) and outputs["probabilities"].shape == (0, 2)
+    mixed = loaded(onnx_mixed).predict(
+        {"x": np.empty((0, 2), np.float16), "s": np.empty((0, 1), dtype=object)}
+    )
+    assert {name: array.shape for name, array in mixed.items()} == {
+        "y": (0, 2), "s_out": (0, 1), "positive": (0, 2)
+    }  # fmt: skip

@@ -88,3 +88,10 @@ def test_missing_tensorflow_names_the_extra(two_signature_savedmodel, block_impo
     block_import("tensorflow")
     with pytest.raises(BackendUnavailable, match=r"'tensorflow'.*driftgate\[tensorflow\]"):
         SavedModelBackend({}).load(two_signature_savedmodel)
+
+
+def test_a_batch_of_zero_rows_answers_zero_rows(exported_savedmodel) -> None:
+    outputs = loaded(exported_savedmodel).predict(
+        {"features": np.empty((0, 3), np.float32), "extra": np.empty((0, 1), np.float32)}
+    )
+    assert outputs["output_0"].shape == (0, 2) and outputs["output_1"].shape == (0, 1)

@@ -208,3 +208,32 @@ def test_b64_values_and_binary_outputs() -> None:
     response = InferenceResponse("t", "1", {"tokens": np.array([[b"\xff", b"ok"]], dtype=object)})
     assert encode_eval(response, EvalForm(True))["outputs"] == {"tokens": [{"b64": "/w=="}, "ok"]}
     assert error_body("x") == {"error": "x"}
+
+
+@pytest.mark.parametrize(
+    ("shape", "rows"),
+    [((-1, 4), (0, 4)), ((-1, 8, 8, 1), (0, 8, 8, 1)), ((-1, 1), (0, 1))],
+)
+def test_an_empty_list_is_a_column_of_zero_rows(
+    shape: tuple[int, ...], rows: tuple[int, ...]
+) -> None:
+    # No instance of a [-1, 4] input is empty: [] used to be read as one, "got [1, 0]".
+    metadata = ModelMetadata(
+        inputs=(TensorSpec("features", "FP32", shape), TensorSpec("extra", "FP32", (-1, 1))),
+        outputs=(TensorSpec("score", "FP32", (-1, 1)),),
+        platform="onnx",
+    )
+    request, form = decode({"features": [], "extra": []}, metadata)
+    assert form == EvalForm(single_instance=False)
+    inputs = validate_inputs(metadata, request.inputs)
+    assert inputs["features"].shape == rows and inputs["extra"].shape == (0, 1)
+    nothing = InferenceResponse("m", "1", outputs={"score": np.empty((0, 1), np.float32)})
+    assert encode_eval(nothing, form)["outputs"] == {"score": []}
+
+
+def test_an_empty_list_is_still_an_instance_of_an_input_of_any_length() -> None:
+    tokens = ModelMetadata(
+        inputs=(TensorSpec("tokens", "INT64", (-1, -1)),), outputs=(), platform="onnx"
+    )
+    request, form = decode({"tokens": []}, tokens)
+    assert form.single_instance and request.inputs["tokens"].shape == (1, 0)

@@ -94,12 +94,8 @@ def test_b64_values_become_bytes() -> None:
         ({"signature_name": "x"}, "either 'instances' (row format) or 'inputs'"),
         ({"instance": [[1, 2]]}, "unknown field(s) 'instance' in the predict request"),
         (
-            {"instances": [], "signature_name": "x"},
-            "'instances' must be a non-empty list of rows, got an empty list",
-        ),
-        (
             {"instances": {"pixels": [1, 2]}},
-            "'instances' must be a non-empty list of rows, got an object",
+            "'instances' must be a list of rows, got an object",
         ),
         (
             {"instances": [[1, 2]], "signature_name": 3},
@@ -223,3 +219,15 @@ def test_model_metadata_in_tf_serving_shape() -> None:
     inputs = titanic["metadata"]["signature_def"]["signature_def"]["serving_default"]["inputs"]
     assert inputs["sex"]["dtype"] == "DT_STRING"
     assert error_body("nope") == {"error": "nope"}
+
+
+def test_no_rows_are_zero_rows_of_every_input_in_both_formats() -> None:
+    # An empty list is zero rows of a [-1, 2] input, not one row of nothing ("got [0]").
+    for payload in ({"inputs": {"pixels": []}}, {"inputs": []}, {"instances": []}):
+        request, _ = decode(payload)
+        assert validate_inputs(SINGLE, request.inputs)["pixels"].shape == (0, 2), payload
+    request, form = decode({"instances": []}, titanic_metadata())
+    inputs = validate_inputs(titanic_metadata(), request.inputs)
+    assert {array.shape for array in inputs.values()} == {(0, 1)}
+    nothing = InferenceResponse("m", "1", outputs={"survived": np.empty((0, 1), np.int64)})
+    assert encode_predict(nothing, form) == {"predictions": []}
