@@ -6,10 +6,13 @@ each configured route; ``put`` sends a policy with ``If-Match`` when given one, 
 failure is an :class:`AdminError` whose message is one line for the user: the gateway's
 own reason for a 4xx or 5xx (with what to do for 401 and 403), or why it could not be
 reached. A 412 is :class:`RouteChanged`,
-carrying the ETag the route has now, so that a caller can read it again and retry.
+carrying the ETag the route has now, so that a caller can read it again and retry. A 405
+is :class:`MethodNotAllowed`: the server has no such method there, which a caller that
+reached the admin API by another method can tell is a gateway too old for it.
 
-    AdminError          one line; ``usage`` when the user can fix it before asking again
-    └── RouteChanged    412: the route changed since it was read
+    AdminError              one line; ``usage`` when the user can fix it before asking again
+    ├── RouteChanged        412: the route changed since it was read
+    └── MethodNotAllowed    405: not the admin API, or one from before the method
 """
 
 from __future__ import annotations
@@ -43,6 +46,11 @@ class RouteChanged(AdminError):
     def __init__(self, message: str, etag: str | None) -> None:
         super().__init__(message)
         self.etag = etag
+
+
+class MethodNotAllowed(AdminError):
+    """405, which the admin API never answers itself: what answered is no gateway, or one
+    from before the method (``DELETE`` came after ``GET`` and ``PUT``)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +118,8 @@ class AdminClient:
         if response.status_code in (404, 405) and not reason.startswith(_ADMIN_NOT_FOUND):
             # Not the admin API's own answer (a runtime replica's port, another server):
             # the request could not be asked where it was meant to go.
-            raise AdminError(
+            error = MethodNotAllowed if response.status_code == 405 else AdminError
+            raise error(
                 f"{asked}: {self.url} did not answer as a driftgate gateway's admin API does "
                 f"({response.status_code}: {reason}); --gateway or DRIFTGATE_GATEWAY_URL says "
                 "where the gateway is",

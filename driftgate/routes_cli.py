@@ -301,7 +301,7 @@ def _weights(args: argparse.Namespace) -> int:
 
 
 def _delete(args: argparse.Namespace) -> int:
-    from driftgate.admin_client import AdminError, RouteChanged
+    from driftgate.admin_client import AdminError, MethodNotAllowed, RouteChanged
 
     with _client(args) as client:
         if_match = None if args.force else client.get(args.model).etag
@@ -312,6 +312,17 @@ def _delete(args: argparse.Namespace) -> int:
                 f"route {args.model} changed since this read it (its ETag is now {exc.etag}); "
                 f"nothing changed: run driftgate routes get {args.model} to see it, and delete "
                 "again if it should still go (or --force)"
+            ) from None
+        except MethodNotAllowed:
+            if args.force:
+                client.get(args.model)  # raises unless a gateway's admin API answers
+            # A gateway whose admin API reads routes but has no DELETE: an older version,
+            # as during a rolling upgrade. Not a mistake in the command (exit status 1).
+            raise AdminError(
+                f"the gateway at {client.url} does not support DELETE /admin/routes (an "
+                f"older version): upgrade it, or remove <routes_dir>/{args.model}.yaml "
+                "(routes_dir as its gateway.yaml sets it): every gateway sharing the folder "
+                "serves the route without it within 2 seconds. Nothing changed"
             ) from None
     if route.configured:
         print(f"{args.model}: removed; gateway.yaml's policy serves again: {summary(route.policy)}")

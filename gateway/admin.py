@@ -40,7 +40,9 @@ default policy when gateway.yaml has none. It answers like ``GET``, what the rou
 plus ``removed``, a sentence saying which. A route only gateway.yaml configures is 409 (that
 is the file to change), one not configured at all 404, both before ``If-Match`` and
 ``If-None-Match``, which are checked as for ``PUT``. Each outcome is counted in
-``driftgate_route_updates_total`` as a ``PUT``'s is (a 404 or 409 as ``rejected``).
+``driftgate_route_updates_total`` as a ``PUT``'s is (a 404 or 409 as ``rejected``; a
+refusal of a route not configured under ``_unknown``, so that names callers make up add
+no series).
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ from gateway.route_table import (
     policy_etag,
     routes_etag,
 )
-from gateway.state import AnyRequest, GatewayState, gateway_state
+from gateway.state import UNKNOWN_ROUTE, AnyRequest, GatewayState, gateway_state
 
 #: The methods that read: ``HEAD`` answers as ``GET`` does, status and headers (the ETag
 #: among them), and the server (uvicorn) sends no body, so a tool can check a route's ETag
@@ -290,8 +292,17 @@ def _precondition_failed(exc: RouteChanged, method: str = "PUT") -> Response[dic
 
 
 def _count_update(state: GatewayState, model: str, outcome: str) -> None:
-    """Count a PUT; a name no route can have is one label, so the series stay bounded."""
-    state.metrics.route_updates.labels(model if is_valid_name(model) else "_invalid", outcome).inc()
+    """Count a PUT or DELETE. Names come from callers, so the series stay bounded: a name no
+    route can have is ``_invalid``, and one refused while not configured is ``_unknown``
+    (as in ``driftgate_requests_total``): only a change applied or a configured route's
+    refusal carries its name."""
+    if not is_valid_name(model):
+        label = "_invalid"
+    elif outcome == "applied" or state.routes.is_configured(model):
+        label = model
+    else:
+        label = UNKNOWN_ROUTE
+    state.metrics.route_updates.labels(label, outcome).inc()
 
 
 #: Media types of YAML (RFC 9512, and the ones in use before it).

@@ -84,6 +84,9 @@ class Dispatcher:
     metrics: GatewayMetrics
     tracer: trace.Tracer
     clock: Callable[[], float] = time.monotonic
+    #: The route's policy now (``RouteTable.get``; ``GatewayState`` sets it): a breaker is
+    #: kept only for a request whose policy is still that (``route_breaker``). None: always.
+    policy_now: Callable[[str], RoutePolicy] | None = None
     _breakers: dict[tuple[str, Target], CircuitBreaker] = field(default_factory=dict)
 
     async def dispatch(self, policy: RoutePolicy, plan: Plan, request: ProxyRequest) -> ProxyResult:
@@ -92,7 +95,7 @@ class Dispatcher:
         tried: list[Target] = []
         for index, target in enumerate(plan.targets):
             role = "primary" if index == 0 else "fallback"
-            breaker = self._breaker(request.route, policy, target)
+            breaker = self.route_breaker(self._breakers, request.route, policy, target)
             if breaker is not None and not breaker.allow(self.clock()):
                 failures.append(
                     _TargetFailure("circuit_open", f"circuit open for {_describe(target)}")
@@ -258,11 +261,34 @@ class Dispatcher:
             for (route, target), breaker in self._breakers.items()
         ]
 
-    def _breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
+    def route_breaker(
+        self,
+        breakers: dict[tuple[str, Target], CircuitBreaker],
+        route: str,
+        policy: RoutePolicy,
+        target: Target,
+    ) -> CircuitBreaker | None:
+        """``target``'s breaker on ``route`` in ``breakers`` (the dispatcher's or the
+        shadows'), made with ``policy``'s settings if missing; None when it has none.
+
+        A request reads its route's policy once, when it starts. One begun before the route
+        changed, making a breaker after ``GatewayState.forget_unused_breakers`` ran, would
+        keep it for good with the old settings, or for a target no longer named. So a
+        missing breaker is kept only while ``policy`` is still the route's; otherwise the
+        request gets one of its own, not kept. Only a miss asks: the common case is one
+        dictionary look-up, as before."""
         settings = policy.circuit_breaker
         if settings is None:
             return None
-        return breaker_in(self._breakers, (route, target), settings.failures, settings.open_s)
+        key = (route, target)
+        breaker = breakers.get(key)
+        if breaker is not None:
+            return breaker
+        if self.policy_now is not None:
+            current = self.policy_now(route)
+            if current is not policy and current != policy:
+                return CircuitBreaker(settings.failures, settings.open_s)
+        return breaker_in(breakers, key, settings.failures, settings.open_s)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -315,17 +315,19 @@ class RoutePolicy(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
 
     @property
     def answering_targets(self) -> tuple[Target, ...]:
-        """The targets that can answer without a fallback: the split's arms, else primary."""
+        """The targets that can answer without a fallback: the split's arms above weight 0
+        (a drained arm's gets no request), else primary."""
         if self.split is None:
             return (self.primary,)
-        return tuple(arm.target for arm in self.split.arms)
+        return tuple(arm.target for arm in self.split.arms if arm.weight)
 
     @property
     def named_targets(self) -> frozenset[Target]:
-        """Every target the policy names: primary, arms (a canary's among them), shadows
-        and fallbacks. A circuit breaker of any other target on the route is stale."""
+        """Every target the policy names: primary, arms (drained or a canary's too),
+        shadows and fallbacks. A circuit breaker of any other target on the route is stale."""
+        arms = (arm.target for arm in self.split.arms) if self.split is not None else ()
         shadows = (shadow.target for shadow in self.shadow)
-        return frozenset((self.primary, *self.answering_targets, *shadows, *self.fallback))
+        return frozenset((self.primary, *arms, *shadows, *self.fallback))
 
     def __post_init__(self) -> None:
         if self.canary is not None:

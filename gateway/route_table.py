@@ -24,9 +24,11 @@ again, or the default when gateway.yaml has none. A route only gateway.yaml conf
 cannot be removed this way (:class:`RouteNotRemovable`): that is the file to change. The
 file is removed under the same lock as every write, with the same ``If-Match`` check, so a
 ``PUT`` racing it is either refused (its ETag is stale), written before (and removed) or
-written after (and kept): never half of each. The table then marks the file as removed
-here, so that a scan begun before the removal does not bring the route back, and a scan
-after it does not take the removal for another gateway's.
+written after (and kept): never half of each. The table marks the file as removed here
+as it removes it (under the lock of its state, which a scan's ``apply`` takes too), so
+that a scan begun before the removal does not bring the route back, and no scan takes
+the removal for another gateway's. A file removed between a scan's listing and its
+reading is taken as not listed: the next scan says what became of it.
 
 Writes to ``routes_dir`` take an exclusive ``flock`` on ``<routes_dir>/.routes.lock``, so
 that the gateways sharing the folder write one at a time (the files themselves, how they
@@ -250,11 +252,12 @@ class RouteTable:
                 raise RouteNotRemovable(name, in_gateway_yaml=name in self._configured)
             if if_match is not None or if_none_match is not None:
                 self._check(name, if_match, if_none_match)
-            if self._routes_dir is not None:
-                route_file(self._routes_dir, name).unlink(missing_ok=True)
             restored = self._configured.get(name)
             with self._state:
                 if self._routes_dir is not None:
+                    # Unlinked and marked at once, for a scan: one that lists the folder
+                    # after the unlink is applied after the mark, which says whose it was.
+                    route_file(self._routes_dir, name).unlink(missing_ok=True)
                     self._files[name] = _REMOVED
                 self._set_in_memory.discard(name)
                 routes = dict(self._routes)
@@ -361,11 +364,13 @@ class RouteTable:
             known = dict(self._files)  # a snapshot: ``replace`` may write meanwhile
         fingerprints = read_fingerprints(self._routes_dir)
         policies: dict[str, RoutePolicy | Exception] = {}
-        for name, fingerprint in fingerprints.items():
+        for name, fingerprint in list(fingerprints.items()):
             if known.get(name) != fingerprint:
                 try:
                     policies[name] = read_route_file(self._routes_dir, name)
-                except FILE_ERRORS as exc:  # e.g. removed since listed, or invalid
+                except FileNotFoundError:  # removed since listed (a DELETE): not listed
+                    del fingerprints[name]
+                except FILE_ERRORS as exc:  # unreadable or invalid
                     policies[name] = exc
         return FileScan(fingerprints, policies, known)
 

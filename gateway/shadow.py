@@ -43,7 +43,7 @@ import msgspec
 from opentelemetry import trace
 from opentelemetry.trace import Link, SpanKind
 
-from gateway.circuit import CircuitBreaker, breaker_in, forget_breakers
+from gateway.circuit import CircuitBreaker, forget_breakers
 from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
 from gateway.policy import Compare, RoutePolicy, Target
@@ -98,7 +98,7 @@ class ShadowRunner:
             if len(self._tasks) >= self.max_in_flight:
                 self._not_sent(request, target, "dropped")
                 continue
-            breaker = self._breaker(request.route, policy, target)
+            breaker = self.dispatcher.route_breaker(self._breakers, request.route, policy, target)
             if breaker is not None and not breaker.allow(self.dispatcher.clock()):
                 self._not_sent(request, target, "circuit_open")
                 continue
@@ -109,12 +109,6 @@ class ShadowRunner:
             task.add_done_callback(self._tasks.discard)
             sent = True
         return sent
-
-    def _breaker(self, route: str, policy: RoutePolicy, target: Target) -> CircuitBreaker | None:
-        settings = policy.circuit_breaker
-        if settings is None:
-            return None
-        return breaker_in(self._breakers, (route, target), settings.failures, settings.open_s)
 
     def forget_breakers(
         self,

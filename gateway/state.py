@@ -62,6 +62,9 @@ class GatewayState:
 
     def __post_init__(self) -> None:
         self._breakers_checked = self.routes.configured()
+        # A request begun on a route's previous policy must not bring back the breakers
+        # ``forget_unused_breakers`` forgot (``Dispatcher.route_breaker``).
+        self.dispatcher.policy_now = self.routes.get
 
     def forget_unused_breakers(self) -> None:
         """Forget the circuit breakers (the routes' and the shadows') of targets that the

@@ -636,6 +636,64 @@ def test_delete_of_a_route_not_configured_is_refused(
     assert "refused (404): route titanc is not configured" in one_line(err)
 
 
+def older_gateway(request: httpx.Request) -> httpx.Response:
+    """A gateway from before DELETE: its admin API reads routes; its framework answers 405
+    to a DELETE."""
+    if request.method == "DELETE":
+        return httpx.Response(405, json={"error": "Method Not Allowed"})
+    policy = {"primary": {"model": "titanic", "version": "2"}}
+    answer = {"route": "titanc", "configured": True, "policy": policy}
+    return httpx.Response(200, json=answer, headers={"etag": '"abc"'})
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["read-first", "force"])
+def test_delete_on_a_gateway_from_before_delete_says_to_upgrade_it(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, force: list[str]
+) -> None:
+    """Its 405 was taken for no gateway at all ("did not answer as a driftgate gateway's
+    admin API does", exit status 2), during a rolling upgrade."""
+    url = "http://127.0.0.1:8000"
+    transport = httpx.MockTransport(older_gateway)
+    monkeypatch.setattr(
+        "driftgate.routes_cli._client",
+        lambda args: AdminClient(args.gateway, None, transport=transport),
+    )
+
+    status, _, err = run(["delete", "titanc", "--gateway", url, *force], capsys)
+
+    assert status == 1
+    assert one_line(err) == (
+        f"driftgate: the gateway at {url} does not support DELETE /admin/routes (an older "
+        "version): upgrade it, or remove <routes_dir>/titanc.yaml (routes_dir as its "
+        "gateway.yaml sets it): every gateway sharing the folder serves the route without "
+        "it within 2 seconds. Nothing changed"
+    )
+
+
+def test_delete_where_no_gateway_answers_405_says_so(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --force nothing was read first: a 405 from a server that reads no route either
+    is not taken for an older gateway."""
+    url = "http://127.0.0.1:9000"
+    transport = httpx.MockTransport(
+        lambda _: httpx.Response(405, json={"error": "Method Not Allowed"})
+    )
+    monkeypatch.setattr(
+        "driftgate.routes_cli._client",
+        lambda args: AdminClient(args.gateway, None, transport=transport),
+    )
+
+    status, _, err = run(["delete", "titanc", "--gateway", url, "--force"], capsys)
+
+    assert status == 2
+    assert one_line(err) == (
+        f"driftgate: GET /admin/routes/titanc: {url} did not answer as a driftgate gateway's "
+        "admin API does (405: Method Not Allowed); --gateway or DRIFTGATE_GATEWAY_URL says "
+        "where the gateway is"
+    )
+
+
 def test_delete_refuses_a_route_changed_since_it_read_it_unless_forced(
     gateway: Running, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

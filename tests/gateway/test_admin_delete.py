@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import pathlib
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,9 @@ from typing import Any
 import pytest
 import yaml
 
+from gateway import route_table
 from gateway.policy import default_route, parse_route, route_to_dict
+from gateway.route_files import Fingerprint
 from gateway.route_table import RouteNotRemovable, RouteTable
 from tests.gateway.fakes import Gateway, gateway_settings
 from tests.gateway.test_admin import ADMIN, AUTH, ab_test, bearer, get_route
@@ -118,6 +122,23 @@ def test_a_route_not_configured_is_404(start, tmp_path: Path, name: str) -> None
     assert refused.status_code == 404
     assert gateway.metric("driftgate_route_updates_total", outcome="rejected") == 1
     assert gateway.metric("driftgate_route_updates_total", outcome="applied") == 0
+
+
+def test_refusals_of_routes_not_configured_share_one_metric_label(start, tmp_path: Path) -> None:
+    """Names come from callers: a series per refused name would grow without bound."""
+    gateway = start(auth=AUTH, routes={"iris": IRIS}, routes_dir=tmp_path)
+
+    for index in range(20):
+        assert delete(gateway, f"never-configured-{index}").status_code == 404
+        refused = gateway.client.put(f"/admin/routes/typo-{index}", json=[], headers=ADMIN)
+        assert refused.status_code == 400
+    assert delete(gateway, "iris").status_code == 409  # configured: counted under its name
+
+    counted = {
+        (labels["route"], labels["outcome"]): value
+        for labels, value in gateway.samples("driftgate_route_updates_total")
+    }
+    assert counted == {("_unknown", "rejected"): 40, ("iris", "rejected"): 1}
 
 
 def test_a_removal_needs_the_admin_scope(start, tmp_path: Path) -> None:
@@ -234,6 +255,53 @@ def test_a_scan_begun_before_the_removal_does_not_bring_the_route_back(tmp_path:
     assert not here.is_configured("titanc")
     assert reload(here) == []
     assert not here.is_configured("titanc")
+
+
+def test_a_scan_racing_the_removal_does_not_count_it_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The watcher (a worker thread, then the event loop) reads the folder right after the
+    unlink: it took the removal for another gateway's, counted and logged it a second
+    time, unless it waited for the removal to be marked as this table's."""
+    table = RouteTable(CONFIGURED, tmp_path)
+    table.replace("titanc", policy("2"))
+    unlink = pathlib.Path.unlink
+    seen: list[tuple[str, str]] = []
+    watcher = threading.Thread(target=lambda: seen.extend(reload(table)))
+
+    def unlink_then_the_watcher_reads(path: pathlib.Path, missing_ok: bool = False) -> None:
+        unlink(path, missing_ok=missing_ok)
+        if path.name == "titanc.yaml":
+            watcher.start()
+            watcher.join(timeout=1)  # done here, unless it waits for the removal
+
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink_then_the_watcher_reads)
+    table.remove("titanc")
+    watcher.join()
+
+    assert seen == []
+    assert not table.is_configured("titanc")
+
+
+def test_a_file_removed_between_listing_and_reading_is_not_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another gateway listed the folder, then a DELETE here removed a file before it read
+    it: it logged an ERROR ("refused ... No such file") and counted it ``rejected``."""
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    here.replace("titanc", policy("2"))
+    listed = route_table.read_fingerprints
+
+    def listed_then_removed(folder: Path) -> dict[str, Fingerprint]:
+        found = listed(folder)
+        here.remove("titanc")
+        return found
+
+    monkeypatch.setattr(route_table, "read_fingerprints", listed_then_removed)
+    assert reload(there) == []
+
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert not there.is_configured("titanc")
 
 
 def test_a_route_removed_here_and_written_again_elsewhere_applies(tmp_path: Path) -> None:

@@ -163,6 +163,17 @@ def test_an_arm_of_weight_0_gets_no_traffic() -> None:
     assert {arm_of(policy, key) for key in KEYS} == {"treatment"}
 
 
+def test_a_drained_arms_target_may_be_a_shadow_and_is_called_once_per_request() -> None:
+    """Mirrored, never answering: no request calls it twice (as answer and as shadow)."""
+    policy = route(split=weights(0, 10), shadow=[{"target": {"model": "titanic", "version": "1"}}])
+
+    plans = [plan_route(policy, ctx(f"req-{key}", subject=key)) for key in KEYS[:1000]]
+
+    assert {plan.answering for plan in plans} == {V2}
+    assert {plan.shadows for plan in plans} == {(ShadowPlan(V1),)}
+    assert plan_route(policy, ctx(version="1")).shadows == ()  # asked for by URL: not twice
+
+
 def test_raising_a_drained_arm_back_moves_only_the_users_it_takes_back() -> None:
     """Drained to 0 and raised back, the arm gets exactly the users it had: the points are
     fixed, the slices a function of the weights alone. Nobody else moves."""

@@ -309,6 +309,29 @@ def test_with_a_split_the_primary_may_be_mirrored_since_it_no_longer_answers() -
     assert policy.shadow[0].target == Target("titanic")
 
 
+def test_a_drained_arms_target_may_be_mirrored_since_it_no_longer_answers() -> None:
+    """It was refused as "already answers this route": with weight 0 it never does. Raised
+    again, it would answer, and the shadow would call it twice for one request."""
+    v1, v2 = {"model": "titanic", "version": "1"}, {"model": "titanic", "version": "2"}
+
+    def ab(control: int) -> dict[str, Any]:
+        arms = [
+            {"name": "control", "target": v1, "weight": control},
+            {"name": "treatment", "target": v2, "weight": 100},
+        ]
+        return {"primary": v1, "split": {"arms": arms}, "shadow": [{"target": v1}]}
+
+    drained = parse_route("titanic", ab(0))
+    assert drained.answering_targets == (Target("titanic", "2"),)
+    assert Target("titanic", "1") in drained.named_targets  # its breakers stay
+    with pytest.raises(PolicyError) as refused:
+        parse_route("titanic", ab(90))
+    assert str(refused.value) == (
+        "routes.titanic.shadow[0].target: titanic version 1 already answers this route; "
+        "shadow another target"
+    )
+
+
 def test_route_names_and_the_routes_section_are_checked() -> None:
     with pytest.raises(PolicyError, match=r"^routes.my model: 'my model' is not a valid route"):
         parse_routes({"my model": {}})

@@ -6,12 +6,13 @@ still names keep their state, and those of routes that did not change are left a
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
 from gateway.policy import parse_route
 from gateway.route_table import RouteTable
-from tests.gateway.fakes import Fail, FakeRuntime, Gateway, eventually
+from tests.gateway.fakes import Fail, FakeRuntime, Gateway, Slow, eventually
 
 BODY = {"inputs": [{"name": "x", "shape": [1], "datatype": "FP32", "data": [1.0]}]}
 BREAKER = {"failures": 1, "open_s": 60}
@@ -123,3 +124,58 @@ def test_a_change_another_gateway_wrote_forgets_them_here_too(
     other.replace("iris", parse_route("iris", {**IRIS, "fallback": []}))
 
     eventually(lambda: circuits(gateway) == {("iris", "1"): "open"}, timeout_s=6)
+
+
+def in_flight(gateway: Gateway, runtime: FakeRuntime) -> tuple[threading.Thread, list[Any]]:
+    """An inference request sent in the background, once it is waiting on its first target."""
+    answers: list[Any] = []
+    thread = threading.Thread(target=lambda: answers.append(infer(gateway)))
+    thread.start()
+    eventually(runtime.inference_calls)
+    return thread, answers
+
+
+def test_a_request_begun_before_a_change_keeps_no_breaker_with_the_old_settings(
+    start, runtime: FakeRuntime
+) -> None:
+    runtime.behave(Slow(0.5, Fail(500)), model="iris", version="1")
+    gateway = start(routes={"iris": {**IRIS, "retries": 0}})
+    thread, answers = in_flight(gateway, runtime)
+    put(gateway, "iris", {**IRIS, "retries": 0, "circuit_breaker": {"failures": 5, "open_s": 60}})
+    thread.join()
+    assert answers[0].status_code == 200  # version 2 answered, after version 1 failed
+
+    runtime.behave(Fail(500), model="iris")
+    infer(gateway)  # one failure each: with failures: 5, neither opens
+
+    assert circuits(gateway) == {("iris", "1"): "closed", ("iris", "2"): "closed"}
+
+
+def test_a_request_begun_before_a_change_brings_back_no_breaker_of_a_target_gone(
+    start, runtime: FakeRuntime
+) -> None:
+    runtime.behave(Slow(0.5, Fail(500)), model="iris", version="1")
+    gateway = start(routes={"iris": {**IRIS, "retries": 0}})
+    thread, _ = in_flight(gateway, runtime)
+    put(gateway, "iris", {"primary": {"model": "iris", "version": "3"}, "circuit_breaker": None})
+    thread.join()
+
+    assert circuits(gateway) == {}
+
+
+def test_a_request_begun_before_a_change_brings_back_no_shadow_breaker(
+    start, runtime: FakeRuntime
+) -> None:
+    shadowed = {
+        "primary": {"model": "iris", "version": "1"},
+        "shadow": [{"target": {"model": "iris", "version": "2"}}],
+        "circuit_breaker": BREAKER,
+    }
+    runtime.behave(Slow(0.5), model="iris", version="1")
+    gateway = start(routes={"iris": shadowed})
+    thread, _ = in_flight(gateway, runtime)
+    put(gateway, "iris", {**shadowed, "shadow": []})
+    thread.join()
+    eventually(lambda: len(runtime.inference_calls()) == 2)  # its shadow, on the old policy
+
+    assert circuits(gateway, "shadow_circuits") == {}
