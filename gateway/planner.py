@@ -34,6 +34,7 @@ from typing import Literal, TypeVar
 import msgspec
 
 from gateway.policy_model import Arm, Compare, RoutePolicy, Split, Target
+from monitoring.body_encoding import BodyEncodingError, decode_body
 
 PRIMARY_ARM = "primary"
 """``Plan.arm`` for a route without a split."""
@@ -132,18 +133,27 @@ def mirrors(route: str, request_id: str, percent: float) -> bool:
     return _point(b"driftgate.shadow", route, request_id) < percent / 100 * _SPACE
 
 
-def json_body_fields(body: bytes) -> Callable[[str], object]:
+def json_body_fields(
+    body: bytes, encoding: str | None = None, limit: int = 0
+) -> Callable[[str], object]:
     """A ``body_field`` lookup over a JSON object body, split once and only when first used.
 
     A body that is not a JSON object (an image, a list, invalid JSON, JSON nested too deeply
     for the decoder) has no fields: the runtime judges the body itself. Only the top level
-    is decoded up front, and only the field asked for after that.
+    is decoded up front, and only the field asked for after that. A body sent with a
+    ``Content-Encoding`` (``encoding``, the header) is inflated first, to at most ``limit``
+    bytes, as the runtime inflates it; one that cannot be has no fields either. Only a
+    route sticky by a body field pays for that, and only for compressed bodies.
     """
     fields: list[dict[str, msgspec.Raw]] = []
 
     def lookup(name: str) -> object:
         if not fields:
-            fields.append(_decoded(body, dict[str, msgspec.Raw]) or {})
+            try:
+                plain = decode_body(body, encoding, limit) if encoding else body
+            except BodyEncodingError:
+                plain = b""
+            fields.append(_decoded(plain, dict[str, msgspec.Raw]) or {})
         raw = fields[0].get(name)
         return None if raw is None else _decoded(raw, object)
 

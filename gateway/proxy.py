@@ -85,7 +85,11 @@ async def answer(state: GatewayState, inbound: Inbound) -> Answer:
             request_id=request_id,
             subject=subject,
             headers=inbound.headers,
-            body_field=json_body_fields(inbound.body),
+            body_field=json_body_fields(
+                inbound.body,
+                inbound.headers.get("content-encoding"),
+                state.settings.max_body_bytes,
+            ),
             version=path.version,
         )
         try:

@@ -10,6 +10,8 @@ HTTP/1.1 client against a socket server, which sees exactly the bytes a runtime 
 
 from __future__ import annotations
 
+import gzip
+import json
 import socketserver
 import threading
 from collections.abc import Iterator
@@ -278,6 +280,27 @@ def test_a_body_nested_too_deeply_to_read_goes_to_the_runtime_without_a_sticky_k
     assert answer.status_code == 200  # the runtime judges the body; the arm was drawn at random
     [call] = runtime.inference_calls()
     assert call.body == body.encode()
+
+
+def test_a_compressed_body_keeps_its_sticky_field(start, runtime) -> None:
+    """The field was looked for in the gzip bytes: no key, every request at random."""
+    arms = [
+        {"name": "control", "target": {"model": "iris", "version": "1"}, "weight": 1},
+        {"name": "treatment", "target": {"model": "iris", "version": "2"}, "weight": 1},
+    ]
+    sticky = {"by": "field", "name": "pid"}
+    gateway = start(routes={"iris": {"split": {"sticky": sticky, "arms": arms}}})
+    encoded = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+
+    for pid in range(8):
+        plain = json.dumps({"pid": pid, "x": [1.0]}).encode()
+        arms_seen = {
+            gateway.client.post("/v1/models/iris/eval", content=body, headers=headers).headers[
+                "X-Driftgate-Arm"
+            ]
+            for body, headers in [(plain, {}), (gzip.compress(plain), encoded)] * 3
+        }
+        assert len(arms_seen) == 1, (pid, arms_seen)
 
 
 # --- names and versions a client makes up ---------------------------------------------------
