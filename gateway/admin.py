@@ -10,7 +10,7 @@ answers 400 like any policy nested too deeply.
 ``GET /admin/routes/{model}`` answers 404 for a name no route can have. Each ``GET`` also
 answers ``HEAD``: the same status and headers, no body.
 
-Both answer with the policy's ``ETag`` (``gateway.route_table.policy_etag``), and
+Both answer with the policy's ``ETag`` (``gateway.route_conditions.policy_etag``), and
 ``GET /admin/routes`` gives each route's ETag next to its policy, so that a client can
 write back what it listed without reading each route again. The list has an ``ETag`` of
 its own (``routes_etag``, from the routes' names and ETags), which changes whenever a
@@ -75,7 +75,7 @@ from gateway.policy import (
     route_to_dict,
     too_deep,
 )
-from gateway.route_table import (
+from gateway.route_conditions import (
     IfMatch,
     RouteChanged,
     RouteMatched,

@@ -39,7 +39,8 @@ lock first, and drops the decision when another gateway (or an operator) has wri
 another policy since, instead of overwriting it with one derived from the older policy.
 
 A ``PUT`` with ``If-Match`` or ``If-None-Match`` is the same guard for operators: ``replace``
-checks the route's ETag (``policy_etag``: equal for equal policies in every gateway) and
+checks the route's ETag (``gateway.route_conditions.policy_etag``: equal for equal policies
+in every gateway) and
 whether it is configured, as the folder has them now, under the lock (both conditions at
 once: no write slips in between), and raises :class:`RouteChanged` or :class:`RouteMatched`
 instead of writing.
@@ -52,7 +53,6 @@ that thread's swap and the event loop's ``apply`` from interleaving.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
 import threading
@@ -62,9 +62,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Literal
 
-import msgspec
-
 from gateway.policy import RoutePolicy, default_route, route_to_dict
+from gateway.route_conditions import (
+    IfMatch,
+    RouteChanged,
+    RouteMatched,
+    RouteNotRemovable,
+    policy_etag,
+)
 from gateway.route_files import (
     FILE_ERRORS,
     Fingerprint,
@@ -81,56 +86,6 @@ _MAX_CACHED_DEFAULTS = 1024
 #: What ``_files`` holds for a file this table removed, until a scan sees it gone: not
 #: None, so that a scan begun before the removal (which knew no file) does not apply it.
 _REMOVED: Fingerprint = (-1, -1, -1)
-
-
-#: What a conditional write expects: the route is configured (``"*"``), or its policy has
-#: one of these ETags.
-IfMatch = frozenset[str] | Literal["*"]
-
-
-def policy_etag(policy: RoutePolicy) -> str:
-    """A strong entity tag of ``policy``, quoted as in an ``ETag`` header: equal for equal
-    policies, in every gateway process (the policy's keys sorted, hashed)."""
-    encoded = msgspec.json.encode(route_to_dict(policy), order="sorted")
-    return f'"{hashlib.sha256(encoded).hexdigest()[:32]}"'
-
-
-def routes_etag(etags: Mapping[str, str]) -> str:
-    """A strong entity tag of the configured routes, from each one's ``policy_etag``: it
-    changes whenever a route is added, replaced or removed, and is equal in every gateway
-    serving the same routes (the (route, ETag) pairs sorted, hashed)."""
-    encoded = msgspec.json.encode(sorted(etags.items()))
-    return f'"{hashlib.sha256(encoded).hexdigest()[:32]}"'
-
-
-class RouteChanged(Exception):
-    """A conditional write refused: the route is not what the writer read. ``etag`` is its
-    policy's ETag now, ``configured`` whether it is in gateway.yaml or ``routes_dir``."""
-
-    def __init__(self, route: str, etag: str, configured: bool) -> None:
-        super().__init__(f"route {route} is now {etag}")
-        self.route = route
-        self.etag = etag
-        self.configured = configured
-
-
-class RouteNotRemovable(Exception):
-    """A ``remove`` refused before any precondition: the admin API set no policy for the
-    route. ``in_gateway_yaml``: gateway.yaml configures it (else it is not configured)."""
-
-    def __init__(self, route: str, *, in_gateway_yaml: bool) -> None:
-        super().__init__(route)
-        self.route = route
-        self.in_gateway_yaml = in_gateway_yaml
-
-
-class RouteMatched(RouteChanged):
-    """A write refused by ``If-None-Match``: the route is configured (``star``: ``*`` was
-    sent) or has one of the ETags listed."""
-
-    def __init__(self, route: str, etag: str, configured: bool, *, star: bool) -> None:
-        super().__init__(route, etag, configured)
-        self.star = star
 
 
 @dataclass(frozen=True)

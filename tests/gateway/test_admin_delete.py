@@ -23,8 +23,9 @@ import yaml
 
 from gateway import route_table
 from gateway.policy import default_route, parse_route, route_to_dict
+from gateway.route_conditions import RouteNotRemovable
 from gateway.route_files import Fingerprint
-from gateway.route_table import RouteNotRemovable, RouteTable
+from gateway.route_table import RouteTable
 from tests.gateway.fakes import Gateway, gateway_settings
 from tests.gateway.test_admin import ADMIN, AUTH, ab_test, bearer, get_route
 from tests.gateway.test_route_files import CONFIGURED, policy, reload, reload_from
@@ -220,7 +221,7 @@ def test_a_put_read_before_a_removal_is_refused(start, tmp_path: Path) -> None:
 
 
 def policy_etag_of(body: dict[str, Any]) -> str:
-    from gateway.route_table import policy_etag
+    from gateway.route_conditions import policy_etag
 
     return policy_etag(parse_route("iris", body))
 

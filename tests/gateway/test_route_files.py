@@ -34,8 +34,9 @@ from gateway.canary_verdict import Verdict
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
 from gateway.policy import MAX_POLICY_BYTES, RoutePolicy, parse_route, route_to_dict
+from gateway.route_conditions import RouteChanged, RouteMatched, policy_etag
 from gateway.route_files import WRITE_LOCK_NAME
-from gateway.route_table import FileScan, RouteChanged, RouteMatched, RouteTable, policy_etag
+from gateway.route_table import FileScan, RouteTable
 from gateway.route_watch import RouteFileWatcher
 from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.tracing import build_tracer_provider
@@ -712,7 +713,7 @@ def test_listed_etags_refuse_a_write_while_the_route_has_one_compared_weakly(
 
 def test_the_etag_of_a_policy_is_the_same_in_every_process(tmp_path: Path) -> None:
     code = (
-        "from gateway.policy import parse_route; from gateway.route_table import policy_etag; "
+        "from gateway.policy import parse_route; from gateway.route_conditions import policy_etag; "
         "print(policy_etag(parse_route('titanic', "
         "{'primary': {'model': 'titanic', 'version': '2'}})))"
     )
