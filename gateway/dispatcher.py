@@ -108,9 +108,14 @@ class Dispatcher:
                 if breaker is not None:
                     breaker.record_success(self.clock())
                 if index:
+                    planned = plan.targets[0]  # failures[0] is its failure
                     outcome.fallback_reason = failures[0].reason
                     self.metrics.fallbacks.labels(
-                        request.route, target.model, failures[0].reason
+                        request.route,
+                        target.model,
+                        failures[0].reason,
+                        planned.model,
+                        planned.version or "",
                     ).inc()
                 return outcome
             # A target not served is no failure of a model: a client asking for a version

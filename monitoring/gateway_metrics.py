@@ -86,8 +86,9 @@ class GatewayMetrics:
         )
         self.fallbacks = Counter(
             "driftgate_fallbacks_total",
-            "Requests answered by a fallback target because the chosen target failed.",
-            ["route", "model", "reason"],
+            "Requests answered by a fallback target because the chosen target failed, by the "
+            "fallback model, the reason and the target that failed.",
+            ["route", "model", "reason", "failed_model", "failed_version"],
             registry=registry,
         )
         self.shadow_requests = Counter(

@@ -265,6 +265,9 @@ def test_the_fallback_answers_when_the_primary_is_a_version_not_deployed(start, 
         (R1, "/v2/models/iris/versions/1/infer"),
     ]
     assert gateway.metric("driftgate_fallbacks_total", route="iris", reason="not_served") == 1
+    # Which target failed, for on-call (DriftgateFallbackInUse names it).
+    failed = {"failed_model": "iris", "failed_version": "9", "model": "iris"}
+    assert gateway.metric("driftgate_fallbacks_total", **failed) == 1
 
 
 def test_a_version_one_replica_does_not_serve_yet_is_answered_by_the_other(start, runtime) -> None:
