@@ -13,8 +13,9 @@ than ``limit`` bytes inflated, whatever the compressed body says (a compression 
     ├── InflatesPastLimit    the inflated body would pass ``limit`` bytes
     └── CorruptBody          not valid data of its encoding, truncated, or bytes after it
 
-zlib inflates without holding the GIL, so a worker thread that inflates leaves the event
-loop its interpreter.
+The time grows with the body and the inflated size, never with how a body is cut into
+members (``inflate``): the runtime, and the gateway's planner for a route sticky by a body
+field, inflate on their event loop, bounded by ``limit``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,12 @@ _WBITS = {"gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
 #: The encodings ``decode_body`` inflates.
 ENCODINGS = tuple(_WBITS)
 _GZIP_MAGIC = b"\x1f\x8b"
+#: Gzip members one body may hold: concatenated streams are a handful, and thousands of
+#: empty ones only make a body slow to read.
+MAX_MEMBERS = 1024
+#: The first piece of a member fed to zlib, and the largest piece (it doubles).
+_FIRST_PIECE = 256
+_MAX_PIECE = 64 * 1024
 
 
 class BodyEncodingError(ValueError):
@@ -69,27 +76,40 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
 
     A gzip body may be several members one after the other (RFC 1952, what ``cat a.gz
     b.gz`` or a streaming compressor writes): each is inflated in turn, and the limit counts
-    them all. Bytes after the end of the data that are not another member are refused, not
-    silently dropped."""
+    them all; more than ``MAX_MEMBERS`` are refused. Bytes after the end of the data that
+    are not another member are refused, not silently dropped. The body is fed to zlib in
+    pieces, small at a member's start and doubling, so that the rest of the body is never
+    copied per member: the time grows with the body, whatever its members (a body of many
+    empty members took time growing with the square of its size)."""
+    view = memoryview(body)
     parts: list[bytes] = []
-    size = 0
-    rest = body
+    size = position = members = 0
     while True:
+        members += 1
+        if members > MAX_MEMBERS:
+            raise CorruptBody(f"the {encoding} body has more than {MAX_MEMBERS} members")
         inflater = zlib.decompressobj(_WBITS[encoding])
-        try:
-            data = inflater.decompress(rest, limit + 1 - size)
-        except zlib.error as exc:
-            raise CorruptBody(f"the body is not valid {encoding} data: {exc}") from None
-        size += len(data)
-        parts.append(data)
-        if size > limit or inflater.unconsumed_tail:
-            raise InflatesPastLimit(f"the {encoding} body inflates past the limit of {limit} bytes")
-        if not inflater.eof:
-            raise CorruptBody(f"the {encoding} body is truncated")
-        rest = inflater.unused_data
-        if not rest:
+        piece = _FIRST_PIECE
+        while not inflater.eof:
+            if position >= len(view):
+                raise CorruptBody(f"the {encoding} body is truncated")
+            fed = view[position : position + piece]
+            try:
+                data = inflater.decompress(fed, limit + 1 - size)
+            except zlib.error as exc:
+                raise CorruptBody(f"the body is not valid {encoding} data: {exc}") from None
+            size += len(data)
+            parts.append(data)
+            if size > limit or inflater.unconsumed_tail:
+                raise InflatesPastLimit(
+                    f"the {encoding} body inflates past the limit of {limit} bytes"
+                )
+            position += len(fed) - len(inflater.unused_data)
+            piece = min(piece * 2, _MAX_PIECE)
+        if position >= len(view):
             return b"".join(parts)
-        if encoding != "gzip" or not rest.startswith(_GZIP_MAGIC):
+        if encoding != "gzip" or view[position : position + 2] != _GZIP_MAGIC:
             raise CorruptBody(
-                f"the {encoding} body has {len(rest)} bytes after the end of its compressed data"
+                f"the {encoding} body has {len(view) - position} bytes after the end of its "
+                "compressed data"
             )
