@@ -326,7 +326,7 @@ SERVER_NAME = "driftgate-gateway"
 SERVER_EXTENSIONS = ("binary_tensor_data",)
 
 
-@get("/v2", sync_to_thread=False)
+@route("/v2", http_method=["GET", "HEAD"], sync_to_thread=False)
 def server_metadata() -> dict[str, Any]:
     """Open Inference Protocol server metadata, the gateway's own (tritonclient's
     ``get_server_metadata()``, KServe clients' server checks). No token needed, as for

@@ -159,7 +159,8 @@ def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, s
     headers = exc.headers
     if exc.status_code == 405 and message == "Method Not Allowed":  # Litestar's own words
         path = request.url.path
-        if path.endswith(":predict"):
+        hint = ""
+        if path.startswith("/v1/models/") and path.endswith(":predict"):
             # The status GET shares the path pattern, but GET on :predict is a 405 too.
             others = {k: v for k, v in (headers or {}).items() if k.lower() != "allow"}
             headers = {**others, "Allow": "OPTIONS, POST"}
@@ -167,8 +168,13 @@ def _http_error(request: AnyRequest, exc: HTTPException) -> Response[dict[str, s
         else:
             listed = next((v for k, v in (headers or {}).items() if k.lower() == "allow"), "")
             allowed = [m.strip() for m in listed.split(",") if m.strip() not in ("", "OPTIONS")]
-        use = f"; use {' or '.join(allowed)}" if allowed else ""
-        message = f"method {request.method} is not allowed on {path}{use}"
+            if path.endswith(":predict"):  # /v2/models/m:predict reads as model "m:predict"
+                hint = (
+                    " (`:predict` is TF-Serving's, under /v1/models/; the Open Inference "
+                    "Protocol predicts with POST /v2/models/{model}/infer)"
+                )
+        use = f"; use {' or '.join(allowed)}" if allowed and not hint else ""
+        message = f"method {request.method} is not allowed on {path}{use}{hint}"
     elif exc.status_code == 413:  # Litestar's own limit (a body without Content-Length)
         limit = runtime_state(request).settings.max_body_bytes
         message = f"request body too large: the limit is {limit} bytes"

@@ -73,9 +73,18 @@ def not_json_hint(body: bytes, *, images: bool = False) -> str:
             if images:
                 return f"; it is a {name} image: send it with Content-Type: {media_type}"
             return f"; it is a {name} image, and this endpoint takes JSON only"
-    if len(body) >= 2 and (body[0] == 0) != (body[1] == 0):  # UTF-16 without a mark
+    if _utf16_without_mark(body[:4]):
         return "; it is UTF-16 text; JSON bodies must be UTF-8"
     return ""
+
+
+def _utf16_without_mark(head: bytes) -> bool:
+    """ASCII text in UTF-16: every other byte zero, in both of the first two characters (a
+    stray NUL before JSON is one zero byte, not that)."""
+    if len(head) < 4:
+        return False
+    zeros = [byte == 0 for byte in head]
+    return zeros[0] != zeros[1] and zeros[:2] == zeros[2:]
 
 
 def decode_json_object(

@@ -31,7 +31,7 @@ SERVER_VERSION = "0.1.0"
 _INFER_CONTENT_TYPES = (*JSON_CONTENT_TYPES, "application/octet-stream")
 
 
-@get("/v2", sync_to_thread=False)
+@route("/v2", http_method=["GET", "HEAD"], sync_to_thread=False)
 def server_metadata() -> dict[str, Any]:
     return oip.server_metadata(SERVER_NAME, SERVER_VERSION)
 

@@ -68,6 +68,7 @@ def test_server_metadata_is_the_gateway_s_own(start, runtime: FakeRuntime) -> No
         "extensions": ["binary_tensor_data"],
     }
     assert runtime.inference_calls() == []  # no replica was asked
+    assert gateway.client.head("/v2").status_code == 200  # as health: probes use HEAD
 
 
 def test_server_metadata_needs_no_token_like_health_unlike_model_metadata(start) -> None:

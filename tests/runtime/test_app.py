@@ -84,6 +84,11 @@ def test_health_and_metrics_are_not_traced(
     assert spans.get_finished_spans() == ()
 
 
+def test_server_metadata_answers_head_as_health_does(client: TestClient) -> None:  # type: ignore[type-arg]
+    assert client.get("/v2").json()["name"] == "driftgate"
+    assert client.head("/v2").status_code == 200  # was 405
+
+
 def test_two_apps_in_one_process_own_their_metrics(repository: Path) -> None:
     first = create_app(RuntimeSettings(repository=repository, poll_interval_s=0))
     second = create_app(RuntimeSettings(repository=repository, poll_interval_s=0))
@@ -119,6 +124,14 @@ def test_errors_render_as_json_never_as_a_stack_trace(client: TestClient) -> Non
         "error": "method PUT is not allowed on /v1/models/double/versions/1:predict; use POST"
     }
     assert put_predict.headers["allow"] == "OPTIONS, POST"
+    # A TF-Serving verb on an Open Inference Protocol path names no model: POST is no cure.
+    mixed = client.post("/v2/models/double:predict", json={"inputs": {}})
+    assert mixed.status_code == 405
+    assert "POST" not in mixed.headers["allow"]
+    assert mixed.json()["error"].endswith(
+        "(`:predict` is TF-Serving's, under /v1/models/; the Open Inference Protocol "
+        "predicts with POST /v2/models/{model}/infer)"
+    )
     too_big = client.post(
         "/v1/models/double/eval", content=b"{" * 2048, headers={"content-type": "application/json"}
     )

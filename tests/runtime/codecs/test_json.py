@@ -150,7 +150,9 @@ def test_bodies_sent_in_the_wrong_encoding_say_so(body: bytes, images: bool, hin
     assert f"; {hint}" in info.value.message
 
 
-def test_plain_malformed_json_gets_no_hint() -> None:
+@pytest.mark.parametrize("body", [b'{"fare": [1, 2}', b'\x00{"fare": 7}', b"\x00a"])
+def test_plain_malformed_json_gets_no_hint(body: bytes) -> None:
+    # A stray NUL before JSON was called UTF-16.
     with pytest.raises(BadRequest) as info:
-        decode_json(b'{"fare": [1, 2}')
+        decode_json(body)
     assert ";" not in info.value.message
