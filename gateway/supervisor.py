@@ -108,7 +108,8 @@ class ReplicaSupervisor:
             self._spawn(child)
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
         self._watcher.start()
-        threading.Thread(target=self._check_liveness, name="liveness", daemon=True).start()
+        self._liveness = threading.Thread(target=self._check_liveness, name="liveness", daemon=True)
+        self._liveness.start()
 
     @property
     def urls(self) -> list[str]:
@@ -191,6 +192,10 @@ class ReplicaSupervisor:
             return False
 
     def _kill_hung(self, replica: Replica, process: subprocess.Popen[bytes]) -> None:
+        # Not during a stop (its SIGTERM lets the replica drain), nor one that exited by
+        # itself meanwhile (an exit, not a hang, restarts it).
+        if self._stop.is_set() or process.poll() is not None:
+            return
         log.warning(
             "%s (pid %d) has not answered /v2/health/live %d times in a row (%g s each): "
             "it hangs; killing it so that it restarts",

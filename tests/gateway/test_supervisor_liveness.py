@@ -128,3 +128,26 @@ def test_a_replica_still_starting_is_never_killed(tmp_path: Path) -> None:
         assert replica.restarts == 0
     finally:
         supervisor.stop(grace_s=2)
+
+
+def test_a_replica_is_not_killed_once_the_stop_has_begun_or_after_it_exited(
+    supervisor: ReplicaSupervisor, restarts: list[tuple[str, str]]
+) -> None:
+    """A check that timed out as the stop began killed the replica its SIGTERM was draining;
+    one that exited by itself meanwhile was restarted as hung."""
+    [replica] = supervisor.replicas
+    assert eventually(lambda: replica.answered)
+    process = replica.process
+    assert process is not None
+    process.terminate()
+    process.wait(timeout=5)
+    supervisor._kill_hung(replica, process)  # the third miss, just after it exited
+    assert replica.restart_reason == "exited"
+
+    assert eventually(lambda: replica.process is not process and replica.answered)
+    running = replica.process
+    assert running is not None
+    supervisor._stop.set()  # stop() has begun
+    supervisor._kill_hung(replica, running)
+    assert running.poll() is None
+    assert restarts == [(f"runtime-{replica.port}", "exited")]
