@@ -44,6 +44,8 @@ Row = dict[str, Any]
 _UNEXPECTED_SHAPE = (AttributeError, TypeError, ValueError, LookupError)
 #: The runtime's answer header saying how it read an eval body (``runtime.codecs.simple``).
 EVAL_FORM_HEADER = "x-driftgate-eval-form"
+#: The note of a request whose tensors all carry binary data (not recorded).
+BINARY = "binary tensor data is not recorded"
 #: The note of a body, or an exchange, whose instances could not be told apart.
 MISREAD = (
     "the instances of this exchange could not be told apart (tensors with different "
@@ -104,7 +106,9 @@ def request_rows(
         return [], False, "request body is nested too deeply"
     try:
         if dialect == "v2":
-            return _oip_rows(payload.get("inputs")), False, None
+            tensors = payload.get("inputs")
+            rows = _oip_rows(tensors)
+            return rows, False, BINARY if not rows and _any_binary(tensors) else None
         if dialect == "tfserving":
             return _tfserving_request_rows(payload), False, None
         return _eval_rows(payload, eval_form)
@@ -199,6 +203,11 @@ def _tfserving_request_rows(payload: Any) -> list[Row]:
     if "instances" in payload:
         return [_named(item, "instance") for item in payload["instances"]]
     return _columns(_named(payload.get("inputs"), "inputs"))
+
+
+def _any_binary(tensors: Any) -> bool:
+    """Whether a tensor of the request carries its data after the JSON (binary tensor data)."""
+    return any(isinstance(t, dict) and t.get("data") is None for t in tensors or [])
 
 
 def _oip_rows(tensors: Any) -> list[Row]:

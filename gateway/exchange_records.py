@@ -75,6 +75,11 @@ class Exchange:
 UNRECOGNISED = "_unrecognised"
 
 
+#: The note of an answered request of no rows (a batch of 0): its one row has no values,
+#: and drift and explain, which read rows without ``error``, must not count them missing.
+NO_ROWS = "the request had no rows"
+
+
 def exchange_records(
     exchange: Exchange,
     keep_image_bytes: bool = False,
@@ -119,6 +124,8 @@ def exchange_records(
     kept_whole = note == MISREAD or content_type.startswith("image/")
     if known_inputs is not None and not accepted and not kept_whole:
         inputs = [_set_aside(row, known_inputs) for row in inputs]
+    if not inputs and not outputs and not note and exchange.status < 400:
+        note = NO_ROWS  # one row says the request was answered, with nothing to count
     rows = max(len(inputs), len(outputs), 1)
     return [
         PredictionRecord(
