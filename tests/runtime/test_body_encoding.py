@@ -5,14 +5,17 @@ it too); the runtime maps its errors to statuses (``decode_request_body``)."""
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import os
+import threading
 import zlib
 
 import pytest
 
 from monitoring.body_encoding import MAX_MEMBERS, content_encoding, decode_body
 from runtime.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from runtime.routes import state
 from runtime.routes.state import decode_request_body
 
 BODY = b'{"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27}'
@@ -93,3 +96,40 @@ def test_another_encoding_is_refused_naming_those_taken() -> None:
 def test_corrupt_data_is_a_bad_request_naming_the_encoding() -> None:
     with pytest.raises(BadRequest, match="the body is not valid deflate data: "):
         decode_request_body(b"not deflate at all", "deflate", LIMIT)
+
+
+class Sent:
+    """What ``read_body`` reads of a request: its headers and its body."""
+
+    def __init__(self, body: bytes, encoding: str | None) -> None:
+        self.headers = {"content-encoding": encoding} if encoding else {}
+        self._body = body
+
+    async def body(self) -> bytes:
+        return self._body
+
+
+@pytest.mark.parametrize(
+    ("body", "encoding", "on_the_loop"),
+    [
+        (gzip.compress(BODY), "gzip", True),  # a few dozen bytes: inflated at once
+        (gzip.compress(os.urandom(4096)), "gzip", False),  # may inflate to 16 MiB: a thread
+        (os.urandom(4096), None, True),  # nothing to inflate
+    ],
+    ids=["small-gzip", "large-gzip", "plain"],
+)
+def test_a_compressed_body_past_a_kilobyte_is_inflated_off_the_event_loop(
+    monkeypatch: pytest.MonkeyPatch, body: bytes, encoding: str | None, on_the_loop: bool
+) -> None:
+    """Inflating ran on the event loop: a few KiB of gzip inflating to 16 MiB held health
+    checks and every other request for tens of milliseconds."""
+    threads: list[str] = []
+
+    def decode(*args: object) -> bytes:
+        threads.append(threading.current_thread().name)
+        return decode_request_body(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(state, "decode_request_body", decode)
+    loop_thread = threading.current_thread().name
+    asyncio.run(state.read_body(Sent(body, encoding), 10**6))  # type: ignore[arg-type]
+    assert (threads == [loop_thread]) is on_the_loop
