@@ -62,7 +62,7 @@ from drift.profile import build_profile
 from drift.references import ReferenceStore
 from drift.settings import DriftSettings, WindowSettings
 from drift.verdict import TestSettings
-from drift.window import ANSWERED, sample_columns, scan_window, window_bounds
+from drift.window import sample_columns, scan_window, window_bounds
 from drift.window_evaluation import Slice
 from monitoring.prediction_log import Catalog, connect_readonly
 from monitoring.prediction_log.layout import PREDICTIONS, partition_dir, segment_name, write_segment
@@ -182,7 +182,7 @@ def baseline_run(workdir: Path, rows: int) -> Outcome:
     with np.load(workdir / "reference.npz") as saved:
         reference = {name: saved[name] for name in saved.files}
     selected = ", ".join(reference)
-    where = f"model = '{MODEL}' AND version = '{VERSION}' AND arm = '{ARM}' AND {ANSWERED}"
+    where = f"model = '{MODEL}' AND version = '{VERSION}' AND arm = '{ARM}' AND status < 400"
     con = connect_readonly(workdir / "store")
     try:
         query = f"""SELECT {selected} FROM predictions WHERE {where} AND "timestamp" >= (

@@ -37,7 +37,7 @@ from drift.distributions import (
 )
 from drift.fetched_values import Metric, as_float, row_errors, unmask
 from drift.multivariate import MIN_ROWS, PcaDetector, fit_pca_detector
-from drift.window import ANSWERED, is_nested_type, quote_identifier, view_columns
+from drift.window import is_nested_type, quote_identifier, view_columns
 from monitoring.prediction_log.catalog import sql_string
 
 FORMAT = 1
@@ -310,7 +310,7 @@ def profile_from_log(
     query = (
         f"SELECT {selected} FROM predictions "
         f"WHERE model = {sql_string(model)} AND version = {sql_string(version)} "
-        f'AND {ANSWERED} ORDER BY "timestamp", request_id, "row" LIMIT {int(rows)}'
+        f'AND status < 400 ORDER BY "timestamp", request_id, "row" LIMIT {int(rows)}'
     )
     fetched = con.execute(query).fetchnumpy()
     columns = {name: unmask(fetched[name]) for name in names}

@@ -9,10 +9,7 @@ it into ``driftgate sql`` and get the same numbers. The PCA test needs rows rath
 counts (``sample_columns``: a fixed-seed reservoir sample), the performance test the
 labelled rows' errors (``labelled_errors``).
 
-Every query keeps the answered rows whose inputs were recorded (``ANSWERED``: ``status <
-400`` and no ``error``; the recorder notes in ``error`` why a row has no input columns: a
-body it could not read or pair, or a request of no rows) of one model, version and arm,
-which would count as missing values otherwise; a time window
+Every query keeps rows with ``status < 400`` of one model, version and arm; a time window
 is ``(end - last_s, end]``, a count window ``[timestamp of the N-th newest row, end]``
 (rows tied with that timestamp are all in). The ``date`` partition is filtered too, so
 DuckDB reads only the days the window covers. Every query's connection is handed to the
@@ -67,11 +64,6 @@ _FLOATING = ("DOUBLE", "FLOAT", "REAL")
 _INTEGERS = ("BOOLEAN", "TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT")
 
 
-#: The rows a drift window reads: answered, with their inputs in their columns (a row the
-#: recorder could not read into columns says why in ``error``).
-ANSWERED = "status < 400 AND error IS NULL"
-
-
 @dataclass(frozen=True)
 class WindowScan:
     """The counts of one window over a profile's bins, and the SQL that gave them.
@@ -86,10 +78,10 @@ class WindowScan:
 
 
 def groups(con: duckdb.DuckDBPyConnection, since: datetime) -> list[tuple[str, str, str]]:
-    """Every (model, version, arm) with a row answered (``ANSWERED``) at or after ``since``."""
+    """Every (model, version, arm) with a row answered (status < 400) at or after ``since``."""
     query = f"""SELECT DISTINCT model, version, arm
 FROM predictions
-WHERE "date" >= {_date(since)} AND "timestamp" >= {_timestamp(since)} AND {ANSWERED}
+WHERE "date" >= {_date(since)} AND "timestamp" >= {_timestamp(since)} AND status < 400
     AND model IS NOT NULL AND version IS NOT NULL AND arm IS NOT NULL
 ORDER BY model, version, arm"""
     return [(str(m), str(v), str(a)) for m, v, a in _execute(con, query).fetchall()]
@@ -106,7 +98,7 @@ def last_answered_sql(model: str, version: str, arm: str) -> str:
 def last_answered(
     con: duckdb.DuckDBPyConnection, model: str, version: str, arm: str
 ) -> datetime | None:
-    """When the model version and arm last answered (``ANSWERED``); None: never, as
+    """When the model version and arm last answered (``status < 400``); None: never, as
     far as the store still holds."""
     found = _execute(con, last_answered_sql(model, version, arm)).fetchall()[0][0]
     return None if found is None else _utc(found)
@@ -357,7 +349,7 @@ def _execute(con: duckdb.DuckDBPyConnection, query: str) -> duckdb.DuckDBPyConne
 def _group_filter(model: str, version: str, arm: str) -> str:
     return (
         f"model = {sql_string(model)} AND version = {sql_string(version)} "
-        f"AND arm = {sql_string(arm)} AND {ANSWERED}"
+        f"AND arm = {sql_string(arm)} AND status < 400"
     )
 
 

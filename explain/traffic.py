@@ -21,7 +21,7 @@ from drift.distributions import category_text
 from drift.fetched_values import as_float, unmask
 from drift.profile import ReferenceProfile
 from drift.sampling import sample_inputs
-from drift.window import ANSWERED, is_nested_type, quote_identifier, view_columns
+from drift.window import is_nested_type, quote_identifier, view_columns
 from explain.frame import Frame, take
 from explain.labels import LabelKinds, label_kinds
 from explain.settings import ExplainJobSettings
@@ -79,7 +79,7 @@ def read_traffic(
         for _, column, _ in features
     ]
     columns = ", ".join(f"{value} AS c{i}" for i, value in enumerate(selected))
-    group = f"model = {sql_string(model)} AND version = {sql_string(version)} AND {ANSWERED}"
+    group = f"model = {sql_string(model)} AND version = {sql_string(version)} AND status < 400"
     if settings.window.rows is not None:
         start = now - timedelta(seconds=settings.lookback_s)
         limit = settings.window.rows

@@ -44,6 +44,9 @@ Row = dict[str, Any]
 _UNEXPECTED_SHAPE = (AttributeError, TypeError, ValueError, LookupError)
 #: The runtime's answer header saying how it read an eval body (``runtime.codecs.simple``).
 EVAL_FORM_HEADER = "x-driftgate-eval-form"
+#: The note of a request that names its inputs and holds no row of them (a batch of 0):
+#: ``exchange_records`` logs no row for it when it was answered.
+NO_ROWS = "the request had no rows"
 #: The note of a request whose tensors all carry binary data (not recorded).
 BINARY = "binary tensor data is not recorded"
 #: The note of a body, or an exchange, whose instances could not be told apart.
@@ -108,10 +111,15 @@ def request_rows(
         if dialect == "v2":
             tensors = payload.get("inputs")
             rows = _oip_rows(tensors)
-            return rows, False, BINARY if not rows and _any_binary(tensors) else None
+            if rows or not tensors:
+                return rows, False, None
+            return rows, False, BINARY if _any_binary(tensors) else NO_ROWS
         if dialect == "tfserving":
-            return _tfserving_request_rows(payload), False, None
-        return _eval_rows(payload, eval_form)
+            rows = _tfserving_request_rows(payload)
+            named = "instances" in payload or bool(payload.get("inputs"))
+            return rows, False, NO_ROWS if named and not rows else None
+        rows, single, note = _eval_rows(payload, eval_form)
+        return rows, single, NO_ROWS if payload and not rows and not note else note
     except _Ragged as ragged:
         return [ragged.row], False, MISREAD
     except _UNEXPECTED_SHAPE:
@@ -217,7 +225,10 @@ def _oip_rows(tensors: Any) -> list[Row]:
         if data is None or not shape:  # binary tensor data: not recorded
             continue
         array = np.array(data, dtype=object).reshape(shape)
-        columns[tensor["name"]] = [_cell(row.tolist()) for row in array]
+        # A row of a 1-D tensor is a scalar (an object), of a wider one an array.
+        columns[tensor["name"]] = [
+            _cell(row.tolist() if isinstance(row, np.ndarray) else row) for row in array
+        ]
     return _transpose(columns)
 
 

@@ -34,6 +34,7 @@ from typing import Any
 from gateway.exchange import (
     EVAL_FORM_HEADER,
     MISREAD,
+    NO_ROWS,
     Row,
     readable_body,
     request_rows,
@@ -73,11 +74,6 @@ class Exchange:
 #: (``in__unrecognised``), ``{"fare": "seven", "zz1": 1}``, not a column per name nor a
 #: change of type. Also the output column (``out__unrecognised``) of a ``MISREAD`` answer.
 UNRECOGNISED = "_unrecognised"
-
-
-#: The note of an answered request of no rows (a batch of 0): its one row has no values,
-#: and drift and explain, which read rows without ``error``, must not count them missing.
-NO_ROWS = "the request had no rows"
 
 
 def exchange_records(
@@ -124,8 +120,10 @@ def exchange_records(
     kept_whole = note == MISREAD or content_type.startswith("image/")
     if known_inputs is not None and not accepted and not kept_whole:
         inputs = [_set_aside(row, known_inputs) for row in inputs]
-    if not inputs and not outputs and not note and exchange.status < 400:
-        note = NO_ROWS  # one row says the request was answered, with nothing to count
+    if note == NO_ROWS:
+        if exchange.status < 400:
+            return []  # an answered batch of 0: no prediction (a row would be all NULL)
+        note = None  # a refused one: the runtime's error says why
     rows = max(len(inputs), len(outputs), 1)
     return [
         PredictionRecord(

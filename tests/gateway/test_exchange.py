@@ -87,6 +87,18 @@ def test_open_inference_protocol_flat_data_is_reshaped() -> None:
     ]
 
 
+def test_open_inference_protocol_one_dimensional_tensors_are_one_value_per_row() -> None:
+    """A tensor of shape [n] (a classifier's label output, a 1-D input) was 'an unexpected
+    shape': its rows were logged without it."""
+    body = {"inputs": [{"name": "x", "shape": [2], "datatype": "INT64", "data": [4, 5]}]}
+    assert rows_of("v2", body) == ([{"x": 4}, {"x": 5}], False, None)
+    answer = {"outputs": [{"name": "label", "shape": [2], "datatype": "INT64", "data": [1, 0]}]}
+    assert response_rows("v2", json.dumps(answer).encode(), {}, False)[0] == [
+        {"label": 1},
+        {"label": 0},
+    ]
+
+
 def test_images_are_recorded_as_digest_and_size() -> None:
     rows, single, _ = request_rows("eval", b"\x89PNG....", "image/png", {})
     assert single and rows[0]["image_bytes"] == 8 and len(rows[0]["image_sha256"]) == 64

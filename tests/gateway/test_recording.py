@@ -20,7 +20,7 @@ import gateway.feedback as feedback_module
 from gateway import recording
 from gateway.auth import AuthConfig, mint_token
 from gateway.exchange import BINARY
-from gateway.exchange_records import NO_ROWS, Exchange, exchange_records
+from gateway.exchange_records import Exchange, exchange_records
 from gateway.recording import Recorder, now_utc
 from gateway.settings import GatewaySettings
 from monitoring.prediction_log import (
@@ -485,29 +485,32 @@ def test_a_request_body_of_an_unexpected_shape_is_recorded_with_a_note(
 
 
 @pytest.mark.parametrize(
-    ("dialect", "body", "answer", "note"),
+    ("dialect", "body", "answer"),
     [
-        ("eval", b'{"features": []}', b'{"outputs": {"species": []}}', NO_ROWS),
-        ("tfserving", b'{"instances": []}', b'{"predictions": []}', NO_ROWS),
-        (
-            "v2",
-            b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",'
-            b' "parameters": {"binary_data_size": 16}}]}',
-            b'{"outputs": [{"name": "y", "shape": [1], "datatype": "FP32", "data": [1]}]}',
-            BINARY,
-        ),
+        ("eval", b'{"features": []}', b'{"outputs": {"species": []}}'),
+        ("tfserving", b'{"instances": []}', b'{"predictions": []}'),
     ],
-    ids=["eval-no-rows", "tfserving-no-rows", "v2-binary-inputs"],
+    ids=["eval", "tfserving"],
 )
-def test_an_answered_request_without_input_values_says_why_in_error(
-    dialect: str, body: bytes, answer: bytes, note: str
-) -> None:
-    """Its one row had no error and NULL inputs, which drift counted as missing values (a
-    client's empty batches or binary tensors could raise a missing-share alert)."""
+def test_an_answered_batch_of_no_rows_logs_no_row(dialect: str, body: bytes, answer: bytes) -> None:
+    """Its one row, all NULL and without error, counted as missing values in drift: a
+    client's empty batches could raise a missing-share alert."""
     sent = replace(exchange("empty", body, dialect), response_body=answer)
-    (row,) = exchange_records(sent)
-    assert row.status == 200 and row.error == note
-    assert not row.inputs
+    assert exchange_records(sent) == []
+    refused = replace(sent, status=400, response_body=b'{"error": "no"}')
+    assert [row.error for row in exchange_records(refused)] == ["no"]  # refusals stay
+
+
+def test_an_answered_request_of_binary_tensors_says_so_in_error() -> None:
+    """Its row had outputs but no inputs, and nothing said why."""
+    body = (
+        b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",'
+        b' "parameters": {"binary_data_size": 16}}]}'
+    )
+    answer = b'{"outputs": [{"name": "y", "shape": [1], "datatype": "FP32", "data": [1]}]}'
+    (row,) = exchange_records(replace(exchange("bin", body, "v2"), response_body=answer))
+    assert row.status == 200 and row.error == BINARY
+    assert not row.inputs and row.outputs
 
 
 def test_an_exchange_the_recorder_cannot_parse_is_counted_and_logged_once_a_minute(
