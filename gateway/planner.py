@@ -34,7 +34,7 @@ from typing import Literal, TypeVar
 import msgspec
 
 from gateway.policy_model import Arm, Compare, RoutePolicy, Split, Target
-from monitoring.body_encoding import BodyEncodingError, decode_body
+from monitoring.body_encoding import decode_body
 
 PRIMARY_ARM = "primary"
 """``Plan.arm`` for a route without a split."""
@@ -133,6 +133,12 @@ def mirrors(route: str, request_id: str, percent: float) -> bool:
     return _point(b"driftgate.shadow", route, request_id) < percent / 100 * _SPACE
 
 
+#: The most a compressed body is inflated to on the request path for its sticky field:
+#: a few milliseconds at most; a larger body is drawn at random (the runtime still reads
+#: it whole, and so does the prediction log, off the request path).
+FIELD_INFLATE_LIMIT = 1024 * 1024
+
+
 def json_body_fields(
     body: bytes, encoding: str | None = None, limit: int = 0
 ) -> Callable[[str], object]:
@@ -141,17 +147,22 @@ def json_body_fields(
     A body that is not a JSON object (an image, a list, invalid JSON, JSON nested too deeply
     for the decoder) has no fields: the runtime judges the body itself. Only the top level
     is decoded up front, and only the field asked for after that. A body sent with a
-    ``Content-Encoding`` (``encoding``, the header) is inflated first, to at most ``limit``
-    bytes, as the runtime inflates it; one that cannot be has no fields either. Only a
-    route sticky by a body field pays for that, and only for compressed bodies.
+    ``Content-Encoding`` (``encoding``, the header) is inflated first, as the runtime
+    inflates it, to at most ``limit`` bytes and ``FIELD_INFLATE_LIMIT``; one that cannot be
+    has no fields either. Only a route sticky by a body field pays for that, and only for
+    compressed bodies.
     """
     fields: list[dict[str, msgspec.Raw]] = []
 
     def lookup(name: str) -> object:
         if not fields:
             try:
-                plain = decode_body(body, encoding, limit) if encoding else body
-            except BodyEncodingError:
+                plain = (
+                    decode_body(body, encoding, min(limit, FIELD_INFLATE_LIMIT))
+                    if encoding
+                    else body
+                )
+            except Exception:  # any body: the runtime judges it, the planner only looks
                 plain = b""
             fields.append(_decoded(plain, dict[str, msgspec.Raw]) or {})
         raw = fields[0].get(name)

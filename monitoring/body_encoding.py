@@ -33,6 +33,9 @@ MAX_MEMBERS = 1024
 #: The first piece of a member fed to zlib, and the largest piece (it doubles).
 _FIRST_PIECE = 256
 _MAX_PIECE = 64 * 1024
+#: zlib's largest output length per call (a C ``Py_ssize_t``): a limit set past it in a
+#: configuration (``max_body_bytes: 1e19``) raised OverflowError out of every inflate.
+_MAX_LENGTH = 2**62
 
 
 class BodyEncodingError(ValueError):
@@ -95,7 +98,7 @@ def inflate(body: bytes, encoding: str, limit: int) -> bytes:
                 raise CorruptBody(f"the {encoding} body is truncated")
             fed = view[position : position + piece]
             try:
-                data = inflater.decompress(fed, limit + 1 - size)
+                data = inflater.decompress(fed, min(limit + 1 - size, _MAX_LENGTH))
             except zlib.error as exc:
                 raise CorruptBody(f"the body is not valid {encoding} data: {exc}") from None
             size += len(data)

@@ -133,3 +133,8 @@ def test_a_compressed_body_past_a_kilobyte_is_inflated_off_the_event_loop(
     loop_thread = threading.current_thread().name
     asyncio.run(state.read_body(Sent(body, encoding), 10**6))  # type: ignore[arg-type]
     assert (threads == [loop_thread]) is on_the_loop
+
+
+def test_a_limit_past_zlibs_range_inflates_like_any_other() -> None:
+    """``max_body_bytes: 1e19`` raised OverflowError out of every inflate."""
+    assert decode_body(gzip.compress(BODY), "gzip", 10**19) == BODY
