@@ -24,7 +24,7 @@ import yaml
 from gateway import route_table
 from gateway.policy import default_route, parse_route, route_to_dict
 from gateway.route_conditions import RouteNotRemovable
-from gateway.route_files import Fingerprint
+from gateway.route_files import Fingerprint, read_fingerprints
 from gateway.route_table import RouteTable
 from tests.gateway.fakes import Gateway, gateway_settings
 from tests.gateway.test_admin import ADMIN, AUTH, ab_test, bearer, get_route
@@ -291,7 +291,7 @@ def test_a_file_removed_between_listing_and_reading_is_not_listed(
     it: it logged an ERROR ("refused ... No such file") and counted it ``rejected``."""
     here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
     here.replace("titanc", policy("2"))
-    listed = route_table.read_fingerprints
+    listed = read_fingerprints
 
     def listed_then_removed(folder: Path) -> dict[str, Fingerprint]:
         found = listed(folder)

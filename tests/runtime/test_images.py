@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -238,7 +239,9 @@ def test_input_spec_finds_and_checks_the_input() -> None:
         ImageConfig(width=28, height=28).input_spec(metadata)
 
 
-def png_holding(width: int, height: int, rows: np.ndarray, *, interlaced: bool = False) -> bytes:
+def png_holding(
+    width: int, height: int, rows: Sequence[np.ndarray] | np.ndarray, *, interlaced: bool = False
+) -> bytes:
     """An 8-bit grayscale PNG whose header says ``width`` x ``height`` but whose pixel data
     (unfiltered rows, each with its filter byte, in one complete zlib stream) is ``rows``:
     for an interlaced image, the Adam7 passes' rows one after the other."""

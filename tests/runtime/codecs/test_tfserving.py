@@ -223,7 +223,8 @@ def test_model_metadata_in_tf_serving_shape() -> None:
 
 def test_no_rows_are_zero_rows_of_every_input_in_both_formats() -> None:
     # An empty list is zero rows of a [-1, 2] input, not one row of nothing ("got [0]").
-    for payload in ({"inputs": {"pixels": []}}, {"inputs": []}, {"instances": []}):
+    payloads: list[dict[str, Any]] = [{"inputs": {"pixels": []}}, {"inputs": []}, {"instances": []}]
+    for payload in payloads:
         request, _ = decode(payload)
         assert validate_inputs(SINGLE, request.inputs)["pixels"].shape == (0, 2), payload
     request, form = decode({"instances": []}, titanic_metadata())
