@@ -6,8 +6,8 @@ picks the least-loaded replica and, on a connection error, timeout or 503, retri
 another replica (never on a 4xx). A target whose tries all fail, or that answers a 5xx,
 counts against its circuit breaker and hands over to the next fallback. A 404 that names
 no model version (``X-Model-Version`` absent) says the replica does not serve the target at
-all (a route pointed at a version not deployed, or not loaded there yet): it is retried on
-another replica and then hands over to the next fallback, without counting against the
+all (a route pointed at a version not deployed, or a model mistyped): like every 4xx it
+is not retried, but it hands over to the next fallback, without counting against the
 breaker; with no fallback left, the client gets that 404. Other 4xx are the client's
 answer. Shadows run in ``gateway.shadow`` after the client has its answer.
 
@@ -141,18 +141,15 @@ class Dispatcher:
     ) -> ProxyResult | _TargetFailure:
         tried: set[str] = set()
         failure = _TargetFailure("no_replica", "no runtime replica is available")
-        # Once a replica said it serves no such target, a later replica that could not be
-        # asked (refused, overloaded) does not make it a failure: the 404 stands.
-        not_served: _TargetFailure | None = None
         for attempt in range(policy.retries + 1):
             remaining = deadline - self.clock()
             if remaining <= 0:
-                return not_served or _TargetFailure(
+                return _TargetFailure(
                     "timeout", f"the route's {policy.timeout_s:g}s budget ran out"
                 )
             replica = self.replicas.pick(tried, self.clock())
             if replica is None:
-                return not_served or failure
+                return failure
             if attempt:
                 self.metrics.upstream_retries.labels(request.route_label).inc()
             tried.add(replica)
@@ -178,17 +175,16 @@ class Dispatcher:
                     "status_5xx", f"{_describe(target)} answered 503", response
                 )
                 continue
-            if _not_served(response):  # another replica may have loaded it already
-                not_served = _TargetFailure(
+            if _not_served(response):  # a 4xx: never retried, but a fallback may answer
+                return _TargetFailure(
                     "not_served", f"{_describe(target)} is not served (404)", response
                 )
-                continue
             if response.status >= 500:
                 return _TargetFailure(
                     "status_5xx", f"{_describe(target)} answered {response.status}", response
                 )
             return ProxyResult(response, target, role, replica)
-        return not_served or failure
+        return failure
 
     async def call(
         self,
