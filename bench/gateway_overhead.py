@@ -48,6 +48,15 @@ and added latencies are medians of the per-round ratios and differences. The var
 the connection counts given by ``--auth-connections`` etc. ("" turns one off); a cheap case
 (GET model metadata, no model call) runs at ``--metadata-connections`` (0: off).
 
+Each connection sends its next request as soon as it is answered, so at 16 and 64 connections
+the machine is saturated and the latency of a closed loop of N connections is N / throughput
+(Little's law): its added latency repeats the throughput ratio. A paced case
+(``--paced-connections``, default 16) measures added latency the way service-mesh benchmarks
+do, at a fixed offered rate below saturation: ``--paced-share`` (0.5) of the runtime's
+saturated req/s at that connection count in this run, each connection waiting a random gap
+after each answer (``wrk_load.paced``). Its targets are the runtime, the gateway and the
+floor; the issue's added-latency targets are judged on it as well as on the saturated case.
+
 Placement (``--placement``): ``shared`` (the default) lets the OS place every process;
 ``split`` pins the runtime to half of the CPUs and the gateways and wrk to the other half
 with ``taskset``, as when the gateway runs on a node of its own. On 2 cores, split gives
@@ -56,11 +65,12 @@ the gateway one core shared with wrk, which it saturates at 16 connections.
 Every load is bounded (``wrk -d``), loopback only, one wrk thread. wrk is required: a Python
 load generator tops out near the gateway's own rate and would measure itself.
 
-This script holds the plan (which processes, which targets at which connection count) and
-``main``; its sibling modules hold the rest: ``overhead_targets`` (the request, the
-variants), ``local_processes`` (start, stop, pin), ``variant_servers`` (the hidden
-``--serve-*`` servers), ``wrk_load`` (wrk runs, rounds), ``overhead_report`` (the section,
-the verdicts) and ``benchmarks_doc`` (BENCHMARKS.md, the machine line).
+This script holds the arguments and ``main``; its sibling modules hold the rest:
+``overhead_plan`` (which processes, which targets at which connection count, the paced
+rate), ``overhead_targets`` (the request, the variants), ``local_processes`` (start, stop,
+pin), ``variant_servers`` (the hidden ``--serve-*`` servers), ``wrk_load`` (wrk runs,
+rounds, pacing), ``overhead_report`` (the section, the verdicts) and ``benchmarks_doc``
+(BENCHMARKS.md, the machine line).
 """
 
 from __future__ import annotations
@@ -71,200 +81,20 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 from benchmarks_doc import BENCHMARKS, load_flags, machine_description, write_section
 from local_processes import (
     Placement,
-    Process,
     build_demo,
-    driftgate,
-    free_port,
-    gateway_yaml,
-    started,
-    wait_ready,
 )
+from overhead_plan import pace, plan_cases, start_services
 from overhead_report import render
-from overhead_targets import (
-    EVAL_BODY,
-    EVAL_PATH,
-    METADATA_PATH,
-    MODEL,
-    RUNTIME_VARIANTS,
-    SAMPLED_ENV,
-)
-from variant_servers import SWAP_MARKER, serve_collector, serve_floor, serve_gateway
-from wrk_load import Case, Target, connection_counts, lua_script, run_case
-
-BENCH_SECRET_ENV = "DRIFTGATE_BENCH_SECRET"
-
-
-# --------------------------------------------------------------------------- the plan
-
-
-def check_target(url: str, headers: Mapping[str, str], method: str = "POST") -> None:
-    """One request before any load: the target must answer 200 with the model's output."""
-    body = EVAL_BODY.encode() if method == "POST" else None
-    response = httpx.request(method, url, headers=headers, content=body, timeout=30)
-    if response.status_code != 200 or MODEL not in response.text:
-        raise RuntimeError(f"{method} {url}: {response.status_code} {response.text[:300]}")
-
-
-@dataclass
-class Services:
-    runtime: Process
-    gateways: dict[str, Process]
-    token: str
-    runtime_variants: dict[str, Process] = field(default_factory=dict)
-    collector: Process | None = None  # the stand-in OTLP collector of ``gateway-exported``
-
-
-def start_services(
-    args: argparse.Namespace, repository: Path, workdir: Path, stack: ExitStack
-) -> Services:
-    """The runtime, then the gateways in front of it; all stopped when ``stack`` closes."""
-    from gateway.auth import AuthConfig, mint_token
-
-    runtime_port = free_port()
-    runtime_argv = driftgate(
-        "runtime", "--repository", str(repository), "--port", str(runtime_port)
-    )
-    runtime = stack.enter_context(
-        started(
-            "runtime",
-            [*runtime_argv, "--poll-interval", "0"],
-            runtime_port,
-            workdir,
-            cpus=args.placement.runtime,
-        )
-    )
-    variants: dict[str, Process] = {}
-    for key, (env, extra_args) in RUNTIME_VARIANTS.items():
-        if args.variant_connections[key]:
-            port = free_port()
-            argv = driftgate("runtime", "--repository", str(repository), "--port", str(port))
-            variants[key] = stack.enter_context(
-                started(
-                    key,
-                    [*argv, "--poll-interval", "0", *extra_args],
-                    port,
-                    workdir,
-                    env,
-                    cpus=args.placement.runtime,
-                )
-            )
-    print(f"starting the runtime{'s' if variants else ''} ...", flush=True)
-    for process in [runtime, *variants.values()]:
-        wait_ready(process)
-
-    secret = os.urandom(32).hex()
-    auth_on = {"enabled": True, "algorithm": "HS256", "secret_env": BENCH_SECRET_ENV}
-    config = AuthConfig.from_dict(auth_on, environ={BENCH_SECRET_ENV: secret})
-    token = mint_token(config, "bench", ["predict"], 3600)
-    auth_off = {"enabled": False}
-    script = [sys.executable, str(Path(__file__).resolve())]
-    swapped = [*script, "--serve-gateway"]
-    collector, exported_env = None, {}
-    if args.variant_connections["gateway-exported"]:
-        port = free_port()
-        collector = stack.enter_context(
-            started(
-                "otlp-collector",
-                [*script, "--serve-collector", str(port)],
-                port,
-                workdir,
-                cpus=args.placement.front,
-            )
-        )
-        wait_ready(collector)
-        exported_env = {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{collector.url}/v1/traces"}
-    plan: dict[str, tuple[Mapping[str, object], list[str], dict[str, str]]] = {
-        "gateway": (auth_off, driftgate("gateway", "--config"), {}),
-        "gateway-auth": (auth_on, driftgate("gateway", "--config"), {BENCH_SECRET_ENV: secret}),
-        "gateway-httpx": (auth_off, [*swapped, "gateway-httpx"], {}),
-        "gateway-aiohttp": (auth_off, [*swapped, "gateway-aiohttp"], {}),
-        "gateway-httpx-aiohttp": (auth_off, [*swapped, "gateway-httpx-aiohttp"], {}),
-        "gateway-sampled": (auth_off, driftgate("gateway", "--config"), SAMPLED_ENV),
-        "gateway-exported": (auth_off, driftgate("gateway", "--config"), exported_env),
-        "proxy-floor": (auth_off, [*script, "--serve-floor"], {}),
-    }
-    gateways: dict[str, Process] = {}
-    for key, (auth, argv, env) in plan.items():
-        if key != "gateway" and not args.variant_connections[key]:
-            continue
-        port = free_port()
-        yaml_path = gateway_yaml(workdir / f"{key}.yaml", port, runtime.url, auth)
-        gateways[key] = stack.enter_context(
-            started(key, [*argv, str(yaml_path)], port, workdir, env, cpus=args.placement.front)
-        )
-    print(f"starting {', '.join(gateways)} ...", flush=True)
-    for key, process in gateways.items():
-        wait_ready(process)
-        if argv_is_swapped(plan[key][1]) and SWAP_MARKER not in process.log_tail(100_000):
-            raise RuntimeError(f"{key} did not swap its upstream client:\n{process.log_tail()}")
-    return Services(runtime, gateways, token, variants, collector)
-
-
-def argv_is_swapped(argv: Sequence[str]) -> bool:
-    return "--serve-gateway" in argv
-
-
-def plan_cases(args: argparse.Namespace, services: Services, workdir: Path) -> list[Case]:
-    """Write the wrk scripts, check every target answers, and list what to load."""
-    runtime, gateways = services.runtime, services.gateways
-    json_headers = {"Content-Type": "application/json"}
-    auth_headers = {**json_headers, "Authorization": f"Bearer {services.token}"}
-    scripts = {
-        "eval": (workdir / "eval.lua", lua_script("POST", EVAL_BODY, json_headers)),
-        "eval-auth": (workdir / "eval-auth.lua", lua_script("POST", EVAL_BODY, auth_headers)),
-        "metadata": (workdir / "metadata.lua", lua_script("GET", None, {})),
-    }
-    for path, text in scripts.values():
-        path.write_text(text)
-
-    check_target(runtime.url + EVAL_PATH, json_headers)
-    for key, process in gateways.items():
-        check_target(
-            process.url + EVAL_PATH, auth_headers if key == "gateway-auth" else json_headers
-        )
-    for process in services.runtime_variants.values():
-        check_target(process.url + EVAL_PATH, json_headers)
-    every = {**gateways, **services.runtime_variants}
-    if "gateway-auth" in gateways:
-        refused = httpx.post(
-            gateways["gateway-auth"].url + EVAL_PATH, content=EVAL_BODY, headers=json_headers
-        )
-        if refused.status_code != 401:
-            raise RuntimeError(f"the auth gateway accepted a request without a token: {refused}")
-
-    def target(key: str, process: Process, path: str, script: str) -> Target:
-        return Target(key, process.url + path, scripts[script][0], process.popen.pid)
-
-    cases: list[Case] = []
-    for connections in args.connection_counts:
-        targets = [
-            target("direct", runtime, EVAL_PATH, "eval"),
-            target("gateway", gateways["gateway"], EVAL_PATH, "eval"),
-        ]
-        for key, counts in args.variant_connections.items():
-            if connections in counts:
-                script = "eval-auth" if key == "gateway-auth" else "eval"
-                targets.append(target(key, every[key], EVAL_PATH, script))
-        cases.append(Case("eval", connections, targets))
-    if args.metadata_connections:
-        check_target(runtime.url + METADATA_PATH, {}, "GET")
-        check_target(gateways["gateway"].url + METADATA_PATH, {}, "GET")
-        metadata_targets = [
-            target("direct-meta", runtime, METADATA_PATH, "metadata"),
-            target("gateway-meta", gateways["gateway"], METADATA_PATH, "metadata"),
-        ]
-        cases.append(Case("metadata", args.metadata_connections, metadata_targets))
-    return cases
-
+from variant_servers import serve_collector, serve_floor, serve_gateway
+from wrk_load import Case, connection_counts, run_case
 
 # --------------------------------------------------------------------------- main
 
@@ -293,6 +123,18 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.add_argument(flag, type=connection_counts, default=default, help='"": off')
     parser.add_argument("--metadata-connections", type=int, default=16, help="0: off")
     parser.add_argument(
+        "--paced-connections",
+        type=connection_counts,
+        default="16",
+        help='connection counts of the paced cases (default 16; "": off)',
+    )
+    parser.add_argument(
+        "--paced-share",
+        type=float,
+        default=0.5,
+        help="offered load of a paced case, a share of the runtime's saturated req/s (0.5)",
+    )
+    parser.add_argument(
         "--placement",
         choices=("shared", "split"),
         default="shared",
@@ -312,6 +154,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         parser.error("--connections: at least one count, e.g. 1,16,64")
     if not (1 <= args.duration <= 60 and 0 <= args.warmup <= 60 and 1 <= args.rounds <= 10):
         parser.error("--duration 1..60 s, --warmup 0..60 s, --rounds 1..10 (bounded load)")
+    if not 0 < args.paced_share <= 1:
+        parser.error("--paced-share: a share of the saturated rate, in (0, 1]")
     args.connection_counts = args.connections
     args.variant_connections = {
         "gateway-auth": args.auth_connections,
@@ -378,6 +222,8 @@ def _run(args: argparse.Namespace, repository: Path, workdir: Path, stack: ExitS
     estimate = runs * (args.rounds * args.duration + args.warmup)
     print(f"{runs} targets x {args.rounds} rounds x {args.duration} s: ~{estimate:.0f} s of load")
     for case in cases:
+        if case.name == "paced":
+            pace(case, cases, args.paced_share, args.duration)
         run_case(case, args.rounds, args.duration, args.warmup, args.placement.front)
     for process in [
         services.runtime,

@@ -84,6 +84,8 @@ def render(
             f"| {_ms(case.median('direct', cpu_ms))} / {_ms(case.median('gateway', cpu_ms))} "
             f"| {case.errors('direct') + case.errors('gateway')} |"
         )
+    paced_cases = [c for c in cases if c.name == "paced"]
+    lines += paced_table(paced_cases, args.paced_share)
     variant_rows = [(c, key) for c in eval_cases for key in VARIANTS if c.has(key)]
     metadata = [c for c in cases if c.name == "metadata"]
     if variant_rows or metadata:
@@ -122,6 +124,7 @@ def render(
         "`verdicts` in bench/overhead_report.py):",
         "",
         *verdicts(eval_cases),
+        *paced_verdicts(paced_cases),
     ]
     if any(c.has("gateway-aiohttp") for c in eval_cases):
         lines += [
@@ -162,6 +165,48 @@ def render(
     return "\n".join(lines) + "\n"
 
 
+def paced_table(paced_cases: list[Case], share: float) -> list[str]:
+    """The paced cases: the same load offered at a fixed rate below saturation, where the
+    added latency is the gateway's own and not the queue of a saturated machine."""
+    if not paced_cases:
+        return []
+    lines = [
+        "",
+        f"Paced: the same request offered at a fixed rate, {share:.0%} of what the runtime "
+        "sustains directly at that connection count in this run (the eval case above, or a "
+        "saturated run of its own), instead of as "
+        "fast as each connection is answered: after each answer a connection waits a random "
+        "gap (exponential; the same seeded sequence for every target) before its next "
+        "request. The service-mesh convention for added latency (a proxy measured at a fixed "
+        "request rate, e.g. Istio's 1,000 req/s over 16 connections): below saturation the "
+        "latency a proxy adds is its own work and hop, where at saturation a closed loop of N "
+        "connections reads N / throughput (Little's law) and so repeats the throughput ratio.",
+        "",
+        "| connections | offered req/s | direct / gateway req/s | direct p50 / p99 ms "
+        "| gateway p50 / p99 ms | added p50 / p99 ms | floor added p50 / p99 ms "
+        "| CPU ms/req runtime / gateway | errors |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for case in paced_cases:
+        floor = (
+            f"{_signed(case.added('proxy-floor', 'direct', p50_ms))} / "
+            f"{_signed(case.added('proxy-floor', 'direct', p99_ms))}"
+            if case.has("proxy-floor")
+            else "n/a"
+        )
+        lines.append(
+            f"| {case.connections} | {case.offered_rps or 0:.0f} "
+            f"| {case.median('direct', rps):.0f} / {case.median('gateway', rps):.0f} "
+            f"| {_ms(case.median('direct', p50_ms))} / {_ms(case.median('direct', p99_ms))} "
+            f"| {_ms(case.median('gateway', p50_ms))} / {_ms(case.median('gateway', p99_ms))} "
+            f"| {_signed(case.added('gateway', 'direct', p50_ms))} / "
+            f"{_signed(case.added('gateway', 'direct', p99_ms))} | {floor} "
+            f"| {_ms(case.median('direct', cpu_ms))} / {_ms(case.median('gateway', cpu_ms))} "
+            f"| {sum(case.errors(t.key) for t in case.targets)} |"
+        )
+    return lines
+
+
 def _at_most(limit: float) -> Callable[[float], bool]:
     return lambda value: value <= limit
 
@@ -194,30 +239,42 @@ def verdicts(eval_cases: list[Case], key: str = "gateway") -> list[str]:
     machine cancels), by a sign test (``verdict_word``): if the gateway's typical round
     missed a target, 5 rounds of 5 meeting it would happen with probability 1/32 at most."""
 
-    def verdict(values: list[float], ok: Callable[[float], bool], fmt: str) -> str:
-        word = verdict_word([ok(v) for v in values])
-        rounds = ", ".join(format(v, fmt) for v in values)
-        return f"{format(statistics.median(values), fmt)} (rounds: {rounds}): **{word}**"
-
-    out = []
-    at = [c for c in eval_cases if c.connections == TARGET_CONNECTIONS and c.has(key)]
-    for metric, name, limit in (
-        (p50_ms, "p50", TARGET_ADDED_P50_MS),
-        (p99_ms, "p99", TARGET_ADDED_P99_MS),
-    ):
-        if not at:
-            out.append(f"- added {name}: not measured at {TARGET_CONNECTIONS} connections")
-            continue
-        added = at[0].per_round_added(key, "direct", metric)
-        out.append(
-            f"- added {name} <= {limit:g} ms at {TARGET_CONNECTIONS} connections: "
-            + verdict(added, _at_most(limit), "+.2f")
-        )
+    out = _latency_verdicts(eval_cases, key, "")
     for case in eval_cases:
         if case.has(key):
             out.append(
                 f"- throughput >= {TARGET_RATIO:.0%} of direct at {case.connections} "
                 "connection(s): "
-                + verdict(case.per_round_ratio(key, "direct"), lambda v: v >= TARGET_RATIO, ".2f")
+                + _verdict(case.per_round_ratio(key, "direct"), lambda v: v >= TARGET_RATIO, ".2f")
             )
     return out
+
+
+def paced_verdicts(paced_cases: list[Case]) -> list[str]:
+    """The added-latency targets again, on the paced case at ``TARGET_CONNECTIONS``."""
+    return _latency_verdicts(paced_cases, "gateway", " paced") if paced_cases else []
+
+
+def _latency_verdicts(cases: list[Case], key: str, how: str) -> list[str]:
+    out = []
+    at = [c for c in cases if c.connections == TARGET_CONNECTIONS and c.has(key)]
+    for metric, name, limit in (
+        (p50_ms, "p50", TARGET_ADDED_P50_MS),
+        (p99_ms, "p99", TARGET_ADDED_P99_MS),
+    ):
+        if not at:
+            out.append(f"- added {name}: not measured{how} at {TARGET_CONNECTIONS} connections")
+            continue
+        offered = f" ({at[0].offered_rps:.0f} req/s offered)" if at[0].offered_rps else ""
+        added = at[0].per_round_added(key, "direct", metric)
+        out.append(
+            f"- added {name} <= {limit:g} ms at {TARGET_CONNECTIONS} connections{how}{offered}: "
+            + _verdict(added, _at_most(limit), "+.2f")
+        )
+    return out
+
+
+def _verdict(values: list[float], ok: Callable[[float], bool], fmt: str) -> str:
+    word = verdict_word([ok(v) for v in values])
+    rounds = ", ".join(format(v, fmt) for v in values)
+    return f"{format(statistics.median(values), fmt)} (rounds: {rounds}): **{word}**"

@@ -44,15 +44,38 @@ end
 """
 
 
-def lua_script(method: str, body: str | None, headers: Mapping[str, str]) -> str:
-    """A wrk script for one fixed request; ``done`` prints a machine-readable summary."""
+def paced(mean_gap_ms: float) -> str:
+    """wrk's ``delay`` hook for a paced load: after each answer a connection waits a random
+    gap (exponential, mean ``mean_gap_ms``) before its next request, so that N connections
+    offer about N / gap requests per second, in Poisson-like arrivals, whatever the target's
+    latency (which wrk measures from the send, without the gap). The generator is seeded
+    alike for every run: each target gets the same sequence of gaps. wrk truncates a delay
+    to whole milliseconds; adding 0.5 rounds it instead, keeping the mean."""
+    if not mean_gap_ms > 0:
+        raise ValueError(f"a paced load needs a positive mean gap, got {mean_gap_ms} ms")
+    return f"""
+init = function(args)
+  math.randomseed(1)
+end
+delay = function()
+  return -math.log(1 - math.random()) * {mean_gap_ms:.3f} + 0.5
+end
+"""
+
+
+def lua_script(
+    method: str, body: str | None, headers: Mapping[str, str], *, mean_gap_ms: float | None = None
+) -> str:
+    """A wrk script for one fixed request, as fast as each connection is answered or, with
+    ``mean_gap_ms``, paced (``paced``); ``done`` prints a machine-readable summary."""
     lines = [f'wrk.method = "{method}"']
     if body is not None:
         if "]]" in body:
             raise ValueError("body may not contain ']]' (Lua long string)")
         lines.append(f"wrk.body = [[{body}]]")
     lines += [f'wrk.headers["{name}"] = "{value}"' for name, value in headers.items()]
-    return "\n".join(lines) + "\n" + _DONE
+    pacing = "" if mean_gap_ms is None else paced(mean_gap_ms)
+    return "\n".join(lines) + "\n" + pacing + _DONE
 
 
 def cpu_seconds(pid: int) -> float:
@@ -158,6 +181,8 @@ class Case:
     connections: int
     targets: list[Target]
     rounds: list[dict[str, Sample]] = field(default_factory=list)
+    #: A paced case's offered load, requests per second (None: as fast as answered).
+    offered_rps: float | None = None
 
     def has(self, key: str) -> bool:
         return any(t.key == key for t in self.targets)
