@@ -40,7 +40,8 @@ default policy when gateway.yaml has none. It answers like ``GET``, what the rou
 plus ``removed``, a sentence saying which. A route only gateway.yaml configures is 409 (that
 is the file to change), one not configured at all 404, both before ``If-Match`` and
 ``If-None-Match``, which are checked as for ``PUT``. Each outcome is counted in
-``driftgate_route_updates_total`` as a ``PUT``'s is (a 404 or 409 as ``rejected``; a
+``driftgate_route_updates_total`` as a ``PUT``'s is, with ``operation="delete"`` (a 404 or
+409 as ``rejected``; a
 refusal of a route not configured under ``_unknown``, so that names callers make up add
 no series).
 """
@@ -141,20 +142,20 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
         _refuse_yaml(request, model)
         policy = parse_route(model, _decode(model, await _policy_body(request)))
     except (PayloadTooLarge, BadGatewayRequest, UnsupportedMediaType):
-        _count_update(state, model, "rejected")
+        _count_update(state, model, "put", "rejected")
         raise
     except msgspec.DecodeError as exc:
-        _count_update(state, model, "rejected")
+        _count_update(state, model, "put", "rejected")
         raise BadGatewayRequest(f"the route policy is not valid JSON: {exc}") from None
     except PolicyError as exc:
-        _count_update(state, model, "rejected")
+        _count_update(state, model, "put", "rejected")
         raise BadGatewayRequest(f"invalid route policy, nothing changed: {exc}") from None
     try:
         etag = await asyncio.to_thread(state.routes.replace, model, policy, if_match, if_none_match)
     except RouteChanged as exc:
-        _count_update(state, model, "precondition_failed")
+        _count_update(state, model, "put", "precondition_failed")
         return _precondition_failed(exc)
-    _count_update(state, model, "applied")
+    _count_update(state, model, "put", "applied")
     state.forget_unused_breakers()
     answer = {"route": model, "configured": True, "policy": route_to_dict(policy)}
     return Response(answer, headers={"ETag": etag})
@@ -170,20 +171,20 @@ async def delete_route(request: AnyRequest, model: FromPath[str]) -> Response[di
         if_match = _entity_tags(request, "If-Match", unchanged=", nothing changed")
         if_none_match = _entity_tags(request, "If-None-Match", unchanged=", nothing changed")
     except PolicyError as exc:
-        _count_update(state, model, "rejected")
+        _count_update(state, model, "delete", "rejected")
         raise RouteNotFound(f"unknown route: {exc}") from None
     except BadGatewayRequest:
-        _count_update(state, model, "rejected")
+        _count_update(state, model, "delete", "rejected")
         raise
     try:
         restored = await asyncio.to_thread(state.routes.remove, model, if_match, if_none_match)
     except RouteNotRemovable as exc:
-        _count_update(state, model, "rejected")
+        _count_update(state, model, "delete", "rejected")
         raise _not_removable(exc) from None
     except RouteChanged as exc:
-        _count_update(state, model, "precondition_failed")
+        _count_update(state, model, "delete", "precondition_failed")
         return _precondition_failed(exc, method="DELETE")
-    _count_update(state, model, "applied")
+    _count_update(state, model, "delete", "applied")
     state.forget_unused_breakers()
     policy = state.routes.get(model)
     if restored is None:
@@ -291,18 +292,18 @@ def _precondition_failed(exc: RouteChanged, method: str = "PUT") -> Response[dic
     )
 
 
-def _count_update(state: GatewayState, model: str, outcome: str) -> None:
-    """Count a PUT or DELETE. Names come from callers, so the series stay bounded: a name no
-    route can have is ``_invalid``, and one refused while not configured is ``_unknown``
-    (as in ``driftgate_requests_total``): only a change applied or a configured route's
-    refusal carries its name."""
+def _count_update(state: GatewayState, model: str, operation: str, outcome: str) -> None:
+    """Count a PUT or DELETE (``operation`` ``put`` | ``delete``). Names come from callers,
+    so the series stay bounded: a name no route can have is ``_invalid``, and one refused
+    while not configured is ``_unknown`` (as in ``driftgate_requests_total``): only a change
+    applied or a configured route's refusal carries its name."""
     if not is_valid_name(model):
         label = "_invalid"
     elif outcome == "applied" or state.routes.is_configured(model):
         label = model
     else:
         label = UNKNOWN_ROUTE
-    state.metrics.route_updates.labels(label, outcome).inc()
+    state.metrics.route_updates.labels(label, operation, outcome).inc()
 
 
 #: Media types of YAML (RFC 9512, and the ones in use before it).

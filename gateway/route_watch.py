@@ -3,8 +3,8 @@
 Several gateways sharing one ``routes_dir`` (several pods on one volume) see each other's
 admin ``PUT`` and canary decisions this way, within ``POLL_S`` seconds; an operator can
 also edit a file in place (``gateway.route_table`` says how changes are taken). Each change
-is counted in ``driftgate_route_updates_total{route,outcome}`` like an admin ``PUT``
-(``applied`` or ``rejected``; a removed file counts as ``applied``) and is an INTERNAL span
+is counted in ``driftgate_route_updates_total{route,operation="reload",outcome}`` (``applied``
+or ``rejected``; a removed file counts as ``applied``) and is an INTERNAL span
 ``reload route {route}``.
 """
 
@@ -65,7 +65,7 @@ class RouteFileWatcher:
 
     def _report(self, change: FileChange) -> None:
         outcome = "rejected" if change.outcome == "rejected" else "applied"
-        self.metrics.route_updates.labels(change.route, outcome).inc()
+        self.metrics.route_updates.labels(change.route, "reload", outcome).inc()
         with self.tracer.start_as_current_span(
             f"reload route {change.route}",
             kind=SpanKind.INTERNAL,

@@ -126,9 +126,10 @@ class GatewayMetrics:
         )
         self.route_updates = Counter(
             "driftgate_route_updates_total",
-            "Route policy changes through the admin API by outcome (applied | rejected | "
+            "Route policy changes by operation (put | delete: the admin API; reload: a "
+            "route file changed in routes_dir) and outcome (applied | rejected | "
             "precondition_failed: If-Match did not match).",
-            ["route", "outcome"],
+            ["route", "operation", "outcome"],
             registry=registry,
         )
         self.replica_discoveries = Counter(

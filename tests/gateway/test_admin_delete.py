@@ -75,7 +75,12 @@ def test_a_route_created_by_a_typo_is_removed_with_its_file(start, tmp_path: Pat
     after = infer(gateway, "irsi")
     assert (after.status_code, after.json()) == (before.status_code, before.json())
     assert after.status_code == 404  # the replicas have no model irsi
-    assert gateway.metric("driftgate_route_updates_total", route="irsi", outcome="applied") == 2
+    applied = {
+        labels["operation"]: value
+        for labels, value in gateway.samples("driftgate_route_updates_total")
+        if labels["route"] == "irsi" and labels["outcome"] == "applied"
+    }
+    assert applied == {"put": 1, "delete": 1}
 
 
 def test_an_override_of_gateway_yaml_is_removed_and_gateway_yaml_serves_again(
@@ -136,10 +141,14 @@ def test_refusals_of_routes_not_configured_share_one_metric_label(start, tmp_pat
     assert delete(gateway, "iris").status_code == 409  # configured: counted under its name
 
     counted = {
-        (labels["route"], labels["outcome"]): value
+        (labels["route"], labels["operation"], labels["outcome"]): value
         for labels, value in gateway.samples("driftgate_route_updates_total")
     }
-    assert counted == {("_unknown", "rejected"): 40, ("iris", "rejected"): 1}
+    assert counted == {
+        ("_unknown", "delete", "rejected"): 20,
+        ("_unknown", "put", "rejected"): 20,
+        ("iris", "delete", "rejected"): 1,
+    }
 
 
 def test_a_removal_needs_the_admin_scope(start, tmp_path: Path) -> None:

@@ -205,7 +205,8 @@ def test_the_watcher_counts_and_traces_each_change(tmp_path: Path) -> None:
 
     def count(route: str, outcome: str) -> float | None:
         return registry.get_sample_value(
-            "driftgate_route_updates_total", {"route": route, "outcome": outcome}
+            "driftgate_route_updates_total",
+            {"route": route, "operation": "reload", "outcome": outcome},
         )
 
     assert (count("titanic", "applied"), count("iris", "rejected")) == (1.0, 1.0)
