@@ -131,6 +131,9 @@ def run_local(
         log_dir=home / "logs",
         jobs_args=["--config", str(config.resolve()), *replica_args]
         + ([] if jobs_metrics_port is None else ["--metrics-port", str(jobs_metrics_port)]),
+        jobs_liveness_url=""
+        if jobs_metrics_port is None
+        else f"http://127.0.0.1:{jobs_metrics_port}/metrics",
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     supervisor.start()

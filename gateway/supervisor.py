@@ -3,12 +3,15 @@
 Each replica is ``python -m driftgate runtime --repository R --port P``; the optional
 jobs process is ``python -m driftgate jobs --config C``. A watcher thread restarts a
 child that exits (crash, OOM kill, ``kill -9``) with a capped exponential backoff, so the
-gateway's health checks see a replica come back and rejoin. A replica that hangs (stopped,
+gateway's health checks see a replica come back and rejoin. A child that hangs (stopped,
 deadlocked, swapping) does not exit: a liveness thread asks each replica's
-``/v2/health/live`` every ``liveness_interval_s``, and one that has answered since it
+``/v2/health/live`` (and the jobs process's ``/metrics``, when it serves them:
+``jobs_liveness_url``) every ``liveness_interval_s``, and one that has answered since it
 started and then leaves ``liveness_failures`` checks in a row unanswered is killed
-(SIGKILL), so that the watcher restarts it. A replica still starting is never killed: its
-first answer arms the check (the runtime answers liveness while it loads its models).
+(SIGKILL), so that the watcher restarts it. A child still starting is never killed: its
+first answer arms the check (the runtime answers liveness while it loads its models). The
+jobs' ``/metrics`` is served by a thread of its own, so a long job run does not stop it
+answering; a process that no longer answers it runs no job either.
 ``on_restart`` hears of every restart and why (``exited`` or ``hung``). On ``stop`` every child gets
 SIGTERM, then SIGKILL after a grace period. Children also get SIGTERM from the kernel
 when ``driftgate up`` itself dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of it leaves
@@ -62,6 +65,8 @@ class Replica:
     missed_checks: int = 0
     #: Why the current process is being restarted: "exited", or "hung" once killed for it.
     restart_reason: str = "exited"
+    #: What the liveness check asks ("": not checked).
+    liveness_url: str = ""
 
     @property
     def url(self) -> str:
@@ -82,6 +87,8 @@ class ReplicaSupervisor:
     max_backoff_s: float = 10.0
     #: Extra arguments of ``python -m driftgate`` for the jobs process (None: no jobs).
     jobs_args: list[str] | None = None
+    #: The jobs process's ``/metrics`` URL, checked for liveness ("": not checked).
+    jobs_liveness_url: str = ""
     #: A replica is killed after this many liveness checks in a row go unanswered, each
     #: waiting ``liveness_timeout_s``, one every ``liveness_interval_s`` (about 25 s).
     liveness_interval_s: float = 5.0
@@ -100,10 +107,12 @@ class ReplicaSupervisor:
             Replica(port, self._runtime_command(port), f"runtime replica on port {port}")
             for port in self.ports
         ]
+        for replica in self.replicas:
+            replica.liveness_url = replica.url + "/v2/health/live"
         self.children = list(self.replicas)
         if self.jobs_args is not None:
-            command = [sys.executable, "-m", "driftgate", "jobs", *self.jobs_args]
-            self.children.append(Replica(0, command, "jobs"))
+            jobs = Replica(0, self._jobs_command(), "jobs", liveness_url=self.jobs_liveness_url)
+            self.children.append(jobs)
         for child in self.children:
             self._spawn(child)
         self._watcher = threading.Thread(target=self._watch, name="supervisor", daemon=True)
@@ -132,6 +141,9 @@ class ReplicaSupervisor:
             "--shutdown-timeout",
             str(int(STOP_GRACE_S) - 2),
         ]
+
+    def _jobs_command(self) -> list[str]:
+        return [sys.executable, "-m", "driftgate", "jobs", *(self.jobs_args or [])]
 
     def _spawn(self, replica: Replica) -> None:
         log_file = (self.log_dir / f"{replica.label}.log").open("ab")
@@ -171,10 +183,12 @@ class ReplicaSupervisor:
 
     def _check_liveness(self) -> None:
         while not self._stop.wait(self.liveness_interval_s):
-            for replica in self.replicas:
+            for replica in self.children:
                 process = replica.process
-                if process is None or process.poll() is not None or self._stop.is_set():
+                if not replica.liveness_url or process is None or process.poll() is not None:
                     continue
+                if self._stop.is_set():
+                    return
                 if self._answers(replica):
                     replica.answered, replica.missed_checks = True, 0
                 elif replica.answered:
@@ -185,7 +199,7 @@ class ReplicaSupervisor:
     def _answers(self, replica: Replica) -> bool:
         try:
             with urllib.request.urlopen(
-                replica.url + "/v2/health/live", timeout=self.liveness_timeout_s
+                replica.liveness_url, timeout=self.liveness_timeout_s
             ) as answer:
                 return bool(answer.status == 200)
         except (urllib.error.URLError, OSError):
@@ -197,10 +211,11 @@ class ReplicaSupervisor:
         if self._stop.is_set() or process.poll() is not None:
             return
         log.warning(
-            "%s (pid %d) has not answered /v2/health/live %d times in a row (%g s each): "
+            "%s (pid %d) has not answered %s %d times in a row (%g s each): "
             "it hangs; killing it so that it restarts",
             replica.name,
             process.pid,
+            replica.liveness_url,
             replica.missed_checks,
             self.liveness_timeout_s,
         )

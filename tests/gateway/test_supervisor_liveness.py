@@ -151,3 +151,67 @@ def test_a_replica_is_not_killed_once_the_stop_has_begun_or_after_it_exited(
     supervisor._kill_hung(replica, running)
     assert running.poll() is None
     assert restarts == [(f"runtime-{replica.port}", "exited")]
+
+
+def test_a_jobs_process_that_hangs_is_killed_and_restarted_when_it_serves_metrics(
+    tmp_path: Path, restarts: list[tuple[str, str]]
+) -> None:
+    """The jobs process was only restarted when it exited: a hung one ran no job until
+    someone killed it by hand. Its ``/metrics`` (a thread of its own) is its liveness."""
+    metrics_port = free_port()
+
+    class StandInJobs(StandInSupervisor):
+        def _jobs_command(self) -> list[str]:
+            return [sys.executable, "-c", STAND_IN, str(metrics_port)]
+
+    supervisor = StandInJobs(
+        repository=tmp_path,
+        ports=[],
+        log_dir=tmp_path,
+        jobs_args=[],
+        jobs_liveness_url=f"http://127.0.0.1:{metrics_port}/metrics",
+        max_backoff_s=0.5,
+        liveness_interval_s=0.2,
+        liveness_timeout_s=0.3,
+        liveness_failures=2,
+        on_restart=lambda child, reason: restarts.append((child, reason)),
+    )
+    supervisor.start()
+    try:
+        [jobs] = supervisor.children
+        assert eventually(lambda: jobs.answered)
+        hung = jobs.process
+        assert hung is not None
+        os.kill(hung.pid, signal.SIGSTOP)
+
+        assert eventually(lambda: jobs.process is not hung and jobs.answered)
+        assert hung.wait(timeout=5) == -signal.SIGKILL
+        assert restarts == [("jobs", "hung")]
+    finally:
+        supervisor.stop(grace_s=2)
+
+
+def test_a_jobs_process_without_metrics_is_not_checked(tmp_path: Path) -> None:
+    """Without a metrics port there is nothing to ask: it is never taken for hung."""
+
+    class QuietJobs(StandInSupervisor):
+        def _jobs_command(self) -> list[str]:
+            return [sys.executable, "-c", "import time; time.sleep(60)"]
+
+    supervisor = QuietJobs(
+        repository=tmp_path,
+        ports=[],
+        log_dir=tmp_path,
+        jobs_args=[],
+        liveness_interval_s=0.1,
+        liveness_timeout_s=0.1,
+        liveness_failures=1,
+    )
+    supervisor.start()
+    try:
+        [jobs] = supervisor.children
+        time.sleep(1.0)
+        assert jobs.process is not None and jobs.process.poll() is None
+        assert (jobs.answered, jobs.restarts) == (False, 0)
+    finally:
+        supervisor.stop(grace_s=2)
