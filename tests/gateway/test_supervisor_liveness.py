@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.supervisor import ReplicaSupervisor
+from gateway.supervisor import Replica, ReplicaSupervisor
 
 #: A replica that answers liveness at once, or (``--silent``) listens and never answers.
 STAND_IN = """
@@ -82,14 +82,20 @@ def test_a_replica_that_hangs_is_killed_and_restarted(
     """A stopped (or deadlocked) replica never exits, so only exits were restarted: it hung
     for good, out of rotation, until someone killed it by hand."""
     [replica] = supervisor.replicas
-    assert eventually(lambda: replica.answered)
-    hung = replica.process
+    hang_and_see_it_restarted(replica)
+    assert restarts == [(f"runtime-{replica.port}", "hung")]
+
+
+def hang_and_see_it_restarted(child: Replica) -> None:
+    """Stop ``child`` once it has answered (SIGSTOP: alive, answering nothing), then see it
+    killed and a new process answer."""
+    assert eventually(lambda: child.answered)
+    hung = child.process
     assert hung is not None
     os.kill(hung.pid, signal.SIGSTOP)
 
-    assert eventually(lambda: replica.process is not hung and replica.answered)
+    assert eventually(lambda: child.process is not hung and child.answered)
     assert hung.wait(timeout=5) == -signal.SIGKILL
-    assert restarts == [(f"runtime-{replica.port}", "hung")]
 
 
 def test_a_replica_that_exits_is_restarted_as_exited(
@@ -179,13 +185,7 @@ def test_a_jobs_process_that_hangs_is_killed_and_restarted_when_it_serves_metric
     supervisor.start()
     try:
         [jobs] = supervisor.children
-        assert eventually(lambda: jobs.answered)
-        hung = jobs.process
-        assert hung is not None
-        os.kill(hung.pid, signal.SIGSTOP)
-
-        assert eventually(lambda: jobs.process is not hung and jobs.answered)
-        assert hung.wait(timeout=5) == -signal.SIGKILL
+        hang_and_see_it_restarted(jobs)
         assert restarts == [("jobs", "hung")]
     finally:
         supervisor.stop(grace_s=2)
