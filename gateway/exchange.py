@@ -15,6 +15,24 @@ says how it read the body in its answer's ``X-Driftgate-Eval-Form`` header
 (``EVAL_FORM_HEADER``: ``instance`` or ``columns``); without it (an older runtime, or a
 refused request) the form is guessed: one instance when no value is a list.
 
+An Open Inference Protocol tensor sent in Triton's binary tensor data extension
+(``parameters.binary_data_size``, its bytes after the JSON; what tritonclient sends by
+default, in requests and answers) is recorded as if its values were JSON ``data``: read
+with ``monitoring.binary_tensors`` as the runtime reads it, then split into rows the same
+way, as plain numbers and bools. ``BYTES`` elements become text, UTF-8 decoded, with U+FFFD
+for bytes that are not UTF-8, as the runtime's JSON answers carry them: the column stays
+text, and exact bytes are not kept. FP16 and FP32 values are the exact double of the value
+sent (FP32 ``0.1`` is ``0.10000000149011612``, as tritonclient writes it in JSON). NaN and
+infinities are null, as in the runtime's JSON answers (JSON has neither). A body whose
+binary data does not hold what its tensors declare (short, left over, a size that does not
+fit a shape, an unknown datatype), or with a tensor whose values are not in the body at
+all (shared memory), is one the runtime refuses: it yields no rows, never some of its
+columns, and the note ``BINARY: <the problem>``. There is no cap beyond JSON's: no cell or
+row is limited for either, and a request body is at most ``max_body_bytes`` either way (16
+MiB hold 16M UINT8 values binary, at most 8M numbers as JSON). Binary data is read in time
+linear in its bytes, and every tensor of a body is read and checked before any becomes
+Python values, so a bad one late in a body costs little for those before it.
+
 Tensors of one body with different numbers of rows cannot be split into instances
 without guessing: such a body is one row of whole tensors (list cells), with the note
 ``MISREAD``, never rows padded with NULL.
@@ -36,6 +54,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from monitoring.binary_tensors import HEADER_LENGTH, BinaryDataError, decode_chunk, split_body
 from monitoring.body_encoding import BodyEncodingError, InflatesPastLimit, decode_body
 
 Row = dict[str, Any]
@@ -47,8 +66,10 @@ EVAL_FORM_HEADER = "x-driftgate-eval-form"
 #: The note of a request that names its inputs and holds no row of them (a batch of 0):
 #: ``exchange_records`` logs no row for it when it was answered.
 NO_ROWS = "the request had no rows"
-#: The note of a request whose tensors all carry binary data (not recorded).
-BINARY = "binary tensor data is not recorded"
+#: The start of the note of a body whose binary tensor data does not hold what its
+#: tensors declare, or one of whose tensors has no values in the body (shared memory):
+#: ``BINARY: <the problem>``. No rows are made of the body.
+BINARY = "binary tensor data could not be read"
 #: The note of a body, or an exchange, whose instances could not be told apart.
 MISREAD = (
     "the instances of this exchange could not be told apart (tensors with different "
@@ -100,9 +121,11 @@ def request_rows(
         if keep_image_bytes:
             row["image_b64"] = base64.b64encode(body).decode()
         return [row], True, None
-    header_length = headers.get("inference-header-content-length")
     try:
-        payload = msgspec.json.decode(body[: int(header_length)] if header_length else body)
+        head, binary = _split(body, headers)
+        payload = msgspec.json.decode(head)
+    except BinaryDataError as exc:
+        return [], False, f"{BINARY}: {exc}"
     except (msgspec.DecodeError, ValueError, UnicodeDecodeError):
         return [], False, "request body is not JSON"
     except RecursionError:  # msgspec recurses
@@ -110,10 +133,8 @@ def request_rows(
     try:
         if dialect == "v2":
             tensors = payload.get("inputs")
-            rows = _oip_rows(tensors)
-            if rows or not tensors:
-                return rows, False, None
-            return rows, False, BINARY if _any_binary(tensors) else NO_ROWS
+            rows = _oip_rows(tensors, binary, "input")
+            return rows, False, NO_ROWS if tensors and not rows else None
         if dialect == "tfserving":
             rows = _tfserving_request_rows(payload)
             named = "instances" in payload or bool(payload.get("inputs"))
@@ -122,6 +143,8 @@ def request_rows(
         return rows, single, NO_ROWS if payload and not rows and not note else note
     except _Ragged as ragged:
         return [ragged.row], False, MISREAD
+    except BinaryDataError as exc:
+        return [], False, f"{BINARY}: {exc}"
     except _UNEXPECTED_SHAPE:
         return [], False, "request body has an unexpected shape"
 
@@ -154,10 +177,13 @@ def response_rows(
     dialect: str, body: bytes, headers: Mapping[str, str], single_instance: bool
 ) -> tuple[list[Row], str | None, str | None]:
     """(rows, error message, note) of an answer body; the error of a 4xx/5xx
-    ``{"error": ...}``, the note ``MISREAD`` when its tensors have different row counts."""
-    header_length = headers.get("inference-header-content-length")
+    ``{"error": ...}``, the note ``MISREAD`` when its tensors have different row counts,
+    ``BINARY`` when its binary tensor data cannot be read."""
     try:
-        payload = msgspec.json.decode(body[: int(header_length)] if header_length else body)
+        head, binary = _split(body, headers)
+        payload = msgspec.json.decode(head)
+    except BinaryDataError as exc:
+        return [], None, f"{BINARY}: {exc}"
     except (msgspec.DecodeError, ValueError, UnicodeDecodeError, RecursionError):
         return [], None, None
     if not isinstance(payload, dict):
@@ -165,9 +191,11 @@ def response_rows(
     if "error" in payload:
         return [], str(payload["error"]), None
     try:
-        return _answer_rows(dialect, payload, single_instance), None, None
+        return _answer_rows(dialect, payload, binary, single_instance), None, None
     except _Ragged as ragged:
         return [ragged.row], None, MISREAD
+    except BinaryDataError as exc:
+        return [], None, f"{BINARY}: {exc}"
     except _UNEXPECTED_SHAPE:
         return [], None, None
 
@@ -180,9 +208,11 @@ def whole(rows: list[Row]) -> Row:
     return {name: [row.get(name) for row in rows] for name in names}
 
 
-def _answer_rows(dialect: str, payload: dict[str, Any], single_instance: bool) -> list[Row]:
+def _answer_rows(
+    dialect: str, payload: dict[str, Any], binary: bytes | None, single_instance: bool
+) -> list[Row]:
     if dialect == "v2":
-        return _oip_rows(payload.get("outputs"))
+        return _oip_rows(payload.get("outputs"), binary, "output")
     if dialect == "tfserving":
         if "predictions" in payload:
             return [_named(item, "prediction") for item in payload["predictions"]]
@@ -213,23 +243,85 @@ def _tfserving_request_rows(payload: Any) -> list[Row]:
     return _columns(_named(payload.get("inputs"), "inputs"))
 
 
-def _any_binary(tensors: Any) -> bool:
-    """Whether a tensor of the request carries its data after the JSON (binary tensor data)."""
-    return any(isinstance(t, dict) and t.get("data") is None for t in tensors or [])
+def _split(body: bytes, headers: Mapping[str, str]) -> tuple[bytes, bytes | None]:
+    """(the JSON, the binary tensor data after it: None without the header that says where
+    the JSON ends)."""
+    header_length = headers.get(HEADER_LENGTH.lower()) or None
+    head, binary = split_body(body, header_length)
+    return head, None if header_length is None else binary
 
 
-def _oip_rows(tensors: Any) -> list[Row]:
+def _oip_rows(tensors: Any, binary: bytes | None, role: str) -> list[Row]:
+    read = _chunks(tensors or [], binary, role)
+    # Every tensor is read before any becomes Python values: a bad one costs nothing more.
+    arrays = [_tensor_array(tensor, chunk, role) for tensor, chunk in read]
     columns: dict[str, list[Any]] = {}
-    for tensor in tensors or []:
-        data, shape = tensor.get("data"), tensor.get("shape") or []
-        if data is None or not shape:  # binary tensor data: not recorded
-            continue
-        array = np.array(data, dtype=object).reshape(shape)
-        # A row of a 1-D tensor is a scalar (an object), of a wider one an array.
-        columns[tensor["name"]] = [
-            _cell(row.tolist() if isinstance(row, np.ndarray) else row) for row in array
-        ]
+    for (tensor, chunk), array in zip(read, arrays, strict=True):
+        if array is not None:
+            values = array if chunk is None else _plain(array)
+            # A row of a 1-D tensor is a scalar, of a wider one a (nested) list.
+            columns[tensor["name"]] = [_cell(row) for row in values.tolist()]
     return _transpose(columns)
+
+
+def _chunks(tensors: list[Any], binary: bytes | None, role: str) -> list[tuple[Any, bytes | None]]:
+    """Each tensor with its binary data (None: its values are JSON ``data``), checked as the
+    runtime checks them: the sizes must add up to the binary data exactly."""
+    chunks: list[tuple[Any, bytes | None]] = []
+    offset = 0
+    for tensor in tensors:
+        size = (tensor.get("parameters") or {}).get("binary_data_size")
+        if size is None:
+            chunks.append((tensor, None))
+            continue
+        where = f"{role} '{tensor['name']}'"
+        if tensor.get("data") is not None:
+            raise BinaryDataError(f"{where} has both 'data' and binary_data_size")
+        if type(size) is not int or size < 0:
+            raise BinaryDataError(f"{where}: binary_data_size must be a non-negative integer")
+        if binary is None:
+            raise BinaryDataError(f"{where} has binary_data_size but no {HEADER_LENGTH} header")
+        if offset + size > len(binary):
+            raise BinaryDataError(
+                f"{where}: binary_data_size is {size} bytes but only {len(binary) - offset} "
+                "bytes of binary data remain"
+            )
+        chunks.append((tensor, binary[offset : offset + size]))
+        offset += size
+    if binary is not None and offset != len(binary):
+        raise BinaryDataError(f"{len(binary) - offset} bytes of binary data that no {role} claims")
+    return chunks
+
+
+def _tensor_array(tensor: Any, chunk: bytes | None, role: str) -> np.ndarray | None:
+    """A tensor's values shaped (None: nothing to record, as for a tensor of rank 0)."""
+    shape = tensor.get("shape") or []
+    if chunk is None:
+        data = tensor.get("data")
+        if data is None:  # in shared memory, say: not in the body (the runtime refuses it)
+            raise BinaryDataError(
+                f"{role} '{tensor['name']}' has no data: neither 'data' nor binary_data_size"
+            )
+        return np.array(data, dtype=object).reshape(shape) if shape else None
+    if not shape:
+        return None
+    if not all(type(dim) is int and dim >= 0 for dim in shape):
+        raise BinaryDataError(f"{role} '{tensor['name']}': shape {shape!r} is not a shape")
+    try:
+        return decode_chunk(chunk, tensor.get("datatype"), shape)
+    except BinaryDataError as exc:
+        raise BinaryDataError(f"{role} '{tensor['name']}': {exc}") from None
+
+
+def _plain(array: np.ndarray) -> np.ndarray:
+    """Binary values as JSON has them: text for bytes, null for NaN and infinities."""
+    if array.dtype == object:  # BYTES: bytes elements
+        text = [element.decode("utf-8", "replace") for element in array.flat]
+        return np.array(text, dtype=object).reshape(array.shape)
+    if array.dtype.kind == "f" and not (finite := np.isfinite(array)).all():
+        array = array.astype(object)
+        array[~finite] = None
+    return array
 
 
 def _named(item: Any, name: str) -> Row:

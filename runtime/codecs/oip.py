@@ -11,7 +11,9 @@ Request (``POST /v2/models/{m}[/versions/{v}]/infer``)::
 followed by raw tensor bytes: the ``Inference-Header-Content-Length`` request header gives the
 JSON's length and each binary input carries ``parameters.binary_data_size``; the chunks follow
 in input order, little-endian, row-major; BOOL is one byte, FP16 two, and a BYTES element is
-a 4-byte little-endian length and then its bytes.
+a 4-byte little-endian length and then its bytes. The chunks are decoded by
+``monitoring.binary_tensors``, which the gateway's recorder reads them back with; this
+codec adds the checks that make a request valid and words them as a 400.
 
 An output is answered as binary when its request entry says ``"binary_data": true``, or when
 the request's ``parameters.binary_data_output`` is true and the entry does not say otherwise.
@@ -26,13 +28,14 @@ binary output wishes) that ``encode_infer_response`` needs to answer in kind.
 from __future__ import annotations
 
 import math
-import struct
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import msgspec
 import numpy as np
 
+from monitoring import binary_tensors
+from monitoring.binary_tensors import LENGTH_PREFIX, BinaryDataError, decode_chunk, split_body
 from runtime.codecs.json import flat_json_values, nested_to_array, not_json_hint
 from runtime.errors import BadRequest
 from runtime.inference import InferenceRequest, InferenceResponse
@@ -45,13 +48,12 @@ from runtime.tensors import (
 )
 from runtime.validation import coerce
 
-HEADER_LENGTH = "Inference-Header-Content-Length"
+HEADER_LENGTH = binary_tensors.HEADER_LENGTH
 JSON_CONTENT_TYPE = "application/json"
 BINARY_CONTENT_TYPE = "application/octet-stream"
 #: Extensions to list in server metadata: what this codec implements.
 EXTENSIONS = ("binary_tensor_data",)
 
-_LENGTH_PREFIX = struct.Struct("<I")
 #: The most elements a declared shape may describe (dimensions of 0 counted as 1): far past
 #: any body the runtime accepts, far below what numpy refuses.
 MAX_ELEMENTS = 2**40
@@ -224,18 +226,10 @@ def error_body(message: str) -> dict[str, str]:
 
 
 def _split(body: bytes, header_length: int | str | None) -> tuple[bytes, bytes]:
-    if header_length is None:
-        return body, b""
     try:
-        length = int(header_length)
-    except ValueError:
-        length = -1
-    if length < 0 or length > len(body):
-        raise BadRequest(
-            f"{HEADER_LENGTH} must be an integer between 0 and the body's {len(body)} bytes, "
-            f"got {header_length!r}"
-        )
-    return body[:length], body[length:]
+        return split_body(body, header_length)
+    except BinaryDataError as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _datatype(item: _Input) -> str:
@@ -279,52 +273,10 @@ def _from_json(item: _Input, datatype: str) -> np.ndarray:
 
 
 def _from_binary(item: _Input, datatype: str, chunk: bytes) -> np.ndarray:
-    count = math.prod(item.shape)
-    if datatype == "BYTES":
-        return _bytes_elements(item, chunk, count)
-    dtype = DATATYPE_TO_NUMPY[datatype]
-    if len(chunk) != count * dtype.itemsize:
-        raise BadRequest(
-            f"input '{item.name}': binary_data_size is {len(chunk)} bytes but shape "
-            f"{format_shape(item.shape)} of {datatype} needs {count * dtype.itemsize}"
-        )
-    if datatype == "BOOL":
-        raw = np.frombuffer(chunk, dtype=np.uint8)
-        if raw.size and raw.max() > 1:
-            raise BadRequest(f"input '{item.name}': BOOL binary data must be bytes 0 or 1")
-        return raw.astype(np.bool_).reshape(item.shape)
-    little = np.frombuffer(chunk, dtype=dtype.newbyteorder("<"))
-    return little.astype(dtype).reshape(item.shape)
-
-
-def _bytes_elements(item: _Input, chunk: bytes, count: int) -> np.ndarray:
-    elements: list[bytes] = []
-    position = 0
-    while position < len(chunk):
-        if len(elements) == count:
-            raise BadRequest(
-                f"input '{item.name}': BYTES binary data holds more than the {count} elements "
-                f"of shape {format_shape(item.shape)}"
-            )
-        if position + 4 > len(chunk):
-            raise BadRequest(f"input '{item.name}': BYTES binary data ends inside a length")
-        (length,) = _LENGTH_PREFIX.unpack_from(chunk, position)
-        position += 4
-        if position + length > len(chunk):
-            raise BadRequest(
-                f"input '{item.name}': BYTES element {len(elements)} claims {length} bytes "
-                f"but only {len(chunk) - position} remain"
-            )
-        elements.append(chunk[position : position + length])
-        position += length
-    if len(elements) != count:
-        raise BadRequest(
-            f"input '{item.name}': shape {format_shape(item.shape)} holds {count} elements "
-            f"but the BYTES binary data has {len(elements)}"
-        )
-    array = np.empty(count, dtype=object)
-    array[:] = elements
-    return array.reshape(item.shape)
+    try:
+        return decode_chunk(chunk, datatype, item.shape)
+    except BinaryDataError as exc:
+        raise BadRequest(f"input '{item.name}': {exc}") from None
 
 
 def _requested_outputs(outputs: list[_Output] | None) -> tuple[list[str] | None, dict[str, bool]]:
@@ -362,7 +314,7 @@ def _to_binary(array: np.ndarray, datatype: str) -> bytes:
     parts: list[bytes] = []
     for item in array.ravel().tolist():
         data = _element_bytes(item)
-        parts.append(_LENGTH_PREFIX.pack(len(data)))
+        parts.append(LENGTH_PREFIX.pack(len(data)))
         parts.append(data)
     return b"".join(parts)
 

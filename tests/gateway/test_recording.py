@@ -7,6 +7,7 @@ replicas are the fake runtime: what is asserted is what an analyst would query.
 from __future__ import annotations
 
 import asyncio
+import struct
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -501,16 +502,36 @@ def test_an_answered_batch_of_no_rows_logs_no_row(dialect: str, body: bytes, ans
     assert [row.error for row in exchange_records(refused)] == ["no"]  # refusals stay
 
 
-def test_an_answered_request_of_binary_tensors_says_so_in_error() -> None:
-    """Its row had outputs but no inputs, and nothing said why."""
-    body = (
+def test_an_exchange_of_binary_tensors_is_recorded_with_its_values() -> None:
+    """Its row had outputs but no inputs (the note 'binary tensor data is not recorded'),
+    and a binary answer had no outputs: drift counted the features as missing."""
+    head = (
         b'{"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP32",'
         b' "parameters": {"binary_data_size": 16}}]}'
     )
-    answer = b'{"outputs": [{"name": "y", "shape": [1], "datatype": "FP32", "data": [1]}]}'
-    (row,) = exchange_records(replace(exchange("bin", body, "v2"), response_body=answer))
-    assert row.status == 200 and row.error == BINARY
-    assert not row.inputs and row.outputs
+    body = head + struct.pack("<4f", 5.5, 3.5, 1.25, 0.25)
+    answer_head = (
+        b'{"outputs": [{"name": "y", "shape": [1], "datatype": "INT64",'
+        b' "parameters": {"binary_data_size": 8}}]}'
+    )
+    sent = replace(
+        exchange("bin", body, "v2"),
+        request_headers={"inference-header-content-length": str(len(head))},
+        response_body=answer_head + struct.pack("<q", 2),
+        response_headers={"inference-header-content-length": str(len(answer_head))},
+    )
+    (row,) = exchange_records(sent)
+    assert row.status == 200 and row.error is None
+    assert (row.inputs, row.outputs) == ({"x": [5.5, 3.5, 1.25, 0.25]}, {"y": 2})
+    # Binary data that does not add up (the runtime refuses it) says why in error.
+    short = replace(sent, request_body=body[:-4])
+    (row,) = exchange_records(short)
+    assert row.error == (
+        f"{BINARY}: input 'x': binary_data_size is 16 bytes but only 12 bytes of binary data remain"
+    )
+    assert not row.inputs and row.outputs == {"y": 2}
+    refused = replace(short, status=400, response_body=b'{"error": "no"}', response_headers={})
+    assert [row.error for row in exchange_records(refused)] == ["no"]
 
 
 def test_an_exchange_the_recorder_cannot_parse_is_counted_and_logged_once_a_minute(

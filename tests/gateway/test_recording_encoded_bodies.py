@@ -13,6 +13,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import struct
 import threading
 import tracemalloc
 import zlib
@@ -172,10 +173,9 @@ def exchange(body: bytes, headers: dict[str, str], *, dialect: str = "eval") -> 
 def test_an_oip_binary_body_compressed_whole_is_read_by_its_inflated_header_length() -> None:
     """tritonclient compresses the whole body; ``Inference-Header-Content-Length`` is the
     JSON header's length before compression, as the runtime reads it."""
-    head = json.dumps(
-        {"inputs": [{"name": "fare", "shape": [1, 1], "datatype": "FP32", "data": [7]}]}
-    ).encode()
-    body = gzip.compress(head + b"\x00" * 16)
+    fare = {"name": "fare", "shape": [1, 1], "datatype": "FP32"}
+    head = json.dumps({"inputs": [{**fare, "parameters": {"binary_data_size": 4}}]}).encode()
+    body = gzip.compress(head + struct.pack("<f", 7.0))
     headers = {
         "content-type": "application/octet-stream",
         "content-encoding": "gzip",
