@@ -6,7 +6,8 @@ its backend and metadata, the requests holding it and whether it was retired.
 one version in place: it picks the backend (the config.yaml's ``format:``, or the one the
 artefact's files say), loads it, checks the ``image:`` section against its inputs, and
 records the outcome on the version, in the log and in the metrics. A broken artefact leaves
-the version ``UNAVAILABLE`` with the reason; it never raises.
+the version ``UNAVAILABLE`` with the reason, which names the file and, where its content
+tells, what it really is (``runtime.backends.diagnosis``); it never raises.
 
 ``runtime.repository`` decides which versions to load and unload, and when (scanning the
 folder, holding versions for requests); this module knows nothing of locks or of the disk
@@ -24,6 +25,7 @@ from pathlib import Path
 from monitoring.metrics import RuntimeMetrics
 from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.base import ModelBackend
+from runtime.backends.diagnosis import load_failure
 from runtime.batching import Batcher
 from runtime.batching_config import BatchingConfig
 from runtime.config import ModelConfig
@@ -32,6 +34,10 @@ from runtime.tensors import ModelMetadata
 
 # The repository's logger: a version's load is one of the repository's events.
 log = logging.getLogger("driftgate.runtime.repository")
+
+
+class ArtefactLoadError(Exception):
+    """A backend's ``load`` failed; the message names the file (``load_failure``)."""
 
 
 class VersionState(StrEnum):
@@ -103,14 +109,18 @@ def load_version(
         candidate.format = fmt
         candidate.batching = config.batching
         backend = create_backend(fmt, config.backend_options())
-        backend.load(artefact)
+        try:
+            backend.load(artefact)
+        except Exception as exc:  # the file, what it holds, then the framework's words
+            raise ArtefactLoadError(load_failure(fmt, artefact, exc)) from exc
         candidate.metadata = backend.metadata()
         if config.image is not None:  # the image section must fit the model's inputs
             config.image.input_spec(candidate.metadata)
         candidate.image = config.image
         candidate.backend = backend
     except Exception as exc:  # a broken artefact must never take the process down
-        candidate.state, candidate.error = VersionState.FAILED, f"{type(exc).__name__}: {exc}"
+        error = str(exc) if isinstance(exc, ArtefactLoadError) else f"{type(exc).__name__}: {exc}"
+        candidate.state, candidate.error = VersionState.FAILED, error
         log.error(
             "model %s version %s failed to load: %s",
             candidate.model,

@@ -23,6 +23,20 @@ FORMATS: dict[str, str] = {
     "pipeline": "runtime.pipeline:PipelineBackend",
 }
 
+#: The options each format's backend takes: config.yaml's ``backend:`` mapping (plus its
+#: ``signature:`` key), or a pipeline model step's ``options:``. Any other key is a mistake
+#: (``intra_op_thread: 4`` would otherwise be ignored without a word).
+BACKEND_OPTIONS: dict[str, frozenset[str]] = {
+    "onnx": frozenset({"intra_op_threads", "inter_op_threads"}),
+    "savedmodel": frozenset(),
+    "keras": frozenset(),
+    "pmml": frozenset(),
+    "pipeline": frozenset(),
+}
+#: Taken by every format: ``signature`` (config.yaml's own key, read by SavedModels) and the
+#: pipeline's private bookkeeping.
+_ALWAYS_TAKEN = frozenset({"signature", "pipeline_parents"})
+
 _SUFFIXES = {".onnx": "onnx", ".h5": "keras", ".hdf5": "keras", ".keras": "keras", ".pmml": "pmml"}
 
 
@@ -55,17 +69,30 @@ def detect_format(version_dir: Path) -> tuple[str, Path]:
 
 
 def artefact_for_format(version_dir: Path, fmt: str) -> Path:
-    """The artefact of a format named explicitly by config.yaml."""
+    """The artefact of a format named explicitly by config.yaml.
+
+    Hidden files (``.DS_Store``) are not candidates; of several files, the one named with
+    the format's suffix is (a README beside ``model.onnx``). A SavedModel may sit in one
+    sub-folder, as ``detect_format`` finds it too.
+    """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})")
     if fmt == "pipeline":
         return version_dir / "pipeline.yaml"
     if fmt == "savedmodel":
+        nested = [p for p in sorted(version_dir.iterdir()) if (p / "saved_model.pb").is_file()]
+        if not (version_dir / "saved_model.pb").is_file() and len(nested) == 1:
+            return nested[0]
         return version_dir
-    files = [p for p in sorted(version_dir.iterdir()) if p.is_file()]
+    files = [p for p in sorted(version_dir.iterdir()) if p.is_file() and p.name[:1] != "."]
+    own = [p for p in files if _SUFFIXES.get(p.suffix.lower()) == fmt]
+    if len(files) > 1 and len(own) == 1:
+        return own[0]
     if len(files) != 1:
+        names = ", ".join(p.name for p in files) or "none"
         raise ValueError(
-            f"format '{fmt}' set in config.yaml but {version_dir} holds {len(files)} files"
+            f"format '{fmt}' set in config.yaml but {version_dir} holds {len(files)} files "
+            f"({names}); keep only the model file"
         )
     return files[0]
 
@@ -76,7 +103,22 @@ def create_backend(fmt: str, options: Mapping[str, Any] | None = None) -> ModelB
         target = FORMATS[fmt]
     except KeyError:
         raise ValueError(f"unknown format '{fmt}' (expected one of {', '.join(FORMATS)})") from None
+    check_backend_options(fmt, options or {})
     module_name, class_name = target.split(":")
     backend_class = getattr(importlib.import_module(module_name), class_name)
     backend: ModelBackend = backend_class(dict(options or {}))
     return backend
+
+
+def check_backend_options(fmt: str, options: Mapping[str, Any]) -> None:
+    """``ValueError`` naming the options ``fmt``'s backend does not take, and those it does."""
+    known = BACKEND_OPTIONS.get(fmt)
+    if known is None:  # a format registered from elsewhere checks its own options
+        return
+    unknown = sorted(str(key) for key in options if key not in known | _ALWAYS_TAKEN)
+    if unknown:
+        takes = ", ".join(sorted(known)) or "none"
+        raise ValueError(
+            f"unknown backend option(s) {unknown} for format '{fmt}' (config.yaml `backend:`, "
+            f"or a pipeline model step's `options:`); {fmt} takes: {takes}"
+        )

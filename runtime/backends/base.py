@@ -43,5 +43,6 @@ class ModelBackend(Protocol):
 
 
 #: Options from a model's ``config.yaml`` passed to the backend constructor
-#: (for example ``signature`` for SavedModel). Unknown keys are ignored by backends.
+#: (for example ``signature`` for SavedModel). ``create_backend`` refuses keys that the
+#: format does not take (``runtime.backends.BACKEND_OPTIONS``).
 BackendOptions = Mapping[str, Any]

@@ -26,6 +26,7 @@ Python side effects) falls back to the eager call; ``metadata().extra["call"]`` 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -61,7 +62,13 @@ class KerasBackend:
             import keras
         except ImportError:
             raise BackendUnavailable.missing_module("keras", "tensorflow") from None
-        model = keras.models.load_model(str(path), compile=False)
+        try:
+            model = keras.models.load_model(str(path), compile=False)
+        except (TypeError, ValueError) as exc:
+            clearer = custom_code_error(exc)
+            if clearer is None:
+                raise
+            raise clearer from exc
         input_names = [tensor.name for tensor in model.inputs]
         output_names = keras_output_names(model)
         signature = [
@@ -135,3 +142,30 @@ def name_outputs(result: Any, names: list[str]) -> dict[str, Any]:
     if isinstance(result, list | tuple):
         return dict(zip(names, result, strict=True))
     return {names[0]: result}
+
+
+#: Keras' words for an object it cannot rebuild without the Python code that defined it.
+_CUSTOM_OBJECT = re.compile(r"Unknown (?:layer|object): '([^']+)'|Could not locate \w+ '([^']+)'")
+
+
+def custom_code_error(exc: Exception) -> ValueError | None:
+    """A load failure caused by custom Python code in the file, said with what to do instead.
+
+    Keras asks for ``custom_object_scope`` or ``safe_mode=False``, neither of which a model
+    repository can give: the runtime imports no model code. A SavedModel carries the
+    computation without the code, so that is the way to serve such a model.
+    """
+    text = str(exc)
+    found = _CUSTOM_OBJECT.search(text)
+    if found is not None:
+        what = f"the custom object '{found.group(1) or found.group(2)}'"
+        why = "the runtime does not import"
+    elif "safe_mode" in text and "Lambda" in text:
+        what, why = "a Lambda layer", "Keras refuses to load from a file (safe_mode)"
+    else:
+        return None
+    return ValueError(
+        f"the model uses {what}, whose Python code {why}; export the model as a TensorFlow "
+        "SavedModel, which needs no Python code to serve: "
+        "`model.export('models/<name>/<version>')` in the program that built it"
+    )

@@ -68,15 +68,26 @@ def to_text_array(name: str, array: np.ndarray) -> np.ndarray:
     return out.reshape(np.shape(array))
 
 
+def thread_count(options: Mapping[str, Any], key: str, default: int = 0) -> int:
+    """A thread-count option: a whole number >= 0 (0 lets onnxruntime choose)."""
+    value = options.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(
+            f"backend option '{key}' must be a whole number >= 0 (0: onnxruntime chooses), "
+            f"not {value!r}"
+        )
+    return value
+
+
 class OnnxBackend:
     """A model in ONNX format, run by onnxruntime on the CPU."""
 
     format = "onnx"
 
     def __init__(self, options: Mapping[str, Any]) -> None:
-        self.intra_op_threads = int(options.get("intra_op_threads", 1))
+        self.intra_op_threads = thread_count(options, "intra_op_threads", 1)
         inter = options.get("inter_op_threads")
-        self.inter_op_threads = None if inter is None else int(inter)
+        self.inter_op_threads = None if inter is None else thread_count(options, "inter_op_threads")
         self._session: Any = None
         self._metadata: ModelMetadata | None = None
         self._output_names: list[str] = []

@@ -9,7 +9,9 @@ would). The JVM starts with ``-Xrs``: without it, it replaces a SIGTERM handler 
 before it (uvicorn's) and SIGTERM kills the process with no Python cleanup.
 
 ``java`` is looked up in ``JAVA_HOME`` then ``PATH`` before anything starts; without it
-``load`` raises ``BackendUnavailable`` saying what to install.
+``load`` raises ``BackendUnavailable`` saying what to install. The file must be well-formed
+XML (``runtime.backends.diagnosis``): PMML4S loads a document cut short, or with a mistyped
+closing tag, as a model missing what came after, which then fails or answers wrongly.
 
 Metadata conventions (the project's tabular form, one column tensor per feature):
 
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.backends.diagnosis import diagnose
 from runtime.errors import BackendUnavailable, BadRequest
 from runtime.tensors import ModelMetadata, TensorSpec, numpy_dtype
 
@@ -137,6 +140,9 @@ class PmmlBackend:
                 f"PMML models run on a JVM and no `java` was found in JAVA_HOME or on PATH; "
                 f"{JAVA_INSTALL_HINT}"
             )
+        problem = diagnose(self.format, path)  # PMML4S loads a document cut short
+        if problem is not None:
+            raise ValueError(f"{path} {problem}")
         start_jpype_context(java)
         model = Model.fromFile(str(path))
         java_model = model._java_model

@@ -66,8 +66,15 @@ class SavedModelBackend:
         tf = import_tensorflow()
         loaded = tf.saved_model.load(str(path))
         signatures = dict(loaded.signatures)
+        if not signatures:  # naming another signature cannot help
+            raise ValueError(
+                f"SavedModel {path} has no signatures at all, so nothing to serve; save it "
+                "with one: `tf.saved_model.save(module, path, signatures={'serving_default': "
+                "module.f})` (a tf.function with an input_signature), or `model.export(path)` "
+                "for a Keras model"
+            )
         if self.signature_name not in signatures:
-            available = ", ".join(sorted(signatures)) or "none"
+            available = ", ".join(sorted(signatures))
             raise ValueError(
                 f"SavedModel {path} has no signature '{self.signature_name}' "
                 f"(available: {available}); set `signature:` in the model's config.yaml"

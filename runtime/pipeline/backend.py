@@ -22,8 +22,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from runtime.backends import create_backend
+from runtime.backends import FORMATS, create_backend
 from runtime.backends.base import ModelBackend
+from runtime.backends.diagnosis import diagnose
 from runtime.errors import BadRequest, InferenceServerError
 from runtime.pipeline.spec import PipelineConfigError, PipelineSpec, StepSpec, parse_pipeline
 from runtime.processors import resolve_processor
@@ -249,14 +250,17 @@ def _build_model(
         options[_PARENTS_OPTION] = parents
     try:
         backend = create_backend(fmt, options)
-    except ValueError as exc:
-        raise PipelineConfigError(f"{where}: format: {exc}") from None
+    except ValueError as exc:  # an unknown format, or options its backend does not take
+        field = "options" if fmt in FORMATS else "format"
+        raise PipelineConfigError(f"{where}: {field}: {exc}") from None
     try:
         backend.load(artefact)
     except (InferenceServerError, PipelineConfigError) as exc:
         raise type(exc)(f"{where}: {exc}") from exc
     except Exception as exc:
-        raise PipelineConfigError(f"{where}: cannot load '{step.model}' ({fmt}): {exc}") from exc
+        hint = diagnose(fmt, artefact)
+        detail = f"it {hint} ({exc})" if hint and hint not in str(exc) else str(exc)
+        raise PipelineConfigError(f"{where}: cannot load '{step.model}' ({fmt}): {detail}") from exc
     try:
         runnable, outputs = _bind_model(where, step, available, backend)
     except BaseException:
