@@ -154,6 +154,19 @@ def select_versions(policy: VersionPolicy, on_disk: Iterable[int]) -> list[int]:
     return available[-policy.count :]
 
 
+def selected_versions(policy: VersionPolicy, on_disk: list[int], where: Path) -> list[int]:
+    """``select_versions``, refusing a policy that selects none of the folders on disk (a
+    ``specific`` list with a typo) as a config.yaml error: it must not unload what serves."""
+    wanted = select_versions(policy, on_disk)
+    if on_disk and not wanted:
+        raise ConfigError(
+            f"{where}: version_policy {{specific: {list(policy.versions)}}} selects none of "
+            f"the version folders ({', '.join(map(str, on_disk))}); versions already loaded "
+            "keep serving"
+        )
+    return wanted
+
+
 #: Version numbers are int64 (what Triton and TF-Serving use): at most 18 decimal digits.
 MAX_VERSION_DIGITS = 18
 

@@ -8,7 +8,9 @@ Layout (Triton / TF Serving)::
 ``scan()`` reconciles memory with disk and is safe to call repeatedly (a poller thread
 calls it every few seconds): versions the policy wants are loaded; a version no longer
 wanted is unloaded only once every wanted version is ready, so a new version that fails
-to load never takes the old one down (availability-preserving, as TF Serving does).
+to load never takes the old one down (availability-preserving, as TF Serving does); with a
+``latest`` policy, a start that finds the newest version broken loads the newest older one
+that loads in its place, so a restart does not take down what served before it.
 A failed version is retried when its folder's contents or the model's config.yaml change (a
 copy that was still in progress, a fixed artefact, a fixed ``format:`` or ``image:``). One
 broken model never affects another.
@@ -35,7 +37,7 @@ from runtime.config import (
     ModelConfig,
     is_version_number,
     load_model_config,
-    select_versions,
+    selected_versions,
     version_folders,
 )
 from runtime.errors import ModelNotReady, NotFound
@@ -95,8 +97,17 @@ class ModelRepository:
         number = self._version_number(found, version)
         model_version = found.versions.get(number)
         if model_version is None:
-            on_disk = ", ".join(str(v) for v in sorted(found.versions)) or "none"
-            raise NotFound(f"model '{name}' has no version {version} (loaded versions: {on_disk})")
+            loaded = ", ".join(str(v) for v in sorted(found.versions)) or "none"
+            named = "" if is_version_number(version) else f" (label '{version}')"
+            unselected = (
+                "; its folder is there, but the version_policy in config.yaml does not select it"
+                if (self.root / name / str(number)).is_dir()
+                else ""
+            )
+            raise NotFound(
+                f"model '{name}' has no version {number}{named} (loaded versions: {loaded})"
+                f"{unselected}"
+            )
         return model_version
 
     def resolve(self, name: str, version: str | None = None) -> ModelVersion:
@@ -105,10 +116,9 @@ class ModelRepository:
         Raises ``NotFound`` for an unknown model/version/label and ``ModelNotReady`` for a
         version that is loading or failed (the message carries the load error).
         """
-        found = self.entry(name)
         model_version = self.lookup(name, version)
         if model_version is None or (not version and not model_version.ready):
-            raise ModelNotReady(self._not_ready_message(found))
+            raise ModelNotReady(self.not_ready_message(name))
         number = model_version.version
         if not model_version.ready:
             detail = f": {model_version.error}" if model_version.error else ""
@@ -151,8 +161,9 @@ class ModelRepository:
             f"model '{found.name}' has no version or label '{version}' (labels: {labels})"
         )
 
-    @staticmethod
-    def _not_ready_message(found: ModelEntry) -> str:
+    def not_ready_message(self, name: str) -> str:
+        """Why model ``name`` has no version to serve (when it has none)."""
+        found = self.entry(name)
         if found.config_error:
             return f"model '{found.name}' is not ready: {found.config_error}"
         errors = [f"version {v.version}: {v.error}" for v in found.versions.values() if v.error]
@@ -161,7 +172,7 @@ class ModelRepository:
         if not found.wanted and not found.versions:
             return (
                 f"model '{found.name}' has no version to serve: no numeric version folder "
-                f"({found.name}/1/, {found.name}/2/, ...) that its version_policy selects"
+                f"({found.name}/1/, {found.name}/2/, ...) with the model inside"
             )
         return f"model '{found.name}' is loading"
 
@@ -227,10 +238,12 @@ class ModelRepository:
     def _reconcile_model(self, model_dir: Path) -> None:
         name = model_dir.name
         with self._lock:
+            new = name not in self._models
             found = self._models.setdefault(name, ModelEntry(name=name))
         try:
             config = load_model_config(model_dir)
-            wanted = select_versions(config.version_policy, version_folders(model_dir))
+            on_disk = version_folders(model_dir)
+            wanted = selected_versions(config.version_policy, on_disk, model_dir / "config.yaml")
             _check_image_fits(config, [found.versions[n] for n in wanted if n in found.versions])
             found.config, found.config_error = config, None
         except ConfigError as exc:
@@ -238,6 +251,12 @@ class ModelRepository:
                 log.error("model %s: %s", name, exc)
             found.config_error = str(exc)
             return  # keep whatever already serves; nothing new loads with a broken config
+        if new and not on_disk:  # said once: `--repository models/titanic` serves nothing
+            log.warning(
+                "%s; a model's files go in a numbered version folder (%s/1/...) inside it, and "
+                "--repository names the folder that holds the model folders",
+                self.not_ready_message(name), name,
+            )  # fmt: skip
         found.wanted = wanted
         for loaded in found.versions.values():  # a change of batching applies at once
             loaded.batching = config.batching
@@ -245,6 +264,8 @@ class ModelRepository:
                 loaded.image = config.image
         for number in wanted:
             self._ensure_loaded(found, model_dir / str(number), number)
+        if wanted and config.version_policy.kind == "latest" and found.default_version() is None:
+            self._load_stand_in(found, model_dir, [n for n in on_disk if n < min(wanted)])
         if all(found.versions[n].ready for n in wanted if n in found.versions):
             for number in [n for n in found.versions if n not in wanted]:
                 self._unload(found, number)
@@ -252,6 +273,19 @@ class ModelRepository:
             for number in [n for n in found.versions if n not in wanted]:
                 if not (model_dir / str(number)).is_dir():
                     self._unload(found, number)
+
+    def _load_stand_in(self, found: ModelEntry, model_dir: Path, older: list[int]) -> None:
+        """Every version the policy wants failed and none serves (the runtime started with a
+        broken newest version): the newest older version that loads serves in their place,
+        until they load. A restart must not take down a model that served before it."""
+        for number in sorted(older, reverse=True):
+            self._ensure_loaded(found, model_dir / str(number), number)
+            if found.versions[number].ready:
+                log.warning(
+                    "model %s: version %s serves in place of %s, which failed to load",
+                    found.name, number, ", ".join(map(str, found.wanted)),
+                )  # fmt: skip
+                return
 
     def _ensure_loaded(self, found: ModelEntry, path: Path, number: int) -> None:
         current = found.versions.get(number)

@@ -60,13 +60,15 @@ def model_metadata(
     target = repository.lookup(model, version)
     versions = [str(v.version) for v in repository.all_versions() if v.model == model]
     if target is None or target.metadata is None:
-        config_error = repository.config_errors().get(model)
+        entry = repository.entry(model)
         if target is not None:
             state, error = target.state.value, target.error
-        elif config_error is not None:
-            state, error = "UNAVAILABLE", config_error
-        else:
+        elif entry.config_error is not None:
+            state, error = "UNAVAILABLE", entry.config_error
+        elif entry.wanted:  # its versions are about to be loaded
             state, error = "LOADING", None
+        else:  # it said LOADING forever
+            state, error = "UNAVAILABLE", repository.not_ready_message(model)
         return {
             "name": model,
             "versions": versions,
@@ -89,12 +91,15 @@ def model_ready(
     request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
 ) -> Response[dict[str, Any]]:
     """200 when the version serves; 503 with the load error when it does not."""
-    target = runtime_state(request).repository.lookup(model, version)
+    repository = runtime_state(request).repository
+    target = repository.lookup(model, version)
     if target is not None and target.ready:
         return Response({"name": model, "ready": True})
-    error = target.error if target is not None else None
-    body = {"name": model, "ready": False, "error": error or f"model '{model}' is not ready"}
-    return Response(body, status_code=503)
+    if target is None:  # why no version serves: a config.yaml error, no version folder
+        error = repository.not_ready_message(model)
+    else:
+        error = target.error or f"model '{model}' version {target.version} is loading"
+    return Response({"name": model, "ready": False, "error": error}, status_code=503)
 
 
 @post(

@@ -7,6 +7,7 @@ from typing import Any
 from litestar import MediaType, Response, get
 
 from monitoring.metrics import render_metrics
+from runtime.errors import InferenceServerError
 from runtime.routes.state import AnyRequest, runtime_state
 
 
@@ -20,7 +21,8 @@ def metrics(request: AnyRequest) -> Response[bytes]:
 @get("/v1/models", media_type=MediaType.JSON, sync_to_thread=False)
 def list_models(request: AnyRequest) -> dict[str, Any]:
     """Every model and version the runtime knows, with state and load error if any; a model
-    whose config.yaml is broken carries the reason in ``error``."""
+    whose config.yaml is broken, or that has no version folder, carries the reason in
+    ``error``."""
     state = runtime_state(request)
     models: dict[str, list[dict[str, Any]]] = {}
     for version in state.repository.all_versions():
@@ -34,9 +36,12 @@ def list_models(request: AnyRequest) -> dict[str, Any]:
         )
     errors = state.repository.config_errors()
     listed = []
-    for name in sorted(set(models) | set(errors)):
+    for name in state.repository.names():  # a folder without versions too, saying why
         entry: dict[str, Any] = {"name": name, "versions": models.get(name, [])}
-        if name in errors:
-            entry["error"] = errors[name]
+        try:
+            if name in errors or name not in models:
+                entry["error"] = errors.get(name) or state.repository.not_ready_message(name)
+        except InferenceServerError:  # removed from disk since names() was read
+            continue
         listed.append(entry)
     return {"models": listed}

@@ -14,7 +14,7 @@ from litestar.exceptions import MethodNotAllowedException
 from litestar.params import FromPath
 
 from runtime.codecs import tfserving
-from runtime.errors import BadRequest, NotFound, UnsupportedMediaType
+from runtime.errors import BadRequest, ModelNotReady, NotFound, UnsupportedMediaType
 from runtime.routes.state import (
     JSON_CONTENT_TYPES,
     AnyRequest,
@@ -50,6 +50,8 @@ def model_status(
     else:
         versions = [v for v in repository.all_versions() if v.model == model]
         repository.entry(model)  # NotFound for an unknown model
+        if not versions:  # an empty list hid why: a config.yaml error, no version folder
+            raise ModelNotReady(repository.not_ready_message(model))
     return tfserving.model_status(
         model, [(str(v.version), v.state.value, v.error) for v in versions]
     )
