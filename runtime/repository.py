@@ -182,13 +182,16 @@ class ModelRepository:
             return {name: e.config_error for name, e in self._models.items() if e.config_error}
 
     def readiness(self) -> Iterator[tuple[str, str, bool]]:
-        """``(model, version, ready)`` per version; a model with a broken config.yaml and no
-        version loaded is one entry ``(model, "", False)``, so that it is seen not serving."""
+        """``(model, version, ready)`` per version; a model with no version (a broken
+        config.yaml, or no version folder) is one entry ``(model, "", False)``, so that it is
+        seen not serving (alert DriftgateModelLoadFailure)."""
         serving = set()
         for version in self.all_versions():
             serving.add(version.model)
             yield version.model, str(version.version), version.ready
-        for name in sorted(self.config_errors()):
+        with self._lock:
+            idle = [n for n, e in self._models.items() if e.config_error or not e.wanted]
+        for name in sorted(idle):
             if name not in serving:
                 yield name, "", False
 

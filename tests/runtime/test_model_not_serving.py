@@ -176,6 +176,18 @@ def test_the_model_index_lists_a_folder_without_versions_with_the_reason(
     assert "error" not in listed["good"]
 
 
+def test_a_model_that_serves_nothing_is_a_not_ready_series_for_its_alert(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    """A folder without versions had no driftgate_model_ready series at all, so
+    DriftgateModelLoadFailure (driftgate_model_ready == 0) never fired for it."""
+    scraped = client.get("/metrics").text
+    assert 'driftgate_model_ready{model="bare",version=""} 0.0' in scraped
+    assert 'driftgate_model_ready{model="typo",version=""} 0.0' in scraped
+    assert 'driftgate_model_ready{model="good",version="1"} 1.0' in scraped
+    assert 'model="good",version=""' not in scraped
+
+
 def test_a_model_folder_without_versions_is_logged_once(
     tmp_path: Path, repository: ModelRepository, caplog: pytest.LogCaptureFixture
 ) -> None:
