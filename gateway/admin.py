@@ -7,32 +7,32 @@ persisted to ``routes_dir`` and swapped in atomically; the next request uses it.
 over ``MAX_POLICY_BYTES`` answers 413 unread, and JSON nested deeper than msgspec decodes
 answers 400 like any policy nested too deeply.
 
-``GET /admin/routes/{model}`` answers 404 for a name no route can have. Each ``GET`` also
-answers ``HEAD``: the same status and headers, no body.
+``GET /admin/routes/{model}`` answers 404 for a name no route can have. Every ``GET`` (and
+``HEAD``: no body) reads ``routes_dir`` first, to answer a change another gateway sharing
+it wrote a moment ago with the ETag that a ``PUT``'s ``If-Match``, checked there, takes.
 
-Both answer with the policy's ``ETag`` (``gateway.route_conditions.policy_etag``), and
-``GET /admin/routes`` gives each route's ETag next to its policy, so that a client can
+``GET`` and ``PUT`` answer with the policy's ``ETag`` (``route_conditions.policy_etag``),
+and ``GET /admin/routes`` gives each route's ETag next to its policy, so that a client can
 write back what it listed without reading each route again. The list has an ``ETag`` of
 its own (``routes_etag``, from the routes' names and ETags), which changes whenever a
-route is added, replaced or removed. A ``PUT`` with ``If-Match``
-replaces the route only if it still has one of those ETags (``*``: only if the route is
-configured), checked under the lock every gateway sharing ``routes_dir`` writes under;
-otherwise it answers 412 with the ETag the route has now, and nothing changes. A ``PUT``
-without ``If-Match`` replaces whatever is there (the last writer wins). The write (a lock
-another gateway may hold, an fsync) runs in a worker thread.
+route is added, replaced or removed. A ``PUT`` with ``If-Match`` replaces the route only
+if it still has one of those ETags (``*``: only if the route is configured), checked under
+the lock every gateway sharing ``routes_dir`` writes under; otherwise it answers 412 with
+the ETag the route has now, and nothing changes. A ``PUT`` without ``If-Match`` replaces
+whatever is there (the last writer wins). The write (a lock another gateway may hold, an
+fsync) runs in a worker thread.
 
-A ``GET`` of one route with ``If-None-Match`` answers 304 (its ETag, no body) while the
-route still has one of those ETags, compared weakly as RFC 9110 (section 13.1.2) says:
-``W/"x"`` matches ``"x"``, and ``*`` matches any route (every name a route can have has a
-policy, the default one at least). ``GET /admin/routes`` does the same with the list's
-ETag. Either header, malformed, answers 400.
+A ``GET`` with ``If-None-Match`` answers 304 (the ETag, no body) while the route (or the
+list) still has one of those ETags, compared weakly (RFC 9110, 13.1.2): ``W/"x"`` matches
+``"x"``, ``*`` any route (every name has a policy, the default one at least). Either
+header, malformed, answers 400.
 
-A ``PUT`` with ``If-None-Match`` (RFC 9110, section 13.1.2) writes only if the route does
-not have one of those ETags (weakly compared), or with ``*`` only if it is not configured
-("create, never replace"); else 412 with its ETag, and nothing changes. ``RouteTable``
-checks it under the same lock as ``If-Match``, both at once, so no write by this gateway or
-another slips in between (a route configured meanwhile with exactly the default policy keeps
-the ETag it had unconfigured, and is refused all the same).
+A ``PUT`` with ``If-None-Match`` writes only if the route has none of those ETags (weakly
+compared), or with ``*`` only if it is not configured ("create, never replace"); else 412
+with its ETag, and nothing changes. ``RouteTable`` checks it under the same lock as
+``If-Match``, both at once, so no write by this gateway or another slips in between (a
+route configured meanwhile with exactly the default policy keeps the ETag it had
+unconfigured, and is refused all the same).
 
 ``DELETE /admin/routes/{model}`` removes what the admin API set (``RouteTable.remove``):
 the route's file in ``routes_dir``, so that gateway.yaml's policy serves again, or the
@@ -41,9 +41,8 @@ plus ``removed``, a sentence saying which. A route only gateway.yaml configures 
 is the file to change), one not configured at all 404, both before ``If-Match`` and
 ``If-None-Match``, which are checked as for ``PUT``. Each outcome is counted in
 ``driftgate_route_updates_total`` as a ``PUT``'s is, with ``operation="delete"`` (a 404 or
-409 as ``rejected``; a
-refusal of a route not configured under ``_unknown``, so that names callers make up add
-no series).
+409 as ``rejected``; a refusal of a route not configured under ``_unknown``, so that names
+callers make up add no series).
 """
 
 from __future__ import annotations
@@ -100,6 +99,7 @@ _ENTITY_TAGS = re.compile(rf"\s*(?:\*|{_ENTITY_TAG}(?:\s*,\s*{_ENTITY_TAG})*)\s*
 async def list_routes(request: AnyRequest) -> Response[Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
+    await state.read_routes_dir()
     routes = state.routes.configured()  # one snapshot: the ETag is the list's it answers
     etags = {name: policy_etag(policy) for name, policy in routes.items()}
     etag = routes_etag(etags)
@@ -116,6 +116,7 @@ async def list_routes(request: AnyRequest) -> Response[Any]:
 async def get_route(request: AnyRequest, model: FromPath[str]) -> Response[Any]:
     state = gateway_state(request)
     state.authorize(request, "admin")
+    await state.read_routes_dir()
     try:
         policy = state.routes.get(model)
     except PolicyError as exc:

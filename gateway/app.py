@@ -142,7 +142,7 @@ def create_app(
         if verifier is not None and settings.auth.key_source is not None
         else None
     )
-    route_watcher = (
+    route_watcher = state.route_watcher = (
         RouteFileWatcher(state.routes, metrics, tracer, on_change=state.forget_unused_breakers)
         if settings.routes_dir is not None
         else None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from gateway.exchange_records import Exchange
 from gateway.policy import RoutePolicy, Target
 from gateway.recording import Recorder, now_utc
 from gateway.route_table import RouteTable
+from gateway.route_watch import RouteFileWatcher
 from gateway.settings import GatewaySettings
 from gateway.shadow import ShadowRunner
 from gateway.upstream import UpstreamResponse
@@ -27,6 +29,8 @@ from monitoring.gateway_metrics import GatewayMetrics
 from monitoring.tracing import current_trace_id
 
 AnyRequest = Request[Any, Any, Any]
+
+log = logging.getLogger("driftgate.gateway.routes")
 
 #: The route label of a name no route configures and no runtime served (and its model's).
 UNKNOWN_ROUTE = "_unknown"
@@ -52,6 +56,8 @@ class GatewayState:
     canary: CanaryController | None = None
     #: Finds the replicas by DNS when gateway.yaml says ``replicas: {dns: ...}``.
     discovery: ReplicaDiscovery | None = None
+    #: Reads ``routes_dir`` back (every 2 s, and before each admin read); None without one.
+    route_watcher: RouteFileWatcher | None = None
     #: Model names some runtime answered for (``X-Model-Name``): bounded by the
     #: repositories, so they may be metric label values, unlike any name a client sends.
     served_models: set[str] = field(default_factory=set)
@@ -88,6 +94,21 @@ class GatewayState:
 
         self.dispatcher.forget_breakers(changed, settings_of)
         self.shadows.forget_breakers(changed, settings_of)
+
+    async def read_routes_dir(self) -> None:
+        """Take what ``routes_dir`` holds now, as the watcher does every 2 seconds.
+
+        For the admin API's reads: a ``PUT``'s ``If-Match`` is checked against the folder,
+        so the ETag a ``GET`` answers must be the folder's too, a change that another
+        gateway sharing it wrote a moment ago included. A folder that cannot be read leaves
+        the routes in use, which the read answers (the watcher logs it again at its turn).
+        """
+        if self.route_watcher is None:
+            return
+        try:
+            await self.route_watcher.reload()
+        except OSError as exc:
+            log.error("could not read the routes folder %s: %s", self.routes.routes_dir, exc)
 
     def route_label(self, route: str, answered_by: str = "") -> str:
         """``route`` as a metric label value: the name when gateway.yaml configures it or a
