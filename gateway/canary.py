@@ -135,17 +135,31 @@ class CanaryController:
         self._ticking = asyncio.Lock()
 
     async def run(self) -> None:
+        """Look every ``tick_s`` until cancelled. A look that fails (the shared folder full,
+        or a network file system's hiccup: a write raises ``OSError``) is logged and the
+        next one goes ahead: ended, the loop would judge no canary again until a restart."""
         try:
             while True:
-                decides = await asyncio.to_thread(self.lease.held)
-                self.metrics.canary_leader.set(1 if decides else 0)
-                others = await asyncio.to_thread(self.shared.gather) if decides else {}
-                await self.tick(decides=decides, others=others)
-                await asyncio.to_thread(self.shared.publish, self.measured())
+                try:
+                    await self._look()
+                except OSError as exc:
+                    log.error("canary analysis: %s; trying again in %g s", exc, self.tick_s)
+                except Exception:  # a bug must not end canary analysis for good either
+                    log.exception("canary analysis failed; trying again in %g s", self.tick_s)
                 await asyncio.sleep(self.tick_s)
         finally:
             self.lease.release()
-            await asyncio.to_thread(self.shared.withdraw)
+            try:
+                await asyncio.to_thread(self.shared.withdraw)
+            except OSError as exc:  # stopping all the same; the file goes stale in 30 s
+                log.error("could not withdraw this gateway's canary measurements: %s", exc)
+
+    async def _look(self) -> None:
+        decides = await asyncio.to_thread(self.lease.held)
+        self.metrics.canary_leader.set(1 if decides else 0)
+        others = await asyncio.to_thread(self.shared.gather) if decides else {}
+        await self.tick(decides=decides, others=others)
+        await asyncio.to_thread(self.shared.publish, self.measured())
 
     def measured(self) -> dict[str, tuple[str, dict[str, ArmWindow]]]:
         """This gateway's windows of every progressing canary, for the other gateways."""
