@@ -6,7 +6,8 @@ One run (``DriftJob.run``, scheduled by ``monitoring.jobs.JobScheduler``):
 1. ``groups``: (model, version, arm) with rows in the last ``lookback_s``.
 2. The reference: the latest profile beside the model version (``ReferenceStore``), or,
    when there is none, one built from the version's first ``auto_reference_rows`` logged
-   rows and saved there (so it is built once and reused).
+   rows and saved there (so it is built once and reused); a version logging nothing a
+   profile describes (tensors only) is skipped, as one with too few rows is.
 3. The window (the last N rows or the last T seconds), scanned in one SQL query into
    histograms over the reference's bins (``drift.window``); fewer than ``min_rows`` rows:
    no verdict.
@@ -45,7 +46,8 @@ from prometheus_client import CollectorRegistry
 from drift.alert_state import read_firing, record_firing
 from drift.alerts import WebhookNotifier
 from drift.findings import DriftRun, Window
-from drift.profile import ReferenceProfile, profile_from_log
+from drift.log_profile import NothingToProfile, profile_from_log
+from drift.profile import ReferenceProfile
 from drift.quiet import resolve_quiet
 from drift.references import ReferenceStore
 from drift.report import prune_reports, render_report, write_report
@@ -151,7 +153,12 @@ class DriftJob:
             span.set_attributes(
                 {"driftgate.model": model, "driftgate.version": version, "driftgate.arm": arm}
             )
-            reference = self.reference(con, model, version)
+            try:
+                reference = self.reference(con, model, version)
+            except NothingToProfile as nothing:  # a tensor model: normal, not a failure
+                span.set_attribute("driftgate.drift.skipped", "nothing to test")
+                log.info("skipped %s/%s arm %s: %s", model, version, arm, nothing)
+                return None
             if reference is None:
                 span.set_attribute("driftgate.drift.skipped", "no reference")
                 log.info(

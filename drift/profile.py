@@ -2,7 +2,7 @@
 
 A profile is built once, from the training data (``profile_from_file``: CSV or Parquet,
 the way ``driftgate reference build`` does it) or from the first rows the version served
-(``profile_from_log``), and saved beside the model (``drift.references``). Every drift run
+(``drift.log_profile``), and saved beside the model (``drift.references``). Every drift run
 then scans a window of the log over the profile's bins (``drift.window``) and tests it
 against the profile's distributions (``drift.stats``), its PCA detector
 (``drift.multivariate``) and its performance reference (error rate or mean absolute
@@ -37,7 +37,6 @@ from drift.distributions import (
 )
 from drift.fetched_values import Metric, as_float, row_errors, unmask
 from drift.multivariate import MIN_ROWS, PcaDetector, fit_pca_detector
-from drift.window import is_nested_type, quote_identifier, view_columns
 from monitoring.prediction_log.catalog import sql_string
 
 FORMAT = 1
@@ -290,33 +289,6 @@ def profile_from_file(
         labels=labels,
         prediction=prediction,
     )
-
-
-def profile_from_log(
-    con: duckdb.DuckDBPyConnection, model: str, version: str, rows: int
-) -> ReferenceProfile | None:
-    """The profile of the first ``rows`` rows the version answered (any role, status
-    below 400, by timestamp); None while it has answered fewer. No performance
-    reference: which output is the prediction is not known here."""
-    names = [
-        name
-        for name, duckdb_type in view_columns(con).items()
-        if name.startswith(tuple(_ROLES)) and not is_nested_type(duckdb_type)
-    ]
-    names.sort(key=lambda name: not name.startswith("in_"))  # inputs first, as in files
-    if not names:
-        return None
-    selected = ", ".join(quote_identifier(name) for name in names)
-    query = (
-        f"SELECT {selected} FROM predictions "
-        f"WHERE model = {sql_string(model)} AND version = {sql_string(version)} "
-        f'AND status < 400 ORDER BY "timestamp", request_id, "row" LIMIT {int(rows)}'
-    )
-    fetched = con.execute(query).fetchnumpy()
-    columns = {name: unmask(fetched[name]) for name in names}
-    if len(columns[names[0]]) < rows:
-        return None
-    return build_profile(model, version, columns, f"log:first {rows} rows")
 
 
 def _scored_prediction(columns: Mapping[str, np.ndarray], labels: np.ndarray) -> str | None:

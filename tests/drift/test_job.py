@@ -8,6 +8,7 @@ does. Traffic is synthetic so that what is shifted is known.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -243,6 +244,73 @@ def test_the_jobs_metrics_name_the_version_a_successful_run_could_not_check(
     ReferenceStore(repository).save(build_profile("titanic", "2", _columns(2000, 11), "test"))
     assert process.scheduler.run_once(job)
     assert (failing("1"), failing("2")) == (0.0, 0.0)
+
+
+def test_a_model_logging_only_lists_is_skipped_not_failed(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The demo's iris logs a list of 4 floats in and a list of 3 out. Its reference from
+    the log took every model's columns of the view, titanic's all NULL in iris's rows, and
+    failed naming them: once iris alone had recent traffic every run failed."""
+    store, now = tmp_path / "store", datetime.now(UTC)
+    (tmp_path / "models").mkdir()
+    _write(store, _columns(600, seed=12), "1", now - timedelta(days=3))  # not recent
+    _write_iris(store, 600, now - timedelta(minutes=5))
+    config = tmp_path / "gateway.yaml"
+    config.write_text(
+        "auth: {enabled: false}\nlog: {store: store}\n"
+        "drift: {window: {rows: 500}, min_rows: 100, auto_reference_rows: 200}\n"
+    )
+    process = build_jobs(config, only=["drift"])
+    (job,) = process.scheduler.jobs
+
+    with caplog.at_level(logging.INFO, logger="driftgate.drift"):
+        assert process.scheduler.run_once(job)
+
+    def runs(outcome: str) -> float | None:
+        labels = {"job": "drift", "outcome": outcome}
+        return process.registry.get_sample_value("driftgate_job_runs_total", labels)
+
+    assert (runs("ok"), runs("error")) == (1.0, None)
+    failing = {"model": "iris", "version": "1", "arm": "a"}
+    assert process.registry.get_sample_value("driftgate_drift_check_failing", failing) == 0.0
+    skipped = [r.getMessage() for r in caplog.records if r.getMessage().startswith("skipped")]
+    assert skipped == [
+        "skipped iris/1 arm a: nothing to test (its values are all in list columns, which "
+        "drift does not test: in_features, out_probabilities)"
+    ]
+    assert skipped[0] in (Path(__file__).parents[2] / "docs" / "drift.md").read_text()
+    assert not ReferenceStore(tmp_path / "models").history("iris", "1")
+
+
+def _write_iris(store: Path, rows: int, start: datetime) -> None:
+    """Rows of the demo's iris: a list of 4 floats in, a list of 3 probabilities out."""
+    rng = np.random.default_rng(13)
+    writer = PredictionLogWriter(store, LogSettings(store=str(store)), CollectorRegistry())
+    writer.start()
+    writer.submit(
+        [
+            PredictionRecord(
+                request_id=f"iris-{i}",
+                row=0,
+                timestamp=start + timedelta(milliseconds=i),
+                route="iris",
+                arm="a",
+                role="primary",
+                model="iris",
+                version="1",
+                replica="http://127.0.0.1:8001",
+                dialect="v2",
+                status=200,
+                latency_s=0.003,
+                trace_id=None,
+                inputs={"features": [float(v) for v in rng.normal(5.0, 1.0, 4)]},
+                outputs={"probabilities": [0.2, 0.3, 0.5]},
+            )
+            for i in range(rows)
+        ]
+    )
+    writer.close()
 
 
 def test_settings_name_the_wrong_key() -> None:

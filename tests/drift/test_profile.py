@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +19,8 @@ from drift.profile import (
     build_profile,
     infer_kind,
     profile_from_file,
-    profile_from_log,
 )
 from drift.references import ReferenceStore
-from monitoring.prediction_log import (
-    LogSettings,
-    PredictionLogWriter,
-    PredictionRecord,
-    connect_readonly,
-)
 
 TITANIC = Path(__file__).parents[2] / "runtime/demo/data/titanic/titanic_reference.csv"
 TITANIC_FEATURES = ["fare", "age", "sex", "embarked", "pclass"]
@@ -294,47 +286,3 @@ def test_reference_store_refuses_names_that_leave_the_repository(tmp_path):
     store = ReferenceStore(tmp_path)
     with pytest.raises(ValueError, match="not a usable"):
         store.history("../etc", "1")
-
-
-def test_profile_from_the_first_rows_the_version_served(tmp_path):
-    start = datetime(2025, 3, 14, 12, 0, tzinfo=UTC)
-    rng = np.random.default_rng(5)
-    records = [
-        PredictionRecord(
-            request_id=f"r{i}",
-            row=0,
-            timestamp=start + timedelta(seconds=i),
-            route="titanic",
-            arm="stable",
-            role="primary",
-            model=model,
-            version="1",
-            replica="r",
-            dialect="v2",
-            status=500 if i == 0 else 200,  # a failed request is not traffic to learn
-            latency_s=0.01,
-            trace_id=None,
-            inputs={"fare": 1000.0 if i == 0 else float(rng.gamma(2.0, 10.0)), "sex": "f"}
-            if model == "titanic"
-            else {"width": 1.0},
-            outputs={"label": int(rng.integers(0, 2))},
-        )
-        for model in ("titanic", "iris")
-        for i in range(60)
-    ]
-    writer = PredictionLogWriter(tmp_path / "store", LogSettings())
-    writer.start()
-    writer.submit(records)
-    writer.close()
-
-    with connect_readonly(tmp_path / "store") as con:
-        assert profile_from_log(con, "titanic", "1", rows=100) is None
-        profile = profile_from_log(con, "titanic", "1", rows=50)
-
-    assert profile is not None
-    assert profile.source == "log:first 50 rows"
-    assert profile.rows == 50
-    # iris's column is in the view but has no value for titanic: not profiled.
-    assert [f.column for f in profile.features] == ["in_fare", "in_sex", "out_label"]
-    high = profile.feature("in_fare").distribution.high
-    assert high is not None and high < 1000.0
