@@ -24,7 +24,7 @@ import numpy as np
 
 from drift.distributions import OTHER, Distribution
 from drift.findings import DriftRun, FeatureFinding
-from drift.html import moment_text, number_text, path_segment
+from drift.html import edge_texts, moment_text, number_text, path_segment
 from drift.svg import bar_chart
 from drift.verdict import effect_text
 from monitoring.prediction_log.layout import store_lock, write_text_file
@@ -183,7 +183,7 @@ def bin_labels(distribution: Distribution) -> list[str]:
     """Human labels of a distribution's bins: edge intervals, or category names."""
     if distribution.kind == "categorical":
         return ["(other)" if c == OTHER else c for c in distribution.categories]
-    edges = [f"{e:.4g}" for e in distribution.edges]
+    edges = edge_texts(distribution.edges, 4)
     if not edges:
         return ["all values"]
     middle = [f"({low}, {high}]" for low, high in itertools.pairwise(edges)]

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from drift.html import moment_text, number_text, path_segment
+from drift.html import edge_texts, moment_text, number_text, path_segment
 from drift.report import INDEX_PAGE, LATEST_PAGE, REPORTS, write_index
 from drift.svg import bar_chart, horizontal_bars
 from explain.attributions import Attribution
@@ -191,15 +191,25 @@ def _distributions(attribution: Attribution) -> str:
 def attribution_histogram(
     values: np.ndarray, bins: int = ATTRIBUTION_BINS
 ) -> tuple[list[str], list[float]]:
-    """Equal-width bins over a feature's finite SHAP values: (bin labels, share of rows)."""
+    """Equal-width bins over a feature's finite SHAP values: (bin labels, share of rows).
+
+    Values too close together for ``bins`` distinct edges, as the attributions of one row
+    explained again and again are (they differ by rounding only), share fewer bins, down to
+    one; a range wider than the largest float is split without overflowing. Labels carry
+    the digits that tell the edges apart."""
     finite = values[np.isfinite(values)]
     if finite.size == 0:
         return ["no values"], [0.0]
     low, high = float(finite.min()), float(finite.max())
     if low == high:
         return [f"{low:.3g}"], [1.0]
-    counts, edges = np.histogram(finite, bins=bins, range=(low, high))
-    labels = [f"{edges[i]:.3g} to {edges[i + 1]:.3g}" for i in range(len(counts))]
+    # Not low + (high - low) * t: the difference overflows to inf past 1.8e308, and
+    # np.histogram(range=...) refuses bins narrower than the values' rounding.
+    steps = np.linspace(0.0, 1.0, bins + 1)
+    edges = np.unique(np.clip(low * (1 - steps) + high * steps, low, high))
+    counts, _ = np.histogram(finite, bins=edges)
+    texts = edge_texts(edges.tolist(), 3)
+    labels = [f"{texts[i]} to {texts[i + 1]}" for i in range(len(counts))]
     return labels, [float(c) / finite.size for c in counts]
 
 

@@ -8,8 +8,10 @@ import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from drift.distributions import numeric_reference
 from drift.report import (
     bin_labels,
     prune_reports,
@@ -107,6 +109,16 @@ def test_numeric_bins_are_labelled_by_their_edges() -> None:
     assert len(labels) == len(age.counts)
     assert labels[0].startswith("≤ ") and labels[-1].startswith("> ")
     assert labels[1] == f"({age.edges[0]:.4g}, {age.edges[1]:.4g}]"
+
+
+def test_bins_whose_edges_differ_by_rounding_are_told_apart() -> None:
+    """A reference of one value sent again and again, give or take a rounding, has edges
+    an ulp apart: at 4 digits every bin read ``(0.1, 0.1]``."""
+    nearly = numeric_reference(np.array([0.1, np.nextafter(0.1, 1)] * 50))
+    assert len(nearly.edges) == 2
+    labels = bin_labels(nearly)
+    assert len(set(labels)) == len(labels) == 3
+    assert labels[0] == "≤ 0.10000000000000001"
 
 
 def test_write_report_paths_latest_and_index(tmp_path: Path) -> None:

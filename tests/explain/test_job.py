@@ -26,6 +26,8 @@ import pytest
 from opentelemetry import trace
 from prometheus_client import CollectorRegistry
 
+from drift.profile import build_profile
+from drift.references import ReferenceStore
 from driftgate.jobs import build_jobs
 from explain.job import ExplainJob
 from explain.kernel_shap import min_samples
@@ -69,7 +71,11 @@ class Runtime:
         self.trickle_headers = threading.Event()
         #: Set once an eval answer has started to trickle.
         self.trickling = threading.Event()
+        #: Set: every other row's answer is one ulp higher, as a vectorised runtime's
+        #: answers to the same row can differ by batch position.
+        self.wobble = threading.Event()
         trickle, trickle_headers, trickling = self.trickle, self.trickle_headers, self.trickling
+        wobble = self.wobble
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
@@ -88,7 +94,12 @@ class Runtime:
                 rows = [
                     dict(zip(body, values, strict=True)) for values in zip(*columns, strict=True)
                 ]
-                outputs = {"probability": [_probability(row) for row in rows]}
+                answers = [_probability(row) for row in rows]
+                if wobble.is_set():
+                    answers = [
+                        math.nextafter(p, 2.0) if i % 2 else p for i, p in enumerate(answers)
+                    ]
+                outputs = {"probability": answers}
                 self._answer(200, {"model": "linear6", "version": "1", "outputs": outputs})
 
             def _answer(self, status: int, body: dict[str, Any]) -> None:
@@ -146,14 +157,15 @@ def store(tmp_path: Path) -> Path:
     return store
 
 
-def _log(store: Path, version: str) -> None:
-    """200 rows of linear6 ``version`` in the minutes before ``NOW``."""
+def _log(store: Path, version: str, *, same: dict[str, float] | None = None) -> None:
+    """200 rows of linear6 ``version`` in the minutes before ``NOW``: random inputs, or
+    ``same`` in every row (one request sent again and again)."""
     rng = np.random.default_rng(0)
     writer = PredictionLogWriter(store, LogSettings(store=str(store)), CollectorRegistry())
     writer.start()
     records = []
     for i in range(200):
-        inputs = {name: float(rng.normal()) for name in WEIGHTS}
+        inputs = dict(same) if same else {name: float(rng.normal()) for name in WEIGHTS}
         records.append(
             PredictionRecord(
                 request_id=f"r-{version}-{i}",
@@ -224,6 +236,27 @@ def test_enough_n_samples_are_used_as_set_without_a_warning(
 
     assert summary.startswith("1 of 1 model versions explained"), summary
     assert "n_samples" not in caplog.text
+
+
+def test_a_window_of_one_request_sent_again_and_again_is_explained(
+    tmp_path: Path, runtime: Runtime
+) -> None:
+    """A smoke test or health check sends the same request over and over: every row's SHAP
+    values then differ by rounding at most, and drawing their histogram raised "Too many
+    bins for data range", failing every version on every run."""
+    store = tmp_path / "store"
+    _log(store, "1", same={name: 0.1 * (j + 1) for j, name in enumerate(WEIGHTS)})
+    training = np.random.default_rng(1).normal(size=(500, len(WEIGHTS)))
+    columns = {f"in_{name}": training[:, j] for j, name in enumerate(WEIGHTS)}
+    ReferenceStore(tmp_path / "models").save(build_profile("linear6", "1", columns, "test"))
+    runtime.wobble.set()
+
+    summary = _job(store, runtime).run()
+
+    assert summary.startswith("1 of 1 model versions explained"), summary
+    methods = run_sql(store, "select distinct method from explanations order by method").rows
+    assert methods == [("kernel_shap",), ("permutation",)]
+    assert (store / "reports" / "explain" / "linear6" / "1" / "latest.html").exists()
 
 
 def test_the_version_a_successful_run_could_not_explain_is_exported(

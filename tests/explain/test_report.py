@@ -66,6 +66,37 @@ def test_the_histogram_shares_add_up_to_one() -> None:
     assert attribution_histogram(np.array([np.nan])) == (["no values"], [0.0])
 
 
+@pytest.mark.parametrize(
+    "values",
+    [
+        [0.1, np.nextafter(0.1, 1)],  # one row explained again: equal up to rounding
+        [0.1, np.nextafter(0.1, 1), np.nextafter(np.nextafter(0.1, 1), 1), 0.1],
+        [-1e308, 0.0, 1e308],  # their difference overflows
+        [np.finfo(float).min, np.finfo(float).max],
+        [0.0, 5e-324],  # the smallest float apart
+        [1e-320, 2e-320],
+        [-np.inf, 2.0, np.inf, np.nan, 2.0 + 4e-16],
+    ],
+)
+def test_any_finite_values_make_a_histogram(values: list[float]) -> None:
+    """np.histogram refused ``range=`` narrower than 9 bins of the values' rounding ("Too
+    many bins for data range"), failing the report and so the explain run of the version."""
+    labels, shares = attribution_histogram(np.array(values))
+
+    assert 1 <= len(labels) <= 9 and len(labels) == len(shares)
+    assert sum(shares) == pytest.approx(1.0)
+    assert all(" to " in label for label in labels)
+    assert len(set(labels)) == len(labels)  # the edges are told apart
+    assert all("nan" not in label and "inf" not in label for label in labels)
+
+
+def test_values_a_rounding_apart_share_one_bin_labelled_with_the_digits_that_differ() -> None:
+    assert attribution_histogram(np.array([0.1, np.nextafter(0.1, 1), 0.1])) == (
+        ["0.10000000000000001 to 0.10000000000000002"],
+        [1.0],
+    )
+
+
 def test_pages_are_written_linked_from_the_index_and_pruned(tmp_path: Path) -> None:
     url = write_report(tmp_path, make_run(), "<p>first</p>")
     assert url == "/reports/explain/titanic/1/run-0001.html"
