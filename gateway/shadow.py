@@ -48,6 +48,7 @@ from gateway.dispatcher import Dispatcher, ProxyRequest, ProxyResult
 from gateway.planner import ShadowPlan
 from gateway.policy import Compare, RoutePolicy, Target
 from gateway.upstream import MAX_CONNECTIONS, UpstreamResponse, UpstreamUnavailable
+from monitoring.binary_tensors import HEADER_LENGTH, BinaryDataError, decode_chunk, split_body
 
 log = logging.getLogger("driftgate.gateway.shadow")
 ShadowObserver = Callable[[ShadowPlan, ProxyRequest, UpstreamResponse, str, float], None]
@@ -182,24 +183,27 @@ class ShadowRunner:
             ok = response.status < 400
             metrics.shadow_requests.labels(*labels, "ok" if ok else "error").inc()
             if ok and shadow.compare is not None and primary is not None and primary.status < 400:
-                agrees = compare_outputs(shadow.compare, primary.body, response.body)
+                agrees = compare_outputs(shadow.compare, primary, response)
                 if agrees is not None:
                     metrics.shadow_comparisons.labels(
                         *labels, "agree" if agrees else "disagree"
                     ).inc()
 
 
-def compare_outputs(rule: Compare, primary_body: bytes, shadow_body: bytes) -> bool | None:
+def compare_outputs(
+    rule: Compare, primary_answer: UpstreamResponse, shadow_answer: UpstreamResponse
+) -> bool | None:
     """Whether the two answers agree on ``rule.output``; None when they cannot be compared
     (the output is missing from either, the numbers of values differ, there are none, or
     ``numeric`` meets values that are not numbers).
 
-    NaN and infinities reach us as ``null`` (JSON has no other way): ``null`` agrees with
-    ``null`` only. ``class`` takes a number and its text as the same class (``1``, ``1.0``,
-    ``"1"``): two models of one task may type their labels differently.
+    NaN and infinities reach us as ``null`` (JSON has no other way; in binary tensor data
+    they are read as ``null`` too): ``null`` agrees with ``null`` only. ``class`` takes a
+    number and its text as the same class (``1``, ``1.0``, ``"1"``): two models of one task
+    may type their labels differently.
     """
-    primary = output_values(primary_body, rule.output)
-    shadow = output_values(shadow_body, rule.output)
+    primary = output_values(primary_answer.body, rule.output, _header_length(primary_answer))
+    shadow = output_values(shadow_answer.body, rule.output, _header_length(shadow_answer))
     if not primary or not shadow or len(primary) != len(shadow):
         return None
     if rule.kind == "class":
@@ -233,20 +237,27 @@ def _class_text(value: Any) -> str | None:
     return str(value)
 
 
-def output_values(body: bytes, name: str) -> list[Any] | None:
-    """The flattened values of output ``name`` in any of the three dialects' JSON answers.
+def _header_length(answer: UpstreamResponse) -> str | None:
+    return answer.headers.get(HEADER_LENGTH.lower())  # Http1Upstream's names are lowercase
+
+
+def output_values(body: bytes, name: str, header_length: str | None = None) -> list[Any] | None:
+    """The flattened values of output ``name`` in any of the three dialects' answers; an
+    Open Inference Protocol answer with binary tensor data (``header_length``, its
+    ``Inference-Header-Content-Length``) is read as the recorder reads it.
 
     TF-Serving answers a one-output model without naming the output (``{"outputs": <value>}``,
     ``{"predictions": [<value>, ...]}``): those values are taken whatever ``name`` says.
     """
     try:
-        answer = msgspec.json.decode(body)
-    except (msgspec.DecodeError, RecursionError):  # binary protocol; msgspec recurses
+        head, binary = split_body(body, header_length)
+        answer = msgspec.json.decode(head)
+    except (BinaryDataError, msgspec.DecodeError, RecursionError):  # msgspec recurses
         return None
     if not isinstance(answer, dict):
         return None
     if "outputs" in answer:
-        return _output_of(answer["outputs"], name)
+        return _output_of(answer["outputs"], name, binary)
     predictions = answer.get("predictions")
     if isinstance(predictions, list):  # TF-Serving rows
         rows = []
@@ -261,11 +272,17 @@ def output_values(body: bytes, name: str) -> list[Any] | None:
     return None
 
 
-def _output_of(outputs: Any, name: str) -> list[Any] | None:
+def _output_of(outputs: Any, name: str, binary: bytes) -> list[Any] | None:
     if isinstance(outputs, list) and any(_is_named_tensor(output) for output in outputs):
+        offset = 0  # binary tensors' data follow the JSON in the order of their entries
         for output in outputs:  # Open Inference Protocol
-            if _is_named_tensor(output) and output["name"] == name:
-                return _flatten(output.get("data"))
+            if not _is_named_tensor(output):
+                continue
+            size = (output.get("parameters") or {}).get("binary_data_size")
+            chunk = binary[offset : offset + size] if type(size) is int and size >= 0 else None
+            offset += len(chunk) if chunk is not None else 0
+            if output["name"] == name:
+                return _flatten(output.get("data")) if chunk is None else _read(output, chunk)
         return None
     if isinstance(outputs, dict) and not _is_binary(outputs):  # eval, TF-Serving columns
         return _flatten(outputs[name]) if name in outputs else None
@@ -279,6 +296,26 @@ def _is_named_tensor(output: Any) -> bool:
 def _is_binary(value: dict[str, Any]) -> bool:
     """TF-Serving's ``{"b64": "..."}``: one value, not outputs by name."""
     return value.keys() == {"b64"}
+
+
+def _read(output: dict[str, Any], chunk: bytes) -> list[Any] | None:
+    """A binary output's values, flat, as JSON would carry them (text, null for NaN)."""
+    shape = output.get("shape")
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        return None
+    datatype = output.get("datatype")
+    if not isinstance(datatype, str):
+        return None
+    try:
+        array = decode_chunk(chunk, datatype, shape)
+    except BinaryDataError:
+        return None
+    values = array.ravel().tolist()
+    if array.dtype == object:  # BYTES
+        return [value.decode("utf-8", "replace") for value in values]
+    if array.dtype.kind == "f":
+        return [value if math.isfinite(value) else None for value in values]
+    return values
 
 
 def _flatten(value: Any) -> list[Any]:

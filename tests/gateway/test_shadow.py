@@ -12,10 +12,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from gateway.policy import Compare
 from gateway.shadow import MAX_IN_FLIGHT, compare_outputs, output_values
+from gateway.upstream import UpstreamResponse
 from tests.gateway.fakes import (
     Answer,
     Fail,
@@ -40,6 +42,13 @@ SHADOWED = {"iris": {"primary": {"model": "iris", "version": "1"}, "shadow": [SH
 
 def encode(answer: Any) -> bytes:
     return json.dumps(answer).encode()
+
+
+def compare(rule: Compare, primary: bytes, shadow: bytes) -> bool | None:
+    """``compare_outputs`` of two JSON answers (200, no headers)."""
+    return compare_outputs(
+        rule, UpstreamResponse(200, {}, primary), UpstreamResponse(200, {}, shadow)
+    )
 
 
 # --- comparing two answers (pure) -------------------------------------------------------------
@@ -99,19 +108,19 @@ def test_class_comparison_needs_equal_values_in_any_two_dialects() -> None:
     same_class = Compare(kind="class", output="class")
     flipped = encode({"outputs": {"class": ["virginica", "setosa"]}})
 
-    assert compare_outputs(same_class, EVAL, OPEN_INFERENCE) is True
-    assert compare_outputs(same_class, TF_ROWS, TF_COLUMNS) is True
-    assert compare_outputs(same_class, EVAL, flipped) is False
+    assert compare(same_class, EVAL, OPEN_INFERENCE) is True
+    assert compare(same_class, TF_ROWS, TF_COLUMNS) is True
+    assert compare(same_class, EVAL, flipped) is False
 
 
 def test_numeric_comparison_agrees_within_the_tolerance() -> None:
     close = Compare(kind="numeric", output="score", tolerance=0.05)
     primary = encode({"outputs": {"score": [0.10, 0.90]}})
 
-    assert compare_outputs(close, primary, encode({"outputs": {"score": [0.14, 0.86]}})) is True
-    assert compare_outputs(close, primary, encode({"outputs": {"score": [0.16, 0.90]}})) is False
+    assert compare(close, primary, encode({"outputs": {"score": [0.14, 0.86]}})) is True
+    assert compare(close, primary, encode({"outputs": {"score": [0.16, 0.90]}})) is False
     exact = Compare(kind="numeric", output="score")
-    assert compare_outputs(exact, primary, encode({"outputs": {"score": [0.1, 0.9]}})) is True
+    assert compare(exact, primary, encode({"outputs": {"score": [0.1, 0.9]}})) is True
 
 
 @pytest.mark.parametrize(
@@ -125,7 +134,7 @@ def test_numeric_comparison_agrees_within_the_tolerance() -> None:
 )
 def test_answers_that_cannot_be_compared_are_neither_agree_nor_disagree(shadow: bytes) -> None:
     rule = Compare(kind="numeric", output="score", tolerance=0.1)
-    assert compare_outputs(rule, encode({"outputs": {"score": [0.1, 0.9]}}), shadow) is None
+    assert compare(rule, encode({"outputs": {"score": [0.1, 0.9]}}), shadow) is None
 
 
 # --- shadows through the gateway ---------------------------------------------------------------
@@ -226,8 +235,8 @@ def test_tf_serving_rows_without_the_output_cannot_be_compared() -> None:
     rule = Compare(kind="class", output="survived")
 
     assert output_values(rows, "survived") is None
-    assert compare_outputs(rule, rows, rows) is None
-    assert compare_outputs(rule, named, rows) is None
+    assert compare(rule, rows, rows) is None
+    assert compare(rule, named, rows) is None
 
 
 def test_tf_serving_columns_of_a_single_output_model_are_the_bare_value() -> None:
@@ -238,8 +247,8 @@ def test_tf_serving_columns_of_a_single_output_model_are_the_bare_value() -> Non
 
     assert output_values(columns, "survived") == [1, 0]
     assert output_values(encode({"outputs": 0.25}), "probability") == [0.25]
-    assert compare_outputs(rule, columns, encode({"predictions": [1, 0]})) is True
-    assert compare_outputs(rule, columns, encode({"outputs": [[1], [1]]})) is False
+    assert compare(rule, columns, encode({"predictions": [1, 0]})) is True
+    assert compare(rule, columns, encode({"outputs": [[1], [1]]})) is False
 
 
 def test_a_binary_value_is_a_value_not_a_row_by_name() -> None:
@@ -254,9 +263,9 @@ def test_a_nan_where_the_other_has_a_number_disagrees() -> None:
     numbers = encode({"outputs": {"probability": [0.5, 0.4]}})
     one_nan = encode({"outputs": {"probability": [0.5, None]}})
 
-    assert compare_outputs(rule, numbers, one_nan) is False
-    assert compare_outputs(rule, one_nan, numbers) is False
-    assert compare_outputs(rule, one_nan, one_nan) is True
+    assert compare(rule, numbers, one_nan) is False
+    assert compare(rule, one_nan, numbers) is False
+    assert compare(rule, one_nan, one_nan) is True
 
 
 def test_a_class_is_the_same_whether_written_as_a_number_or_a_string() -> None:
@@ -264,16 +273,64 @@ def test_a_class_is_the_same_whether_written_as_a_number_or_a_string() -> None:
     rule = Compare(kind="class", output="survived")
     ints = encode({"outputs": {"survived": [[1], [0]]}})
 
-    assert compare_outputs(rule, ints, encode({"outputs": {"survived": ["1", "0"]}})) is True
-    assert compare_outputs(rule, ints, encode({"outputs": {"survived": [1.0, 0.0]}})) is True
-    assert compare_outputs(rule, ints, encode({"outputs": {"survived": ["1", "1"]}})) is False
-    assert compare_outputs(rule, ints, encode({"outputs": {"survived": ["1.0", "0"]}})) is False
+    assert compare(rule, ints, encode({"outputs": {"survived": ["1", "0"]}})) is True
+    assert compare(rule, ints, encode({"outputs": {"survived": [1.0, 0.0]}})) is True
+    assert compare(rule, ints, encode({"outputs": {"survived": ["1", "1"]}})) is False
+    assert compare(rule, ints, encode({"outputs": {"survived": ["1.0", "0"]}})) is False
+
+
+def binary_answer(score: list[float], classes: list[str]) -> UpstreamResponse:
+    """An OIP answer with both outputs in binary tensor data (tritonclient's default when a
+    request names no output), its JSON length in lowercase as Http1Upstream keeps names."""
+    texts = [c.encode() for c in classes]
+    chunks = [
+        np.asarray(score, dtype="<f4").tobytes(),
+        b"".join(len(t).to_bytes(4, "little") + t for t in texts),
+    ]
+    head = json.dumps(
+        {
+            "model_name": "iris",
+            "outputs": [
+                {"name": "score", "datatype": "FP32", "shape": [len(score)],
+                 "parameters": {"binary_data_size": len(chunks[0])}},
+                {"name": "class", "datatype": "BYTES", "shape": [len(classes), 1],
+                 "parameters": {"binary_data_size": len(chunks[1])}},
+            ],
+        }
+    ).encode()  # fmt: skip
+    headers = {"inference-header-content-length": str(len(head))}
+    return UpstreamResponse(200, headers, head + b"".join(chunks))
+
+
+def test_binary_answers_are_compared_as_their_json_form_would_be() -> None:
+    """A binary answer was not JSON, so no shadow of a tritonclient caller was ever compared."""
+    same_class = Compare(kind="class", output="class")
+    close = Compare(kind="numeric", output="score", tolerance=0.05)
+    primary = binary_answer([0.1, 0.9], ["setosa", "virginica"])
+
+    agreeing = binary_answer([0.12, float("nan")], ["setosa", "virginica"])
+    assert compare_outputs(same_class, primary, agreeing) is True
+    assert compare_outputs(close, primary, agreeing) is False  # NaN reads null: disagrees
+    flipped = binary_answer([0.1, 0.9], ["virginica", "virginica"])
+    assert compare_outputs(same_class, primary, flipped) is False
+    json_answer = UpstreamResponse(200, {}, OPEN_INFERENCE)
+    assert compare_outputs(same_class, json_answer, primary) is True
+    assert compare_outputs(close, primary, json_answer) is True
+
+
+def test_a_binary_answer_that_does_not_add_up_cannot_be_compared() -> None:
+    rule = Compare(kind="class", output="class")
+    good = binary_answer([0.1, 0.9], ["setosa", "virginica"])
+    cut = UpstreamResponse(200, good.headers, good.body[:-3])
+    no_length = UpstreamResponse(200, {}, good.body)
+    assert compare_outputs(rule, good, cut) is None
+    assert compare_outputs(rule, no_length, good) is None
 
 
 def test_no_values_on_either_side_is_nothing_compared() -> None:
     rule = Compare(kind="class", output="survived")
     empty = encode({"outputs": {"survived": []}})
-    assert compare_outputs(rule, empty, empty) is None
+    assert compare(rule, empty, empty) is None
 
 
 def test_an_answer_nested_deeper_than_python_recurses_cannot_be_compared() -> None:
