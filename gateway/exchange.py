@@ -31,7 +31,12 @@ columns, and the note ``BINARY: <the problem>``. There is no cap beyond JSON's: 
 row is limited for either, and a request body is at most ``max_body_bytes`` either way (16
 MiB hold 16M UINT8 values binary, at most 8M numbers as JSON). Binary data is read in time
 linear in its bytes, and every tensor of a body is read and checked before any becomes
-Python values, so a bad one late in a body costs little for those before it.
+Python values, so a bad one late in a body costs little for those before it. A tensor
+with no values (a dimension of 0) has no rows, binary or JSON, whatever its first
+dimension says: ``[2**40, 0]`` is a few bytes of JSON, not 2**40 empty rows; and one
+whose values would be wrapped in more than ``MAX_LISTS_PER_VALUE`` lists each (``[N, 1,
+..., 1]`` of 64 dimensions) is not made into rows, as an unexpected shape. A note quoting
+the body is cut to ``MAX_NOTE_CHARS``, as the runtime's errors are.
 
 Tensors of one body with different numbers of rows cannot be split into instances
 without guessing: such a body is one row of whole tensors (list cells), with the note
@@ -70,6 +75,11 @@ NO_ROWS = "the request had no rows"
 #: tensors declare, or one of whose tensors has no values in the body (shared memory):
 #: ``BINARY: <the problem>``. No rows are made of the body.
 BINARY = "binary tensor data could not be read"
+#: The longest ``BINARY`` note: the runtime's errors are cut at this length too
+#: (``runtime.errors.MAX_MESSAGE_CHARS``).
+MAX_NOTE_CHARS = 2_000
+#: The most lists a tensor's values may be wrapped in, per value (``_check_nesting``).
+MAX_LISTS_PER_VALUE = 8
 #: The note of a body, or an exchange, whose instances could not be told apart.
 MISREAD = (
     "the instances of this exchange could not be told apart (tensors with different "
@@ -125,7 +135,7 @@ def request_rows(
         head, binary = _split(body, headers)
         payload = msgspec.json.decode(head)
     except BinaryDataError as exc:
-        return [], False, f"{BINARY}: {exc}"
+        return [], False, _binary_note(exc)
     except (msgspec.DecodeError, ValueError, UnicodeDecodeError):
         return [], False, "request body is not JSON"
     except RecursionError:  # msgspec recurses
@@ -144,7 +154,7 @@ def request_rows(
     except _Ragged as ragged:
         return [ragged.row], False, MISREAD
     except BinaryDataError as exc:
-        return [], False, f"{BINARY}: {exc}"
+        return [], False, _binary_note(exc)
     except _UNEXPECTED_SHAPE:
         return [], False, "request body has an unexpected shape"
 
@@ -183,7 +193,7 @@ def response_rows(
         head, binary = _split(body, headers)
         payload = msgspec.json.decode(head)
     except BinaryDataError as exc:
-        return [], None, f"{BINARY}: {exc}"
+        return [], None, _binary_note(exc)
     except (msgspec.DecodeError, ValueError, UnicodeDecodeError, RecursionError):
         return [], None, None
     if not isinstance(payload, dict):
@@ -195,7 +205,7 @@ def response_rows(
     except _Ragged as ragged:
         return [ragged.row], None, MISREAD
     except BinaryDataError as exc:
-        return [], None, f"{BINARY}: {exc}"
+        return [], None, _binary_note(exc)
     except _UNEXPECTED_SHAPE:
         return [], None, None
 
@@ -255,9 +265,15 @@ def _oip_rows(tensors: Any, binary: bytes | None, role: str) -> list[Row]:
     read = _chunks(tensors or [], binary, role)
     # Every tensor is read before any becomes Python values: a bad one costs nothing more.
     arrays = [_tensor_array(tensor, chunk, role) for tensor, chunk in read]
+    for (tensor, _), array in zip(read, arrays, strict=True):
+        if array is not None and array.size:  # with no values, it has no rows
+            _check_nesting(tensor, array)
     columns: dict[str, list[Any]] = {}
     for (tensor, chunk), array in zip(read, arrays, strict=True):
-        if array is not None:
+        if array is not None and array.size == 0:
+            # No values, so no rows: a shape of [2**40, 0] holds as many empty rows.
+            columns[tensor["name"]] = []
+        elif array is not None:
             values = array if chunk is None else _plain(array)
             # A row of a 1-D tensor is a scalar, of a wider one a (nested) list.
             columns[tensor["name"]] = [_cell(row) for row in values.tolist()]
@@ -275,7 +291,7 @@ def _chunks(tensors: list[Any], binary: bytes | None, role: str) -> list[tuple[A
             chunks.append((tensor, None))
             continue
         where = f"{role} '{tensor['name']}'"
-        if tensor.get("data") is not None:
+        if "data" in tensor:  # even `"data": null`, as the runtime refuses it
             raise BinaryDataError(f"{where} has both 'data' and binary_data_size")
         if type(size) is not int or size < 0:
             raise BinaryDataError(f"{where}: binary_data_size must be a non-negative integer")
@@ -311,6 +327,28 @@ def _tensor_array(tensor: Any, chunk: bytes | None, role: str) -> np.ndarray | N
         return decode_chunk(chunk, tensor.get("datatype"), shape)
     except BinaryDataError as exc:
         raise BinaryDataError(f"{role} '{tensor['name']}': {exc}") from None
+
+
+def _check_nesting(tensor: Any, array: np.ndarray) -> None:
+    """``ValueError`` for a tensor whose values would be wrapped in many more lists than
+    there are values: ``[N, 1, 1, ..., 1]`` of 64 dimensions is N values (N bytes binary,
+    2N of JSON) and 63N lists, gigabytes for a 1 MB body. A model's tensors make a list per
+    value or fewer (``[N, 28, 28, 1]``), or a few with trailing 1s (``[N, 1, 1, 1]``)."""
+    lists, product = 0, 1
+    for dim in array.shape[:-1]:
+        product *= dim
+        lists += product
+    if lists > MAX_LISTS_PER_VALUE * array.size:
+        raise ValueError(f"tensor '{tensor['name']}' has {array.ndim} dimensions of lists")
+
+
+def _binary_note(exc: BinaryDataError) -> str:
+    """The note of a body whose binary data cannot be read, as long as a runtime error at
+    most: its message quotes the body (a name, a shape of a million dimensions)."""
+    note = f"{BINARY}: {exc}"
+    if len(note) <= MAX_NOTE_CHARS:
+        return note
+    return f"{note[:MAX_NOTE_CHARS]}... ({len(note) - MAX_NOTE_CHARS} more characters)"
 
 
 def _plain(array: np.ndarray) -> np.ndarray:

@@ -302,3 +302,56 @@ def test_a_huge_declared_shape_costs_nothing() -> None:
             assert outputs == [] and answer_note is not None
             assert answer_note.startswith(f"{BINARY}: ")
     assert time.perf_counter() - started < 1
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_a_tensor_of_empty_rows_has_no_rows_however_many_it_declares(binary: bool) -> None:
+    """`[2**40, 0]` holds no value in a few bytes, and was made into 2**40 empty rows: the
+    recorder thread ran for hours (ten seconds for 10**7)."""
+    started = time.perf_counter()
+    for shape in ([10**7, 0], [2**40, 0], [2**40, 3, 0]):
+        entry = {"name": "x", "shape": shape, "datatype": "FP32"}
+        tensor: Any = (sized(entry, 0), b"") if binary else {**entry, "data": []}
+        rows, _, note = request_of(tensor)
+        assert rows == [] and note is not None and not note.startswith(BINARY)
+        assert answer_of(tensor) == ([], None, None)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_note_quoting_the_body_is_cut_as_a_runtime_error_is() -> None:
+    """A shape of 100,000 dimensions (200 KB of JSON) gave a 300 KB note in every row."""
+    tensor = (sized({**FP32_2, "shape": [0] * 100_000}, 0), b"")
+    rows, _, note = request_of(tensor)
+    assert rows == [] and note is not None and note.startswith(f"{BINARY}: input 'x': shape [0")
+    assert len(note) < 2_100 and note.endswith(" more characters)")
+
+
+def test_data_null_beside_binary_data_is_refused_as_the_runtime_refuses_it() -> None:
+    rows, _, note = request_of(({**sized(FP32_2, 8), "data": None}, b"\0" * 8))
+    assert rows == [] and note == f"{BINARY}: input 'x' has both 'data' and binary_data_size"
+
+
+@pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
+def test_values_wrapped_in_dozens_of_lists_are_not_made_into_rows(binary: bool) -> None:
+    """`[N, 1, ..., 1]` of 64 dimensions is N values in N bytes and 63N lists: 50 KB took
+    seconds and hundreds of megabytes, 16 MiB would take the gateway's memory."""
+    count = 50_000
+    started = time.perf_counter()
+    for shape in ([count] + [1] * 63, [count // 2, 2] + [1] * 62):
+        array = np.ones(shape, dtype=np.uint8)
+        tensor: Any = (
+            binary_entry("x", array, "UINT8") if binary else json_entry("x", array, "UINT8")
+        )
+        rows, _, note = request_of(tensor)
+        assert rows == [] and note == "request body has an unexpected shape"
+        assert answer_of(tensor) == ([], None, None)
+    assert time.perf_counter() - started < 1
+
+
+def test_a_few_trailing_dimensions_of_one_are_still_rows() -> None:
+    """What models take: a list per value or fewer, or a few more with trailing 1s."""
+    for shape in ([3, 1, 1, 1, 1], [2, 8, 8, 1], [2, 3, 1, 1, 1, 1, 1]):
+        array = np.arange(np.prod(shape), dtype=np.float32).reshape(shape)
+        rows, _, note = request_of(binary_entry("x", array, "FP32"))
+        json_rows, _, _ = request_of(json_entry("x", array, "FP32"))
+        assert note is None and len(rows) == shape[0] and rows == json_rows
