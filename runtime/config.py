@@ -44,6 +44,14 @@ class VersionPolicy:
     count: int = 1
     versions: tuple[int, ...] = ()
 
+    def describe(self) -> str:
+        """The policy as config.yaml writes it: ``{latest: 1}``, ``{specific: [1, 2]}``."""
+        if self.kind == "all":
+            return "{all: true}"
+        if self.kind == "specific":
+            return f"{{specific: {list(self.versions)}}}"
+        return f"{{latest: {self.count}}}"
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -160,7 +168,7 @@ def selected_versions(policy: VersionPolicy, on_disk: list[int], where: Path) ->
     wanted = select_versions(policy, on_disk)
     if on_disk and not wanted:
         raise ConfigError(
-            f"{where}: version_policy {{specific: {list(policy.versions)}}} selects none of "
+            f"{where}: version_policy {policy.describe()} selects none of "
             f"the version folders ({', '.join(map(str, on_disk))}); versions already loaded "
             "keep serving"
         )

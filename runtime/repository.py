@@ -43,6 +43,7 @@ from runtime.config import (
 from runtime.errors import ModelNotReady, NotFound
 from runtime.images import ImageConfig
 from runtime.model_version import ModelEntry, ModelVersion, VersionState, load_version
+from runtime.not_serving import not_loaded, not_ready_message
 
 #: This module's names, and the version records most callers import from here.
 __all__ = ["ModelEntry", "ModelRepository", "ModelVersion", "VersionState"]
@@ -97,17 +98,7 @@ class ModelRepository:
         number = self._version_number(found, version)
         model_version = found.versions.get(number)
         if model_version is None:
-            loaded = ", ".join(str(v) for v in sorted(found.versions)) or "none"
-            named = "" if is_version_number(version) else f" (label '{version}')"
-            unselected = (
-                "; its folder is there, but the version_policy in config.yaml does not select it"
-                if (self.root / name / str(number)).is_dir()
-                else ""
-            )
-            raise NotFound(
-                f"model '{name}' has no version {number}{named} (loaded versions: {loaded})"
-                f"{unselected}"
-            )
+            raise not_loaded(self.root, found, number, version)
         return model_version
 
     def resolve(self, name: str, version: str | None = None) -> ModelVersion:
@@ -163,18 +154,7 @@ class ModelRepository:
 
     def not_ready_message(self, name: str) -> str:
         """Why model ``name`` has no version to serve (when it has none)."""
-        found = self.entry(name)
-        if found.config_error:
-            return f"model '{found.name}' is not ready: {found.config_error}"
-        errors = [f"version {v.version}: {v.error}" for v in found.versions.values() if v.error]
-        if errors:
-            return f"model '{found.name}' is not ready: " + "; ".join(errors)
-        if not found.wanted and not found.versions:
-            return (
-                f"model '{found.name}' has no version to serve: no numeric version folder "
-                f"({found.name}/1/, {found.name}/2/, ...) with the model inside"
-            )
-        return f"model '{found.name}' is loading"
+        return not_ready_message(self.entry(name))  # runtime.not_serving
 
     def config_errors(self) -> dict[str, str]:
         """Models whose config.yaml (or folder) cannot be used, with the reason."""
@@ -280,14 +260,23 @@ class ModelRepository:
     def _load_stand_in(self, found: ModelEntry, model_dir: Path, older: list[int]) -> None:
         """Every version the policy wants failed and none serves (the runtime started with a
         broken newest version): the newest older version that loads serves in their place,
-        until they load. A restart must not take down a model that served before it."""
+        until they load. A restart must not take down a model that served before it.
+
+        An older version that fails as a wanted one did ends the search: that failure is the
+        model's (a config.yaml ``backend:`` option, a ``signature:``, a missing framework),
+        every older version would fail it too, and each try may be a full load, once per
+        version on disk, holding up every model scanned after this one."""
+        failures = {_failure(v) for n in found.wanted if (v := found.versions.get(n)) is not None}
         for number in sorted(older, reverse=True):
             self._ensure_loaded(found, model_dir / str(number), number)
-            if found.versions[number].ready:
+            candidate = found.versions[number]
+            if candidate.ready:
                 log.warning(
                     "model %s: version %s serves in place of %s, which failed to load",
                     found.name, number, ", ".join(map(str, found.wanted)),
                 )  # fmt: skip
+                return
+            if _failure(candidate) in failures - {None}:
                 return
 
     def _ensure_loaded(self, found: ModelEntry, path: Path, number: int) -> None:
@@ -399,3 +388,10 @@ def _fingerprint(path: Path) -> float:
     except OSError:
         return 0.0
     return max(stamps)
+
+
+def _failure(version: ModelVersion) -> str | None:
+    """A failed version's load error without its own folder, to compare versions' errors."""
+    if version.error is None:
+        return None
+    return version.error.replace(str(version.path), "<version>")

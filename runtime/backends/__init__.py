@@ -41,7 +41,8 @@ _SUFFIXES = {".onnx": "onnx", ".h5": "keras", ".hdf5": "keras", ".keras": "keras
 
 
 def detect_format(version_dir: Path) -> tuple[str, Path]:
-    """Find the artefact in a version folder and name its format.
+    """Find the artefact in a version folder and name its format (hidden files and folders
+    do not count, as with ``format:``).
 
     Raises ``ValueError`` naming what was looked for when nothing (or more than one
     candidate) is found.
@@ -53,6 +54,8 @@ def detect_format(version_dir: Path) -> tuple[str, Path]:
         return "savedmodel", version_dir
     candidates: list[tuple[str, Path]] = []
     for entry in sorted(version_dir.iterdir()):
+        if entry.name.startswith("."):  # macOS's `._model.onnx` beside model.onnx, say
+            continue
         if entry.is_dir() and (entry / "saved_model.pb").is_file():
             candidates.append(("savedmodel", entry))
         elif entry.is_file() and entry.suffix.lower() in _SUFFIXES:

@@ -4,9 +4,9 @@ Frameworks report a file of the wrong format in their own words, none naming the
 what to do: h5py says "file signature not found", onnxruntime "Protobuf parsing failed",
 PMML4S "MalformedInputException" or "Not a valid PMML". ``load_failure`` turns a failed
 ``backend.load(artefact)`` into one message that starts with the file: when its first bytes
-show another format (an HDF5 file, a zip archive, a PMML or XML document) or no bytes at all,
-it says so and how to serve it; a PMML file that is not well-formed XML gets the line and
-column of the first error. The framework's own message follows in parentheses.
+show another format (an HDF5 file, a Keras or PyTorch zip archive, a PMML or XML document)
+or no bytes at all, it says so and how to serve it; a PMML file that is not well-formed XML
+gets the line and column of the first error. The framework's own message follows in parentheses.
 
 Only a load that failed is diagnosed, so a file its framework accepts is never refused on a
 guess. The exception is PMML: PMML4S loads a document cut short (a copy in progress, a
@@ -23,6 +23,10 @@ from xml.parsers import expat
 
 _HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 _ZIP_SIGNATURE = b"PK\x03\x04"
+#: What a zip archive's first entries are named (in its first bytes) when Keras 3 wrote it,
+#: and when PyTorch did (``torch.save``, ``torch.jit.save``: ``<name>/data.pkl``).
+_KERAS_ZIP_ENTRIES = (b"metadata.json", b"config.json", b"model.weights.h5")
+_PYTORCH_ZIP_ENTRY = b"data.pkl"
 _LFS_POINTER = b"version https://git-lfs.github.com/spec/"
 _SNIFF_BYTES = 1024
 
@@ -45,6 +49,10 @@ class Content:
 
 EMPTY = Content("empty (0 bytes)")
 LFS_POINTER = Content("a Git LFS pointer, not the model itself: fetch it with `git lfs pull`")
+PYTORCH = Content(
+    "a PyTorch file (torch.save), which the runtime does not serve: export the model to ONNX "
+    "(torch.onnx.export) and serve the .onnx file"
+)
 
 
 def sniff(path: Path) -> Content | None:
@@ -56,7 +64,11 @@ def sniff(path: Path) -> Content | None:
     if head.startswith(_HDF5_SIGNATURE):
         return Content("an HDF5 file, as Keras writes `.h5` models", "keras", ".h5")
     if head.startswith(_ZIP_SIGNATURE):
-        return Content("a zip archive, as Keras 3 writes `.keras` models", "keras", ".keras")
+        if any(entry in head for entry in _KERAS_ZIP_ENTRIES):
+            return Content("a zip archive, as Keras 3 writes `.keras` models", "keras", ".keras")
+        if _PYTORCH_ZIP_ENTRY in head:
+            return PYTORCH
+        return Content("a zip archive that Keras 3 did not write (unzip it if it holds the model)")
     if head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<"):
         if b"<PMML" in head:
             return Content("a PMML document", "pmml", ".pmml")
@@ -107,7 +119,7 @@ def diagnose(fmt: str, artefact: Path) -> str | None:
             "is empty (0 bytes): was it copied completely? Copy a version in under a hidden "
             "name and rename it into place"
         )
-    if found == LFS_POINTER:
+    if found in (LFS_POINTER, PYTORCH):
         return f"is {found.what}"
     expected = EXPECTED.get(fmt)
     if expected is None:
@@ -125,7 +137,8 @@ def diagnose(fmt: str, artefact: Path) -> str | None:
         return f"is not {expected}: it is {found.what}; {rename} to serve it as {found.format}"
     named = ".h5" if artefact.suffix.lower() == ".hdf5" else artefact.suffix.lower()
     if named != found.suffix:
-        return f"is {found.what}, but its name ends in {artefact.suffix}: {rename}"
+        ending = f"ends in {artefact.suffix}" if artefact.suffix else "has no suffix"
+        return f"is {found.what}, but its name {ending}: {rename}"
     return None
 
 

@@ -14,6 +14,7 @@ import pytest
 from litestar.testing import TestClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import runtime.backends
 from runtime.app import create_app
 from runtime.errors import ModelNotReady, NotFound
 from runtime.repository import ModelRepository
@@ -73,7 +74,10 @@ def test_a_label_or_version_the_policy_leaves_out_says_why_it_is_not_there(
     add_version(tmp_path, "m", 1, config)
     add_version(tmp_path, "m", 2, config)
     repository.scan()
-    policy = "its folder is there, but the version_policy in config.yaml does not select it"
+    policy = (
+        "its folder is there, but the version_policy in config.yaml ({specific: [1]}) does "
+        "not select it"
+    )
     with pytest.raises(NotFound) as label:
         repository.resolve("m", "canary")
     assert label.value.message == (
@@ -201,3 +205,94 @@ def test_a_model_folder_without_versions_is_logged_once(
         "the model inside; a model's files go in a numbered version folder (1/1/...) inside "
         "it, and --repository names the folder that holds the model folders"
     ]
+
+
+def test_a_version_left_out_by_the_default_policy_does_not_send_to_a_missing_config_yaml(
+    tmp_path: Path, repository: ModelRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It said "the version_policy in config.yaml does not select it" of a model without
+    a config.yaml."""
+    monkeypatch.setitem(runtime.backends._SUFFIXES, ".scale", "scale")
+    for version in (1, 2):
+        (tmp_path / "m" / str(version)).mkdir(parents=True)
+        (tmp_path / "m" / str(version) / "x.scale").write_text(str(version))
+    repository.scan()
+    with pytest.raises(NotFound) as exc:
+        repository.resolve("m", "1")
+    assert exc.value.message == (
+        "model 'm' has no version 1 (loaded versions: 2); its folder is there, but the "
+        "version_policy ({latest: 1}, the default: the model has no config.yaml) does not "
+        "select it"
+    )
+
+
+def test_a_version_copied_in_since_the_last_scan_is_loading_not_left_out(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    """It answered 404 saying that the policy does not select it (and the gateway took the
+    404 for a version no replica serves); the next scan loads it."""
+    add_version(tmp_path, "m", 1, "format: scale\nversion_policy: all\n")
+    repository.scan()
+    add_version(tmp_path, "m", 2, "format: scale\nversion_policy: all\n")
+    with pytest.raises(ModelNotReady) as exc:
+        repository.resolve("m", "2")
+    assert exc.value.message == (
+        "model 'm' version 2 is not loaded yet: its folder is new since the last scan of the "
+        "repository, which loads it"
+    )
+    repository.scan()
+    assert repository.resolve("m", "2").version == 2
+
+
+def test_a_version_not_loaded_while_config_yaml_cannot_be_used_says_so(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "format: scale\nversion_policy: all\n")
+    repository.scan()
+    add_version(tmp_path, "m", 2, "format: scale\nversion_policy: alll\n")
+    repository.scan()
+    with pytest.raises(ModelNotReady, match=r"has no version 2 \(loaded versions: 1\); config"):
+        repository.resolve("m", "2")
+
+
+def broken_versions(root: Path, model: str, versions: range, config: str) -> None:
+    for version in versions:
+        add_version(root, model, version, config)
+        (root / model / str(version) / "factor.txt").write_text("broken")
+
+
+def test_a_failure_every_version_shares_ends_the_search_for_a_stand_in(
+    tmp_path: Path, repository: ModelRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failure of the model's (a backend: option, a signature:, a missing framework)
+    loaded every version on disk at start, one after the other, each logged and listed."""
+    broken_versions(tmp_path, "m", range(1, 21), "format: scale\n")
+    repository.scan()
+    repository.scan()
+    failed = [r.getMessage() for r in caplog.records if "failed to load" in r.getMessage()]
+    assert [message.split(" failed")[0] for message in failed] == [
+        "model m version 20",
+        "model m version 19",
+    ]
+    assert sorted(repository.entry("m").versions) == [19, 20]
+
+
+def test_a_stand_in_is_found_past_versions_broken_in_other_ways(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    for version in (1, 2, 3):
+        add_version(tmp_path, "m", version, "format: scale\n")
+    (tmp_path / "m" / "3" / "factor.txt").write_text("broken")
+    (tmp_path / "m" / "2" / "factor.txt").unlink()
+    repository.scan()
+    assert repository.resolve("m").version == 1
+
+
+def test_a_version_left_out_by_a_config_yaml_without_a_policy_says_it_is_the_default(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    add_version(tmp_path, "m", 1, "format: scale\n")
+    add_version(tmp_path, "m", 2, "format: scale\n")
+    repository.scan()
+    with pytest.raises(NotFound, match=r"in config.yaml \(\{latest: 1\}, the default when it"):
+        repository.resolve("m", "1")

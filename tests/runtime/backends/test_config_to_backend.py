@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.backends import artefact_for_format, create_backend
+from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.onnx import OnnxBackend
 from runtime.pipeline import PipelineBackend
 from runtime.pipeline.spec import PipelineConfigError
@@ -96,3 +96,12 @@ def test_a_pipeline_step_option_its_backend_does_not_take_is_named(tmp_path: Pat
         r"\['intra_op_thread'\] for format 'onnx'",
     ):
         PipelineBackend().load(tmp_path / "pipeline.yaml")
+
+
+def test_without_format_hidden_files_do_not_count_either(tmp_path: Path) -> None:
+    """A copy from macOS leaves `._model.onnx` beside model.onnx: "more than one model
+    artefact (._model.onnx, model.onnx)", where `format: onnx` took model.onnx."""
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x08")
+    (tmp_path / "._model.onnx").write_bytes(b"\x00\x05\x16\x07")
+    assert detect_format(tmp_path) == ("onnx", tmp_path / "model.onnx")
+    assert artefact_for_format(tmp_path, "onnx") == tmp_path / "model.onnx"

@@ -158,3 +158,35 @@ def test_files_of_the_right_kind_are_not_diagnosed(tmp_path: Path) -> None:
     assert sniff(tmp_path / "model.onnx") is None
     assert diagnose("onnx", tmp_path / "model.onnx") is None
     assert diagnose("savedmodel", tmp_path) is None
+
+
+def test_a_zip_archive_keras_did_not_write_is_not_told_to_be_renamed_keras(
+    tmp_path: Path,
+) -> None:
+    """Every zip archive was "as Keras 3 writes `.keras` models; rename it to model.keras":
+    a PyTorch file (torch.save writes a zip archive) saved as model.onnx, too."""
+    with zipfile.ZipFile(tmp_path / "model.pt", "w") as archive:
+        archive.writestr("model/data.pkl", b"\x80\x02}q\x00.")
+        archive.writestr("model/version", "3\n")
+    error = failed_load(tmp_path / "1", "model.onnx", (tmp_path / "model.pt").read_bytes())
+    assert error.startswith(
+        f"{tmp_path / '1' / 'model.onnx'} is a PyTorch file (torch.save), which the runtime "
+        "does not serve: export the model to ONNX (torch.onnx.export) and serve the .onnx file "
+        "(InvalidProtobuf: "
+    )
+    with zipfile.ZipFile(tmp_path / "other.zip", "w") as archive:
+        archive.writestr("model.onnx", b"\x08\x08")
+    other = diagnose("onnx", tmp_path / "other.zip")
+    assert other == (
+        "is not an ONNX model: it is a zip archive that Keras 3 did not write (unzip it if it "
+        "holds the model)"
+    )
+
+
+def test_a_keras_file_without_a_suffix_is_told_to_take_one(tmp_path: Path) -> None:
+    """It said "but its name ends in : rename it to model.h5"."""
+    hdf5_file(tmp_path / "model")
+    assert diagnose("keras", tmp_path / "model") == (
+        "is an HDF5 file, as Keras writes `.h5` models, but its name has no suffix: rename it "
+        "to model.h5"
+    )
