@@ -183,7 +183,11 @@ class ShadowRunner:
             ok = response.status < 400
             metrics.shadow_requests.labels(*labels, "ok" if ok else "error").inc()
             if ok and shadow.compare is not None and primary is not None and primary.status < 400:
-                agrees = compare_outputs(shadow.compare, primary, response)
+                try:
+                    agrees = compare_outputs(shadow.compare, primary, response)
+                except Exception:  # an answer no reading foresaw: still never hurts anything
+                    log.exception("comparing the answer of shadow %s failed", target)
+                    agrees = None
                 if agrees is not None:
                     metrics.shadow_comparisons.labels(
                         *labels, "agree" if agrees else "disagree"
@@ -274,15 +278,14 @@ def output_values(body: bytes, name: str, header_length: str | None = None) -> l
 
 def _output_of(outputs: Any, name: str, binary: bytes) -> list[Any] | None:
     if isinstance(outputs, list) and any(_is_named_tensor(output) for output in outputs):
-        offset = 0  # binary tensors' data follow the JSON in the order of their entries
-        for output in outputs:  # Open Inference Protocol
-            if not _is_named_tensor(output):
-                continue
-            size = (output.get("parameters") or {}).get("binary_data_size")
-            chunk = binary[offset : offset + size] if type(size) is int and size >= 0 else None
-            offset += len(chunk) if chunk is not None else 0
+        chunks = _chunks([output for output in outputs if _is_named_tensor(output)], binary)
+        if chunks is None:
+            return None
+        for output, chunk in chunks:  # Open Inference Protocol
             if output["name"] == name:
-                return _flatten(output.get("data")) if chunk is None else _read(output, chunk)
+                if chunk is not None:
+                    return _read(output, chunk)
+                return _flatten(output["data"]) if "data" in output else None
         return None
     if isinstance(outputs, dict) and not _is_binary(outputs):  # eval, TF-Serving columns
         return _flatten(outputs[name]) if name in outputs else None
@@ -298,17 +301,38 @@ def _is_binary(value: dict[str, Any]) -> bool:
     return value.keys() == {"b64"}
 
 
+def _chunks(
+    outputs: list[dict[str, Any]], binary: bytes
+) -> list[tuple[dict[str, Any], bytes | None]] | None:
+    """Each output with its binary data (None: its values are JSON ``data``), or None when
+    the sizes do not add up to the binary data exactly, as the recorder checks them: a cut
+    answer, or a size that is not a non-negative integer, would shift every later output."""
+    chunks: list[tuple[dict[str, Any], bytes | None]] = []
+    offset = 0
+    for output in outputs:
+        parameters = output.get("parameters")
+        size = parameters.get("binary_data_size") if isinstance(parameters, dict) else None
+        if size is None:
+            chunks.append((output, None))
+            continue
+        if "data" in output or type(size) is not int or not 0 <= size <= len(binary) - offset:
+            return None
+        chunks.append((output, binary[offset : offset + size]))
+        offset += size
+    return chunks if offset == len(binary) else None
+
+
 def _read(output: dict[str, Any], chunk: bytes) -> list[Any] | None:
     """A binary output's values, flat, as JSON would carry them (text, null for NaN)."""
     shape = output.get("shape")
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         return None
     datatype = output.get("datatype")
-    if not isinstance(datatype, str):
-        return None
+    if not isinstance(datatype, str) or not 0 < _count_within(shape, len(chunk)) <= len(chunk):
+        return None  # no values, or more than its bytes can hold (each takes one or more)
     try:
         array = decode_chunk(chunk, datatype, shape)
-    except BinaryDataError:
+    except (BinaryDataError, ValueError):  # ValueError: numpy's rank limit, say
         return None
     values = array.ravel().tolist()
     if array.dtype == object:  # BYTES
@@ -316,6 +340,20 @@ def _read(output: dict[str, Any], chunk: bytes) -> list[Any] | None:
     if array.dtype.kind == "f":
         return [value if math.isfinite(value) else None for value in values]
     return values
+
+
+def _count_within(shape: list[int], limit: int) -> int:
+    """The number of elements of ``shape``, or ``limit + 1`` as soon as it is past ``limit``:
+    the product of thousands of dimensions of 2**62 is a huge integer, slow to make and too
+    long to print in an error message."""
+    if 0 in shape:
+        return 0
+    count = 1
+    for dim in shape:
+        count *= dim
+        if count > limit:
+            return limit + 1
+    return count
 
 
 def _flatten(value: Any) -> list[Any]:

@@ -327,6 +327,64 @@ def test_a_binary_answer_that_does_not_add_up_cannot_be_compared() -> None:
     assert compare_outputs(rule, no_length, good) is None
 
 
+def oip_answer(outputs: list[dict[str, Any]], binary: bytes) -> UpstreamResponse:
+    head = json.dumps({"outputs": outputs}).encode()
+    headers = {"inference-header-content-length": str(len(head))}
+    return UpstreamResponse(200, headers, head + binary)
+
+
+def fp32(name: str, **fields: Any) -> dict[str, Any]:
+    return {"name": name, "datatype": "FP32", "shape": [1], **fields}
+
+
+def test_binary_data_that_does_not_add_up_is_not_compared_on_any_output() -> None:
+    """Cut after the compared output, or with an earlier size that is not a size, the
+    binary data still gave the compared output values (the earlier one's, shifted)."""
+    score = Compare(kind="numeric", output="score")
+    good = oip_answer([fp32("score", parameters={"binary_data_size": 4})], bytes(4))
+    sized = {"parameters": {"binary_data_size": 4}}
+    cut = oip_answer([fp32("score", **sized), fp32("class", **sized)], bytes(5))
+    float_size = {"parameters": {"binary_data_size": 4.0}}
+    shifted = oip_answer([fp32("class", **float_size), fp32("score", **sized)], bytes(8))
+    both = oip_answer([fp32("score", data=[0.0], **sized)], bytes(4))
+
+    assert compare_outputs(score, good, good) is True
+    assert compare_outputs(score, good, cut) is None
+    assert compare_outputs(score, good, shifted) is None
+    assert compare_outputs(score, good, both) is None
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        pytest.param(fp32("score", parameters=[1]), id="parameters-a-list"),
+        pytest.param(fp32("score", parameters="binary"), id="parameters-a-string"),
+        pytest.param(fp32("score"), id="no-data"),
+        pytest.param(
+            fp32("score", shape=[2**62] * 2_000, parameters={"binary_data_size": 4}),
+            id="a-product-too-long-to-print",
+        ),
+        pytest.param(
+            fp32("score", shape=[0, 10**30], parameters={"binary_data_size": 0}), id="zero"
+        ),
+        pytest.param(
+            fp32("score", shape=[1] * 100, parameters={"binary_data_size": 4}), id="rank-100"
+        ),
+    ],
+)
+def test_a_hostile_answer_is_not_compared_and_raises_nothing(hostile: dict[str, Any]) -> None:
+    """A shape of 2,000 dimensions of 2**62 raised ValueError (an integer too long to print)
+    out of the shadow task; ``parameters`` that were not an object raised AttributeError."""
+    score = Compare(kind="numeric", output="score")
+    good = oip_answer([fp32("score", parameters={"binary_data_size": 4})], bytes(4))
+    parameters = hostile.get("parameters")
+    size = parameters["binary_data_size"] if isinstance(parameters, dict) else 0
+    answer = oip_answer([hostile], bytes(size))
+
+    assert compare_outputs(score, good, answer) is None
+    assert compare_outputs(score, answer, good) is None
+
+
 def test_no_values_on_either_side_is_nothing_compared() -> None:
     rule = Compare(kind="class", output="survived")
     empty = encode({"outputs": {"survived": []}})
