@@ -89,7 +89,10 @@ def test_a_route_put_on_one_gateway_serves_on_the_other(pair: list[RunningProces
     assert answered.status_code == 200, answered.text
     assert answered.headers["x-driftgate-version"] == "2"
     metrics = httpx.get(second.url + "/metrics", timeout=5).text
-    assert 'driftgate_route_updates_total{outcome="applied",route="titanic"} 1.0' in metrics
+    assert (
+        'driftgate_route_updates_total{operation="reload",outcome="applied",route="titanic"} 1.0'
+        in metrics
+    )
 
 
 def test_one_gateway_decides_canaries_and_the_other_takes_over_when_it_dies(
