@@ -45,6 +45,8 @@ WIRE_DTYPES: dict[str, np.dtype] = {
     }.items()
 }
 DATATYPES = (*WIRE_DTYPES, "BYTES")
+#: The most dimensions a tensor has (numpy's limit).
+MAX_RANK = 64
 
 
 class BinaryDataError(ValueError):
@@ -71,7 +73,11 @@ def split_body(body: bytes, header_length: int | str | None) -> tuple[bytes, byt
 
 def decode_chunk(chunk: bytes, datatype: str, shape: Sequence[int]) -> np.ndarray:
     """The tensor of ``shape`` (non-negative dimensions) that ``chunk`` holds, in native
-    byte order; a ``BYTES`` tensor is an object array of ``bytes``."""
+    byte order; a ``BYTES`` tensor is an object array of ``bytes``. A shape of more
+    dimensions than numpy holds is refused before anything is counted: the product of
+    100,000 dimensions takes a minute to compute."""
+    if len(shape) > MAX_RANK:
+        raise BinaryDataError(f"shape has {len(shape)} dimensions; a tensor has at most {MAX_RANK}")
     count = math.prod(shape)
     if datatype == "BYTES":
         return _bytes_elements(chunk, count, shape)

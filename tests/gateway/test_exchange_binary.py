@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import json
 import struct
-import time
 from typing import Any
 
 import numpy as np
 import pytest
 
 from gateway.exchange import BINARY, request_rows, response_rows
+from monitoring.binary_tensors import BinaryDataError, decode_chunk
 
 HEADER = "inference-header-content-length"
 
@@ -292,7 +292,6 @@ def test_a_header_length_that_is_not_in_the_body_gives_a_note(length: str) -> No
 
 def test_a_huge_declared_shape_costs_nothing() -> None:
     """A shape is checked against the chunk's bytes before anything is allocated."""
-    started = time.perf_counter()
     for shape, size in (([2**40, 2**40], 8), ([2**31] * 3, 8), ([0, 2**62, 2**62], 0)):
         for datatype in ("FP32", "BYTES"):
             tensor = (sized({**FP32_2, "shape": shape, "datatype": datatype}, size), b"\0" * size)
@@ -301,29 +300,39 @@ def test_a_huge_declared_shape_costs_nothing() -> None:
             outputs, _, answer_note = answer_of(tensor)
             assert outputs == [] and answer_note is not None
             assert answer_note.startswith(f"{BINARY}: ")
-    assert time.perf_counter() - started < 1
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
 def test_a_tensor_of_empty_rows_has_no_rows_however_many_it_declares(binary: bool) -> None:
     """`[2**40, 0]` holds no value in a few bytes, and was made into 2**40 empty rows: the
     recorder thread ran for hours (ten seconds for 10**7)."""
-    started = time.perf_counter()
     for shape in ([10**7, 0], [2**40, 0], [2**40, 3, 0]):
         entry = {"name": "x", "shape": shape, "datatype": "FP32"}
         tensor: Any = (sized(entry, 0), b"") if binary else {**entry, "data": []}
         rows, _, note = request_of(tensor)
         assert rows == [] and note is not None and not note.startswith(BINARY)
         assert answer_of(tensor) == ([], None, None)
-    assert time.perf_counter() - started < 1
 
 
 def test_a_note_quoting_the_body_is_cut_as_a_runtime_error_is() -> None:
-    """A shape of 100,000 dimensions (200 KB of JSON) gave a 300 KB note in every row."""
-    tensor = (sized({**FP32_2, "shape": [0] * 100_000}, 0), b"")
+    """A datatype of 100,000 characters gave a note as long in every row."""
+    tensor = (sized({**FP32_2, "datatype": "X" * 100_000}, 8), b"\0" * 8)
     rows, _, note = request_of(tensor)
-    assert rows == [] and note is not None and note.startswith(f"{BINARY}: input 'x': shape [0")
+    assert rows == [] and note is not None
+    assert note.startswith(f"{BINARY}: input 'x': unknown datatype 'XXX")
     assert len(note) < 2_100 and note.endswith(" more characters)")
+
+
+def test_a_shape_of_more_dimensions_than_numpy_holds_is_refused_before_it_is_counted() -> None:
+    """The product of 100,000 dimensions of 2**62 took a minute of the recorder thread
+    (and of the shadow task's), before the size check that refused it."""
+    with pytest.raises(BinaryDataError, match="shape has 65 dimensions; a tensor has at most 64"):
+        decode_chunk(b"\0", "UINT8", [1] * 65)
+    tensor = (sized({**FP32_2, "shape": [2**62] * 100_000}, 8), b"\0" * 8)
+    rows, _, note = request_of(tensor)
+    assert rows == [] and note == (
+        f"{BINARY}: input 'x': shape has 100000 dimensions; a tensor has at most 64"
+    )
 
 
 def test_data_null_beside_binary_data_is_refused_as_the_runtime_refuses_it() -> None:
@@ -336,7 +345,6 @@ def test_values_wrapped_in_dozens_of_lists_are_not_made_into_rows(binary: bool) 
     """`[N, 1, ..., 1]` of 64 dimensions is N values in N bytes and 63N lists: 50 KB took
     seconds and hundreds of megabytes, 16 MiB would take the gateway's memory."""
     count = 50_000
-    started = time.perf_counter()
     for shape in ([count] + [1] * 63, [count // 2, 2] + [1] * 62):
         array = np.ones(shape, dtype=np.uint8)
         tensor: Any = (
@@ -345,7 +353,6 @@ def test_values_wrapped_in_dozens_of_lists_are_not_made_into_rows(binary: bool) 
         rows, _, note = request_of(tensor)
         assert rows == [] and note == "request body has an unexpected shape"
         assert answer_of(tensor) == ([], None, None)
-    assert time.perf_counter() - started < 1
 
 
 def test_a_few_trailing_dimensions_of_one_are_still_rows() -> None:
