@@ -47,10 +47,11 @@ end
 def paced(mean_gap_ms: float) -> str:
     """wrk's ``delay`` hook for a paced load: after each answer a connection waits a random
     gap (exponential, mean ``mean_gap_ms``) before its next request, so that N connections
-    offer about N / gap requests per second, in Poisson-like arrivals, whatever the target's
-    latency (which wrk measures from the send, without the gap). The generator is seeded
-    alike for every run: each target gets the same sequence of gaps. wrk truncates a delay
-    to whole milliseconds; adding 0.5 rounds it instead, keeping the mean."""
+    send N / (gap + latency) requests per second, in Poisson-like arrivals: about N / gap
+    while the latency is small against the gap (wrk measures it from the send, without the
+    gap), a little less for a slower target (the report shows each one's req/s). The
+    generator is seeded alike for every run: each target gets the same sequence of gaps.
+    wrk truncates a delay to whole milliseconds; adding 0.5 rounds it instead."""
     if not mean_gap_ms > 0:
         raise ValueError(f"a paced load needs a positive mean gap, got {mean_gap_ms} ms")
     return f"""
