@@ -100,6 +100,13 @@ class RuntimeMetrics:
             ["model", "version", "placement"],
             registry=registry,
         )
+        self.nonfinite_outputs = Counter(
+            "driftgate_nonfinite_output_values_total",
+            "NaN and infinite values in the outputs of backend calls (answered as null in "
+            "JSON), by output.",
+            ["model", "version", "output"],
+            registry=registry,
+        )
         self.batch_size = Histogram(
             "driftgate_batch_size",
             "Rows (dimension 0) per backend call.",

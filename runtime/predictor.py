@@ -242,7 +242,17 @@ class Predictor:
             elapsed, exemplar(current_trace_id() or span.get_span_context().trace_id)
         )
         self.metrics.batch_size.labels(model.model, version).observe(rows)
+        self._count_nonfinite(model.model, version, outputs)
         return outputs
+
+    def _count_nonfinite(self, model: str, version: str, outputs: Mapping[str, np.ndarray]) -> None:
+        """NaN and infinities in floating outputs: answered as JSON null with a 200, a model
+        that starts producing them is otherwise seen only by the clients that get them."""
+        for name, array in outputs.items():
+            if isinstance(array, np.ndarray) and array.dtype.kind in "fc" and array.size:
+                nonfinite = array.size - int(np.count_nonzero(np.isfinite(array)))
+                if nonfinite:
+                    self.metrics.nonfinite_outputs.labels(model, version, name).inc(nonfinite)
 
     def _waiting_calls(self, model: ModelVersion, backend: ModelBackend) -> WaitingCalls:
         """The bound on this version's calls waiting for a thread (``runtime.waiting``)."""
