@@ -297,6 +297,16 @@ def test_the_jobs_process_exports_the_explain_jobs_failing_versions(
     assert "driftgate_explain_check_failing" in {m.name for m in process.registry.collect()}
 
 
+def cut_at_the_time_limit(logged: str) -> bool:
+    """The run ended at its 1.5 s limit: the runner's limit fired, or, a moment before it,
+    the call's own deadline (``DeadlineTransport``: the time the run has left) ended the call
+    and the run failed with it; which comes first depends on the machine's timing."""
+    return (
+        "job explain ran past its time limit of 1.5 s" in logged
+        or "the answer did not arrive within 1." in logged
+    )
+
+
 def test_a_runtime_that_trickles_its_answer_is_cut_off_at_the_runs_time_limit(
     store: Path, runtime: Runtime, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -312,7 +322,7 @@ def test_a_runtime_that_trickles_its_answer_is_cut_off_at_the_runs_time_limit(
 
     assert jobs.jobs[0].straggler is None  # the call itself ended, not only the wait
     assert time.monotonic() - started < 4.5
-    assert "job explain ran past its time limit of 1.5 s" in caplog.text
+    assert cut_at_the_time_limit(caplog.text), caplog.text
 
 
 def test_a_runtime_that_trickles_its_answers_headers_is_cut_off_at_the_runs_time_limit(
@@ -330,7 +340,7 @@ def test_a_runtime_that_trickles_its_answers_headers_is_cut_off_at_the_runs_time
 
     assert jobs.jobs[0].straggler is None  # the call itself ended, not only the wait
     assert time.monotonic() - started < 4.5
-    assert "job explain ran past its time limit of 1.5 s" in caplog.text
+    assert cut_at_the_time_limit(caplog.text), caplog.text
 
 
 def test_a_stop_ends_the_runtime_call_under_way_and_the_run_counts_as_stopped(
