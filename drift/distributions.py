@@ -10,9 +10,13 @@ Bins:
 
 - numeric: interior boundaries ``edges`` e_1 < ... < e_k give k + 1 bins
   ``(-inf, e_1], (e_1, e_2], ..., (e_k, +inf)``: DuckDB's ``histogram(x, [e_1..e_k])``
-  and ``np.searchsorted(edges, x, side="left")`` agree on them. NULL and NaN are counted
-  in ``missing``, outside the bins. The reference also carries ``low``/``high`` (its
+  and ``np.searchsorted(edges, x, side="left")`` agree on them. NULL, NaN and the
+  infinities are counted in ``missing``, outside the bins: an infinity is no place on the
+  axis that a bin, a mean or a standard deviation can use, and the prediction log holds
+  none (a logged infinity is NULL). The reference also carries ``low``/``high`` (its
   minimum and maximum: the outer bins' extent) and ``scale`` (its standard deviation).
+  The edges are the reference's quantiles, ties merged; a constant reference c gets
+  the edges (the number just below c, c), so that values below c have a bin of their own.
 - categorical: ``categories`` are the reference's most frequent values as text, the last
   one ``OTHER`` collecting everything else (values the reference never had included).
   NULL is counted in ``missing``.
@@ -105,13 +109,18 @@ QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
 def numeric_reference(values: np.ndarray, bins: int = DEFAULT_BINS) -> Distribution:
-    """The reference distribution of a numeric column (NaN is missing): quantile edges."""
+    """The reference distribution of a numeric column (NaN and infinities are missing):
+    quantile edges."""
     array = np.asarray(values, dtype=np.float64)
-    present = array[~np.isnan(array)]
+    present = array[np.isfinite(array)]
     if present.size == 0:
-        raise ValueError("a numeric reference needs at least one value that is not missing")
+        raise ValueError("a numeric reference needs at least one finite value")
     probs = np.linspace(0, 1, bins + 1)[1:-1]
     edges = np.unique(np.quantile(present, probs))
+    if present.min() == present.max():
+        # A constant c: its one edge made the bins (-inf, c] and (c, +inf), where a window
+        # of smaller values looked like the reference. Bins below, at and above c instead.
+        edges = np.array([np.nextafter(edges[0], -np.inf), edges[0]])
     counts = numeric_counts(present, tuple(float(e) for e in edges))
     return Distribution(
         kind="numeric",
@@ -130,9 +139,9 @@ def numeric_reference(values: np.ndarray, bins: int = DEFAULT_BINS) -> Distribut
 
 
 def numeric_counts(values: np.ndarray, edges: Sequence[float]) -> np.ndarray:
-    """Counts of the non-missing ``values`` in the bins of ``edges`` (see module doc)."""
+    """Counts of the finite ``values`` in the bins of ``edges`` (see module doc)."""
     array = np.asarray(values, dtype=np.float64)
-    present = array[~np.isnan(array)]
+    present = array[np.isfinite(array)]
     index = np.searchsorted(np.asarray(edges, dtype=np.float64), present, side="left")
     return np.bincount(index, minlength=len(edges) + 1).astype(np.int64)
 

@@ -28,11 +28,13 @@ def row_errors(
     labels: np.ndarray,
 ) -> np.ndarray:
     """The error of every row that has a label: 0/1 (the texts differ) for
-    ``error_rate``, the absolute difference for ``mean_absolute_error``."""
+    ``error_rate``, the absolute difference for ``mean_absolute_error``, where a row
+    whose prediction or label is missing or infinite has none (the log holds an infinite
+    prediction as NULL, so a reference keeps such rows out the same way)."""
     predictions, labels = unmask(predictions), unmask(labels)
     if metric == "mean_absolute_error":
         difference = np.abs(as_float(predictions) - as_float(labels))
-        return np.asarray(difference[~np.isnan(difference)], dtype=np.float64)
+        return np.asarray(difference[np.isfinite(difference)], dtype=np.float64)
     pairs = zip(predictions, labels, strict=True)
     texts = [(category_text(p), category_text(y)) for p, y in pairs]
     return np.asarray([float(p != y) for p, y in texts if y is not None], dtype=np.float64)

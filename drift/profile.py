@@ -13,10 +13,17 @@ outputs. Which test a column gets follows its kind, inferred from the values
 (``infer_kind``): numbers with more than ``CATEGORICAL_MAX_DISTINCT`` distinct values are
 numeric; text, booleans and numbers with fewer distinct values are categorical. Columns
 holding lists (tensor rows) and columns with no value at all are not profiled.
+
+Infinities in a numeric column (``inf`` in a CSV, a float overflow upstream) count as
+missing values, as NaN does: no bin, mean or standard deviation can hold them, and the
+window they are compared with counts them as missing too (``drift.window``; the gateway
+logs them as NULL). Building the profile warns, naming the column and how many, since a
+training set with infinities is usually a bug worth knowing about.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -37,7 +44,10 @@ from drift.distributions import (
 )
 from drift.fetched_values import Metric, as_float, row_errors, unmask
 from drift.multivariate import MIN_ROWS, PcaDetector, fit_pca_detector
+from drift.window import quote_identifier
 from monitoring.prediction_log.catalog import sql_string
+
+log = logging.getLogger("driftgate.drift")
 
 FORMAT = 1
 #: Numbers with at most this many distinct values are treated as categories.
@@ -207,7 +217,7 @@ def build_profile(
         if kind is None:
             continue
         if kind == "numeric":
-            values = as_float(values)
+            values = _infinities_as_missing(as_float(values), column, source)
             distribution = numeric_reference(values, bins)
         else:
             distribution = categorical_reference(values)
@@ -233,6 +243,26 @@ def build_profile(
         multivariate=_detector(features, values_of, rows),
         performance=performance,
     )
+
+
+def _infinities_as_missing(values: np.ndarray, column: str, source: str) -> np.ndarray:
+    """``values`` with every infinity made NaN (missing), warning when there were any."""
+    infinite = np.isinf(values)
+    count = int(infinite.sum())
+    if not count:
+        return values
+    positive = int(np.count_nonzero(infinite & (values > 0)))
+    log.warning(
+        "%s: column %s holds %d infinite values of %d (%d +inf, %d -inf); the profile counts "
+        "them as missing values, as the drift job counts them in the prediction log",
+        source,
+        column,
+        count,
+        values.size,
+        positive,
+        count - positive,
+    )
+    return np.where(infinite, np.nan, values)
 
 
 def performance_reference(
@@ -339,8 +369,29 @@ def _read_table(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise FileNotFoundError(f"reference file not found: {path}")
     with duckdb.connect() as con:
-        fetched = con.execute(f"SELECT * FROM {reader}({sql_string(str(path))})").fetchnumpy()
+        table = f"{reader}({sql_string(str(path))})"
+        selected = _numbers_read_as_text(con, table) if reader == "read_csv_auto" else "*"
+        fetched = con.execute(f"SELECT {selected} FROM {table}").fetchnumpy()
     return {name: unmask(values) for name, values in fetched.items()}
+
+
+def _numbers_read_as_text(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The select list of a CSV that reads its text columns holding only numbers as DOUBLE.
+
+    DuckDB's CSV sniffer reads a column of numbers as text when its first value is
+    ``inf``, and a text column would be profiled as categories, one per distinct number.
+    """
+    described = con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()
+    columns = [quote_identifier(str(row[0])) for row in described]
+    text = [column for column, row in zip(columns, described, strict=True) if row[1] == "VARCHAR"]
+    if not text:
+        return "*"
+    all_numbers = ", ".join(
+        f"count({c}) > 0 AND count({c}) = count(TRY_CAST({c} AS DOUBLE))" for c in text
+    )
+    found = con.execute(f"SELECT {all_numbers} FROM {table}").fetchall()[0]
+    numbers = {column for column, only_numbers in zip(text, found, strict=True) if only_numbers}
+    return ", ".join(f"CAST({c} AS DOUBLE) AS {c}" if c in numbers else c for c in columns)
 
 
 def _match(name: str, table: Mapping[str, np.ndarray], path: Path) -> str:

@@ -10,10 +10,15 @@ statistic      kinds        p-value what it measures
 ============== ============ ======= ============================================================
 psi            both         no      population stability index, missing as one more bin
 jensen_shannon both         no      Jensen-Shannon distance, log base 2, in [0, 1]
-wasserstein    numeric      no      first Wasserstein distance / the reference's std
+wasserstein    numeric      no      first Wasserstein distance / the reference's std (*)
 ks             numeric      yes     two-sample Kolmogorov-Smirnov on the binned CDFs
 chi_square     both         yes     two-sample contingency chi-square, missing as a category
 ============== ============ ======= ============================================================
+
+(*) A constant reference (its minimum equals its maximum) has no standard deviation to
+measure in, and the window's bins say which of its values left the reference's value but
+not how far: its Wasserstein score is the share of the window's values that did, 0 to 1
+(``wasserstein``).
 
 Each statistic is also available vectorised over many pairs of count vectors
 (``batch_scores``): calibration resamples the reference thousands of times and must score
@@ -112,6 +117,13 @@ def wasserstein(reference: Distribution, current: Distribution) -> float:
     current values beyond them are counted at that extent, so a window that moves far past
     the reference's range scores as if it stopped at its edge. Divided by the reference's
     ``scale``; where that is 0 or unknown, by ``high - low``, or else by 1.
+
+    A constant reference (``low == high``) has no scale: its standard deviation is 0, or
+    a rounding error such as 1e-17 for a column of 0.1s, and its outer bins have no
+    width, so the ratio would be 0 whatever the window held. The bins say only which of
+    the window's values left the reference's value, not how far. The score is then the
+    share of them that did, from 0 (the same value throughout) to 1 (every value left
+    it): the Wasserstein distance measured in units of how far the values moved.
     """
     ref, cur = _paired_counts("wasserstein", reference, current)
     return float(_wasserstein_kernel(ref, cur, reference)[0])
@@ -318,6 +330,8 @@ def _ks_kernel(ref: CountArray, cur: CountArray) -> FloatArray:
 
 
 def _wasserstein_kernel(ref: CountArray, cur: CountArray, reference: Distribution) -> FloatArray:
+    if reference.low is not None and reference.low == reference.high:
+        return _moved_share(ref, cur)
     boundaries = _bin_boundaries(reference)
     rounds = ref.shape[0]
     zeros, ones = np.zeros((rounds, 1)), np.ones((rounds, 1))
@@ -332,6 +346,17 @@ def _wasserstein_kernel(ref: CountArray, cur: CountArray, reference: Distributio
         area = np.where(crosses, (start**2 + end**2) / (2 * size), size / 2)
     distance: FloatArray = (area * widths).sum(axis=1) / _wasserstein_unit(reference)
     return distance
+
+
+def _moved_share(ref: CountArray, cur: CountArray) -> FloatArray:
+    """The share of the values that differ between the two (total variation distance):
+    with every reference value in one bin, the share of the window's outside it."""
+    ref_values, cur_values = ref[:, :-1], cur[:, :-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        ref_shares = ref_values / ref_values.sum(axis=1, keepdims=True)
+        cur_shares = cur_values / cur_values.sum(axis=1, keepdims=True)
+    moved: FloatArray = np.abs(ref_shares - cur_shares).sum(axis=1) / 2
+    return moved
 
 
 def _bin_boundaries(reference: Distribution) -> FloatArray:

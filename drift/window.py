@@ -19,8 +19,10 @@ interrupts it when the run takes too long: a query has no timeout of its own.
 How values are counted (the same as ``drift.distributions``' numpy builders):
 
 - numeric: ``histogram(x, [edges])`` bins ``(previous edge, edge]`` keyed by the upper
-  edge, ``+inf`` for the overflow; NaN is excluded (DuckDB would put it in the first
-  bin) and counted as missing with NULL. Integers are cast to DOUBLE (DuckDB would cast
+  edge, ``+inf`` for the overflow; NaN and the infinities are excluded (DuckDB would put
+  NaN in the first bin) and counted as missing with NULL, as a reference profile counts
+  them (the gateway logs an infinity as NULL; a store written otherwise is read the
+  same way). Integers are cast to DOUBLE (DuckDB would cast
   the edges to the column's type), text is ``TRY_CAST`` (what is not a number is
   missing).
 - categorical: ``histogram(CAST(x AS VARCHAR))``: booleans give ``true``/``false`` and
@@ -283,11 +285,11 @@ def _aggregates(feature: FeatureProfile, duckdb_type: str | None) -> tuple[str, 
         value = _numeric_value(feature.column, duckdb_type)
         if value is None:
             return "NULL", "count(*)"
-        missing = f"count(*) FILTER (WHERE {value} IS NULL OR {_is_nan(value)})"
+        missing = f"count(*) FILTER (WHERE {value} IS NULL OR {_is_not_finite(value)})"
         if not reference.edges:  # one bin: every value that is not missing
             return "NULL", missing
         edges = _edges_literal(reference.edges)
-        return f"histogram({value}, {edges}) FILTER (WHERE NOT {_is_nan(value)})", missing
+        return f"histogram({value}, {edges}) FILTER (WHERE NOT {_is_not_finite(value)})", missing
     if duckdb_type is None or is_nested_type(duckdb_type):
         return "NULL", "count(*)"
     text = column if duckdb_type == "VARCHAR" else f"CAST({column} AS VARCHAR)"
@@ -308,6 +310,12 @@ def _is_nan(value: str) -> str:
     value from the drift job (tests/drift/test_job.py, the missing-value test).
     """
     return f"({value} = 'NaN'::DOUBLE)"
+
+
+def _is_not_finite(value: str) -> str:
+    """SQL that is true when ``value`` is NaN or an infinity (NULL when it is NULL); an
+    equality for the reason ``_is_nan`` gives."""
+    return f"({value} IN ('NaN'::DOUBLE, 'Infinity'::DOUBLE, '-Infinity'::DOUBLE))"
 
 
 def _numeric_value(column: str, duckdb_type: str | None) -> str | None:

@@ -241,6 +241,26 @@ def test_small_levels_get_more_rounds_and_a_fitted_tail(numeric):
     assert threshold == pytest.approx(expected, rel=0.08)
 
 
+def test_a_constant_reference_drifts_when_its_values_change_and_not_when_they_stay():
+    """The verdict and score of a constant numeric feature on a large window (Wasserstein):
+    0 against the same value; the share of values that moved, held to min_effect, against
+    others. It scored 0 whatever the window held."""
+    reference = numeric_reference(np.full(10_000, 0.1))
+
+    def window(values: np.ndarray) -> Distribution:
+        return reference.with_counts(numeric_counts(values, reference.edges), 0)
+
+    same = evaluate(reference, window(np.full(5_000, 0.1)), 3, TestSettings())
+    assert (same.statistic, same.score, same.drifted) == ("wasserstein", 0.0, False)
+    changed = np.concatenate([np.full(4_000, 0.1), np.full(1_000, 0.25)])
+    moved = evaluate(reference, window(changed), 3, TestSettings())
+    assert (moved.statistic, moved.drifted) == ("wasserstein", True)
+    assert moved.score == pytest.approx(0.2)  # a fifth of the values moved
+    assert moved.threshold == TestSettings().min_effect["wasserstein"]  # its null is all 0
+    few = np.concatenate([np.full(4_800, 0.1), np.full(200, 0.05)])  # 4 %: under the floor
+    assert not evaluate(reference, window(few), 3, TestSettings()).drifted
+
+
 def test_an_empty_window_scores_nan_and_does_not_drift(numeric, categorical):
     empty_numeric = numeric.with_counts(np.zeros_like(numeric.counts), missing=40)
     for settings in (TestSettings(), TestSettings(small_sample=0)):

@@ -191,6 +191,24 @@ def test_wasserstein_without_a_scale_uses_the_reference_range():
     )
 
 
+@pytest.mark.parametrize("value", [0.1, 3.0, 0.0, -250.0])
+def test_a_constant_reference_scores_the_share_of_the_windows_values_that_left_it(value):
+    """A reference of one value (0.1 has a standard deviation of 1e-17 by rounding, 3.0 of
+    0) scored 0 against any window: its outer bins had no width to measure in."""
+    reference = np.full(2_000, value)
+    assert numeric_reference(reference).low == numeric_reference(reference).high
+    moved = np.concatenate(
+        [np.full(700, value), np.full(200, value + 1.0), np.full(100, value - 5.0)]
+    )
+    scores = {
+        "same": wasserstein(*numeric_pair(reference, np.full(1_000, value))),
+        "above": wasserstein(*numeric_pair(reference, np.full(1_000, value + 1e-3))),
+        "below": wasserstein(*numeric_pair(reference, np.full(1_000, value - 1e-3))),
+        "a third moved": wasserstein(*numeric_pair(reference, moved)),
+    }
+    assert scores == {"same": 0.0, "above": 1.0, "below": 1.0, "a third moved": pytest.approx(0.3)}
+
+
 def test_chi_square_with_one_category_in_use_has_nothing_to_test():
     ref = Distribution(kind="categorical", counts=np.array([25, 0]), categories=("a", "b"))
     assert chi_square(ref, ref.with_counts(np.array([7, 0]), 0)) == (0.0, 1.0)
