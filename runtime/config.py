@@ -70,6 +70,13 @@ class ModelConfig:
         return options
 
 
+def option_setting(option: str) -> str:
+    """How to set backend option ``option`` in config.yaml, for a message that asks to."""
+    if option == "signature":  # a key of its own
+        return "set `signature:` in the model's config.yaml"
+    return f"set `{option}` under `backend:` in the model's config.yaml"
+
+
 _KNOWN_KEYS = {"format", "signature", "version_policy", "labels", "image", "batching", "backend"}
 
 
@@ -187,9 +194,21 @@ def is_version_number(text: str) -> bool:
 
 
 def version_folders(model_dir: Path) -> list[int]:
-    """Numeric version folders of a model; other entries are ignored."""
-    return sorted(
-        int(entry.name)
-        for entry in model_dir.iterdir()
-        if entry.is_dir() and is_version_number(entry.name)
-    )
+    """Numeric version folders of a model; other entries are ignored, and so are numbers
+    written with leading zeros (``padded_version_folders``)."""
+    return sorted(int(name) for name in _numbered_folders(model_dir) if not _is_padded(name))
+
+
+def padded_version_folders(model_dir: Path) -> dict[str, int]:
+    """Folders named by a version number with leading zeros (``007``), and the number each
+    reads as. They do not load, as in Triton: ``007`` and ``7`` would both be version 7, and
+    which one the runtime picked would be a guess; the repository says to rename them."""
+    return {name: int(name) for name in _numbered_folders(model_dir) if _is_padded(name)}
+
+
+def _numbered_folders(model_dir: Path) -> list[str]:
+    return [e.name for e in model_dir.iterdir() if e.is_dir() and is_version_number(e.name)]
+
+
+def _is_padded(name: str) -> bool:
+    return len(name) > 1 and name.startswith("0")

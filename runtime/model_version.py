@@ -25,10 +25,10 @@ from pathlib import Path
 from monitoring.metrics import RuntimeMetrics
 from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.base import ModelBackend
-from runtime.backends.diagnosis import load_failure
+from runtime.backends.diagnosis import OptionLoadError, load_failure
 from runtime.batching import Batcher
 from runtime.batching_config import BatchingConfig
-from runtime.config import ModelConfig
+from runtime.config import ModelConfig, option_setting
 from runtime.images import ImageConfig
 from runtime.tensors import ModelMetadata
 
@@ -84,6 +84,9 @@ class ModelEntry:
     config_error: str | None = None
     versions: dict[int, ModelVersion] = field(default_factory=dict)
     wanted: list[int] = field(default_factory=list)
+    #: Why version folders named with leading zeros (``007/``) do not load, by the number
+    #: each reads as (``runtime.not_serving.padded_folder_notes``); replaced whole by scans.
+    misnamed: dict[int, str] = field(default_factory=dict)
 
     def default_version(self) -> ModelVersion | None:
         """Highest ready wanted version; else the highest ready one still loaded."""
@@ -102,17 +105,21 @@ def load_version(
     the reason; either way logged and counted in ``metrics``."""
     started = time.perf_counter()
     try:
-        if config.format:
-            fmt, artefact = config.format, artefact_for_format(candidate.path, config.format)
+        fmt = candidate.format = config.format  # known even when its artefact is not found
+        if fmt:
+            artefact = artefact_for_format(candidate.path, fmt)
         else:
             fmt, artefact = detect_format(candidate.path)
-        candidate.format = fmt
+            candidate.format = fmt
         candidate.batching = config.batching
         backend = create_backend(fmt, config.backend_options())
         try:
             backend.load(artefact)
         except Exception as exc:  # the file, what it holds, then the framework's words
-            raise ArtefactLoadError(load_failure(fmt, artefact, exc)) from exc
+            message = load_failure(fmt, artefact, exc)
+            if isinstance(exc, OptionLoadError):
+                message = f"{message}; {option_setting(exc.option)}"
+            raise ArtefactLoadError(message) from exc
         candidate.metadata = backend.metadata()
         if config.image is not None:  # the image section must fit the model's inputs
             config.image.input_spec(candidate.metadata)

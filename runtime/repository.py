@@ -37,13 +37,14 @@ from runtime.config import (
     ModelConfig,
     is_version_number,
     load_model_config,
+    padded_version_folders,
     selected_versions,
     version_folders,
 )
 from runtime.errors import ModelNotReady, NotFound
 from runtime.images import ImageConfig
 from runtime.model_version import ModelEntry, ModelVersion, VersionState, load_version
-from runtime.not_serving import not_loaded, not_ready_message
+from runtime.not_serving import not_loaded, not_ready_message, padded_folder_notes
 
 #: This module's names, and the version records most callers import from here.
 __all__ = ["ModelEntry", "ModelRepository", "ModelVersion", "VersionState"]
@@ -223,9 +224,14 @@ class ModelRepository:
         with self._lock:
             new = name not in self._models
             found = self._models.setdefault(name, ModelEntry(name=name))
+        on_disk = version_folders(model_dir)
+        misnamed = padded_folder_notes(name, padded_version_folders(model_dir), on_disk)
+        for number, note in misnamed.items():
+            if found.misnamed.get(number) != note:  # said once, and again if it changes
+                log.warning("model %s: %s", name, note)
+        found.misnamed = misnamed
         try:
             config = load_model_config(model_dir)
-            on_disk = version_folders(model_dir)
             wanted = selected_versions(config.version_policy, on_disk, model_dir / "config.yaml")
             _check_image_fits(config, [found.versions[n] for n in wanted if n in found.versions])
             found.config, found.config_error = config, None
@@ -234,7 +240,8 @@ class ModelRepository:
                 log.error("model %s: %s", name, exc)
             found.config_error = str(exc)
             return  # keep whatever already serves; nothing new loads with a broken config
-        if new and not on_disk:  # said once: `--repository models/titanic` serves nothing
+        # Said once: `--repository models/titanic` serves nothing (a padded 007/ is said above).
+        if new and not on_disk and not misnamed:
             log.warning(
                 "%s; a model's files go in a numbered version folder (%s/1/...) inside it, and "
                 "--repository names the folder that holds the model folders",

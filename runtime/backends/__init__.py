@@ -33,9 +33,8 @@ BACKEND_OPTIONS: dict[str, frozenset[str]] = {
     "pmml": frozenset(),
     "pipeline": frozenset(),
 }
-#: Taken by every format: ``signature`` (config.yaml's own key, read by SavedModels) and the
-#: pipeline's private bookkeeping.
-_ALWAYS_TAKEN = frozenset({"signature", "pipeline_parents"})
+#: Taken by every format: ``signature`` (config.yaml's own key, read by SavedModels).
+_ALWAYS_TAKEN = frozenset({"signature"})
 
 _SUFFIXES = {".onnx": "onnx", ".h5": "keras", ".hdf5": "keras", ".keras": "keras", ".pmml": "pmml"}
 

@@ -8,6 +8,11 @@ show another format (an HDF5 file, a Keras or PyTorch zip archive, a PMML or XML
 or no bytes at all, it says so and how to serve it; a PMML file that is not well-formed XML
 gets the line and column of the first error. The framework's own message follows in parentheses.
 
+A backend that recognises its framework's own refusal says it in a line itself, raising
+``LoadDiagnosis`` (onnxruntime's C++ text for an opset it does not have becomes "ONNX opset
+99 is not supported by onnxruntime 1.20.1 (highest 21)"), and ``load_failure`` puts the file
+in front of it.
+
 Only a load that failed is diagnosed, so a file its framework accepts is never refused on a
 guess. The exception is PMML: PMML4S loads a document cut short (a copy in progress, a
 mistyped closing tag) as a model with fewer fields, so the PMML backend checks every file
@@ -36,6 +41,22 @@ EXPECTED = {
     "keras": "a Keras model file",
     "pmml": "a PMML document",
 }
+
+
+class LoadDiagnosis(ValueError):
+    """A failed load its backend put in words: what is wrong and what to do, then the
+    framework's own message in parentheses; not the file, which the caller names."""
+
+
+class OptionLoadError(LoadDiagnosis):
+    """A load that failed on the value of backend option ``option`` (a SavedModel
+    ``signature`` the folder does not have). The caller adds where the user sets it, which
+    only the caller knows: the model's config.yaml (``runtime.model_version``), or a
+    pipeline model step's ``options:`` (``runtime.pipeline``)."""
+
+    def __init__(self, message: str, option: str) -> None:
+        super().__init__(message)
+        self.option = option
 
 
 @dataclass(frozen=True)
@@ -95,6 +116,8 @@ def _is_text(head: bytes) -> bool:
 
 def load_failure(fmt: str, artefact: Path, exc: BaseException) -> str:
     """The message of a failed load of ``artefact`` as ``fmt``, starting with the file."""
+    if isinstance(exc, LoadDiagnosis):
+        return f"{artefact}: {exc}"
     loader = f"{type(exc).__name__}: {exc}"
     diagnosis = diagnose(fmt, artefact)
     if diagnosis is not None and diagnosis in str(exc):  # the backend checked it itself

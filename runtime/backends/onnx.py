@@ -14,6 +14,10 @@ probability matrix live in the ZipMap node, not in the session's type informatio
 outputs are listed in ``metadata().extra["skipped_outputs"]`` with the reason; convert the
 model with ``zipmap=False`` (skl2onnx) to serve plain probability tensors.
 
+A model that onnxruntime refuses for its opset or IR version (made by a newer converter)
+fails with one line saying so, the highest it takes, and what to do; onnxruntime's own
+message (a C++ source location and function signature first) follows in parentheses.
+
 ``predict`` casts each input to the exact dtype the graph declares. Text inputs become numpy
 object arrays of ``str``: onnxruntime turns a ``bytes`` element into its ``repr`` (``"b'ab'"``)
 instead of decoding it, so bytes are decoded as UTF-8 here.
@@ -21,12 +25,14 @@ instead of decoding it, so bytes are decoded as UTF-8 here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from runtime.backends.diagnosis import LoadDiagnosis
 from runtime.errors import BackendUnavailable, BadRequest
 from runtime.tensors import ModelMetadata, TensorSpec, numpy_dtype
 
@@ -46,6 +52,39 @@ ONNX_TO_DATATYPE: dict[str, str] = {
     "tensor(double)": "FP64",
     "tensor(string)": "BYTES",
 }
+
+
+#: onnxruntime's words for a model newer than it, and what the runtime says of them.
+_OPSET_REFUSAL = re.compile(
+    r"Opset (?P<opset>\d+) is under development.*?"
+    r"Current official support for domain (?P<domain>[\w.]+) is till opset (?P<highest>\d+)",
+    re.DOTALL,
+)
+_IR_REFUSAL = re.compile(
+    r"Unsupported model IR version: (?P<ir>\d+), max supported IR version: (?P<highest>\d+)"
+)
+
+
+def explain_refusal(message: str, onnxruntime_version: str) -> str | None:
+    """One line for onnxruntime's refusal of a model made for a newer onnxruntime (an opset
+    or IR version it does not have), saying what to do; ``None`` for any other message."""
+    runtime = f"onnxruntime {onnxruntime_version}"
+    if found := _OPSET_REFUSAL.search(message):
+        opset, domain, highest = found["opset"], found["domain"], found["highest"]
+        of_domain = "" if domain == "ai.onnx" else f" of domain {domain}"
+        return (
+            f"ONNX opset {opset}{of_domain} is not supported by {runtime} (highest {highest}): "
+            f"convert the model for opset {highest} or lower (skl2onnx's target_opset, "
+            "torch.onnx.export's opset_version), or upgrade onnxruntime"
+        )
+    if found := _IR_REFUSAL.search(message):
+        ir, highest = found["ir"], found["highest"]
+        return (
+            f"ONNX IR version {ir} is not supported by {runtime} (highest {highest}): save "
+            f"the model with IR version {highest} or lower (onnx.helper.make_model's "
+            "ir_version), or upgrade onnxruntime"
+        )
+    return None
 
 
 def onnx_shape(dims: list[Any] | None) -> tuple[int, ...]:
@@ -104,9 +143,16 @@ class OnnxBackend:
         session_options.intra_op_num_threads = self.intra_op_threads
         if self.inter_op_threads is not None:
             session_options.inter_op_num_threads = self.inter_op_threads
-        session = onnxruntime.InferenceSession(
-            str(path), sess_options=session_options, providers=["CPUExecutionProvider"]
-        )
+        try:
+            session = onnxruntime.InferenceSession(
+                str(path), sess_options=session_options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:
+            explained = explain_refusal(str(exc), onnxruntime.__version__)
+            if explained is None:
+                raise
+            detail = f"{type(exc).__name__}: {str(exc).strip()}"
+            raise LoadDiagnosis(f"{explained} ({detail})") from exc
         inputs = tuple(self._spec(node, "input") for node in session.get_inputs())
         outputs: list[TensorSpec] = []
         skipped: dict[str, str] = {}

@@ -2,7 +2,9 @@
 
 ``load`` calls ``tf.saved_model.load`` and picks the signature named by the ``signature``
 option (default ``serving_default``, what ``keras.Model.export`` and TF-Serving use); an
-unknown name is a ``ValueError`` listing the signatures the folder has.
+unknown name is an ``OptionLoadError`` listing the signatures the folder has, to which the
+caller adds where the option is set (config.yaml's ``signature:``, a pipeline step's
+``options:``).
 
 Metadata comes from the concrete signature: inputs from ``structured_input_signature[1]``,
 outputs from ``structured_outputs``, each sorted by name (a reloaded signature's dict order
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from runtime.backends.diagnosis import OptionLoadError
 from runtime.errors import BackendUnavailable
 from runtime.tensors import ModelMetadata, TensorSpec
 
@@ -75,9 +78,9 @@ class SavedModelBackend:
             )
         if self.signature_name not in signatures:
             available = ", ".join(sorted(signatures))
-            raise ValueError(
-                f"SavedModel {path} has no signature '{self.signature_name}' "
-                f"(available: {available}); set `signature:` in the model's config.yaml"
+            raise OptionLoadError(
+                f"the SavedModel has no signature '{self.signature_name}' (available: {available})",
+                option="signature",
             )
         function = signatures[self.signature_name]
         input_specs: dict[str, Any] = function.structured_input_signature[1]

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from runtime.backends import FORMATS, create_backend
+from runtime.backends import FORMATS, check_backend_options, create_backend
 from runtime.backends.base import ModelBackend
-from runtime.backends.diagnosis import diagnose
+from runtime.backends.diagnosis import OptionLoadError, diagnose
 from runtime.errors import BadRequest, InferenceServerError
 from runtime.pipeline.spec import PipelineConfigError, PipelineSpec, StepSpec, parse_pipeline
 from runtime.processors import resolve_processor
@@ -39,10 +39,6 @@ _SUFFIX_FORMATS = {
     ".yaml": "pipeline",
     ".yml": "pipeline",
 }
-# Options key through which a pipeline tells a nested one which files are already open,
-# so that a pipeline that (indirectly) includes itself fails instead of recursing forever.
-_PARENTS_OPTION = "pipeline_parents"
-
 StepFunction = Callable[[list[np.ndarray]], list[np.ndarray]]
 
 
@@ -63,8 +59,14 @@ class PipelineBackend:
 
     format = "pipeline"
 
-    def __init__(self, options: Mapping[str, Any] | None = None) -> None:
-        self._options = dict(options or {})
+    def __init__(
+        self, options: Mapping[str, Any] | None = None, *, parents: tuple[str, ...] = ()
+    ) -> None:
+        """``options``: the user's (config.yaml ``backend:``, a step's ``options:``), of which
+        a pipeline takes none (``create_backend`` checks them). ``parents``: the pipeline files
+        that include this one, passed by the pipeline that does, so that one that (indirectly)
+        includes itself fails instead of recursing forever; not an option, which users set."""
+        self._parents = parents
         self._steps: list[_Runnable] = []
         self._backends: list[ModelBackend] = []
         self._metadata: ModelMetadata | None = None
@@ -76,7 +78,7 @@ class PipelineBackend:
         if path.is_dir():
             path = path / "pipeline.yaml"
         spec = parse_pipeline(_read_yaml(path), str(path))
-        parents = (*self._options.get(_PARENTS_OPTION, ()), str(path.resolve()))
+        parents = (*self._parents, str(path.resolve()))
         try:
             self._build(spec, path.parent, parents)
         except BaseException:
@@ -241,15 +243,17 @@ def _build_model(
     if not artefact.exists():
         raise PipelineConfigError(f"{where}: model: file '{step.model}' not found in {folder}")
     fmt = _model_format(where, step, artefact)
-    options = dict(step.options)
     if fmt == "pipeline":
         if artefact.is_dir():  # a folder means its pipeline.yaml, as for the repository
             artefact = artefact / "pipeline.yaml"
         if str(artefact) in parents:
             raise PipelineConfigError(f"{where}: model: '{step.model}' includes itself")
-        options[_PARENTS_OPTION] = parents
     try:
-        backend = create_backend(fmt, options)
+        if fmt == "pipeline":  # told the files open above it, which no option can say
+            check_backend_options(fmt, step.options)
+            backend: ModelBackend = PipelineBackend(step.options, parents=parents)
+        else:
+            backend = create_backend(fmt, step.options)
     except ValueError as exc:  # an unknown format, or options its backend does not take
         field = "options" if fmt in FORMATS else "format"
         raise PipelineConfigError(f"{where}: {field}: {exc}") from None
@@ -260,6 +264,8 @@ def _build_model(
     except Exception as exc:
         hint = diagnose(fmt, artefact)
         detail = f"it {hint} ({exc})" if hint and hint not in str(exc) else str(exc)
+        if isinstance(exc, OptionLoadError):
+            detail = f"{detail}; set `options: {{{exc.option}: ...}}` in this step"
         raise PipelineConfigError(f"{where}: cannot load '{step.model}' ({fmt}): {detail}") from exc
     try:
         runnable, outputs = _bind_model(where, step, available, backend)

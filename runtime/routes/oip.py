@@ -55,14 +55,18 @@ def ready(request: AnyRequest) -> Response[dict[str, bool]]:
 def model_metadata(
     request: AnyRequest, model: FromPath[str], version: FromPath[str | None] = None
 ) -> dict[str, Any]:
-    """Metadata of a model version; a version that failed to load carries its error."""
+    """Metadata of a model version. One that is loading or failed to load answers 200 too,
+    with its ``state`` and ``error`` (``/ready`` is the check that answers 503), the platform
+    its config.yaml or files say (what it reports once loaded; "" when they do not tell), and
+    no inputs or outputs: they are read from the loaded model."""
     repository = runtime_state(request).repository
     target = repository.lookup(model, version)
     versions = [str(v.version) for v in repository.all_versions() if v.model == model]
     if target is None or target.metadata is None:
         entry = repository.entry(model)
+        platform = ""
         if target is not None:
-            state, error = target.state.value, target.error
+            state, error, platform = target.state.value, target.error, target.format or ""
         elif entry.config_error is not None:
             state, error = "UNAVAILABLE", entry.config_error
         elif entry.wanted:  # its versions are about to be loaded
@@ -72,7 +76,7 @@ def model_metadata(
         return {
             "name": model,
             "versions": versions,
-            "platform": "",
+            "platform": platform,
             "inputs": [],
             "outputs": [],
             "state": state,

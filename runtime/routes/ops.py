@@ -22,7 +22,8 @@ def metrics(request: AnyRequest) -> Response[bytes]:
 def list_models(request: AnyRequest) -> dict[str, Any]:
     """Every model and version the runtime knows, with state and load error if any; a model
     whose config.yaml is broken, or that has no version folder, carries the reason in
-    ``error``."""
+    ``error``; version folders that do not load for their name (``007/``) are in
+    ``warnings``."""
     state = runtime_state(request)
     models: dict[str, list[dict[str, Any]]] = {}
     for version in state.repository.all_versions():
@@ -41,7 +42,10 @@ def list_models(request: AnyRequest) -> dict[str, Any]:
         try:
             if name in errors or name not in models:
                 entry["error"] = errors.get(name) or state.repository.not_ready_message(name)
+            misnamed = state.repository.entry(name).misnamed
         except InferenceServerError:  # removed from disk since names() was read
             continue
+        if misnamed:
+            entry["warnings"] = list(misnamed.values())
         listed.append(entry)
     return {"models": listed}

@@ -6,9 +6,11 @@ dialects that have them. Uses the tiny ``scale`` backend (tests/runtime/fakes.py
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from litestar.testing import TestClient
@@ -17,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import runtime.backends
 from runtime.app import create_app
 from runtime.errors import ModelNotReady, NotFound
-from runtime.repository import ModelRepository
+from runtime.repository import ModelEntry, ModelRepository, ModelVersion
 from runtime.settings import RuntimeSettings
 
 
@@ -97,6 +99,9 @@ def client(tmp_path: Path, spans: InMemorySpanExporter) -> Iterator[TestClient]:
     add_version(tmp_path, "typo", 1, "format: scale\nversoin_policy: all\n")
     (tmp_path / "bare").mkdir()
     (tmp_path / "bare" / "model.onnx").write_bytes(b"")  # beside, not inside, a version folder
+    add_version(tmp_path, "padded", 1, "format: scale\n")
+    (tmp_path / "padded" / "02").mkdir()
+    (tmp_path / "padded" / "02" / "factor.txt").write_text("2")
     settings = RuntimeSettings(repository=tmp_path, poll_interval_s=0)
     with TestClient(create_app(settings, span_exporter=spans)) as test_client:
         for _ in range(200):
@@ -178,6 +183,20 @@ def test_the_model_index_lists_a_folder_without_versions_with_the_reason(
     assert listed["bare"]["versions"] == []
     assert listed["bare"]["error"].startswith(BARE)
     assert "error" not in listed["good"]
+
+
+def test_the_model_index_warns_of_a_version_folder_named_with_leading_zeros(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    """`padded/02/` beside `padded/1/` was listed nowhere: version 1 served, silently."""
+    listed = {m["name"]: m for m in client.get("/v1/models").json()["models"]}
+    assert [v["version"] for v in listed["padded"]["versions"]] == ["1"]
+    assert "error" not in listed["padded"]
+    assert listed["padded"]["warnings"] == [
+        "version folder padded/02/ is not loaded: a version folder is named by its number "
+        "without leading zeros; rename it to padded/2/"
+    ]
+    assert "warnings" not in listed["good"]
 
 
 def test_a_model_that_serves_nothing_is_a_not_ready_series_for_its_alert(
@@ -296,3 +315,38 @@ def test_a_version_left_out_by_a_config_yaml_without_a_policy_says_it_is_the_def
     repository.scan()
     with pytest.raises(NotFound, match=r"in config.yaml \(\{latest: 1\}, the default when it"):
         repository.resolve("m", "1")
+
+
+class LoadsAVersionWhenRead(ModelVersion):
+    """A failed version whose ``error``, once read, adds a version to its model, as the scan
+    thread does when it runs between two steps of a request reading the versions."""
+
+    def __init__(self, found: ModelEntry, **fields: Any) -> None:
+        self.found = found
+        super().__init__(**fields)
+
+    @property  # type: ignore[override]
+    def error(self) -> str | None:
+        self.found.versions.setdefault(3, ModelVersion("m", 3, self.path.parent / "3"))
+        return self._error
+
+    @error.setter
+    def error(self, value: str | None) -> None:
+        self._error = value
+
+
+def test_why_a_model_is_not_ready_is_told_while_a_scan_changes_its_versions(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    """A scan adding a version while the message was written raised "dictionary changed size
+    during iteration": a rare 500 for a readiness check."""
+    add_version(tmp_path, "m", 2, "format: scale\n")
+    repository.scan()
+    found = repository.entry("m")
+    failed = LoadsAVersionWhenRead(
+        found, model="m", version=2, path=tmp_path / "m" / "2", error="factor.txt: broken"
+    )
+    found.versions = {1: dataclasses.replace(found.versions[2], version=1), 2: failed}
+    message = repository.not_ready_message("m")
+    assert message == "model 'm' is not ready: version 2: factor.txt: broken"
+    assert sorted(found.versions) == [1, 2, 3]

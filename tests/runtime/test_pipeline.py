@@ -581,3 +581,39 @@ def test_docs_image_contract_is_the_demo_digits_config(demo_repository: Path):
     example = next(block for block in docs_blocks("yaml") if block.startswith("image:"))
     config = yaml.safe_load((demo_repository / "digits" / "config.yaml").read_text())
     assert yaml.safe_load(example) == config
+
+
+def nesting_pipeline(**inner_step: Any) -> dict[str, Any]:
+    return {
+        "inputs": INPUTS,
+        "steps": [{"name": "inner", "model": "inner/pipeline.yaml", "inputs": ["a", "b", "color"],
+                   "outputs": ["doubled"], **inner_step}],
+        "outputs": ["doubled"],
+    }  # fmt: skip
+
+
+def test_a_step_may_not_set_the_pipelines_own_bookkeeping(standin_folder: Path):
+    """`options: {pipeline_parents: []}` reset the files a nested pipeline was told about."""
+    (standin_folder / "inner" / "model.standin").parent.mkdir()
+    (standin_folder / "inner" / "model.standin").write_text("ok")
+    write_pipeline(standin_folder / "inner", standin_pipeline())
+    outer = write_pipeline(standin_folder, nesting_pipeline(options={"pipeline_parents": []}))
+    with pytest.raises(
+        PipelineConfigError,
+        match=r"step 'inner' \(steps\[0\]\): options: unknown backend option\(s\) "
+        r"\['pipeline_parents'\] for format 'pipeline'",
+    ):
+        load(outer)
+
+
+def test_a_pipeline_told_the_files_that_include_it_refuses_a_step_including_one(
+    standin_folder: Path,
+):
+    """What a nesting pipeline passes to the one it includes, as no option can."""
+    (standin_folder / "inner" / "model.standin").parent.mkdir()
+    (standin_folder / "inner" / "model.standin").write_text("ok")
+    inner = write_pipeline(standin_folder / "inner", standin_pipeline())
+    outer = write_pipeline(standin_folder, nesting_pipeline())
+    assert load(outer).metadata().outputs[0].name == "doubled"
+    with pytest.raises(PipelineConfigError, match=r"step 'inner'.*includes itself"):
+        PipelineBackend({}, parents=(str(inner.resolve()),)).load(outer)

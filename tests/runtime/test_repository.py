@@ -245,3 +245,70 @@ def test_a_replaced_version_unloads_only_after_its_last_request_releases_it(
     assert in_flight.backend.unloaded == 0  # type: ignore[attr-defined]
     repository.release(in_flight)
     assert in_flight.backend.unloaded == 1  # type: ignore[attr-defined]
+
+
+RENAME_007 = (
+    "version folder m/007/ is not loaded: a version folder is named by its number without "
+    "leading zeros; rename it to m/7/"
+)
+
+
+def warnings_logged(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_a_version_folder_with_leading_zeros_is_not_loaded_and_says_to_rename_it(
+    tmp_path: Path, repository: ModelRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`007/` failed as version 7 with "FileNotFoundError: ... m/7"; as in Triton, a padded
+    name is not guessed to be a number."""
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.yaml").write_text("format: scale\n")
+    (tmp_path / "m" / "007").mkdir()
+    (tmp_path / "m" / "007" / "factor.txt").write_text("2")
+    repository.scan()
+    repository.scan()
+    with pytest.raises(ModelNotReady) as failed:
+        repository.resolve("m")
+    assert failed.value.message == f"model 'm' has no version to serve: {RENAME_007}"
+    assert warnings_logged(caplog) == [f"model m: {RENAME_007}"]
+    assert list(repository.readiness()) == [("m", "", False)]
+    (tmp_path / "m" / "007").rename(tmp_path / "m" / "7")
+    repository.scan()
+    assert repository.resolve("m").version == 7
+    assert repository.entry("m").misnamed == {}
+
+
+def test_a_padded_folder_beside_served_versions_is_named_when_its_number_is_asked_for(
+    tmp_path: Path, repository: ModelRepository
+) -> None:
+    """Version 7 was a failed version, and the message blamed a folder m/7 nobody made."""
+    add_version(tmp_path, "m", 1, "2")
+    (tmp_path / "m" / "007").mkdir()
+    (tmp_path / "m" / "007" / "factor.txt").write_text("3")
+    repository.scan()
+    assert repository.resolve("m").version == 1
+    assert sorted(repository.entry("m").versions) == [1]
+    with pytest.raises(NotFound) as failed:
+        repository.resolve("m", "7")
+    assert failed.value.message == (
+        f"model 'm' has no version 7 (loaded versions: 1); {RENAME_007}"
+    )
+
+
+def test_padded_folders_that_read_as_a_version_on_disk_clash(
+    tmp_path: Path, repository: ModelRepository, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`007/` beside `7/` was ignored without a word."""
+    add_version(tmp_path, "m", 7, "2")
+    for name in ("007", "07"):
+        (tmp_path / "m" / name).mkdir()
+        (tmp_path / "m" / name / "factor.txt").write_text("3")
+    repository.scan()
+    assert repository.resolve("m").version == 7
+    assert repository.resolve("m").path == tmp_path / "m" / "7"
+    assert warnings_logged(caplog) == [
+        "model m: version folders m/007/ and m/07/ are not loaded: a version folder is named "
+        "by its number without leading zeros, and m/7/ is version 7: they clash; remove "
+        "m/007/ and m/07/ or rename to a number no other folder has"
+    ]

@@ -12,6 +12,7 @@ from runtime.backends import artefact_for_format, create_backend, detect_format
 from runtime.backends.onnx import OnnxBackend
 from runtime.pipeline import PipelineBackend
 from runtime.pipeline.spec import PipelineConfigError
+from runtime.repository import ModelRepository, VersionState
 
 
 def test_an_option_the_backend_does_not_take_is_an_error_naming_those_it_takes() -> None:
@@ -105,3 +106,33 @@ def test_without_format_hidden_files_do_not_count_either(tmp_path: Path) -> None
     (tmp_path / "._model.onnx").write_bytes(b"\x00\x05\x16\x07")
     assert detect_format(tmp_path) == ("onnx", tmp_path / "model.onnx")
     assert artefact_for_format(tmp_path, "onnx") == tmp_path / "model.onnx"
+
+
+@pytest.mark.parametrize("fmt", ["pipeline", "onnx"])
+def test_the_pipelines_own_bookkeeping_is_no_option_a_user_may_set(fmt: str) -> None:
+    """`backend: {pipeline_parents: [...]}` was taken without a word, by every format."""
+    with pytest.raises(ValueError) as failed:
+        create_backend(fmt, {"pipeline_parents": ["/models/m/1/pipeline.yaml"]})
+    assert str(failed.value).startswith(
+        f"unknown backend option(s) ['pipeline_parents'] for format '{fmt}' (config.yaml "
+        "`backend:`, or a pipeline model step's `options:`)"
+    )
+
+
+def test_a_config_yaml_setting_pipeline_parents_fails_the_load_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "m" / "1").mkdir(parents=True)
+    (tmp_path / "m" / "1" / "pipeline.yaml").write_text(
+        "inputs: [{name: x, datatype: FP32}]\noutputs: [x]\n"
+    )
+    (tmp_path / "m" / "config.yaml").write_text("backend: {pipeline_parents: []}\n")
+    repository = ModelRepository(tmp_path)
+    try:
+        repository.scan()
+        version = repository.entry("m").versions[1]
+    finally:
+        repository.close()
+    assert version.state is VersionState.FAILED
+    assert version.error == (
+        "ValueError: unknown backend option(s) ['pipeline_parents'] for format 'pipeline' "
+        "(config.yaml `backend:`, or a pipeline model step's `options:`); pipeline takes: none"
+    )

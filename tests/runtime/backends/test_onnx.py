@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from runtime.backends import create_backend
 from runtime.backends.base import ModelBackend
+from runtime.backends.diagnosis import LoadDiagnosis, load_failure
 from runtime.backends.onnx import OnnxBackend
 from runtime.errors import BackendUnavailable, BadRequest
+from runtime.repository import ModelRepository
 
 
 def loaded(path, **options) -> OnnxBackend:
@@ -114,3 +119,63 @@ def test_a_batch_of_zero_rows_answers_zero_rows(onnx_logreg, onnx_mixed) -> None
     assert {name: array.shape for name, array in mixed.items()} == {
         "y": (0, 2), "s_out": (0, 1), "positive": (0, 2)
     }  # fmt: skip
+
+
+def identity_model(path: Path, opsets: dict[str, int], ir_version: int = 9) -> Path:
+    """A real ONNX file, ``y = x``, stamped with the given opsets and IR version."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None, 1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [None, 1])],
+    )
+    imports = [helper.make_opsetid(domain, version) for domain, version in opsets.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(helper.make_model(graph, opset_imports=imports, ir_version=ir_version), path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("opsets", "ir_version", "first_line"),
+    [
+        ({"": 99}, 9, r"ONNX opset 99 is not supported by onnxruntime {} \(highest \d+\): "
+         r"convert the model for opset \d+ or lower \(skl2onnx's target_opset, "
+         r"torch.onnx.export's opset_version\), or upgrade onnxruntime"),
+        ({"": 17, "ai.onnx.ml": 99}, 9,
+         r"ONNX opset 99 of domain ai.onnx.ml is not supported by onnxruntime {} \(highest \d+\)"),
+        ({"": 17}, 99, r"ONNX IR version 99 is not supported by onnxruntime {} \(highest \d+\): "
+         r"save the model with IR version \d+ or lower"),
+    ],
+    ids=["opset", "ml-opset", "ir-version"],
+)  # fmt: skip
+def test_a_model_too_new_for_onnxruntime_is_said_so_in_a_line_before_its_words(
+    tmp_path: Path, opsets: dict[str, int], ir_version: int, first_line: str
+) -> None:
+    """The load error was onnxruntime's C++ text: a source file, a function signature, and
+    the opset somewhere in the middle of a paragraph."""
+    import onnxruntime
+
+    path = identity_model(tmp_path / "model.onnx", opsets, ir_version)
+    with pytest.raises(LoadDiagnosis) as failed:
+        OnnxBackend({}).load(path)
+    line, detail = str(failed.value).split(" (Fail: [ONNXRuntimeError] : 1 : FAIL : ", 1)
+    assert re.fullmatch(first_line.format(re.escape(onnxruntime.__version__)) + ".*", line)
+    assert f"Load model from {path} failed:" in detail  # onnxruntime's own words, kept after
+    assert load_failure("onnx", path, failed.value) == f"{path}: {failed.value}"
+
+
+def test_a_repository_version_too_new_for_onnxruntime_leads_with_the_file_and_the_line(
+    tmp_path: Path,
+) -> None:
+    identity_model(tmp_path / "m" / "1" / "model.onnx", {"": 99})
+    repository = ModelRepository(tmp_path)
+    try:
+        repository.scan()
+        error = repository.entry("m").versions[1].error
+    finally:
+        repository.close()
+    assert error is not None
+    assert error.startswith(f"{tmp_path}/m/1/model.onnx: ONNX opset 99 is not supported by ")

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from runtime.backends import create_backend
 from runtime.backends.savedmodel import SavedModelBackend
 from runtime.errors import BackendUnavailable
+from runtime.pipeline import PipelineBackend, PipelineConfigError
+from runtime.repository import ModelRepository
 
 
 def loaded(path, **options) -> SavedModelBackend:
@@ -95,3 +100,39 @@ def test_a_batch_of_zero_rows_answers_zero_rows(exported_savedmodel) -> None:
         {"features": np.empty((0, 3), np.float32), "extra": np.empty((0, 1), np.float32)}
     )
     assert outputs["output_0"].shape == (0, 2) and outputs["output_1"].shape == (0, 1)
+
+
+def test_a_repository_version_without_the_signature_says_to_set_it_in_config_yaml(
+    two_signature_savedmodel: Path, tmp_path: Path
+) -> None:
+    shutil.copytree(two_signature_savedmodel, tmp_path / "m" / "1")
+    repository = ModelRepository(tmp_path)
+    try:
+        repository.scan()
+        error = repository.entry("m").versions[1].error
+    finally:
+        repository.close()
+    assert error == (
+        f"{tmp_path}/m/1: the SavedModel has no signature 'serving_default' (available: "
+        "double, greet); set `signature:` in the model's config.yaml"
+    )
+
+
+def test_a_pipeline_step_without_the_signature_says_to_set_it_in_the_steps_options(
+    two_signature_savedmodel: Path, tmp_path: Path
+) -> None:
+    """It said to set `signature:` in the model's config.yaml, where a pipeline step's
+    signature is not read."""
+    shutil.copytree(two_signature_savedmodel, tmp_path / "toy")
+    (tmp_path / "pipeline.yaml").write_text(
+        "inputs: [{name: x, datatype: FP32, shape: [-1, 2]}]\n"
+        "steps: [{name: double, model: toy, inputs: [x], outputs: [y]}]\n"
+        "outputs: [y]\n"
+    )
+    with pytest.raises(PipelineConfigError) as failed:
+        PipelineBackend({}).load(tmp_path / "pipeline.yaml")
+    assert str(failed.value) == (
+        f"{tmp_path}/pipeline.yaml: step 'double' (steps[0]): cannot load 'toy' (savedmodel): "
+        "the SavedModel has no signature 'serving_default' (available: double, greet); set "
+        "`options: {signature: ...}` in this step"
+    )
