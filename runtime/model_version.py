@@ -35,6 +35,9 @@ from runtime.tensors import ModelMetadata
 # The repository's logger: a version's load is one of the repository's events.
 log = logging.getLogger("driftgate.runtime.repository")
 
+#: Output datatypes that can hold NaN and infinities (``driftgate_nonfinite_output_values_total``).
+_FLOATING = frozenset({"FP16", "BF16", "FP32", "FP64"})
+
 
 class ArtefactLoadError(Exception):
     """A backend's ``load`` failed; the message names the file (``load_failure``)."""
@@ -146,6 +149,18 @@ def load_version(
         time.perf_counter() - started,
     )
     _count_load(metrics, candidate, "success", started)
+    _start_nonfinite_counters(metrics, candidate)
+
+
+def _start_nonfinite_counters(metrics: RuntimeMetrics | None, loaded: ModelVersion) -> None:
+    """Each floating output's ``driftgate_nonfinite_output_values_total`` at 0 from the
+    load on: a series first exported at its first NaN has no earlier sample, so ``increase``
+    and ``rate`` (the alert, the panel) would miss that first burst."""
+    if metrics is None or loaded.metadata is None:
+        return
+    for output in loaded.metadata.outputs:
+        if output.datatype in _FLOATING:
+            metrics.nonfinite_outputs.labels(loaded.model, str(loaded.version), output.name)
 
 
 def _count_load(

@@ -52,7 +52,11 @@ def test_nan_and_infinities_in_an_answer_are_counted_by_output(client: TestClien
     assert counted(client, "wild") == [f'{METRIC}{{model="wild",output="y",version="1"}} 5.0']
 
 
-def test_finite_answers_add_no_series(client: TestClient) -> None:  # type: ignore[type-arg]
+def test_each_floating_output_is_counted_from_0_at_load_so_a_first_burst_shows(
+    client: TestClient,  # type: ignore[type-arg]
+) -> None:
+    zero = f'{METRIC}{{model="tame",output="y",version="1"}} 0.0'
+    assert counted(client, "tame") == [zero]  # before any call: rate() sees the first NaN
     answer = client.post("/v1/models/tame/eval", json={"x": [[1.0], [2.0]]})
     assert answer.status_code == 200 and answer.json()["outputs"]["y"] == [[2.0], [4.0]]
-    assert counted(client, "tame") == []
+    assert counted(client, "tame") == [zero]
