@@ -58,7 +58,6 @@ OFF_DASHBOARD = {
     "driftgate_log_misread_total": "Explore, when logged rows look wrong (prediction-log.md)",
     "driftgate_log_segments_total": "Explore: segments written, before compaction",
     "driftgate_malformed_requests_total": "Explore: bytes that are not HTTP (gateway.md)",
-    "driftgate_nonfinite_output_values_total": "Explore, when answers carry null (api.md)",
     "driftgate_replica_discoveries_total": "Explore: resolutions by outcome (runbook, discovery)",
     "driftgate_runtime_client_timeouts_total": "Explore: slow clients at a replica (runtime.md)",
     "driftgate_runtime_malformed_requests_total": "Explore: bytes that are not HTTP (metrics.md)",

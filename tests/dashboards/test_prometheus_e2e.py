@@ -18,8 +18,8 @@ What it proves:
 - every recording rule and alert rule evaluates without error, and every recording rule
   not built on a pending metric records data;
 - the alerts this traffic provokes (a fallback in use, a route answering 5xx, a version
-  that failed to load, a canary rolled back) are pending or firing, with their labels and
-  runbook link;
+  that failed to load, a canary rolled back, a model answering NaN) are pending or
+  firing, with their labels and runbook link;
 - latency histograms keep trace-id exemplars (OpenMetrics scrape, exemplar storage).
 """
 
@@ -176,6 +176,12 @@ PROVOKED = [
     {"alertname": "DriftgateHighErrorRate", "route": "titanic_broken"},
     {"alertname": "DriftgateModelLoadFailure", "model": "titanic", "version": "7"},
     {"alertname": "DriftgateCanaryRolledBack", "route": "titanic_canary"},
+    {
+        "alertname": "DriftgateModelNonFiniteOutputs",
+        "model": "diabetes",
+        "version": "1",
+        "output": "progression",
+    },
 ]
 QUIET = ["DriftgateTargetDown", "DriftgateReplicaDown"]
 

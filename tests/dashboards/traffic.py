@@ -14,7 +14,9 @@ load and is never ready), and four routes added through the admin API:
 A background thread then sends, twice a second until the system stops: titanic requests
 from 40 subjects, four a round (both arms of the demo A/B split), in all three dialects;
 iris (the demo's shadowed route); diabetes (the demo's batching model, for the batch queue
-panel); the three routes above; a bad input (400), a request
+panel), and diabetes with a feature near the FP32 maximum, which overflows its dense layers
+into a NaN or infinite ``progression`` that the runtime answers as null with a 200 (for the
+non-finite outputs panel and alert); the four routes above; a bad input (400), a request
 without a token (401) and one whose token lacks the scope (403).
 
 The titanic versions get their reference profiles from the training set (as `driftgate
@@ -49,6 +51,8 @@ PASSENGER = {"fare": 7, "sex": "male", "embarked": "Q", "pclass": "3", "age": 27
 IRIS = {"features": [5.1, 3.5, 1.4, 0.2]}
 #: Ten scaled features of scikit-learn's diabetes set: the demo's batching model.
 DIABETES = {"features": [0.04, 0.05, 0.06, 0.02, -0.04, -0.03, -0.04, 0.0, 0.02, -0.02]}
+#: Accepted (below the FP32 maximum), and past it inside the model: a non-finite answer.
+DIABETES_OVERFLOW = {"features": [3e38, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]}
 SUBJECTS = [f"user-{i}" for i in range(40)]
 ROUTES = {
     "titanic_next": {
@@ -151,6 +155,7 @@ EXPECTED = {
     "titanic_shadowed": {200},
     "titanic_canary": {200},
     "diabetes": {200},
+    "diabetes overflow": {200},
     "bad input": {400},
     "no token": {401},
     "wrong scope": {403},
@@ -172,6 +177,7 @@ def _send_forever(system: LocalSystem, traffic: Traffic, stop: threading.Event) 
                 *(("titanic", eval_titanic, PASSENGER, a) for a in auths),
                 ("iris", "/v1/models/iris/eval", IRIS, auth),
                 ("diabetes", "/v1/models/diabetes/eval", DIABETES, auth),
+                ("diabetes overflow", "/v1/models/diabetes/eval", DIABETES_OVERFLOW, auth),
                 ("titanic_next", "/v1/models/titanic_next/eval", PASSENGER, auth),
                 ("titanic_broken", "/v1/models/titanic_broken/eval", PASSENGER, auth),
                 ("titanic_shadowed", "/v1/models/titanic_shadowed/eval", PASSENGER, auth),
