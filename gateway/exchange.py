@@ -21,8 +21,10 @@ default, in requests and answers) is recorded as if its values were JSON ``data`
 with ``monitoring.binary_tensors`` as the runtime reads it, then split into rows the same
 way, as plain numbers and bools. ``BYTES`` elements become text, UTF-8 decoded, with U+FFFD
 for bytes that are not UTF-8, as the runtime's JSON answers carry them: the column stays
-text, and exact bytes are not kept. FP16 and FP32 values are the exact double of the value
-sent (FP32 ``0.1`` is ``0.10000000149011612``, as tritonclient writes it in JSON). NaN and
+text, and exact bytes are not kept. FP16 and FP32 values are the shortest decimal that
+reads back as the value sent (FP32 ``0.1`` is ``0.1``, not its exact double
+``0.10000000149011612``), the digits the runtime's JSON answers write, so that a value
+reads the same in the log whichever encoding the client chose. NaN and
 infinities are null, as in the runtime's JSON answers (JSON has neither). A body whose
 binary data does not hold what its tensors declare (short, left over, a size that does not
 fit a shape, an unknown datatype), or with a tensor whose values are not in the body at
@@ -59,7 +61,13 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from monitoring.binary_tensors import HEADER_LENGTH, BinaryDataError, decode_chunk, split_body
+from monitoring.binary_tensors import (
+    HEADER_LENGTH,
+    BinaryDataError,
+    decode_chunk,
+    shortest_decimals,
+    split_body,
+)
 from monitoring.body_encoding import BodyEncodingError, InflatesPastLimit, decode_body
 
 Row = dict[str, Any]
@@ -356,6 +364,7 @@ def _plain(array: np.ndarray) -> np.ndarray:
     if array.dtype == object:  # BYTES: bytes elements
         text = [element.decode("utf-8", "replace") for element in array.flat]
         return np.array(text, dtype=object).reshape(array.shape)
+    array = shortest_decimals(array)
     if array.dtype.kind == "f" and not (finite := np.isfinite(array)).all():
         array = array.astype(object)
         array[~finite] = None

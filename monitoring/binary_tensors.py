@@ -13,6 +13,12 @@ with a 400 naming the input), and the gateway's recorder reads requests and answ
 with it for the prediction log (``gateway.exchange``, which notes the error in the row,
 off the request path). Pure: bytes in, arrays out, never more work than the bytes given
 (a shape is checked against the chunk's length before anything is allocated).
+
+``decode_chunk`` gives the values sent, exactly: what the model receives. A record wants
+them as the runtime's JSON answers write them, and for ``FP16`` and ``FP32`` that is the
+shortest decimal that reads back as the same value (``0.1``, where the exact double of
+FP32 ``0.1`` is ``0.10000000149011612``): ``shortest_decimals`` gives those as doubles, so
+that a value reads the same in the prediction log whichever encoding the client chose.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import math
 import struct
 from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -47,6 +54,9 @@ WIRE_DTYPES: dict[str, np.dtype] = {
 DATATYPES = (*WIRE_DTYPES, "BYTES")
 #: The most dimensions a tensor has (numpy's limit).
 MAX_RANK = 64
+#: Up to this many values, ``shortest_decimals`` has numpy print each one (a few
+#: microseconds a value); above, pyarrow does it in bulk (some 30 microseconds a call).
+_FEW_VALUES = 16
 
 
 class BinaryDataError(ValueError):
@@ -95,6 +105,41 @@ def decode_chunk(chunk: bytes, datatype: str, shape: Sequence[int]) -> np.ndarra
             raise BinaryDataError("BOOL binary data must be bytes 0 or 1")
         return _shaped(wire.astype(np.bool_), shape)
     return _shaped(wire.astype(dtype.newbyteorder("=")), shape)
+
+
+def shortest_decimals(array: np.ndarray) -> np.ndarray:
+    """An ``FP16`` or ``FP32`` array as doubles, each the shortest decimal that reads back
+    as the same value in the array's precision (``0.1``, not ``0.10000000149011612``):
+    the numbers the runtime's JSON answers write (``runtime.codecs.json``, numpy's
+    ``repr``). NaN and infinities stay as they are; other arrays are returned unchanged.
+
+    numpy takes over a second to print a million values, so a larger array is printed and
+    read back by pyarrow's casts, about ten times faster, with the same shortest digits
+    (tests/monitoring/test_binary_tensors.py holds them to numpy's); ``FP16`` has 65,536
+    values, looked up in a table.
+    """
+    if array.dtype.kind != "f" or array.dtype.itemsize > 4:
+        return array
+    if array.size <= _FEW_VALUES:
+        return array.astype(str).astype(np.float64)
+    if array.dtype.itemsize == 2:
+        return _fp16_shortest()[np.ascontiguousarray(array, dtype=np.float16).view(np.uint16)]
+    # Imported here: the runtime decodes with this module and never records.
+    import pyarrow as pa  # type: ignore[import-untyped]
+    import pyarrow.compute as pc  # type: ignore[import-untyped]
+
+    values = pa.array(np.ascontiguousarray(array, dtype=np.float32).ravel(), type=pa.float32())
+    doubles = pc.cast(pc.cast(values, pa.string()), pa.float64()).to_numpy()
+    shaped: np.ndarray = doubles.reshape(array.shape)
+    return shaped
+
+
+@cache
+def _fp16_shortest() -> np.ndarray:
+    """Every FP16 value's shortest decimal as a double, by its bits (512 KiB, made once)."""
+    every = np.arange(2**16, dtype=np.uint16).view(np.float16)
+    table: np.ndarray = every.astype(str).astype(np.float64)
+    return table
 
 
 def _bytes_elements(chunk: bytes, count: int, shape: Sequence[int]) -> np.ndarray:
