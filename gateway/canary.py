@@ -30,7 +30,10 @@ and a log line; alert ``DriftgateCanaryRolledBack``.
 Gateways that share a ``routes_dir`` each measure the traffic they answer and publish it
 (``gateway.canary_share``); only the one holding the folder's lease (``gateway.lease``)
 decides, on all of it, and the others take its decisions from the folder
-(``gateway.route_watch``).
+(``gateway.route_watch``). A decider whose looks keep failing (``MAX_FAILED_LOOKS`` in a
+row: its writes into the folder, or its reads, raise) gives the lease up, so that another
+gateway decides, from the steps saved in the route files; it tries to take the lease back
+like any gateway, ``LOOKS_WITHOUT_LEASE`` looks later.
 """
 
 from __future__ import annotations
@@ -62,6 +65,13 @@ log = logging.getLogger("driftgate.gateway.canary")
 
 #: Seconds between two looks at every canary.
 TICK_S = 5.0
+#: Failed looks in a row after which the decider gives the lease up: a gateway whose
+#: writes into ``routes_dir`` (decisions, measurements) keep failing would otherwise keep
+#: every canary where it is for as long as the fault lasts, while another could decide.
+MAX_FAILED_LOOKS = 3
+#: Looks a gateway that gave the lease up makes without trying to take it back, so that
+#: every other gateway sharing the folder tries first.
+LOOKS_WITHOUT_LEASE = 3
 
 
 class CanaryStats:
@@ -133,33 +143,71 @@ class CanaryController:
         self._weighted: set[str] = set()
         #: One look at a time, however many callers (the run loop, tests).
         self._ticking = asyncio.Lock()
+        #: Looks in a row that failed while this gateway held the lease.
+        self._failed_looks = 0
+        #: Looks left before this gateway, which gave the lease up, tries to take it back.
+        self._lease_rest = 0
 
     async def run(self) -> None:
         """Look every ``tick_s`` until cancelled. A look that fails (the shared folder full,
         or a network file system's hiccup: a write raises ``OSError``) is logged and the
-        next one goes ahead: ended, the loop would judge no canary again until a restart."""
+        next one goes ahead: ended, the loop would judge no canary again until a restart.
+        After ``MAX_FAILED_LOOKS`` in a row, the decider gives the lease up."""
         try:
             while True:
                 try:
                     await self._look()
                 except OSError as exc:
                     log.error("canary analysis: %s; trying again in %g s", exc, self.tick_s)
-                except Exception:  # a bug must not end canary analysis for good either
+                    self._look_failed(exc)
+                except Exception as exc:  # a bug must not end canary analysis for good either
                     log.exception("canary analysis failed; trying again in %g s", self.tick_s)
+                    self._look_failed(exc)
+                else:
+                    self._failed_looks = 0
                 await asyncio.sleep(self.tick_s)
         finally:
-            self.lease.release()
+            # Not ``release``: a look cancelled while it took the lease in a worker thread
+            # must not keep it after this gateway stopped.
+            self.lease.close()
             try:
                 await asyncio.to_thread(self.shared.withdraw)
             except OSError as exc:  # stopping all the same; the file goes stale in 30 s
                 log.error("could not withdraw this gateway's canary measurements: %s", exc)
 
     async def _look(self) -> None:
-        decides = await asyncio.to_thread(self.lease.held)
+        if self._lease_rest:
+            self._lease_rest -= 1
+            decides = False
+        else:
+            decides = await asyncio.to_thread(self.lease.held)
         self.metrics.canary_leader.set(1 if decides else 0)
         others = await asyncio.to_thread(self.shared.gather) if decides else {}
         await self.tick(decides=decides, others=others)
         await asyncio.to_thread(self.shared.publish, self.measured())
+
+    def _look_failed(self, exc: Exception) -> None:
+        """Count a look that failed while this gateway decides, and give the lease up after
+        ``MAX_FAILED_LOOKS`` in a row: the route files keep every canary's step, so another
+        gateway sharing the folder goes on from there."""
+        if not self.lease.holding:
+            return
+        self._failed_looks += 1
+        if self._failed_looks < MAX_FAILED_LOOKS:
+            return
+        self._failed_looks = 0
+        self._lease_rest = LOOKS_WITHOUT_LEASE
+        self.lease.release()
+        self.metrics.canary_leader.set(0)
+        log.error(
+            "gave up the canary lease %s after %d failed looks in a row (the last: %s): "
+            "another gateway sharing the folder may make the canary decisions, from the "
+            "steps saved in the route files; this one tries to take it back in %g s",
+            self.lease.path,
+            MAX_FAILED_LOOKS,
+            str(exc) or repr(exc),
+            (LOOKS_WITHOUT_LEASE + 1) * self.tick_s,
+        )
 
     def measured(self) -> dict[str, tuple[str, dict[str, ArmWindow]]]:
         """This gateway's windows of every progressing canary, for the other gateways."""
