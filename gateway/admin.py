@@ -43,6 +43,10 @@ is the file to change), one not configured at all 404, both before ``If-Match`` 
 ``driftgate_route_updates_total`` as a ``PUT``'s is, with ``operation="delete"`` (a 404 or
 409 as ``rejected``; a refusal of a route not configured under ``_unknown``, so that names
 callers make up add no series).
+
+A ``DELETE`` of a route with a ``canary`` ends that canary and discards its progress (it
+lived in the route's file): the answer's ``canary_discarded``, and a log line, say so
+(``gateway.canary_removal``).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import logging
 import re
 from typing import Any
 
@@ -59,6 +64,7 @@ from litestar.params import FromPath
 from litestar.types import Method
 
 from gateway.balancer import ReplicaStatus
+from gateway.canary_removal import canary_discarded
 from gateway.errors import (
     BadGatewayRequest,
     Conflict,
@@ -84,6 +90,8 @@ from gateway.route_conditions import (
     routes_etag,
 )
 from gateway.state import UNKNOWN_ROUTE, AnyRequest, GatewayState, gateway_state
+
+log = logging.getLogger("driftgate.gateway.routes")
 
 #: The methods that read: ``HEAD`` answers as ``GET`` does, status and headers (the ETag
 #: among them), and the server (uvicorn) sends no body, so a tool can check a route's ETag
@@ -177,6 +185,10 @@ async def delete_route(request: AnyRequest, model: FromPath[str]) -> Response[di
     except BadGatewayRequest:
         _count_update(state, model, "delete", "rejected")
         raise
+    # The policy removed, for what the answer says of its canary: as the folder has it now
+    # (a step another gateway's canary decision wrote a moment ago included).
+    await state.read_routes_dir()
+    before = state.routes.configured().get(model)
     try:
         restored = await asyncio.to_thread(state.routes.remove, model, if_match, if_none_match)
     except RouteNotRemovable as exc:
@@ -204,6 +216,10 @@ async def delete_route(request: AnyRequest, model: FromPath[str]) -> Response[di
         "policy": route_to_dict(policy),
         "removed": removed,
     }
+    discarded = canary_discarded(model, before, restored)
+    if discarded is not None:
+        log.info("%s", discarded)
+        answer["canary_discarded"] = discarded
     return Response(answer, headers={"ETag": policy_etag(policy)})
 
 

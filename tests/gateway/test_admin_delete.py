@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import pathlib
+import re
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,14 @@ import pytest
 import yaml
 
 from gateway import route_table
+from gateway.canary_removal import canary_discarded
 from gateway.policy import default_route, parse_route, route_to_dict
 from gateway.route_conditions import RouteNotRemovable
 from gateway.route_files import Fingerprint, read_fingerprints
 from gateway.route_table import RouteTable
 from tests.gateway.fakes import Gateway, gateway_settings
 from tests.gateway.test_admin import ADMIN, AUTH, ab_test, bearer, get_route
+from tests.gateway.test_canary import Clock, Collected, tick
 from tests.gateway.test_route_files import CONFIGURED, policy, reload, reload_from
 
 TYPO = {"primary": {"model": "iris", "version": "2"}, "retries": 2}
@@ -372,3 +376,121 @@ def test_a_restarted_gateway_does_not_serve_a_removed_route(start, tmp_path: Pat
 
     assert get_route(restarted)[0] == route_to_dict(parse_route("iris", IRIS))
     assert restarted.client.get("/admin/routes/irsi", headers=ADMIN).json()["configured"] is False
+
+
+# --- a route with a canary --------------------------------------------------------------------
+
+CANARY: dict[str, Any] = {
+    "primary": {"model": "iris", "version": "1"},
+    "canary": {
+        "target": {"model": "iris", "version": "2"},
+        "steps": [50, 75, 100],
+        "interval_s": 60,
+        "min_requests": 1,
+        "latency_slack_s": 3600,  # a slow machine's latency must not roll it back here
+        "sticky": {"by": "random"},
+    },
+}
+
+
+def advance_once(gateway: Gateway) -> None:
+    """Let the canary of route iris pass its first step (50%) to the second (75%)."""
+    controller = gateway.state.canary
+    assert controller is not None
+    clock = controller.clock = Clock()
+    tick(gateway)  # the first look starts the step's window
+    for _ in range(20):
+        assert infer(gateway, "iris").status_code == 200
+    clock.now += 61
+    tick(gateway)
+    assert canary_shown(gateway)["step"] == 1
+
+
+def canary_shown(gateway: Gateway) -> dict[str, Any]:
+    shown: dict[str, Any] = get_route(gateway, "iris")[0]["canary"]
+    return shown
+
+
+def logged(logger: str, action: Callable[[], Any]) -> tuple[Any, list[str]]:
+    """What ``action`` returns, and the INFO messages of ``logger`` meanwhile (Litestar's
+    start-up replaced the root handlers that caplog reads)."""
+    collected = Collected()
+    collected.setLevel(logging.INFO)
+    log = logging.getLogger(logger)
+    level = log.level
+    log.addHandler(collected)
+    log.setLevel(logging.INFO)
+    try:
+        return action(), collected.messages
+    finally:
+        log.removeHandler(collected)
+        log.setLevel(level)
+
+
+def test_a_removal_ends_the_routes_canary_and_a_later_put_starts_a_new_one(
+    start, tmp_path: Path
+) -> None:
+    gateway = start(routes_dir=tmp_path)
+    put(gateway, "iris", CANARY)
+    advance_once(gateway)
+
+    removed, messages = logged("driftgate.gateway.routes", lambda: delete(gateway, "iris"))
+
+    discarded = (
+        "the canary of route iris (iris version 2, step 2 of 3, 75% of the traffic) ended and "
+        "its progress is discarded; a later PUT with a canary section starts a new canary, "
+        "from the step that PUT gives (the first unless it sets canary.step)"
+    )
+    assert removed.status_code == 200, removed.text
+    assert removed.json()["canary_discarded"] == discarded
+    assert discarded in messages
+    assert list(tmp_path.glob("iris*")) == []  # nothing left that could bring 75% back
+    tick(gateway)
+    assert gateway.samples("driftgate_canary_weight_percent") == []
+
+    put(gateway, "iris", CANARY)
+    tick(gateway)
+
+    assert (canary_shown(gateway)["step"], canary_shown(gateway)["status"]) == (0, "progressing")
+    assert gateway.metric("driftgate_canary_weight_percent", route="iris") == 50
+
+
+def test_removing_an_override_gives_gateway_yamls_canary_back_at_its_own_step(
+    start, tmp_path: Path
+) -> None:
+    gateway = start(routes={"iris": CANARY}, routes_dir=tmp_path)
+    advance_once(gateway)  # the decision is saved in routes_dir: it overrides gateway.yaml
+
+    removed = delete(gateway, "iris")
+
+    assert removed.json()["canary_discarded"] == (
+        "the canary of route iris (iris version 2, step 2 of 3, 75% of the traffic) ended and "
+        "its progress is discarded; gateway.yaml's canary (iris version 2) serves again as "
+        "gateway.yaml writes it (step 1 of 3, 50% of the traffic)"
+    )
+    assert canary_shown(gateway)["step"] == 0
+
+
+def test_a_removed_rolled_back_canary_is_named_with_its_reason() -> None:
+    rolled_back = {**CANARY, "canary": {**CANARY["canary"], "status": "rolled_back"}}
+    rolled_back["canary"]["reason"] = "error rate 4.00% (8 of 200) > 1.00%"
+
+    said = canary_discarded("iris", parse_route("iris", rolled_back), None)
+
+    assert said is not None and said.startswith(
+        "the canary of route iris (iris version 2, rolled back: error rate 4.00% (8 of 200) > "
+        "1.00%) ended and its progress is discarded;"
+    )
+    assert canary_discarded("iris", parse_route("iris", IRIS), None) is None
+
+
+def test_routing_md_shows_the_sentence_a_removal_answers() -> None:
+    """docs/routing.md, "Canary analysis": the sentence of a canary at 50% of four steps."""
+    text = (Path(__file__).parents[2] / "docs" / "routing.md").read_text()
+    [shown] = re.findall(r"```text\n *(the canary of route .*)\n *```", text)
+    titanic = {
+        "primary": {"model": "titanic", "version": "2"},
+        "canary": {"target": {"model": "titanic", "version": "3"}, "step": 2},
+    }
+
+    assert canary_discarded("titanic", parse_route("titanic", titanic), None) == shown
