@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.auth import AuthError, Principal, TokenVerifier, require
 from gateway.canary import CanaryController, CanaryStats
+from gateway.circuit import CircuitState
 from gateway.discovery import ReplicaDiscovery
 from gateway.dispatcher import Dispatcher, ProxyRequest
 from gateway.exchange_records import Exchange
@@ -76,9 +77,12 @@ class GatewayState:
         """Forget the circuit breakers (the routes' and the shadows') of targets that the
         routes changed since the last call name no more: a route replaced, removed (its
         default policy names its model alone) or without breakers now. Those of targets
-        still named keep their state and take the route's new settings; so do every
-        breaker of the routes that did not change. On the event loop, where the breakers
-        are used: cheap when nothing changed (the table's snapshot is the same object)."""
+        still named keep their state and take the route's new settings, as do the open (or
+        probing) ones of versions of the primary's model that request URLs name
+        (``gateway.planner``): a change that leaves such a version alone must not close its
+        breaker. Every breaker of the routes that did not change is left alone. On the
+        event loop, where the breakers are used: cheap when nothing changed (the table's
+        snapshot is the same object)."""
         routes = self.routes.configured()
         before, self._breakers_checked = self._breakers_checked, routes
         if routes is before:
@@ -92,7 +96,25 @@ class GatewayState:
                 return None
             return settings.failures, settings.open_s
 
-        self.dispatcher.forget_breakers(changed, settings_of)
+        now = self.dispatcher.clock()
+        tripped = {
+            (route, target)
+            for route, target, state in self.dispatcher.breaker_states(now)
+            if state != CircuitState.CLOSED
+        }
+
+        def request_settings_of(route: str, target: Target) -> tuple[int, float] | None:
+            """A request's URL may name any version of the primary's model: while the
+            primary keeps its model, such a version's breaker that is open (or probing) is
+            kept, so that its requests do not go to a target known to be failing."""
+            policy = self.routes.get(route)
+            settings = policy.circuit_breaker
+            url_named = target.version is not None and target.model == policy.primary.model
+            if settings is not None and url_named and (route, target) in tripped:
+                return settings.failures, settings.open_s
+            return settings_of(route, target)
+
+        self.dispatcher.forget_breakers(changed, request_settings_of)
         self.shadows.forget_breakers(changed, settings_of)
 
     async def read_routes_dir(self) -> None:

@@ -2,6 +2,9 @@
 "Circuit breaker"): ``GET /admin/replicas`` listed, for good, the breakers of targets a
 ``PUT`` had taken out of a route and of routes that had gone. Breakers of targets a route
 still names keep their state, and those of routes that did not change are left alone.
+So do the open ones of versions that only request URLs name, while the route's primary
+keeps its model: a change that left such a version alone closed its open breaker, and its
+requests went to a target known to be broken.
 """
 
 from __future__ import annotations
@@ -179,3 +182,30 @@ def test_a_request_begun_before_a_change_brings_back_no_shadow_breaker(
     eventually(lambda: len(runtime.inference_calls()) == 2)  # its shadow, on the old policy
 
     assert circuits(gateway, "shadow_circuits") == {}
+
+
+def test_a_change_to_its_route_keeps_the_open_breaker_of_a_version_only_urls_name(
+    start, runtime: FakeRuntime
+) -> None:
+    runtime.behave(Fail(500), model="iris", version="3")
+    gateway = start(routes={"iris": IRIS})
+    infer(gateway, "iris", version="3")  # a version only the URL names: its breaker opens
+    calls = len(runtime.inference_calls())
+
+    put(gateway, "iris", {**IRIS, "retries": 2})
+
+    assert circuits(gateway)[("iris", "3")] == "open"
+    refused = infer(gateway, "iris", version="3")
+    assert refused.status_code == 503 and len(runtime.inference_calls()) == calls
+
+
+def test_a_route_answered_by_another_model_forgets_the_breakers_of_the_old_models_versions(
+    start, runtime: FakeRuntime
+) -> None:
+    runtime.behave(Fail(500), model="iris", version="3")
+    gateway = start(routes={"iris": IRIS})
+    infer(gateway, "iris", version="3")
+
+    put(gateway, "iris", {**IRIS, "primary": {"model": "setosa", "version": "1"}, "fallback": []})
+
+    assert ("iris", "3") not in circuits(gateway)  # URLs now name setosa's versions
