@@ -199,6 +199,7 @@ class CanaryController:
         self._lease_rest = LOOKS_WITHOUT_LEASE
         self.lease.release()
         self.metrics.canary_leader.set(0)
+        self.metrics.canary_lease_given_up.inc()
         log.error(
             "gave up the canary lease %s after %d failed looks in a row (the last: %s): "
             "another gateway sharing the folder may make the canary decisions, from the "

@@ -78,6 +78,12 @@ class GatewayMetrics:
             "routes_dir (it holds the folder's lease); 0 while another one does.",
             registry=registry,
         )
+        self.canary_lease_given_up = Counter(
+            "driftgate_canary_lease_given_up_total",
+            "Times this gateway gave the canary lease up after its looks failed "
+            "(gateway.canary.MAX_FAILED_LOOKS in a row), so that another gateway decides.",
+            registry=registry,
+        )
         self.upstream_retries = Counter(
             "driftgate_upstream_retries_total",
             "Upstream tries repeated on another replica after a connection error or 503.",

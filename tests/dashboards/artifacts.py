@@ -48,6 +48,7 @@ OFF_DASHBOARD = {
     "driftgate_batch_rejections_total": "Explore, when a batched model answers 503 (runtime.md)",
     "driftgate_batch_splits_total": "Explore, when a batched model's errors rise (runtime.md)",
     "driftgate_canary_leader": "Explore: which gateway decides canaries (gateway.md)",
+    "driftgate_canary_lease_given_up_total": "Explore, with canary_leader (gateway.md)",
     "driftgate_client_timeouts_total": "Explore: slow clients at the gateway (deploy.md)",
     "driftgate_drift_webhook_sends_total": "Explore, when the drift receiver misses alerts",
     "driftgate_drift_window_rows": "the DriftgateDriftDetected description (a query in it)",

@@ -141,6 +141,9 @@ def test_a_decider_whose_writes_keep_failing_hands_its_canary_over_at_the_saved_
             "promoted": promoted,
             "first leads": first.leader(),
             "second leads": second.leader(),
+            "first gave up": first.registry.get_sample_value(
+                "driftgate_canary_lease_given_up_total"
+            ),
         }
         await stop(run_first)
         await stop(run_second)
@@ -154,6 +157,7 @@ def test_a_decider_whose_writes_keep_failing_hands_its_canary_over_at_the_saved_
         "promoted": True,  # from step 1, as saved: the canary did not start over
         "first leads": 0.0,
         "second leads": 1.0,
+        "first gave up": 1.0,
     }
     policy = saved(tmp_path)
     assert "canary" not in policy and policy["primary"] == {"model": "titanic", "version": "2"}
