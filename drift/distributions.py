@@ -191,13 +191,14 @@ def counts_from_map(found: Mapping[Any, int], categories: Sequence[str]) -> np.n
 
 
 def category_text(value: Any) -> str | None:
-    """How a categorical value is compared: as text; None and NaN are missing."""
+    """How a categorical value is compared: as text; None, NaN and the infinities are
+    missing (the gateway logs an infinity as NULL)."""
     if value is None:
         return None
     if isinstance(value, bool | np.bool_):
         return "true" if value else "false"
     if isinstance(value, float | np.floating):  # float32 columns give numpy scalars
-        if np.isnan(value):
+        if not np.isfinite(value):
             return None
         if value.is_integer():
             return str(int(value))

@@ -173,7 +173,7 @@ def infer_kind(values: np.ndarray) -> Kind | None:
         numbers = np.asarray(present, dtype=np.float64)
     else:
         return "categorical" if array.size else None
-    present_numbers = numbers[~np.isnan(numbers)]
+    present_numbers = numbers[np.isfinite(numbers)]  # infinities are missing values too
     if present_numbers.size == 0:
         return None
     distinct = np.unique(present_numbers).size
@@ -213,6 +213,8 @@ def build_profile(
         if prefix is None:
             raise ValueError(f"profile column {column!r} must start with 'in_' or 'out_'")
         values = unmask(raw)
+        if values.dtype.kind == "f":  # before the kind: a category "inf" would never match
+            values = _infinities_as_missing(values, column, source)
         kind = infer_kind(values)
         if kind is None:
             continue
@@ -376,18 +378,23 @@ def _read_table(path: Path) -> dict[str, np.ndarray]:
 
 
 def _numbers_read_as_text(con: duckdb.DuckDBPyConnection, table: str) -> str:
-    """The select list of a CSV that reads its text columns holding only numbers as DOUBLE.
+    """The select list of a CSV that reads as DOUBLE its text columns of numbers with an
+    infinity among them.
 
     DuckDB's CSV sniffer reads a column of numbers as text when its first value is
     ``inf``, and a text column would be profiled as categories, one per distinct number.
+    Columns of numbers it keeps as text on purpose (``00501``, ``+1``) stay text.
     """
     described = con.execute(f"DESCRIBE SELECT * FROM {table}").fetchall()
     columns = [quote_identifier(str(row[0])) for row in described]
     text = [column for column, row in zip(columns, described, strict=True) if row[1] == "VARCHAR"]
     if not text:
         return "*"
+    infinite = "('Infinity'::DOUBLE, '-Infinity'::DOUBLE)"
     all_numbers = ", ".join(
-        f"count({c}) > 0 AND count({c}) = count(TRY_CAST({c} AS DOUBLE))" for c in text
+        f"count({c}) = count(TRY_CAST({c} AS DOUBLE)) AND "
+        f"count(*) FILTER (WHERE TRY_CAST({c} AS DOUBLE) IN {infinite}) > 0"
+        for c in text
     )
     found = con.execute(f"SELECT {all_numbers} FROM {table}").fetchall()[0]
     numbers = {column for column, only_numbers in zip(text, found, strict=True) if only_numbers}

@@ -295,26 +295,21 @@ def _aggregates(feature: FeatureProfile, duckdb_type: str | None) -> tuple[str, 
     text = column if duckdb_type == "VARCHAR" else f"CAST({column} AS VARCHAR)"
     if duckdb_type in _FLOATING:
         return (
-            f"histogram({text}) FILTER (WHERE NOT {_is_nan(column)})",
-            f"count(*) FILTER (WHERE {column} IS NULL OR {_is_nan(column)})",
+            f"histogram({text}) FILTER (WHERE NOT {_is_not_finite(column)})",
+            f"count(*) FILTER (WHERE {column} IS NULL OR {_is_not_finite(column)})",
         )
     return f"histogram({text})", f"count(*) FILTER (WHERE {column} IS NULL)"
 
 
-def _is_nan(value: str) -> str:
-    """SQL that is true when ``value`` is NaN (NULL when it is NULL).
-
-    An equality, not ``isnan()``: DuckDB holds NaN equal to itself, and DuckDB 2.0.1 answers
-    ``count(*) FILTER (WHERE isnan(x))`` with 0 over Parquet files whose column holds NaNs
-    (the row-wise ``isnan`` is right; the aggregate filter is not), which hid every missing
-    value from the drift job (tests/drift/test_job.py, the missing-value test).
-    """
-    return f"({value} = 'NaN'::DOUBLE)"
-
-
 def _is_not_finite(value: str) -> str:
-    """SQL that is true when ``value`` is NaN or an infinity (NULL when it is NULL); an
-    equality for the reason ``_is_nan`` gives."""
+    """SQL that is true when ``value`` is NaN or an infinity (NULL when it is NULL).
+
+    An equality, not ``isnan()``/``isinf()``: DuckDB holds NaN equal to itself, and DuckDB
+    2.0.1 answers ``count(*) FILTER (WHERE isnan(x))`` with 0 over Parquet files whose
+    column holds NaNs (the row-wise ``isnan`` is right; the aggregate filter is not), which
+    hid every missing value from the drift job (tests/drift/test_job.py, the missing-value
+    test).
+    """
     return f"({value} IN ('NaN'::DOUBLE, 'Infinity'::DOUBLE, '-Infinity'::DOUBLE))"
 
 

@@ -22,8 +22,10 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 from prometheus_client import CollectorRegistry
 
+from drift.distributions import Distribution
 from drift.missing import missing_share_drift
-from drift.profile import build_profile, performance_reference, profile_from_file
+from drift.profile import build_profile, infer_kind, performance_reference, profile_from_file
+from drift.stats import psi
 from drift.verdict import TestSettings
 from drift.window import scan_window, window_bounds
 from monitoring.prediction_log import (
@@ -132,11 +134,10 @@ def test_an_infinite_prediction_has_no_error_in_the_performance_reference() -> N
     assert performance.mean == pytest.approx(0.5)
 
 
-def test_the_window_counts_infinities_as_missing_as_the_profile_does(tmp_path: Path) -> None:
-    """The same values logged as trained on: no change in the share of missing values, and
-    the same counts in the bins."""
+def scanned(tmp_path: Path, values: np.ndarray) -> tuple[Distribution, Distribution]:
+    """The reference of ``values`` and the window of the same values logged as they are
+    (NaN as NULL, infinities as such: a DOUBLE column), newest last."""
     store = tmp_path / "store"
-    values = fares()
     writer = PredictionLogWriter(store, LogSettings(store=str(store)), CollectorRegistry())
     writer.start()
     writer.submit(
@@ -164,14 +165,58 @@ def test_the_window_counts_infinities_as_missing_as_the_profile_does(tmp_path: P
     writer.close()
     profile = build_profile("titanic", "1", {"in_fare": values}, "test")
     con = connect_readonly(store)
-    window = window_bounds(con, "titanic", "1", "a", end=END, rows=ROWS)
+    window = window_bounds(con, "titanic", "1", "a", end=END, rows=len(values))
     assert window is not None
-
     scan = scan_window(con, profile, "titanic", "1", "a", window)
     con.close()
+    return profile.feature("in_fare").distribution, scan.distributions["in_fare"]
 
-    reference = profile.feature("in_fare").distribution
-    current = scan.distributions["in_fare"]
+
+def test_the_window_counts_infinities_as_missing_as_the_profile_does(tmp_path: Path) -> None:
+    """The same values logged as trained on: no change in the share of missing values, and
+    the same counts in the bins."""
+    reference, current = scanned(tmp_path, fares())
+
     assert current.missing == len(POSITIVE) + len(NEGATIVE) + len(EMPTY)
     assert (list(current.counts), current.missing) == (list(reference.counts), reference.missing)
     assert missing_share_drift(reference, current, 1, TestSettings()).score == 0.0
+
+
+def test_a_few_distinct_numbers_with_infinities_are_categories_without_them(
+    tmp_path: Path,
+) -> None:
+    """Numbers with few distinct values are profiled as categories: an infinity was one
+    ("inf"), which the log never matched, so the same traffic drifted (PSI 1.4)."""
+    values = np.array([float(i % 5) if i % 10 else np.inf for i in range(ROWS)])
+
+    reference, current = scanned(tmp_path, values)
+
+    assert reference.kind == "categorical" and "inf" not in reference.categories
+    assert reference.missing == current.missing == ROWS // 10
+    assert list(current.counts) == list(reference.counts)
+    assert psi(reference, current) == 0.0
+
+
+def test_infinities_are_no_distinct_numbers_when_the_kind_is_inferred() -> None:
+    """Nine numbers and gaps are categories whether the gaps are NaN or infinities."""
+    nine = [*range(9)] * 20
+    assert infer_kind(np.array([*nine, np.nan, np.nan])) == "categorical"
+    assert infer_kind(np.array([*nine, np.inf, -np.inf])) == "categorical"
+
+
+def test_numbers_a_csv_keeps_as_text_stay_categories(tmp_path: Path) -> None:
+    """Only a column of numbers with an infinity is read as numbers: DuckDB keeps codes such
+    as ``00501`` and ``+1`` as text on purpose, and they are categories."""
+    zips = [
+        f"{code:05d}" for code in (501, 544, 601, 602, 603, 2134, 2135, 7030, 8540, 10001, 60601)
+    ]
+    lines = ["Zip,Sku"] + [f"{zips[i % len(zips)]},{'+-'[i % 2]}{i % 3}" for i in range(ROWS)]
+    path = tmp_path / "train.csv"
+    path.write_text("\n".join(lines) + "\n")
+
+    profile = profile_from_file(path, "shop", "1", label=None, features=None)
+
+    zip_code = profile.feature("in_zip").distribution
+    assert zip_code.kind == "categorical" and "00501" in zip_code.categories
+    sku = profile.feature("in_sku").distribution
+    assert sku.kind == "categorical" and {"+0", "-0"} <= set(sku.categories)
