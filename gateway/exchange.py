@@ -24,7 +24,8 @@ for bytes that are not UTF-8, as the runtime's JSON answers carry them: the colu
 text, and exact bytes are not kept. FP16 and FP32 values are the shortest decimal that
 reads back as the value sent (FP32 ``0.1`` is ``0.1``, not its exact double
 ``0.10000000149011612``), the digits the runtime's JSON answers write, so that a value
-reads the same in the log whichever encoding the client chose. NaN and
+reads the same in the log whichever encoding the client chose (exact doubles past
+``SHORTEST_DECIMALS_MAX_VALUES`` values, as the runtime writes them). NaN and
 infinities are null, as in the runtime's JSON answers (JSON has neither). A body whose
 binary data does not hold what its tensors declare (short, left over, a size that does not
 fit a shape, an unknown datatype), or with a tensor whose values are not in the body at

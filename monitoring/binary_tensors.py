@@ -54,6 +54,10 @@ WIRE_DTYPES: dict[str, np.dtype] = {
 DATATYPES = (*WIRE_DTYPES, "BYTES")
 #: The most dimensions a tensor has (numpy's limit).
 MAX_RANK = 64
+#: FP16/FP32 tensors with more values than this are written by the runtime's JSON answers
+#: (``runtime.codecs.json``) and recorded (``shortest_decimals``) with their exact doubles,
+#: which cost nothing to write: past it, a large tensor's digits are no one's to read.
+SHORTEST_DECIMALS_MAX_VALUES = 100_000
 #: Up to this many values, ``shortest_decimals`` has numpy print each one (a few
 #: microseconds a value); above, pyarrow does it in bulk (some 30 microseconds a call).
 _FEW_VALUES = 16
@@ -111,7 +115,9 @@ def shortest_decimals(array: np.ndarray) -> np.ndarray:
     """An ``FP16`` or ``FP32`` array as doubles, each the shortest decimal that reads back
     as the same value in the array's precision (``0.1``, not ``0.10000000149011612``):
     the numbers the runtime's JSON answers write (``runtime.codecs.json``, numpy's
-    ``repr``). NaN and infinities stay as they are; other arrays are returned unchanged.
+    ``repr``). NaN and infinities stay as they are; other arrays, and those of more than
+    ``SHORTEST_DECIMALS_MAX_VALUES`` values (exact doubles, as the runtime writes them),
+    are returned unchanged.
 
     numpy takes over a second to print a million values, so a larger array is printed and
     read back by pyarrow's casts, about ten times faster, with the same shortest digits
@@ -119,6 +125,8 @@ def shortest_decimals(array: np.ndarray) -> np.ndarray:
     values, looked up in a table.
     """
     if array.dtype.kind != "f" or array.dtype.itemsize > 4:
+        return array
+    if array.size > SHORTEST_DECIMALS_MAX_VALUES:
         return array
     if array.size <= _FEW_VALUES:
         return array.astype(str).astype(np.float64)

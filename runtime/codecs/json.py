@@ -7,7 +7,8 @@ typing those values against a datatype is ``runtime.validation.coerce``'s job, s
 dialect reports wrong types with the same words.
 
 Going out, ``array_to_json`` renders an array as nested lists. FP16/FP32 values are written
-with their shortest round-tripping decimal (``0.1``, not ``0.10000000149011612``), and values
+with their shortest round-tripping decimal (``0.1``, not ``0.10000000149011612``; up to
+``SHORTEST_DECIMALS_MAX_VALUES`` values a tensor, the recorder's limit too), and values
 JSON cannot carry (NaN, infinities) are written as ``null``. How ``bytes`` elements are
 written depends on the dialect, so the caller passes that rule in.
 """
@@ -23,11 +24,9 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from monitoring.binary_tensors import SHORTEST_DECIMALS_MAX_VALUES
 from runtime.errors import BadRequest
 from runtime.tensors import MAX_RANK
-
-#: FP16/FP32 arrays larger than this are written with plain float64 digits (cheaper).
-_SHORT_FLOATS_MAX = 100_000
 
 
 def decode_json(body: bytes, what: str = "the request body", *, images: bool = False) -> Any:
@@ -243,7 +242,7 @@ def array_to_json(array: np.ndarray, bytes_value: Callable[[bytes], Any] = utf8_
 def _float_values(array: np.ndarray) -> list[Any]:
     flat = array.ravel()
     values: list[Any]
-    if flat.dtype.itemsize < 8 and flat.size <= _SHORT_FLOATS_MAX:
+    if flat.dtype.itemsize < 8 and flat.size <= SHORTEST_DECIMALS_MAX_VALUES:
         # numpy prints the shortest decimal that round-trips in the array's own precision.
         values = [float(text) for text in flat.astype(str).tolist()]
     else:

@@ -12,7 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from monitoring.binary_tensors import decode_chunk, shortest_decimals
+from monitoring.binary_tensors import (
+    SHORTEST_DECIMALS_MAX_VALUES,
+    decode_chunk,
+    shortest_decimals,
+)
+from runtime.codecs.json import array_to_json
 
 #: More values than shortest_decimals prints one by one: the bulk path.
 MANY = 1_000
@@ -130,3 +135,16 @@ def test_any_layout_of_fp32_keeps_its_shape(count: int) -> None:
     columns = np.full((2, count), 0.1, dtype=np.float32).T  # not contiguous
     assert shortest_decimals(columns).tolist() == [[0.1, 0.1]] * count
     assert shortest_decimals(np.zeros((0, count), dtype=np.float32)).shape == (0, count)
+
+
+@pytest.mark.parametrize("datatype", [np.float32, np.float16])
+def test_a_tensor_the_runtime_writes_with_exact_doubles_is_recorded_with_them(
+    datatype: type[np.floating],
+) -> None:
+    """Past ``SHORTEST_DECIMALS_MAX_VALUES`` values the runtime's JSON answers write exact
+    doubles (cheap, for a tensor too large to read by eye), and the record follows them."""
+    for count in (SHORTEST_DECIMALS_MAX_VALUES, SHORTEST_DECIMALS_MAX_VALUES + 1):
+        sent = np.full(count, 0.1, dtype=datatype)
+        written = array_to_json(sent)
+        assert shortest_decimals(sent).tolist() == written
+        assert written[0] == (0.1 if count == SHORTEST_DECIMALS_MAX_VALUES else float(sent[0]))
