@@ -28,13 +28,11 @@ FORMATS: dict[str, str] = {
 #: (``intra_op_thread: 4`` would otherwise be ignored without a word).
 BACKEND_OPTIONS: dict[str, frozenset[str]] = {
     "onnx": frozenset({"intra_op_threads", "inter_op_threads"}),
-    "savedmodel": frozenset(),
+    "savedmodel": frozenset({"signature"}),  # config.yaml's own `signature:` key, too
     "keras": frozenset(),
     "pmml": frozenset(),
     "pipeline": frozenset(),
 }
-#: Taken by every format: ``signature`` (config.yaml's own key, read by SavedModels).
-_ALWAYS_TAKEN = frozenset({"signature"})
 
 _SUFFIXES = {".onnx": "onnx", ".h5": "keras", ".hdf5": "keras", ".keras": "keras", ".pmml": "pmml"}
 
@@ -117,10 +115,16 @@ def check_backend_options(fmt: str, options: Mapping[str, Any]) -> None:
     known = BACKEND_OPTIONS.get(fmt)
     if known is None:  # a format registered from elsewhere checks its own options
         return
-    unknown = sorted(str(key) for key in options if key not in known | _ALWAYS_TAKEN)
+    unknown = sorted(str(key) for key in options if key not in known)
     if unknown:
         takes = ", ".join(sorted(known)) or "none"
+        signature = (
+            f" (`signature` names a SavedModel's signature, set by config.yaml's `signature:` "
+            f"or a step's `options:`; a {fmt} model has none)"
+            if "signature" in unknown
+            else ""
+        )
         raise ValueError(
             f"unknown backend option(s) {unknown} for format '{fmt}' (config.yaml `backend:`, "
-            f"or a pipeline model step's `options:`); {fmt} takes: {takes}"
+            f"or a pipeline model step's `options:`); {fmt} takes: {takes}{signature}"
         )

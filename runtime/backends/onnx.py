@@ -71,9 +71,14 @@ def explain_refusal(message: str, onnxruntime_version: str) -> str | None:
     runtime = f"onnxruntime {onnxruntime_version}"
     if found := _OPSET_REFUSAL.search(message):
         opset, domain, highest = found["opset"], found["domain"], found["highest"]
-        of_domain = "" if domain == "ai.onnx" else f" of domain {domain}"
+        if domain != "ai.onnx":  # a converter's opset setting is ai.onnx's alone
+            return (
+                f"ONNX opset {opset} of domain {domain} is not supported by {runtime} "
+                f"(highest {highest}): upgrade onnxruntime, or convert the model without "
+                f"that domain's newer operators"
+            )
         return (
-            f"ONNX opset {opset}{of_domain} is not supported by {runtime} (highest {highest}): "
+            f"ONNX opset {opset} is not supported by {runtime} (highest {highest}): "
             f"convert the model for opset {highest} or lower (skl2onnx's target_opset, "
             "torch.onnx.export's opset_version), or upgrade onnxruntime"
         )

@@ -26,8 +26,20 @@ def test_an_option_the_backend_does_not_take_is_an_error_naming_those_it_takes()
     )
     with pytest.raises(ValueError, match=r"\['threads'\] for format 'keras'.*keras takes: none"):
         create_backend("keras", {"threads": 2})
-    # config.yaml's own `signature:` key reaches every backend through the same options.
+    # config.yaml's own `signature:` key reaches the backend through the same options.
     assert create_backend("savedmodel", {"signature": "classify"}) is not None
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "keras", "pmml", "pipeline"])
+def test_a_signature_for_a_model_that_has_none_is_an_error_saying_what_it_names(fmt: str) -> None:
+    """Every format took `signature` without a word, a step's `options:` included."""
+    with pytest.raises(ValueError) as failed:
+        create_backend(fmt, {"signature": "serving_default"})
+    assert f"unknown backend option(s) ['signature'] for format '{fmt}'" in str(failed.value)
+    assert str(failed.value).endswith(
+        "(`signature` names a SavedModel's signature, set by config.yaml's `signature:` or a "
+        f"step's `options:`; a {fmt} model has none)"
+    )
 
 
 @pytest.mark.parametrize("value", ["two", -1, 1.5, True])

@@ -145,7 +145,8 @@ def identity_model(path: Path, opsets: dict[str, int], ir_version: int = 9) -> P
          r"convert the model for opset \d+ or lower \(skl2onnx's target_opset, "
          r"torch.onnx.export's opset_version\), or upgrade onnxruntime"),
         ({"": 17, "ai.onnx.ml": 99}, 9,
-         r"ONNX opset 99 of domain ai.onnx.ml is not supported by onnxruntime {} \(highest \d+\)"),
+         r"ONNX opset 99 of domain ai.onnx.ml is not supported by onnxruntime {} \(highest \d+\): "
+         r"upgrade onnxruntime, or convert the model without that domain's newer operators$"),
         ({"": 17}, 99, r"ONNX IR version 99 is not supported by onnxruntime {} \(highest \d+\): "
          r"save the model with IR version \d+ or lower"),
     ],
@@ -162,7 +163,7 @@ def test_a_model_too_new_for_onnxruntime_is_said_so_in_a_line_before_its_words(
     with pytest.raises(LoadDiagnosis) as failed:
         OnnxBackend({}).load(path)
     line, detail = str(failed.value).split(" (Fail: [ONNXRuntimeError] : 1 : FAIL : ", 1)
-    assert re.fullmatch(first_line.format(re.escape(onnxruntime.__version__)) + ".*", line)
+    assert re.match(first_line.format(re.escape(onnxruntime.__version__)), line)
     assert f"Load model from {path} failed:" in detail  # onnxruntime's own words, kept after
     assert load_failure("onnx", path, failed.value) == f"{path}: {failed.value}"
 
