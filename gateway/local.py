@@ -38,6 +38,11 @@ log = logging.getLogger("driftgate.up")
 #: How long ``up`` waits for its gateway to report ready before it says it is not.
 READY_WAIT_S = 600.0
 
+#: A try of a demo route that has no answer after this long goes to another replica (or the
+#: fallback): a replica that hangs, rather than dies, would otherwise hold the requests
+#: already sent to it for the route's whole budget (15 s), then answer them 504.
+DEMO_PER_TRY_TIMEOUT_S = 2.0
+
 DEMO_ROUTES = {
     "titanic": {
         "split": {
@@ -48,9 +53,11 @@ DEMO_ROUTES = {
             ],
         },
         "fallback": [{"model": "titanic_pmml"}],
+        "per_try_timeout_s": DEMO_PER_TRY_TIMEOUT_S,
     },
     "iris": {
         "primary": {"model": "iris", "version": "2"},
+        "per_try_timeout_s": DEMO_PER_TRY_TIMEOUT_S,
         "shadow": [
             {
                 "target": {"model": "iris", "version": "1"},
