@@ -2,15 +2,22 @@
 
 A store that went read-only fails every segment write, three attempts each, several times
 a second: logged one traceback per attempt, that was about 48,000 lines in 10 minutes,
-burying the one line on-call needed. Here an error (its kind and message, so a new error
-is always logged in full) is logged with its traceback the first time; while it repeats,
-at most one line per ``every_s`` says how many times it came back meanwhile. Nothing is
-counted here: the metrics beside each log call count every occurrence.
+burying the one line on-call needed. Here an error is logged with its traceback the first
+time; while it repeats, at most one line per ``every_s`` says how many times it came back
+meanwhile. Nothing is counted here: the metrics beside each log call count every
+occurrence.
+
+An error repeats when its ``error_key`` is the same: its kind and errno for an ``OSError``
+that has one, else its kind and message with paths and hex ids left out. Not the message
+as it is: a write into a read-only or unwritable store names the fresh staging file it
+could not create, so every attempt looked like a new error and was logged in full.
+A different errno or message is a new error, logged in full at once.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import threading
 import time
@@ -18,6 +25,18 @@ from collections.abc import Callable, Hashable
 
 #: Distinct errors remembered at once; the oldest is forgotten past this.
 MAX_REMEMBERED = 64
+
+#: What varies between repeats of one error: a path (``/store/.staging/<uuid>.tmp``), or
+#: a bare hex id of 16 digits or more (a uuid, a digest).
+_VARYING = re.compile(r"(?:/[^\s'\"/:,;()\[\]]+)+/?|\b[0-9a-fA-F]{16,}\b")
+
+
+def error_key(error: BaseException | None) -> Hashable:
+    """What makes two errors the same error: kind and errno of an ``OSError`` (its message
+    names the file, which differs each time), else kind and message without paths or ids."""
+    if isinstance(error, OSError) and error.errno is not None:
+        return (type(error), error.errno)
+    return (type(error), _VARYING.sub("<>", str(error)))
 
 
 class RepeatedErrors:
@@ -38,9 +57,8 @@ class RepeatedErrors:
 
     def exception(self, message: str, *args: object) -> None:
         """``logger.exception(message, *args)`` for the exception being handled, unless the
-        same one (kind and text) was logged less than ``every_s`` ago."""
-        error = sys.exc_info()[1]
-        self.error((type(error), str(error)), message, *args, exc_info=True)
+        same one (``error_key``) was logged less than ``every_s`` ago."""
+        self.error(error_key(sys.exc_info()[1]), message, *args, exc_info=True)
 
     def error(self, key: Hashable, message: str, *args: object, exc_info: bool = False) -> None:
         """``logger.error(message, *args)``, unless an error of the same ``key`` was logged
