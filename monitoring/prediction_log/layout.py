@@ -213,18 +213,29 @@ def store_lock(root: Path, name: str, *, wait: bool = True) -> Iterator[bool]:
         os.close(fd)  # closing releases the lock
 
 
-def remove_stale_staging(root: Path, older_than_s: float = 3600) -> int:
-    """Delete temporary files a killed process left in staging; returns how many."""
+#: How far in the future a staged file's time may be and still be a write under way: a
+#: store shared by several nodes sees their clocks, and the file server's, a little apart.
+CLOCK_SKEW_S = 300.0
+
+
+def remove_stale_staging(
+    root: Path, older_than_s: float = 3600, clock_skew_s: float = CLOCK_SKEW_S
+) -> int:
+    """Delete temporary files a killed process left in staging; returns how many.
+
+    Stale: modified more than ``older_than_s`` ago, or more than ``clock_skew_s`` in the
+    future (written under a clock set wrong), which would not grow old for as long."""
     folder = staging_dir(root)
     if not folder.is_dir():
         return 0
     removed = 0
-    limit = time.time() - older_than_s
+    now = time.time()
     for path in folder.iterdir():
         if path.suffix in (".lock", ".json") or not path.is_file():
             continue
         try:
-            if path.stat().st_mtime < limit:
+            modified = path.stat().st_mtime
+            if modified < now - older_than_s or modified > now + clock_skew_s:
                 path.unlink()
                 removed += 1
         except FileNotFoundError:
