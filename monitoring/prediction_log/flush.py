@@ -5,7 +5,9 @@ The writer thread settles them group by group (``written``, ``dropped``). Whatev
 left unsettled when the flush ends, however it ends, ``drop_rest`` counts as dropped, so
 that no record leaves the queue uncounted. ``abandon`` is ``close()`` giving up from
 another thread: what is left is counted as dropped then (``shutdown``), and from then on
-nothing more is counted for this flush, so no record is counted twice.
+nothing more is counted for this flush, so no record is counted twice. ``written_count``
+and ``failed_count`` (records its failed writes dropped: ``write_failed``,
+``flush_failed``) tell the writer's ``WriteOutage`` whether writing works.
 """
 
 from __future__ import annotations
@@ -14,7 +16,13 @@ import threading
 from collections.abc import Iterable, Sequence
 
 from monitoring.prediction_log.layout import FEEDBACK, PREDICTIONS
-from monitoring.prediction_log.metrics import SHUTDOWN, DropReason, LogMetrics
+from monitoring.prediction_log.metrics import (
+    FLUSH_FAILED,
+    SHUTDOWN,
+    WRITE_FAILED,
+    DropReason,
+    LogMetrics,
+)
 from monitoring.prediction_log.records import FeedbackRecord
 from monitoring.prediction_log.segments import Record
 
@@ -25,6 +33,8 @@ class Flush:
         self.batches = batches
         self.count = sum(len(batch) for batch in batches)
         self._settled: dict[str, int] = {}
+        self.written_count = 0
+        self.failed_count = 0  # dropped because a write failed, not for what they hold
         self._abandoned = False
         self._released = False
         self._lock = threading.Lock()
@@ -36,12 +46,13 @@ class Flush:
     def written(self, table: str, count: int) -> None:
         with self._lock:
             if self._settle(table, count):
+                self.written_count += count
                 self.metrics.written(table, count)
 
     def dropped(self, table: str, count: int, reason: DropReason) -> None:
         with self._lock:
             if self._settle(table, count):
-                self.metrics.dropped(table, count, reason)
+                self._count_dropped(table, count, reason)
 
     def drop_rest(self, reason: DropReason) -> int:
         """Count every record not yet written or dropped as dropped; how many there were."""
@@ -70,9 +81,14 @@ class Flush:
             left = count - self._settled.get(table, 0)
             if left > 0:
                 self._settle(table, left)
-                self.metrics.dropped(table, left, reason)
+                self._count_dropped(table, left, reason)
                 lost += left
         return lost
+
+    def _count_dropped(self, table: str, count: int, reason: DropReason) -> None:
+        if reason in (WRITE_FAILED, FLUSH_FAILED):
+            self.failed_count += count
+        self.metrics.dropped(table, count, reason)
 
     def _settle(self, table: str, count: int) -> bool:
         if self._abandoned:

@@ -10,7 +10,9 @@ written, or dropped with its reason:
 - ``unconvertible``: a record with no destination, or that no segment can hold, is left
   out alone, so one client's bad record never costs the others theirs.
 - ``write_failed``: a segment is attempted ``WRITE_ATTEMPTS`` times in all, with backoff
-  from ``RETRY_DELAY_S``, then its records are dropped.
+  from ``RETRY_DELAY_S``, then its records are dropped. An attempt fails too when the
+  store's path no longer leads to the folder the writer opened (``store_folder``: a mount
+  dropped), rather than write where nobody reads.
 
 An unexpected error in one group costs that group only; the writer counts what the flush
 neither wrote nor dropped as ``flush_failed``. A flush that ``close()`` abandoned stops
@@ -37,6 +39,7 @@ from monitoring.prediction_log.segments import (
 )
 from monitoring.prediction_log.shape_registry import ShapeRegistry
 from monitoring.prediction_log.shapes import ColumnShapes
+from monitoring.prediction_log.store_folder import StoreFolder
 from monitoring.repeated_errors import RepeatedErrors
 
 if TYPE_CHECKING:
@@ -53,9 +56,10 @@ RETRY_DELAY_S = 0.1
 class SegmentWriter:
     """Writes flushes into the store at ``root``, counting every record in ``metrics``."""
 
-    def __init__(self, root: Path, metrics: LogMetrics) -> None:
+    def __init__(self, root: Path, metrics: LogMetrics, folder: StoreFolder | None = None) -> None:
         self.root = root
         self.metrics = metrics
+        self.folder = folder or StoreFolder(root)
         self._shapes: ColumnShapes | None = None  # read from the registry at the first write
         #: A store that refuses every write would log each attempt: once a minute instead.
         self._errors = RepeatedErrors(log)
@@ -101,6 +105,7 @@ class SegmentWriter:
             if flush.abandoned:  # close() gave up and counted these records
                 return
             try:
+                self.folder.check()
                 arrow = self._conformed(table, converted)
                 final = partition_dir(self.root, table, model, day) / segment_name()
                 write_segment(self.root, arrow, final)

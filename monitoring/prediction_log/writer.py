@@ -19,7 +19,9 @@ written, or dropped with a ``reason`` (``metrics.DropReason``), and every drop i
 
 - ``queue_full`` / ``closed``: ``submit`` refuses them (``max_queue`` waiting; closed).
 - ``unconvertible``: a record no segment can hold, left out alone; retrying cannot help.
-- ``write_failed``: the segment's last attempt failed (disk full, permissions).
+- ``write_failed``: the segment's last attempt failed (disk full, permissions, the store's
+  mount gone: ``store_folder``). The first flush that writes again after such failures
+  logs one line summing up the outage (``outage.WriteOutage``).
 - ``flush_failed``: an unexpected error outside the retried write (a bug): it costs that
   group only, the flush's other groups are still written. Whatever a flush took from the
   queue and neither wrote nor dropped is counted here when it ends, however it ends.
@@ -51,10 +53,12 @@ from monitoring.prediction_log.metrics import (
     DropReason,
     LogMetrics,
 )
+from monitoring.prediction_log.outage import WriteOutage
 from monitoring.prediction_log.quarantine import quarantined_count
 from monitoring.prediction_log.records import FeedbackRecord, LogSettings, PredictionRecord
 from monitoring.prediction_log.segment_writer import RETRY_DELAY_S, SegmentWriter
 from monitoring.prediction_log.segments import Record
+from monitoring.prediction_log.store_folder import StoreFolder
 
 log = logging.getLogger(__name__)
 
@@ -93,13 +97,15 @@ class PredictionLogWriter:
             lambda: self._depth,
             lambda: quarantined_count(self.root),
         )
-        self.segment_writer = SegmentWriter(self.root, self.metrics)
+        self.folder = StoreFolder(self.root)
+        self._outage = WriteOutage()
+        self.segment_writer = SegmentWriter(self.root, self.metrics, self.folder)
 
     def start(self) -> None:
         """Create the store's layout and catalog, then start the writer thread."""
         if self._thread is not None:
             return
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.folder.open()
         remove_stale_staging(self.root)
         self._catalog_retry_at = time.monotonic()
         self._ensure_catalog()
@@ -253,6 +259,7 @@ class PredictionLogWriter:
 
     def _write(self, flush: Flush) -> None:
         started = time.perf_counter()
+        began = time.monotonic()
         try:
             with self._write_lock:
                 self.segment_writer.write(flush)
@@ -264,7 +271,17 @@ class PredictionLogWriter:
             if lost:
                 log.error("prediction log: dropped %d records: their flush failed", lost)
             self.metrics.flush_duration.observe(time.perf_counter() - started)
+            self._note_outage(flush, began)  # before flush() returns: the line is logged
             self._settled(flush)
+
+    def _note_outage(self, flush: Flush, began: float) -> None:
+        """Tell the outage how the flush went; say so once writing works again after it."""
+        if flush.failed_count:
+            self._outage.failed(began, flush.failed_count)
+        elif flush.written_count:
+            recovered = self._outage.recovered(began)
+            if recovered:
+                log.warning(recovered)
 
     def _settled(self, flush: Flush) -> None:
         """The flush's records are written or counted as dropped: out of the queue."""
@@ -280,6 +297,7 @@ class PredictionLogWriter:
     def _ensure_catalog(self) -> None:
         """Create or update the catalog; when that fails, retry later with backoff."""
         try:
+            self.folder.check()  # not into the folder under a dropped mount
             self.catalog.ensure()
         except Exception as exc:
             log.warning("prediction log catalog not updated, will retry: %s", exc)

@@ -48,6 +48,14 @@ def predictions(count: int, prefix: str = "req", **fields: Any) -> list[Predicti
     return [prediction(f"{prefix}-{n}", **fields) for n in range(count)]
 
 
+def block_partition(store: Path) -> Path:
+    """Put a file where the writer needs a folder: every write there fails with OSError."""
+    blocker = store / "predictions" / "model=titanic"
+    blocker.parent.mkdir(parents=True, exist_ok=True)
+    blocker.write_text("in the way")
+    return blocker
+
+
 def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
     value = registry.get_sample_value(name, labels)
     return 0.0 if value is None else value

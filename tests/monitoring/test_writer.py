@@ -15,6 +15,7 @@ from gateway.log_settings import parse_log_section
 from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord
 from monitoring.prediction_log.segments import predictions_table
 from tests.monitoring.builders import (
+    block_partition,
     label,
     log_records,
     prediction,
@@ -166,14 +167,6 @@ def test_close_writes_everything_and_later_submits_are_dropped(
     assert not writer.submit(predictions(1))
     assert log_records(registry, "predictions", "dropped", "closed") == 1
     assert log_records(registry, "predictions", "written") == 1000
-
-
-def block_partition(store: Path) -> Path:
-    """Put a file where the writer needs a folder: every write there fails with OSError."""
-    blocker = store / "predictions" / "model=titanic"
-    blocker.parent.mkdir(parents=True, exist_ok=True)
-    blocker.write_text("in the way")
-    return blocker
 
 
 def test_a_failing_write_is_retried_and_then_succeeds(
