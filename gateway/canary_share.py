@@ -10,6 +10,13 @@ seconds: a gateway that stopped no longer counts) and measured under the same po
 gateway that has not yet seen the latest step does not count for it). Files older than
 ``FORGET_S`` are removed. Unreadable files are skipped: a decision may be made on less
 traffic, never on wrong traffic.
+
+A file's age is read on this gateway's clock: from the time the file says it was written,
+or, when that is later (its writer's clock runs ahead), from the time this gateway first
+read that date. So a gateway whose clock is ahead still counts while it rewrites its file,
+and goes stale ``STALE_S`` after it stops, as any other: taken at its word, its file was
+fresh for as long as its clock was ahead. A file dated more than ``AHEAD_WARN_S`` ahead is
+logged once, naming the file: the clocks want syncing.
 """
 
 from __future__ import annotations
@@ -38,6 +45,8 @@ SHARED_LATENCIES = 1000
 STALE_S = 30.0
 #: ... and after this long it is removed.
 FORGET_S = 600.0
+#: A file dated further ahead of this gateway's clock than this is logged (once per file).
+AHEAD_WARN_S = 5.0
 
 #: Per route: the policy's digest and each arm's window.
 Measured = Mapping[str, tuple[str, Mapping[str, ArmWindow]]]
@@ -84,6 +93,10 @@ class SharedWindows:
         # cancelled, the thread was not) must not write the file again after ``withdraw``.
         self._writing = threading.Lock()
         self._withdrawn = False
+        #: Per other gateway's file: the date it says it was written, and when this gateway
+        #: first read that date (on its own clock).
+        self._first_read: dict[str, tuple[float, float]] = {}
+        self._ahead_logged: set[str] = set()
 
     @property
     def _own(self) -> Path | None:
@@ -129,15 +142,16 @@ class SharedWindows:
             return {}
         now = self.clock()
         gathered: Gathered = {}
-        for path in sorted(self.folder.glob("*.json")):
-            if path == self._own:
-                continue
+        paths = [path for path in sorted(self.folder.glob("*.json")) if path != self._own]
+        for name in self._first_read.keys() - {path.name for path in paths}:
+            del self._first_read[name]
+        for path in paths:
             try:
                 shared = msgspec.json.decode(path.read_bytes(), type=_SharedFile)
             except (OSError, msgspec.DecodeError) as exc:
                 log.warning("skipping canary measurements %s: %s", path.name, exc)
                 continue
-            age = now - shared.written_at
+            age = self._age(path.name, shared.written_at, now)
             if age > FORGET_S:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -151,6 +165,24 @@ class SharedWindows:
                     total.failures += window.failures
                     total.latencies.extend(window.latencies)
         return gathered
+
+    def _age(self, name: str, written_at: float, now: float) -> float:
+        """Seconds since the file was written, on this gateway's clock: from its date, or
+        from when this gateway first read that date, whichever is earlier."""
+        first = self._first_read.get(name)
+        if first is None or first[0] != written_at:
+            first = self._first_read[name] = (written_at, now)
+        ahead = written_at - now
+        if ahead > AHEAD_WARN_S and name not in self._ahead_logged:
+            self._ahead_logged.add(name)
+            log.warning(
+                "canary measurements %s are dated %.0f s ahead of this gateway's clock: "
+                "their gateway's clock (or this one's) is wrong; they count while it rewrites "
+                "them, not longer. Sync the clocks (NTP)",
+                name,
+                ahead,
+            )
+        return now - min(written_at, first[1])
 
     def withdraw(self) -> None:
         """This gateway stops: its measurements no longer count, and it publishes no more."""

@@ -29,7 +29,7 @@ from opentelemetry.trace import StatusCode
 from prometheus_client import CollectorRegistry
 
 from gateway.canary import CanaryController, CanaryStats
-from gateway.canary_share import SharedWindows
+from gateway.canary_share import FORGET_S, STALE_S, SharedWindows
 from gateway.canary_verdict import Verdict
 from gateway.canary_window import ArmWindow
 from gateway.lease import LOCK_NAME, FileLease
@@ -572,6 +572,38 @@ def test_measurements_that_are_stale_unreadable_or_of_another_step_do_not_count(
     assert (tmp_path / ".canary" / "stopped.json").exists()
     SharedWindows(tmp_path, "fresh").withdraw()
     assert reader.gather() == {}
+
+
+def test_measurements_dated_ahead_of_the_readers_clock_go_stale_when_no_longer_rewritten(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose clock ran 100 s ahead had its file counted as fresh for 100 s (plus
+    ``STALE_S``) after it stopped: its age was negative. Now the file counts while its
+    gateway rewrites it, and is stale ``STALE_S`` after this gateway first read its date."""
+    now = [1000.0]
+    reader = SharedWindows(tmp_path, "reader", clock=lambda: now[0])
+    ahead = SharedWindows(tmp_path, "ahead", clock=lambda: now[0] + 100)
+    path = tmp_path / ".canary" / "ahead.json"
+
+    def publish(requests: int) -> None:
+        ahead.publish({"titanic": ("step-1", {"canary": ArmWindow(requests=requests)})})
+
+    def counted() -> int:
+        gathered = reader.gather()
+        return gathered["titanic", "step-1"]["canary"].requests if gathered else 0
+
+    publish(3)
+    assert counted() == 3  # its gateway runs: its measurements count
+    now[0] += 20
+    publish(4)  # rewritten: fresh again
+    assert counted() == 4
+    now[0] += STALE_S + 1  # its gateway stopped: not rewritten for more than STALE_S
+    assert counted() == 0
+    now[0] += FORGET_S
+    assert counted() == 0
+    assert not path.exists()
+    assert "ahead.json are dated 100 s ahead of this gateway's clock" in caplog.text
+    assert caplog.text.count("ahead of this gateway's clock") == 1  # once per file
 
 
 def test_a_publish_still_running_when_the_gateway_stops_does_not_bring_its_file_back(
