@@ -3,7 +3,9 @@
 ``PUT /admin/routes/{model}`` takes the route policy as JSON (the same keys as in
 gateway.yaml, see docs/routing.md). It is validated before anything changes: an invalid
 policy answers 400 naming the field and the old policy keeps serving. A valid one is
-persisted to ``routes_dir`` and swapped in atomically; the next request uses it. A body
+persisted to ``routes_dir`` and swapped in atomically; the next request uses it. When
+``routes_dir`` cannot be written (its lock or the file: permissions, a full disk), nothing
+is swapped: 503 naming the folder and the error, counted as ``failed``. A body
 over ``MAX_POLICY_BYTES`` answers 413 unread, and JSON nested deeper than msgspec decodes
 answers 400 like any policy nested too deeply.
 
@@ -71,6 +73,7 @@ from gateway.errors import (
     GatewayError,
     PayloadTooLarge,
     RouteNotFound,
+    StorageFailed,
     UnsupportedMediaType,
 )
 from gateway.policy import (
@@ -164,6 +167,9 @@ async def put_route(request: AnyRequest, model: FromPath[str]) -> Response[dict[
     except RouteChanged as exc:
         _count_update(state, model, "put", "precondition_failed")
         return _precondition_failed(exc)
+    except OSError as exc:
+        _count_update(state, model, "put", "failed")
+        raise _not_written(state, "write", exc) from None
     _count_update(state, model, "put", "applied")
     state.forget_unused_breakers()
     answer = {"route": model, "configured": True, "policy": route_to_dict(policy)}
@@ -197,6 +203,9 @@ async def delete_route(request: AnyRequest, model: FromPath[str]) -> Response[di
     except RouteChanged as exc:
         _count_update(state, model, "delete", "precondition_failed")
         return _precondition_failed(exc, method="DELETE")
+    except OSError as exc:
+        _count_update(state, model, "delete", "failed")
+        raise _not_written(state, "remove", exc) from None
     _count_update(state, model, "delete", "applied")
     state.forget_unused_breakers()
     policy = state.routes.get(model)
@@ -232,6 +241,17 @@ def _not_removable(exc: RouteNotRemovable) -> GatewayError:
     return RouteNotFound(
         f"route {exc.route} is not configured (not in gateway.yaml, nor set through the "
         "admin API): nothing to remove"
+    )
+
+
+def _not_written(state: GatewayState, verb: str, exc: OSError) -> StorageFailed:
+    """503: ``routes_dir`` could not be written (its lock, the file); nothing changed."""
+    reason = exc.strerror or str(exc)
+    if exc.filename:
+        reason = f"{reason} ({exc.filename})"
+    return StorageFailed(
+        f"could not {verb} the route file in {state.routes.routes_dir}: {reason}; the policy "
+        "in force is unchanged"
     )
 
 

@@ -20,6 +20,9 @@ MAX_MESSAGE_CHARS = 2_000
 
 class GatewayError(Exception):
     status_code = 500
+    #: A 5xx is logged as a warning, unless ``quiet``: a refusal that a burst repeats
+    #: thousands of times, and that the component refusing logs (at most once a minute).
+    quiet = False
 
     def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         if len(message) > MAX_MESSAGE_CHARS:
@@ -52,6 +55,13 @@ class UnsupportedMediaType(GatewayError):
     status_code = 415
 
 
+class StorageFailed(GatewayError):
+    """A file the gateway must write could not be (permissions, a full disk, a read-only
+    mount); nothing changed."""
+
+    status_code = 503
+
+
 class NoUpstream(GatewayError):
     """No target could answer: every replica down, circuits open (503) or budget spent (504)."""
 
@@ -66,13 +76,14 @@ def error_reply(exc: Exception, request: str) -> tuple[int, dict[str, str], str]
     """Status, headers and message of the ``{"error": ...}`` answer to ``exc``.
 
     Auth failures carry ``WWW-Authenticate``; the gateway's own errors their status and
-    headers (5xx are logged as warnings); anything else is a 500 that shows the client no
-    stack trace and logs one, naming ``request`` (``"POST /v2/models/m/infer"``).
+    headers (5xx are logged as warnings, but ``quiet`` ones); anything else is a 500 that
+    shows the client no stack trace and logs one, naming ``request``
+    (``"POST /v2/models/m/infer"``).
     """
     if isinstance(exc, AuthError):
         return exc.status_code, {"WWW-Authenticate": exc.www_authenticate}, exc.message
     if isinstance(exc, GatewayError):
-        if exc.status_code >= 500:
+        if exc.status_code >= 500 and not exc.quiet:
             log.warning("%s", exc.message)
         return exc.status_code, dict(exc.headers), exc.message
     log.error("unhandled error on %s", request, exc_info=exc)

@@ -38,6 +38,11 @@ once per model.
 The thread also remembers recently logged request ids and their row counts (bounded), so
 that feedback for an id the gateway never logged can be counted as unknown, and a label for
 a row the request did not have refused (``LabelsNothing``), without querying the store.
+
+Feedback is not sampled traffic: its sender waits for the answer and can send it again. So
+labels the writer's queue refuses are not dropped in silence as exchanges are: the post's
+labels are handed over in one ``submit`` (all or none), and a refusal raises
+``FeedbackRefused``, which the feedback endpoint answers with 503 and ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -94,6 +99,16 @@ class LabelsNothing(ValueError):
             f"label {index}: request {label.request_id!r} was logged with {rows} "
             f"row{'s' if rows != 1 else ''} ({last}); row {label.row} labels no prediction"
         )
+
+
+class FeedbackRefused(RuntimeError):
+    """The prediction log's writer took none of a post's labels (its queue was full, or it
+    is closed); the message says so and what to do. ``retry``: whether sending the same
+    labels again later can succeed."""
+
+    def __init__(self, message: str, *, retry: bool = True) -> None:
+        super().__init__(message)
+        self.retry = retry
 
 
 class Recorder:
@@ -153,7 +168,9 @@ class Recorder:
         self.feedback = Counter(
             "driftgate_feedback_total",
             "Ground-truth labels received, by whether their request id was logged recently "
-            "(matched | unknown). Unknown ids are stored all the same.",
+            "(matched | unknown; unknown ids are stored all the same), or refused because "
+            "the prediction log's queue was full or closed (503) or is smaller than the post "
+            "(413).",
             ["outcome"],
             registry=registry,
         )
@@ -187,19 +204,40 @@ class Recorder:
         self.exchanges.labels(route_label, "queued", "").inc()
 
     def record_feedback(self, labels: list[FeedbackRecord]) -> tuple[int, int]:
-        """Store labels; returns (matched, unknown) against recently logged request ids.
+        """Queue one post's labels for the writer, all or none; returns (matched, unknown)
+        against recently logged request ids.
 
         Raises ``LabelsNothing``, storing none, when a label names a row past the last one
-        of a request this gateway logged: it would join no prediction."""
+        of a request this gateway logged: it would join no prediction. Raises
+        ``FeedbackRefused``, storing none, when the writer does not take them (its queue is
+        full, or it is closed): they are counted as ``refused``, and by the writer as
+        dropped."""
         with self._seen_lock:
             logged = [self._seen.get(label.request_id) for label in labels]
         for index, (label, rows) in enumerate(zip(labels, logged, strict=True)):
             if rows is not None and label.row is not None and label.row >= rows:
                 raise LabelsNothing(index, label, rows)
+        capacity = self.writer.settings.max_queue
+        if len(labels) > capacity:  # refused however empty the queue: never worth a retry
+            self.feedback.labels("refused").inc(len(labels))
+            raise FeedbackRefused(
+                f"{len(labels)} labels are more than the prediction log's queue holds "
+                f"(log.max_queued_rows: {capacity}): none accepted; send them in posts of "
+                f"at most {capacity}",
+                retry=False,
+            )
+        if not self.writer.submit(labels):  # one submit: the writer takes all, or none
+            self.feedback.labels("refused").inc(len(labels))
+            why = (
+                "the prediction log is closed (the gateway is shutting down)"
+                if self._closed
+                else "the prediction log's queue is full"
+            )
+            count = f"{len(labels)} label{'s' if len(labels) != 1 else ''}"
+            raise FeedbackRefused(f"{why}: {count} not accepted; send them again")
         matched = sum(1 for rows in logged if rows is not None)
         self.feedback.labels("matched").inc(matched)
         self.feedback.labels("unknown").inc(len(labels) - matched)
-        self.writer.submit(labels)
         return matched, len(labels) - matched
 
     def flush(self, timeout_s: float = 10.0) -> None:

@@ -39,6 +39,10 @@ UNKNOWN_ROUTE = "_unknown"
 
 #: Analyst queries one gateway runs at once: each holds a thread and up to 30 s of CPU.
 SQL_TURNS = 2
+#: Large feedback posts one gateway decodes and queues in worker threads at once; more
+#: wait for a turn on the event loop, so a burst of labels cannot take every thread of the
+#: pool (SQL queries and route writes use it too).
+FEEDBACK_TURNS = 2
 
 
 @dataclass
@@ -64,6 +68,10 @@ class GatewayState:
     served_models: set[str] = field(default_factory=set)
     #: Turns to run an analyst's ``POST /admin/sql`` (``gateway.feedback``).
     sql_turns: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(SQL_TURNS))
+    #: Turns to handle a large ``POST /v1/feedback`` in a worker thread (``gateway.feedback``).
+    feedback_turns: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(FEEDBACK_TURNS)
+    )
     #: The routes the circuit breakers were last checked against (``forget_unused_breakers``).
     _breakers_checked: Mapping[str, RoutePolicy] = field(init=False)
 

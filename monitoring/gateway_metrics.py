@@ -134,7 +134,8 @@ class GatewayMetrics:
             "driftgate_route_updates_total",
             "Route policy changes by operation (put | delete: the admin API; reload: a "
             "route file changed in routes_dir) and outcome (applied | rejected | "
-            "precondition_failed: If-Match did not match).",
+            "precondition_failed: If-Match did not match | failed: routes_dir could not be "
+            "written).",
             ["route", "operation", "outcome"],
             registry=registry,
         )

@@ -269,6 +269,29 @@ def test_without_a_routes_dir_a_change_lasts_until_restart(start) -> None:
     assert policy["split"]["arms"][1]["weight"] == 1
 
 
+def test_a_put_the_routes_folder_cannot_take_is_a_503_and_the_old_policy_keeps_serving(
+    start, tmp_path: Path
+) -> None:
+    """An unwritable routes_dir answered a bare 500 (PermissionError on .routes.lock)."""
+    gateway = start(auth=AUTH, routes={"iris": ab_test(1, 1)}, routes_dir=tmp_path)
+    before = {user: arm_of(gateway, user) for user in USERS}
+    lock = tmp_path / WRITE_LOCK_NAME
+    lock.mkdir()  # the lock cannot be opened (as root too, whom permissions do not stop)
+
+    refused = gateway.client.put("/admin/routes/iris", json=ab_test(1, 999), headers=ADMIN)
+
+    assert refused.status_code == 503
+    assert refused.json()["error"] == (
+        f"could not write the route file in {tmp_path}: Is a directory ({lock}); the policy "
+        "in force is unchanged"
+    )
+    assert {user: arm_of(gateway, user) for user in USERS} == before
+    assert get_route(gateway)[0]["split"]["arms"][1]["weight"] == 1
+    assert not (tmp_path / "iris.yaml").exists()
+    assert gateway.metric("driftgate_route_updates_total", route="iris", outcome="failed") == 1
+    assert gateway.metric("driftgate_route_updates_total", outcome="applied") == 0
+
+
 # --- who may use it -------------------------------------------------------------------------
 
 

@@ -27,7 +27,7 @@ from gateway import route_table
 from gateway.canary_removal import canary_discarded
 from gateway.policy import default_route, parse_route, route_to_dict
 from gateway.route_conditions import RouteNotRemovable
-from gateway.route_files import Fingerprint, read_fingerprints
+from gateway.route_files import WRITE_LOCK_NAME, Fingerprint, read_fingerprints
 from gateway.route_table import RouteTable
 from tests.gateway.fakes import Gateway, gateway_settings
 from tests.gateway.test_admin import ADMIN, AUTH, ab_test, bearer, get_route
@@ -191,6 +191,30 @@ def test_a_removal_is_logged(tmp_path: Path, caplog: pytest.LogCaptureFixture) -
         "route titanic removed: gateway.yaml's policy serves again",
         "route titanc removed: no longer configured (the default policy)",
     ]
+
+
+def test_a_delete_the_routes_folder_cannot_take_is_a_503_and_the_policy_keeps_serving(
+    start, tmp_path: Path
+) -> None:
+    gateway = start(auth=AUTH, routes_dir=tmp_path)
+    put(gateway, "iris", IRIS)
+    lock = tmp_path / WRITE_LOCK_NAME
+    lock.unlink()
+    lock.mkdir()  # the lock cannot be opened (as root too, whom permissions do not stop)
+
+    refused = delete(gateway, "iris")
+
+    assert refused.status_code == 503
+    assert refused.json()["error"] == (
+        f"could not remove the route file in {tmp_path}: Is a directory ({lock}); the "
+        "policy in force is unchanged"
+    )
+    assert get_route(gateway)[0] == route_to_dict(parse_route("iris", IRIS))
+    assert (tmp_path / "iris.yaml").is_file()
+    assert infer(gateway, "iris").headers["X-Driftgate-Version"] == "1"
+    assert (
+        gateway.metric("driftgate_route_updates_total", operation="delete", outcome="failed") == 1
+    )
 
 
 # --- If-Match ---------------------------------------------------------------------------------
