@@ -26,9 +26,10 @@ from collections.abc import Callable, Hashable
 #: Distinct errors remembered at once; the oldest is forgotten past this.
 MAX_REMEMBERED = 64
 
-#: What varies between repeats of one error: a path (``/store/.staging/<uuid>.tmp``), or
-#: a bare hex id of 16 digits or more (a uuid, a digest).
-_VARYING = re.compile(r"(?:/[^\s'\"/:,;()\[\]]+)+/?|\b[0-9a-fA-F]{16,}\b")
+#: What varies between repeats of one error: an absolute path (``/store/.staging/<uuid>.tmp``,
+#: not the ``int64/double`` of a type error), or a bare hex id of 16 digits or more (a
+#: uuid, a digest).
+_VARYING = re.compile(r"(?<![\w.])(?:/[^\s'\"/:,;()\[\]]+)+/?|\b[0-9a-fA-F]{16,}\b")
 
 
 def error_key(error: BaseException | None) -> Hashable:

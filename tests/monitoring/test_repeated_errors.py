@@ -7,7 +7,7 @@ import logging
 
 import pytest
 
-from monitoring.repeated_errors import RepeatedErrors
+from monitoring.repeated_errors import RepeatedErrors, error_key
 
 
 class Clock:
@@ -86,3 +86,11 @@ def test_an_error_without_errno_repeats_by_its_message_without_paths_or_ids(
 
     assert [bool(r.exc_info) for r in caplog.records] == [True, True]
     assert "stale file handle" in str(caplog.records[1].exc_info)
+
+
+def test_errors_that_differ_in_more_than_a_path_are_not_merged() -> None:
+    """Anything after a "/" was taken for a path: two type errors read as one."""
+    one = ValueError("column in_x was int64/double")
+    other = ValueError("column in_x was int64/string")
+    assert error_key(one) != error_key(other)
+    assert error_key(ValueError("no file /a/b.tmp")) == error_key(ValueError("no file /c/d.tmp"))
