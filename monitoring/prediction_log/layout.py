@@ -214,8 +214,10 @@ def store_lock(root: Path, name: str, *, wait: bool = True) -> Iterator[bool]:
 
 
 #: How far in the future a staged file's time may be and still be a write under way: a
-#: store shared by several nodes sees their clocks, and the file server's, a little apart.
-CLOCK_SKEW_S = 300.0
+#: store shared by several nodes sees their clocks, and the file server's (NFS stamps the
+#: server's), apart; as far as a file may be in the past, so that no write under way is
+#: deleted for a skew that a leftover would not be for its age.
+CLOCK_SKEW_S = 3600.0
 
 
 def remove_stale_staging(

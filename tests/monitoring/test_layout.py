@@ -18,6 +18,7 @@ def test_a_staged_file_from_the_future_is_stale_too(tmp_path: Path) -> None:
     ages = {
         "future.parquet.tmp": -10 * 365 * 86400,
         "skewed.parquet.tmp": -60,
+        "ahead.parquet.tmp": -360,  # an NFS server's clock 6 minutes ahead: a write under way
         "recent.parquet.tmp": 60,
         "old.parquet.tmp": 2 * 3600,
     }
@@ -26,4 +27,8 @@ def test_a_staged_file_from_the_future_is_stale_too(tmp_path: Path) -> None:
         os.utime(staging / name, (now - age_s, now - age_s))
 
     assert remove_stale_staging(tmp_path) == 2
-    assert sorted(p.name for p in staging.iterdir()) == ["recent.parquet.tmp", "skewed.parquet.tmp"]
+    assert sorted(p.name for p in staging.iterdir()) == [
+        "ahead.parquet.tmp",
+        "recent.parquet.tmp",
+        "skewed.parquet.tmp",
+    ]
