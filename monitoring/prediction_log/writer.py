@@ -187,6 +187,9 @@ class PredictionLogWriter:
         thread.join(timeout_s)
         if thread.is_alive():
             self._abandon(timeout_s)
+        ongoing = self._outage.ongoing(time.monotonic())
+        if ongoing:
+            log.warning(ongoing)
 
     def _abandon(self, timeout_s: float) -> None:
         with self._cond:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 
-from monitoring.prediction_log import PredictionLogWriter, PredictionRecord
+from monitoring.prediction_log import LogSettings, PredictionLogWriter, PredictionRecord
 from monitoring.prediction_log.layout import partition_dir
 from monitoring.prediction_log.segments import predictions_table
 from tests.monitoring.builders import NOW, block_partition, predictions, query
@@ -44,6 +46,7 @@ def run_through_failures(
     monkeypatch: pytest.MonkeyPatch,
 ) -> list[logging.LogRecord]:
     """The writer through each failure the runbook describes; what it logged."""
+    monkeypatch.setattr(writer._outage, "settle_s", 0.0)  # no wait for failures to stop
     with caplog.at_level(logging.INFO):
         blocker = block_partition(store)  # writes fail, then work again
         writer.submit(predictions(4, prefix="blocked"))
@@ -75,6 +78,26 @@ def run_through_failures(
         damaged = partition_dir(store, "predictions", "titanic", NOW.date()) / "torn.parquet"
         damaged.write_bytes(b"PAR1 cut short")
         query(store, "SELECT count(*) FROM predictions")  # sets it aside
+
+        stopped = PredictionLogWriter(
+            store.with_name("stopped"), LogSettings(), CollectorRegistry()
+        )
+        stopped.start()  # and stopped while its writes fail
+        block_partition(stopped.root)
+        stopped.submit(predictions(1, prefix="stopped"))
+        stopped.close()
+
+        late = store.with_name("late")  # a writer started before its store was mounted
+        volume = shutil.copytree(store, store.with_name("late-volume"))
+        started_early = PredictionLogWriter(late, LogSettings(), CollectorRegistry())
+        started_early.start()
+        try:
+            shutil.rmtree(late)
+            volume.rename(late)
+            started_early.submit(predictions(1, prefix="late"))
+            started_early.flush()
+        finally:
+            started_early.close()
     return caplog.records
 
 

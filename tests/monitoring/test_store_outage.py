@@ -10,13 +10,14 @@ from __future__ import annotations
 import errno
 import logging
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from monitoring.prediction_log import PredictionLogWriter
+from monitoring.prediction_log import LogSettings, PredictionLogWriter
 from monitoring.prediction_log.outage import WriteOutage
 from tests.monitoring.builders import block_partition, log_records, predictions, query, sample
 
@@ -30,7 +31,7 @@ def parquet_files(folder: Path) -> list[Path]:
 @pytest.mark.parametrize(
     ("replaced", "says"),
     [
-        (True, "is no longer the one the writer opened (device/inode changed): a mount dropped?"),
+        (True, "is no longer the one the writer opened (device/inode changed): a mount dropped"),
         (False, "is gone (the writer opened it at start): a mount dropped?"),
     ],
 )
@@ -76,6 +77,53 @@ def test_a_store_whose_mount_dropped_is_not_written_until_it_is_back(
     assert query(store, "SELECT count(*) FROM predictions") == [(6,)]
 
 
+def test_a_store_mounted_after_start_is_written_into(
+    store: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An NFS ``bg`` mount or a volume attached late covers the empty folder the writer
+    opened: the new folder holds the store, and the writer goes on there (it refused every
+    write until a restart)."""
+    volume = store.with_name("volume")
+    earlier = PredictionLogWriter(volume, LogSettings(), CollectorRegistry())
+    earlier.start()
+    earlier.submit(predictions(2, prefix="earlier"))  # the store on the volume
+    earlier.close()
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.1), registry)
+    writer.start()  # before the mount: the folder under it, without tables
+    try:
+        shutil.rmtree(store)
+        volume.rename(store)  # mounted
+        with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+            writer.submit(predictions(3, prefix="after"))
+            writer.flush()
+    finally:
+        writer.close()
+
+    assert log_records(registry, "predictions", "dropped", "write_failed") == 0
+    assert query(store, "SELECT count(*) FROM predictions") == [(5,)]
+    [said] = [r.getMessage() for r in caplog.records]
+    assert said == (
+        f"prediction log: the store folder {store} is another folder than at start, one "
+        "that holds a store's tables (mounted since): writing into it"
+    )
+
+
+def test_an_empty_folder_in_place_of_a_store_that_had_tables_is_not_written(
+    writer: PredictionLogWriter, store: Path, registry: CollectorRegistry
+) -> None:
+    """Once the folder the writer opened holds tables, no other folder takes its place,
+    whatever it holds: a mount that dropped shows the folder it covered."""
+    writer.submit(predictions(2, prefix="before"))
+    writer.flush()
+    store.rename(store.with_name("volume"))
+    (store / "predictions").mkdir(parents=True)  # an old store under the mount point
+
+    writer.submit(predictions(3, prefix="during"))
+    writer.flush()
+
+    assert log_records(registry, "predictions", "dropped", "write_failed") == 3
+
+
 def test_a_store_refusing_permission_logs_one_traceback_whatever_file_each_attempt_names(
     writer: PredictionLogWriter,
     registry: CollectorRegistry,
@@ -104,10 +152,14 @@ def test_a_store_refusing_permission_logs_one_traceback_whatever_file_each_attem
 
 
 def test_writing_again_after_failures_says_how_long_and_how_much_was_lost(
-    writer: PredictionLogWriter, store: Path, caplog: pytest.LogCaptureFixture
+    writer: PredictionLogWriter,
+    store: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """After an outage the log read "dropped 4 predictions records after 3 failed attempts"
     (once a minute) where far more had been dropped, and nothing said it was over."""
+    monkeypatch.setattr(writer._outage, "settle_s", 0.0)  # no wait for failures to stop
     blocker = block_partition(store)
     with caplog.at_level(logging.INFO, logger=WRITER_LOG):
         for n in range(3):
@@ -128,7 +180,7 @@ def test_writing_again_after_failures_says_how_long_and_how_much_was_lost(
 
 
 def test_an_outage_counts_only_flushes_that_lost_records_to_a_failed_write() -> None:
-    outage = WriteOutage()
+    outage = WriteOutage(settle_s=30.0)
     assert outage.recovered(started=5.0) is None  # nothing failed: nothing to say
     outage.failed(started=10.0, dropped=20)
     outage.failed(started=11.0, dropped=780)
@@ -137,3 +189,34 @@ def test_an_outage_counts_only_flushes_that_lost_records_to_a_failed_write() -> 
         "records dropped: 800, reason write_failed or flush_failed)"
     )
     assert outage.recovered(started=53.0) is None  # said once
+
+
+def test_an_outage_ends_only_once_failures_stopped_for_a_while() -> None:
+    """One partition refusing writes and the others taking them ended and began an outage
+    every other flush, a line each time (10 lines in 20 flushes)."""
+    outage = WriteOutage(settle_s=30.0)
+    said = []
+    for second in range(0, 40, 2):  # a failed flush, then a good one, and again
+        outage.failed(started=float(second), dropped=1)
+        said.append(outage.recovered(started=second + 1.0))
+    assert said == [None] * 20
+    assert outage.recovered(started=68.0) is not None  # 30 s after the last failure
+
+
+def test_a_writer_closed_during_an_outage_says_so(
+    store: Path, registry: CollectorRegistry, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The restart a dropped mount's message advises ended the outage without a word."""
+    writer = PredictionLogWriter(store, LogSettings(flush_interval_s=0.1), registry)
+    writer.start()
+    block_partition(store)
+    writer.submit(predictions(4, prefix="lost"))
+    with caplog.at_level(logging.WARNING, logger=WRITER_LOG):
+        writer.close()
+
+    [line] = [r.getMessage() for r in caplog.records if "stopping while" in r.getMessage()]
+    assert re.fullmatch(
+        r"prediction log: stopping while writes fail, for \d+\.\d s \(failed flushes: 1, "
+        r"records dropped: 4, reason write_failed or flush_failed\)",
+        line,
+    )
