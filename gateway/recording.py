@@ -210,8 +210,8 @@ class Recorder:
         Raises ``LabelsNothing``, storing none, when a label names a row past the last one
         of a request this gateway logged: it would join no prediction. Raises
         ``FeedbackRefused``, storing none, when the writer does not take them (its queue is
-        full, or it is closed): they are counted as ``refused``, and by the writer as
-        dropped."""
+        full, or it is closed: counted by the writer as dropped) or its writes into the
+        store are failing (they would be dropped at their write): counted as ``refused``."""
         with self._seen_lock:
             logged = [self._seen.get(label.request_id) for label in labels]
         for index, (label, rows) in enumerate(zip(labels, logged, strict=True)):
@@ -226,6 +226,14 @@ class Recorder:
                 f"at most {capacity}",
                 retry=False,
             )
+        count = f"{len(labels)} label{'s' if len(labels) != 1 else ''}"
+        failing_s = self.writer.writes_failing_for()
+        if failing_s is not None:  # queued now, they would be dropped at their write
+            self.feedback.labels("refused").inc(len(labels))
+            raise FeedbackRefused(
+                f"the prediction log cannot write to its store (its writes have failed for "
+                f"{failing_s:.0f} s): {count} not accepted; send them again"
+            )
         if not self.writer.submit(labels):  # one submit: the writer takes all, or none
             self.feedback.labels("refused").inc(len(labels))
             why = (
@@ -233,7 +241,6 @@ class Recorder:
                 if self._closed
                 else "the prediction log's queue is full"
             )
-            count = f"{len(labels)} label{'s' if len(labels) != 1 else ''}"
             raise FeedbackRefused(f"{why}: {count} not accepted; send them again")
         matched = sum(1 for rows in logged if rows is not None)
         self.feedback.labels("matched").inc(matched)

@@ -56,6 +56,14 @@ class WriteOutage:
             "write_failed or flush_failed)"
         )
 
+    def failing_for(self, now: float) -> float | None:
+        """Seconds writes have been failing, while the last failure is less than
+        ``settle_s`` old; None otherwise."""
+        with self._lock:
+            if self._since is None or now - self._last_failure >= self.settle_s:
+                return None
+            return max(now - self._since, 0.0)
+
     def ongoing(self, now: float) -> str | None:
         """The line for a writer that stops during an outage; None when there is none."""
         with self._lock:

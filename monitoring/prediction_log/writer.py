@@ -112,6 +112,12 @@ class PredictionLogWriter:
         self._thread = threading.Thread(target=self._run, name="prediction-log-writer", daemon=True)
         self._thread.start()
 
+    def writes_failing_for(self) -> float | None:
+        """Seconds the store has refused this writer's writes, while it still does (a write
+        failed within ``outage.SETTLE_S``); None while writing works. Feedback, which its
+        sender can send again, is refused meanwhile rather than queued to be dropped."""
+        return self._outage.failing_for(time.monotonic())
+
     def submit(self, records: Sequence[PredictionRecord | FeedbackRecord]) -> bool:
         """Queue records for writing; never blocks. False: dropped (queue full), counted."""
         count = len(records)

@@ -8,6 +8,7 @@ label for an id this gateway never logged is stored and counted as unknown.
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -121,6 +122,36 @@ def labels(prefix: str, count: int) -> list[dict[str, Any]]:
 
 def stored(tmp_path: Path) -> list[tuple[Any, ...]]:
     return run_sql(tmp_path / "store", "select request_id from feedback order by 1").rows
+
+
+def test_labels_sent_while_the_store_refuses_writes_are_a_503_until_it_takes_them_again(
+    gateway: Gateway, tmp_path: Path
+) -> None:
+    """While writes failed (a mount gone, a full disk) the queue never filled: labels were
+    answered 202, then dropped at their write."""
+    store, volume = tmp_path / "store", tmp_path / "volume"
+    assert gateway.state.recorder is not None
+    writer = gateway.state.recorder.writer
+    store.rename(volume)  # the store's mount drops ...
+    store.mkdir()
+    assert post(gateway, *labels("lost", 1)).status_code == 202  # nothing has failed yet
+    flush(gateway)  # ... and their write fails
+
+    refused = post(gateway, *labels("later", 2))
+
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "5"
+    assert re.fullmatch(
+        r"the prediction log cannot write to its store \(its writes have failed for \d+ s\): "
+        r"2 labels not accepted; send them again",
+        refused.json()["error"],
+    )
+    assert gateway.metric("driftgate_feedback_total", outcome="refused") == 2
+    store.rmdir()
+    volume.rename(store)  # mounted again
+    writer._outage.settle_s = 0.0  # in production, 30 s without a failed write
+    assert post(gateway, *labels("again", 2)).status_code == 202
+    flush(gateway)
+    assert stored(tmp_path) == [("again-0",), ("again-1",)]
 
 
 # --- a prediction log that cannot take the labels --------------------------------------------
