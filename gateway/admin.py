@@ -191,12 +191,12 @@ async def delete_route(request: AnyRequest, model: FromPath[str]) -> Response[di
     except BadGatewayRequest:
         _count_update(state, model, "delete", "rejected")
         raise
-    # The policy removed, for what the answer says of its canary: as the folder has it now
-    # (a step another gateway's canary decision wrote a moment ago included).
-    await state.read_routes_dir()
-    before = state.routes.configured().get(model)
     try:
-        restored = await asyncio.to_thread(state.routes.remove, model, if_match, if_none_match)
+        # The policy removed, as the folder had it (a canary's latest step included): for
+        # what the answer says of its canary.
+        before, restored = await asyncio.to_thread(
+            state.routes.remove_route, model, if_match, if_none_match
+        )
     except RouteNotRemovable as exc:
         _count_update(state, model, "delete", "rejected")
         raise _not_removable(exc) from None

@@ -195,7 +195,19 @@ class RouteTable:
     ) -> RoutePolicy | None:
         """Remove the policy the admin API set for the route; returns gateway.yaml's, which
         serves again, or None when the route is no longer configured. Blocking: call it in
-        a thread.
+        a thread. See ``remove_route``."""
+        return self.remove_route(name, if_match, if_none_match)[1]
+
+    def remove_route(
+        self,
+        name: str,
+        if_match: IfMatch | None = None,
+        if_none_match: IfMatch | None = None,
+    ) -> tuple[RoutePolicy, RoutePolicy | None]:
+        """Remove the policy the admin API set for the route; returns it, as ``routes_dir``
+        had it under the write lock (a canary's latest step included), and gateway.yaml's,
+        which serves again, or None when the route is no longer configured. Blocking: call
+        it in a thread.
 
         Raises :class:`RouteNotRemovable` when the admin API set none (as ``routes_dir``
         has the route now, under the write lock), then checks ``if_match`` and
@@ -207,6 +219,7 @@ class RouteTable:
                 raise RouteNotRemovable(name, in_gateway_yaml=name in self._configured)
             if if_match is not None or if_none_match is not None:
                 self._check(name, if_match, if_none_match)
+            removed = self._stored(name)[0]
             restored = self._configured.get(name)
             with self._state:
                 if self._routes_dir is not None:
@@ -225,7 +238,7 @@ class RouteTable:
             log.info("route %s removed: no longer configured (the default policy)", name)
         else:
             log.info("route %s removed: gateway.yaml's policy serves again", name)
-        return restored
+        return removed, restored
 
     def _set_through_api(self, name: str) -> bool:
         """Whether the route has a policy the admin API (or a canary) set: a file in

@@ -282,6 +282,18 @@ def test_another_gateway_sees_the_removal_and_this_one_counts_it_once(tmp_path: 
     assert here.configured() == there.configured()
 
 
+def test_a_removal_returns_the_policy_it_removed_as_the_folder_had_it(tmp_path: Path) -> None:
+    """The answer's canary_discarded described the policy read before the write lock was
+    taken: a canary step another gateway wrote in between was not the one removed."""
+    here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
+    here.replace("titanc", policy("2"))
+    there.replace("titanc", policy("3"))  # this gateway has not read the folder since
+
+    removed, restored = here.remove_route("titanc")
+
+    assert (removed, restored) == (policy("3"), None)
+
+
 def test_a_scan_begun_before_the_removal_does_not_bring_the_route_back(tmp_path: Path) -> None:
     here, there = RouteTable(CONFIGURED, tmp_path), RouteTable(CONFIGURED, tmp_path)
     there.replace("titanc", policy("2"))
